@@ -1,0 +1,200 @@
+"""Batch inference: embed every live document a model has not embedded yet, in durable shards.
+
+A run first writes its plan (which documents go in which shard) to the lake, then embeds shard by
+shard; each finished shard is a Parquet object plus one catalog transaction recording it and the
+(document, content hash) pairs it covers. A killed run resumes from its plan and skips finished
+shards. Shards live under the model's own prefix and carry its content hash, so vectors of two models
+can never mix.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import uuid4
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedlake.catalog.registry import ModelRecord, RunRecord
+from embedlake.encoders import Encoder
+from embedlake.errors import ModelMismatch
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (documents done, documents planned)
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    model: str
+    run_id: int | None
+    planned: int
+    embedded: int
+    resumed: bool
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def embeddings_prefix(model: ModelRecord) -> str:
+    return f"embeddings/{model.name}/{model.version}"
+
+
+def shard_schema(model: ModelRecord) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("content_hash", pa.string()),
+            ("vector", pa.list_(pa.float32(), model.dim)),
+        ],
+        metadata={"model": model.ref, "model_hash": model.content_hash},
+    )
+
+
+def plan(ws: Workspace, model: ModelRecord) -> list[list[tuple[str, str]]]:
+    """Shards of (doc id, content hash) that the model lacks or has for an older text."""
+    covered = ws.catalog.registry.coverage(model.id)
+    todo = [
+        (doc_id, h)
+        for doc_id, h in sorted(ws.catalog.documents.live_hashes().items())
+        if covered.get(doc_id, ("",))[0] != h
+    ]
+    size = ws.settings.embed.shard_size
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
+
+
+def _write_plan(ws: Workspace, key: str, shards: list[list[tuple[str, str]]]) -> None:
+    table = pa.table(
+        {
+            "shard": [n for n, shard in enumerate(shards) for _ in shard],
+            "id": [d for shard in shards for d, _ in shard],
+            "content_hash": [h for shard in shards for _, h in shard],
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    ws.lake.put(key, buf.getvalue())
+
+
+def _read_plan(ws: Workspace, key: str) -> list[list[tuple[str, str]]]:
+    table = pq.read_table(io.BytesIO(ws.lake.get(key)))
+    shards: dict[int, list[tuple[str, str]]] = {}
+    for s, d, h in zip(
+        *(table.column(c).to_pylist() for c in ("shard", "id", "content_hash")), strict=True
+    ):
+        shards.setdefault(s, []).append((d, h))
+    return [shards[n] for n in sorted(shards)]
+
+
+def embed(
+    ws: Workspace, model: ModelRecord, encoder: Encoder, progress: Progress | None = None
+) -> EmbedReport:
+    """Embed what ``model`` is missing; resumes an interrupted run of the same model."""
+    started = time.perf_counter()
+    registry = ws.catalog.registry
+    run: RunRecord | None = registry.open_run(model.id)
+    resumed = run is not None
+    if run is not None:
+        shards = _read_plan(ws, run.plan_key)
+        log.info("resuming embedding run %s of %s", run.id, model.ref)
+    else:
+        shards = plan(ws, model)
+        if not shards:
+            return EmbedReport(model.ref, None, 0, 0, False, time.perf_counter() - started)
+        key = f"{embeddings_prefix(model)}/runs/{uuid4().hex[:12]}/plan.parquet"
+        _write_plan(ws, key, shards)
+        run = registry.start_run(model.id, sum(map(len, shards)), len(shards), key)
+    planned = sum(map(len, shards))
+    done = registry.done_shards(run.id)
+    finished = sum(len(shards[n]) for n in done)
+    embedded = 0
+    if progress:
+        progress(finished, planned)
+    run_prefix = run.plan_key.rsplit("/", 1)[0]
+    for number, shard in enumerate(shards):
+        if number in done:
+            continue
+        count = _embed_shard(ws, model, encoder, run, number, shard, run_prefix)
+        embedded += count
+        finished += len(shard)
+        if progress:
+            progress(finished, planned)
+    seconds = time.perf_counter() - started
+    registry.finish_run(run.id, seconds)
+    return EmbedReport(model.ref, run.id, planned, embedded, resumed, seconds)
+
+
+def _embed_shard(
+    ws: Workspace,
+    model: ModelRecord,
+    encoder: Encoder,
+    run: RunRecord,
+    number: int,
+    shard: list[tuple[str, str]],
+    run_prefix: str,
+) -> int:
+    docs = ws.catalog.documents.get_many([d for d, _ in shard])
+    # A document deleted since the plan is skipped; one changed since is embedded as it is now.
+    live = [docs[d] for d, _ in shard if d in docs]
+    vectors = encoder.encode([d.full_text for d in live], batch_size=ws.settings.embed.batch_size)
+    if vectors.shape != (len(live), model.dim):
+        raise ModelMismatch(
+            f"model {model.ref} returned vectors of shape {vectors.shape}, "
+            f"expected ({len(live)}, {model.dim})"
+        )
+    table = pa.table(
+        {
+            "id": [d.id for d in live],
+            "content_hash": [d.content_hash for d in live],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), model.dim),
+        },
+        schema=shard_schema(model),
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    key = f"{run_prefix}/shard-{number:05d}.parquet"
+    ws.lake.put(key, buf.getvalue())
+    ws.catalog.registry.finish_shard(run, number, key, [(d.id, d.content_hash) for d in live])
+    return len(live)
+
+
+def read_vectors(ws: Workspace, model: ModelRecord) -> tuple[list[str], np.ndarray]:
+    """The current vector of every live document the model covers (ids sorted)."""
+    covered = ws.catalog.registry.coverage(model.id)
+    live = ws.catalog.documents.live_hashes()
+    wanted = {d: h for d, (h, _) in covered.items() if live.get(d) == h}
+    by_shard: dict[str, set[str]] = {}
+    for doc_id in wanted:
+        by_shard.setdefault(covered[doc_id][1], set()).add(doc_id)
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    for key in sorted(by_shard):
+        table = pq.read_table(io.BytesIO(ws.lake.get(key)))
+        meta = table.schema.metadata or {}
+        if meta.get(b"model_hash", b"").decode() != model.content_hash:
+            raise ModelMismatch(f"shard {key} was not written by model {model.ref}")
+        keep = by_shard[key]
+        shard_ids = table.column("id").to_pylist()
+        hashes = table.column("content_hash").to_pylist()
+        rows = [
+            n
+            for n, (d, h) in enumerate(zip(shard_ids, hashes, strict=True))
+            if d in keep and wanted[d] == h
+        ]
+        flat = table.column("vector").combine_chunks().flatten().to_numpy()
+        matrix = flat.reshape(-1, model.dim)[rows]
+        ids.extend(shard_ids[n] for n in rows)
+        parts.append(matrix)
+    if not ids:
+        return [], np.empty((0, model.dim), dtype=np.float32)
+    vectors = np.vstack(parts).astype(np.float32, copy=False)
+    order = np.argsort(np.array(ids, dtype=object), kind="stable")
+    return [ids[i] for i in order], np.ascontiguousarray(vectors[order])

@@ -1,0 +1,177 @@
+"""Documents: upsert by id and content hash, tombstones, streaming reads."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from embedlake.catalog.schema import documents as t
+from embedlake.errors import NotFound
+
+if TYPE_CHECKING:
+    from embedlake.catalog import Catalog
+
+# SQLite allows 32k bound parameters; stay well below for IN (...) lists.
+_IN_CHUNK = 900
+
+
+def content_hash(title: str, text: str) -> str:
+    """Hash of what an encoder sees: a changed title or text means a new vector is needed."""
+    return hashlib.sha256(f"{title}\x00{text}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    source: str
+    title: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.title, self.text)
+
+    @property
+    def full_text(self) -> str:
+        """The text an encoder embeds: title and body."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+@dataclass
+class UpsertResult:
+    inserted: list[Document] = field(default_factory=list)
+    updated: list[Document] = field(default_factory=list)
+    unchanged: int = 0
+    # ids that already belong to another source: refused, never overwritten
+    conflicts: list[tuple[Document, str]] = field(default_factory=list)
+
+
+class Documents:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def upsert(
+        self,
+        docs: Sequence[Document],
+        before_commit: Callable[[UpsertResult], object] | None = None,
+    ) -> UpsertResult:
+        """Insert new ids, update changed ones, leave identical ones untouched; one transaction.
+
+        ``before_commit`` runs inside the transaction once the changes are known (the ingest
+        pipeline writes its Parquet log there); if it raises, nothing is committed.
+        """
+        result = UpsertResult()
+        if not docs:
+            return result
+        latest = {d.id: d for d in docs}  # within a batch, the last row of an id wins
+        now = datetime.now(UTC)
+        with self._catalog.begin() as conn:
+            existing: dict[str, tuple[str, Any, Any, str]] = {}
+            ids = list(latest)
+            for i in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    select(
+                        t.c.id, t.c.content_hash, t.c.metadata, t.c.deleted_at, t.c.source
+                    ).where(t.c.id.in_(ids[i : i + _IN_CHUNK]))
+                )
+                existing.update(
+                    {r.id: (r.content_hash, r.metadata, r.deleted_at, r.source) for r in rows}
+                )
+            new_rows, changed = [], []
+            for doc in latest.values():
+                row = dict(
+                    id=doc.id,
+                    source=doc.source,
+                    title=doc.title,
+                    text=doc.text,
+                    metadata=doc.metadata,
+                    content_hash=doc.content_hash,
+                    updated_at=now,
+                    deleted_at=None,
+                )
+                old = existing.get(doc.id)
+                if old is None:
+                    new_rows.append({**row, "created_at": now})
+                    result.inserted.append(doc)
+                elif old[3] != doc.source:
+                    result.conflicts.append((doc, old[3]))
+                elif old[0] == doc.content_hash and old[1] == doc.metadata and old[2] is None:
+                    result.unchanged += 1
+                else:
+                    changed.append(row)
+                    result.updated.append(doc)
+            if new_rows:
+                conn.execute(t.insert(), new_rows)
+            for row in changed:
+                conn.execute(update(t).where(t.c.id == row["id"]).values(**row))
+            if before_commit is not None:
+                before_commit(result)
+        return result
+
+    def get(self, doc_id: str, *, include_deleted: bool = False) -> Document:
+        with self._catalog.connect() as conn:
+            row = conn.execute(select(t).where(t.c.id == doc_id)).first()
+        if row is None or (row.deleted_at is not None and not include_deleted):
+            raise NotFound(f"document {doc_id!r} does not exist")
+        return Document(row.id, row.source, row.title, row.text, row.metadata)
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, Document]:
+        """Live documents among ``ids`` (missing or deleted ones are absent)."""
+        out: dict[str, Document] = {}
+        with self._catalog.connect() as conn:
+            for i in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    select(t).where(t.c.id.in_(ids[i : i + _IN_CHUNK]), t.c.deleted_at.is_(None))
+                )
+                out.update(
+                    {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
+                )
+        return out
+
+    def delete(self, doc_id: str) -> None:
+        """Tombstone a document: it stays in the audit trail and leaves every result list."""
+        with self._catalog.begin() as conn:
+            done = conn.execute(
+                update(t)
+                .where(t.c.id == doc_id, t.c.deleted_at.is_(None))
+                .values(deleted_at=datetime.now(UTC))
+            )
+        if done.rowcount == 0:
+            raise NotFound(f"document {doc_id!r} does not exist")
+
+    def count(self) -> int:
+        with self._catalog.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(t).where(t.c.deleted_at.is_(None))
+                ).scalar_one()
+            )
+
+    def live_hashes(self) -> dict[str, str]:
+        """id → content hash of every live document (what a model must have embedded)."""
+        with self._catalog.connect() as conn:
+            rows = conn.execute(select(t.c.id, t.c.content_hash).where(t.c.deleted_at.is_(None)))
+            return {r.id: r.content_hash for r in rows}
+
+    def iter_live(self, batch: int = 1000) -> Iterator[Document]:
+        """Every live document in id order, read in keyset pages (constant memory)."""
+        last = ""
+        while True:
+            with self._catalog.connect() as conn:
+                rows = conn.execute(
+                    select(t)
+                    .where(t.c.deleted_at.is_(None), t.c.id > last)
+                    .order_by(t.c.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield Document(r.id, r.source, r.title, r.text, r.metadata)
+            last = rows[-1].id

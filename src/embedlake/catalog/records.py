@@ -1,0 +1,129 @@
+"""Append-only records: lake events, ingest runs, benchmark datasets and results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from embedlake.catalog.schema import benchmark_results, datasets, ingest_runs, lake_events
+from embedlake.errors import NotFound
+from embedlake.lake import ObjectEvent
+
+if TYPE_CHECKING:
+    from embedlake.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    name: str
+    prefix: str
+    n_queries: int
+    n_judgments: int
+
+
+class Records:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def add_event(self, event: ObjectEvent) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                lake_events.insert().values(
+                    event_id=event.id,
+                    type=event.type,
+                    key=event.key,
+                    size=event.size,
+                    etag=event.etag,
+                    time=event.time,
+                )
+            )
+
+    def events(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._catalog.connect() as conn:
+            rows = conn.execute(
+                select(lake_events)
+                .where(lake_events.c.seq > after_seq)
+                .order_by(lake_events.c.seq)
+                .limit(limit)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def add_ingest_run(
+        self,
+        *,
+        source: str,
+        file: str,
+        raw_key: str | None,
+        counts: dict[str, int],
+        started_at: datetime,
+    ) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                ingest_runs.insert().values(
+                    source=source,
+                    file=file,
+                    raw_key=raw_key,
+                    counts=counts,
+                    started_at=started_at,
+                    finished_at=datetime.now(UTC),
+                )
+            )
+
+    def put_dataset(self, name: str, prefix: str, n_queries: int, n_judgments: int) -> None:
+        insert = self._catalog.insert
+        stmt = insert(datasets).values(
+            name=name,
+            prefix=prefix,
+            n_queries=n_queries,
+            n_judgments=n_judgments,
+            created_at=datetime.now(UTC),
+        )
+        with self._catalog.begin() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_=dict(
+                        prefix=stmt.excluded.prefix,
+                        n_queries=stmt.excluded.n_queries,
+                        n_judgments=stmt.excluded.n_judgments,
+                    ),
+                )
+            )
+
+    def dataset(self, name: str) -> DatasetRecord:
+        with self._catalog.connect() as conn:
+            row = conn.execute(select(datasets).where(datasets.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"benchmark dataset {name!r} is not registered")
+        return DatasetRecord(row.name, row.prefix, row.n_queries, row.n_judgments)
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        with self._catalog.connect() as conn:
+            return [
+                DatasetRecord(r.name, r.prefix, r.n_queries, r.n_judgments)
+                for r in conn.execute(select(datasets).order_by(datasets.c.name))
+            ]
+
+    def add_result(
+        self,
+        *,
+        dataset: str,
+        system: str,
+        metrics: dict[str, float],
+        model_id: int | None = None,
+        index_id: int | None = None,
+    ) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                benchmark_results.insert().values(
+                    dataset=dataset,
+                    system=system,
+                    model_id=model_id,
+                    index_id=index_id,
+                    metrics=metrics,
+                    created_at=datetime.now(UTC),
+                )
+            )

@@ -1,0 +1,276 @@
+"""Models, embedding runs and their shards, coverage, and indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from embedlake.catalog.schema import embedded, embedding_runs, embedding_shards, indexes, models
+from embedlake.errors import CatalogError, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from embedlake.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    name: str
+    version: str
+    kind: str
+    dim: int
+    content_hash: str
+    prefix: str
+    manifest: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    model_id: int
+    status: str
+    n_documents: int
+    n_shards: int
+    plan_key: str
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    id: int
+    model_id: int
+    engine: str
+    params: dict[str, Any]
+    n_vectors: int
+    prefix: str
+    created_at: datetime
+
+
+def _new_id(key: Any) -> int:
+    """The primary key SQLAlchemy reports for a single-row insert."""
+    if key is None or key[0] is None:
+        raise CatalogError("catalog: the database returned no id for a new row")
+    return int(key[0])
+
+
+def _model(row: Any) -> ModelRecord:
+    return ModelRecord(
+        row.id, row.name, row.version, row.kind, row.dim, row.content_hash, row.prefix, row.manifest
+    )
+
+
+class Registry:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    # -- models ---------------------------------------------------------------------------
+    def add_model(
+        self,
+        *,
+        name: str,
+        version: str,
+        kind: str,
+        dim: int,
+        content_hash: str,
+        prefix: str,
+        manifest: dict[str, Any],
+    ) -> ModelRecord:
+        """Register a model version; the same name@version with the same hash is a no-op."""
+        try:
+            with self._catalog.begin() as conn:
+                conn.execute(
+                    models.insert().values(
+                        name=name,
+                        version=version,
+                        kind=kind,
+                        dim=dim,
+                        content_hash=content_hash,
+                        prefix=prefix,
+                        manifest=manifest,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except Exception as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+            existing = self.model(f"{name}@{version}")
+            if existing.content_hash != content_hash:
+                raise Conflict(
+                    f"model {name}@{version} is already registered with different "
+                    f"content (hash {existing.content_hash[:12]}); versions are "
+                    f"immutable: choose a new version"
+                ) from None
+            return existing
+        return self.model(f"{name}@{version}")
+
+    def model(self, ref: str) -> ModelRecord:
+        """``name@version``, or ``name`` for its newest version."""
+        name, _, version = ref.partition("@")
+        query = select(models).where(models.c.name == name)
+        query = (
+            query.where(models.c.version == version)
+            if version
+            else query.order_by(models.c.id.desc()).limit(1)
+        )
+        with self._catalog.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"model {ref!r} is not registered (see `embedlake models`)")
+        return _model(row)
+
+    def model_by_id(self, model_id: int) -> ModelRecord:
+        with self._catalog.connect() as conn:
+            row = conn.execute(select(models).where(models.c.id == model_id)).first()
+        if row is None:
+            raise NotFound(f"model id {model_id} is not registered")
+        return _model(row)
+
+    def list_models(self) -> list[ModelRecord]:
+        with self._catalog.connect() as conn:
+            return [_model(r) for r in conn.execute(select(models).order_by(models.c.id))]
+
+    # -- embedding runs ---------------------------------------------------------------------
+    def open_run(self, model_id: int) -> RunRecord | None:
+        """The unfinished run of a model, if a previous `embed` stopped half way."""
+        with self._catalog.connect() as conn:
+            row = conn.execute(
+                select(embedding_runs)
+                .where(embedding_runs.c.model_id == model_id, embedding_runs.c.status == "running")
+                .order_by(embedding_runs.c.id.desc())
+                .limit(1)
+            ).first()
+        return (
+            None
+            if row is None
+            else RunRecord(
+                row.id, row.model_id, row.status, row.n_documents, row.n_shards, row.plan_key
+            )
+        )
+
+    def start_run(self, model_id: int, n_documents: int, n_shards: int, plan_key: str) -> RunRecord:
+        with self._catalog.begin() as conn:
+            run_key = conn.execute(
+                embedding_runs.insert().values(
+                    model_id=model_id,
+                    status="running",
+                    n_documents=n_documents,
+                    n_shards=n_shards,
+                    plan_key=plan_key,
+                    started_at=datetime.now(UTC),
+                )
+            ).inserted_primary_key
+        return RunRecord(_new_id(run_key), model_id, "running", n_documents, n_shards, plan_key)
+
+    def done_shards(self, run_id: int) -> set[int]:
+        with self._catalog.connect() as conn:
+            rows = conn.execute(
+                select(embedding_shards.c.shard).where(embedding_shards.c.run_id == run_id)
+            )
+            return {r.shard for r in rows}
+
+    def finish_shard(
+        self, run: RunRecord, shard: int, key: str, coverage: Sequence[tuple[str, str]]
+    ) -> None:
+        """Record a written shard and the (doc id, content hash) pairs it covers, atomically."""
+        insert = self._catalog.insert
+        with self._catalog.begin() as conn:
+            conn.execute(
+                embedding_shards.insert().values(
+                    run_id=run.id,
+                    shard=shard,
+                    key=key,
+                    n_documents=len(coverage),
+                    finished_at=datetime.now(UTC),
+                )
+            )
+            if coverage:
+                stmt = insert(embedded).values(
+                    [
+                        dict(model_id=run.model_id, doc_id=d, content_hash=h, shard_key=key)
+                        for d, h in coverage
+                    ]
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["model_id", "doc_id"],
+                        set_=dict(
+                            content_hash=stmt.excluded.content_hash,
+                            shard_key=stmt.excluded.shard_key,
+                        ),
+                    )
+                )
+
+    def finish_run(self, run_id: int, seconds: float) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                update(embedding_runs)
+                .where(embedding_runs.c.id == run_id)
+                .values(status="done", finished_at=datetime.now(UTC), seconds=seconds)
+            )
+
+    def coverage(self, model_id: int) -> dict[str, tuple[str, str]]:
+        """doc id → (content hash, shard key) of everything the model has embedded."""
+        with self._catalog.connect() as conn:
+            rows = conn.execute(
+                select(embedded.c.doc_id, embedded.c.content_hash, embedded.c.shard_key).where(
+                    embedded.c.model_id == model_id
+                )
+            )
+            return {r.doc_id: (r.content_hash, r.shard_key) for r in rows}
+
+    def forget_coverage(self, model_id: int, doc_ids: Sequence[str]) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                delete(embedded).where(
+                    embedded.c.model_id == model_id, embedded.c.doc_id.in_(list(doc_ids))
+                )
+            )
+
+    def count_embedded(self, model_id: int) -> int:
+        with self._catalog.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(embedded)
+                    .where(embedded.c.model_id == model_id)
+                ).scalar_one()
+            )
+
+    # -- indexes ----------------------------------------------------------------------------
+    def add_index(
+        self, *, model_id: int, engine: str, params: dict[str, Any], n_vectors: int, prefix: str
+    ) -> IndexRecord:
+        now = datetime.now(UTC)
+        with self._catalog.begin() as conn:
+            index_key = conn.execute(
+                indexes.insert().values(
+                    model_id=model_id,
+                    engine=engine,
+                    params=params,
+                    n_vectors=n_vectors,
+                    prefix=prefix,
+                    created_at=now,
+                )
+            ).inserted_primary_key
+        return IndexRecord(_new_id(index_key), model_id, engine, params, n_vectors, prefix, now)
+
+    def latest_index(self, model_id: int | None = None) -> IndexRecord:
+        """The newest index (of a model, or of any model)."""
+        query = select(indexes).order_by(indexes.c.id.desc()).limit(1)
+        if model_id is not None:
+            query = query.where(indexes.c.model_id == model_id)
+        with self._catalog.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound("no index has been built yet: run `embedlake index` first")
+        return IndexRecord(
+            row.id, row.model_id, row.engine, row.params, row.n_vectors, row.prefix, row.created_at
+        )

@@ -1,0 +1,148 @@
+"""Catalog tables (SQLAlchemy Core). Alembic migrations create them; a test keeps both in step."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# One row per document id. A changed text is a new content hash; a deletion is a tombstone, so that
+# every release can drop the document from its results without losing the audit trail.
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("source", String(256), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+    Index("ix_documents_source", "source"),
+    Index("ix_documents_content_hash", "content_hash"),
+)
+
+# The outbox of lake events: persisted when the object is written, routed to functions later.
+lake_events = Table(
+    "lake_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("etag", String(128), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+)
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(256), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("raw_key", Text, nullable=True),
+    Column("counts", JSON, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("name", "version", name="uq_models_name_version"),
+)
+
+embedding_runs = Table(
+    "embedding_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("status", String(32), nullable=False),  # running | done | failed
+    Column("n_documents", Integer, nullable=False),
+    Column("n_shards", Integer, nullable=False),
+    Column("plan_key", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("seconds", Float, nullable=True),
+)
+
+embedding_shards = Table(
+    "embedding_shards",
+    metadata,
+    Column("run_id", Integer, ForeignKey("embedding_runs.id"), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("key", Text, nullable=False),
+    Column("n_documents", Integer, nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which content of which document a model has embedded, and where the vector lies: the coverage that
+# incremental embedding and index building read.
+embedded = Table(
+    "embedded",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("doc_id", String(512), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("shard_key", Text, nullable=False),
+)
+
+indexes = Table(
+    "indexes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("engine", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("n_vectors", Integer, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("prefix", Text, nullable=False),
+    Column("n_queries", Integer, nullable=False),
+    Column("n_judgments", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+benchmark_results = Table(
+    "benchmark_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset", String(256), nullable=False),
+    Column("system", String(256), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=True),
+    Column("index_id", Integer, ForeignKey("indexes.id"), nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,1 @@
+"""The ``embedlake`` command line."""

@@ -1,0 +1,65 @@
+"""The ``embedlake`` command: entry point, logging set-up and the one place errors become exit codes.
+
+Exit codes: 0 success, 1 rejected records under ``ingest --strict``, 2 bad input or configuration,
+3 something missing, 4 a backend failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.logging import RichHandler
+
+from embedlake.cli import commands, demo
+from embedlake.cli.output import errors
+from embedlake.errors import BackendError, EmbedlakeError, NotFound
+
+app = typer.Typer(
+    name="embedlake",
+    help="Drop documents or a model into the lake; embedding, indexing and benchmarking follow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+commands.register(app)
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=errors, show_path=False)],
+        force=True,
+    )
+    # bm25s sets its own logger to DEBUG; keep libraries at our level.
+    for noisy in ("bm25s", "sentence_transformers", "transformers", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def exit_code(exc: EmbedlakeError) -> int:
+    if isinstance(exc, NotFound):
+        return 3
+    if isinstance(exc, BackendError):
+        return 4
+    return 2
+
+
+def main() -> None:
+    try:
+        app()
+    except EmbedlakeError as exc:
+        errors.print(f"error: {exc}", style="red", highlight=False, markup=False)
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

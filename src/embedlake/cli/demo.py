@@ -1,0 +1,94 @@
+"""``embedlake demo``: the main job, end to end, on a corpus every installation has."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedlake.batch import embed as embed_corpus
+from embedlake.cli.output import console, table
+from embedlake.encoders import artifacts
+from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.evaluate import bench as benchmark
+from embedlake.evaluate.datasets import load_folder
+from embedlake.ingest import ingest_path
+from embedlake.serving import Searcher, build_index
+from embedlake.workspace import Workspace
+
+
+def demo(
+    workspace: Annotated[Path, typer.Option(help="Workspace folder to create or reuse.")] = Path(
+        "demo-ws"
+    ),
+    dataset: Annotated[
+        Path | None, typer.Option(help="A BEIR folder to use instead of the docstrings corpus.")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help=("Models to compare (default: lsa and minilm).")),
+    ] = None,
+    max_documents: Annotated[int, typer.Option(help="Size of the docstrings corpus.")] = 3000,
+) -> None:
+    """Create a workspace, ingest a corpus, embed, index, benchmark and show example searches."""
+    models = model or ["lsa", "minilm"]
+    with Workspace.init(workspace) as ws:
+        if dataset is None:
+            from embedlake.demo import docstrings
+
+            dataset = ws.settings.workspace / "demo-data" / "docstrings"
+            if not (dataset / "corpus.jsonl").is_file():
+                console.print("building the docstrings corpus from the installed Python …")
+                docstrings.build(dataset, max_documents=max_documents)
+        console.rule(f"1. ingest {dataset}")
+        for report in ingest_path(ws, dataset):
+            console.print(
+                f"{report.file}: {report.inserted:,} new, {report.updated:,} updated, "
+                f"{report.unchanged:,} unchanged, {report.rejected:,} rejected",
+                highlight=False,
+            )
+        name = dataset.resolve().name
+        evaluation = load_folder(dataset)
+        results = [
+            benchmark.bench_bm25(ws, evaluation),
+            benchmark.bench_bm25(ws, evaluation, stem=True),
+        ]
+        for spec in models:
+            record = resolve_model(ws, spec)
+            console.rule(f"2. embed and index with {record.ref}")
+            encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+            embedded = embed_corpus(ws, record, encoder)
+            console.print(
+                f"embedded {embedded.embedded:,} documents ({embedded.rate:,.1f}/s)",
+                highlight=False,
+            )
+            built = build_index(ws, record)
+            console.print(
+                f"{built.engine} index over {built.n_vectors:,} vectors ({built.seconds:.1f} s)",
+                highlight=False,
+            )
+            results.append(benchmark.bench_model(ws, evaluation, record.ref))
+        console.rule(f"3. benchmark on {name} ({len(evaluation.queries)} queries)")
+        columns = ["ndcg@10", "recall@100", "mrr@10", "ann_recall@10", "qps"]
+        table(
+            None,
+            ["system", *columns],
+            [(r.system, *[r.metrics.get(c) for c in columns]) for r in results],
+        )
+        best = max(results[2:], key=lambda r: r.metrics["ndcg@10"])
+        console.rule(f"4. example searches with {best.system}")
+        searcher = Searcher(ws, best.system)
+        for qid in list(evaluation.queries)[:3]:
+            query = evaluation.queries[qid]
+            relevant = [d for d, g in evaluation.qrels[qid].items() if g > 0]
+            hits = searcher.search(query, 3)
+            table(
+                f"{query!r} (relevant: {', '.join(relevant[:3])})",
+                ["#", "score", "id"],
+                [(n, h.score, h.id) for n, h in enumerate(hits, 1)],
+            )
+        summary = {r.system: round(r.metrics["ndcg@10"], 4) for r in results}
+        console.print(f"nDCG@10: {json.dumps(summary)}", highlight=False)
+        console.print(f'\nnext: embedlake search {workspace} "your query" -k 5', highlight=False)

@@ -1,0 +1,177 @@
+"""Settings: environment ``EMBEDLAKE_*`` > ``embedlake.toml`` > defaults.
+
+Read once, at entry points (the CLI, later the API factory and the worker), and passed down as a typed
+object. Nested fields use a double underscore in the environment: ``EMBEDLAKE_INDEX__EF_SEARCH=128``.
+Relative paths and URLs are resolved against the workspace folder, so a workspace can be moved.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from embedlake.errors import ConfigError
+
+CONFIG_FILE = "embedlake.toml"
+_ENV_PREFIX = "EMBEDLAKE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LakeSettings(_Section):
+    # A path (relative to the workspace) or an fsspec URL such as file:///data/lake.
+    url: str = "lake"
+
+
+class CatalogSettings(_Section):
+    url: str = "sqlite:///catalog.db"
+    # Kept out of the URL so that it is never printed; read from env or a *_FILE secret.
+    password: SecretStr | None = None
+
+
+class IngestSettings(_Section):
+    max_document_bytes: int = Field(default=1_000_000, gt=0)
+    batch_size: int = Field(default=2_000, gt=0)
+
+
+class EmbedSettings(_Section):
+    batch_size: int = Field(default=32, gt=0)
+    shard_size: int = Field(default=2_048, gt=0)
+    device: str = "auto"
+    max_seq_length: int = Field(default=256, gt=0)
+    lsa_components: int = Field(default=256, gt=1)
+
+
+class IndexSettings(_Section):
+    engine: Literal["hnsw", "exact"] = "hnsw"
+    m: int = Field(default=32, ge=4)
+    ef_construction: int = Field(default=200, ge=8)
+    ef_search: int = Field(default=128, ge=1)
+
+
+class Settings(BaseModel):
+    """All settings of one workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: Path = Path(".")
+    lake: LakeSettings = LakeSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    ingest: IngestSettings = IngestSettings()
+    embed: EmbedSettings = EmbedSettings()
+    index: IndexSettings = IndexSettings()
+
+    @classmethod
+    def load(cls, workspace: Path, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings of ``workspace``: environment over its ``embedlake.toml`` over defaults."""
+        workspace = workspace.resolve()
+        path = workspace / CONFIG_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"{workspace} is not an embedlake workspace (no {CONFIG_FILE}); "
+                f"run `embedlake init {workspace}` first"
+            )
+        try:
+            data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        _merge(data, _from_environment(os.environ if environ is None else environ))
+        data["workspace"] = workspace
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"invalid settings in {path} or EMBEDLAKE_* environment: {_summarise(exc)}"
+            ) from None
+
+    def resolve(self, location: str) -> str:
+        """A lake or catalog location made absolute against the workspace (URLs pass through)."""
+        if "://" in location:
+            return location
+        return str((self.workspace / location).resolve())
+
+    def catalog_url(self) -> str:
+        """The SQLAlchemy URL of the catalog, with relative SQLite paths resolved."""
+        url = self.catalog.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str((self.workspace / url[len(prefix) :]).resolve())
+        return url
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``EMBEDLAKE_INDEX__EF_SEARCH=64`` → ``{"index": {"ef_search": "64"}}``.
+
+    ``EMBEDLAKE_X_FILE=/run/secrets/x`` sets ``x`` from the file's content (the Docker and
+    Kubernetes secrets convention), so secrets need not sit in the environment or the toml.
+    """
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(_ENV_PREFIX):
+            continue
+        name = key[len(_ENV_PREFIX) :].lower()
+        if name.endswith("_file"):
+            name = name[: -len("_file")]
+            try:
+                value = Path(value).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{key}: cannot read secret file: {exc.strerror}") from None
+        node = out
+        *parents, leaf = name.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def default_toml() -> str:
+    """The commented ``embedlake.toml`` that ``embedlake init`` writes."""
+    s = Settings()
+    return f"""# embedlake workspace settings. Environment variables EMBEDLAKE_SECTION__KEY override these.
+
+[lake]
+url = "{s.lake.url}"                  # a folder (relative to this file) or an fsspec URL
+
+[catalog]
+url = "{s.catalog.url}"  # any SQLAlchemy URL; password via EMBEDLAKE_CATALOG__PASSWORD(_FILE)
+
+[ingest]
+max_document_bytes = {s.ingest.max_document_bytes}
+batch_size = {s.ingest.batch_size}
+
+[embed]
+batch_size = {s.embed.batch_size}
+shard_size = {s.embed.shard_size}
+device = "{s.embed.device}"                # auto | cpu | cuda
+max_seq_length = {s.embed.max_seq_length}
+lsa_components = {s.embed.lsa_components}
+
+[index]
+engine = "{s.index.engine}"              # hnsw | exact
+m = {s.index.m}
+ef_construction = {s.index.ef_construction}
+ef_search = {s.index.ef_search}
+"""

@@ -1,0 +1,52 @@
+"""Encoders: text in, L2-normalised float32 vectors out; one module per kind.
+
+Every model lives in the lake as a self-describing folder, ``models/<name>/<version>/``, whose
+``manifest.json`` says its kind, dimension and content hash; ``KINDS`` maps a kind to the module that
+loads it, imported lazily (torch is only imported when a sentence-transformers model is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from embedlake.errors import ConfigError
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Encoder(Protocol):
+    kind: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
+        """Row i is the unit-length vector of ``texts[i]``."""
+        ...
+
+
+KINDS: dict[str, str] = {
+    "sentence-transformers": "embedlake.encoders.sentence_transformers",
+    "lsa": "embedlake.encoders.lsa",
+}
+
+
+def load_folder(folder: Path, manifest: dict[str, Any], **options: Any) -> Encoder:
+    """Load a verified model folder with the module of its kind."""
+    kind = manifest.get("kind")
+    module_name = KINDS.get(str(kind))
+    if module_name is None:
+        raise ConfigError(f"model kind {kind!r} is unknown (known: {', '.join(sorted(KINDS))})")
+    encoder: Encoder = importlib.import_module(module_name).load(folder, manifest, **options)
+    return encoder
+
+
+def normalise(vectors: npt.NDArray[Any]) -> Vectors:
+    out = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(out / norms, dtype=np.float32)

@@ -1,0 +1,78 @@
+"""Encoder kind ``lsa``: TF-IDF + truncated SVD (latent semantic analysis), fitted in seconds.
+
+Saved without pickle: the vocabulary and IDF weights as JSON/NumPy and the SVD components as NumPy,
+so an artifact is plain data, loads on any scikit-learn version and hashes reproducibly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from embedlake.encoders import Vectors, normalise
+from embedlake.errors import InputError
+
+KIND = "lsa"
+_VECTORIZER = dict(sublinear_tf=True, stop_words="english", lowercase=True, dtype=np.float32)
+
+
+class LsaEncoder:
+    kind = KIND
+
+    def __init__(self, vectorizer: TfidfVectorizer, components: np.ndarray) -> None:
+        self.vectorizer = vectorizer
+        self.components = np.ascontiguousarray(components, dtype=np.float32)
+        self.dim = int(components.shape[0])
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], n_components: int = 256, seed: int = 0) -> LsaEncoder:
+        if len(texts) < 3:
+            raise InputError(f"LSA needs at least 3 documents to fit, the corpus has {len(texts)}")
+        vectorizer = TfidfVectorizer(**_VECTORIZER)
+        try:
+            matrix = vectorizer.fit_transform(texts)
+        except ValueError as exc:  # e.g. every word is a stop word
+            raise InputError(f"cannot fit LSA on this corpus: {exc}") from None
+        k = max(2, min(n_components, matrix.shape[1] - 1, matrix.shape[0] - 1))
+        svd = TruncatedSVD(n_components=k, random_state=seed, algorithm="randomized")
+        svd.fit(matrix)
+        return cls(vectorizer, svd.components_)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
+        tfidf = self.vectorizer.transform(list(texts))
+        return normalise(np.asarray(tfidf @ self.components.T))
+
+    def save(self, folder: Path) -> None:
+        vocabulary = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}
+        (folder / "vocabulary.json").write_text(
+            json.dumps(vocabulary, sort_keys=True), encoding="utf-8"
+        )
+        np.save(folder / "idf.npy", self.vectorizer.idf_.astype(np.float32))
+        np.save(folder / "components.npy", self.components)
+
+
+def load(folder: Path, manifest: dict[str, Any], **options: Any) -> LsaEncoder:
+    try:
+        vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        idf = np.load(folder / "idf.npy")
+        components = np.load(folder / "components.npy")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder}: not a loadable LSA model: {exc}") from None
+    if (
+        components.ndim != 2
+        or components.shape[1] != len(vocabulary)
+        or len(idf) != len(vocabulary)
+    ):
+        raise InputError(
+            f"{folder}: LSA files disagree in shape (vocabulary {len(vocabulary)}, "
+            f"idf {len(idf)}, components {components.shape})"
+        )
+    vectorizer = TfidfVectorizer(vocabulary=vocabulary, **_VECTORIZER)
+    vectorizer.idf_ = idf
+    return LsaEncoder(vectorizer, components)

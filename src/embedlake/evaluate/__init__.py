@@ -1,0 +1,1 @@
+"""Evaluation: BEIR-layout datasets, retrieval metrics, ANN recall, the BM25 baseline, benchmarks."""

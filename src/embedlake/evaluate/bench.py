@@ -1,0 +1,85 @@
+"""Benchmark a workspace on a BEIR dataset: BM25 and each dense model in one table.
+
+For a dense model: quality of the ANN index (nDCG@10, recall@100, MRR@10, MAP), ANN recall@10 against
+exact search over the same vectors, and search throughput (one query at a time, after encoding).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from embedlake.batch import read_vectors
+from embedlake.encoders import artifacts
+from embedlake.encoders.resolve import encoder_options
+from embedlake.errors import InputError
+from embedlake.evaluate import metrics
+from embedlake.evaluate.bm25 import Bm25
+from embedlake.evaluate.datasets import Dataset
+from embedlake.index.exact import ExactIndex
+from embedlake.serving import load_index
+from embedlake.workspace import Workspace
+
+DEPTH = 100
+
+
+@dataclass
+class Result:
+    dataset: str
+    system: str
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+
+
+def _check_corpus(ws: Workspace, dataset: Dataset, ids: set[str]) -> None:
+    judged = {d for rel in dataset.qrels.values() for d, g in rel.items() if g > 0}
+    if not judged & ids:
+        raise InputError(
+            f"dataset {dataset.name}: none of its judged documents is in this "
+            f"workspace; ingest its corpus first (with the same --id-prefix)"
+        )
+
+
+def bench_bm25(ws: Workspace, dataset: Dataset, *, stem: bool = False) -> Result:
+    docs = list(ws.catalog.documents.iter_live())
+    _check_corpus(ws, dataset, {d.id for d in docs})
+    bm25 = Bm25([d.id for d in docs], [d.full_text for d in docs], stem=stem)
+    qids = list(dataset.queries)
+    rows = bm25.search([dataset.queries[q] for q in qids], DEPTH)
+    run = {q: dict(r) for q, r in zip(qids, rows, strict=True)}
+    per_query = metrics.per_query(run, dataset.qrels)
+    means = {m: sum(v.values()) / len(v) for m, v in per_query.items()}
+    return Result(dataset.name, "bm25+stem" if stem else "bm25", means, per_query)
+
+
+def bench_model(ws: Workspace, dataset: Dataset, model_ref: str) -> Result:
+    registry = ws.catalog.registry
+    model = registry.model(model_ref)
+    record = registry.latest_index(model.id)
+    index = load_index(ws, record)
+    ids, vectors = read_vectors(ws, model)
+    _check_corpus(ws, dataset, set(ids))
+    exact = ExactIndex(model.dim)
+    exact.add(ids, vectors)
+    encoder = artifacts.load(ws, model, **encoder_options(ws, model))
+    qids = list(dataset.queries)
+    queries = encoder.encode(
+        [dataset.queries[q] for q in qids], batch_size=ws.settings.embed.batch_size
+    )
+    started = time.perf_counter()
+    approx = [index.search(queries[i : i + 1], DEPTH)[0] for i in range(len(qids))]
+    seconds = time.perf_counter() - started
+    truth = exact.search(queries, 10)
+    run = {q: dict(r) for q, r in zip(qids, approx, strict=True)}
+    per_query = metrics.per_query(run, dataset.qrels)
+    means = {m: sum(v.values()) / len(v) for m, v in per_query.items()}
+    means["ann_recall@10"] = metrics.ann_recall(
+        [[d for d, _ in r] for r in approx], [[d for d, _ in r] for r in truth]
+    )
+    means["qps"] = len(qids) / seconds if seconds > 0 else 0.0
+    result = Result(dataset.name, model.ref, means, per_query)
+    registry_results = ws.catalog.records
+    registry_results.add_result(
+        dataset=dataset.name, system=model.ref, metrics=means, model_id=model.id, index_id=record.id
+    )
+    return result

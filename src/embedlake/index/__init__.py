@@ -1,0 +1,71 @@
+"""Vector indexes: one protocol, one module per engine (``exact.py``, ``hnsw.py``).
+
+Vectors are unit length and scored by inner product (= cosine). Ids are strings; engines keep the
+string ids beside the library's integer labels. An index is saved as a folder of files in the lake.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from embedlake.errors import ConfigError
+
+Matrix = npt.NDArray[np.float32]
+
+
+class VectorIndex(Protocol):
+    engine: str
+    dim: int
+
+    def __len__(self) -> int: ...
+    def add(self, ids: Sequence[str], vectors: Matrix) -> None: ...
+    def remove(self, ids: Sequence[str]) -> None: ...
+    def search(self, queries: Matrix, k: int) -> list[list[tuple[str, float]]]: ...
+    def save(self, folder: Path) -> None: ...
+    def params(self) -> dict[str, Any]: ...
+
+
+ENGINES: dict[str, str] = {
+    "exact": "embedlake.index.exact:ExactIndex",
+    "hnsw": "embedlake.index.hnsw:HnswIndex",
+}
+
+
+def _engine_class(engine: str) -> Any:
+    target = ENGINES.get(engine)
+    if target is None:
+        raise ConfigError(
+            f"index engine {engine!r} is unknown (known: {', '.join(sorted(ENGINES))})"
+        )
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def create(engine: str, dim: int, **params: Any) -> VectorIndex:
+    index: VectorIndex = _engine_class(engine)(dim, **params)
+    return index
+
+
+def load(engine: str, folder: Path, **overrides: Any) -> VectorIndex:
+    index: VectorIndex = _engine_class(engine).load(folder, **overrides)
+    return index
+
+
+def check_vectors(vectors: Any, dim: int) -> Matrix:
+    """A C-contiguous float32 matrix of the right width with only finite values, or InputError."""
+    from embedlake.errors import InputError
+
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise InputError(f"vectors must have {dim} dimensions, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError("vectors contain NaN or infinite values")
+    return np.ascontiguousarray(array)

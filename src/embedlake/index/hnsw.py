@@ -1,0 +1,127 @@
+"""Index engine ``hnsw``: faiss ``IndexHNSWFlat`` with inner product.
+
+faiss HNSW cannot delete; removed ids are kept out of results with an ``IDSelector`` at search time,
+and dropped for good at the next rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from embedlake.errors import InputError
+from embedlake.index import Matrix, check_vectors
+
+
+class HnswIndex:
+    engine = "hnsw"
+
+    def __init__(
+        self, dim: int, m: int = 32, ef_construction: int = 200, ef_search: int = 128, **_: Any
+    ) -> None:
+        self.dim = dim
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+        self._index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = ef_construction
+        self._ids: list[str] = []
+        self._pos: dict[str, int] = {}
+        self._removed: set[int] = set()
+        self._params: Any = None
+
+    def __len__(self) -> int:
+        return len(self._ids) - len(self._removed)
+
+    def add(self, ids: Sequence[str], vectors: Matrix) -> None:
+        vectors = check_vectors(vectors, self.dim)
+        if len(ids) != len(vectors):
+            raise InputError(f"{len(ids)} ids for {len(vectors)} vectors")
+        self.remove([i for i in ids if i in self._pos])
+        start = len(self._ids)
+        self._index.add(vectors)
+        self._ids.extend(ids)
+        self._pos.update({doc_id: start + n for n, doc_id in enumerate(ids)})
+
+    def remove(self, ids: Sequence[str]) -> None:
+        for doc_id in ids:
+            pos = self._pos.pop(doc_id, None)
+            if pos is not None:
+                self._removed.add(pos)
+        self._params = None
+
+    def _search_params(self) -> Any:
+        if self._params is None or self._params.efSearch != self.ef_search:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
+            params.efSearch = self.ef_search
+            if self._removed:
+                # Keep a reference: faiss does not own the selector.
+                self._selector_ids = np.fromiter(self._removed, dtype=np.int64)
+                self._batch = faiss.IDSelectorBatch(self._selector_ids)
+                self._selector = faiss.IDSelectorNot(self._batch)
+                params.sel = self._selector
+            self._params = params
+        return self._params
+
+    def search(self, queries: Matrix, k: int) -> list[list[tuple[str, float]]]:
+        queries = check_vectors(queries, self.dim)
+        if not self._ids:
+            return [[] for _ in range(len(queries))]
+        scores, labels = self._index.search(
+            queries, min(k, len(self._ids)), params=self._search_params()
+        )
+        ids = self._ids
+        return [
+            [(ids[j], float(s)) for j, s in zip(row_l, row_s, strict=True) if j >= 0]
+            for row_l, row_s in zip(labels, scores, strict=True)
+        ]
+
+    def save(self, folder: Path) -> None:
+        if self._removed:
+            self._compact()
+        self._index.hnsw.efSearch = self.ef_search
+        faiss.write_index(self._index, str(folder / "index.faiss"))
+        (folder / "ids.json").write_text(json.dumps(self._ids), encoding="utf-8")
+
+    def _compact(self) -> None:
+        keep = [n for n in range(len(self._ids)) if n not in self._removed]
+        vectors = (
+            np.vstack([self._index.reconstruct(n) for n in keep])
+            if keep
+            else np.empty((0, self.dim), dtype=np.float32)
+        )
+        ids = [self._ids[n] for n in keep]
+        fresh = HnswIndex(self.dim, self.m, self.ef_construction, self.ef_search)
+        if ids:
+            fresh.add(ids, vectors)
+        self.__dict__.update(fresh.__dict__)
+
+    def params(self) -> dict[str, Any]:
+        return {"m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+
+    @classmethod
+    def load(cls, folder: Path, ef_search: int | None = None, **_: Any) -> HnswIndex:
+        ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        hnsw = _read(str(folder / "index.faiss"))
+        index = cls.__new__(cls)
+        index.dim = int(hnsw.d)
+        index.m = int(hnsw.hnsw.nb_neighbors(1))
+        index.ef_construction = int(hnsw.hnsw.efConstruction)
+        index.ef_search = ef_search or int(hnsw.hnsw.efSearch)
+        index._index = hnsw
+        index._ids = ids
+        index._pos = {doc_id: n for n, doc_id in enumerate(ids)}
+        index._removed = set()
+        index._params = None
+        return index
+
+
+def _read(path: str) -> Any:
+    """Memory-map the index file where this faiss build supports it, else read it whole."""
+    try:
+        return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        return faiss.read_index(path)

@@ -1,0 +1,76 @@
+"""Normalisation and validation of one raw record into a catalog Document."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+
+from embedlake.catalog.documents import Document
+from embedlake.errors import InputError
+
+ID_FIELDS = ("_id", "id", "doc_id")
+TEXT_FIELDS = ("text", "body", "content")
+TITLE_FIELDS = ("title",)
+MAX_ID_CHARS = 512
+
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n\s*\n\s*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str) -> str:
+    """Unicode NFC, no control characters, runs of spaces collapsed, at most one blank line."""
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    value = _CONTROL.sub(" ", value)
+    value = _SPACES.sub(" ", value)
+    value = _BLANK_LINES.sub("\n\n", value)
+    return "\n".join(line.strip() for line in value.split("\n")).strip()
+
+
+def _pick(data: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
+    for name in names:
+        if name in data:
+            return name, data[name]
+    return None, None
+
+
+def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes: int) -> Document:
+    """Validate and normalise; raises InputError with the reason when the record is unusable."""
+    id_field, raw_id = _pick(data, ID_FIELDS)
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        raise InputError(f"missing document id (one of: {', '.join(ID_FIELDS)})")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        raise InputError(f"document id must be a string or an integer, got {type(raw_id).__name__}")
+    doc_id = id_prefix + unicodedata.normalize("NFC", str(raw_id).strip())
+    if len(doc_id) > MAX_ID_CHARS:
+        raise InputError(f"document id is longer than {MAX_ID_CHARS} characters")
+    text_field, raw_text = _pick(data, TEXT_FIELDS)
+    if not isinstance(raw_text, str):
+        raise InputError(
+            f"missing text (one of: {', '.join(TEXT_FIELDS)})"
+            if raw_text is None
+            else f"text must be a string, got {type(raw_text).__name__}"
+        )
+    title_field, raw_title = _pick(data, TITLE_FIELDS)
+    if raw_title is not None and not isinstance(raw_title, str):
+        raise InputError(f"title must be a string, got {type(raw_title).__name__}")
+    size = len(raw_text.encode("utf-8")) + len((raw_title or "").encode("utf-8"))
+    if size > max_bytes:
+        raise InputError(
+            f"document is {size:,} bytes, over the limit of {max_bytes:,} "
+            f"(ingest.max_document_bytes)"
+        )
+    text = clean_text(raw_text)
+    if not text:
+        raise InputError("text is empty after normalisation")
+    used = {id_field, text_field, title_field}
+    metadata = {k: v for k, v in data.items() if k not in used}
+    try:
+        metadata = json.loads(json.dumps(metadata, allow_nan=False, default=str))
+    except ValueError as exc:
+        raise InputError(f"metadata is not JSON-serialisable: {exc}") from None
+    return Document(
+        id=doc_id, source=source, title=clean_text(raw_title or ""), text=text, metadata=metadata
+    )

@@ -1,0 +1,259 @@
+"""The ingest pipeline: copy to raw/, read, validate, upsert, write curated Parquet and quarantine.
+
+``ingest_object`` works on an object already in the lake (this is what the ``object.created`` trigger
+calls); ``ingest_path`` copies local files into ``raw/`` first and then does the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from embedlake.catalog.documents import Document
+from embedlake.errors import InputError, NotFound, RejectedInput
+from embedlake.ingest import curated
+from embedlake.ingest.normalize import to_document
+from embedlake.ingest.readers import READERS, Reject, Row, reader_for
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+_MAX_REASONS = 100  # kept in .reason.json; all rejects are in .rejects.jsonl
+_SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class IngestReport:
+    file: str
+    source: str
+    raw_key: str | None = None
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    reasons: list[RejectedInput] = field(default_factory=list)
+    quarantine_key: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            k: getattr(self, k) for k in ("read", "inserted", "updated", "unchanged", "rejected")
+        }
+
+
+def check_source(source: str) -> str:
+    if not _SOURCE.match(source):
+        raise InputError(f"invalid source name {source!r}: use letters, digits, '.', '_' or '-'")
+    return source
+
+
+def ingest_path(
+    ws: Workspace, path: Path, *, source: str | None = None, id_prefix: str = ""
+) -> list[IngestReport]:
+    """Ingest a file, a folder of files, or a BEIR folder (corpus.jsonl + queries + qrels)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    source = check_source(source or _default_source(path))
+    if path.is_dir() and (path / "corpus.jsonl").is_file():
+        from embedlake.evaluate.datasets import register_beir
+
+        files = [(path / "corpus.jsonl", "corpus.jsonl")]
+        reports = [_ingest_file(ws, f, rel, source, id_prefix) for f, rel in files]
+        if (path / "queries.jsonl").is_file() and (path / "qrels").is_dir():
+            register_beir(ws, path, name=source, id_prefix=id_prefix)
+        return reports
+    if path.is_dir():
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and reader_for(p.name)
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        if not found:
+            raise InputError(f"{path}: no ingestible files (known: {', '.join(sorted(READERS))})")
+        return [
+            _ingest_file(ws, f, f.relative_to(path).as_posix(), source, id_prefix) for f in found
+        ]
+    if reader_for(path.name) is None:
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r} "
+            f"(known: {', '.join(sorted(READERS))})"
+        )
+    return [_ingest_file(ws, path, path.name, source, id_prefix)]
+
+
+def _default_source(path: Path) -> str:
+    name = path.resolve().name if path.is_dir() else path.stem
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-") or "default"
+
+
+def _ingest_file(ws: Workspace, path: Path, rel: str, source: str, id_prefix: str) -> IngestReport:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        report = IngestReport(file=str(path), source=source, rejected=1)
+        report.reasons.append(RejectedInput(f"unreadable file: {exc.strerror}", file=str(path)))
+        return report
+    with handle:
+        key = _raw_key(ws, source, rel, handle)
+    return ingest_object(ws, key, id_prefix=id_prefix, display=str(path))
+
+
+def _raw_key(ws: Workspace, source: str, rel: str, handle: IO[bytes]) -> str:
+    """Copy into raw/ unless the same bytes are there already; raw objects are never replaced."""
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+    handle.seek(0)
+    key = f"raw/{source}/{rel}"
+    if ws.lake.exists(key):
+        if ws.lake.info(key).etag == digest.hexdigest():
+            return key
+        stem, ext = posixpath.splitext(key)
+        key = f"{stem}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}{ext}"
+    ws.lake.put_file(key, handle)
+    return key
+
+
+def ingest_object(
+    ws: Workspace, key: str, *, id_prefix: str = "", display: str | None = None
+) -> IngestReport:
+    """Ingest a ``raw/<source>/...`` object of the lake."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "raw":
+        raise InputError(f"lake key {key!r} is not under raw/<source>/")
+    source, rel = check_source(parts[1]), "/".join(parts[2:])
+    shown = display or key
+    reader = reader_for(rel)
+    if reader is None:
+        raise InputError(f"{shown}: unsupported file type (known: {', '.join(sorted(READERS))})")
+    if not ws.lake.exists(key):
+        raise NotFound(f"lake object {key!r} does not exist")
+    started = datetime.now(UTC)
+    report = IngestReport(file=shown, source=source, raw_key=key)
+    settings = ws.settings.ingest
+    with tempfile.TemporaryFile() as rejects, ws.lake.open(key) as stream:
+        batch: list[tuple[int, Document]] = []
+        for record in reader(stream, rel):
+            if isinstance(record, Row):
+                report.read += 1
+                try:
+                    batch.append(
+                        (
+                            record.line,
+                            to_document(
+                                record.data,
+                                source=source,
+                                id_prefix=id_prefix,
+                                max_bytes=settings.max_document_bytes,
+                            ),
+                        )
+                    )
+                except InputError as exc:
+                    _reject(
+                        report, rejects, shown, Reject(record.line, str(exc), _preview(record.data))
+                    )
+            else:
+                report.read += record.line is not None
+                _reject(report, rejects, shown, record)
+            if len(batch) >= settings.batch_size:
+                _flush(ws, batch, report, rejects, shown)
+        _flush(ws, batch, report, rejects, shown)
+        if report.rejected:
+            report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
+    ws.catalog.records.add_ingest_run(
+        source=source, file=shown, raw_key=key, counts=report.counts(), started_at=started
+    )
+    log.info("ingested %s: %s", shown, report.counts())
+    return report
+
+
+def _flush(
+    ws: Workspace,
+    batch: list[tuple[int, Document]],
+    report: IngestReport,
+    rejects: IO[bytes],
+    shown: str,
+) -> None:
+    if not batch:
+        return
+    lines = {doc.id: line for line, doc in batch}
+    source = batch[0][1].source
+    result = ws.catalog.documents.upsert(
+        [doc for _, doc in batch],
+        before_commit=lambda r: curated.write_part(ws.lake, source, r.inserted + r.updated),
+    )
+    for doc, owner in result.conflicts:
+        _reject(
+            report,
+            rejects,
+            shown,
+            Reject(
+                lines[doc.id],
+                f"document id {doc.id!r} already belongs to source {owner!r} "
+                f"(use --id-prefix to keep both)",
+                None,
+            ),
+        )
+    report.inserted += len(result.inserted)
+    report.updated += len(result.updated)
+    # ids repeated within the batch count once; the extra rows were superseded, not lost
+    report.unchanged += result.unchanged + len(batch) - len(lines)
+    batch.clear()
+
+
+def _reject(report: IngestReport, rejects: IO[bytes], shown: str, record: Reject) -> None:
+    report.rejected += 1
+    error = RejectedInput(record.reason, file=shown, line=record.line)
+    if len(report.reasons) < _MAX_REASONS:
+        report.reasons.append(error)
+    line = {"line": record.line, "reason": record.reason, "raw": record.raw}
+    rejects.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+
+
+def _preview(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)[:2000]
+
+
+def _quarantine(
+    ws: Workspace, source: str, rel: str, raw_key: str, report: IngestReport, rejects: IO[bytes]
+) -> str:
+    base = f"quarantine/{source}/{rel}"
+    rejects.seek(0)
+    ws.lake.put_file(f"{base}.rejects.jsonl", rejects)
+    reason = {
+        "file": report.file,
+        "raw_key": raw_key,
+        "rejected": report.rejected,
+        "accepted": report.inserted + report.updated + report.unchanged,
+        "time": datetime.now(UTC).isoformat(),
+        "reasons": [{"line": r.line, "reason": r.reason} for r in report.reasons],
+    }
+    key = f"{base}.reason.json"
+    ws.lake.put(key, json.dumps(reason, indent=2, ensure_ascii=False).encode())
+    return key
+
+
+def delete_document(ws: Workspace, doc_id: str) -> None:
+    """Tombstone a document in the catalog and record the deletion in the curated log."""
+    doc = ws.catalog.documents.get(doc_id)
+    curated.write_part(ws.lake, doc.source, [doc], op="delete")
+    ws.catalog.documents.delete(doc_id)
+
+
+def iter_reports(reports: list[IngestReport]) -> Iterator[dict[str, Any]]:
+    for r in reports:
+        row = asdict(r)
+        row["reasons"] = [str(e) for e in r.reasons]
+        yield row

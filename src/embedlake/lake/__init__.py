@@ -1,0 +1,80 @@
+"""The lake: object storage behind one protocol, engines chosen by URL scheme.
+
+Keys are ``/``-separated, relative, and never contain ``..``: nothing above this package may assume
+a POSIX path, so that the S3 engine is a configuration change. Every write and delete emits an
+:class:`ObjectEvent` to the subscribers (the catalog's event log, which routes them to functions).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Literal, Protocol
+from uuid import uuid4
+
+from embedlake.errors import ConfigError
+
+EventType = Literal["object.created", "object.removed"]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    """A change in the lake; shaped so it maps one-to-one onto an S3 notification record."""
+
+    type: EventType
+    key: str
+    size: int
+    etag: str
+    id: str = field(default_factory=lambda: uuid4().hex)
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+EventSink = Callable[[ObjectEvent], None]
+
+
+class Lake(Protocol):
+    """What every lake engine offers."""
+
+    url: str
+
+    def subscribe(self, sink: EventSink) -> None: ...
+    def put(self, key: str, data: bytes) -> ObjectInfo: ...
+    def put_file(self, key: str, source: IO[bytes]) -> ObjectInfo: ...
+    def get(self, key: str) -> bytes: ...
+    def open(self, key: str) -> IO[bytes]: ...
+    def info(self, key: str) -> ObjectInfo: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def delete(self, key: str) -> None: ...
+    def local_path(self, key: str) -> str | None: ...
+    def fsspec(self) -> tuple[object, str]: ...
+
+
+# name → "module:Class"; imported lazily so that an engine's library is only needed when used.
+ENGINES: dict[str, str] = {
+    "file": "embedlake.lake.local:LocalLake",
+}
+
+
+def open_lake(url: str) -> Lake:
+    """The lake engine for ``url`` (an absolute path or ``scheme://...``)."""
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    target = ENGINES.get(scheme)
+    if target is None:
+        raise ConfigError(
+            f"lake url {url!r}: no engine for scheme {scheme!r} "
+            f"(known: {', '.join(sorted(ENGINES))})"
+        )
+    module, _, name = target.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    lake: Lake = cls(url)
+    return lake
