@@ -69,7 +69,13 @@ def read_jsonl(stream: IO[bytes], name: str) -> Iterator[Record]:
 def read_csv(stream: IO[bytes], name: str) -> Iterator[Record]:
     # surrogateescape keeps reading past a bad byte; the row that holds it is rejected below.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.DictReader(text)
+    try:
+        yield from _csv_rows(csv.DictReader(text))
+    finally:
+        text.detach()  # the caller owns (and closes) the underlying stream
+
+
+def _csv_rows(reader: csv.DictReader[str]) -> Iterator[Record]:
     try:
         header = reader.fieldnames
     except csv.Error as exc:
@@ -89,16 +95,13 @@ def read_csv(stream: IO[bytes], name: str) -> Iterator[Record]:
         line = reader.line_num
         values = [v for v in data.values() if isinstance(v, str)]
         if any(_has_surrogates(v) for v in values):
-            yield Reject(
-                line,
-                "not valid UTF-8",
-                _snippet(",".join(values).encode("utf-8", errors="surrogateescape")),
-            )
+            raw = ",".join(values).encode("utf-8", errors="surrogateescape")
+            yield Reject(line, "not valid UTF-8", _snippet(raw))
             continue
         if None in data:
+            extra = data[None]  # type: ignore[index]
             yield Reject(
-                line,
-                f"row has {len(header) + len(data[None])} fields, header has {len(header)}",
+                line, f"row has {len(header) + len(extra)} fields, header has {len(header)}"
             )
             continue
         yield Row(line, {k: v for k, v in data.items() if v not in (None, "")})
@@ -122,7 +125,8 @@ def read_parquet(stream: IO[bytes], name: str) -> Iterator[Record]:
 
 
 def read_text(stream: IO[bytes], name: str) -> Iterator[Record]:
-    """A .txt or .md file is one document: id = file name, title = first heading or line."""
+    """A .txt or .md file is one document: id = its path in the source without the extension,
+    title = its first heading or line."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     parts = []
     try:
@@ -135,8 +139,7 @@ def read_text(stream: IO[bytes], name: str) -> Iterator[Record]:
     body = "".join(parts)
     first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
     title = first.lstrip("#").strip() if name.endswith(".md") else first
-    stem = posixpath.splitext(posixpath.basename(name))[0]
-    yield Row(1, {"id": stem, "title": title[:300], "text": body})
+    yield Row(1, {"id": posixpath.splitext(name)[0], "title": title[:300], "text": body})
 
 
 READERS: dict[str, Reader] = {

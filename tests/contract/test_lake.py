@@ -1,0 +1,101 @@
+"""The lake contract: every engine passes the same behaviour (only ``local`` exists so far)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedlake.errors import InputError, NotFound
+from embedlake.lake import ENGINES, Lake, ObjectEvent, open_lake
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
+    if request.param == "file":
+        yield open_lake(str(tmp_path / "lake"))
+    else:  # pragma: no cover - engines added later bring their own server fixture
+        pytest.fail(f"no fixture for lake engine {request.param}")
+
+
+def test_put_get_info_exists(lake: Lake) -> None:
+    info = lake.put("raw/a/doc.jsonl", b"hello")
+    assert info.size == 5
+    assert info.etag == "5d41402abc4b2a76b9719d911017c592"  # md5, as S3 reports it
+    assert lake.get("raw/a/doc.jsonl") == b"hello"
+    assert lake.info("raw/a/doc.jsonl") == info
+    assert lake.exists("raw/a/doc.jsonl")
+    assert not lake.exists("raw/a/other.jsonl")
+    with lake.open("raw/a/doc.jsonl") as f:
+        assert f.read() == b"hello"
+
+
+def test_put_file_streams_and_overwrites(lake: Lake) -> None:
+    lake.put("k/x.bin", b"old")
+    big = bytes(range(256)) * 10_000
+    info = lake.put_file("k/x.bin", io.BytesIO(big))
+    assert info.size == len(big)
+    assert lake.get("k/x.bin") == big
+
+
+def test_list_is_sorted_recursive_and_prefix_scoped(lake: Lake) -> None:
+    for key in ("b/2.txt", "a/1.txt", "a/sub/3.txt", "ab/4.txt"):
+        lake.put(key, key.encode())
+    assert [o.key for o in lake.list()] == ["a/1.txt", "a/sub/3.txt", "ab/4.txt", "b/2.txt"]
+    assert [o.key for o in lake.list("a")] == ["a/1.txt", "a/sub/3.txt"]
+    assert [o.key for o in lake.list("a/")] == ["a/1.txt", "a/sub/3.txt"]
+    assert list(lake.list("missing")) == []
+
+
+def test_delete(lake: Lake) -> None:
+    lake.put("x/y", b"1")
+    lake.delete("x/y")
+    assert not lake.exists("x/y")
+    with pytest.raises(NotFound):
+        lake.delete("x/y")
+
+
+def test_missing_objects_raise_not_found(lake: Lake) -> None:
+    with pytest.raises(NotFound, match="nothing/here"):
+        lake.get("nothing/here")
+    with pytest.raises(NotFound):
+        lake.info("nothing/here")
+    with pytest.raises(NotFound):
+        lake.open("nothing/here")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a\\b", "a/."])
+def test_keys_that_could_escape_are_refused(lake: Lake, key: str) -> None:
+    with pytest.raises(InputError, match="invalid lake key"):
+        lake.put(key, b"x")
+
+
+def test_writes_and_deletes_emit_events(lake: Lake) -> None:
+    seen: list[ObjectEvent] = []
+    lake.subscribe(seen.append)
+    lake.put("raw/s/a.jsonl", b"abc")
+    lake.put_file("raw/s/b.jsonl", io.BytesIO(b"defg"))
+    lake.delete("raw/s/a.jsonl")
+    assert [(e.type, e.key, e.size) for e in seen] == [
+        ("object.created", "raw/s/a.jsonl", 3),
+        ("object.created", "raw/s/b.jsonl", 4),
+        ("object.removed", "raw/s/a.jsonl", 3),
+    ]
+    assert seen[0].etag == "900150983cd24fb0d6963f7d28e17f72"  # md5 of "abc"
+    assert len({e.id for e in seen}) == 3
+
+
+def test_a_failed_write_leaves_nothing_behind(lake: Lake) -> None:
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+            raise OSError("disk on fire")
+
+    with pytest.raises(Exception, match="disk on fire"):
+        lake.put_file("half/written.bin", Broken())  # type: ignore[arg-type]
+    assert not lake.exists("half/written.bin")
+    assert list(lake.list("half")) == []

@@ -1,0 +1,151 @@
+"""Ingest → embed → index → search → warehouse on the embedded default, with real collections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import update
+from tests.conftest import collection, write_jsonl
+
+from embedlake import Workspace, warehouse
+from embedlake.batch import embed, read_vectors
+from embedlake.catalog.schema import embedded
+from embedlake.encoders import artifacts
+from embedlake.encoders.resolve import resolve_model
+from embedlake.errors import InputError, ModelMismatch, NotFound
+from embedlake.ingest import delete_document, ingest_path
+from embedlake.serving import Searcher, build_index
+
+
+def _embed(ws: Workspace, spec: str = "lsa") -> tuple[object, object]:
+    record = resolve_model(ws, spec)
+    report = embed(ws, record, artifacts.load(ws, record))
+    return record, report
+
+
+def test_embed_is_incremental_and_tracks_changed_text(ws: Workspace, tmp_path: Path) -> None:
+    ws.settings.embed.shard_size = 300
+    ingest_path(ws, collection("med"))
+    record, report = _embed(ws)
+    assert report.embedded == 1033 and ws.catalog.registry.count_embedded(record.id) == 1033
+    assert (
+        len([o for o in ws.lake.list(f"embeddings/lsa/{record.version}") if "/shard-" in o.key])
+        == 4
+    )
+    assert embed(ws, record, artifacts.load(ws, record)).planned == 0  # nothing left to do
+    f = write_jsonl(
+        tmp_path / "more.jsonl",
+        [
+            {"_id": "new1", "text": "cancer cells in mice"},
+            {"_id": "new2", "text": "blood pressure"},
+        ],
+    )
+    ingest_path(ws, f, source="med-extra")
+    changed = ws.catalog.documents.get("5")
+    ws.catalog.documents.upsert(
+        [
+            type(changed)(
+                changed.id,
+                changed.source,
+                changed.title,
+                "a completely different text about kidneys",
+                changed.metadata,
+            )
+        ]
+    )
+    again = embed(ws, record, artifacts.load(ws, record))
+    assert again.embedded == 3  # two new documents and one changed text
+    ids, vectors = read_vectors(ws, record)
+    assert len(ids) == 1035 and vectors.shape == (1035, record.dim)
+    enc = artifacts.load(ws, record)
+    expected = enc.encode([ws.catalog.documents.get("5").full_text])[0]
+    assert np.allclose(vectors[ids.index("5")], expected, atol=1e-5)
+
+
+def test_search_finds_relevant_documents_and_hides_deleted_ones(ws: Workspace) -> None:
+    ingest_path(ws, collection("cranfield"))
+    record, _ = _embed(ws)
+    built = build_index(ws, record)
+    assert built.n_vectors == 1398 and built.missing == 0
+    searcher = Searcher(ws)
+    hits = searcher.search("heat transfer in slabs", 5)
+    assert len(hits) == 5
+    assert any("slab" in h.title for h in hits)
+    top = hits[0].id
+    delete_document(ws, top)
+    assert top not in [h.id for h in Searcher(ws).search("heat transfer in slabs", 5)]
+    rebuilt = build_index(ws, record)
+    assert rebuilt.n_vectors == 1397
+
+
+def test_search_input_errors(ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="embedlake index"):
+        Searcher(ws)
+    ingest_path(
+        ws,
+        write_jsonl(
+            tmp_path / "d.jsonl",
+            [{"_id": str(i), "text": f"doc number {i} about topic {i % 3}"} for i in range(20)],
+        ),
+    )
+    record, _ = _embed(ws)
+    build_index(ws, record)
+    searcher = Searcher(ws)
+    for k in (0, 1001):
+        with pytest.raises(InputError, match="k must be"):
+            searcher.search("topic", k)
+    with pytest.raises(InputError, match="empty"):
+        searcher.search("   ", 3)
+
+
+def test_index_without_vectors_is_refused(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(ws, collection("med"))
+    record = resolve_model(ws, "lsa")
+    with pytest.raises(NotFound, match="embedlake embed"):
+        build_index(ws, record)
+
+
+def test_vectors_of_two_models_never_mix(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(ws, collection("med"))
+    first, _ = _embed(ws)
+    ingest_path(ws, write_jsonl(tmp_path / "x.jsonl", [{"_id": "x", "text": "new words here"}]))
+    from embedlake.encoders.resolve import fit_lsa
+
+    second = fit_lsa(ws, name="lsa2")
+    embed(ws, second, artifacts.load(ws, second))
+    assert second.content_hash != first.content_hash
+    # Point a document of model 1 at a shard written by model 2: reading must refuse it.
+    shard = next(
+        o.key for o in ws.lake.list(f"embeddings/lsa2/{second.version}") if "/shard-" in o.key
+    )
+    with ws.catalog.begin() as conn:
+        conn.execute(
+            update(embedded)
+            .where(embedded.c.model_id == first.id, embedded.c.doc_id == "1")
+            .values(shard_key=shard)
+        )
+    with pytest.raises(ModelMismatch, match="not written by model"):
+        read_vectors(ws, first)
+
+
+def test_warehouse_sees_current_documents(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(ws, collection("med"))
+    f = write_jsonl(tmp_path / "upd.jsonl", [{"_id": "1", "text": "rewritten"}])
+    ingest_path(ws, f, source="med")  # same source: an update
+    delete_document(ws, "2")
+    _, rows = warehouse.query(ws, "select count(*) from documents")
+    assert rows == [(ws.catalog.documents.count(),)] == [(1032,)]
+    _, rows = warehouse.query(ws, "select text from documents where id = '1'")
+    assert rows == [("rewritten",)]
+    _embed(ws)
+    _, rows = warehouse.query(ws, "select count(*), min(len(vector)) from vectors")
+    assert rows == [(1032, 256)]
+    with pytest.raises(InputError, match="SQL error"):
+        warehouse.query(ws, "select nope from nowhere")
+
+
+def test_warehouse_on_an_empty_workspace(ws: Workspace) -> None:
+    _, rows = warehouse.query(ws, "select count(*) from documents")
+    assert rows == [(0,)]

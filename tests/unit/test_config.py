@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedlake.config import CONFIG_FILE, Settings, default_toml
+from embedlake.errors import ConfigError
+
+
+def _workspace(tmp_path: Path, toml: str = "") -> Path:
+    (tmp_path / CONFIG_FILE).write_text(toml, encoding="utf-8")
+    return tmp_path
+
+
+def test_defaults_when_the_file_is_empty(tmp_path: Path) -> None:
+    s = Settings.load(_workspace(tmp_path), environ={})
+    assert s.index.engine == "hnsw"
+    assert s.embed.batch_size == 32
+    assert s.workspace == tmp_path.resolve()
+
+
+def test_default_toml_round_trips_to_the_defaults(tmp_path: Path) -> None:
+    s = Settings.load(_workspace(tmp_path, default_toml()), environ={})
+    assert s.model_dump(exclude={"workspace"}) == Settings().model_dump(exclude={"workspace"})
+
+
+def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "[index]\nef_search = 50\nm = 12\n")
+    s = Settings.load(ws, environ={"EMBEDLAKE_INDEX__EF_SEARCH": "77"})
+    assert s.index.ef_search == 77  # environment
+    assert s.index.m == 12  # file
+    assert s.index.ef_construction == 200  # default
+
+
+def test_secret_from_a_file_is_read_and_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n", encoding="utf-8")
+    s = Settings.load(
+        _workspace(tmp_path), environ={"EMBEDLAKE_CATALOG__PASSWORD_FILE": str(secret)}
+    )
+    assert s.catalog.password is not None
+    assert s.catalog.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
+
+
+def test_missing_secret_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="EMBEDLAKE_CATALOG__PASSWORD_FILE"):
+        Settings.load(
+            _workspace(tmp_path),
+            environ={"EMBEDLAKE_CATALOG__PASSWORD_FILE": str(tmp_path / "nope")},
+        )
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "needle"),
+    [
+        ('[index]\nengine = "annoy"\n', {}, "index.engine"),
+        ("[embed]\nbatch_size = 0\n", {}, "embed.batch_size"),
+        ("[index]\nunknown = 1\n", {}, "index.unknown"),
+        ("", {"EMBEDLAKE_INDEX__M": "many"}, "index.m"),
+        ("not toml at all [", {}, "not valid TOML"),
+    ],
+)
+def test_invalid_settings_name_the_field(
+    tmp_path: Path, toml: str, env: dict[str, str], needle: str
+) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        Settings.load(_workspace(tmp_path, toml), environ=env)
+
+
+def test_a_folder_without_settings_is_not_a_workspace(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="embedlake init"):
+        Settings.load(tmp_path, environ={})
+
+
+def test_relative_locations_resolve_against_the_workspace(tmp_path: Path) -> None:
+    s = Settings.load(_workspace(tmp_path), environ={})
+    assert s.resolve("lake") == str(tmp_path.resolve() / "lake")
+    assert s.resolve("s3://bucket/x") == "s3://bucket/x"
+    assert s.catalog_url() == f"sqlite:///{tmp_path.resolve() / 'catalog.db'}"

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.conftest import collection
+
+from embedlake import Workspace
+from embedlake.encoders import artifacts, load_folder
+from embedlake.encoders.lsa import LsaEncoder
+from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.encoders.sentence_transformers import builtin_path
+from embedlake.errors import ConfigError, InputError
+from embedlake.ingest import ingest_path
+
+TEXTS = [
+    "the wing in a slipstream",
+    "heat transfer in slabs",
+    "boundary layer flow",
+    "supersonic wing lift",
+    "heat conduction in walls",
+]
+
+
+def test_lsa_vectors_are_unit_length_and_survive_save_and_load(tmp_path: Path) -> None:
+    enc = LsaEncoder.fit(TEXTS * 3, n_components=3)
+    vecs = enc.encode(TEXTS)
+    assert vecs.dtype == np.float32 and vecs.shape == (5, enc.dim)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    enc.save(tmp_path)
+    loaded = load_folder(tmp_path, {"kind": "lsa"})
+    assert np.allclose(loaded.encode(TEXTS), vecs, atol=1e-6)
+
+
+def test_lsa_refuses_a_corpus_it_cannot_fit() -> None:
+    with pytest.raises(InputError, match="at least 3"):
+        LsaEncoder.fit(["one"])
+    with pytest.raises(InputError, match="cannot fit"):
+        LsaEncoder.fit(["the a an", "of the", "and or"])
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ConfigError, match="unknown"):
+        load_folder(Path("."), {"kind": "word2vec"})
+
+
+def test_fit_lsa_registers_an_immutable_content_hashed_model(ws: Workspace) -> None:
+    ingest_path(ws, collection("med"))
+    record = resolve_model(ws, "lsa")
+    assert record.version == record.content_hash[:12]
+    manifest = json.loads(ws.lake.get(f"{record.prefix}/manifest.json"))
+    assert manifest["kind"] == "lsa" and manifest["dim"] == record.dim == 256
+    assert resolve_model(ws, "lsa").id == record.id  # reuse, no refit
+    assert resolve_model(ws, "lsa", refit=True).id == record.id  # same corpus, same model
+
+
+def test_a_tampered_artifact_is_refused(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(ws, collection("med"))
+    record = resolve_model(ws, "lsa")
+    artifacts._loaded.clear()
+    local = ws.lake.local_path(f"{record.prefix}/idf.npy")
+    assert local is not None
+    idf = np.load(local)
+    np.save(local, idf * 2)
+    with pytest.raises(InputError, match="content hash mismatch"):
+        artifacts.load(ws, record)
+
+
+def test_broken_model_folders_are_refused_and_register_nothing(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="empty"):
+        artifacts.publish_folder(ws, empty, name="x", kind="lsa")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "vocabulary.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(InputError, match="not a loadable LSA model"):
+        artifacts.publish_folder(ws, half, name="x", kind="lsa")
+    fake_st = tmp_path / "fake-st"
+    fake_st.mkdir()
+    (fake_st / "modules.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(InputError):
+        resolve_model(ws, str(fake_st))
+    assert ws.catalog.registry.list_models() == []
+    assert list(ws.lake.list("models")) == []
+
+
+def test_minilm_from_its_package_offline(ws: Workspace) -> None:
+    record = resolve_model(ws, "minilm")
+    assert (record.kind, record.dim) == ("sentence-transformers", 384)
+    enc = artifacts.load(ws, record, **encoder_options(ws, record))
+    vecs = enc.encode(TEXTS[:2])
+    assert vecs.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    sims = enc.encode(
+        [
+            "heat transfer in slabs",
+            "conduction of heat through walls",
+            "a wing in a propeller slipstream",
+        ]
+    )
+    assert sims[0] @ sims[1] > sims[0] @ sims[2]  # it is a real semantic model
+
+
+def test_a_local_sentence_transformers_folder_registers_under_its_name(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    folder = tmp_path / "my-model"
+    shutil.copytree(builtin_path(), folder)
+    record = resolve_model(ws, str(folder))
+    assert record.name == "my-model" and record.dim == 384
+    assert ws.lake.exists(f"{record.prefix}/model.safetensors")

@@ -1,0 +1,200 @@
+"""Ingest: every reader, normalisation, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tests.conftest import collection, write_jsonl
+
+from embedlake import Workspace
+from embedlake.errors import InputError
+from embedlake.ingest import delete_document, ingest_path
+from embedlake.ingest.normalize import clean_text
+
+
+def _snapshot(ws: Workspace) -> dict[str, tuple[str, str]]:
+    return {d.id: (d.title, d.text) for d in ws.catalog.documents.iter_live()}
+
+
+def test_jsonl_lands_in_catalog_raw_and_curated(ws: Workspace, tmp_path: Path) -> None:
+    f = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"_id": "a", "title": "Alpha", "text": "first text", "labels": ["x"]},
+            {"id": 2, "text": "second text"},
+        ],
+    )
+    [report] = ingest_path(ws, f, source="src")
+    assert (report.read, report.inserted, report.rejected) == (2, 2, 0)
+    assert ws.catalog.documents.get("a").metadata == {"labels": ["x"]}
+    assert ws.catalog.documents.get("2").title == ""
+    assert ws.lake.get("raw/src/docs.jsonl") == f.read_bytes()  # untouched copy
+    curated = [o.key for o in ws.lake.list("curated/documents/source=src")]
+    assert len(curated) == 1
+
+
+def test_csv_parquet_and_text_folders(ws: Workspace, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "table.csv").write_text(
+        "id,title,text,label\nc1,CSV one,csv body,red\n"
+        'c2,CSV two,"quoted, with comma\nand newline",blue\n',
+        encoding="utf-8",
+    )
+    pq.write_table(
+        pa.table(
+            {"doc_id": ["p1", "p2"], "body": ["parquet one", "parquet two"], "year": [2020, 2021]}
+        ),
+        folder / "table.parquet",
+    )
+    (folder / "notes" / "idea.md").write_text("# A heading\n\nMarkdown body.\n", encoding="utf-8")
+    (folder / "notes" / "plain.txt").write_text("Plain first line\nmore", encoding="utf-8")
+    (folder / ".hidden.jsonl").write_text("{}", encoding="utf-8")
+    (folder / "ignored.bin").write_bytes(b"\x00\x01")
+    reports = ingest_path(ws, folder)
+    assert sum(r.inserted for r in reports) == 6
+    assert sum(r.rejected for r in reports) == 0
+    docs = ws.catalog.documents
+    assert docs.get("c2").text == "quoted, with comma\nand newline"
+    assert docs.get("c1").metadata == {"label": "red"}
+    assert docs.get("p2").metadata == {"year": 2021}
+    assert docs.get("notes/idea").title == "A heading"
+    assert docs.get("notes/plain").title == "Plain first line"
+
+
+def test_beir_folder_registers_its_dataset(ws: Workspace) -> None:
+    [report] = ingest_path(ws, collection("med"))
+    assert report.inserted == 1033
+    [dataset] = ws.catalog.records.list_datasets()
+    assert (dataset.name, dataset.n_queries) == ("med", 30)
+    assert ws.lake.exists("benchmarks/med/qrels.tsv")
+
+
+def test_normalisation() -> None:
+    assert clean_text("Cafe\u0301  au\t lait\r\n\n\n\nnext\x07") == "Caf\u00e9 au lait\n\nnext"
+
+
+def test_bad_rows_are_quarantined_and_good_rows_land(ws: Workspace, tmp_path: Path) -> None:
+    ws.settings.ingest.max_document_bytes = 1000
+    f = tmp_path / "bad.jsonl"
+    f.write_bytes(
+        b"\n".join(
+            [
+                json.dumps({"_id": "good1", "text": "fine"}).encode(),
+                b'{"_id": "broken", "text": ',  # malformed JSON
+                json.dumps({"_id": "enc"}).encode()[:-1] + b', "text": "caf\xe9"}',  # latin-1 byte
+                json.dumps({"title": "no id", "text": "x"}).encode(),  # missing id
+                json.dumps({"_id": "notext", "title": "t"}).encode(),  # missing text
+                json.dumps({"_id": "big", "text": "x" * 2000}).encode(),  # oversized
+                b"[1, 2]",  # not an object
+                json.dumps({"_id": "good2", "text": "also fine"}).encode(),
+            ]
+        )
+        + b"\n"
+    )
+    [report] = ingest_path(ws, f, source="s")
+    assert (report.read, report.inserted, report.rejected) == (8, 2, 6)
+    reasons = {r.line: r.reason for r in report.reasons}
+    assert "malformed JSON" in reasons[2]
+    assert "not valid UTF-8" in reasons[3]
+    assert "missing document id" in reasons[4]
+    assert "missing text" in reasons[5]
+    assert "over the limit" in reasons[6]
+    assert "expected a JSON object" in reasons[7]
+    assert all(str(r).startswith(f"{f}:") for r in report.reasons)  # file and line named
+    assert set(_snapshot(ws)) == {"good1", "good2"}
+    reason = json.loads(ws.lake.get("quarantine/s/bad.jsonl.reason.json"))
+    assert reason["rejected"] == 6 and reason["raw_key"] == "raw/s/bad.jsonl"
+    rejects = ws.lake.get("quarantine/s/bad.jsonl.rejects.jsonl").decode().splitlines()
+    assert [json.loads(r)["line"] for r in rejects] == [2, 3, 4, 5, 6, 7]
+
+
+def test_bad_csv_rows(ws: Workspace, tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_bytes(b"id,text\nok,fine\nbad,caf\xe9\nextra,a,b\n,no id\n")
+    [report] = ingest_path(ws, f)
+    assert report.inserted == 1
+    reasons = sorted(r.reason for r in report.reasons)
+    assert any("not valid UTF-8" in r for r in reasons)
+    assert any("3 fields, header has 2" in r for r in reasons)
+    assert any("missing document id" in r for r in reasons)
+
+
+def test_unreadable_files_are_rejected_whole(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "corrupt.parquet").write_bytes(b"this is not parquet")
+    [report] = ingest_path(ws, tmp_path / "corrupt.parquet")
+    assert report.inserted == 0 and report.rejected == 1
+    assert "unreadable Parquet file" in str(report.reasons[0])
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9 au lait")
+    [report] = ingest_path(ws, tmp_path / "latin.txt")
+    assert report.rejected == 1 and "not valid UTF-8" in str(report.reasons[0])
+    assert ws.catalog.documents.count() == 0
+
+
+def test_a_bad_file_changes_nothing_already_stored(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(ws, write_jsonl(tmp_path / "a.jsonl", [{"_id": "1", "text": "kept"}]), source="a")
+    before = _snapshot(ws)
+    bad = tmp_path / "b.jsonl"
+    bad.write_bytes(b'{"_id": "1", "text": \n\xff\xfe\n{"_id": "1"}\n')
+    [report] = ingest_path(ws, bad, source="a")
+    assert report.inserted == report.updated == 0 and report.rejected == 3
+    assert _snapshot(ws) == before
+
+
+def test_reingesting_the_same_file_changes_nothing(ws: Workspace, tmp_path: Path) -> None:
+    f = write_jsonl(tmp_path / "d.jsonl", [{"_id": str(i), "text": f"t{i}"} for i in range(10)])
+    ingest_path(ws, f)
+    objects = [o.key for o in ws.lake.list()]
+    events = len(ws.catalog.records.events())
+    [again] = ingest_path(ws, f)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 10)
+    assert [o.key for o in ws.lake.list()] == objects
+    assert len(ws.catalog.records.events()) == events
+
+
+def test_changed_text_updates_and_keeps_the_old_raw_file(ws: Workspace, tmp_path: Path) -> None:
+    f = write_jsonl(tmp_path / "d.jsonl", [{"_id": "1", "text": "old"}, {"_id": "2", "text": "b"}])
+    ingest_path(ws, f)
+    old_hash = ws.catalog.documents.live_hashes()["1"]
+    write_jsonl(f, [{"_id": "1", "text": "new"}, {"_id": "2", "text": "b"}])
+    [report] = ingest_path(ws, f)
+    assert (report.updated, report.unchanged) == (1, 1)
+    assert ws.catalog.documents.live_hashes()["1"] != old_hash
+    raws = [o.key for o in ws.lake.list("raw/d")]
+    assert len(raws) == 2 and "raw/d/d.jsonl" in raws  # raw/ is never overwritten
+
+
+def test_ids_of_another_source_are_rejected_unless_prefixed(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(ws, write_jsonl(tmp_path / "a.jsonl", [{"_id": "1", "text": "from a"}]))
+    [report] = ingest_path(ws, write_jsonl(tmp_path / "b.jsonl", [{"_id": "1", "text": "from b"}]))
+    assert report.rejected == 1 and "already belongs to source 'a'" in str(report.reasons[0])
+    assert ws.catalog.documents.get("1").text == "from a"
+    ingest_path(ws, tmp_path / "b.jsonl", id_prefix="b:")
+    assert ws.catalog.documents.get("b:1").text == "from b"
+
+
+def test_user_errors_name_the_problem(ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        ingest_path(ws, tmp_path / "missing.jsonl")
+    (tmp_path / "x.xlsx").write_bytes(b"")
+    with pytest.raises(InputError, match="unsupported file type '.xlsx'"):
+        ingest_path(ws, tmp_path / "x.xlsx")
+    with pytest.raises(InputError, match="invalid source name"):
+        ingest_path(ws, tmp_path / "x.xlsx", source="../etc")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no ingestible files"):
+        ingest_path(ws, tmp_path / "empty")
+
+
+def test_delete_is_recorded_in_catalog_and_curated_log(ws: Workspace, tmp_path: Path) -> None:
+    ingest_path(
+        ws,
+        write_jsonl(tmp_path / "d.jsonl", [{"_id": "1", "text": "a"}, {"_id": "2", "text": "b"}]),
+    )
+    delete_document(ws, "1")
+    assert ws.catalog.documents.count() == 1
+    assert len(list(ws.lake.list("curated/documents"))) == 2
