@@ -99,7 +99,7 @@ def _csv_rows(reader: csv.DictReader[str]) -> Iterator[Record]:
             yield Reject(line, "not valid UTF-8", _snippet(raw))
             continue
         if None in data:
-            extra = data[None]  # type: ignore[index]
+            extra = data[None]
             yield Reject(
                 line, f"row has {len(header) + len(extra)} fields, header has {len(header)}"
             )
