@@ -181,7 +181,7 @@ def test_user_errors_name_the_problem(ws: Workspace, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         ingest_path(ws, tmp_path / "missing.jsonl")
     (tmp_path / "x.xlsx").write_bytes(b"")
-    with pytest.raises(InputError, match="unsupported file type '.xlsx'"):
+    with pytest.raises(InputError, match=r"unsupported file type '\.xlsx'"):
         ingest_path(ws, tmp_path / "x.xlsx")
     with pytest.raises(InputError, match="invalid source name"):
         ingest_path(ws, tmp_path / "x.xlsx", source="../etc")

@@ -54,10 +54,11 @@ def main() -> None:
     try:
         app()
     except EmbedlakeError as exc:
-        errors.print(f"error: {exc}", style="red", highlight=False, markup=False)
+        # plain write: a rich console would wrap the one-line message at the terminal width
+        sys.stderr.write(f"error: {exc}\n")
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
-        errors.print("interrupted")
+        sys.stderr.write("interrupted\n")
         sys.exit(130)
 
 
