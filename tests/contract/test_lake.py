@@ -99,3 +99,10 @@ def test_a_failed_write_leaves_nothing_behind(lake: Lake) -> None:
         lake.put_file("half/written.bin", Broken())  # type: ignore[arg-type]
     assert not lake.exists("half/written.bin")
     assert list(lake.list("half")) == []
+
+
+def test_listing_etags_are_empty_or_match_info(lake: Lake) -> None:
+    lake.put("e/1", b"one")
+    [listed] = lake.list("e")
+    assert listed.etag in ("", lake.info("e/1").etag)
+    assert listed.size == 3

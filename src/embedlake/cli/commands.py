@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from embedlake.batch import embed as embed_corpus
 from embedlake.catalog.registry import ModelRecord
-from embedlake.cli.output import console, emit_json, table
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.cli.output import console, embed_with_progress, emit_json, table
+from embedlake.encoders.resolve import resolve_model
 from embedlake.errors import InputError
 from embedlake.evaluate import bench as benchmark
 from embedlake.evaluate.datasets import Dataset, load_folder, load_registered
@@ -127,22 +124,7 @@ def embed(
     """Embed every document the model has not embedded yet (resumes an interrupted run)."""
     with Workspace.open(ws) as w:
         record = resolve_model(w, model, refit=refit)
-        encoder = artifacts.load(w, record, **encoder_options(w, record))
-        with Progress(
-            TextColumn(f"embedding with {record.ref}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=as_json,
-        ) as bar:
-            task = bar.add_task("embed", total=None)
-            report = embed_corpus(
-                w,
-                record,
-                encoder,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+        report = embed_with_progress(w, record, quiet=as_json)
     if as_json:
         emit_json({**asdict(report), "rate": report.rate})
     elif report.planned == 0:

@@ -8,10 +8,8 @@ from typing import Annotated
 
 import typer
 
-from embedlake.batch import embed as embed_corpus
-from embedlake.cli.output import console, table
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.cli.output import console, embed_with_progress, table
+from embedlake.encoders.resolve import resolve_model
 from embedlake.evaluate import bench as benchmark
 from embedlake.evaluate.datasets import load_folder
 from embedlake.ingest import ingest_path
@@ -58,8 +56,7 @@ def demo(
         for spec in models:
             record = resolve_model(ws, spec)
             console.rule(f"2. embed and index with {record.ref}")
-            encoder = artifacts.load(ws, record, **encoder_options(ws, record))
-            embedded = embed_corpus(ws, record, encoder)
+            embedded = embed_with_progress(ws, record)
             console.print(
                 f"embedded {embedded.embedded:,} documents ({embedded.rate:,.1f}/s)",
                 highlight=False,

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from embedlake.batch import EmbedReport, embed
+from embedlake.catalog.registry import ModelRecord
+from embedlake.encoders import artifacts
+from embedlake.encoders.resolve import encoder_options
+from embedlake.workspace import Workspace
 
 console = Console()
 errors = Console(stderr=True)
@@ -31,3 +38,22 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
     return "" if value is None else str(value)
+
+
+def embed_with_progress(ws: Workspace, record: ModelRecord, *, quiet: bool = False) -> EmbedReport:
+    """Batch inference with a progress bar (documents done of planned, time left)."""
+    encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+    columns = (
+        TextColumn(f"embedding with {record.ref}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=quiet) as bar:
+        task = bar.add_task("embed", total=None)
+        return embed(
+            ws,
+            record,
+            encoder,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )

@@ -23,7 +23,7 @@ EventType = Literal["object.created", "object.removed"]
 class ObjectInfo:
     key: str
     size: int
-    etag: str
+    etag: str  # MD5 hex, as S3 reports it for a single-part upload; "" in cheap listings
 
 
 @dataclass(frozen=True)

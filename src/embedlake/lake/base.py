@@ -137,7 +137,11 @@ class FsspecLake:
             return bool(self._fs.isfile(self._path(key)))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Objects under ``prefix`` (a folder-like prefix), sorted by key; etags computed lazily."""
+        """Objects under ``prefix`` (a folder-like prefix), sorted by key.
+
+        The etag is the one the engine lists for free (S3); where listing it would mean reading
+        every object (a local folder), it is empty: ``info(key)`` computes it.
+        """
         base = self._root if not prefix else self._path(prefix.rstrip("/"))
         with translate_errors(prefix or "."):
             if not self._fs.exists(base):
@@ -150,7 +154,8 @@ class FsspecLake:
             key = self._key(path)
             if posixpath.basename(key).startswith(".tmp-"):
                 continue  # an atomic write in progress
-            yield ObjectInfo(key=key, size=int(raw["size"]), etag=self._etag(key, raw))
+            etag = raw.get("ETag") or raw.get("etag") or ""
+            yield ObjectInfo(key=key, size=int(raw["size"]), etag=str(etag).strip('"'))
 
     def local_path(self, key: str) -> str | None:
         return None
