@@ -23,7 +23,7 @@ class Workspace:
         self.catalog = catalog
         # Every object written is recorded in the catalog's event log (the outbox that the
         # functions runtime reads), in the same process as the write.
-        lake.subscribe(catalog.records.add_event)
+        lake.subscribe(catalog.events.add_object_event)
 
     @classmethod
     def init(cls, path: Path, environ: Mapping[str, str] | None = None) -> Workspace:

@@ -101,9 +101,9 @@ def test_writes_inside_a_transaction_join_it(ws: Workspace) -> None:
     with pytest.raises(RuntimeError), ws.catalog.begin():
         ws.lake.put("x/y.txt", b"1")
         raise RuntimeError("abort")
-    assert all(e["key"] != "x/y.txt" for e in ws.catalog.records.events())
+    assert all(e.subject != "x/y.txt" for e in ws.catalog.events.all())
     ws.lake.put("x/z.txt", b"1")
-    assert any(e["key"] == "x/z.txt" for e in ws.catalog.records.events())
+    assert any(e.subject == "x/z.txt" for e in ws.catalog.events.all())
 
 
 def test_model_versions_are_immutable(ws: Workspace) -> None:

@@ -149,11 +149,11 @@ def test_reingesting_the_same_file_changes_nothing(ws: Workspace, tmp_path: Path
     f = write_jsonl(tmp_path / "d.jsonl", [{"_id": str(i), "text": f"t{i}"} for i in range(10)])
     ingest_path(ws, f)
     objects = [o.key for o in ws.lake.list()]
-    events = len(ws.catalog.records.events())
+    events = len(ws.catalog.events.all())
     [again] = ingest_path(ws, f)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 10)
     assert [o.key for o in ws.lake.list()] == objects
-    assert len(ws.catalog.records.events()) == events
+    assert len(ws.catalog.events.all()) == events
 
 
 def test_changed_text_updates_and_keeps_the_old_raw_file(ws: Workspace, tmp_path: Path) -> None:

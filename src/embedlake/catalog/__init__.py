@@ -39,6 +39,7 @@ class Catalog:
 
     def __init__(self, engine: Engine, insert: Callable[..., Any]) -> None:
         from embedlake.catalog.documents import Documents
+        from embedlake.catalog.events import Events
         from embedlake.catalog.records import Records
         from embedlake.catalog.registry import Registry
 
@@ -50,6 +51,7 @@ class Catalog:
         self.documents = Documents(self)
         self.registry = Registry(self)
         self.records = Records(self)
+        self.events = Events(self)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

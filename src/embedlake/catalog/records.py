@@ -1,16 +1,15 @@
-"""Append-only records: lake events, ingest runs, benchmark datasets and results."""
+"""Append-only records: ingest runs, benchmark datasets and results."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from embedlake.catalog.schema import benchmark_results, datasets, ingest_runs, lake_events
+from embedlake.catalog.schema import benchmark_results, datasets, ingest_runs
 from embedlake.errors import NotFound
-from embedlake.lake import ObjectEvent
 
 if TYPE_CHECKING:
     from embedlake.catalog import Catalog
@@ -27,29 +26,6 @@ class DatasetRecord:
 class Records:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-
-    def add_event(self, event: ObjectEvent) -> None:
-        with self._catalog.begin() as conn:
-            conn.execute(
-                lake_events.insert().values(
-                    event_id=event.id,
-                    type=event.type,
-                    key=event.key,
-                    size=event.size,
-                    etag=event.etag,
-                    time=event.time,
-                )
-            )
-
-    def events(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        with self._catalog.connect() as conn:
-            rows = conn.execute(
-                select(lake_events)
-                .where(lake_events.c.seq > after_seq)
-                .order_by(lake_events.c.seq)
-                .limit(limit)
-            )
-            return [dict(r._mapping) for r in rows]
 
     def add_ingest_run(
         self,

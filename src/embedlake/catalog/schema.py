@@ -38,17 +38,53 @@ documents = Table(
     Index("ix_documents_content_hash", "content_hash"),
 )
 
-# The outbox of lake events: persisted when the object is written, routed to functions later.
-lake_events = Table(
-    "lake_events",
+# The outbox: every event (lake writes, domain events, schedules), persisted when it happens and
+# read in order by the runtime's dispatcher.
+events = Table(
+    "events",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", String(64), nullable=False, unique=True),
+    Column("id", String(128), nullable=False, unique=True),
     Column("type", String(64), nullable=False),
-    Column("key", Text, nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("etag", String(128), nullable=False),
+    Column("subject", Text, nullable=False),
     Column("time", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+# Objects of the lake the runtime has seen (written by embedlake or found by the watcher or the
+# start-up scan), so that a file dropped while the runtime was down raises its event exactly once.
+lake_objects = Table(
+    "lake_objects",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("etag", String(128), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per (event, function): what the functions runtime did, for `embedlake runs`.
+invocations = Table(
+    "invocations",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    Column("function", String(128), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("status", String(32), nullable=False),  # queued | running | succeeded | dead
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("seconds", Float, nullable=True),
+    Index("ix_invocations_function", "function"),
+    Index("ix_invocations_status", "status"),
+)
+
+runtime_state = Table(
+    "runtime_state",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 ingest_runs = Table(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 20:50:30.041396
+Create Date: 2026-11-26 21:13:06.125183
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ def upgrade() -> None:
         batch_op.create_index("ix_documents_source", ["source"], unique=False)
 
     op.create_table(
+        "events",
+        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=128), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("seq"),
+        sa.UniqueConstraint("id"),
+    )
+    op.create_table(
         "ingest_runs",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("source", sa.String(length=256), nullable=False),
@@ -56,16 +67,30 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
-        "lake_events",
-        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("type", sa.String(length=64), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("size", sa.BigInteger(), nullable=False),
+        "invocations",
+        sa.Column("id", sa.String(length=256), nullable=False),
+        sa.Column("function", sa.String(length=128), nullable=False),
+        sa.Column("event_id", sa.String(length=128), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("seconds", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("invocations", schema=None) as batch_op:
+        batch_op.create_index("ix_invocations_function", ["function"], unique=False)
+        batch_op.create_index("ix_invocations_status", ["status"], unique=False)
+
+    op.create_table(
+        "lake_objects",
+        sa.Column("key", sa.String(length=1024), nullable=False),
         sa.Column("etag", sa.String(length=128), nullable=False),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("seq"),
-        sa.UniqueConstraint("event_id"),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
     )
     op.create_table(
         "models",
@@ -80,6 +105,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
+    )
+    op.create_table(
+        "runtime_state",
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
     )
     op.create_table(
         "embedded",
@@ -167,9 +198,16 @@ def downgrade() -> None:
     op.drop_table("indexes")
     op.drop_table("embedding_runs")
     op.drop_table("embedded")
+    op.drop_table("runtime_state")
     op.drop_table("models")
-    op.drop_table("lake_events")
+    op.drop_table("lake_objects")
+    with op.batch_alter_table("invocations", schema=None) as batch_op:
+        batch_op.drop_index("ix_invocations_status")
+        batch_op.drop_index("ix_invocations_function")
+
+    op.drop_table("invocations")
     op.drop_table("ingest_runs")
+    op.drop_table("events")
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.drop_index("ix_documents_source")
         batch_op.drop_index("ix_documents_content_hash")

@@ -1,0 +1,188 @@
+"""The event outbox, the lake objects seen, the runtime's cursor and the invocation log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from embedlake.catalog.schema import events, invocations, lake_objects, runtime_state
+from embedlake.errors import NotFound
+from embedlake.events import Event
+from embedlake.lake import ObjectEvent
+
+if TYPE_CHECKING:
+    from embedlake.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class Invocation:
+    id: str
+    function: str
+    event_id: str
+    status: str
+    attempts: int
+    error: str | None
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: float | None
+
+
+class Events:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    # -- the outbox --------------------------------------------------------------------------
+    def add(self, event: Event) -> bool:
+        """Persist an event; an event id seen before is ignored (False)."""
+        insert = self._catalog.insert
+        stmt = insert(events).values(
+            id=event.id, type=event.type, subject=event.subject, time=event.time, data=event.data
+        )
+        with self._catalog.begin() as conn:
+            done = conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+        return bool(done.rowcount)
+
+    def add_object_event(self, event: ObjectEvent) -> None:
+        """The lake's subscriber: record the event and remember the object as seen."""
+        with self._catalog.begin():
+            self.add(
+                Event(
+                    type=event.type,
+                    subject=event.key,
+                    data={"size": event.size, "etag": event.etag},
+                    id=event.id,
+                    time=event.time,
+                )
+            )
+            if event.type == "object.created":
+                self.mark_seen(event.key, event.etag, event.size)
+            else:
+                self.forget_seen(event.key)
+
+    def after(self, seq: int, limit: int = 500) -> list[tuple[int, Event]]:
+        with self._catalog.connect() as conn:
+            rows = conn.execute(
+                select(events).where(events.c.seq > seq).order_by(events.c.seq).limit(limit)
+            )
+            return [(r.seq, Event(r.type, r.subject, r.data, r.id, _utc(r.time))) for r in rows]
+
+    def all(self) -> list[Event]:
+        return [e for _, e in self.after(0, limit=1_000_000)]
+
+    def latest_seq(self) -> int:
+        with self._catalog.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
+
+    # -- objects seen -------------------------------------------------------------------------
+    def mark_seen(self, key: str, etag: str, size: int) -> None:
+        insert = self._catalog.insert
+        stmt = insert(lake_objects).values(key=key, etag=etag, size=size, seen_at=datetime.now(UTC))
+        with self._catalog.begin() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["key"],
+                    set_=dict(
+                        etag=stmt.excluded.etag,
+                        size=stmt.excluded.size,
+                        seen_at=stmt.excluded.seen_at,
+                    ),
+                )
+            )
+
+    def forget_seen(self, key: str) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(lake_objects.delete().where(lake_objects.c.key == key))
+
+    def seen(self, prefix: str = "") -> dict[str, tuple[str, int]]:
+        """key → (etag, size) of every object seen under ``prefix``."""
+        with self._catalog.connect() as conn:
+            rows = conn.execute(select(lake_objects).where(lake_objects.c.key.startswith(prefix)))
+            return {r.key: (r.etag, r.size) for r in rows}
+
+    # -- runtime state ------------------------------------------------------------------------
+    def get_state(self, key: str, default: str = "") -> str:
+        with self._catalog.connect() as conn:
+            value = conn.execute(
+                select(runtime_state.c.value).where(runtime_state.c.key == key)
+            ).scalar()
+        return default if value is None else str(value)
+
+    def set_state(self, key: str, value: str) -> None:
+        insert = self._catalog.insert
+        stmt = insert(runtime_state).values(key=key, value=value)
+        with self._catalog.begin() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["key"], set_=dict(value=stmt.excluded.value)
+                )
+            )
+
+    # -- invocations --------------------------------------------------------------------------
+    def invocation_queued(self, run_id: str, function: str, event_id: str) -> bool:
+        """Record an invocation; False when it was recorded before (a repeated delivery)."""
+        insert = self._catalog.insert
+        stmt = insert(invocations).values(
+            id=run_id,
+            function=function,
+            event_id=event_id,
+            status="queued",
+            attempts=0,
+            enqueued_at=datetime.now(UTC),
+        )
+        with self._catalog.begin() as conn:
+            done = conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+        return bool(done.rowcount)
+
+    def invocation_update(self, run_id: str, **values: Any) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(update(invocations).where(invocations.c.id == run_id).values(**values))
+
+    def invocation(self, run_id: str) -> Invocation:
+        found = self.invocations(ids=[run_id])
+        if not found:
+            raise NotFound(f"invocation {run_id!r} does not exist (see `embedlake runs`)")
+        return found[0]
+
+    def invocations(
+        self,
+        *,
+        function: str | None = None,
+        status: str | None = None,
+        ids: list[str] | None = None,
+        limit: int = 10_000,
+    ) -> list[Invocation]:
+        query = select(invocations).order_by(invocations.c.enqueued_at.desc()).limit(limit)
+        if function:
+            query = query.where(invocations.c.function == function)
+        if status:
+            query = query.where(invocations.c.status == status)
+        if ids is not None:
+            query = query.where(invocations.c.id.in_(ids))
+        with self._catalog.connect() as conn:
+            return [
+                Invocation(
+                    r.id,
+                    r.function,
+                    r.event_id,
+                    r.status,
+                    r.attempts,
+                    r.error,
+                    _utc(r.enqueued_at),
+                    _opt(r.started_at),
+                    _opt(r.finished_at),
+                    r.seconds,
+                )
+                for r in conn.execute(query)
+            ]
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+def _opt(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
