@@ -94,42 +94,72 @@ def _read_plan(ws: Workspace, key: str) -> list[list[tuple[str, str]]]:
     return [shards[n] for n in sorted(shards)]
 
 
+def open_run(ws: Workspace, model: ModelRecord) -> RunRecord | None:
+    """The model's unfinished run, else a new planned run, else None (nothing to embed)."""
+    registry = ws.catalog.registry
+    run = registry.open_run(model.id)
+    if run is not None:
+        log.info("resuming embedding run %s of %s", run.id, model.ref)
+        return run
+    shards = plan(ws, model)
+    if not shards:
+        return None
+    key = f"{embeddings_prefix(model)}/runs/{uuid4().hex[:12]}/plan.parquet"
+    _write_plan(ws, key, shards)
+    return registry.start_run(model.id, sum(map(len, shards)), len(shards), key)
+
+
+def pending_shards(ws: Workspace, run: RunRecord) -> list[int]:
+    done = ws.catalog.registry.done_shards(run.id)
+    return [n for n in range(run.n_shards) if n not in done]
+
+
 def embed(
     ws: Workspace, model: ModelRecord, encoder: Encoder, progress: Progress | None = None
 ) -> EmbedReport:
-    """Embed what ``model`` is missing; resumes an interrupted run of the same model."""
+    """Embed what ``model`` is missing, shard after shard; resumes an interrupted run."""
     started = time.perf_counter()
     registry = ws.catalog.registry
-    run: RunRecord | None = registry.open_run(model.id)
-    resumed = run is not None
-    if run is not None:
-        shards = _read_plan(ws, run.plan_key)
-        log.info("resuming embedding run %s of %s", run.id, model.ref)
-    else:
-        shards = plan(ws, model)
-        if not shards:
-            return EmbedReport(model.ref, None, 0, 0, False, time.perf_counter() - started)
-        key = f"{embeddings_prefix(model)}/runs/{uuid4().hex[:12]}/plan.parquet"
-        _write_plan(ws, key, shards)
-        run = registry.start_run(model.id, sum(map(len, shards)), len(shards), key)
-    planned = sum(map(len, shards))
-    done = registry.done_shards(run.id)
-    finished = sum(len(shards[n]) for n in done)
+    resumed = registry.open_run(model.id) is not None
+    run = open_run(ws, model)
+    if run is None:
+        return EmbedReport(model.ref, None, 0, 0, False, time.perf_counter() - started)
+    shards = _read_plan(ws, run.plan_key)
+    todo = set(pending_shards(ws, run))
+    finished = sum(len(shards[n]) for n in range(len(shards)) if n not in todo)
     embedded = 0
     if progress:
-        progress(finished, planned)
-    run_prefix = run.plan_key.rsplit("/", 1)[0]
-    for number, shard in enumerate(shards):
-        if number in done:
-            continue
-        count = _embed_shard(ws, model, encoder, run, number, shard, run_prefix)
-        embedded += count
-        finished += len(shard)
+        progress(finished, run.n_documents)
+    for number in sorted(todo):
+        embedded += _embed_shard(ws, model, encoder, run, number, shards[number])
+        finished += len(shards[number])
         if progress:
-            progress(finished, planned)
+            progress(finished, run.n_documents)
     seconds = time.perf_counter() - started
     registry.finish_run(run.id, seconds)
-    return EmbedReport(model.ref, run.id, planned, embedded, resumed, seconds)
+    return EmbedReport(model.ref, run.id, run.n_documents, embedded, resumed, seconds)
+
+
+def embed_shard_task(ws: Workspace, item: tuple[str, int, int]) -> int:
+    """One shard of a planned run, as a fan-out task: ``(model ref, run id, shard number)``.
+
+    Safe to deliver twice: a shard already recorded is not embedded again.
+    """
+    from embedlake.encoders import artifacts
+    from embedlake.encoders.resolve import encoder_options
+
+    model_ref, run_id, number = item
+    registry = ws.catalog.registry
+    model = registry.model(model_ref)
+    run = registry.run(run_id)
+    if number in registry.done_shards(run.id):
+        return 0
+    table = pq.read_table(io.BytesIO(ws.lake.get(run.plan_key)), filters=[("shard", "=", number)])
+    shard = list(
+        zip(table.column("id").to_pylist(), table.column("content_hash").to_pylist(), strict=True)
+    )
+    encoder = artifacts.load(ws, model, **encoder_options(ws, model))
+    return _embed_shard(ws, model, encoder, run, number, shard)
 
 
 def _embed_shard(
@@ -139,7 +169,6 @@ def _embed_shard(
     run: RunRecord,
     number: int,
     shard: list[tuple[str, str]],
-    run_prefix: str,
 ) -> int:
     docs = ws.catalog.documents.get_many([d for d, _ in shard])
     # A document deleted since the plan is skipped; one changed since is embedded as it is now.
@@ -160,10 +189,12 @@ def _embed_shard(
     )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    key = f"{run_prefix}/shard-{number:05d}.parquet"
+    key = f"{run.plan_key.rsplit('/', 1)[0]}/shard-{number:05d}.parquet"
     ws.lake.put(key, buf.getvalue())
-    ws.catalog.registry.finish_shard(run, number, key, [(d.id, d.content_hash) for d in live])
-    return len(live)
+    recorded = ws.catalog.registry.finish_shard(
+        run, number, key, [(d.id, d.content_hash) for d in live]
+    )
+    return len(live) if recorded else 0
 
 
 def read_vectors(ws: Workspace, model: ModelRecord) -> tuple[list[str], np.ndarray]:

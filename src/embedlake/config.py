@@ -7,6 +7,7 @@ Relative paths and URLs are resolved against the workspace folder, so a workspac
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -42,6 +43,8 @@ class IngestSettings(_Section):
 
 
 class EmbedSettings(_Section):
+    # The model the runtime embeds new documents with while no model has an index yet.
+    model: str = "minilm"
     batch_size: int = Field(default=32, gt=0)
     shard_size: int = Field(default=2_048, gt=0)
     device: str = "auto"
@@ -56,6 +59,20 @@ class IndexSettings(_Section):
     ef_search: int = Field(default=128, ge=1)
 
 
+class RuntimeSettings(_Section):
+    engine: Literal["local", "ray"] = "local"
+    # "" starts a Ray on this machine; "auto" joins a running one; "ray://head:10001" a remote one.
+    ray_address: str = ""
+    max_workers: int = Field(default=8, ge=1)
+    poll_interval: float = Field(default=0.05, gt=0)
+    system_database: str = "sqlite:///runtime.db"
+    watch: bool = True
+    watch_prefixes: list[str] = ["raw/", "models/"]
+    modules: list[str] = []
+    max_recovery_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+
+
 class Settings(BaseModel):
     """All settings of one workspace."""
 
@@ -67,6 +84,7 @@ class Settings(BaseModel):
     ingest: IngestSettings = IngestSettings()
     embed: EmbedSettings = EmbedSettings()
     index: IndexSettings = IndexSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
 
     @classmethod
     def load(cls, workspace: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +114,14 @@ class Settings(BaseModel):
         if "://" in location:
             return location
         return str((self.workspace / location).resolve())
+
+    def runtime_database_url(self) -> str:
+        """The functions runtime's durable queue (a SQLite file beside the catalog by default)."""
+        url = self.runtime.system_database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str((self.workspace / url[len(prefix) :]).resolve())
+        return url
 
     def catalog_url(self) -> str:
         """The SQLAlchemy URL of the catalog, with relative SQLite paths resolved."""
@@ -163,6 +189,7 @@ max_document_bytes = {s.ingest.max_document_bytes}
 batch_size = {s.ingest.batch_size}
 
 [embed]
+model = "{s.embed.model}"              # embedded by the runtime until a model has an index
 batch_size = {s.embed.batch_size}
 shard_size = {s.embed.shard_size}
 device = "{s.embed.device}"                # auto | cpu | cuda
@@ -174,4 +201,16 @@ engine = "{s.index.engine}"              # hnsw | exact
 m = {s.index.m}
 ef_construction = {s.index.ef_construction}
 ef_search = {s.index.ef_search}
+
+[runtime]
+engine = "{s.runtime.engine}"             # local | ray
+ray_address = "{s.runtime.ray_address}"              # "" = a Ray on this machine, "auto", or "ray://head:10001"
+max_workers = {s.runtime.max_workers}
+poll_interval = {s.runtime.poll_interval}
+system_database = "{s.runtime.system_database}"
+watch = {str(s.runtime.watch).lower()}
+watch_prefixes = {json.dumps(s.runtime.watch_prefixes)}
+modules = {json.dumps(s.runtime.modules)}              # modules with a `functions` registry of your own
+max_recovery_attempts = {s.runtime.max_recovery_attempts}
+retry_base_seconds = {s.runtime.retry_base_seconds}
 """

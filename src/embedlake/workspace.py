@@ -41,7 +41,11 @@ class Workspace:
 
     @classmethod
     def open(cls, path: Path, environ: Mapping[str, str] | None = None) -> Workspace:
-        settings = Settings.load(path, environ)
+        return cls.from_settings(Settings.load(path, environ))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Workspace:
+        """Open with settings already read (a worker process receives them from its driver)."""
         catalog = _open_catalog(settings)
         catalog.check_schema()
         return cls(settings, open_lake(settings.resolve(settings.lake.url)), catalog)

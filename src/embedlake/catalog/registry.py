@@ -155,6 +155,15 @@ class Registry:
             )
         )
 
+    def run(self, run_id: int) -> RunRecord:
+        with self._catalog.connect() as conn:
+            row = conn.execute(select(embedding_runs).where(embedding_runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFound(f"embedding run {run_id} does not exist")
+        return RunRecord(
+            row.id, row.model_id, row.status, row.n_documents, row.n_shards, row.plan_key
+        )
+
     def start_run(self, model_id: int, n_documents: int, n_shards: int, plan_key: str) -> RunRecord:
         with self._catalog.begin() as conn:
             run_key = conn.execute(
@@ -178,19 +187,25 @@ class Registry:
 
     def finish_shard(
         self, run: RunRecord, shard: int, key: str, coverage: Sequence[tuple[str, str]]
-    ) -> None:
-        """Record a written shard and the (doc id, content hash) pairs it covers, atomically."""
+    ) -> bool:
+        """Record a written shard and the (doc id, content hash) pairs it covers, atomically.
+
+        False when the shard was recorded already (a repeated delivery of the same work)."""
         insert = self._catalog.insert
         with self._catalog.begin() as conn:
-            conn.execute(
-                embedding_shards.insert().values(
+            first = conn.execute(
+                insert(embedding_shards)
+                .values(
                     run_id=run.id,
                     shard=shard,
                     key=key,
                     n_documents=len(coverage),
                     finished_at=datetime.now(UTC),
                 )
+                .on_conflict_do_nothing(index_elements=["run_id", "shard"])
             )
+            if not first.rowcount:
+                return False
             if coverage:
                 stmt = insert(embedded).values(
                     [
@@ -207,6 +222,7 @@ class Registry:
                         ),
                     )
                 )
+        return True
 
     def finish_run(self, run_id: int, seconds: float) -> None:
         with self._catalog.begin() as conn:

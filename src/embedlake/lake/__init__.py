@@ -7,6 +7,7 @@ a POSIX path, so that the S3 engine is a configuration change. Every write and d
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ class ObjectEvent:
 
 
 EventSink = Callable[[ObjectEvent], None]
+
+
+def created_event_id(key: str, etag: str) -> str:
+    """One id for "this content appeared at this key", whoever notices it first."""
+    return "obj-" + hashlib.sha256(f"{key}\x00{etag}".encode()).hexdigest()[:40]
 
 
 class Lake(Protocol):

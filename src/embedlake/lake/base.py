@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from embedlake.errors import InputError, LakeError, NotFound
-from embedlake.lake import EventSink, ObjectEvent, ObjectInfo
+from embedlake.lake import EventSink, ObjectEvent, ObjectInfo, created_event_id
 
 _CHUNK = 1 << 20
 
@@ -95,7 +95,11 @@ class FsspecLake:
 
     def _created(self, key: str, size: int, etag: str) -> ObjectInfo:
         info = ObjectInfo(key=key, size=size, etag=etag)
-        self._emit(ObjectEvent(type="object.created", key=key, size=size, etag=etag))
+        self._emit(
+            ObjectEvent(
+                type="object.created", key=key, size=size, etag=etag, id=created_event_id(key, etag)
+            )
+        )
         return info
 
     def delete(self, key: str) -> None:

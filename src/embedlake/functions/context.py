@@ -1,0 +1,87 @@
+"""The context a handler receives: what a Lambda context offers, plus the workspace and steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from embedlake.events import Event
+from embedlake.workspace import Workspace
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# A heavy task: ``fn(ws, item)`` with a module-level, importable ``fn``, so that the Ray engine can
+# ship it to another process and the durable runtime can name it in its records.
+Task = Callable[[Workspace, Any], Any]
+
+
+class Steps(Protocol):
+    """How steps and fan-outs run: directly (tests, the CLI) or durably (the runtime)."""
+
+    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R: ...
+    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]: ...
+
+
+class DirectSteps:
+    """Run everything in this process, now: what a test or a one-off call wants."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R:
+        return fn(*args)
+
+    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
+        return [fn(self._ws, item) for item in items]
+
+
+@dataclass
+class Context:
+    ws: Workspace
+    function_name: str
+    request_id: str
+    timeout: float = 600.0
+    attempt: int = 1
+    steps: Steps | None = None
+    started: float = field(default_factory=time.monotonic)
+    _emitted: int = 0
+
+    @property
+    def lake(self) -> Any:
+        return self.ws.lake
+
+    @property
+    def catalog(self) -> Any:
+        return self.ws.catalog
+
+    def get_remaining_time_in_millis(self) -> int:
+        """As in AWS Lambda: time left before this invocation times out."""
+        return max(0, int((self.started + self.timeout - time.monotonic()) * 1000))
+
+    def emit(self, event_type: str, subject: str, data: dict[str, Any] | None = None) -> Event:
+        """Raise a domain event. Its id derives from this invocation, so a re-run emits the same
+        event again and the outbox keeps one."""
+        self._emitted += 1
+        event = Event(
+            type=event_type,
+            subject=subject,
+            data=data or {},
+            id=f"{self.request_id}/{self._emitted}",
+        )
+        self.ws.catalog.events.add(event)
+        return event
+
+    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R:
+        """A checkpointed step: after a crash, a finished step is not run again."""
+        return (self.steps or DirectSteps(self.ws)).step(name, fn, *args)
+
+    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
+        """Fan out ``fn(ws, item)`` over ``items`` (one invocation each) and join on all."""
+        return (self.steps or DirectSteps(self.ws)).map(name, fn, items)
+
+
+def direct_context(ws: Workspace, function_name: str, request_id: str = "direct") -> Context:
+    return Context(ws=ws, function_name=function_name, request_id=request_id)

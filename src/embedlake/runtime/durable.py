@@ -1,0 +1,162 @@
+"""Durable invocations on DBOS workflows.
+
+- ``invoke`` (one per event and function, id ``<event id>:<function>``, on the function's queue, so
+  the queue's concurrency is the function's): runs attempts, sleeps durably between them with
+  exponential back-off and full jitter, and dead-letters the invocation after its last attempt.
+- ``attempt`` (a child workflow with the function's timeout): runs the handler. Its steps and
+  fan-outs are checkpoints: after a crash DBOS replays it, returning finished steps' results.
+- ``map_item`` (a fan-out task on the compute queue): runs ``fn(ws, item)`` on the engine.
+
+DBOS registers workflows globally per process, so they find the running runtime through
+:func:`active`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dbos import DBOS, Queue, SetWorkflowID, SetWorkflowTimeout, StepOptions
+from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
+
+from embedlake.errors import ConfigError
+from embedlake.events import Event
+from embedlake.functions.context import Context, Task
+from embedlake.runtime.engines import task_ref
+
+if TYPE_CHECKING:
+    from embedlake.runtime.runtime import Runtime
+
+R = TypeVar("R")
+
+INVOKE = "embedlake.invoke"
+COMPUTE_QUEUE = "embedlake-compute"
+MAX_RECOVERY_ATTEMPTS = 10  # crashes one invocation may survive before DBOS gives up on it
+
+_runtime: Runtime | None = None
+
+
+def activate(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def active() -> Runtime:
+    if _runtime is None:
+        raise ConfigError("no embedlake runtime is running in this process")
+    return _runtime
+
+
+def queue_name(function: str) -> str:
+    return f"fn-{function}"
+
+
+def backoff(base: float, attempt: int) -> float:
+    """Full jitter: uniform in [0, base·2^(attempt-1)], at least a tenth of the base."""
+    return max(base / 10, random.uniform(0, base * 2 ** (attempt - 1)))
+
+
+def _update(run_id: str, **values: Any) -> None:
+    active().ws.catalog.events.invocation_update(run_id, **values)
+
+
+def _finish(run_id: str, status: str, error: str | None) -> None:
+    now = datetime.now(UTC)
+    started = active().ws.catalog.events.invocation(run_id).started_at or now
+    _update(
+        run_id, status=status, error=error, finished_at=now, seconds=(now - started).total_seconds()
+    )
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, DBOSAwaitedWorkflowCancelledError | DBOSWorkflowCancelledError):
+        return f"TimeoutError: the attempt ran past the function's timeout of {timeout:g} s"
+    return f"{type(exc).__name__}: {exc}"[:4000]
+
+
+@DBOS.workflow(name=INVOKE, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
+def invoke(function: str, event: dict[str, Any]) -> str:
+    runtime = active()
+    spec = runtime.functions[function]
+    run_id = DBOS.workflow_id
+    assert run_id is not None
+    first = datetime.now(UTC)
+    DBOS.run_step({"name": "started"}, _update, run_id, status="running", started_at=first)
+    error = ""
+    for attempt in range(1, spec.retries + 2):
+        DBOS.run_step({"name": f"attempt {attempt}"}, _update, run_id, attempts=attempt)
+        with SetWorkflowID(f"{run_id}#{attempt}"), SetWorkflowTimeout(spec.timeout):
+            handle = DBOS.start_workflow(run_attempt, function, event, run_id, attempt)
+        try:
+            handle.get_result(polling_interval_sec=runtime.poll_interval)
+        except Exception as exc:
+            error = _describe(exc, spec.timeout)
+        else:
+            DBOS.run_step({"name": "succeeded"}, _finish, run_id, "succeeded", None)
+            return "succeeded"
+        if attempt <= spec.retries:
+            delay = DBOS.run_step(
+                {"name": f"back-off {attempt}"}, backoff, runtime.retry_base, attempt
+            )
+            DBOS.run_step(
+                {"name": f"failed {attempt}"}, _update, run_id, error=error, status="retrying"
+            )
+            DBOS.sleep(delay)
+    DBOS.run_step({"name": "dead-lettered"}, _finish, run_id, "dead", error)
+    return "dead"
+
+
+@DBOS.workflow(name="embedlake.attempt", max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
+def run_attempt(function: str, event: dict[str, Any], run_id: str, attempt: int) -> None:
+    runtime = active()
+    spec = runtime.functions[function]
+    ctx = Context(
+        ws=runtime.ws,
+        function_name=function,
+        request_id=run_id,
+        timeout=spec.timeout,
+        attempt=attempt,
+        steps=DurableSteps(),
+    )
+    spec.handler(Event.from_json(event), ctx)
+
+
+@DBOS.workflow(name="embedlake.map_item", max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
+def map_item(ref: str, item: Any) -> Any:
+    options: StepOptions = {"name": ref, "retries_allowed": True, "max_attempts": 3}
+    return DBOS.run_step(options, _run_task, ref, item)
+
+
+def _run_task(ref: str, item: Any) -> Any:
+    engine = active().engine
+    if engine is None:
+        raise ConfigError("the runtime has no compute engine")
+    return engine.run(ref, item)
+
+
+def queue_for(name: str) -> Queue:
+    queue = DBOS.retrieve_queue(name)
+    if queue is None:
+        raise ConfigError(f"queue {name!r} is not registered (is the runtime started?)")
+    return queue
+
+
+class DurableSteps:
+    """Steps as DBOS steps; a fan-out as one queued workflow per item, joined in order."""
+
+    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R:
+        result: R = DBOS.run_step({"name": name}, fn, *args)
+        return result
+
+    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
+        ref = task_ref(fn)
+        parent = DBOS.workflow_id
+        queue = queue_for(COMPUTE_QUEUE)
+        handles = []
+        for number, item in enumerate(items):
+            with SetWorkflowID(f"{parent}:{name}:{number}"):
+                handles.append(queue.enqueue(map_item, ref, item))
+        poll = active().poll_interval
+        return [h.get_result(polling_interval_sec=poll) for h in handles]

@@ -1,0 +1,68 @@
+"""Compute engines for heavy fan-out tasks ``fn(ws, item)``: this process, or a Ray cluster.
+
+Tasks are named by an importable reference (``module:function``), so any engine can run them in
+another process: the Ray engine ships the reference and the workspace settings, and the task opens the
+workspace where it runs (cached per worker process, with its models kept loaded).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from embedlake.config import Settings
+from embedlake.errors import ConfigError
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def task_ref(fn: Callable[..., Any]) -> str:
+    ref = f"{fn.__module__}:{fn.__qualname__}"
+    if "<" in ref:
+        raise ConfigError(f"fan-out task {ref} must be a module-level function")
+    return ref
+
+
+def resolve_task(ref: str) -> Callable[[Workspace, Any], Any]:
+    module, _, name = ref.partition(":")
+    fn: Callable[[Workspace, Any], Any] = getattr(importlib.import_module(module), name)
+    return fn
+
+
+class Engine(Protocol):
+    name: str
+
+    def run(self, ref: str, item: Any) -> Any: ...
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """Run the task in the calling thread (the runtime's worker pool bounds how many at once)."""
+
+    name = "local"
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def run(self, ref: str, item: Any) -> Any:
+        return resolve_task(ref)(self._ws, item)
+
+    def close(self) -> None:
+        pass
+
+
+ENGINES: dict[str, str] = {
+    "local": "embedlake.runtime.engines:LocalEngine",
+    "ray": "embedlake.runtime.ray:RayEngine",
+}
+
+
+def open_engine(settings: Settings, ws: Workspace) -> Engine:
+    module, _, name = ENGINES[settings.runtime.engine].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    engine: Engine = cls(ws)
+    log.info("compute engine: %s", engine.name)
+    return engine

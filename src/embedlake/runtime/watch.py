@@ -1,0 +1,101 @@
+"""Files dropped into the lake from outside: a start-up scan and a watcher raise their events.
+
+Both compare with the catalog's record of objects seen, so a file raises ``object.created`` once,
+however it arrived (an embedlake write, a ``cp`` while the runtime ran, or one while it was down).
+The event id derives from the key and content hash, so the watcher and the writer racing for the same
+file produce one event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from watchfiles import Change, watch
+
+from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED, Event
+from embedlake.lake import created_event_id
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def _record(ws: Workspace, key: str) -> bool:
+    """Raise object.created for ``key`` unless it was seen with the same content."""
+    try:
+        info = ws.lake.info(key)
+    except Exception:
+        return False
+    if ws.catalog.events.seen(key).get(key, ("", 0))[0] == info.etag:
+        return False
+    with ws.catalog.begin():
+        ws.catalog.events.add(
+            Event(
+                OBJECT_CREATED,
+                key,
+                {"size": info.size, "etag": info.etag},
+                id=created_event_id(key, info.etag),
+            )
+        )
+        ws.catalog.events.mark_seen(key, info.etag, info.size)
+    log.info("found %s", key)
+    return True
+
+
+def scan(ws: Workspace, prefixes: list[str]) -> int:
+    """Raise events for objects that appeared or changed while nobody watched; returns a count."""
+    found = 0
+    for prefix in prefixes:
+        seen = ws.catalog.events.seen(prefix)
+        present = set()
+        for info in ws.lake.list(prefix):
+            present.add(info.key)
+            if (
+                info.key not in seen
+                or seen[info.key][1] != info.size
+                or not info.etag
+                or info.etag != seen[info.key][0]
+            ):
+                found += _record(ws, info.key)
+        for key in set(seen) - present:
+            with ws.catalog.begin():
+                ws.catalog.events.add(
+                    Event(OBJECT_REMOVED, key, {"size": seen[key][1], "etag": seen[key][0]})
+                )
+                ws.catalog.events.forget_seen(key)
+            found += 1
+    return found
+
+
+class Watcher(threading.Thread):
+    """Watches a local lake folder (a remote lake relies on bucket notifications or scans)."""
+
+    def __init__(self, ws: Workspace, prefixes: list[str]) -> None:
+        super().__init__(name="embedlake-watcher", daemon=True)
+        self._ws = ws
+        self._prefixes = prefixes
+        self._halt = threading.Event()
+        local = ws.lake.local_path("x")
+        self.root = Path(local).parent if local else None
+
+    def run(self) -> None:
+        if self.root is None:
+            return
+        for changes in watch(
+            self.root,
+            stop_event=self._halt,
+            debounce=50,
+            step=20,
+            recursive=True,
+            raise_interrupt=False,
+        ):
+            for change, path in changes:
+                key = Path(path).relative_to(self.root).as_posix()
+                if Path(key).name.startswith(".tmp-") or change == Change.deleted:
+                    continue
+                if any(key.startswith(p) for p in self._prefixes):
+                    _record(self._ws, key)
+
+    def stop(self) -> None:
+        self._halt.set()
