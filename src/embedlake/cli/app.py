@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.logging import RichHandler
 
-from embedlake.cli import commands, demo
+from embedlake.cli import commands, demo, runtime
 from embedlake.cli.output import errors
 from embedlake.errors import BackendError, EmbedlakeError, NotFound
 
@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 commands.register(app)
+runtime.register(app)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,166 @@
+"""The functions runtime on the embedded default: real DBOS on SQLite, real files, real threads."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embedlake import Workspace
+from embedlake.events import DOCUMENTS_CHANGED, Event
+from embedlake.functions import Functions, on_event
+from embedlake.functions.context import Context
+from embedlake.runtime import Runtime
+from embedlake.runtime.runtime import redrive
+from embedlake.serving import Searcher
+from tests.conftest import collection
+
+FAST = {
+    "EMBEDLAKE_EMBED__MODEL": "lsa",
+    "EMBEDLAKE_EMBED__SHARD_SIZE": "400",
+    "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.02",
+    "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.05",
+}
+
+extra = Functions()
+_lock = threading.Lock()
+_state: dict[str, Any] = {"running": 0, "peak": 0, "calls": 0}
+
+
+@extra.function(on=on_event("test.fail"), retries=2)
+def always_fails(event: Event, ctx: Context) -> None:
+    raise RuntimeError(f"cannot handle {event.subject}")
+
+
+@extra.function(on=on_event("test.ok"), concurrency=2)
+def slow_ok(event: Event, ctx: Context) -> None:
+    with _lock:
+        _state["running"] += 1
+        _state["peak"] = max(_state["peak"], _state["running"])
+        _state["calls"] += 1
+    time.sleep(0.2)
+    with _lock:
+        _state["running"] -= 1
+
+
+@extra.function(on=on_event("test.slow"), timeout=0.5, retries=0)
+def too_slow(event: Event, ctx: Context) -> None:
+    time.sleep(1.0)  # no Python thread can be stopped from outside: this sleep ends
+    ctx.step("after the deadline", _state.__setitem__, "late step", True)  # but this never runs
+
+
+@extra.function(on=on_event("test.doc"), concurrency=4)
+def write_doc(event: Event, ctx: Context) -> None:
+    from embedlake.catalog.documents import Document
+
+    ctx.ws.catalog.documents.upsert([Document(event.subject, "burst", "", event.data["text"])])
+
+
+def _workspace(tmp_path: Path, **env: str) -> Workspace:
+    return Workspace.init(tmp_path / "ws", environ={**FAST, **env})
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    with _workspace(tmp_path) as workspace:
+        yield workspace
+
+
+def _drop(ws: Workspace, source: Path, key: str) -> None:
+    """A file copied into the lake folder from outside, as a user's `cp` would."""
+    target = ws.settings.workspace / "lake" / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+
+
+def test_a_dropped_file_ends_searchable_with_no_further_command(ws: Workspace) -> None:
+    with Runtime(ws) as runtime:
+        _drop(ws, collection("med") / "corpus.jsonl", "raw/med/corpus.jsonl")
+        assert runtime.wait_idle(120)
+    runs = {i.function: i for i in ws.catalog.events.invocations()}
+    assert {f: (i.status, i.attempts) for f, i in runs.items()} == {
+        "ingest": ("succeeded", 1), "embed-new": ("succeeded", 1)}
+    assert ws.catalog.documents.count() == 1033
+    searcher = Searcher(ws)
+    assert searcher.record.n_vectors == 1033
+    assert len(searcher.search("cancer cells", 5)) == 5
+
+
+def test_a_file_dropped_while_the_runtime_was_down_is_handled_at_restart(ws: Workspace,
+                                                                         tmp_path: Path) -> None:
+    first = tmp_path / "a.jsonl"
+    first.write_text("".join(f'{{"_id": "a{i}", "text": "apple pie number {i}"}}\n'
+                             for i in range(5)))
+    with Runtime(ws) as runtime:
+        _drop(ws, first, "raw/fruit/a.jsonl")
+        assert runtime.wait_idle(60)
+    second = tmp_path / "b.jsonl"
+    second.write_text('{"_id": "b1", "text": "banana bread"}\n')
+    _drop(ws, second, "raw/fruit/b.jsonl")  # nobody is watching now
+    with Runtime(ws) as runtime:
+        assert runtime.wait_idle(60)
+    ingests = ws.catalog.events.invocations(function="ingest")
+    assert len(ingests) == 2 and all(i.status == "succeeded" for i in ingests)
+    assert ws.catalog.documents.count() == 6
+    assert Searcher(ws).record.n_vectors == 6
+
+
+def test_a_failing_handler_is_dead_lettered_while_others_flow(tmp_path: Path) -> None:
+    _state.update(running=0, peak=0, calls=0)
+    with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
+        events = ws.catalog.events
+        events.add(Event("test.fail", "bad-input"))
+        for n in range(6):
+            events.add(Event("test.ok", f"job-{n}"))
+        assert runtime.wait_idle(60)
+        [dead] = events.invocations(function="always-fails")
+        assert (dead.status, dead.attempts) == ("dead", 3)  # first try + 2 retries
+        assert dead.error == "RuntimeError: cannot handle bad-input"
+        oks = events.invocations(function="slow-ok")
+        assert len(oks) == 6 and {i.status for i in oks} == {"succeeded"}
+        assert _state["peak"] == 2  # the concurrency limit held, and was used
+        again = redrive(ws, dead.id)
+        assert runtime.wait_idle(60)
+        redriven = events.invocation(again)
+        assert (redriven.status, redriven.attempts) == ("dead", 3)
+        with pytest.raises(Exception, match="not dead-lettered"):
+            redrive(ws, oks[0].id)
+
+
+def test_a_handler_past_its_timeout_fails_with_a_timeout(tmp_path: Path) -> None:
+    with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
+        ws.catalog.events.add(Event("test.slow", "x"))
+        assert runtime.wait_idle(60)
+        [run] = ws.catalog.events.invocations(function="too-slow")
+        assert run.status == "dead"
+        assert run.error is not None and "timeout of 0.5 s" in run.error
+        assert "late step" not in _state
+
+
+def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(tmp_path: Path) -> None:
+    with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
+        events = ws.catalog.events
+        burst = [Event("test.doc", f"doc-{n:04d}", {"text": f"document {n} about topic {n % 7}"})
+                 for n in range(1000)]
+        for event in burst:
+            events.add(event)
+        for event in burst[:100]:
+            events.add(event)  # delivered twice: the outbox keeps one
+        time.sleep(0.5)
+        events.set_state("dispatch.cursor", "0")  # a dispatcher crash before its cursor moved
+        assert runtime.wait_idle(600)
+        runs = events.invocations(function="write-doc")
+        assert len(runs) == 1000 and {r.status for r in runs} == {"succeeded"}
+        assert len({r.event_id for r in runs}) == 1000
+        assert ws.catalog.documents.count() == 1000
+        events.add(Event(DOCUMENTS_CHANGED, "burst"))
+        assert runtime.wait_idle(120)
+    searcher = Searcher(ws)
+    assert searcher.record.n_vectors == 1000
+    ids = [h.id for h in searcher.search("topic 3", 50)]
+    assert len(ids) == len(set(ids))

@@ -1,0 +1,115 @@
+"""Triggers, specs and events: the parts of the functions runtime that need no runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedlake import Workspace
+from embedlake.errors import ConfigError
+from embedlake.events import DOCUMENTS_CHANGED, OBJECT_CREATED, Event, from_s3_notification
+from embedlake.functions import (
+    Functions,
+    object_created,
+    object_removed,
+    on_event,
+    parse_duration,
+    schedule,
+)
+from embedlake.functions.builtin import functions as builtin
+from embedlake.functions.builtin import ingest
+from embedlake.functions.context import direct_context
+from tests.conftest import write_jsonl
+
+
+@pytest.mark.parametrize(("pattern", "key", "hit"), [
+    ("raw/**/*.jsonl", "raw/src/a.jsonl", True),
+    ("raw/**/*.jsonl", "raw/a.jsonl", True),
+    ("raw/**/*.jsonl", "raw/src/deep/a.jsonl", True),
+    ("raw/**/*.jsonl", "raw/src/a.csv", False),
+    ("raw/*.jsonl", "raw/src/a.jsonl", False),
+    ("raw/**", "raw/x", True),
+    ("raw/**", "rawx/y", False),
+    ("models/*/*/manifest.json", "models/m/1/manifest.json", True),
+    ("models/*/*/manifest.json", "models/m/1/sub/manifest.json", False),
+    ("a?c", "abc", True),
+    ("a.c", "abc", False),
+])
+def test_key_patterns(pattern: str, key: str, hit: bool) -> None:
+    event = Event(OBJECT_CREATED, key)
+    assert object_created(pattern).matches(event) is hit
+    assert object_removed(pattern).matches(event) is False
+
+
+def test_event_and_schedule_triggers() -> None:
+    assert on_event(DOCUMENTS_CHANGED).matches(Event(DOCUMENTS_CHANGED, "src"))
+    assert not on_event(DOCUMENTS_CHANGED).matches(Event(OBJECT_CREATED, "src"))
+    assert schedule("*/5 * * * *").matches(Event("schedule", "*/5 * * * *"))
+    with pytest.raises(ConfigError, match="cron"):
+        schedule("every tuesday")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(90, 90.0), ("30s", 30.0), ("10m", 600.0),
+                                                ("2h", 7200.0), ("1.5", 1.5)])
+def test_durations(value: str | int, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "0", "5d"])
+def test_bad_durations(value: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_duration(value)
+
+
+def test_decorators_only_record_a_spec() -> None:
+    registry = Functions()
+    calls: list[str] = []
+
+    @registry.function(on=object_created("raw/**"), concurrency=3, timeout="2m", retries=5)
+    def my_handler(event: Event, ctx: object) -> None:
+        calls.append(event.id)
+
+    spec = registry["my-handler"]
+    assert (spec.concurrency, spec.timeout, spec.retries) == (3, 120.0, 5)
+    assert spec.handler is my_handler and calls == []  # nothing ran at import or decoration
+    assert [s.name for s in registry.matching(Event(OBJECT_CREATED, "raw/a/b"))] == ["my-handler"]
+    with pytest.raises(ConfigError, match="twice"):
+        registry.function(on=on_event("x"), name="my-handler")(my_handler)
+    with pytest.raises(ConfigError, match="twice"):
+        registry.merge(registry)
+
+
+def test_object_events_round_trip_through_the_s3_notification_shape() -> None:
+    event = Event(OBJECT_CREATED, "raw/my source/a b+c.jsonl", {"size": 12, "etag": "abc"})
+    payload = event.s3_notification(bucket="lake")
+    record = payload["Records"][0]
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == "lake"
+    assert record["s3"]["object"]["key"] == "raw/my%20source/a%20b%2Bc.jsonl"
+    [back] = from_s3_notification(payload)
+    assert (back.type, back.subject, back.data["size"], back.data["etag"]) == (
+        OBJECT_CREATED, "raw/my source/a b+c.jsonl", 12, "abc")
+    assert abs((back.time - event.time).total_seconds()) < 0.001
+    assert Event.from_json(event.to_json()) == event
+
+
+def test_a_handler_is_a_plain_function_a_test_can_call(ws: Workspace, tmp_path: Path) -> None:
+    f = write_jsonl(tmp_path / "d.jsonl", [{"_id": "1", "text": "one"}, {"_id": "2", "text": "b"}])
+    with f.open("rb") as handle:
+        info = ws.lake.put_file("raw/src/d.jsonl", handle)
+    event = Event(OBJECT_CREATED, info.key, {"size": info.size, "etag": info.etag})
+    ctx = direct_context(ws, "ingest", request_id="req-1")
+    assert ctx.get_remaining_time_in_millis() > 0
+    assert ingest(event, ctx) == {"read": 2, "inserted": 2, "updated": 0, "unchanged": 0,
+                                  "rejected": 0}
+    emitted = [e for e in ws.catalog.events.all() if e.type == DOCUMENTS_CHANGED]
+    assert [(e.id, e.subject, e.data["changed"]) for e in emitted] == [("req-1/1", "src", 2)]
+    ingest(event, direct_context(ws, "ingest", request_id="req-1"))  # a repeated delivery
+    assert len([e for e in ws.catalog.events.all() if e.type == DOCUMENTS_CHANGED]) == 1
+
+
+def test_builtin_functions_and_their_triggers() -> None:
+    names = {s.name: [t.describe() for t in s.triggers] for s in builtin}
+    assert names == {"ingest": ["object.created(raw/**)"],
+                     "embed-new": ["documents.changed"]}
