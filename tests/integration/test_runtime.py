@@ -142,6 +142,7 @@ def test_a_handler_past_its_timeout_fails_with_a_timeout(tmp_path: Path) -> None
         assert "late step" not in _state
 
 
+@pytest.mark.slow
 def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(tmp_path: Path) -> None:
     with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
         events = ws.catalog.events

@@ -48,9 +48,11 @@ class RayEngine:
         self._settings = settings
         # Ask Ray for a GPU when the encoder is configured to use one.
         self._gpus = 1 if settings.embed.device == "cuda" else 0
+        self.submitted = 0
 
     def run(self, ref: str, item: Any) -> Any:
         task = _run.options(num_gpus=self._gpus) if self._gpus else _run
+        self.submitted += 1
         return ray.get(task.remote(self._settings, ref, item))
 
     def close(self) -> None:

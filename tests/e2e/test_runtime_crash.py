@@ -1,0 +1,82 @@
+"""kill -9 of `embedlake up` during a multi-shard embedding job: restart, and the job completes
+with the result of an uninterrupted run, without redoing the shards it had finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from embedlake import Workspace
+from embedlake.batch import read_vectors
+from embedlake.catalog.schema import embedding_shards
+from embedlake.encoders import artifacts
+from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.serving import Searcher
+from tests.conftest import collection
+
+SHARD = 40
+ENV = {"EMBEDLAKE_EMBED__MODEL": "minilm", "EMBEDLAKE_EMBED__SHARD_SIZE": str(SHARD),
+       "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05", "EMBEDLAKE_RUNTIME__MAX_WORKERS": "1"}
+
+
+def _shards(ws: Workspace) -> dict[int, object]:
+    with ws.catalog.connect() as conn:
+        return {r.shard: r.finished_at for r in conn.execute(select(embedding_shards))}
+
+
+def _up(path: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "embedlake.cli.app", "up", str(path),
+                                 *extra], env={**os.environ, **ENV}, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
+    lines = (collection("cranfield") / "corpus.jsonl").read_text().splitlines()[:280]
+    corpus = tmp_path / "subset.jsonl"
+    corpus.write_text("\n".join(lines) + "\n")
+    path, log = tmp_path / "ws", tmp_path / "up.log"
+    with Workspace.init(path, environ=ENV) as ws:
+        resolve_model(ws, "minilm")  # registered up front, so the run is all embedding
+    child = _up(path, log)
+    target = path / "lake" / "raw" / "cran" / "subset.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(corpus.read_bytes())  # dropped by hand while the runtime runs
+    with Workspace.open(path, environ=ENV) as ws:
+        deadline = time.monotonic() + 300
+        while len(_shards(ws)) < 2:
+            assert child.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        before = _shards(ws)
+        total = ws.catalog.documents.count()
+        n_shards = -(-total // SHARD)
+        assert 2 <= len(before) < n_shards, "the kill must land mid-job"
+
+    restarted = _up(path, log, "--until-idle", "--timeout", "600")
+    assert restarted.wait(timeout=700) == 0, log.read_text()
+
+    with Workspace.open(path, environ=ENV) as ws:
+        after = _shards(ws)
+        assert len(after) == n_shards
+        assert {n: after[n] for n in before} == before  # finished shards were not redone
+        statuses = {i.function: i.status for i in ws.catalog.events.invocations()}
+        assert statuses == {"ingest": "succeeded", "embed-new": "succeeded"}
+        searcher = Searcher(ws)
+        assert searcher.record.n_vectors == total
+        ids, vectors = read_vectors(ws, searcher.model)
+        encoder = artifacts.load(ws, searcher.model, **encoder_options(ws, searcher.model))
+        docs = ws.catalog.documents.get_many(ids)
+        expected = encoder.encode([docs[d].full_text for d in ids])  # the uninterrupted result
+        assert np.allclose(vectors, expected, atol=1e-4)
