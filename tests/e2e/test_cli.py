@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.conftest import collection
 
 
-def run(*args: str, ok: bool = True, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "embedlake.cli.app", *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=900)
+def run(
+    *args: str, ok: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "embedlake.cli.app", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -71,25 +75,42 @@ def test_med_with_minilm_matches_the_reference_values(tmp_path: Path) -> None:
     assert rows["minilm"]["recall@100"] == pytest.approx(0.958, abs=0.01)
     models = run_json("models", ws)
     assert [(m["kind"], m["dim"], m["embedded"]) for m in models] == [
-        ("sentence-transformers", 384, 1033)]
+        ("sentence-transformers", 384, 1033)
+    ]
 
 
 def test_every_command_has_help() -> None:
-    for command in ("init", "migrate", "ingest", "delete", "embed", "index", "search", "bench",
-                    "sql", "models", "status", "demo"):
+    for command in (
+        "init",
+        "migrate",
+        "ingest",
+        "delete",
+        "embed",
+        "index",
+        "search",
+        "bench",
+        "sql",
+        "models",
+        "status",
+        "demo",
+    ):
         out = run(command, "--help").stdout
         assert "Usage" in out and "--help" in out
 
 
-@pytest.mark.parametrize(("args", "code", "needle"), [
-    (("search", "{ws}/missing", "q"), 2, "is not an embedlake workspace"),
-    (("ingest", "{ws}", "{ws}/nope.jsonl"), 2, "no such file or folder"),
-    (("search", "{ws}", "anything"), 3, "embedlake index"),
-    (("embed", "{ws}", "--model", "nosuch"), 3, "not registered"),
-    (("sql", "{ws}", "select broken from"), 2, "SQL error"),
-])
-def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, args: tuple[str, ...],
-                                                    code: int, needle: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (("search", "{ws}/missing", "q"), 2, "is not an embedlake workspace"),
+        (("ingest", "{ws}", "{ws}/nope.jsonl"), 2, "no such file or folder"),
+        (("search", "{ws}", "anything"), 3, "embedlake index"),
+        (("embed", "{ws}", "--model", "nosuch"), 3, "not registered"),
+        (("sql", "{ws}", "select broken from"), 2, "SQL error"),
+    ],
+)
+def test_user_errors_are_one_line_with_an_exit_code(
+    tmp_path: Path, args: tuple[str, ...], code: int, needle: str
+) -> None:
     ws = tmp_path / "ws"
     run("init", str(ws))
     proc = run(*[a.format(ws=ws) for a in args], ok=False)
@@ -111,8 +132,9 @@ def test_strict_ingest_fails_on_rejects(tmp_path: Path) -> None:
 
 
 def test_demo_runs_on_the_installed_docstrings(tmp_path: Path) -> None:
-    proc = run("demo", "--workspace", str(tmp_path / "demo"), "--model", "lsa",
-               "--max-documents", "600")
+    proc = run(
+        "demo", "--workspace", str(tmp_path / "demo"), "--model", "lsa", "--max-documents", "600"
+    )
     assert "benchmark on docstrings" in proc.stdout
     assert "nDCG@10:" in proc.stdout
     summary = json.loads(proc.stdout.split("nDCG@10:", 1)[1].splitlines()[0])

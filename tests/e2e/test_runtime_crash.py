@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select
+from tests.conftest import collection
 
 from embedlake import Workspace
 from embedlake.batch import read_vectors
@@ -20,11 +21,14 @@ from embedlake.catalog.schema import embedding_shards
 from embedlake.encoders import artifacts
 from embedlake.encoders.resolve import encoder_options, resolve_model
 from embedlake.serving import Searcher
-from tests.conftest import collection
 
 SHARD = 40
-ENV = {"EMBEDLAKE_EMBED__MODEL": "minilm", "EMBEDLAKE_EMBED__SHARD_SIZE": str(SHARD),
-       "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05", "EMBEDLAKE_RUNTIME__MAX_WORKERS": "1"}
+ENV = {
+    "EMBEDLAKE_EMBED__MODEL": "minilm",
+    "EMBEDLAKE_EMBED__SHARD_SIZE": str(SHARD),
+    "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05",
+    "EMBEDLAKE_RUNTIME__MAX_WORKERS": "1",
+}
 
 
 def _shards(ws: Workspace) -> dict[int, object]:
@@ -34,9 +38,12 @@ def _shards(ws: Workspace) -> dict[int, object]:
 
 def _up(path: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "embedlake.cli.app", "up", str(path),
-                                 *extra], env={**os.environ, **ENV}, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "embedlake.cli.app", "up", str(path), *extra],
+            env={**os.environ, **ENV},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import collection
 
 from embedlake import Workspace
 from embedlake.events import DOCUMENTS_CHANGED, Event
@@ -18,7 +19,6 @@ from embedlake.functions.context import Context
 from embedlake.runtime import Runtime
 from embedlake.runtime.runtime import redrive
 from embedlake.serving import Searcher
-from tests.conftest import collection
 
 FAST = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
@@ -84,18 +84,22 @@ def test_a_dropped_file_ends_searchable_with_no_further_command(ws: Workspace) -
         assert runtime.wait_idle(120)
     runs = {i.function: i for i in ws.catalog.events.invocations()}
     assert {f: (i.status, i.attempts) for f, i in runs.items()} == {
-        "ingest": ("succeeded", 1), "embed-new": ("succeeded", 1)}
+        "ingest": ("succeeded", 1),
+        "embed-new": ("succeeded", 1),
+    }
     assert ws.catalog.documents.count() == 1033
     searcher = Searcher(ws)
     assert searcher.record.n_vectors == 1033
     assert len(searcher.search("cancer cells", 5)) == 5
 
 
-def test_a_file_dropped_while_the_runtime_was_down_is_handled_at_restart(ws: Workspace,
-                                                                         tmp_path: Path) -> None:
+def test_a_file_dropped_while_the_runtime_was_down_is_handled_at_restart(
+    ws: Workspace, tmp_path: Path
+) -> None:
     first = tmp_path / "a.jsonl"
-    first.write_text("".join(f'{{"_id": "a{i}", "text": "apple pie number {i}"}}\n'
-                             for i in range(5)))
+    first.write_text(
+        "".join(f'{{"_id": "a{i}", "text": "apple pie number {i}"}}\n' for i in range(5))
+    )
     with Runtime(ws) as runtime:
         _drop(ws, first, "raw/fruit/a.jsonl")
         assert runtime.wait_idle(60)
@@ -146,8 +150,10 @@ def test_a_handler_past_its_timeout_fails_with_a_timeout(tmp_path: Path) -> None
 def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(tmp_path: Path) -> None:
     with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
         events = ws.catalog.events
-        burst = [Event("test.doc", f"doc-{n:04d}", {"text": f"document {n} about topic {n % 7}"})
-                 for n in range(1000)]
+        burst = [
+            Event("test.doc", f"doc-{n:04d}", {"text": f"document {n} about topic {n % 7}"})
+            for n in range(1000)
+        ]
         for event in burst:
             events.add(event)
         for event in burst[:100]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.conftest import write_jsonl
 
 from embedlake import Workspace
 from embedlake.errors import ConfigError
@@ -20,22 +21,24 @@ from embedlake.functions import (
 from embedlake.functions.builtin import functions as builtin
 from embedlake.functions.builtin import ingest
 from embedlake.functions.context import direct_context
-from tests.conftest import write_jsonl
 
 
-@pytest.mark.parametrize(("pattern", "key", "hit"), [
-    ("raw/**/*.jsonl", "raw/src/a.jsonl", True),
-    ("raw/**/*.jsonl", "raw/a.jsonl", True),
-    ("raw/**/*.jsonl", "raw/src/deep/a.jsonl", True),
-    ("raw/**/*.jsonl", "raw/src/a.csv", False),
-    ("raw/*.jsonl", "raw/src/a.jsonl", False),
-    ("raw/**", "raw/x", True),
-    ("raw/**", "rawx/y", False),
-    ("models/*/*/manifest.json", "models/m/1/manifest.json", True),
-    ("models/*/*/manifest.json", "models/m/1/sub/manifest.json", False),
-    ("a?c", "abc", True),
-    ("a.c", "abc", False),
-])
+@pytest.mark.parametrize(
+    ("pattern", "key", "hit"),
+    [
+        ("raw/**/*.jsonl", "raw/src/a.jsonl", True),
+        ("raw/**/*.jsonl", "raw/a.jsonl", True),
+        ("raw/**/*.jsonl", "raw/src/deep/a.jsonl", True),
+        ("raw/**/*.jsonl", "raw/src/a.csv", False),
+        ("raw/*.jsonl", "raw/src/a.jsonl", False),
+        ("raw/**", "raw/x", True),
+        ("raw/**", "rawx/y", False),
+        ("models/*/*/manifest.json", "models/m/1/manifest.json", True),
+        ("models/*/*/manifest.json", "models/m/1/sub/manifest.json", False),
+        ("a?c", "abc", True),
+        ("a.c", "abc", False),
+    ],
+)
 def test_key_patterns(pattern: str, key: str, hit: bool) -> None:
     event = Event(OBJECT_CREATED, key)
     assert object_created(pattern).matches(event) is hit
@@ -50,8 +53,9 @@ def test_event_and_schedule_triggers() -> None:
         schedule("every tuesday")
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(90, 90.0), ("30s", 30.0), ("10m", 600.0),
-                                                ("2h", 7200.0), ("1.5", 1.5)])
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(90, 90.0), ("30s", 30.0), ("10m", 600.0), ("2h", 7200.0), ("1.5", 1.5)]
+)
 def test_durations(value: str | int, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
@@ -89,7 +93,11 @@ def test_object_events_round_trip_through_the_s3_notification_shape() -> None:
     assert record["s3"]["object"]["key"] == "raw/my%20source/a%20b%2Bc.jsonl"
     [back] = from_s3_notification(payload)
     assert (back.type, back.subject, back.data["size"], back.data["etag"]) == (
-        OBJECT_CREATED, "raw/my source/a b+c.jsonl", 12, "abc")
+        OBJECT_CREATED,
+        "raw/my source/a b+c.jsonl",
+        12,
+        "abc",
+    )
     assert abs((back.time - event.time).total_seconds()) < 0.001
     assert Event.from_json(event.to_json()) == event
 
@@ -101,8 +109,13 @@ def test_a_handler_is_a_plain_function_a_test_can_call(ws: Workspace, tmp_path: 
     event = Event(OBJECT_CREATED, info.key, {"size": info.size, "etag": info.etag})
     ctx = direct_context(ws, "ingest", request_id="req-1")
     assert ctx.get_remaining_time_in_millis() > 0
-    assert ingest(event, ctx) == {"read": 2, "inserted": 2, "updated": 0, "unchanged": 0,
-                                  "rejected": 0}
+    assert ingest(event, ctx) == {
+        "read": 2,
+        "inserted": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+    }
     emitted = [e for e in ws.catalog.events.all() if e.type == DOCUMENTS_CHANGED]
     assert [(e.id, e.subject, e.data["changed"]) for e in emitted] == [("req-1/1", "src", 2)]
     ingest(event, direct_context(ws, "ingest", request_id="req-1"))  # a repeated delivery
@@ -111,5 +124,4 @@ def test_a_handler_is_a_plain_function_a_test_can_call(ws: Workspace, tmp_path: 
 
 def test_builtin_functions_and_their_triggers() -> None:
     names = {s.name: [t.describe() for t in s.triggers] for s in builtin}
-    assert names == {"ingest": ["object.created(raw/**)"],
-                     "embed-new": ["documents.changed"]}
+    assert names == {"ingest": ["object.created(raw/**)"], "embed-new": ["documents.changed"]}
