@@ -125,3 +125,17 @@ def test_a_handler_is_a_plain_function_a_test_can_call(ws: Workspace, tmp_path: 
 def test_builtin_functions_and_their_triggers() -> None:
     names = {s.name: [t.describe() for t in s.triggers] for s in builtin}
     assert names == {"ingest": ["object.created(raw/**)"], "embed-new": ["documents.changed"]}
+
+
+def test_structured_logs_carry_the_invocation_ids() -> None:
+    import json
+    import logging
+
+    from embedlake.runtime.logs import InvocationFilter, JsonFormatter, invocation_ids
+
+    record = logging.LogRecord("embedlake.x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    with invocation_ids(function="ingest", invocation="ev1:ingest", event="ev1"):
+        assert InvocationFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "hello you"
+    assert (line["function"], line["invocation"], line["event"]) == ("ingest", "ev1:ingest", "ev1")

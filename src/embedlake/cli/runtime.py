@@ -27,9 +27,21 @@ def up(
     timeout: Annotated[
         float, typer.Option(help="With --until-idle: give up after this many seconds.")
     ] = 3600.0,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            help="text, or json: one object a line with the function, invocation and event ids."
+        ),
+    ] = "text",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every attempt.")] = False,
 ) -> None:
     """Start the functions runtime (dispatcher, workers, watcher); runs until stopped."""
+    import logging
+
     from embedlake.runtime import Runtime
+    from embedlake.runtime.logs import configure
+
+    configure(log_format, logging.INFO if verbose else logging.WARNING)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,6 +13,7 @@ DBOS registers workflows globally per process, so they find the running runtime 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -25,11 +26,13 @@ from embedlake.errors import ConfigError
 from embedlake.events import Event
 from embedlake.functions.context import Context, Task
 from embedlake.runtime.engines import task_ref
+from embedlake.runtime.logs import invocation_ids
 
 if TYPE_CHECKING:
     from embedlake.runtime.runtime import Runtime
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 INVOKE = "embedlake.invoke"
 COMPUTE_QUEUE = "embedlake-compute"
@@ -112,6 +115,7 @@ def invoke(function: str, event: dict[str, Any]) -> str:
 def run_attempt(function: str, event: dict[str, Any], run_id: str, attempt: int) -> None:
     runtime = active()
     spec = runtime.functions[function]
+    event_id = str(event["id"])
     ctx = Context(
         ws=runtime.ws,
         function_name=function,
@@ -120,7 +124,9 @@ def run_attempt(function: str, event: dict[str, Any], run_id: str, attempt: int)
         attempt=attempt,
         steps=DurableSteps(),
     )
-    spec.handler(Event.from_json(event), ctx)
+    with invocation_ids(function=function, invocation=run_id, event=event_id):
+        log.info("attempt %d", attempt)
+        spec.handler(Event.from_json(event), ctx)
 
 
 @DBOS.workflow(name="embedlake.map_item", max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
