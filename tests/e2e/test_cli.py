@@ -140,3 +140,31 @@ def test_demo_runs_on_the_installed_docstrings(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout.split("nDCG@10:", 1)[1].splitlines()[0])
     assert set(summary) >= {"bm25", "bm25+stem"} and any(k.startswith("lsa@") for k in summary)
     assert all(0.0 < v <= 1.0 for v in summary.values())
+
+
+def test_up_handles_a_dropped_file_and_reports_runs(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    env = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.02"}
+    run("init", str(ws))
+    target = ws / "lake" / "raw" / "med" / "corpus.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_bytes((collection("med") / "corpus.jsonl").read_bytes())
+    proc = run(
+        "up", str(ws), "--until-idle", "--timeout", "300", "--log-format", "json", "-v", env=env
+    )
+    logged = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert any(e.get("function") == "ingest" and e.get("invocation") for e in logged)
+    runs = json.loads(run("runs", str(ws), "--json", env=env).stdout)
+    assert {(r["function"], r["status"]) for r in runs} == {
+        ("ingest", "succeeded"),
+        ("embed-new", "succeeded"),
+    }
+    assert json.loads(run("runs", str(ws), "--failed", "--json", env=env).stdout) == []
+    functions = {
+        f["function"]: f for f in json.loads(run("functions", str(ws), "--json", env=env).stdout)
+    }
+    assert functions["ingest"]["last"] == "succeeded" and functions["ingest"]["runs"] == 1
+    hits = json.loads(run("search", str(ws), "cancer cells", "--json", env=env).stdout)
+    assert len(hits["hits"]) == 10
+    proc = run("retry", str(ws), runs[0]["id"], ok=False, env=env)
+    assert proc.returncode == 2 and "not dead-lettered" in proc.stderr
