@@ -42,6 +42,7 @@ class Catalog:
         from embedlake.catalog.events import Events
         from embedlake.catalog.records import Records
         from embedlake.catalog.registry import Registry
+        from embedlake.catalog.releases import Releases
 
         self.engine = engine
         self.insert = insert
@@ -52,6 +53,7 @@ class Catalog:
         self.registry = Registry(self)
         self.records = Records(self)
         self.events = Events(self)
+        self.releases = Releases(self)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

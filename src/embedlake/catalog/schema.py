@@ -182,3 +182,45 @@ benchmark_results = Table(
     Column("metrics", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# A release: one model's vectors, index and reducer over a corpus snapshot, with its benchmark
+# report. Immutable once built, except that documents arriving later are added to its index.
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column(
+        "status", String(32), nullable=False
+    ),  # building | built | rejected | published | failed
+    Column("index_id", Integer, ForeignKey("indexes.id"), nullable=True),
+    Column("prefix", Text, nullable=False),
+    Column("snapshot", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("release_id", String(64), ForeignKey("releases.id"), nullable=False),
+    Column("moved_at", DateTime(timezone=True), nullable=False),
+)
+
+# The history of every alias move: who moved it, when, from where, to where, and why.
+alias_moves = Table(
+    "alias_moves",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alias", String(128), nullable=False),
+    Column("from_release", String(64), nullable=True),
+    Column("to_release", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # publish | rollback
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_alias_moves_alias", "alias"),
+)

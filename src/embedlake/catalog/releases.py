@@ -1,0 +1,167 @@
+"""Releases, aliases and the history of alias moves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from embedlake.catalog.schema import alias_moves, aliases, releases
+from embedlake.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from embedlake.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    id: str
+    model_id: int
+    status: str
+    index_id: int | None
+    prefix: str
+    snapshot: dict[str, Any]
+    report: dict[str, Any]
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    alias: str
+    from_release: str | None
+    to_release: str
+    kind: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+def _release(row: Any) -> ReleaseRecord:
+    return ReleaseRecord(
+        row.id,
+        row.model_id,
+        row.status,
+        row.index_id,
+        row.prefix,
+        row.snapshot,
+        row.report,
+        row.reason,
+        row.created_at,
+        row.finished_at,
+    )
+
+
+class Releases:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def create(self, release_id: str, model_id: int, reason: str) -> ReleaseRecord:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                releases.insert().values(
+                    id=release_id,
+                    model_id=model_id,
+                    status="building",
+                    index_id=None,
+                    prefix=f"releases/{release_id}",
+                    snapshot={},
+                    report={},
+                    reason=reason,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return self.get(release_id)
+
+    def get(self, release_id: str) -> ReleaseRecord:
+        with self._catalog.connect() as conn:
+            row = conn.execute(select(releases).where(releases.c.id == release_id)).first()
+        if row is None:
+            raise NotFound(f"release {release_id!r} does not exist (see `embedlake releases`)")
+        return _release(row)
+
+    def all(self, model_id: int | None = None) -> list[ReleaseRecord]:
+        query = select(releases).order_by(releases.c.created_at)
+        if model_id is not None:
+            query = query.where(releases.c.model_id == model_id)
+        with self._catalog.connect() as conn:
+            return [_release(r) for r in conn.execute(query)]
+
+    def update(self, release_id: str, **values: Any) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(update(releases).where(releases.c.id == release_id).values(**values))
+
+    # -- aliases ---------------------------------------------------------------------------
+    def alias(self, name: str) -> str | None:
+        with self._catalog.connect() as conn:
+            return conn.execute(select(aliases.c.release_id).where(aliases.c.name == name)).scalar()
+
+    def aliases(self) -> dict[str, str]:
+        with self._catalog.connect() as conn:
+            return {r.name: r.release_id for r in conn.execute(select(aliases))}
+
+    def move(
+        self,
+        name: str,
+        to_release: str,
+        *,
+        kind: str,
+        actor: str,
+        reason: str,
+        expect: str | None = None,
+    ) -> AliasMove:
+        """Point ``name`` at ``to_release`` and record the move, in one transaction.
+
+        ``expect`` guards against a lost update: the move is refused when the alias no longer
+        points where the caller saw it.
+        """
+        insert = self._catalog.insert
+        now = datetime.now(UTC)
+        with self._catalog.begin() as conn:
+            current = conn.execute(
+                select(aliases.c.release_id).where(aliases.c.name == name)
+            ).scalar()
+            if expect is not None and current != expect:
+                raise Conflict(f"alias {name!r} moved to {current} meanwhile; try again")
+            stmt = insert(aliases).values(name=name, release_id=to_release, moved_at=now)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"], set_=dict(release_id=to_release, moved_at=now)
+                )
+            )
+            conn.execute(
+                alias_moves.insert().values(
+                    alias=name,
+                    from_release=current,
+                    to_release=to_release,
+                    kind=kind,
+                    actor=actor,
+                    reason=reason,
+                    at=now,
+                )
+            )
+        return AliasMove(name, current, to_release, kind, actor, reason, now)
+
+    def history(self, name: str | None = None) -> list[AliasMove]:
+        query = select(alias_moves).order_by(alias_moves.c.id)
+        if name is not None:
+            query = query.where(alias_moves.c.alias == name)
+        with self._catalog.connect() as conn:
+            return [
+                AliasMove(r.alias, r.from_release, r.to_release, r.kind, r.actor, r.reason, r.at)
+                for r in conn.execute(query)
+            ]
+
+    def stack(self, name: str) -> list[str]:
+        """Releases the alias has stood on, oldest first, with rolled-back steps removed: the last
+        is where it points, the one before is where a rollback takes it."""
+        stack: list[str] = []
+        for move in self.history(name):
+            if move.kind == "rollback":
+                stack.pop()
+            else:
+                stack.append(move.to_release)
+        return stack
