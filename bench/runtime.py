@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, median, table, write_result
 from embedlake import Workspace
 from embedlake.batch import embed
 from embedlake.encoders import artifacts
@@ -26,6 +25,8 @@ from embedlake.functions.context import Context
 from embedlake.ingest import ingest_path
 from embedlake.runtime import Runtime
 from embedlake.serving import build_index
+
+from _common import DATA, median, table, write_result
 
 noop = Functions()
 

@@ -59,6 +59,25 @@ class IndexSettings(_Section):
     ef_search: int = Field(default=128, ge=1)
 
 
+class GateSettings(_Section):
+    # The alias a new release is compared with and moved to when it passes.
+    alias: str = "production"
+    max_ndcg_drop: float = Field(default=0.005, ge=0)
+    min_ann_recall: float = Field(default=0.95, ge=0, le=1)
+    # Registered benchmark datasets the gate evaluates on (empty: every registered one).
+    datasets: list[str] = []
+
+
+class ReduceSettings(_Section):
+    variance: float = Field(default=0.95, gt=0, le=1)
+    components: int = Field(default=0, ge=0)  # a fixed number instead of a variance share
+
+
+class ReleaseSettings(_Section):
+    # Releases an alias points to, or pointed to in its last `keep_moves` moves, are never removed.
+    keep_moves: int = Field(default=5, ge=1)
+
+
 class RuntimeSettings(_Section):
     engine: Literal["local", "ray"] = "local"
     # "" starts a Ray on this machine; "auto" joins a running one; "ray://head:10001" a remote one.
@@ -85,6 +104,9 @@ class Settings(BaseModel):
     embed: EmbedSettings = EmbedSettings()
     index: IndexSettings = IndexSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    gate: GateSettings = GateSettings()
+    reduce: ReduceSettings = ReduceSettings()
+    releases: ReleaseSettings = ReleaseSettings()
 
     @classmethod
     def load(cls, workspace: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -213,4 +235,17 @@ watch_prefixes = {json.dumps(s.runtime.watch_prefixes)}
 modules = {json.dumps(s.runtime.modules)}              # modules with a `functions` registry of your own
 max_recovery_attempts = {s.runtime.max_recovery_attempts}
 retry_base_seconds = {s.runtime.retry_base_seconds}
+
+[gate]
+alias = "{s.gate.alias}"
+max_ndcg_drop = {s.gate.max_ndcg_drop}         # per dataset, against the release behind the alias
+min_ann_recall = {s.gate.min_ann_recall}
+datasets = {json.dumps(s.gate.datasets)}              # registered datasets; empty = all
+
+[reduce]
+variance = {s.reduce.variance}              # PCA keeps this share of the variance
+components = {s.reduce.components}              # or a fixed number of components (0 = by variance)
+
+[releases]
+keep_moves = {s.releases.keep_moves}              # never remove a release an alias held in its last N moves
 """

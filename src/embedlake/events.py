@@ -16,6 +16,8 @@ from uuid import uuid4
 OBJECT_CREATED = "object.created"
 OBJECT_REMOVED = "object.removed"
 DOCUMENTS_CHANGED = "documents.changed"
+MODEL_REGISTERED = "model.registered"
+MODEL_REJECTED = "model.rejected"
 SCHEDULE = "schedule"
 
 _S3_NAMES = {OBJECT_CREATED: "ObjectCreated:Put", OBJECT_REMOVED: "ObjectRemoved:Delete"}

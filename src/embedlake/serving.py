@@ -102,10 +102,29 @@ def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
 class Searcher:
     """An index with the encoder of its model, ready to answer text queries."""
 
-    def __init__(self, ws: Workspace, model_ref: str | None = None) -> None:
-        registry = ws.catalog.registry
-        model_id = registry.model(model_ref).id if model_ref else None
-        self.record = registry.latest_index(model_id)
+    def __init__(
+        self,
+        ws: Workspace,
+        model_ref: str | None = None,
+        *,
+        release: str | None = None,
+        alias: str | None = None,
+    ) -> None:
+        """Serve a release, the release behind an alias, a model's newest index, or by default
+        the release behind the gate's alias (``production``), else the newest index."""
+        registry, releases = ws.catalog.registry, ws.catalog.releases
+        if release is None and model_ref is None:
+            release = releases.alias(alias or ws.settings.gate.alias)
+            if release is None and alias is not None:
+                raise NotFound(f"alias {alias!r} points to no release")
+        self.release = releases.get(release) if release else None
+        if self.release is not None:
+            if self.release.index_id is None:
+                raise NotFound(f"release {release} has no index yet (it is {self.release.status})")
+            self.record = registry.index(self.release.index_id)
+        else:
+            model_id = registry.model(model_ref).id if model_ref else None
+            self.record = registry.latest_index(model_id)
         self.model = registry.model_by_id(self.record.model_id)
         self.encoder: Encoder = artifacts.load(ws, self.model, **encoder_options(ws, self.model))
         self.index = load_index(ws, self.record)

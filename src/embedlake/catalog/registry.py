@@ -278,6 +278,15 @@ class Registry:
             ).inserted_primary_key
         return IndexRecord(_new_id(index_key), model_id, engine, params, n_vectors, prefix, now)
 
+    def index(self, index_id: int) -> IndexRecord:
+        with self._catalog.connect() as conn:
+            row = conn.execute(select(indexes).where(indexes.c.id == index_id)).first()
+        if row is None:
+            raise NotFound(f"index {index_id} does not exist")
+        return IndexRecord(
+            row.id, row.model_id, row.engine, row.params, row.n_vectors, row.prefix, row.created_at
+        )
+
     def latest_index(self, model_id: int | None = None) -> IndexRecord:
         """The newest index (of a model, or of any model)."""
         query = select(indexes).order_by(indexes.c.id.desc()).limit(1)

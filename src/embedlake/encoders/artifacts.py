@@ -17,22 +17,23 @@ from typing import Any
 
 from embedlake.catalog.registry import ModelRecord
 from embedlake.encoders import Encoder, load_folder
-from embedlake.errors import InputError, NotFound
+from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.workspace import Workspace
 
 PREFIX = "models"
 MANIFEST = "manifest.json"
+CARD = "card.md"  # written after benchmarking; like the manifest, not part of the content
 FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _loaded: dict[tuple[str, str], Encoder] = {}  # (content hash, options) → encoder, per process
 
 
 def hash_folder(folder: Path) -> tuple[str, dict[str, str]]:
-    """(content hash, {relative path: sha256}) over every file except the manifest."""
+    """(content hash, {relative path: sha256}) over every file but the manifest and the card."""
     files: dict[str, str] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if rel == MANIFEST:
+        if rel in (MANIFEST, CARD):
             continue
         digest = hashlib.sha256()
         with path.open("rb") as f:
@@ -51,7 +52,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def publish_folder(
+def write_folder(
     ws: Workspace,
     folder: Path,
     *,
@@ -60,8 +61,10 @@ def publish_folder(
     version: str | None = None,
     extra: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
-) -> ModelRecord:
-    """Check that ``folder`` loads, then copy it into the lake and register it."""
+) -> tuple[str, dict[str, Any]]:
+    """Check that ``folder`` loads, then copy it into ``models/<name>/<version>/`` with its
+    manifest (written last: a folder without one is an upload in progress). Registers nothing:
+    the manifest's arrival is what the ``register-model`` function reacts to."""
     from embedlake import __version__
 
     check_name(name)
@@ -82,29 +85,111 @@ def publish_folder(
     options = options or {}
     encoder = load_folder(folder, manifest, **options)  # refuse what cannot load
     manifest["dim"] = encoder.dim
+    prefix = f"{PREFIX}/{name}/{version}"
     try:
         existing = ws.catalog.registry.model(f"{name}@{version}")
     except NotFound:
         existing = None
-    if existing is not None and existing.content_hash == content_hash:
-        return existing
-    prefix = f"{PREFIX}/{name}/{version}"
-    record = ws.catalog.registry.add_model(  # raises Conflict on a different hash
-        name=name,
-        version=version,
+    if existing is not None and existing.content_hash != content_hash:
+        raise Conflict(
+            f"model {name}@{version} is already registered with different content "
+            f"(hash {existing.content_hash[:12]}); versions are immutable"
+        )
+    if existing is None or not ws.lake.exists(f"{prefix}/{MANIFEST}"):
+        for rel in files:
+            with (folder / rel).open("rb") as f:
+                ws.lake.put_file(f"{prefix}/{rel}", f)
+        ws.lake.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+    _loaded[(content_hash, repr(sorted(options.items())))] = encoder
+    return prefix, manifest
+
+
+def publish_folder(
+    ws: Workspace,
+    folder: Path,
+    *,
+    name: str,
+    kind: str,
+    version: str | None = None,
+    extra: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> ModelRecord:
+    """Copy ``folder`` into the lake and register it now (the CLI's `embed --model` path)."""
+    prefix, manifest = write_folder(
+        ws, folder, name=name, kind=kind, version=version, extra=extra, options=options
+    )
+    return ws.catalog.registry.add_model(  # a no-op when registered with the same hash
+        name=manifest["name"],
+        version=manifest["version"],
         kind=kind,
-        dim=encoder.dim,
-        content_hash=content_hash,
+        dim=manifest["dim"],
+        content_hash=manifest["content_hash"],
         prefix=prefix,
         manifest=manifest,
     )
-    for rel in files:
-        with (folder / rel).open("rb") as f:
-            ws.lake.put_file(f"{prefix}/{rel}", f)
-    # The manifest goes last: a folder without one is an upload in progress, never a model.
-    ws.lake.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
-    _loaded[(content_hash, repr(sorted(options.items())))] = encoder
-    return record
+
+
+def register_from_lake(ws: Workspace, prefix: str, **options: Any) -> tuple[ModelRecord, bool]:
+    """Verify a model folder that arrived in the lake and register it.
+
+    Returns the record and whether it is new. A broken folder (unreadable manifest, missing or
+    changed files, a hash mismatch, a model that does not load or has another dimension) raises
+    InputError naming the problem, and registers nothing.
+    """
+    where = f"model folder {prefix}/"
+    try:
+        manifest = json.loads(ws.lake.get(f"{prefix}/{MANIFEST}"))
+    except NotFound:
+        raise InputError(f"{where}: no {MANIFEST}") from None
+    except ValueError as exc:
+        raise InputError(f"{where}: {MANIFEST} is not valid JSON: {exc}") from None
+    missing = [
+        k for k in ("name", "version", "kind", "content_hash", "files", "dim") if k not in manifest
+    ]
+    if missing:
+        raise InputError(f"{where}: manifest lacks {', '.join(missing)}")
+    parts = prefix.split("/")
+    if parts[-2:] != [manifest["name"], manifest["version"]]:
+        raise InputError(
+            f"{where}: manifest names {manifest['name']}@{manifest['version']}, the "
+            f"folder is {'/'.join(parts[-2:])}"
+        )
+    files: dict[str, str] = manifest["files"]
+    present = {i.key[len(prefix) + 1 :] for i in ws.lake.list(prefix)} - {MANIFEST, CARD}
+    if set(files) - present:
+        raise InputError(f"{where}: missing files {', '.join(sorted(set(files) - present))}")
+    expected = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    if expected != manifest["content_hash"]:
+        raise InputError(f"{where}: content_hash does not match the files listed")
+    try:
+        existing = ws.catalog.registry.model(f"{manifest['name']}@{manifest['version']}")
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if existing.content_hash != manifest["content_hash"]:
+            raise Conflict(f"{where}: {existing.ref} is registered with other content")
+        return existing, False
+    record = ModelRecord(
+        0,
+        manifest["name"],
+        manifest["version"],
+        manifest["kind"],
+        int(manifest["dim"]),
+        manifest["content_hash"],
+        prefix,
+        manifest,
+    )
+    load(ws, record, **options)  # hash of every file, loadable, right dimension
+    registered = ws.catalog.registry.add_model(
+        name=record.name,
+        version=record.version,
+        kind=record.kind,
+        dim=record.dim,
+        content_hash=record.content_hash,
+        prefix=prefix,
+        manifest=manifest,
+    )
+    return registered, True
 
 
 def materialise(ws: Workspace, record: ModelRecord) -> Path:

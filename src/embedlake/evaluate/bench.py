@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from embedlake.batch import read_vectors
+from embedlake.catalog.registry import IndexRecord, ModelRecord
 from embedlake.encoders import artifacts
 from embedlake.encoders.resolve import encoder_options
 from embedlake.errors import InputError
@@ -29,6 +30,7 @@ class Result:
     system: str
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    top10: dict[str, list[str]] = field(default_factory=dict, repr=False)  # query → result ids
 
 
 def _check_corpus(ws: Workspace, dataset: Dataset, ids: set[str]) -> None:
@@ -53,9 +55,19 @@ def bench_bm25(ws: Workspace, dataset: Dataset, *, stem: bool = False) -> Result
 
 
 def bench_model(ws: Workspace, dataset: Dataset, model_ref: str) -> Result:
-    registry = ws.catalog.registry
-    model = registry.model(model_ref)
-    record = registry.latest_index(model.id)
+    """The model's newest index on ``dataset``."""
+    model = ws.catalog.registry.model(model_ref)
+    return bench_index(ws, dataset, model, ws.catalog.registry.latest_index(model.id))
+
+
+def bench_index(
+    ws: Workspace,
+    dataset: Dataset,
+    model: ModelRecord,
+    record: IndexRecord,
+    system: str | None = None,
+) -> Result:
+    """Quality, ANN recall against exact search, and single-query QPS of one index."""
     index = load_index(ws, record)
     ids, vectors = read_vectors(ws, model)
     _check_corpus(ws, dataset, set(ids))
@@ -77,9 +89,18 @@ def bench_model(ws: Workspace, dataset: Dataset, model_ref: str) -> Result:
         [[d for d, _ in r] for r in approx], [[d for d, _ in r] for r in truth]
     )
     means["qps"] = len(qids) / seconds if seconds > 0 else 0.0
-    result = Result(dataset.name, model.ref, means, per_query)
-    registry_results = ws.catalog.records
-    registry_results.add_result(
-        dataset=dataset.name, system=model.ref, metrics=means, model_id=model.id, index_id=record.id
+    result = Result(
+        dataset.name,
+        system or model.ref,
+        means,
+        per_query,
+        {q: [d for d, _ in r[:10]] for q, r in zip(qids, approx, strict=True)},
+    )
+    ws.catalog.records.add_result(
+        dataset=dataset.name,
+        system=result.system,
+        metrics=means,
+        model_id=model.id,
+        index_id=record.id,
     )
     return result

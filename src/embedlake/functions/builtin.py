@@ -6,13 +6,15 @@ raw/<source>/<file> ──object.created──▶ ingest ──documents.changed
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from embedlake.batch import embed_shard_task, open_run, pending_shards
+from embedlake.encoders import artifacts, sentence_transformers
 from embedlake.encoders.resolve import resolve_model
-from embedlake.errors import NotFound
-from embedlake.events import DOCUMENTS_CHANGED, Event
+from embedlake.errors import Conflict, InputError, NotFound
+from embedlake.events import DOCUMENTS_CHANGED, MODEL_REGISTERED, MODEL_REJECTED, Event
 from embedlake.functions import Functions, object_created, on_event
 from embedlake.functions.context import Context
 from embedlake.ingest import ingest_object
@@ -40,8 +42,9 @@ def ingest(event: Event, ctx: Context) -> dict[str, Any]:
 
 @functions.function(on=on_event(DOCUMENTS_CHANGED), concurrency=1, timeout="6h", retries=3)
 def embed_new(event: Event, ctx: Context) -> dict[str, int]:
-    """Embed new and changed documents with every serving model (the configured one until a
-    model has an index), one fan-out task per shard, then rebuild that model's index."""
+    """Embed new and changed documents with every serving model, one fan-out task per shard, then
+    re-index: the releases aliases point to get the new index, so a published release is never
+    behind the catalog. Without releases: models with an index, else the configured model."""
     embedded: dict[str, int] = {}
     for ref in ctx.step("serving models", serving_models, ctx.ws):
         run_id = ctx.step(f"plan {ref}", _plan, ctx.ws, ref)
@@ -56,7 +59,11 @@ def embed_new(event: Event, ctx: Context) -> dict[str, int]:
 
 
 def serving_models(ws: Workspace) -> list[str]:
-    """Models that have an index; the configured default while there is none."""
+    """Models of aliased releases; else models that have an index; else the configured one."""
+    releases = ws.catalog.releases
+    aliased = {releases.get(r).model_id for r in set(releases.aliases().values())}
+    if aliased:
+        return [ws.catalog.registry.model_by_id(m).ref for m in sorted(aliased)]
     refs = []
     for model in ws.catalog.registry.list_models():
         try:
@@ -81,4 +88,52 @@ def _finish(ws: Workspace, run_id: int) -> None:
 
 
 def _index(ws: Workspace, ref: str) -> int:
-    return build_index(ws, ws.catalog.registry.model(ref)).index_id
+    model = ws.catalog.registry.model(ref)
+    index_id = build_index(ws, model).index_id
+    releases = ws.catalog.releases
+    for release_id in set(releases.aliases().values()):
+        if releases.get(release_id).model_id == model.id:
+            releases.update(release_id, index_id=index_id)
+    return index_id
+
+
+@functions.function(
+    on=object_created("models/*/*/manifest.json"), concurrency=1, timeout="1h", retries=2
+)
+def register_model(event: Event, ctx: Context) -> dict[str, str]:
+    """Verify a model folder that arrived in the lake; register it, or quarantine it with the
+    reason (a broken model is not retried: it changes nothing that is live)."""
+    prefix = event.key.rsplit("/", 1)[0]
+    try:
+        record, new = artifacts.register_from_lake(ctx.ws, prefix, **_options(ctx.ws, prefix))
+    except (InputError, Conflict) as exc:
+        reason = {"model": prefix, "reason": str(exc), "event": event.id}
+        ctx.lake.put(f"quarantine/{prefix}.reason.json", json.dumps(reason, indent=2).encode())
+        ctx.emit(MODEL_REJECTED, prefix, reason)
+        log.warning("model rejected: %s", exc)
+        return {"rejected": str(exc)}
+    if new:
+        ctx.emit(MODEL_REGISTERED, record.ref, {"model": record.ref, "prefix": prefix})
+    return {"registered": record.ref}
+
+
+def _options(ws: Workspace, prefix: str) -> dict[str, object]:
+    try:
+        kind = json.loads(ws.lake.get(f"{prefix}/manifest.json")).get("kind")
+    except (NotFound, ValueError):
+        return {}
+    if kind == sentence_transformers.KIND:
+        return {
+            "device": ws.settings.embed.device,
+            "max_seq_length": ws.settings.embed.max_seq_length,
+        }
+    return {}
+
+
+@functions.function(on=on_event(MODEL_REGISTERED), concurrency=1, timeout="12h", retries=2)
+def build_release(event: Event, ctx: Context) -> dict[str, str]:
+    """Build a release of the new model; the gate publishes it or rejects it."""
+    from embedlake.releases.build import build
+
+    release_id = build(ctx, ctx.ws, event.data["model"], reason=f"model {event.subject} registered")
+    return {"release": release_id, "status": ctx.ws.catalog.releases.get(release_id).status}

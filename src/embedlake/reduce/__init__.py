@@ -1,0 +1,1 @@
+"""Dimension reduction of a release's vectors."""

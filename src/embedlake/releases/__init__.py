@@ -1,0 +1,1 @@
+"""Releases: build, benchmark, gate, publish, roll back. See docs/releases.md."""

@@ -1,0 +1,273 @@
+"""Build a release: embed (fan-out) → index → reducer → catch up → benchmark → gate → publish.
+
+Every stage is a checkpointed step of the caller's context, so under the functions runtime a crash
+resumes at the stage that failed (and the embedding at the shard that failed); nothing is published
+before the gate has passed. Called directly (CLI, tests), the same code runs the stages in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from embedlake.batch import embed_shard_task, open_run, pending_shards, read_vectors
+from embedlake.catalog.releases import ReleaseRecord
+from embedlake.errors import NotFound
+from embedlake.functions.context import Task
+from embedlake.index.exact import ExactIndex
+from embedlake.reduce.pca import PcaReducer
+from embedlake.releases import gate
+from embedlake.serving import build_index
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+MAX_CATCH_UP = 5  # rounds of embedding documents that arrived while the release was building
+
+
+class Steps(Protocol):
+    request_id: str
+
+    def step(self, name: str, fn: Any, *args: Any) -> Any: ...
+    def map(self, name: str, fn: Task, items: Any) -> list[Any]: ...
+
+
+def release_id_for(model_name: str, request_id: str) -> str:
+    """Derived from the request, so a retried or recovered build continues the same release."""
+    return f"{model_name}-{hashlib.sha256(request_id.encode()).hexdigest()[:10]}"
+
+
+def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bool = True) -> str:
+    release_id = ctx.step("create", _create, ws, model_ref, ctx.request_id, reason)
+    stages: dict[str, float] = {}
+    stages["embed"] = _embed_all(ctx, ws, model_ref, "embed")
+    stages["index"] = ctx.step("index", _index, ws, release_id)
+    stages["reducer"] = ctx.step("reducer", _reduce, ws, release_id)
+    late = _embed_all(ctx, ws, model_ref, "catch-up")
+    if ctx.step("late documents", _missing, ws, release_id):
+        stages["catch_up"] = late + ctx.step("re-index", _index, ws, release_id)
+    stages["benchmark"] = ctx.step("benchmark and gate", _benchmark, ws, release_id, stages)
+    if publish:
+        ctx.step("conclude", _conclude, ws, release_id)
+    return str(release_id)
+
+
+def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:
+    model = ws.catalog.registry.model(model_ref)
+    release_id = release_id_for(model.name, request_id)
+    try:
+        ws.catalog.releases.get(release_id)
+    except NotFound:
+        ws.catalog.releases.create(release_id, model.id, reason)
+    return release_id
+
+
+def _embed_all(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> float:
+    """Embed until the model covers every live document (new ones may arrive meanwhile)."""
+    started = time.perf_counter()
+    for round_ in range(MAX_CATCH_UP):
+        run_id = ctx.step(f"{label} {round_} plan", _plan, ws, model_ref)
+        if run_id is None:
+            break
+        shards = ctx.step(f"{label} {round_} pending", _pending, ws, run_id)
+        ctx.map(f"{label}-{round_}", embed_shard_task, [(model_ref, run_id, n) for n in shards])
+        ctx.step(f"{label} {round_} finish", _finish_run, ws, run_id)
+    return time.perf_counter() - started
+
+
+def _plan(ws: Workspace, ref: str) -> int | None:
+    run = open_run(ws, ws.catalog.registry.model(ref))
+    return None if run is None else run.id
+
+
+def _pending(ws: Workspace, run_id: int) -> list[int]:
+    return pending_shards(ws, ws.catalog.registry.run(run_id))
+
+
+def _finish_run(ws: Workspace, run_id: int) -> None:
+    ws.catalog.registry.finish_run(run_id, 0.0)
+
+
+def _missing(ws: Workspace, release_id: str) -> bool:
+    release = ws.catalog.releases.get(release_id)
+    assert release.index_id is not None
+    indexed = ws.catalog.registry.index(release.index_id).n_vectors
+    return ws.catalog.registry.count_embedded(release.model_id) != indexed
+
+
+def _index(ws: Workspace, release_id: str) -> float:
+    started = time.perf_counter()
+    release = ws.catalog.releases.get(release_id)
+    model = ws.catalog.registry.model_by_id(release.model_id)
+    built = build_index(ws, model)
+    live = ws.catalog.documents.live_hashes()
+    covered = sorted(
+        (d, h) for d, (h, _) in ws.catalog.registry.coverage(model.id).items() if live.get(d) == h
+    )
+    corpus_hash = hashlib.sha256(json.dumps(covered).encode()).hexdigest()
+    ws.catalog.releases.update(
+        release_id,
+        index_id=built.index_id,
+        snapshot={
+            "documents": built.n_vectors,
+            "corpus_hash": corpus_hash,
+            "live_documents": len(live),
+        },
+    )
+    return time.perf_counter() - started
+
+
+def _reduce(ws: Workspace, release_id: str) -> float:
+    """Fit PCA on the release's vectors; store it, the reduced vectors, and its recall cost."""
+    started = time.perf_counter()
+    release = ws.catalog.releases.get(release_id)
+    model = ws.catalog.registry.model_by_id(release.model_id)
+    ids, vectors = read_vectors(ws, model)
+    settings = ws.settings.reduce
+    reducer = PcaReducer.fit(vectors, variance=settings.variance, components=settings.components)
+    reduced = reducer.transform(vectors)
+    with tempfile.TemporaryDirectory() as tmp:
+        reducer.save(Path(tmp))
+        for path in sorted(Path(tmp).iterdir()):
+            ws.lake.put(f"{release.prefix}/reducer/{path.name}", path.read_bytes())
+    buf = io.BytesIO()
+    np.save(buf, reduced)
+    ws.lake.put(f"{release.prefix}/reduced_vectors.npy", buf.getvalue())
+    ws.lake.put(f"{release.prefix}/reduced_ids.json", json.dumps(ids).encode())
+    cost = _recall_cost(ids, vectors, reduced)
+    _merge_report(
+        ws,
+        release_id,
+        reducer={
+            "dims": reducer.dim,
+            "from_dims": model.dim,
+            "explained_variance": reducer.explained,
+            "recall@10_vs_full": cost,
+        },
+    )
+    return time.perf_counter() - started
+
+
+def _recall_cost(ids: list[str], full: np.ndarray, reduced: np.ndarray, n: int = 200) -> float:
+    """recall@10 of exact search on reduced vectors against exact search on full ones."""
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
+    truth, approx = ExactIndex(full.shape[1]), ExactIndex(reduced.shape[1])
+    truth.add(ids, full)
+    approx.add(ids, reduced)
+    t = truth.search(full[sample], 11)
+    a = approx.search(reduced[sample], 11)
+    hits = [
+        len({d for d, _ in x[1:]} & {d for d, _ in y[1:]}) / 10 for x, y in zip(t, a, strict=True)
+    ]
+    return float(np.mean(hits))
+
+
+def _merge_report(ws: Workspace, release_id: str, **parts: Any) -> dict[str, Any]:
+    release = ws.catalog.releases.get(release_id)
+    report = {**release.report, **parts}
+    ws.catalog.releases.update(release_id, report=report)
+    return report
+
+
+def held_out(ws: Workspace, *model_ids: int) -> dict[str, list[str]]:
+    """dataset → query ids that one of these models was trained on (never used by the gate)."""
+    out: dict[str, list[str]] = {}
+    for model_id in model_ids:
+        data = ws.catalog.registry.model_by_id(model_id).manifest.get("training_data", {})
+        if data.get("dataset") and data.get("train_queries"):
+            out.setdefault(data["dataset"], []).extend(data["train_queries"])
+    return out
+
+
+def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> float:
+    started = time.perf_counter()
+    releases = ws.catalog.releases
+    release = releases.get(release_id)
+    alias = ws.settings.gate.alias
+    production_id = releases.alias(alias)
+    production: ReleaseRecord | None = None
+    if production_id is not None and production_id != release_id:
+        production = releases.get(production_id)
+    ids = [release.model_id] + ([production.model_id] if production else [])
+    datasets = gate.gate_datasets(ws, held_out(ws, *ids))
+    ours = gate.benchmark(ws, release, datasets)
+    theirs = gate.benchmark(ws, production, datasets) if production else None
+    decision = gate.decide(ws.settings.gate, ours, theirs)
+    seconds = time.perf_counter() - started
+    model = ws.catalog.registry.model_by_id(release.model_id)
+    report = _merge_report(
+        ws,
+        release_id,
+        model=model.ref,
+        against=production_id if production else None,
+        alias=alias,
+        gate=decision,
+        stages={**stages, "benchmark": seconds},
+        datasets={
+            r.dataset: {
+                "queries": len(r.per_query.get("ndcg@10", {})),
+                "release": r.metrics,
+                "production": next(
+                    (p.metrics for p in theirs or [] if p.dataset == r.dataset), None
+                ),
+            }
+            for r in ours
+        },
+    )
+    releases.update(release_id, status="built")
+    ws.lake.put(f"{release.prefix}/report.json", json.dumps(report, indent=2).encode())
+    _model_card(ws, model.prefix, model.ref, release_id, report)
+    return seconds
+
+
+def _model_card(
+    ws: Workspace, prefix: str, ref: str, release_id: str, report: dict[str, Any]
+) -> None:
+    """The model's card (card.md beside its manifest; neither counts in the content hash)."""
+    lines = [
+        f"# {ref}",
+        "",
+        f"Benchmarked in release `{release_id}` against "
+        f"`{report.get('against') or 'nothing (first release)'}`.",
+        "",
+        "| dataset | queries | nDCG@10 | recall@100 | MRR@10 | ANN recall@10 | production nDCG@10 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in report.get("datasets", {}).items():
+        m, p = row["release"], row["production"] or {}
+        lines.append(
+            f"| {name} | {row['queries']} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} "
+            f"| {m['mrr@10']:.4f} | {m['ann_recall@10']:.4f} | "
+            f"{p.get('ndcg@10', float('nan')):.4f} |"
+        )
+    verdict = "passed" if report.get("gate", {}).get("passed") else "failed"
+    lines += ["", f"Gate: {verdict}."]
+    ws.lake.put(f"{prefix}/card.md", "\n".join(lines).encode())
+
+
+def _conclude(ws: Workspace, release_id: str) -> str:
+    from embedlake.releases.publish import publish
+
+    release = ws.catalog.releases.get(release_id)
+    if release.report.get("gate", {}).get("passed"):
+        publish(
+            ws,
+            release_id,
+            ws.settings.gate.alias,
+            actor="runtime",
+            reason=release.reason,
+            regate=False,
+        )
+        return "published"
+    ws.catalog.releases.update(release_id, status="rejected")
+    log.warning("release %s rejected by the gate", release_id)
+    return "rejected"

@@ -1,0 +1,91 @@
+"""The gate: a release is benchmarked against the release behind the alias, on the same datasets
+and the same queries, and passes only if every rule of the policy holds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from embedlake.catalog.releases import ReleaseRecord
+from embedlake.config import GateSettings
+from embedlake.evaluate.bench import Result, bench_index
+from embedlake.evaluate.datasets import Dataset, load_registered
+from embedlake.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule: str
+    dataset: str
+    value: float
+    threshold: float
+    passed: bool
+
+    @property
+    def margin(self) -> float:
+        return self.value - self.threshold
+
+
+def gate_datasets(ws: Workspace, held_out: dict[str, list[str]]) -> list[Dataset]:
+    """Registered datasets, without the queries any model in play was trained on."""
+    names = ws.settings.gate.datasets or [d.name for d in ws.catalog.records.list_datasets()]
+    out = []
+    for name in names:
+        dataset = load_registered(ws, name)
+        trained = set(held_out.get(name, []))
+        if trained:
+            keep = {q: t for q, t in dataset.queries.items() if q not in trained}
+            dataset = Dataset(name, keep, {q: dataset.qrels[q] for q in keep})
+        out.append(dataset)
+    return out
+
+
+def benchmark(ws: Workspace, release: ReleaseRecord, datasets: list[Dataset]) -> list[Result]:
+    registry = ws.catalog.registry
+    model = registry.model_by_id(release.model_id)
+    assert release.index_id is not None
+    record = registry.index(release.index_id)
+    return [bench_index(ws, d, model, record, system=release.id) for d in datasets if d.queries]
+
+
+def decide(
+    policy: GateSettings, candidate: list[Result], production: list[Result] | None
+) -> dict[str, Any]:
+    """Every rule with its value, threshold, margin and verdict; passed if all pass."""
+    rules: list[Rule] = []
+    for result in candidate:
+        recall = result.metrics["ann_recall@10"]
+        rules.append(
+            Rule(
+                "ann_recall@10 ≥ min_ann_recall",
+                result.dataset,
+                recall,
+                policy.min_ann_recall,
+                recall >= policy.min_ann_recall,
+            )
+        )
+    if production is None:
+        return {"passed": True, "first_release": True, "rules": [_row(r) for r in rules]}
+    theirs = {r.dataset: r.metrics["ndcg@10"] for r in production}
+    for result in candidate:
+        if result.dataset in theirs:
+            threshold = theirs[result.dataset] - policy.max_ndcg_drop
+            ndcg = result.metrics["ndcg@10"]
+            rules.append(
+                Rule(
+                    "ndcg@10 ≥ production − max_ndcg_drop",
+                    result.dataset,
+                    ndcg,
+                    threshold,
+                    ndcg >= threshold,
+                )
+            )
+    return {
+        "passed": all(r.passed for r in rules),
+        "first_release": False,
+        "rules": [_row(r) for r in rules],
+    }
+
+
+def _row(rule: Rule) -> dict[str, Any]:
+    return {**asdict(rule), "margin": rule.margin}

@@ -1,0 +1,130 @@
+"""Publish (move an alias, through the gate unless forced), roll back, and retention."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+
+from embedlake.catalog.releases import AliasMove
+from embedlake.errors import Conflict, InputError
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def publish(
+    ws: Workspace,
+    release_id: str,
+    alias: str = "production",
+    *,
+    force: bool = False,
+    actor: str = "cli",
+    reason: str = "",
+    regate: bool = True,
+) -> AliasMove:
+    """Point ``alias`` at the release. Unless forced, it must have passed the gate against the
+    release the alias points to now (re-run here when the alias moved since it was built)."""
+    releases = ws.catalog.releases
+    release = releases.get(release_id)
+    if release.status in ("building", "failed", "removed") or release.index_id is None:
+        raise InputError(
+            f"release {release_id} is {release.status}: only a built release can be published"
+        )
+    current = releases.alias(alias)
+    if current == release_id:
+        raise Conflict(f"alias {alias!r} already points to {release_id}")
+    if not force:
+        gated = release.report.get("gate", {})
+        if regate and (
+            release.report.get("against") != current or release.report.get("alias") != alias
+        ):
+            gated = _regate(ws, release_id, alias, current)
+        if not gated.get("passed"):
+            failed = [
+                f"{r['rule']} on {r['dataset']}: {r['value']:.4f} vs {r['threshold']:.4f}"
+                for r in gated.get("rules", [])
+                if not r["passed"]
+            ]
+            raise InputError(
+                f"release {release_id} fails the gate against {current}: "
+                + "; ".join(failed)
+                + " (use --force to publish anyway)"
+            )
+    move = releases.move(
+        alias,
+        release_id,
+        kind="publish",
+        actor=actor,
+        reason=reason or ("forced" if force else "passed the gate"),
+        expect=current,
+    )
+    releases.update(release_id, status="published")
+    log.info("%s → %s (was %s)", alias, release_id, current)
+    return move
+
+
+def _regate(ws: Workspace, release_id: str, alias: str, current: str | None) -> dict[str, object]:
+    from embedlake.releases import gate
+    from embedlake.releases.build import held_out
+
+    releases = ws.catalog.releases
+    release = releases.get(release_id)
+    production = releases.get(current) if current else None
+    ids = [release.model_id] + ([production.model_id] if production else [])
+    datasets = gate.gate_datasets(ws, held_out(ws, *ids))
+    theirs = gate.benchmark(ws, production, datasets) if production else None
+    return gate.decide(ws.settings.gate, gate.benchmark(ws, release, datasets), theirs)
+
+
+def rollback(
+    ws: Workspace, alias: str = "production", *, actor: str = "cli", reason: str = ""
+) -> AliasMove:
+    """One step back: the alias returns to the release it pointed to before its last publish."""
+    releases = ws.catalog.releases
+    stack = releases.stack(alias)
+    if not stack:
+        raise InputError(f"alias {alias!r} has never been published")
+    if len(stack) < 2:
+        raise InputError(f"alias {alias!r} has no earlier release to roll back to")
+    return releases.move(
+        alias,
+        stack[-2],
+        kind="rollback",
+        actor=actor,
+        reason=reason or f"rollback from {stack[-1]}",
+        expect=stack[-1],
+    )
+
+
+def protected(ws: Workspace) -> set[str]:
+    """Releases an alias points to, or pointed to in its last ``keep_moves`` moves."""
+    keep = ws.settings.releases.keep_moves
+    releases = ws.catalog.releases
+    out = set(releases.aliases().values())
+    for name in releases.aliases():
+        for move in releases.history(name)[-keep:]:
+            out.add(move.to_release)
+            if move.from_release:
+                out.add(move.from_release)
+    return out
+
+
+def retain(ws: Workspace) -> list[str]:
+    """Remove the files of releases no alias needs (never a protected or building one)."""
+    keep = protected(ws)
+    removed = []
+    for release in ws.catalog.releases.all():
+        if release.id in keep or release.status in ("building", "removed"):
+            continue
+        for info in list(ws.lake.list(release.prefix)):
+            ws.lake.delete(info.key)
+        ws.catalog.releases.update(release.id, status="removed")
+        removed.append(release.id)
+    return removed

@@ -1,0 +1,76 @@
+"""Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss (in-batch negatives),
+with the library's trainer, deterministic with a seed, on the CPU here and a GPU where present."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from embedlake.training.pairs import Pairs
+
+log = logging.getLogger(__name__)
+
+
+def finetune(
+    base: Path,
+    pairs: Pairs,
+    out: Path,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    learning_rate: float = 2e-5,
+    seed: int = 0,
+    max_seq_length: int = 256,
+    device: str = "auto",
+) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import set_seed
+
+    from embedlake.encoders.sentence_transformers import pick_device
+
+    set_seed(seed)
+    device = pick_device(device)
+    model = SentenceTransformer(str(base), device=device, local_files_only=True)
+    model.max_seq_length = max_seq_length
+    data = Dataset.from_dict({"anchor": pairs.anchors, "positive": pairs.positives})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "_checkpoints"),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=0.1,
+        seed=seed,
+        data_seed=seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        logging_steps=50,
+        report_to="none",
+        use_cpu=device == "cpu",
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model)
+    )
+    result = trainer.train()
+    model.save(str(out / "model"))
+    log.info("fine-tuned on %d pairs: loss %.4f", len(pairs), result.training_loss)
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "max_seq_length": max_seq_length,
+        "device": device,
+        "training_loss": result.training_loss,
+        "steps": result.global_step,
+    }
