@@ -1,0 +1,207 @@
+"""Release commands: train, releases, compare, publish, rollback, retain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import uuid4
+
+import typer
+
+from embedlake.cli.output import console, emit_json, table
+from embedlake.workspace import Workspace
+
+Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Alias = Annotated[str, typer.Option(help="The alias to move.")]
+
+
+def register(app: typer.Typer) -> None:
+    for command in (train, releases, compare, publish, rollback, retain):
+        app.command()(command)
+
+
+def train(
+    ws: Ws,
+    name: Annotated[str, typer.Option(help="Name of the new model.")],
+    kind: Annotated[
+        str, typer.Option(help="sentence-transformers (fine-tune) or lsa.")
+    ] = "sentence-transformers",
+    base: Annotated[
+        str, typer.Option(help="Model to fine-tune: minilm, name[@version] or a folder.")
+    ] = "minilm",
+    pairs: Annotated[
+        str | None,
+        typer.Option(
+            help="qrels:PATH (judged queries of a BEIR folder, split train/held-out) or self:title."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the split, the order and the weights.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 1,
+    components: Annotated[
+        int | None, typer.Option(help="LSA: SVD components (default from settings).")
+    ] = None,
+    now: Annotated[
+        bool,
+        typer.Option(
+            help="Also register it and build its release here, "
+            "instead of leaving that to `embedlake up`."
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Train a model and write it into the lake; its arrival starts a release build."""
+    from embedlake.training.train import train as train_model
+
+    with Workspace.open(ws) as w:
+        prefix, manifest = train_model(
+            w,
+            name=name,
+            kind=kind,
+            base=base,
+            pairs=pairs,
+            seed=seed,
+            epochs=epochs,
+            components=components,
+        )
+        out: dict[str, Any] = {
+            "model": f"{manifest['name']}@{manifest['version']}",
+            "prefix": prefix,
+        }
+        if now:
+            out.update(_build_now(w, prefix))
+    if as_json:
+        emit_json(out)
+        return
+    console.print(f"model {out['model']} written to {prefix}/", highlight=False)
+    if now:
+        console.print(f"release {out['release']}: {out['status']}", highlight=False)
+    else:
+        console.print("`embedlake up` registers it and builds its release", highlight=False)
+
+
+def _build_now(w: Workspace, prefix: str) -> dict[str, Any]:
+    from embedlake.encoders import artifacts
+    from embedlake.encoders.resolve import encoder_options
+    from embedlake.functions.context import direct_context
+    from embedlake.releases.build import build
+
+    record, _ = artifacts.register_from_lake(w, prefix)
+    artifacts.load(w, record, **encoder_options(w, record))
+    ctx = direct_context(w, "build-release", request_id=uuid4().hex)
+    release_id = build(ctx, w, record.ref, reason=f"model {record.ref} trained (--now)")
+    return {"release": release_id, "status": w.catalog.releases.get(release_id).status}
+
+
+def releases(ws: Ws, as_json: Json = False) -> None:
+    """Releases: id, model, status, aliases, documents, gate and nDCG@10 per dataset."""
+    with Workspace.open(ws) as w:
+        aliases: dict[str, list[str]] = {}
+        for name, rid in w.catalog.releases.aliases().items():
+            aliases.setdefault(rid, []).append(name)
+        rows: list[dict[str, Any]] = []
+        for r in w.catalog.releases.all():
+            gate = r.report.get("gate", {})
+            rows.append(
+                {
+                    "release": r.id,
+                    "model": w.catalog.registry.model_by_id(r.model_id).ref,
+                    "status": r.status,
+                    "aliases": aliases.get(r.id, []),
+                    "documents": r.snapshot.get("documents"),
+                    "gate": None if not gate else ("passed" if gate.get("passed") else "failed"),
+                    "ndcg@10": {
+                        d: round(v["release"]["ndcg@10"], 4)
+                        for d, v in r.report.get("datasets", {}).items()
+                    },
+                    "created_at": r.created_at,
+                }
+            )
+    if as_json:
+        emit_json(rows)
+    else:
+        table(
+            "releases",
+            ["release", "model", "status", "aliases", "documents", "gate", "nDCG@10"],
+            [
+                (
+                    r["release"],
+                    r["model"],
+                    r["status"],
+                    ", ".join(r["aliases"]),
+                    r["documents"],
+                    r["gate"],
+                    ", ".join(f"{d} {v}" for d, v in r["ndcg@10"].items()),
+                )
+                for r in rows
+            ],
+        )
+
+
+def compare(
+    ws: Ws,
+    a: Annotated[str, typer.Argument(help="A release.")],
+    b: Annotated[str, typer.Argument(help="Another release.")],
+    as_json: Json = False,
+) -> None:
+    """Two releases side by side: metrics, per-query wins/losses, overlap@10, latency."""
+    from embedlake.releases.compare import compare as compare_releases
+
+    with Workspace.open(ws) as w:
+        rows = compare_releases(w, a, b)
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        metrics = ["ndcg@10", "recall@100", "mrr@10", "ann_recall@10", "qps"]
+        table(
+            f"{row['dataset']} ({row['queries']} queries)",
+            ["metric", a, b],
+            [(m, row[a][m], row[b][m]) for m in metrics],
+        )
+        low, high = row["ndcg@10_diff_ci95"]
+        console.print(
+            f"  nDCG@10 {b} − {a}: {row['ndcg@10_diff']:+.4f} (95% CI {low:+.4f} … "
+            f"{high:+.4f}); wins {row['wins']}, losses {row['losses']}, ties "
+            f"{row['ties']}; overlap@10 {row['overlap@10']:.3f}",
+            highlight=False,
+        )
+
+
+def publish(
+    ws: Ws,
+    release: Annotated[str, typer.Argument(help="Release to publish.")],
+    alias: Alias = "production",
+    force: Annotated[bool, typer.Option(help="Skip the gate.")] = False,
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+) -> None:
+    """Move an alias to a release, through the same gate as the runtime unless forced."""
+    from embedlake.releases.publish import actor
+    from embedlake.releases.publish import publish as publish_release
+
+    with Workspace.open(ws) as w:
+        move = publish_release(w, release, alias, force=force, actor=actor(), reason=reason)
+    console.print(f"{alias}: {move.from_release} → {move.to_release}", highlight=False)
+
+
+def rollback(
+    ws: Ws,
+    alias: Alias = "production",
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+) -> None:
+    """Move an alias one step back: the previous release's encoder, index and reducer."""
+    from embedlake.releases.publish import actor
+    from embedlake.releases.publish import rollback as rollback_alias
+
+    with Workspace.open(ws) as w:
+        move = rollback_alias(w, alias, actor=actor(), reason=reason)
+    console.print(f"{alias}: {move.from_release} → {move.to_release} (rollback)", highlight=False)
+
+
+def retain(ws: Ws) -> None:
+    """Remove the files of releases no alias needs (see releases.keep_moves)."""
+    from embedlake.releases.publish import retain as retain_releases
+
+    with Workspace.open(ws) as w:
+        removed = retain_releases(w)
+    console.print(f"removed {len(removed)} releases: {', '.join(removed) or '-'}", highlight=False)
