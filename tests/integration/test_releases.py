@@ -1,0 +1,120 @@
+"""The release chain under the functions runtime: a model arrives, a release is built, benchmarked,
+gated, and published or rejected, while searches keep being answered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from embedlake import Workspace
+from embedlake.events import MODEL_REJECTED
+from embedlake.releases.publish import publish, rollback
+from embedlake.runtime import Runtime
+from embedlake.serving import Searcher
+from embedlake.training.train import train
+from tests.conftest import collection
+from tests.integration.test_runtime import FAST, _drop
+
+QUERIES = ["cancer cells in mice", "blood pressure in children", "kidney failure",
+           "the effect of drugs on the heart"]
+
+
+class Searching(threading.Thread):
+    """Asks the production alias a stream of queries; remembers every failure."""
+
+    def __init__(self, ws: Workspace) -> None:
+        super().__init__(daemon=True)
+        self.ws, self.stop, self.errors, self.answered = ws, threading.Event(), [], 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                searcher = Searcher(self.ws)
+                for query in QUERIES:
+                    assert len(searcher.search(query, 5)) == 5
+                    self.answered += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding
+                self.errors.append(repr(exc))
+
+
+def _top(ws: Workspace) -> list[list[tuple[str, float]]]:
+    searcher = Searcher(ws)
+    return [[(h.id, round(h.score, 6)) for h in searcher.search(q, 10)] for q in QUERIES]
+
+
+@pytest.fixture
+def ws(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with Workspace.init(tmp_path / "ws", environ=FAST) as workspace:
+        yield workspace
+
+
+def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path: Path) -> None:
+    with Runtime(ws) as runtime:
+        _drop(ws, collection("med") / "corpus.jsonl", "raw/med/corpus.jsonl")
+        assert runtime.wait_idle(120)
+        from embedlake.evaluate.datasets import register_beir
+
+        register_beir(ws, collection("med"), name="med")
+        # 1. the first release publishes if it builds
+        train(ws, name="lsa-a", kind="lsa")
+        assert runtime.wait_idle(300)
+        [first] = ws.catalog.releases.all()
+        assert first.status == "published" and first.report["gate"]["first_release"]
+        assert ws.catalog.releases.alias("production") == first.id
+        assert ws.lake.exists(f"{first.prefix}/report.json")
+        assert ws.lake.exists(f"{first.prefix}/reducer/pca_components.npy")
+        assert 0 < first.report["reducer"]["dims"] < 256
+        assert 0 < first.report["reducer"]["recall@10_vs_full"] <= 1
+        model = ws.catalog.registry.model_by_id(first.model_id)
+        assert "Gate: passed" in ws.lake.get(f"{model.prefix}/card.md").decode()
+        before = _top(ws)
+
+        searching = Searching(ws)
+        searching.start()
+        # 2. a deliberately bad model is built, benchmarked and rejected
+        train(ws, name="lsa-bad", kind="lsa", components=2)
+        assert runtime.wait_idle(300)
+        bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
+        assert bad.status == "rejected"
+        [rule] = [r for r in bad.report["gate"]["rules"] if r["rule"].startswith("ndcg")]
+        assert not rule["passed"] and rule["margin"] < -0.3
+        assert ws.catalog.releases.alias("production") == first.id
+        assert _top(ws) == before
+
+        # 3. a broken model folder is refused with a reason; nothing live changes
+        broken = ws.settings.workspace / "lake" / "models" / "broken" / "1"
+        shutil.copytree(ws.settings.workspace / "lake" / model.prefix, broken)
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest.update(name="broken", version="1")
+        (broken / "components.npy").unlink()
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        assert runtime.wait_idle(120)
+        reason = json.loads(ws.lake.get("quarantine/models/broken/1.reason.json"))
+        assert "missing files components.npy" in reason["reason"]
+        assert any(e.type == MODEL_REJECTED for e in ws.catalog.events.all())
+        assert [m.name for m in ws.catalog.registry.list_models()].count("broken") == 0
+
+        # 4. forced publish of the bad release, then rollback restores results exactly
+        publish(ws, bad.id, force=True, reason="to see it fail")
+        assert _top(ws) != before
+        assert rollback(ws).to_release == first.id
+        assert _top(ws) == before
+
+        # 5. documents arriving after the publish join the production release
+        new = tmp_path / "new.jsonl"
+        new.write_text("".join(f'{{"_id": "new{i}", "text": "kidney stones {i}"}}\n'
+                               for i in range(3)))
+        _drop(ws, new, "raw/med-extra/new.jsonl")
+        assert runtime.wait_idle(120)
+        searching.stop.set()
+        searching.join()
+    assert searching.errors == [] and searching.answered > 0
+    production = ws.catalog.releases.get(first.id)
+    assert production.index_id is not None
+    assert ws.catalog.registry.index(production.index_id).n_vectors == 1036
+    statuses = {i.function: i.status for i in ws.catalog.events.invocations()}
+    assert set(statuses.values()) == {"succeeded"}
