@@ -87,3 +87,46 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
         docs = ws.catalog.documents.get_many(ids)
         expected = encoder.encode([docs[d].full_text for d in ids])  # the uninterrupted result
         assert np.allclose(vectors, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_release_build_then_restart(tmp_path: Path) -> None:
+    from embedlake.encoders import artifacts
+    from embedlake.encoders.sentence_transformers import KIND, builtin_path
+    from embedlake.ingest import ingest_path
+
+    lines = (collection("cranfield") / "corpus.jsonl").read_text().splitlines()[:280]
+    corpus = tmp_path / "subset.jsonl"
+    corpus.write_text("\n".join(lines) + "\n")
+    path, log = tmp_path / "ws", tmp_path / "up.log"
+    env = {**ENV, "EMBEDLAKE_EMBED__MODEL": "lsa"}
+    with Workspace.init(path, environ=env) as ws:
+        ingest_path(ws, corpus)
+        # a model delivered into the lake (as one trained elsewhere would be): its manifest's
+        # arrival is an event the runtime handles when it starts
+        prefix, _ = artifacts.write_folder(ws, builtin_path(), name="mini", kind=KIND)
+    child = _up(path, log)
+    with Workspace.open(path, environ=env) as ws:
+        deadline = time.monotonic() + 300
+        while len(_shards(ws)) < 2:
+            assert child.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        before = _shards(ws)
+        [building] = ws.catalog.releases.all()
+        assert building.status == "building"
+        assert ws.catalog.releases.alias("production") is None  # nothing half-built is live
+    restarted = _up(path, log, "--until-idle", "--timeout", "600")
+    assert restarted.wait(timeout=700) == 0, log.read_text()
+    with Workspace.open(path, environ=env) as ws:
+        after = _shards(ws)
+        assert {n: after[n] for n in before} == before  # resumed, not redone
+        [release] = ws.catalog.releases.all()
+        assert release.status == "published" and release.id == building.id
+        assert ws.catalog.releases.alias("production") == release.id
+        assert release.snapshot["documents"] == ws.catalog.documents.count()
+        searcher = Searcher(ws)
+        assert searcher.model.name == "mini" and searcher.record.n_vectors == 280
+        assert f"{prefix}/manifest.json" in {o.key for o in ws.lake.list(prefix)}

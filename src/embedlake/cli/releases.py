@@ -17,7 +17,7 @@ Alias = Annotated[str, typer.Option(help="The alias to move.")]
 
 
 def register(app: typer.Typer) -> None:
-    for command in (train, releases, compare, publish, rollback, retain):
+    for command in (train, release, releases, compare, publish, rollback, retain):
         app.command()(command)
 
 
@@ -82,15 +82,46 @@ def train(
 
 def _build_now(w: Workspace, prefix: str) -> dict[str, Any]:
     from embedlake.encoders import artifacts
-    from embedlake.encoders.resolve import encoder_options
+
+    record, _ = artifacts.register_from_lake(w, prefix)
+    return _build(w, record.ref, f"model {record.ref} trained (--now)", publish=True)
+
+
+def _build(w: Workspace, ref: str, reason: str, *, publish: bool) -> dict[str, Any]:
     from embedlake.functions.context import direct_context
     from embedlake.releases.build import build
 
-    record, _ = artifacts.register_from_lake(w, prefix)
-    artifacts.load(w, record, **encoder_options(w, record))
     ctx = direct_context(w, "build-release", request_id=uuid4().hex)
-    release_id = build(ctx, w, record.ref, reason=f"model {record.ref} trained (--now)")
+    release_id = build(ctx, w, ref, reason=reason, publish=publish)
     return {"release": release_id, "status": w.catalog.releases.get(release_id).status}
+
+
+def release(
+    ws: Ws,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="minilm, lsa, name[@version] or a model folder.")
+    ] = "minilm",
+    publish: Annotated[bool, typer.Option(help="Publish if it passes the gate.")] = True,
+    as_json: Json = False,
+) -> None:
+    """Build a release of a model here and now: embed, index, reducer, benchmark, gate."""
+    from embedlake.encoders.resolve import resolve_model
+
+    with Workspace.open(ws) as w:
+        record = resolve_model(w, model)
+        out = _build(w, record.ref, f"built by hand from {model}", publish=publish)
+        report = w.catalog.releases.get(out["release"]).report
+    if as_json:
+        emit_json({**out, "report": report})
+        return
+    console.print(f"release {out['release']} of {record.ref}: {out['status']}", highlight=False)
+    for rule in report.get("gate", {}).get("rules", []):
+        mark = "pass" if rule["passed"] else "FAIL"
+        console.print(
+            f"  {mark} {rule['rule']} on {rule['dataset']}: {rule['value']:.4f} vs "
+            f"{rule['threshold']:.4f} ({rule['margin']:+.4f})",
+            highlight=False,
+        )
 
 
 def releases(ws: Ws, as_json: Json = False) -> None:

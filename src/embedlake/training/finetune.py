@@ -38,6 +38,9 @@ def finetune(
 
     from embedlake.encoders.sentence_transformers import pick_device
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     set_seed(seed)
     device = pick_device(device)
     model = SentenceTransformer(str(base), device=device, local_files_only=True)
@@ -48,7 +51,7 @@ def finetune(
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a float is a share of the steps (Transformers 5)
         seed=seed,
         data_seed=seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
