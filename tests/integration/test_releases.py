@@ -19,8 +19,12 @@ from embedlake.training.train import train
 from tests.conftest import collection
 from tests.integration.test_runtime import FAST, _drop
 
-QUERIES = ["cancer cells in mice", "blood pressure in children", "kidney failure",
-           "the effect of drugs on the heart"]
+QUERIES = [
+    "cancer cells in mice",
+    "blood pressure in children",
+    "kidney failure",
+    "the effect of drugs on the heart",
+]
 
 
 class Searching(threading.Thread):
@@ -106,8 +110,9 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
 
         # 5. documents arriving after the publish join the production release
         new = tmp_path / "new.jsonl"
-        new.write_text("".join(f'{{"_id": "new{i}", "text": "kidney stones {i}"}}\n'
-                               for i in range(3)))
+        new.write_text(
+            "".join(f'{{"_id": "new{i}", "text": "kidney stones {i}"}}\n' for i in range(3))
+        )
         _drop(ws, new, "raw/med-extra/new.jsonl")
         assert runtime.wait_idle(120)
         searching.stop.set()

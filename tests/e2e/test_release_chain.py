@@ -1,0 +1,65 @@
+"""The whole loop with a real model: a published MiniLM release; fine-tuning on half of a
+collection's judged queries; the chain runs by itself and publishes only if the gate passes on the
+held-out half; a bad model is rejected; searches are answered throughout; rollback is exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embedlake import Workspace
+from embedlake.encoders.resolve import resolve_model
+from embedlake.functions.context import direct_context
+from embedlake.ingest import ingest_path
+from embedlake.releases.build import build
+from embedlake.releases.publish import rollback
+from embedlake.runtime import Runtime
+from embedlake.training.train import train
+from tests.conftest import collection
+from tests.integration.test_releases import Searching, _top
+
+ENV = {"EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05", "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.1"}
+
+
+@pytest.mark.slow
+def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
+    with Workspace.init(tmp_path / "ws", environ=ENV) as ws:
+        ingest_path(ws, collection("med"))
+        base = build(
+            direct_context(ws, "test", "base"),
+            ws,
+            resolve_model(ws, "minilm").ref,
+            reason="base release",
+        )
+        assert ws.catalog.releases.alias("production") == base
+        before = _top(ws)
+        with Runtime(ws) as runtime:
+            searching = Searching(ws)
+            searching.start()
+            prefix, manifest = train(ws, name="med-ft", pairs=f"qrels:{collection('med')}")
+            split = manifest["training_data"]
+            assert set(split["train_queries"]).isdisjoint(split["heldout_queries"])
+            assert len(split["train_queries"]) == len(split["heldout_queries"]) == 15
+            assert runtime.wait_idle(1800)
+            tuned = next(r for r in ws.catalog.releases.all() if r.id.startswith("med-ft"))
+            assert tuned.report["datasets"]["med"]["queries"] == 15  # held-out queries only
+            passed = tuned.report["gate"]["passed"]
+            assert tuned.status == ("published" if passed else "rejected")
+            assert ws.catalog.releases.alias("production") == (tuned.id if passed else base)
+
+            train(ws, name="lsa-bad", kind="lsa", components=2)
+            assert runtime.wait_idle(600)
+            bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
+            assert bad.status == "rejected"
+            assert ws.catalog.releases.alias("production") == (tuned.id if passed else base)
+            searching.stop.set()
+            searching.join()
+        assert searching.errors == [] and searching.answered > 0
+        if passed:
+            assert rollback(ws).to_release == base
+        assert _top(ws) == before
+        card = ws.lake.get(f"{prefix}/card.md").decode()
+        assert "med" in card and ("Gate: passed" in card) == passed
+        assert json.loads(ws.lake.get(f"{prefix}/manifest.json"))["base"] == "minilm"
