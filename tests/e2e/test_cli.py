@@ -41,7 +41,7 @@ def test_cranfield_with_lsa_matches_the_reference_values(tmp_path: Path) -> None
     run("init", ws)
     [report] = run_json("ingest", ws, str(collection("cranfield")))
     assert (report["inserted"], report["rejected"]) == (1398, 2)  # two records are empty
-    assert "text is empty" in report["reasons"][0]
+    assert "title and text are both empty" in report["reasons"][0]
     embedded = run_json("embed", ws, "--model", "lsa")
     assert embedded["embedded"] == 1398
     built = run_json("index", ws)

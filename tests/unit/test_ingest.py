@@ -74,6 +74,20 @@ def test_beir_folder_registers_its_dataset(ws: Workspace) -> None:
     assert ws.lake.exists("benchmarks/med/qrels.tsv")
 
 
+def test_a_title_alone_is_a_document(ws: Workspace, tmp_path: Path) -> None:
+    f = write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"_id": "1", "title": "Only a title", "text": " "},
+            {"_id": "2", "title": " ", "text": "\n"},
+        ],
+    )
+    [report] = ingest_path(ws, f)
+    assert (report.inserted, report.rejected) == (1, 1)
+    assert ws.catalog.documents.get("1").full_text == "Only a title"
+    assert "title and text are both empty" in str(report.reasons[0])
+
+
 def test_normalisation() -> None:
     assert clean_text("Cafe\u0301  au\t lait\r\n\n\n\nnext\x07") == "Caf\u00e9 au lait\n\nnext"
 

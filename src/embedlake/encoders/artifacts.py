@@ -83,7 +83,9 @@ def write_folder(
         **(extra or {}),
     }
     options = options or {}
-    encoder = load_folder(folder, manifest, **options)  # refuse what cannot load
+    key = (content_hash, repr(sorted(options.items())))
+    # refuse what cannot load (unless this process holds the very same model already)
+    encoder = _loaded.get(key) or load_folder(folder, manifest, **options)
     manifest["dim"] = encoder.dim
     prefix = f"{PREFIX}/{name}/{version}"
     try:
@@ -100,7 +102,7 @@ def write_folder(
             with (folder / rel).open("rb") as f:
                 ws.lake.put_file(f"{prefix}/{rel}", f)
         ws.lake.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
-    _loaded[(content_hash, repr(sorted(options.items())))] = encoder
+    _loaded[key] = encoder
     return prefix, manifest
 
 

@@ -74,9 +74,10 @@ class HnswIndex:
             queries, min(k, len(self._ids)), params=self._search_params()
         )
         ids = self._ids
+        # .tolist() first: Python ints and floats are much cheaper to iterate than NumPy scalars
         return [
-            [(ids[j], float(s)) for j, s in zip(row_l, row_s, strict=True) if j >= 0]
-            for row_l, row_s in zip(labels, scores, strict=True)
+            [(ids[j], s) for j, s in zip(row_l, row_s, strict=True) if j >= 0]
+            for row_l, row_s in zip(labels.tolist(), scores.tolist(), strict=True)
         ]
 
     def save(self, folder: Path) -> None:

@@ -15,7 +15,6 @@ TEXT_FIELDS = ("text", "body", "content")
 TITLE_FIELDS = ("title",)
 MAX_ID_CHARS = 512
 
-_SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -24,9 +23,9 @@ def clean_text(value: str) -> str:
     """Unicode NFC, no control characters, runs of spaces collapsed, at most one blank line."""
     value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROL.sub(" ", value)
-    value = _SPACES.sub(" ", value)
-    value = _BLANK_LINES.sub("\n\n", value)
-    return "\n".join(line.strip() for line in value.split("\n")).strip()
+    # str.split() per line is ~2.5x faster than a regex over the whole text (bench/ingest.py)
+    value = "\n".join(" ".join(line.split()) for line in value.split("\n"))
+    return _BLANK_LINES.sub("\n\n", value).strip()
 
 
 def _pick(data: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -62,15 +61,14 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
             f"document is {size:,} bytes, over the limit of {max_bytes:,} "
             f"(ingest.max_document_bytes)"
         )
-    text = clean_text(raw_text)
-    if not text:
-        raise InputError("text is empty after normalisation")
+    text, title = clean_text(raw_text), clean_text(raw_title or "")
+    if not text and not title:
+        # a title alone is a document (an encoder embeds title and text together)
+        raise InputError("title and text are both empty after normalisation")
     used = {id_field, text_field, title_field}
     metadata = {k: v for k, v in data.items() if k not in used}
     try:
         metadata = json.loads(json.dumps(metadata, allow_nan=False, default=str))
     except ValueError as exc:
         raise InputError(f"metadata is not JSON-serialisable: {exc}") from None
-    return Document(
-        id=doc_id, source=source, title=clean_text(raw_title or ""), text=text, metadata=metadata
-    )
+    return Document(id=doc_id, source=source, title=title, text=text, metadata=metadata)

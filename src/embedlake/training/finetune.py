@@ -35,10 +35,9 @@ def finetune(
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
     from transformers import set_seed
+    from transformers.utils import logging as transformers_logging
 
     from embedlake.encoders.sentence_transformers import pick_device
-
-    from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     set_seed(seed)

@@ -1,0 +1,188 @@
+"""Ingest throughput and peak memory: `ingest_path` on JSONL files of 10k and 100k documents.
+
+Documents are synthetic (~1 KB of text each: words drawn with the unigram frequencies of the lisa
+collection), written to a temporary folder. Each measurement runs in its own subprocess, which
+reports its wall time and its peak resident memory (getrusage RUSAGE_SELF ru_maxrss) before and
+after the work, so that the growth of peak memory with file size shows. The anchor, in the same run
+and on the same file: a bare loop that reads every line and `json.loads` it.
+
+    .venv/bin/python bench/ingest.py [--sizes 10000,100000] [--reps 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import DATA, median, table, write_result
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def generate(path: Path, n: int, seed: int = 0) -> int:
+    """``n`` JSONL documents of ~1 KB text; returns the file size in bytes."""
+    words: list[str] = []
+    with (DATA / "lisa" / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            words.extend(json.loads(line)["text"].split())
+    vocab = np.array(words, dtype=object)
+    rng = np.random.default_rng(seed)
+    per_doc = 150  # ~6.7 characters a word with its space → ~1,000 characters
+    with path.open("w", encoding="utf-8") as out:
+        for start in range(0, n, 1000):
+            count = min(1000, n - start)
+            picks = vocab[rng.integers(0, len(vocab), (count, per_doc + 8))]
+            for i in range(count):
+                doc = {
+                    "_id": f"d{start + i:07d}",
+                    "title": " ".join(picks[i, :8]),
+                    "text": " ".join(picks[i, 8:]),
+                    "year": int(1970 + (start + i) % 50),
+                }
+                out.write(json.dumps(doc) + "\n")
+    return path.stat().st_size
+
+
+def child(mode: str, path: Path) -> dict[str, Any]:
+    """One measurement, in this (fresh) process."""
+    if mode == "bare":
+        base = peak_mib()
+        started = time.perf_counter()
+        docs = 0
+        with path.open("rb") as f:
+            for line in f:
+                json.loads(line)
+                docs += 1
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "docs": docs, "base_mib": base, "peak_mib": peak_mib()}
+
+    from embedlake import Workspace
+    from embedlake.ingest import ingest_path
+
+    with (
+        tempfile.TemporaryDirectory(prefix="embedlake-ingest-") as tmp,
+        Workspace.init(Path(tmp)) as ws,
+    ):
+        base = peak_mib()
+        started = time.perf_counter()
+        reports = ingest_path(ws, path)
+        seconds = time.perf_counter() - started
+        counts = reports[0].counts()
+        if counts["inserted"] != counts["read"] or counts["rejected"]:
+            raise SystemExit(f"unexpected ingest counts: {counts}")
+        return {
+            "seconds": seconds,
+            "docs": counts["inserted"],
+            "base_mib": base,
+            "peak_mib": peak_mib(),
+        }
+
+
+def measure(mode: str, path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["rate"] = result["docs"] / result["seconds"]
+    print(
+        f"  {mode:<9} {result['docs']:>7,} docs  {result['rate']:>10,.0f} docs/s  "
+        f"peak {result['peak_mib']:7.1f} MiB (base {result['base_mib']:.1f})",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--reps", type=int, default=2, help="runs of each side per size")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]))))
+        return
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="embedlake-ingest-data-") as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            path = Path(tmp) / f"docs-{n}.jsonl"
+            size = generate(path, n)
+            print(f"\n{n:,} documents, {size / 2**20:.1f} MiB", flush=True)
+            runs: dict[str, list[dict[str, Any]]] = {"pipeline": [], "bare": []}
+            for r in range(args.reps):
+                for mode in ("pipeline", "bare") if r % 2 == 0 else ("bare", "pipeline"):
+                    runs[mode].append(measure(mode, path))
+            pipe_rate = median([x["rate"] for x in runs["pipeline"]])
+            bare_rate = median([x["rate"] for x in runs["bare"]])
+            results[str(n)] = {
+                "documents": n,
+                "file_mib": size / 2**20,
+                "runs": runs,
+                "pipeline_docs_per_s": pipe_rate,
+                "bare_docs_per_s": bare_rate,
+                "ratio": pipe_rate / bare_rate,
+                "pipeline_peak_mib": max(x["peak_mib"] for x in runs["pipeline"]),
+                "pipeline_base_mib": max(x["base_mib"] for x in runs["pipeline"]),
+                "bare_peak_mib": max(x["peak_mib"] for x in runs["bare"]),
+            }
+
+    rows = [
+        [
+            f"{r['documents']:,}",
+            f"{r['file_mib']:.0f}",
+            f"{r['pipeline_docs_per_s']:,.0f}",
+            f"{r['bare_docs_per_s']:,.0f}",
+            f"{r['ratio']:.3f}",
+            f"{r['pipeline_base_mib']:.0f}",
+            f"{r['pipeline_peak_mib']:.0f}",
+            f"{r['pipeline_peak_mib'] - r['pipeline_base_mib']:.0f}",
+            f"{r['bare_peak_mib']:.0f}",
+        ]
+        for r in results.values()
+    ]
+    print()
+    print(
+        table(
+            [
+                "docs",
+                "file MiB",
+                "ingest docs/s",
+                "json.loads docs/s",
+                "ratio",
+                "ingest base MiB",
+                "ingest peak MiB",
+                "growth MiB",
+                "bare peak MiB",
+            ],
+            rows,
+        )
+    )
+    sizes = list(results.values())
+    growth = [r["pipeline_peak_mib"] - r["pipeline_base_mib"] for r in sizes]
+    payload: dict[str, Any] = {"sizes": results}
+    if len(sizes) >= 2:
+        payload["peak_growth_small_to_large_mib"] = growth[-1] - growth[0]
+        print(
+            f"\npeak-over-base growth: {growth[0]:.0f} MiB at {sizes[0]['documents']:,} docs, "
+            f"{growth[-1]:.0f} MiB at {sizes[-1]['documents']:,} docs "
+            f"(file ×{sizes[-1]['file_mib'] / sizes[0]['file_mib']:.0f})"
+        )
+    write_result("ingest", payload)
+
+
+if __name__ == "__main__":
+    main()
