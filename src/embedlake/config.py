@@ -73,6 +73,18 @@ class ReduceSettings(_Section):
     components: int = Field(default=0, ge=0)  # a fixed number instead of a variance share
 
 
+class TrainingSettings(_Section):
+    """ "Repeat": retrain by rule or schedule. Off while ``kind`` is empty."""
+
+    kind: Literal["", "lsa", "sentence-transformers"] = ""
+    base: str = "minilm"
+    pairs: str = "self:title"
+    name: str = "auto"
+    # retrain when the live corpus has grown by this share since the production release (0: never)
+    grow: float = Field(default=0.2, ge=0)
+    schedule: str = ""  # a cron expression, e.g. "0 3 * * 0" (empty: never)
+
+
 class ReleaseSettings(_Section):
     # Releases an alias points to, or pointed to in its last `keep_moves` moves, are never removed.
     keep_moves: int = Field(default=5, ge=1)
@@ -107,6 +119,7 @@ class Settings(BaseModel):
     gate: GateSettings = GateSettings()
     reduce: ReduceSettings = ReduceSettings()
     releases: ReleaseSettings = ReleaseSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @classmethod
     def load(cls, workspace: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -248,4 +261,12 @@ components = {s.reduce.components}              # or a fixed number of component
 
 [releases]
 keep_moves = {s.releases.keep_moves}              # never remove a release an alias held in its last N moves
+
+[training]                  # "repeat": retrain by rule or schedule (off while kind is empty)
+kind = "{s.training.kind}"                   # lsa | sentence-transformers
+base = "{s.training.base}"
+pairs = "{s.training.pairs}"
+name = "{s.training.name}"
+grow = {s.training.grow}                  # retrain once the corpus grew by this share since production
+schedule = "{s.training.schedule}"               # or on a cron schedule, e.g. "0 3 * * 0"
 """

@@ -123,3 +123,26 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
     assert ws.catalog.registry.index(production.index_id).n_vectors == 1036
     statuses = {i.function: i.status for i in ws.catalog.events.invocations()}
     assert set(statuses.values()) == {"succeeded"}
+
+
+def test_the_corpus_growing_by_a_fifth_retrains_and_releases(tmp_path: Path) -> None:
+    env = {**FAST, "EMBEDLAKE_TRAINING__KIND": "lsa", "EMBEDLAKE_TRAINING__GROW": "0.2"}
+    lines = (collection("med") / "corpus.jsonl").read_text().splitlines()
+    first, more = tmp_path / "first.jsonl", tmp_path / "more.jsonl"
+    first.write_text("\n".join(lines[:800]) + "\n")
+    more.write_text("\n".join(lines[800:]) + "\n")  # 233 more: +29%
+    with Workspace.init(tmp_path / "ws", environ=env) as ws, Runtime(ws) as runtime:
+        _drop(ws, first, "raw/med/first.jsonl")
+        assert runtime.wait_idle(120)
+        train(ws, name="lsa-a", kind="lsa")
+        assert runtime.wait_idle(300)
+        assert [m.name for m in ws.catalog.registry.list_models()].count("auto") == 0
+        _drop(ws, more, "raw/med/more.jsonl")
+        assert runtime.wait_idle(300)
+        models = [m.name for m in ws.catalog.registry.list_models()]
+        assert models.count("auto") == 1
+        auto = next(r for r in ws.catalog.releases.all() if r.id.startswith("auto-"))
+        assert auto.status in ("published", "rejected")
+        assert auto.snapshot["documents"] == 1033
+        grown = [i for i in ws.catalog.events.invocations(function="retrain-on-growth")]
+        assert {i.status for i in grown} == {"succeeded"}

@@ -124,7 +124,25 @@ def test_a_handler_is_a_plain_function_a_test_can_call(ws: Workspace, tmp_path: 
 
 def test_builtin_functions_and_their_triggers() -> None:
     names = {s.name: [t.describe() for t in s.triggers] for s in builtin}
-    assert names == {"ingest": ["object.created(raw/**)"], "embed-new": ["documents.changed"]}
+    assert names == {
+        "ingest": ["object.created(raw/**)"],
+        "embed-new": ["documents.changed"],
+        "register-model": ["object.created(models/*/*/manifest.json)"],
+        "build-release": ["model.registered"],
+        "retrain-on-growth": ["documents.changed"],
+    }
+
+
+def test_scheduled_retraining_is_a_function_only_when_configured(tmp_path: Path) -> None:
+    from embedlake.functions.builtin import scheduled_retraining
+    from embedlake.runtime.runtime import load_functions
+
+    with Workspace.init(tmp_path / "a", environ={}) as ws:
+        assert list(scheduled_retraining(ws)) == []
+    env = {"EMBEDLAKE_TRAINING__KIND": "lsa", "EMBEDLAKE_TRAINING__SCHEDULE": "0 3 * * 0"}
+    with Workspace.init(tmp_path / "b", environ=env) as ws:
+        spec = load_functions(ws)["retrain-scheduled"]
+        assert [t.describe() for t in spec.triggers] == ["schedule(0 3 * * 0)"]
 
 
 def test_structured_logs_carry_the_invocation_ids() -> None:

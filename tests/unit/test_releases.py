@@ -67,3 +67,9 @@ def test_alias_moves_keep_history_and_roll_back_one_step_at_a_time(ws: Workspace
     with pytest.raises(Conflict, match="moved"):
         rel.move("production", "r3", kind="publish", actor="me", reason="stale", expect="r2")
     assert rel.alias("production") == "r1"
+
+
+def test_without_datasets_only_the_first_release_passes() -> None:
+    assert decide(GateSettings(), [], None)["passed"]
+    blind = decide(GateSettings(), [], [])
+    assert not blind["passed"] and "no benchmark dataset" in blind["note"]

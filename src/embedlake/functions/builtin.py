@@ -15,7 +15,7 @@ from embedlake.encoders import artifacts, sentence_transformers
 from embedlake.encoders.resolve import resolve_model
 from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.events import DOCUMENTS_CHANGED, MODEL_REGISTERED, MODEL_REJECTED, Event
-from embedlake.functions import Functions, object_created, on_event
+from embedlake.functions import Functions, object_created, on_event, schedule
 from embedlake.functions.context import Context
 from embedlake.ingest import ingest_object
 from embedlake.ingest.readers import reader_for
@@ -137,3 +137,52 @@ def build_release(event: Event, ctx: Context) -> dict[str, str]:
 
     release_id = build(ctx, ctx.ws, event.data["model"], reason=f"model {event.subject} registered")
     return {"release": release_id, "status": ctx.ws.catalog.releases.get(release_id).status}
+
+
+@functions.function(
+    on=on_event(DOCUMENTS_CHANGED), name="retrain-on-growth", concurrency=1, timeout="6h", retries=1
+)
+def retrain_on_growth(event: Event, ctx: Context) -> dict[str, str]:
+    """ "Repeat" by rule: retrain once the corpus has grown by ``training.grow`` since the release
+    behind the alias. The new model's arrival starts its release (and the gate decides)."""
+    settings = ctx.ws.settings.training
+    if not settings.kind or settings.grow <= 0:
+        return {"skipped": "training.kind or training.grow is off"}
+    release_id = ctx.ws.catalog.releases.alias(ctx.ws.settings.gate.alias)
+    if release_id is None:
+        return {"skipped": "no release to grow from"}
+    base = int(ctx.ws.catalog.releases.get(release_id).snapshot.get("documents", 0))
+    live = ctx.ws.catalog.documents.count()
+    if live < (1 + settings.grow) * base:
+        return {"skipped": f"{live} documents, retraining at {(1 + settings.grow) * base:.0f}"}
+    return {"model": ctx.step("train", retrain, ctx.ws)}
+
+
+def retrain(ws: Workspace) -> str:
+    """Train a model as ``[training]`` says and write it into the lake; returns its prefix."""
+    from embedlake.training.train import train
+
+    settings = ws.settings.training
+    prefix, _ = train(
+        ws,
+        name=settings.name,
+        kind=settings.kind,
+        base=settings.base,
+        pairs=settings.pairs if settings.kind != "lsa" else None,
+    )
+    return prefix
+
+
+def scheduled_retraining(ws: Workspace) -> Functions:
+    """A ``retrain-scheduled`` function when ``training.schedule`` is set (else nothing)."""
+    extra = Functions()
+    settings = ws.settings.training
+    if settings.kind and settings.schedule:
+
+        @extra.function(
+            on=schedule(settings.schedule), name="retrain-scheduled", timeout="6h", retries=1
+        )
+        def retrain_scheduled(event: Event, ctx: Context) -> dict[str, str]:
+            return {"model": ctx.step("train", retrain, ctx.ws)}
+
+    return extra

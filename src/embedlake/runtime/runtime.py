@@ -28,8 +28,9 @@ CURSOR = "dispatch.cursor"
 def load_functions(ws: Workspace, extra: Functions | None = None) -> Functions:
     """The built-in functions, those of the modules named in settings, and ``extra``."""
     from embedlake.functions.builtin import functions as builtin
+    from embedlake.functions.builtin import scheduled_retraining
 
-    merged = builtin
+    merged = builtin.merge(scheduled_retraining(ws))
     for name in ws.settings.runtime.modules:
         try:
             module = importlib.import_module(name)
