@@ -52,6 +52,8 @@ def publish(
                 for r in gated.get("rules", [])
                 if not r["passed"]
             ]
+            if gated.get("note"):
+                failed.append(str(gated["note"]))
             raise InputError(
                 f"release {release_id} fails the gate against {current}: "
                 + "; ".join(failed)
