@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.conftest import collection
 
 
@@ -155,10 +156,8 @@ def test_up_handles_a_dropped_file_and_reports_runs(tmp_path: Path) -> None:
     logged = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert any(e.get("function") == "ingest" and e.get("invocation") for e in logged)
     runs = json.loads(run("runs", str(ws), "--json", env=env).stdout)
-    assert {(r["function"], r["status"]) for r in runs} == {
-        ("ingest", "succeeded"),
-        ("embed-new", "succeeded"),
-    }
+    assert {r["function"] for r in runs} >= {"ingest", "embed-new"}
+    assert {r["status"] for r in runs} == {"succeeded"}
     assert json.loads(run("runs", str(ws), "--failed", "--json", env=env).stdout) == []
     functions = {
         f["function"]: f for f in json.loads(run("functions", str(ws), "--json", env=env).stdout)

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import collection
-from tests.integration.test_releases import Searching, _top
 
 from embedlake import Workspace
 from embedlake.encoders.resolve import resolve_model
@@ -19,6 +17,8 @@ from embedlake.releases.build import build
 from embedlake.releases.publish import rollback
 from embedlake.runtime import Runtime
 from embedlake.training.train import train
+from tests.conftest import collection
+from tests.integration.test_releases import Searching, _top
 
 ENV = {"EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05", "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.1"}
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import update
-from tests.conftest import collection, write_jsonl
 
 from embedlake import Workspace, warehouse
 from embedlake.batch import embed, read_vectors
@@ -17,6 +16,7 @@ from embedlake.encoders.resolve import resolve_model
 from embedlake.errors import InputError, ModelMismatch, NotFound
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.serving import Searcher, build_index
+from tests.conftest import collection, write_jsonl
 
 
 def _embed(ws: Workspace, spec: str = "lsa") -> tuple[object, object]:

@@ -9,8 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.conftest import collection
-from tests.integration.test_runtime import FAST, _drop
 
 from embedlake import Workspace
 from embedlake.events import MODEL_REJECTED
@@ -18,6 +16,8 @@ from embedlake.releases.publish import publish, rollback
 from embedlake.runtime import Runtime
 from embedlake.serving import Searcher
 from embedlake.training.train import train
+from tests.conftest import collection
+from tests.integration.test_runtime import FAST, _drop, wait_noticed
 
 QUERIES = [
     "cancer cells in mice",
@@ -96,6 +96,7 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
         manifest.update(name="broken", version="1")
         (broken / "components.npy").unlink()
         (broken / "manifest.json").write_text(json.dumps(manifest))
+        wait_noticed(ws, "models/broken/1/manifest.json")
         assert runtime.wait_idle(120)
         reason = json.loads(ws.lake.get("quarantine/models/broken/1.reason.json"))
         assert "missing files components.npy" in reason["reason"]

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select
-from tests.conftest import collection
 
 from embedlake import Workspace
 from embedlake.batch import embed, read_vectors
@@ -21,6 +20,7 @@ from embedlake.catalog.schema import embedding_shards
 from embedlake.encoders import artifacts
 from embedlake.encoders.resolve import encoder_options, resolve_model
 from embedlake.ingest import ingest_path
+from tests.conftest import collection
 
 SHARD = 40
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import collection
 
 from embedlake import Workspace
 from embedlake.events import DOCUMENTS_CHANGED, Event
@@ -19,6 +18,7 @@ from embedlake.functions.context import Context
 from embedlake.runtime import Runtime
 from embedlake.runtime.runtime import redrive
 from embedlake.serving import Searcher
+from tests.conftest import collection
 
 FAST = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
@@ -71,11 +71,22 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
         yield workspace
 
 
-def _drop(ws: Workspace, source: Path, key: str) -> None:
-    """A file copied into the lake folder from outside, as a user's `cp` would."""
+def _drop(ws: Workspace, source: Path, key: str, *, noticed: bool = True) -> None:
+    """A file copied into the lake folder from outside, as a user's `cp` would; with
+    ``noticed``, wait until the running runtime's watcher has recorded it."""
     target = ws.settings.workspace / "lake" / key
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, target)
+    if noticed:
+        wait_noticed(ws, key)
+
+
+def wait_noticed(ws: Workspace, key: str) -> None:
+    """Until the runtime's watcher has recorded ``key`` (its event is in the outbox)."""
+    deadline = time.monotonic() + 60
+    while key not in ws.catalog.events.seen(key):
+        assert time.monotonic() < deadline, f"the watcher never noticed {key}"
+        time.sleep(0.02)
 
 
 def test_a_dropped_file_ends_searchable_with_no_further_command(ws: Workspace) -> None:
@@ -83,10 +94,11 @@ def test_a_dropped_file_ends_searchable_with_no_further_command(ws: Workspace) -
         _drop(ws, collection("med") / "corpus.jsonl", "raw/med/corpus.jsonl")
         assert runtime.wait_idle(120)
     runs = {i.function: i for i in ws.catalog.events.invocations()}
-    assert {f: (i.status, i.attempts) for f, i in runs.items()} == {
+    assert {f: (runs[f].status, runs[f].attempts) for f in ("ingest", "embed-new")} == {
         "ingest": ("succeeded", 1),
         "embed-new": ("succeeded", 1),
     }
+    assert {i.status for i in runs.values()} == {"succeeded"}
     assert ws.catalog.documents.count() == 1033
     searcher = Searcher(ws)
     assert searcher.record.n_vectors == 1033
@@ -105,7 +117,7 @@ def test_a_file_dropped_while_the_runtime_was_down_is_handled_at_restart(
         assert runtime.wait_idle(60)
     second = tmp_path / "b.jsonl"
     second.write_text('{"_id": "b1", "text": "banana bread"}\n')
-    _drop(ws, second, "raw/fruit/b.jsonl")  # nobody is watching now
+    _drop(ws, second, "raw/fruit/b.jsonl", noticed=False)  # nobody is watching now
     with Runtime(ws) as runtime:
         assert runtime.wait_idle(60)
     ingests = ws.catalog.events.invocations(function="ingest")

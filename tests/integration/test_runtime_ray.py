@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
-from tests.conftest import collection
-from tests.integration.test_runtime import FAST, _drop
 
 from embedlake import Workspace
 from embedlake.batch import read_vectors
 from embedlake.encoders import artifacts
 from embedlake.runtime import Runtime
 from embedlake.serving import Searcher
+from tests.conftest import collection
+from tests.integration.test_runtime import FAST, _drop
 
 
 @pytest.fixture

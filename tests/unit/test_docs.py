@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from tests.conftest import ROOT
 
 from embedlake.config import Settings
+from tests.conftest import ROOT
 
 
 def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:

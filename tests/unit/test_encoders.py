@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import collection
 
 from embedlake import Workspace
 from embedlake.encoders import artifacts, load_folder
@@ -15,6 +14,7 @@ from embedlake.encoders.resolve import encoder_options, resolve_model
 from embedlake.encoders.sentence_transformers import builtin_path
 from embedlake.errors import ConfigError, InputError
 from embedlake.ingest import ingest_path
+from tests.conftest import collection
 
 TEXTS = [
     "the wing in a slipstream",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import write_jsonl
 
 from embedlake import Workspace
 from embedlake.errors import ConfigError
@@ -21,6 +20,7 @@ from embedlake.functions import (
 from embedlake.functions.builtin import functions as builtin
 from embedlake.functions.builtin import ingest
 from embedlake.functions.context import direct_context
+from tests.conftest import write_jsonl
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.conftest import collection, write_jsonl
 
 from embedlake import Workspace
 from embedlake.errors import InputError
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.ingest.normalize import clean_text
+from tests.conftest import collection, write_jsonl
 
 
 def _snapshot(ws: Workspace) -> dict[str, tuple[str, str]]:

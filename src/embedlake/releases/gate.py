@@ -68,9 +68,13 @@ def decide(
         return {"passed": True, "first_release": True, "rules": [_row(r) for r in rules]}
     if not candidate:
         # Nothing to compare on: publishing blind would defeat the gate.
-        return {"passed": False, "first_release": False, "rules": [],
-                "note": "no benchmark dataset is registered: ingest a BEIR folder (or publish "
-                        "with --force)"}
+        return {
+            "passed": False,
+            "first_release": False,
+            "rules": [],
+            "note": "no benchmark dataset is registered: ingest a BEIR folder (or publish "
+            "with --force)",
+        }
     theirs = {r.dataset: r.metrics["ndcg@10"] for r in production}
     for result in candidate:
         if result.dataset in theirs:

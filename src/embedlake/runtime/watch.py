@@ -91,11 +91,22 @@ class Watcher(threading.Thread):
             raise_interrupt=False,
         ):
             for change, path in changes:
-                key = Path(path).relative_to(self.root).as_posix()
-                if Path(key).name.startswith(".tmp-") or change == Change.deleted:
+                if change == Change.deleted:
                     continue
-                if any(key.startswith(p) for p in self._prefixes):
-                    _record(self._ws, key)
+                found = Path(path)
+                # A file written right after its folder was made can land before the watch on
+                # the new folder exists: look inside every folder that appears.
+                for file in sorted(found.rglob("*")) if found.is_dir() else [found]:
+                    key = file.relative_to(self.root).as_posix()
+                    if (
+                        file.is_file()
+                        and not file.name.startswith(".tmp-")
+                        and any(key.startswith(p) for p in self._prefixes)
+                    ):
+                        try:
+                            _record(self._ws, key)
+                        except Exception:  # keep watching; the start-up scan is the safety net
+                            log.exception("watcher: could not record %s", key)
 
     def stop(self) -> None:
         self._halt.set()
