@@ -95,6 +95,7 @@ class RuntimeSettings(_Section):
     # "" starts a Ray on this machine; "auto" joins a running one; "ray://head:10001" a remote one.
     ray_address: str = ""
     max_workers: int = Field(default=8, ge=1)
+    idle_seconds: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=0.05, gt=0)
     system_database: str = "sqlite:///runtime.db"
     watch: bool = True
@@ -241,6 +242,7 @@ ef_search = {s.index.ef_search}
 engine = "{s.runtime.engine}"             # local | ray
 ray_address = "{s.runtime.ray_address}"              # "" = a Ray on this machine, "auto", or "ray://head:10001"
 max_workers = {s.runtime.max_workers}
+idle_seconds = {s.runtime.idle_seconds}            # an idle local worker thread ends after this
 poll_interval = {s.runtime.poll_interval}
 system_database = "{s.runtime.system_database}"
 watch = {str(s.runtime.watch).lower()}

@@ -40,18 +40,24 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """Run the task in the calling thread (the runtime's worker pool bounds how many at once)."""
+    """Run tasks on an elastic pool of threads in this process: it grows with the backlog up to
+    ``runtime.max_workers`` and shrinks after ``runtime.idle_seconds`` without work."""
 
     name = "local"
 
     def __init__(self, ws: Workspace) -> None:
+        from embedlake.runtime.pool import ElasticPool
+
         self._ws = ws
+        settings = ws.settings.runtime
+        self.pool = ElasticPool(settings.max_workers, settings.idle_seconds, name="embedlake-task")
 
     def run(self, ref: str, item: Any) -> Any:
-        return resolve_task(ref)(self._ws, item)
+        task = resolve_task(ref)
+        return self.pool.submit(lambda: task(self._ws, item)).result()
 
     def close(self) -> None:
-        pass
+        self.pool.shutdown()
 
 
 ENGINES: dict[str, str] = {
