@@ -35,9 +35,7 @@ def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
         )
         assert ws.catalog.releases.alias("production") == base
         before = _top(ws)
-        with Runtime(ws) as runtime:
-            searching = Searching(ws)
-            searching.start()
+        with Runtime(ws) as runtime, Searching(ws) as searching:
             prefix, manifest = train(ws, name="med-ft", pairs=f"qrels:{collection('med')}")
             split = manifest["training_data"]
             assert set(split["train_queries"]).isdisjoint(split["heldout_queries"])
@@ -54,8 +52,6 @@ def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
             bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
             assert bad.status == "rejected"
             assert ws.catalog.releases.alias("production") == (tuned.id if passed else base)
-            searching.stop.set()
-            searching.join()
         assert searching.errors == [] and searching.answered > 0
         if passed:
             assert rollback(ws).to_release == base

@@ -79,7 +79,8 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
         assert len(after) == n_shards
         assert {n: after[n] for n in before} == before  # finished shards were not redone
         statuses = {i.function: i.status for i in ws.catalog.events.invocations()}
-        assert statuses == {"ingest": "succeeded", "embed-new": "succeeded"}
+        assert {"ingest", "embed-new"} <= set(statuses)
+        assert set(statuses.values()) == {"succeeded"}
         searcher = Searcher(ws)
         assert searcher.record.n_vectors == total
         ids, vectors = read_vectors(ws, searcher.model)

@@ -34,6 +34,16 @@ class Searching(threading.Thread):
         super().__init__(daemon=True)
         self.ws, self.stop, self.errors, self.answered = ws, threading.Event(), [], 0
 
+    def __enter__(self) -> Searching:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # always stopped, even when the test fails: a thread left inside torch at interpreter
+        # exit aborts the whole process
+        self.stop.set()
+        self.join()
+
     def run(self) -> None:
         while not self.stop.is_set():
             try:
@@ -77,47 +87,44 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
         assert "Gate: passed" in ws.lake.get(f"{model.prefix}/card.md").decode()
         before = _top(ws)
 
-        searching = Searching(ws)
-        searching.start()
-        # 2. a deliberately bad model is built, benchmarked and rejected
-        train(ws, name="lsa-bad", kind="lsa", components=2)
-        assert runtime.wait_idle(300)
-        bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
-        assert bad.status == "rejected"
-        [rule] = [r for r in bad.report["gate"]["rules"] if r["rule"].startswith("ndcg")]
-        assert not rule["passed"] and rule["margin"] < -0.3
-        assert ws.catalog.releases.alias("production") == first.id
-        assert _top(ws) == before
+        with Searching(ws) as searching:
+            # 2. a deliberately bad model is built, benchmarked and rejected
+            train(ws, name="lsa-bad", kind="lsa", components=2)
+            assert runtime.wait_idle(300)
+            bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
+            assert bad.status == "rejected"
+            [rule] = [r for r in bad.report["gate"]["rules"] if r["rule"].startswith("ndcg")]
+            assert not rule["passed"] and rule["margin"] < -0.3
+            assert ws.catalog.releases.alias("production") == first.id
+            assert _top(ws) == before
 
-        # 3. a broken model folder is refused with a reason; nothing live changes
-        broken = ws.settings.workspace / "lake" / "models" / "broken" / "1"
-        shutil.copytree(ws.settings.workspace / "lake" / model.prefix, broken)
-        manifest = json.loads((broken / "manifest.json").read_text())
-        manifest.update(name="broken", version="1")
-        (broken / "components.npy").unlink()
-        (broken / "manifest.json").write_text(json.dumps(manifest))
-        wait_noticed(ws, "models/broken/1/manifest.json")
-        assert runtime.wait_idle(120)
-        reason = json.loads(ws.lake.get("quarantine/models/broken/1.reason.json"))
-        assert "missing files components.npy" in reason["reason"]
-        assert any(e.type == MODEL_REJECTED for e in ws.catalog.events.all())
-        assert [m.name for m in ws.catalog.registry.list_models()].count("broken") == 0
+            # 3. a broken model folder is refused with a reason; nothing live changes
+            broken = ws.settings.workspace / "lake" / "models" / "broken" / "1"
+            shutil.copytree(ws.settings.workspace / "lake" / model.prefix, broken)
+            manifest = json.loads((broken / "manifest.json").read_text())
+            manifest.update(name="broken", version="1")
+            (broken / "components.npy").unlink()
+            (broken / "manifest.json").write_text(json.dumps(manifest))
+            wait_noticed(ws, "models/broken/1/manifest.json")
+            assert runtime.wait_idle(120)
+            reason = json.loads(ws.lake.get("quarantine/models/broken/1.reason.json"))
+            assert "missing files components.npy" in reason["reason"]
+            assert any(e.type == MODEL_REJECTED for e in ws.catalog.events.all())
+            assert [m.name for m in ws.catalog.registry.list_models()].count("broken") == 0
 
-        # 4. forced publish of the bad release, then rollback restores results exactly
-        publish(ws, bad.id, force=True, reason="to see it fail")
-        assert _top(ws) != before
-        assert rollback(ws).to_release == first.id
-        assert _top(ws) == before
+            # 4. forced publish of the bad release, then rollback restores results exactly
+            publish(ws, bad.id, force=True, reason="to see it fail")
+            assert _top(ws) != before
+            assert rollback(ws).to_release == first.id
+            assert _top(ws) == before
 
-        # 5. documents arriving after the publish join the production release
-        new = tmp_path / "new.jsonl"
-        new.write_text(
-            "".join(f'{{"_id": "new{i}", "text": "kidney stones {i}"}}\n' for i in range(3))
-        )
-        _drop(ws, new, "raw/med-extra/new.jsonl")
-        assert runtime.wait_idle(120)
-        searching.stop.set()
-        searching.join()
+            # 5. documents arriving after the publish join the production release
+            new = tmp_path / "new.jsonl"
+            new.write_text(
+                "".join(f'{{"_id": "new{i}", "text": "kidney stones {i}"}}\n' for i in range(3))
+            )
+            _drop(ws, new, "raw/med-extra/new.jsonl")
+            assert runtime.wait_idle(120)
     assert searching.errors == [] and searching.answered > 0
     production = ws.catalog.releases.get(first.id)
     assert production.index_id is not None
