@@ -70,9 +70,13 @@ class HnswIndex:
         queries = check_vectors(queries, self.dim)
         if not self._ids:
             return [[] for _ in range(len(queries))]
-        scores, labels = self._index.search(
-            queries, min(k, len(self._ids)), params=self._search_params()
-        )
+        k = min(k, len(self._ids))
+        if self._removed:
+            scores, labels = self._index.search(queries, k, params=self._search_params())
+        else:
+            # the plain call: SearchParameters cost a few microseconds per query in the wrapper
+            self._index.hnsw.efSearch = self.ef_search
+            scores, labels = self._index.search(queries, k)
         ids = self._ids
         # .tolist() first: Python ints and floats are much cheaper to iterate than NumPy scalars
         return [
