@@ -154,3 +154,48 @@ def test_the_corpus_growing_by_a_fifth_retrains_and_releases(tmp_path: Path) -> 
         assert auto.snapshot["documents"] == 1033
         grown = [i for i in ws.catalog.events.invocations(function="retrain-on-growth")]
         assert {i.status for i in grown} == {"succeeded"}
+
+
+def test_retention_keeps_what_aliases_need(tmp_path: Path) -> None:
+    from embedlake.releases.publish import retain
+
+    env = {**FAST, "EMBEDLAKE_RELEASES__KEEP_MOVES": "1"}
+    with Workspace.init(tmp_path / "ws", environ=env) as ws:
+        from embedlake.ingest import ingest_path
+
+        ingest_path(ws, collection("med"))
+        made = []
+        for n, components in enumerate((64, 2, 32)):
+            prefix, _ = train(ws, name=f"lsa-{n}", kind="lsa", components=components)
+            from embedlake.cli.releases import _build_now
+
+            made.append(_build_now(ws, prefix)["release"])
+        statuses = {r.id: r.status for r in ws.catalog.releases.all()}
+        assert statuses[made[1]] == "rejected"
+        removed = retain(ws)
+        current = ws.catalog.releases.alias("production")
+        assert made[1] in removed  # rejected, never aliased
+        assert current not in removed
+        assert list(ws.lake.list(f"releases/{made[1]}")) == []
+        assert ws.catalog.releases.get(made[1]).status == "removed"
+        assert Searcher(ws).search("kidney", 3)  # what is live still answers
+        assert retain(ws) == []  # nothing more to remove
+
+
+def test_self_supervised_pairs_and_a_seeded_split(ws: Workspace, tmp_path: Path) -> None:
+    from embedlake.ingest import ingest_path
+    from embedlake.training.pairs import from_spec
+
+    ingest_path(ws, collection("cisi"))
+    pairs = from_spec(ws, "self:title", seed=3)
+    assert len(pairs) > 1000 and pairs.info["pairs"] == "self:title"
+    assert pairs.anchors[0] != pairs.positives[0]
+    qrels = from_spec(ws, f"qrels:{collection('cisi')}", seed=3)
+    again = from_spec(ws, f"qrels:{collection('cisi')}", seed=3)
+    other = from_spec(ws, f"qrels:{collection('cisi')}", seed=4)
+    assert qrels.info["train_queries"] == again.info["train_queries"]
+    assert qrels.info["pairs_hash"] == again.info["pairs_hash"]
+    assert qrels.info["train_queries"] != other.info["train_queries"]
+    assert set(qrels.info["train_queries"]).isdisjoint(qrels.info["heldout_queries"])
+    with pytest.raises(Exception, match="qrels:PATH"):
+        from_spec(ws, "labels:nowhere")
