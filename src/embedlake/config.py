@@ -71,6 +71,8 @@ class GateSettings(_Section):
 class ReduceSettings(_Section):
     variance: float = Field(default=0.95, gt=0, le=1)
     components: int = Field(default=0, ge=0)  # a fixed number instead of a variance share
+    # index the reduced vectors instead of the full ones (queries are reduced the same way)
+    back_index: bool = False
 
 
 class TrainingSettings(_Section):
@@ -260,6 +262,7 @@ datasets = {json.dumps(s.gate.datasets)}              # registered datasets; emp
 [reduce]
 variance = {s.reduce.variance}              # PCA keeps this share of the variance
 components = {s.reduce.components}              # or a fixed number of components (0 = by variance)
+back_index = {str(s.reduce.back_index).lower()}      # index the reduced vectors instead of the full ones
 
 [releases]
 keep_moves = {s.releases.keep_moves}              # never remove a release an alias held in its last N moves

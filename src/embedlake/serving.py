@@ -18,10 +18,12 @@ from uuid import uuid4
 from embedlake import index as vector_index
 from embedlake.batch import read_vectors
 from embedlake.catalog.registry import IndexRecord, ModelRecord
+from embedlake.catalog.releases import ReleaseRecord
 from embedlake.encoders import Encoder, artifacts
 from embedlake.encoders.resolve import encoder_options
 from embedlake.errors import InputError, NotFound
 from embedlake.index import VectorIndex
+from embedlake.reduce.pca import PcaReducer
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,11 @@ def index_params(ws: Workspace) -> dict[str, Any]:
     return {"m": s.m, "ef_construction": s.ef_construction, "ef_search": s.ef_search}
 
 
-def build_index(ws: Workspace, model: ModelRecord, engine: str | None = None) -> BuildReport:
+def build_index(
+    ws: Workspace, model: ModelRecord, engine: str | None = None, reducer: PcaReducer | None = None
+) -> BuildReport:
+    """Index the model's vectors (reduced by ``reducer`` first, when a release's PCA backs its
+    index)."""
     started = time.perf_counter()
     engine = engine or ws.settings.index.engine
     ids, vectors = read_vectors(ws, model)
@@ -64,7 +70,10 @@ def build_index(ws: Workspace, model: ModelRecord, engine: str | None = None) ->
     missing = ws.catalog.documents.count() - len(ids)
     if missing:
         log.warning("%d live documents are not embedded by %s yet", missing, model.ref)
-    index = vector_index.create(engine, model.dim, **index_params(ws))
+    dim = model.dim
+    if reducer is not None:
+        vectors, dim = reducer.transform(vectors), reducer.dim
+    index = vector_index.create(engine, dim, **index_params(ws))
     index.add(ids, vectors)
     prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,12 +81,23 @@ def build_index(ws: Workspace, model: ModelRecord, engine: str | None = None) ->
         for path in sorted(Path(tmp).iterdir()):
             with path.open("rb") as f:
                 ws.lake.put_file(f"{prefix}/{path.name}", f)
+    params = {**index.params(), "dim": dim, "reduced": reducer is not None}
     record = ws.catalog.registry.add_index(
-        model_id=model.id, engine=engine, params=index.params(), n_vectors=len(ids), prefix=prefix
+        model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
     )
     return BuildReport(
         record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started
     )
+
+
+def load_reducer(ws: Workspace, release: ReleaseRecord) -> PcaReducer | None:
+    """The release's PCA when it backs the release's index, else None."""
+    if not release.report.get("reducer", {}).get("backs_index"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        for info in ws.lake.list(f"{release.prefix}/reducer"):
+            (Path(tmp) / info.key.rsplit("/", 1)[1]).write_bytes(ws.lake.get(info.key))
+        return PcaReducer.load(Path(tmp))
 
 
 def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
@@ -113,6 +133,7 @@ class Searcher:
         """Serve a release, the release behind an alias, a model's newest index, or by default
         the release behind the gate's alias (``production``), else the newest index."""
         registry, releases = ws.catalog.registry, ws.catalog.releases
+        self.reducer: PcaReducer | None = None
         if release is None and model_ref is None:
             release = releases.alias(alias or ws.settings.gate.alias)
             if release is None and alias is not None:
@@ -122,6 +143,7 @@ class Searcher:
             if self.release.index_id is None:
                 raise NotFound(f"release {release} has no index yet (it is {self.release.status})")
             self.record = registry.index(self.release.index_id)
+            self.reducer = load_reducer(ws, self.release)
         else:
             model_id = registry.model(model_ref).id if model_ref else None
             self.record = registry.latest_index(model_id)
@@ -139,6 +161,8 @@ class Searcher:
         if any(not q.strip() for q in queries):
             raise InputError("query text is empty")
         vectors = self.encoder.encode(queries, batch_size=self._ws.settings.embed.batch_size)
+        if self.reducer is not None:
+            vectors = self.reducer.transform(vectors)
         # Over-fetch so that documents deleted after the index was built can be dropped.
         raw = self.index.search(vectors, k * 2 + 10)
         docs = self._ws.catalog.documents.get_many(sorted({d for row in raw for d, _ in row}))

@@ -199,3 +199,26 @@ def test_self_supervised_pairs_and_a_seeded_split(ws: Workspace, tmp_path: Path)
     assert set(qrels.info["train_queries"]).isdisjoint(qrels.info["heldout_queries"])
     with pytest.raises(Exception, match="qrels:PATH"):
         from_spec(ws, "labels:nowhere")
+
+
+def test_a_release_whose_pca_backs_its_index(tmp_path: Path) -> None:
+    from embedlake.cli.releases import _build_now
+    from embedlake.ingest import ingest_path
+
+    env = {**FAST, "EMBEDLAKE_REDUCE__BACK_INDEX": "true", "EMBEDLAKE_REDUCE__COMPONENTS": "64"}
+    with Workspace.init(tmp_path / "ws", environ=env) as ws:
+        ingest_path(ws, collection("med"))
+        prefix, _ = train(ws, name="lsa-a", kind="lsa")
+        release = ws.catalog.releases.get(_build_now(ws, prefix)["release"])
+        assert release.status == "published"
+        reducer = release.report["reducer"]
+        assert reducer["backs_index"] and reducer["dims"] == 64 and reducer["from_dims"] == 256
+        assert release.index_id is not None
+        index = ws.catalog.registry.index(release.index_id)
+        assert index.params["dim"] == 64 and index.params["reduced"]
+        searcher = Searcher(ws)
+        assert searcher.reducer is not None and searcher.index.dim == 64
+        hits = searcher.search("kidney failure in children", 10)
+        assert len(hits) == 10
+        med = release.report["datasets"]["med"]["release"]
+        assert med["ann_recall@10"] >= 0.95 and med["ndcg@10"] > 0.5  # quality kept at 64 dims

@@ -18,6 +18,7 @@ from embedlake.evaluate import metrics
 from embedlake.evaluate.bm25 import Bm25
 from embedlake.evaluate.datasets import Dataset
 from embedlake.index.exact import ExactIndex
+from embedlake.reduce.pca import PcaReducer
 from embedlake.serving import load_index
 from embedlake.workspace import Workspace
 
@@ -66,18 +67,21 @@ def bench_index(
     model: ModelRecord,
     record: IndexRecord,
     system: str | None = None,
+    reducer: PcaReducer | None = None,
 ) -> Result:
     """Quality, ANN recall against exact search, and single-query QPS of one index."""
     index = load_index(ws, record)
     ids, vectors = read_vectors(ws, model)
     _check_corpus(ws, dataset, set(ids))
-    exact = ExactIndex(model.dim)
-    exact.add(ids, vectors)
     encoder = artifacts.load(ws, model, **encoder_options(ws, model))
     qids = list(dataset.queries)
     queries = encoder.encode(
         [dataset.queries[q] for q in qids], batch_size=ws.settings.embed.batch_size
     )
+    if reducer is not None:  # the release's PCA backs its index: search in reduced space
+        vectors, queries = reducer.transform(vectors), reducer.transform(queries)
+    exact = ExactIndex(vectors.shape[1])
+    exact.add(ids, vectors)
     started = time.perf_counter()
     approx = [index.search(queries[i : i + 1], DEPTH)[0] for i in range(len(qids))]
     seconds = time.perf_counter() - started

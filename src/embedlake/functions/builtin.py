@@ -19,7 +19,7 @@ from embedlake.functions import Functions, object_created, on_event, schedule
 from embedlake.functions.context import Context
 from embedlake.ingest import ingest_object
 from embedlake.ingest.readers import reader_for
-from embedlake.serving import build_index
+from embedlake.serving import build_index, load_reducer
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,14 @@ def _finish(ws: Workspace, run_id: int) -> None:
 
 def _index(ws: Workspace, ref: str) -> int:
     model = ws.catalog.registry.model(ref)
-    index_id = build_index(ws, model).index_id
     releases = ws.catalog.releases
-    for release_id in set(releases.aliases().values()):
-        if releases.get(release_id).model_id == model.id:
-            releases.update(release_id, index_id=index_id)
+    index_id = build_index(ws, model).index_id
+    for release_id in sorted(set(releases.aliases().values())):
+        release = releases.get(release_id)
+        if release.model_id == model.id:
+            reducer = load_reducer(ws, release)  # a PCA-backed release gets a reduced index
+            own = build_index(ws, model, reducer=reducer).index_id if reducer else index_id
+            releases.update(release_id, index_id=own)
     return index_id
 
 

@@ -25,7 +25,7 @@ from embedlake.functions.context import Task
 from embedlake.index.exact import ExactIndex
 from embedlake.reduce.pca import PcaReducer
 from embedlake.releases import gate
-from embedlake.serving import build_index
+from embedlake.serving import build_index, load_reducer
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     release_id = ctx.step("create", _create, ws, model_ref, ctx.request_id, reason)
     stages: dict[str, float] = {}
     stages["embed"] = _embed_all(ctx, ws, model_ref, "embed")
-    stages["index"] = ctx.step("index", _index, ws, release_id)
     stages["reducer"] = ctx.step("reducer", _reduce, ws, release_id)
+    stages["index"] = ctx.step("index", _index, ws, release_id)
     late = _embed_all(ctx, ws, model_ref, "catch-up")
     if ctx.step("late documents", _missing, ws, release_id):
         stages["catch_up"] = late + ctx.step("re-index", _index, ws, release_id)
@@ -107,7 +107,7 @@ def _index(ws: Workspace, release_id: str) -> float:
     started = time.perf_counter()
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
-    built = build_index(ws, model)
+    built = build_index(ws, model, reducer=load_reducer(ws, release))
     live = ws.catalog.documents.live_hashes()
     covered = sorted(
         (d, h) for d, (h, _) in ws.catalog.registry.coverage(model.id).items() if live.get(d) == h
@@ -147,6 +147,7 @@ def _reduce(ws: Workspace, release_id: str) -> float:
         ws,
         release_id,
         reducer={
+            "backs_index": settings.back_index,
             "dims": reducer.dim,
             "from_dims": model.dim,
             "explained_variance": reducer.explained,

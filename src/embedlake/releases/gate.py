@@ -10,6 +10,7 @@ from embedlake.catalog.releases import ReleaseRecord
 from embedlake.config import GateSettings
 from embedlake.evaluate.bench import Result, bench_index
 from embedlake.evaluate.datasets import Dataset, load_registered
+from embedlake.serving import load_reducer
 from embedlake.workspace import Workspace
 
 
@@ -45,7 +46,12 @@ def benchmark(ws: Workspace, release: ReleaseRecord, datasets: list[Dataset]) ->
     model = registry.model_by_id(release.model_id)
     assert release.index_id is not None
     record = registry.index(release.index_id)
-    return [bench_index(ws, d, model, record, system=release.id) for d in datasets if d.queries]
+    reducer = load_reducer(ws, release)
+    return [
+        bench_index(ws, d, model, record, system=release.id, reducer=reducer)
+        for d in datasets
+        if d.queries
+    ]
 
 
 def decide(
