@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,6 +160,11 @@ class Documents:
         with self._catalog.connect() as conn:
             rows = conn.execute(select(t.c.id, t.c.content_hash).where(t.c.deleted_at.is_(None)))
             return {r.id: r.content_hash for r in rows}
+
+    def corpus_hash(self) -> str:
+        """One hash for the live corpus: every (id, content hash), sorted."""
+        items = sorted(self.live_hashes().items())
+        return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
     def iter_live(self, batch: int = 1000) -> Iterator[Document]:
         """Every live document in id order, read in keyset pages (constant memory)."""

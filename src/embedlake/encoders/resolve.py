@@ -9,7 +9,10 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from embedlake.catalog.registry import ModelRecord
 from embedlake.encoders import artifacts, lsa, sentence_transformers
@@ -72,19 +75,30 @@ def register_folder(ws: Workspace, path: Path) -> ModelRecord:
     )
 
 
-def fit_lsa(ws: Workspace, name: str = lsa.KIND) -> ModelRecord:
-    """Fit TF-IDF + SVD on every live document; its version is the hash of what was fitted."""
+@contextmanager
+def fitted_lsa(
+    ws: Workspace, n_components: int | None = None, seed: int = 0
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """An LSA fitted on every live document, saved in a temporary folder, with the manifest
+    fields that describe it (its version is then the hash of what was fitted)."""
     texts = [d.full_text for d in ws.catalog.documents.iter_live()]
-    encoder = lsa.LsaEncoder.fit(texts, n_components=ws.settings.embed.lsa_components)
+    encoder = lsa.LsaEncoder.fit(
+        texts, n_components=n_components or ws.settings.embed.lsa_components, seed=seed
+    )
+    extra = {
+        "base": None,
+        "params": {"n_components": encoder.dim, "seed": seed},
+        "training_data": {
+            "documents": len(texts),
+            "corpus_hash": ws.catalog.documents.corpus_hash(),
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
         encoder.save(Path(tmp))
-        return artifacts.publish_folder(
-            ws,
-            Path(tmp),
-            name=name,
-            kind=lsa.KIND,
-            extra={
-                "params": {"n_components": encoder.dim, "seed": 0},
-                "training_data": {"documents": len(texts)},
-            },
-        )
+        yield Path(tmp), extra
+
+
+def fit_lsa(ws: Workspace, name: str = lsa.KIND) -> ModelRecord:
+    """Fit and register an LSA now (the CLI's `embed --model lsa` path)."""
+    with fitted_lsa(ws) as (folder, extra):
+        return artifacts.publish_folder(ws, folder, name=name, kind=lsa.KIND, extra=extra)

@@ -105,9 +105,3 @@ def from_titles(ws: Workspace, *, seed: int, limit: int = 20_000) -> Pairs:
 
 def _hash(anchors: list[str], positives: list[str]) -> str:
     return hashlib.sha256(json.dumps([anchors, positives]).encode()).hexdigest()
-
-
-def corpus_hash(ws: Workspace) -> str:
-    return hashlib.sha256(
-        json.dumps(sorted(ws.catalog.documents.live_hashes().items())).encode()
-    ).hexdigest()

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from embedlake.encoders import artifacts, lsa, sentence_transformers
-from embedlake.encoders.resolve import BUILTIN_MINILM, encoder_options
+from embedlake.encoders.resolve import BUILTIN_MINILM, encoder_options, fitted_lsa
 from embedlake.errors import InputError
-from embedlake.training.pairs import corpus_hash, from_spec
+from embedlake.training.pairs import from_spec
 from embedlake.workspace import Workspace
 
 
@@ -29,22 +29,8 @@ def train(
     """Returns the model's lake prefix and manifest."""
     artifacts.check_name(name)
     if kind == lsa.KIND:
-        texts = [d.full_text for d in ws.catalog.documents.iter_live()]
-        n = components or ws.settings.embed.lsa_components
-        encoder = lsa.LsaEncoder.fit(texts, n_components=n, seed=seed)
-        with tempfile.TemporaryDirectory() as tmp:
-            encoder.save(Path(tmp))
-            return artifacts.write_folder(
-                ws,
-                Path(tmp),
-                name=name,
-                kind=lsa.KIND,
-                extra={
-                    "base": None,
-                    "params": {"n_components": encoder.dim, "seed": seed},
-                    "training_data": {"documents": len(texts), "corpus_hash": corpus_hash(ws)},
-                },
-            )
+        with fitted_lsa(ws, components, seed) as (folder, extra):
+            return artifacts.write_folder(ws, folder, name=name, kind=lsa.KIND, extra=extra)
     if kind != sentence_transformers.KIND:
         raise InputError(f"unknown model kind {kind!r}: lsa or sentence-transformers")
     if pairs is None:
@@ -73,7 +59,10 @@ def train(
             extra={
                 "base": base,
                 "params": params,
-                "training_data": {**training_pairs.info, "corpus_hash": corpus_hash(ws)},
+                "training_data": {
+                    **training_pairs.info,
+                    "corpus_hash": ws.catalog.documents.corpus_hash(),
+                },
             },
             options={
                 "device": ws.settings.embed.device,
