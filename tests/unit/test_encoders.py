@@ -115,3 +115,55 @@ def test_a_local_sentence_transformers_folder_registers_under_its_name(
     record = resolve_model(ws, str(folder))
     assert record.name == "my-model" and record.dim == 384
     assert ws.lake.exists(f"{record.prefix}/model.safetensors")
+
+
+def _lsa_in_lake(ws: Workspace, name: str) -> str:
+    from embedlake.training.train import train
+
+    prefix, _ = train(ws, name=name, kind="lsa", components=8)
+    return prefix
+
+
+@pytest.mark.parametrize("damage", ["wrong-dim", "tampered", "unloadable", "renamed", "no-json"])
+def test_a_broken_model_folder_in_the_lake_is_refused(ws: Workspace, damage: str) -> None:
+    ingest_path(ws, collection("med"))
+    prefix = _lsa_in_lake(ws, "m")
+    manifest = json.loads(ws.lake.get(f"{prefix}/manifest.json"))
+    artifacts._loaded.clear()
+    if damage == "wrong-dim":
+        manifest["dim"] = 9
+        needle = "produces 8-dimensional vectors, the manifest says 9"
+    elif damage == "tampered":
+        ws.lake.put(f"{prefix}/idf.npy", ws.lake.get(f"{prefix}/idf.npy")[:-4] + b"\0\0\0\0")
+        needle = "content hash mismatch"
+    elif damage == "unloadable":
+        ws.lake.put(f"{prefix}/components.npy", b"not numpy")
+        files = dict(manifest["files"])
+        import hashlib
+
+        files["components.npy"] = hashlib.sha256(b"not numpy").hexdigest()
+        manifest["files"] = files
+        manifest["content_hash"] = hashlib.sha256(
+            json.dumps(files, sort_keys=True).encode()
+        ).hexdigest()
+        needle = "not a loadable LSA model"
+    elif damage == "renamed":
+        manifest["name"] = "other"
+        needle = "manifest names other@"
+    if damage == "no-json":
+        ws.lake.put(f"{prefix}/manifest.json", b"{not json")
+        needle = "not valid JSON"
+    else:
+        ws.lake.put(f"{prefix}/manifest.json", json.dumps(manifest).encode())
+    with pytest.raises(InputError, match=needle):
+        artifacts.register_from_lake(ws, prefix)
+    assert ws.catalog.registry.list_models() == []
+
+
+def test_a_good_model_folder_registers_once(ws: Workspace) -> None:
+    ingest_path(ws, collection("med"))
+    prefix = _lsa_in_lake(ws, "m")
+    record, new = artifacts.register_from_lake(ws, prefix)
+    assert new and record.dim == 8 and record.prefix == prefix
+    again, new = artifacts.register_from_lake(ws, prefix)
+    assert not new and again.id == record.id
