@@ -83,7 +83,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.collections.split(","):
             rows.append(run(Path(tmp), name, args.epochs))
-            print(f"{name}: done", flush=True)
+            r = rows[-1]
+            print(
+                f"{name}: done: base {100 * r['base']['ndcg@10']:.1f}, fine-tuned "
+                f"{100 * r['finetuned']['ndcg@10']:.1f}, gain {r['ndcg_gain_points']:+.1f} "
+                f"(95% CI {r['ndcg_gain_ci95_points'][0]:+.1f} … "
+                f"{r['ndcg_gain_ci95_points'][1]:+.1f})",
+                flush=True,
+            )
+            # saved after each collection, so that a run stopped early keeps what it finished
+            write_result("finetune", {"rows": rows, "epochs": args.epochs, "complete": False})
     print(
         table(
             [
@@ -126,7 +135,7 @@ def main() -> None:
         f"\nbest gain: {best:+.1f} nDCG@10 points (target ≥ +3 on one collection): "
         f"{'met' if best >= 3 else 'MISSED'}"
     )
-    write_result("finetune", {"rows": rows, "epochs": args.epochs})
+    write_result("finetune", {"rows": rows, "epochs": args.epochs, "complete": True})
 
 
 if __name__ == "__main__":
