@@ -11,8 +11,7 @@ import logging
 import posixpath
 import re
 import tempfile
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -250,10 +249,3 @@ def delete_document(ws: Workspace, doc_id: str) -> None:
     doc = ws.catalog.documents.get(doc_id)
     curated.write_part(ws.lake, doc.source, [doc], op="delete")
     ws.catalog.documents.delete(doc_id)
-
-
-def iter_reports(reports: list[IngestReport]) -> Iterator[dict[str, Any]]:
-    for r in reports:
-        row = asdict(r)
-        row["reasons"] = [str(e) for e in r.reasons]
-        yield row
