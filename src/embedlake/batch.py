@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from embedlake.catalog.registry import ModelRecord, RunRecord
 from embedlake.encoders import Encoder
 from embedlake.errors import ModelMismatch
+from embedlake.functions.context import Steps
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,40 @@ def embed(
     seconds = time.perf_counter() - started
     registry.finish_run(run.id, seconds)
     return EmbedReport(model.ref, run.id, run.n_documents, embedded, resumed, seconds)
+
+
+MAX_ROUNDS = 5  # plans in one call: documents keep arriving while a large corpus is embedded
+
+
+def embed_in_steps(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> int:
+    """Embed what the model lacks as checkpointed steps, one fan-out task per shard, until it
+    covers every live document; returns the number embedded. ``label`` names the steps and the
+    fan-out, so it must differ between calls in one invocation (it does: it holds the model)."""
+    embedded = 0
+    for round_ in range(MAX_ROUNDS):
+        run_id = ctx.step(f"{label} {round_} plan", _plan_id, ws, model_ref)
+        if run_id is None:
+            break
+        shards = ctx.step(f"{label} {round_} pending", _pending, ws, run_id)
+        counts = ctx.map(
+            f"{label}-{round_}", embed_shard_task, [(model_ref, run_id, n) for n in shards]
+        )
+        ctx.step(f"{label} {round_} finish", _finish, ws, run_id)
+        embedded += int(sum(counts))
+    return embedded
+
+
+def _plan_id(ws: Workspace, ref: str) -> int | None:
+    run = open_run(ws, ws.catalog.registry.model(ref))
+    return None if run is None else run.id
+
+
+def _pending(ws: Workspace, run_id: int) -> list[int]:
+    return pending_shards(ws, ws.catalog.registry.run(run_id))
+
+
+def _finish(ws: Workspace, run_id: int) -> None:
+    ws.catalog.registry.finish_run(run_id)
 
 
 def embed_shard_task(ws: Workspace, item: tuple[str, int, int]) -> int:

@@ -222,3 +222,54 @@ def test_a_release_whose_pca_backs_its_index(tmp_path: Path) -> None:
         assert len(hits) == 10
         med = release.report["datasets"]["med"]["release"]
         assert med["ann_recall@10"] >= 0.95 and med["ndcg@10"] > 0.5  # quality kept at 64 dims
+
+
+def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -> None:
+    """Two aliases on releases of two models: embed-new must embed for both (each fan-out of one
+    invocation has its own name) and re-index both."""
+    from embedlake.cli.releases import _build
+    from embedlake.ingest import ingest_path
+    from embedlake.releases.compare import compare
+
+    with Workspace.init(tmp_path / "ws", environ=FAST) as ws:
+        ingest_path(ws, collection("med"))
+        a, _ = train(ws, name="lsa-a", kind="lsa", components=64)
+        b, _ = train(ws, name="lsa-b", kind="lsa", components=32)
+        from embedlake.encoders import artifacts
+
+        refs = [artifacts.register_from_lake(ws, p)[0].ref for p in (a, b)]
+        first = _build(ws, refs[0], "a", publish=True)["release"]
+        second = _build(ws, refs[1], "b", publish=False)["release"]
+        publish(ws, second, alias="staging", force=True)
+        with pytest.raises(Exception, match="already points"):
+            publish(ws, second, alias="staging")
+        rows = compare(ws, first, second)
+        [row] = rows
+        assert row["wins"] + row["losses"] + row["ties"] == row["queries"] == 30
+        assert 0 <= row["overlap@10"] <= 1 and row[first]["ndcg@10"] > 0
+        low, high = row["ndcg@10_diff_ci95"]
+        assert low <= row["ndcg@10_diff"] <= high
+        with Runtime(ws) as runtime:
+            new = tmp_path / "new.jsonl"
+            new.write_text(
+                "".join(f'{{"_id": "n{i}", "text": "renal stones {i}"}}\n' for i in range(4))
+            )
+            _drop(ws, new, "raw/more/new.jsonl")
+            assert runtime.wait_idle(120)
+        for release_id in (first, second):
+            release = ws.catalog.releases.get(release_id)
+            assert release.index_id is not None
+            assert ws.catalog.registry.index(release.index_id).n_vectors == 1037
+        assert {i.status for i in ws.catalog.events.invocations()} == {"succeeded"}
+
+
+def test_only_built_releases_can_be_published(ws: Workspace) -> None:
+    model = ws.catalog.registry.add_model(
+        name="m", version="1", kind="lsa", dim=2, content_hash="h", prefix="p", manifest={}
+    )
+    ws.catalog.releases.create("r1", model.id, "test")
+    with pytest.raises(Exception, match="is building: only a built release"):
+        publish(ws, "r1", force=True)
+    with pytest.raises(Exception, match="does not exist"):
+        publish(ws, "nope")
+    assert ws.catalog.releases.alias("production") is None

@@ -157,3 +157,26 @@ def test_structured_logs_carry_the_invocation_ids() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "hello you"
     assert (line["function"], line["invocation"], line["event"]) == ("ingest", "ev1:ingest", "ev1")
+
+
+def test_the_dispatcher_raises_one_event_per_due_cron_tick(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from embedlake.runtime.runtime import Runtime
+
+    ticking = Functions()
+
+    @ticking.function(on=schedule("* * * * *"))
+    def every_minute(event: Event, ctx: object) -> None: ...
+
+    with Workspace.init(tmp_path / "ws", environ={}) as ws:
+        runtime = Runtime(ws, ticking)  # not started: only its scheduler is exercised
+        last = datetime.now(UTC) - timedelta(minutes=2)
+        runtime._schedules(last)
+        runtime._schedules(last)  # the same tick again: the outbox keeps one
+        ticks = [e for e in ws.catalog.events.all() if e.type == "schedule"]
+        assert len(ticks) == 1 and ticks[0].subject == "* * * * *"
+        assert ticks[0].data["function"] == "every-minute"
+        assert [s.name for s in runtime.functions.matching(ticks[0])] == ["every-minute"]
+        runtime._schedules(datetime.now(UTC))  # nothing due yet
+        assert len([e for e in ws.catalog.events.all() if e.type == "schedule"]) == 1

@@ -70,6 +70,13 @@ class Events:
             )
             return [(r.seq, Event(r.type, r.subject, r.data, r.id, _utc(r.time))) for r in rows]
 
+    def get(self, event_id: str) -> Event:
+        with self._catalog.connect() as conn:
+            r = conn.execute(select(events).where(events.c.id == event_id)).first()
+        if r is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        return Event(r.type, r.subject, r.data, r.id, _utc(r.time))
+
     def all(self) -> list[Event]:
         return [e for _, e in self.after(0, limit=1_000_000)]
 

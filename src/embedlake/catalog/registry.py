@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from embedlake.catalog.schema import embedded, embedding_runs, embedding_shards, indexes, models
 from embedlake.errors import CatalogError, Conflict, NotFound
@@ -84,32 +83,28 @@ class Registry:
         manifest: dict[str, Any],
     ) -> ModelRecord:
         """Register a model version; the same name@version with the same hash is a no-op."""
-        try:
-            with self._catalog.begin() as conn:
-                conn.execute(
-                    models.insert().values(
-                        name=name,
-                        version=version,
-                        kind=kind,
-                        dim=dim,
-                        content_hash=content_hash,
-                        prefix=prefix,
-                        manifest=manifest,
-                        created_at=datetime.now(UTC),
-                    )
+        with self._catalog.begin() as conn:
+            conn.execute(
+                self._catalog.insert(models)
+                .values(
+                    name=name,
+                    version=version,
+                    kind=kind,
+                    dim=dim,
+                    content_hash=content_hash,
+                    prefix=prefix,
+                    manifest=manifest,
+                    created_at=datetime.now(UTC),
                 )
-        except Exception as exc:
-            if not isinstance(exc.__cause__, IntegrityError):
-                raise
-            existing = self.model(f"{name}@{version}")
-            if existing.content_hash != content_hash:
-                raise Conflict(
-                    f"model {name}@{version} is already registered with different "
-                    f"content (hash {existing.content_hash[:12]}); versions are "
-                    f"immutable: choose a new version"
-                ) from None
-            return existing
-        return self.model(f"{name}@{version}")
+                .on_conflict_do_nothing(index_elements=["name", "version"])
+            )
+        existing = self.model(f"{name}@{version}")
+        if existing.content_hash != content_hash:
+            raise Conflict(
+                f"model {name}@{version} is already registered with different content (hash "
+                f"{existing.content_hash[:12]}); versions are immutable: choose a new version"
+            )
+        return existing
 
     def model(self, ref: str) -> ModelRecord:
         """``name@version``, or ``name`` for its newest version."""
@@ -224,12 +219,20 @@ class Registry:
                 )
         return True
 
-    def finish_run(self, run_id: int, seconds: float) -> None:
+    def finish_run(self, run_id: int, seconds: float | None = None) -> None:
+        """Mark a run done; without ``seconds``, its wall time since it started."""
+        now = datetime.now(UTC)
         with self._catalog.begin() as conn:
+            if seconds is None:
+                started = conn.execute(
+                    select(embedding_runs.c.started_at).where(embedding_runs.c.id == run_id)
+                ).scalar_one()
+                started = started if started.tzinfo else started.replace(tzinfo=UTC)
+                seconds = (now - started).total_seconds()
             conn.execute(
                 update(embedding_runs)
                 .where(embedding_runs.c.id == run_id)
-                .values(status="done", finished_at=datetime.now(UTC), seconds=seconds)
+                .values(status="done", finished_at=now, seconds=seconds)
             )
 
     def coverage(self, model_id: int) -> dict[str, tuple[str, str]]:

@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any
 
-from embedlake.batch import embed_shard_task, open_run, pending_shards
+from embedlake.batch import embed_in_steps
 from embedlake.encoders import artifacts, sentence_transformers
 from embedlake.encoders.resolve import resolve_model
 from embedlake.errors import Conflict, InputError, NotFound
@@ -47,14 +47,9 @@ def embed_new(event: Event, ctx: Context) -> dict[str, int]:
     behind the catalog. Without releases: models with an index, else the configured model."""
     embedded: dict[str, int] = {}
     for ref in ctx.step("serving models", serving_models, ctx.ws):
-        run_id = ctx.step(f"plan {ref}", _plan, ctx.ws, ref)
-        if run_id is None:
-            continue
-        shards = ctx.step(f"pending {ref}", _pending, ctx.ws, run_id)
-        counts = ctx.map("embed-shard", embed_shard_task, [(ref, run_id, n) for n in shards])
-        ctx.step(f"finish {ref}", _finish, ctx.ws, run_id)
-        ctx.step(f"index {ref}", _index, ctx.ws, ref)
-        embedded[ref] = int(sum(counts))
+        embedded[ref] = embed_in_steps(ctx, ctx.ws, ref, f"embed {ref}")
+        if embedded[ref]:
+            ctx.step(f"index {ref}", _index, ctx.ws, ref)
     return embedded
 
 
@@ -72,19 +67,6 @@ def serving_models(ws: Workspace) -> list[str]:
             continue
         refs.append(model.ref)
     return refs or [resolve_model(ws, ws.settings.embed.model).ref]
-
-
-def _plan(ws: Workspace, ref: str) -> int | None:
-    run = open_run(ws, ws.catalog.registry.model(ref))
-    return None if run is None else run.id
-
-
-def _pending(ws: Workspace, run_id: int) -> list[int]:
-    return pending_shards(ws, ws.catalog.registry.run(run_id))
-
-
-def _finish(ws: Workspace, run_id: int) -> None:
-    ws.catalog.registry.finish_run(run_id, 0.0)
 
 
 def _index(ws: Workspace, ref: str) -> int:

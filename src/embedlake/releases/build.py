@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from embedlake.batch import embed_shard_task, open_run, pending_shards, read_vectors
+from embedlake.batch import embed_in_steps, read_vectors
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.errors import NotFound
 from embedlake.functions.context import Task
@@ -29,8 +29,6 @@ from embedlake.serving import build_index, load_reducer
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-MAX_CATCH_UP = 5  # rounds of embedding documents that arrived while the release was building
 
 
 class Steps(Protocol):
@@ -71,29 +69,9 @@ def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:
 
 
 def _embed_all(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> float:
-    """Embed until the model covers every live document (new ones may arrive meanwhile)."""
     started = time.perf_counter()
-    for round_ in range(MAX_CATCH_UP):
-        run_id = ctx.step(f"{label} {round_} plan", _plan, ws, model_ref)
-        if run_id is None:
-            break
-        shards = ctx.step(f"{label} {round_} pending", _pending, ws, run_id)
-        ctx.map(f"{label}-{round_}", embed_shard_task, [(model_ref, run_id, n) for n in shards])
-        ctx.step(f"{label} {round_} finish", _finish_run, ws, run_id)
+    embed_in_steps(ctx, ws, model_ref, f"{label} {model_ref}")
     return time.perf_counter() - started
-
-
-def _plan(ws: Workspace, ref: str) -> int | None:
-    run = open_run(ws, ws.catalog.registry.model(ref))
-    return None if run is None else run.id
-
-
-def _pending(ws: Workspace, run_id: int) -> list[int]:
-    return pending_shards(ws, ws.catalog.registry.run(run_id))
-
-
-def _finish_run(ws: Workspace, run_id: int) -> None:
-    ws.catalog.registry.finish_run(run_id, 0.0)
 
 
 def _missing(ws: Workspace, release_id: str) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 from croniter import croniter
 from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, SetWorkflowID
 
-from embedlake.errors import ConfigError, InputError, NotFound
+from embedlake.errors import ConfigError, InputError
 from embedlake.events import SCHEDULE, Event
 from embedlake.functions import Functions
 from embedlake.runtime import durable
@@ -198,9 +198,7 @@ def redrive(ws: Workspace, run_id: str) -> str:
     invocation = events.invocation(run_id)
     if invocation.status != "dead":
         raise InputError(f"invocation {run_id} is {invocation.status}, not dead-lettered")
-    event = next((e for e in events.all() if e.id == invocation.event_id), None)
-    if event is None:
-        raise NotFound(f"event {invocation.event_id} of invocation {run_id} is gone")
+    event = events.get(invocation.event_id)
     base = run_id.split("~", 1)[0]
     number = 1 + sum(
         1 for i in events.invocations(function=invocation.function) if i.id.startswith(base + "~")
