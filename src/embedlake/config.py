@@ -107,6 +107,22 @@ class RuntimeSettings(_Section):
     retry_base_seconds: float = Field(default=1.0, gt=0)
 
 
+class ApiSettings(_Section):
+    # "keys": every request needs an API key; "open": no keys, and only loopback clients are served.
+    auth: Literal["keys", "open"] = "keys"
+    # HMAC key mixed into stored key hashes (a secret: set it via EMBEDLAKE_API__KEY_PEPPER_FILE).
+    key_pepper: SecretStr | None = None
+    key_cache_seconds: float = Field(default=2.0, ge=0)  # a revoked key stops working within this
+    max_body_bytes: int = Field(default=4_000_000, gt=0)
+    max_texts: int = Field(default=256, gt=0)
+    max_text_chars: int = Field(default=20_000, gt=0)
+    # dynamic batching of /v1/embed and text searches: wait at most this long for company
+    batch_wait_ms: float = Field(default=5.0, ge=0)
+    max_batch: int = Field(default=64, gt=0)
+    reload_seconds: float = Field(default=1.0, gt=0)  # how often to look for alias moves
+    max_loaded: int = Field(default=3, ge=1)  # releases kept in memory besides those aliases hold
+
+
 class Settings(BaseModel):
     """All settings of one workspace."""
 
@@ -123,6 +139,7 @@ class Settings(BaseModel):
     reduce: ReduceSettings = ReduceSettings()
     releases: ReleaseSettings = ReleaseSettings()
     training: TrainingSettings = TrainingSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def load(cls, workspace: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -274,4 +291,15 @@ pairs = "{s.training.pairs}"
 name = "{s.training.name}"
 grow = {s.training.grow}                  # retrain once the corpus grew by this share since production
 schedule = "{s.training.schedule}"               # or on a cron schedule, e.g. "0 3 * * 0"
+
+[api]                       # `embedlake serve`; key_pepper via EMBEDLAKE_API__KEY_PEPPER(_FILE)
+auth = "{s.api.auth}"                # keys | open (open: no keys, loopback clients only)
+key_cache_seconds = {s.api.key_cache_seconds}
+max_body_bytes = {s.api.max_body_bytes}
+max_texts = {s.api.max_texts}                # per /v1/embed request
+max_text_chars = {s.api.max_text_chars}
+batch_wait_ms = {s.api.batch_wait_ms}             # dynamic batching: longest wait for company
+max_batch = {s.api.max_batch}
+reload_seconds = {s.api.reload_seconds}          # how often serving processes look for alias moves
+max_loaded = {s.api.max_loaded}                # releases kept loaded besides those aliases hold
 """

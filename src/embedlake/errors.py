@@ -1,13 +1,17 @@
 """The one exception tree of embedlake.
 
-Every error that embedlake raises on purpose is an ``EmbedlakeError``. Callers (the CLI today, the
-HTTP API later) map the branches to exit codes or status codes in one place; library code raises and
-never chooses a code itself::
+Every error that embedlake raises on purpose is an ``EmbedlakeError``. Callers (the CLI in
+``cli/app.py``, the HTTP API in ``api/problems.py``) map the branches to exit codes or status codes in
+one place each; library code raises and never chooses a code itself::
 
     EmbedlakeError
     ├── ConfigError            settings or workspace are missing or invalid
     ├── InputError             the user's input is wrong (a file, a flag, a query, a vector)
-    │   └── RejectedInput      a document or row failed validation (carries file, line and reason)
+    │   ├── RejectedInput      a document or row failed validation (carries file, line and reason)
+    │   └── TooLarge           a request body or batch over the configured limit
+    ├── AccessDenied           (API) the request may not do this
+    │   ├── Unauthenticated    no API key, or not a valid one
+    │   └── Forbidden          a valid key without the scope the route needs
     ├── NotFound               a document, model, index, dataset or object does not exist
     ├── ModelMismatch          vectors or an index of one model met another model
     ├── Conflict               the request contradicts stored state (e.g. a version already exists)
@@ -45,6 +49,22 @@ class RejectedInput(InputError):
         if file is not None:
             where = f"{file}:{line}: " if line is not None else f"{file}: "
         super().__init__(f"{where}{reason}")
+
+
+class TooLarge(InputError):
+    """A request body or batch is over the configured limit."""
+
+
+class AccessDenied(EmbedlakeError):
+    """The API request may not do this."""
+
+
+class Unauthenticated(AccessDenied):
+    """No API key, or not a valid (live) one."""
+
+
+class Forbidden(AccessDenied):
+    """A valid API key without the scope the route needs."""
 
 
 class NotFound(EmbedlakeError):

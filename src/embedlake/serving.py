@@ -9,20 +9,26 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import numpy as np
+
 from embedlake import index as vector_index
 from embedlake.batch import read_vectors
+from embedlake.catalog.documents import Document
 from embedlake.catalog.registry import IndexRecord, ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.encoders import Encoder, artifacts
 from embedlake.encoders.resolve import encoder_options
 from embedlake.errors import InputError, NotFound
-from embedlake.index import VectorIndex
+from embedlake.evaluate.bm25 import Bm25
+from embedlake.index import Matrix, VectorIndex, check_vectors
 from embedlake.reduce.pca import PcaReducer
 from embedlake.workspace import Workspace
 
@@ -119,8 +125,35 @@ def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
         return vector_index.load(record.engine, Path(tmp), **overrides)
 
 
+def resolve(
+    ws: Workspace,
+    model_ref: str | None = None,
+    *,
+    release: str | None = None,
+    alias: str | None = None,
+    index_id: int | None = None,
+) -> tuple[ReleaseRecord | None, IndexRecord]:
+    """What to serve: a release, the release behind an alias, a model's newest index, an index
+    by id, or by default the release behind the gate's alias (``production``), else the newest
+    index."""
+    registry, releases = ws.catalog.registry, ws.catalog.releases
+    if index_id is not None and release is None:
+        return None, registry.index(index_id)
+    if release is None and model_ref is None:
+        release = releases.alias(alias or ws.settings.gate.alias)
+        if release is None and alias is not None:
+            raise NotFound(f"alias {alias!r} points to no release")
+    if release is not None:
+        record = releases.get(release)
+        if record.index_id is None:
+            raise NotFound(f"release {release} has no index yet (it is {record.status})")
+        return record, registry.index(record.index_id)
+    model_id = registry.model(model_ref).id if model_ref else None
+    return None, registry.latest_index(model_id)
+
+
 class Searcher:
-    """An index with the encoder of its model, ready to answer text queries."""
+    """An index with the encoder of its model (and the release's reducer), ready for queries."""
 
     def __init__(
         self,
@@ -129,52 +162,126 @@ class Searcher:
         *,
         release: str | None = None,
         alias: str | None = None,
+        index_id: int | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
-        """Serve a release, the release behind an alias, a model's newest index, or by default
-        the release behind the gate's alias (``production``), else the newest index."""
-        registry, releases = ws.catalog.registry, ws.catalog.releases
-        self.reducer: PcaReducer | None = None
-        if release is None and model_ref is None:
-            release = releases.alias(alias or ws.settings.gate.alias)
-            if release is None and alias is not None:
-                raise NotFound(f"alias {alias!r} points to no release")
-        self.release = releases.get(release) if release else None
-        if self.release is not None:
-            if self.release.index_id is None:
-                raise NotFound(f"release {release} has no index yet (it is {self.release.status})")
-            self.record = registry.index(self.release.index_id)
-            self.reducer = load_reducer(ws, self.release)
-        else:
-            model_id = registry.model(model_ref).id if model_ref else None
-            self.record = registry.latest_index(model_id)
-        self.model = registry.model_by_id(self.record.model_id)
-        self.encoder: Encoder = artifacts.load(ws, self.model, **encoder_options(ws, self.model))
+        """Serve what ``resolve`` picks; ``encoder`` reuses one already loaded for the model."""
+        self.release, self.record = resolve(
+            ws, model_ref, release=release, alias=alias, index_id=index_id
+        )
+        self.reducer = load_reducer(ws, self.release) if self.release is not None else None
+        self.model = ws.catalog.registry.model_by_id(self.record.model_id)
+        self.encoder: Encoder = encoder or artifacts.load(
+            ws, self.model, **encoder_options(ws, self.model)
+        )
         self.index = load_index(ws, self.record)
         self._ws = ws
+        self._bm25: Bm25 | None = None
+        self._bm25_lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> Matrix:
+        """Texts as vectors of this model (before any reduction)."""
+        if any(not t.strip() for t in texts):
+            raise InputError("text is empty")
+        return self.encoder.encode(texts, batch_size=self._ws.settings.embed.batch_size)
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         return self.search_many([query], k)[0]
 
-    def search_many(self, queries: list[str], k: int = 10) -> list[list[Hit]]:
-        if not 1 <= k <= MAX_K:
-            raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+    def search_many(
+        self, queries: list[str], k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        _check_k(k)
         if any(not q.strip() for q in queries):
             raise InputError("query text is empty")
-        vectors = self.encoder.encode(queries, batch_size=self._ws.settings.embed.batch_size)
+        return self.search_vectors(self.encode(queries), k, where)
+
+    def search_vectors(
+        self, vectors: Any, k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """Queries given as vectors of this searcher's model (unit length or not)."""
+        _check_k(k)
+        vectors = check_vectors(vectors, self.model.dim)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise InputError("a query vector is all zeros")
+        vectors = vectors / norms
         if self.reducer is not None:
             vectors = self.reducer.transform(vectors)
-        # Over-fetch so that documents deleted after the index was built can be dropped.
-        raw = self.index.search(vectors, k * 2 + 10)
-        docs = self._ws.catalog.documents.get_many(sorted({d for row in raw for d, _ in row}))
-        out = []
-        for row in raw:
-            hits = [
-                Hit(d, s, docs[d].title, _snippet(docs[d].text), docs[d].source)
-                for d, s in row
-                if d in docs
-            ]
-            out.append(hits[:k])
+        return self._search(vectors, k, where)
+
+    def more_like(
+        self, doc_id: str, k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """Neighbours of a document (itself left out): its indexed vector, or its text embedded
+        now when the release was built before the document arrived."""
+        _check_k(k)
+        vector = self.index.vector(doc_id)
+        doc = self._ws.catalog.documents.get(doc_id)  # NotFound for unknown or deleted ids
+        if vector is None:
+            return self.search_vectors(self.encode([doc.full_text]), k + 1, where)[0][:k]
+        hits = self._search(vector[None, :], k + 1, where, exclude=doc_id)[0]
+        return hits[:k]
+
+    def hybrid(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
+        """Dense and BM25 results fused by reciprocal rank (RRF, k=60, Cormack et al. 2009)."""
+        _check_k(k)
+        depth = max(100, k)
+        dense = self.search_many([query], depth, where)[0]
+        allowed = self._ws.catalog.documents.ids_where(where) if where else None
+        lexical = [
+            d
+            for d, _ in self.bm25().search([query], depth * 2)[0]
+            if allowed is None or d in allowed
+        ][:depth]
+        fused: dict[str, float] = {}
+        for ranking in ([h.id for h in dense], lexical):
+            for rank, doc_id in enumerate(ranking):
+                fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (_RRF_K + rank + 1)
+        top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
+        docs = self._ws.catalog.documents.get_many(top)
+        return [_hit(docs[d], fused[d]) for d in top if d in docs][:k]
+
+    def bm25(self) -> Bm25:
+        """A BM25 index over the live corpus, built on first use (for hybrid search)."""
+        with self._bm25_lock:
+            if self._bm25 is None:
+                docs = list(self._ws.catalog.documents.iter_live())
+                self._bm25 = Bm25([d.id for d in docs], [d.full_text for d in docs], stem=True)
+            return self._bm25
+
+    def _search(
+        self, vectors: Matrix, k: int, where: Mapping[str, Any] | None, exclude: str = ""
+    ) -> list[list[Hit]]:
+        """Vectors in the index's space → hits of live documents. Deleted documents are still in
+        the index until the next build, so fetch more and hydrate until ``k`` live ones remain."""
+        allowed = self._ws.catalog.documents.ids_where(where) if where is not None else None
+        documents = self._ws.catalog.documents
+        out: list[list[Hit]] = [[] for _ in range(len(vectors))]
+        todo, fetch = list(range(len(vectors))), k + 10
+        while todo:
+            raw = self.index.search(vectors[todo], fetch, allowed)
+            docs = documents.get_many(sorted({d for row in raw for d, _ in row}))
+            again = []
+            for n, row in zip(todo, raw, strict=True):
+                hits = [_hit(docs[d], s) for d, s in row if d in docs and d != exclude]
+                out[n] = hits[:k]
+                if len(hits) < k and len(row) == fetch and fetch < len(self.index):
+                    again.append(n)  # the index may hold more live documents further down
+            todo, fetch = again, fetch * 4
         return out
+
+
+_RRF_K = 60
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+
+
+def _hit(doc: Document, score: float) -> Hit:
+    return Hit(doc.id, float(score), doc.title, _snippet(doc.text), doc.source)
 
 
 def _snippet(text: str, limit: int = 200) -> str:

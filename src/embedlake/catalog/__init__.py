@@ -40,6 +40,7 @@ class Catalog:
     def __init__(self, engine: Engine, insert: Callable[..., Any]) -> None:
         from embedlake.catalog.documents import Documents
         from embedlake.catalog.events import Events
+        from embedlake.catalog.keys import Keys
         from embedlake.catalog.records import Records
         from embedlake.catalog.registry import Registry
         from embedlake.catalog.releases import Releases
@@ -54,6 +55,7 @@ class Catalog:
         self.records = Records(self)
         self.events = Events(self)
         self.releases = Releases(self)
+        self.keys = Keys(self)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

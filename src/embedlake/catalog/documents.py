@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from embedlake.catalog.schema import documents as t
-from embedlake.errors import NotFound
+from embedlake.errors import InputError, NotFound
 
 if TYPE_CHECKING:
     from embedlake.catalog import Catalog
@@ -52,6 +52,17 @@ class UpsertResult:
     unchanged: int = 0
     # ids that already belong to another source: refused, never overwritten
     conflicts: list[tuple[Document, str]] = field(default_factory=list)
+
+
+def _matches(key: str, value: str | int | float | bool) -> Any:
+    if key == "source":
+        return t.c.source == str(value)
+    field = t.c.metadata[key]
+    if isinstance(value, bool):
+        return field.as_boolean() == value
+    if isinstance(value, int | float):
+        return field.as_float() == float(value)
+    return field.as_string() == value
 
 
 class Documents:
@@ -135,6 +146,20 @@ class Documents:
                     {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
                 )
         return out
+
+    def ids_where(self, where: Mapping[str, Any]) -> set[str]:
+        """Ids of live documents matching every condition: ``source`` is the document's source,
+        any other key a top-level metadata field; a value matches itself, a list any of its items."""
+        query = select(t.c.id).where(t.c.deleted_at.is_(None))
+        for key, wanted in where.items():
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if not values or not all(isinstance(v, str | int | float | bool) for v in values):
+                raise InputError(
+                    f"filter {key!r}: give a string, number or boolean, or a non-empty list of them"
+                )
+            query = query.where(or_(*(_matches(key, v) for v in values)))
+        with self._catalog.connect() as conn:
+            return {r.id for r in conn.execute(query)}
 
     def delete(self, doc_id: str) -> None:
         """Tombstone a document: it stays in the audit trail and leaves every result list."""

@@ -224,3 +224,15 @@ alias_moves = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_alias_moves_alias", "alias"),
 )
+
+# API keys: only an HMAC of the key is stored; ``key_id`` (in the key's text) finds the row.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)

@@ -7,7 +7,7 @@ string ids beside the library's integer labels. An index is saved as a folder of
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,16 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
     def add(self, ids: Sequence[str], vectors: Matrix) -> None: ...
     def remove(self, ids: Sequence[str]) -> None: ...
-    def search(self, queries: Matrix, k: int) -> list[list[tuple[str, float]]]: ...
+    def search(
+        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top ``k`` per query, best first; only among ``allowed`` ids when given (a filter)."""
+        ...
+
+    def vector(self, doc_id: str) -> Matrix | None:
+        """The stored vector of ``doc_id`` (in the index's space), or None."""
+        ...
+
     def save(self, folder: Path) -> None: ...
     def params(self) -> dict[str, Any]: ...
 
@@ -69,3 +78,24 @@ def check_vectors(vectors: Any, dim: int) -> Matrix:
     if not np.isfinite(array).all():
         raise InputError("vectors contain NaN or infinite values")
     return np.ascontiguousarray(array)
+
+
+def top_k(
+    queries: Matrix, vectors: npt.NDArray[np.float32], ids: Sequence[str], k: int
+) -> list[list[tuple[str, float]]]:
+    """Exact top ``k`` by inner product of each query against every row of ``vectors``."""
+    n = len(ids)
+    if n == 0:
+        return [[] for _ in range(len(queries))]
+    scores = queries @ np.asarray(vectors).T
+    k = min(k, n)
+    top = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < n
+        else np.tile(np.arange(n), (len(queries), 1))
+    )
+    out = []
+    for row, cand in zip(scores, top, strict=True):
+        order = cand[np.argsort(-row[cand], kind="stable")]
+        out.append([(ids[i], float(row[i])) for i in order])
+    return out

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedlake.errors import InputError
-from embedlake.index import Matrix, check_vectors
+from embedlake.index import Matrix, check_vectors, top_k
 
 
 class ExactIndex:
@@ -43,25 +43,21 @@ class ExactIndex:
             if pos is not None:
                 self._live[pos] = False
 
-    def search(self, queries: Matrix, k: int) -> list[list[tuple[str, float]]]:
+    def search(
+        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
         queries = check_vectors(queries, self.dim)
-        n = len(self._ids)
-        if n == 0:
-            return [[] for _ in range(len(queries))]
-        scores = queries @ self._vectors.T
-        if not self._live.all():
-            scores[:, ~self._live] = -np.inf
-        k = min(k, len(self))
-        top = (
-            np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            if k < n
-            else np.tile(np.arange(n), (len(queries), 1))
-        )
-        out = []
-        for row, cand in zip(scores, top, strict=True):
-            order = cand[np.argsort(-row[cand], kind="stable")][:k]
-            out.append([(self._ids[i], float(row[i])) for i in order if self._live[i]])
-        return out
+        if allowed is None:
+            if self._live.all():
+                return top_k(queries, self._vectors, self._ids, k)
+            rows = np.flatnonzero(self._live)
+        else:
+            rows = np.array(sorted(self._pos[i] for i in allowed if i in self._pos), dtype=np.int64)
+        return top_k(queries, self._vectors[rows], [self._ids[i] for i in rows], k)
+
+    def vector(self, doc_id: str) -> Matrix | None:
+        pos = self._pos.get(doc_id)
+        return None if pos is None else np.array(self._vectors[pos], dtype=np.float32)
 
     def save(self, folder: Path) -> None:
         keep = np.flatnonzero(self._live)

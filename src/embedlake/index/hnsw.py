@@ -2,12 +2,16 @@
 
 faiss HNSW cannot delete; removed ids are kept out of results with an ``IDSelector`` at search time,
 and dropped for good at the next rebuild.
+
+A filter (``allowed``) that keeps few vectors is answered by brute force over those vectors (exact,
+and cheaper than a graph walk that skips most nodes); a broad one by the graph with a selector, with
+brute force as the fallback when the walk finds fewer than ``k``. pgvector and Qdrant do the same.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,11 @@ import faiss
 import numpy as np
 
 from embedlake.errors import InputError
-from embedlake.index import Matrix, check_vectors
+from embedlake.index import Matrix, check_vectors, top_k
+
+# a filter keeping at most this share of the index (or this many vectors) is scanned exactly
+_SCAN_SHARE = 0.05
+_SCAN_MIN = 20_000
 
 
 class HnswIndex:
@@ -66,10 +74,14 @@ class HnswIndex:
             self._params = params
         return self._params
 
-    def search(self, queries: Matrix, k: int) -> list[list[tuple[str, float]]]:
+    def search(
+        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
         queries = check_vectors(queries, self.dim)
         if not self._ids:
             return [[] for _ in range(len(queries))]
+        if allowed is not None:
+            return self._search_filtered(queries, k, allowed)
         k = min(k, len(self._ids))
         if self._removed:
             scores, labels = self._index.search(queries, k, params=self._search_params())
@@ -77,12 +89,41 @@ class HnswIndex:
             # the plain call: SearchParameters cost a few microseconds per query in the wrapper
             self._index.hnsw.efSearch = self.ef_search
             scores, labels = self._index.search(queries, k)
+        return self._hits(labels, scores)
+
+    def _hits(self, labels: Any, scores: Any) -> list[list[tuple[str, float]]]:
         ids = self._ids
         # .tolist() first: Python ints and floats are much cheaper to iterate than NumPy scalars
         return [
             [(ids[j], s) for j, s in zip(row_l, row_s, strict=True) if j >= 0]
             for row_l, row_s in zip(labels.tolist(), scores.tolist(), strict=True)
         ]
+
+    def _search_filtered(
+        self, queries: Matrix, k: int, allowed: Collection[str]
+    ) -> list[list[tuple[str, float]]]:
+        rows = np.array(sorted(self._pos[i] for i in allowed if i in self._pos), dtype=np.int64)
+        if len(rows) <= max(_SCAN_MIN, _SCAN_SHARE * len(self._ids)):
+            return self._scan(queries, rows, k)
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
+        params.efSearch = max(self.ef_search, k)
+        selector = faiss.IDSelectorBatch(rows)
+        params.sel = selector
+        scores, labels = self._index.search(queries, min(k, len(rows)), params=params)
+        hits = self._hits(labels, scores)
+        short = [n for n, row in enumerate(hits) if len(row) < min(k, len(rows))]
+        if short:  # the graph walk ran out of allowed nodes: answer those queries exactly
+            for n, row in zip(short, self._scan(queries[short], rows, k), strict=True):
+                hits[n] = row
+        return hits
+
+    def _scan(self, queries: Matrix, rows: Any, k: int) -> list[list[tuple[str, float]]]:
+        vectors = self._index.reconstruct_batch(rows) if len(rows) else np.empty((0, self.dim))
+        return top_k(queries, vectors.astype(np.float32), [self._ids[i] for i in rows], k)
+
+    def vector(self, doc_id: str) -> Matrix | None:
+        pos = self._pos.get(doc_id)
+        return None if pos is None else np.asarray(self._index.reconstruct(pos), dtype=np.float32)
 
     def save(self, folder: Path) -> None:
         if self._removed:

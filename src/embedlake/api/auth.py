@@ -1,0 +1,99 @@
+"""API keys on every route but the probes: ``Authorization: Bearer <key>``, checked by scope.
+
+In ``api.auth = "open"`` mode no key is needed, and only loopback clients are served: ``serve``
+refuses to bind anything but a loopback address in that mode, and each request is checked too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from embedlake.catalog.keys import ApiKey
+from embedlake.errors import Forbidden, Unauthenticated
+from embedlake.workspace import Workspace
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key from `embedlake keys create WS --scope SCOPE` (scopes: search, "
+    "embed, write, admin; admin implies the others).",
+)
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Auth:
+    def __init__(self, ws: Workspace) -> None:
+        api = ws.settings.api
+        self.open = api.auth == "open"
+        self._keys = ws.catalog.keys
+        self._pepper = api.key_pepper.get_secret_value().encode() if api.key_pepper else b""
+        self._ttl = api.key_cache_seconds
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, token: str | None, scope: str, client: str | None) -> ApiKey | None:
+        """The key, if it allows ``scope`` (None in open mode); raises AccessDenied if not."""
+        if self.open:
+            if not is_loopback(client):
+                raise Forbidden("this server is in open mode and serves loopback clients only")
+            return None
+        if not token:
+            raise Unauthenticated("this route needs an API key: Authorization: Bearer <key>")
+        key = self._lookup(token)
+        if key is None:
+            raise Unauthenticated("the API key is not valid (unknown, malformed or revoked)")
+        if not key.allows(scope):
+            raise Forbidden(
+                f"API key {key.key_id} has scopes {', '.join(key.scopes)}; "
+                f"this route needs {scope!r}"
+            )
+        return key
+
+    def _lookup(self, token: str) -> ApiKey | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(token)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        key = self._keys.verify(token, pepper=self._pepper)
+        with self._lock:
+            if len(self._cache) > 10_000:  # bounded: garbage keys must not grow it forever
+                self._cache.clear()
+            self._cache[token] = (now + self._ttl, key)
+        return key
+
+
+def caller(scope: str) -> Callable[..., Coroutine[Any, Any, str]]:
+    """A dependency: the request's key must allow ``scope``; gives who is calling (for the
+    alias history): ``key:<id>``, or ``open`` in open mode."""
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> str:
+        auth: Auth = request.app.state.auth
+        token = credentials.credentials if credentials else None
+        client = request.client.host if request.client else None
+        key = auth.check(token, scope, client)
+        return f"key:{key.key_id}" if key is not None else "open"
+
+    return check
+
+
+def require(scope: str) -> Any:
+    """For ``dependencies=[...]`` of a route that needs ``scope``."""
+    return Depends(caller(scope))

@@ -1,0 +1,88 @@
+"""Dynamic batching: texts of concurrent requests are embedded together.
+
+A request's texts join a queue; a single worker takes everything queued (up to ``max_batch`` texts),
+waiting at most ``max_wait`` seconds for company once the first text is there, and encodes it in one
+call on a worker thread. While a batch is being encoded the next one fills, so under load batches
+grow by themselves and throughput approaches the encoder's batch throughput; an idle server adds at
+most ``max_wait`` to a lone request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from embedlake.index import Matrix
+
+log = logging.getLogger(__name__)
+
+
+class Batcher:
+    def __init__(
+        self,
+        encode: Callable[[list[str]], Matrix],
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.005,
+        on_batch: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._encode = encode
+        self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Matrix]]] = asyncio.Queue()
+        # one thread: batches run one after another; the encoder uses the cores itself
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="embed-batch")
+        self._task: asyncio.Task[None] | None = None
+
+    async def encode(self, texts: list[str]) -> Matrix:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        future: asyncio.Future[Matrix] = asyncio.get_running_loop().create_future()
+        await self._queue.put((texts, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0][0])
+            deadline = loop.time() + self._max_wait
+            while size < self._max_batch:
+                timeout = deadline - loop.time()
+                try:
+                    if timeout <= 0:
+                        item = self._queue.get_nowait()
+                    else:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                batch.append(item)
+                size += len(item[0])
+            texts = [t for chunk, _ in batch for t in chunk]
+            self._on_batch(len(texts))
+            try:
+                vectors = await loop.run_in_executor(self._pool, self._encode, texts)
+            except Exception as exc:  # every waiting request gets the error, the loop goes on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for chunk, future in batch:
+                end = start + len(chunk)
+                if not future.done():  # a cancelled request (client gone) is skipped
+                    future.set_result(np.ascontiguousarray(vectors[start:end]))
+                start = end
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._pool.shutdown(wait=False, cancel_futures=True)

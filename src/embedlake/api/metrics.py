@@ -1,0 +1,88 @@
+"""Prometheus metrics of one serving process (or of all of them, in multiprocess mode).
+
+Labels are route templates (``/v1/documents/{doc_id}``), never raw paths, ids or anything a client
+sends, so the series stay few and no secret or document text can reach ``/metrics``.
+With ``--workers N``, ``serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` and every worker writes there, so
+any worker's ``/metrics`` shows the whole server.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "embedlake_http_requests",
+            "HTTP requests by route, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "embedlake_http_request_duration_seconds",
+            "Time from request to response, by route and method.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "embedlake_embed_batch_size",
+            "Texts per encoder call made by the dynamic batcher.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.index_vectors = Gauge(
+            "embedlake_index_vectors",
+            "Vectors in the index behind each followed alias.",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.release = Gauge(
+            "embedlake_release_info",
+            "1 for the release (and model) each alias serves now.",
+            ["alias", "release", "model"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.swaps = Counter(
+            "embedlake_release_swaps",
+            "Hot swaps to a new release after an alias moved.",
+            ["alias"],
+            registry=r,
+        )
+        self._serving: dict[str, tuple[str, str, str]] = {}
+
+    def serving(self, alias: str, release: str, model: str, vectors: int) -> None:
+        """Record what ``alias`` serves now (the previous release's series is dropped)."""
+        before = self._serving.get(alias)
+        if before is not None:
+            self.release.remove(*before)
+        self._serving[alias] = (alias, release, model)
+        self.release.labels(alias, release, model).set(1)
+        self.index_vectors.labels(alias).set(vectors)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)

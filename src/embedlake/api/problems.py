@@ -1,0 +1,97 @@
+"""The one place where errors become HTTP responses: RFC 9457 problem details, always JSON.
+
+    {"type": "urn:embedlake:error:input", "title": "Bad input", "status": 400,
+     "detail": "k must be between 1 and 1000, got 0"}
+
+Validation errors add ``errors``: one entry per field with its location and message. An unexpected
+exception is logged with its traceback and answered with a 500 that says nothing about it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from embedlake import errors
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+
+# most specific first: the first class the error is an instance of decides
+_STATUS: list[tuple[type[errors.EmbedlakeError], int, str, str]] = [
+    (errors.TooLarge, 413, "too-large", "Request too large"),
+    (errors.InputError, 400, "input", "Bad input"),
+    (errors.Unauthenticated, 401, "unauthenticated", "Missing or invalid API key"),
+    (errors.Forbidden, 403, "forbidden", "API key lacks the scope"),
+    (errors.NotFound, 404, "not-found", "Not found"),
+    (errors.ModelMismatch, 409, "model-mismatch", "Vectors of another model"),
+    (errors.Conflict, 409, "conflict", "Conflict"),
+    (errors.BackendError, 503, "backend", "Storage unavailable"),
+    (errors.ConfigError, 500, "config", "Server misconfigured"),
+    (errors.EmbedlakeError, 500, "internal", "Internal error"),
+]
+
+
+class Problem(BaseModel):
+    """The error body of every 4xx and 5xx response."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = Problem(
+        type=f"urn:embedlake:error:{code}", title=title, status=status, detail=detail, **extra
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status, headers=headers, media_type=MEDIA_TYPE
+    )
+
+
+def from_error(exc: errors.EmbedlakeError) -> JSONResponse:
+    for cls, status, code, title in _STATUS:
+        if isinstance(exc, cls):
+            if status >= 500:
+                log.error("%s: %s", type(exc).__name__, exc)
+            return problem(status, code, title, str(exc))
+    raise AssertionError("EmbedlakeError is the last entry")  # pragma: no cover
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.EmbedlakeError)
+    async def _embedlake(_: Request, exc: errors.EmbedlakeError) -> JSONResponse:
+        return from_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        found = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in found):
+            where = found[0]["loc"][-1]
+            detail = f"the body is not valid JSON (error at character {where})"
+        else:
+            detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in found[:5])
+        return problem(422, "validation", "Invalid request", detail, errors=found)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "no-route", 405: "method"}.get(exc.status_code, "http")
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return problem(500, "internal", "Internal error", "an unexpected error; see server log")

@@ -1,0 +1,1 @@
+"""Routers, one per concern; ``app.py`` mounts those the process's role serves."""

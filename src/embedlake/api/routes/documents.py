@@ -1,0 +1,61 @@
+"""Documents: read one, add a batch (through the lake, so the ingest function handles it), delete."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from embedlake.api import schemas
+from embedlake.api.auth import require
+from embedlake.errors import TooLarge
+from embedlake.ingest.pipeline import delete_document
+from embedlake.workspace import Workspace
+
+router = APIRouter(tags=["documents"])
+
+
+@router.get(
+    "/v1/documents/{doc_id}", response_model=schemas.Document, dependencies=[require("search")]
+)
+async def get_document(doc_id: str, request: Request) -> schemas.Document:
+    """A live document with its metadata (404 once deleted)."""
+    ws: Workspace = request.app.state.ws
+    doc = await run_in_threadpool(ws.catalog.documents.get, doc_id)
+    return schemas.Document(
+        id=doc.id, source=doc.source, title=doc.title, text=doc.text, metadata=doc.metadata
+    )
+
+
+@router.post(
+    "/v1/documents",
+    response_model=schemas.Accepted,
+    status_code=202,
+    dependencies=[require("write")],
+)
+async def add_documents(body: schemas.DocumentBatch, request: Request) -> schemas.Accepted:
+    """Write the batch to the lake as ``raw/<source>/api-….jsonl``; the ingest function picks it
+    up like any dropped file (validation, quarantine, embedding by the runtime's functions)."""
+    ws: Workspace = request.app.state.ws
+    limit = ws.settings.api.max_texts
+    if len(body.documents) > limit:
+        raise TooLarge(
+            f"{len(body.documents):,} documents; the limit is {limit:,} per request (api.max_texts)"
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    key = f"raw/{body.source}/api-{stamp}-{uuid.uuid4().hex[:12]}.jsonl"
+    lines = (json.dumps(d.model_dump(), ensure_ascii=False) for d in body.documents)
+    await run_in_threadpool(ws.lake.put, key, ("\n".join(lines) + "\n").encode())
+    return schemas.Accepted(key=key, documents=len(body.documents))
+
+
+@router.delete(
+    "/v1/documents/{doc_id}", response_model=schemas.Deleted, dependencies=[require("write")]
+)
+async def remove_document(doc_id: str, request: Request) -> schemas.Deleted:
+    """Tombstone a document: it leaves the results of every release at once."""
+    await run_in_threadpool(delete_document, request.app.state.ws, doc_id)
+    return schemas.Deleted(id=doc_id)

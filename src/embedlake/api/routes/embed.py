@@ -1,0 +1,37 @@
+"""Embedding on the fly, with the encoder of a release (dynamically batched)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from embedlake.api import schemas
+from embedlake.api.auth import require
+from embedlake.api.state import ServingState
+from embedlake.errors import TooLarge
+
+router = APIRouter(tags=["embed"])
+
+
+@router.post("/v1/embed", response_model=schemas.EmbedResponse, dependencies=[require("embed")])
+async def embed(body: schemas.EmbedRequest, request: Request) -> schemas.EmbedResponse:
+    """Vectors for ``texts`` from the encoder of a release (default: the one behind
+    ``production``); the response names the model and release that produced them."""
+    api = request.app.state.settings.api
+    if len(body.texts) > api.max_texts:
+        raise TooLarge(f"{len(body.texts):,} texts; the limit is {api.max_texts:,} (api.max_texts)")
+    for n, text in enumerate(body.texts):
+        if len(text) > api.max_text_chars:
+            raise TooLarge(
+                f"texts[{n}] has {len(text):,} characters; the limit is "
+                f"{api.max_text_chars:,} (api.max_text_chars)"
+            )
+    state: ServingState = request.app.state.serving
+    served = await run_in_threadpool(state.get, release=body.release, alias=body.alias)
+    vectors = await served.batcher.encode(body.texts)
+    return schemas.EmbedResponse(
+        model=served.model.ref,
+        release=served.release_id,
+        dim=int(vectors.shape[1]),
+        vectors=vectors.tolist(),
+    )

@@ -1,0 +1,85 @@
+"""Nearest neighbours: by text, by vector (of a named model), or more like a document."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from embedlake.api import schemas
+from embedlake.api.auth import require
+from embedlake.api.state import Served, ServingState
+from embedlake.errors import ModelMismatch, TooLarge
+from embedlake.serving import MAX_K, Hit, Searcher
+
+router = APIRouter(tags=["search"])
+
+
+def _response(served: Served, alias: str | None, hits: list[Hit]) -> schemas.SearchResponse:
+    return schemas.SearchResponse(
+        release=served.release_id,
+        alias=alias,
+        model=served.model.ref,
+        results=[schemas.Hit(**vars(h)) for h in hits],
+    )
+
+
+async def _served(request: Request, target: schemas.Target) -> tuple[Served, Searcher]:
+    state: ServingState = request.app.state.serving
+    served = await run_in_threadpool(state.get, release=target.release, alias=target.alias)
+    assert served.searcher is not None  # the search routes are mounted only with an index
+    return served, served.searcher
+
+
+@router.post("/v1/search", response_model=schemas.SearchResponse, dependencies=[require("search")])
+async def search(body: schemas.SearchRequest, request: Request) -> schemas.SearchResponse:
+    """The ``k`` nearest documents of a text query, a vector or a document, optionally filtered
+    by metadata, from a release or the release behind an alias (default ``production``)."""
+    served, searcher = await _served(request, body)
+    alias = None if body.release else body.alias or request.app.state.serving.default_alias
+    if body.query is not None:
+        limit = request.app.state.settings.api.max_text_chars
+        if len(body.query) > limit:
+            raise TooLarge(
+                f"query has {len(body.query):,} characters; the limit is {limit:,} "
+                "(api.max_text_chars)"
+            )
+        if body.mode == "hybrid":
+            hits = await run_in_threadpool(searcher.hybrid, body.query, body.k, body.filter)
+        else:
+            vectors = await served.batcher.encode([body.query])
+            rows = await run_in_threadpool(searcher.search_vectors, vectors, body.k, body.filter)
+            hits = rows[0]
+    elif body.vector is not None:
+        if body.model != served.model.ref:
+            raise ModelMismatch(
+                f"the vector comes from model {body.model}, but release "
+                f"{served.release_id or served.key} serves {served.model.ref}: embed the query "
+                "with that model (POST /v1/embed) or search a release of yours"
+            )
+        rows = await run_in_threadpool(searcher.search_vectors, [body.vector], body.k, body.filter)
+        hits = rows[0]
+    else:
+        assert body.id is not None
+        hits = await run_in_threadpool(searcher.more_like, body.id, body.k, body.filter)
+    return _response(served, alias, hits)
+
+
+@router.get(
+    "/v1/documents/{doc_id}/neighbours",
+    response_model=schemas.SearchResponse,
+    dependencies=[require("search")],
+)
+async def neighbours(
+    doc_id: str,
+    request: Request,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    release: Annotated[str | None, Query(max_length=128)] = None,
+    alias: Annotated[str | None, Query(max_length=128)] = None,
+) -> schemas.SearchResponse:
+    """The ``k`` nearest documents of a document (itself left out)."""
+    served, searcher = await _served(request, schemas.Target(release=release, alias=alias))
+    hits = await run_in_threadpool(searcher.more_like, doc_id, k)
+    alias = None if release else alias or request.app.state.serving.default_alias
+    return _response(served, alias, hits)

@@ -1,0 +1,161 @@
+"""Request and response bodies; their constraints are the API's first line of validation.
+
+Limits that depend on settings (texts per request, characters per text) are checked in the routes,
+so the OpenAPI document states only the fixed ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from embedlake.serving import MAX_K
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+FilterValue = str | int | float | bool | list[str | int | float | bool]
+Ref = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Target(_Body):
+    """Which release answers: ``release`` by id, or the release behind ``alias``
+    (default: the gate's alias, ``production``). Not both."""
+
+    release: Ref | None = None
+    alias: Ref | None = None
+
+
+class EmbedRequest(Target):
+    texts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+
+
+class EmbedResponse(BaseModel):
+    model: str = Field(description="name@version of the encoder that made the vectors")
+    release: str | None = Field(description="the release whose encoder it is")
+    dim: int
+    vectors: list[list[float]]
+
+
+class SearchRequest(Target):
+    """Exactly one of ``query`` (text), ``vector`` (with the ``model`` it came from) or ``id``
+    (more like this document)."""
+
+    query: Annotated[str, Field(min_length=1)] | None = None
+    vector: Annotated[list[Finite], Field(min_length=1, max_length=8192)] | None = None
+    model: Ref | None = Field(None, description="name@version the vector came from")
+    id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    k: int = Field(10, ge=1, le=MAX_K)
+    filter: dict[str, FilterValue] | None = Field(
+        None,
+        description="`source`, or a top-level metadata field → a value or a list of values",
+        max_length=16,
+    )
+    mode: Literal["dense", "hybrid"] = Field(
+        "dense", description="hybrid: BM25 and dense fused by reciprocal rank (text queries)"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRequest:
+        given = [n for n in ("query", "vector", "id") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of query, vector or id")
+        if self.vector is not None and self.model is None:
+            raise ValueError("a vector must name the model it came from (model: name@version)")
+        if self.mode == "hybrid" and self.query is None:
+            raise ValueError("hybrid mode needs a text query")
+        return self
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    title: str
+    snippet: str
+    source: str
+
+
+class SearchResponse(BaseModel):
+    release: str | None
+    alias: str | None
+    model: str
+    results: list[Hit]
+
+
+class Document(BaseModel):
+    id: str
+    source: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class NewDocument(_Body):
+    id: Annotated[str, Field(min_length=1, max_length=512)]
+    title: str = ""
+    text: Annotated[str, Field(min_length=1)]
+    metadata: dict[str, Any] = {}
+
+
+class DocumentBatch(_Body):
+    source: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+    documents: list[NewDocument] = Field(min_length=1)
+
+
+class Accepted(BaseModel):
+    key: str = Field(description="the raw/ object the batch was written to")
+    documents: int
+    status: Literal["queued"] = "queued"
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class Release(BaseModel):
+    id: str
+    model: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    reason: str
+    aliases: list[str]
+    report: dict[str, Any] | None = None
+
+
+class Publish(_Body):
+    release: Ref
+    force: bool = False
+    reason: str = ""
+
+
+class Rollback(_Body):
+    reason: str = ""
+
+
+class AliasMove(BaseModel):
+    alias: str
+    from_release: str | None
+    to_release: str
+    kind: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+class Model(BaseModel):
+    ref: str
+    kind: str
+    dim: int
+    content_hash: str
+
+
+class Health(BaseModel):
+    status: str
+    role: str
+    serving: dict[str, str] = {}
