@@ -194,7 +194,7 @@ class Searcher:
         _check_k(k)
         if any(not q.strip() for q in queries):
             raise InputError("query text is empty")
-        return self.search_vectors(self.encode(queries), k, where)
+        return self.search_encoded(self.encode(queries), k, where)
 
     def search_vectors(
         self, vectors: Any, k: int = 10, where: Mapping[str, Any] | None = None
@@ -205,10 +205,23 @@ class Searcher:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         if (norms == 0).any():
             raise InputError("a query vector is all zeros")
-        vectors = vectors / norms
+        return self.search_encoded(vectors / norms, k, where)
+
+    def search_encoded(
+        self, vectors: Matrix, k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """Queries as this model's encoder made them. A query the model has nothing to say about
+        (LSA on words it never saw gives a zero vector) matches nothing."""
+        _check_k(k)
+        allowed = self._ws.catalog.documents.ids_where(where) if where is not None else None
         if self.reducer is not None:
             vectors = self.reducer.transform(vectors)
-        return self._search(vectors, k, where)
+        out: list[list[Hit]] = [[] for _ in range(len(vectors))]
+        rows = [n for n, v in enumerate(vectors) if np.any(v)]
+        if rows:
+            for n, hits in zip(rows, self._search(vectors[rows], k, allowed), strict=True):
+                out[n] = hits
+        return out
 
     def more_like(
         self, doc_id: str, k: int = 10, where: Mapping[str, Any] | None = None
@@ -219,9 +232,10 @@ class Searcher:
         vector = self.index.vector(doc_id)
         doc = self._ws.catalog.documents.get(doc_id)  # NotFound for unknown or deleted ids
         if vector is None:
-            return self.search_vectors(self.encode([doc.full_text]), k + 1, where)[0][:k]
-        hits = self._search(vector[None, :], k + 1, where, exclude=doc_id)[0]
-        return hits[:k]
+            hits = self.search_encoded(self.encode([doc.full_text]), k + 1, where)[0]
+            return [h for h in hits if h.id != doc_id][:k]
+        allowed = self._ws.catalog.documents.ids_where(where) if where is not None else None
+        return self._search(vector[None, :], k, allowed, exclude=doc_id)[0]
 
     def hybrid(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         """Dense and BM25 results fused by reciprocal rank (RRF, k=60, Cormack et al. 2009)."""
@@ -251,11 +265,10 @@ class Searcher:
             return self._bm25
 
     def _search(
-        self, vectors: Matrix, k: int, where: Mapping[str, Any] | None, exclude: str = ""
+        self, vectors: Matrix, k: int, allowed: set[str] | None, exclude: str = ""
     ) -> list[list[Hit]]:
         """Vectors in the index's space → hits of live documents. Deleted documents are still in
         the index until the next build, so fetch more and hydrate until ``k`` live ones remain."""
-        allowed = self._ws.catalog.documents.ids_where(where) if where is not None else None
         documents = self._ws.catalog.documents
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         todo, fetch = list(range(len(vectors))), k + 10

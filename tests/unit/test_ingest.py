@@ -26,11 +26,14 @@ def test_jsonl_lands_in_catalog_raw_and_curated(ws: Workspace, tmp_path: Path) -
         [
             {"_id": "a", "title": "Alpha", "text": "first text", "labels": ["x"]},
             {"id": 2, "text": "second text"},
+            {"_id": "b", "text": "third", "metadata": {"lang": "en"}, "year": 2020},
         ],
     )
     [report] = ingest_path(ws, f, source="src")
-    assert (report.read, report.inserted, report.rejected) == (2, 2, 0)
+    assert (report.read, report.inserted, report.rejected) == (3, 3, 0)
     assert ws.catalog.documents.get("a").metadata == {"labels": ["x"]}
+    # a nested "metadata" object (BEIR's, the API's) is flattened into one mapping
+    assert ws.catalog.documents.get("b").metadata == {"lang": "en", "year": 2020}
     assert ws.catalog.documents.get("2").title == ""
     assert ws.lake.get("raw/src/docs.jsonl") == f.read_bytes()  # untouched copy
     curated = [o.key for o in ws.lake.list("curated/documents/source=src")]

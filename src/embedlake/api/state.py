@@ -47,6 +47,8 @@ class ServingState:
     def __init__(
         self, ws: Workspace, metrics: Metrics, *, need_index: bool = True, start: bool = True
     ) -> None:
+        """``start``: follow the aliases in a background thread (loading the first release there
+        too, so probes answer while it loads); without it, load once now and follow no more."""
         self._ws = ws
         self._metrics = metrics
         self._need_index = need_index
@@ -63,6 +65,8 @@ class ServingState:
         if start:
             self._thread = threading.Thread(target=self._follow, name="alias-follow", daemon=True)
             self._thread.start()
+        else:  # no follower: load what the default alias serves now, once
+            self.refresh()
 
     # -- what requests call --------------------------------------------------------------
 

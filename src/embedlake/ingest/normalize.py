@@ -67,6 +67,10 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
         raise InputError("title and text are both empty after normalisation")
     used = {id_field, text_field, title_field}
     metadata = {k: v for k, v in data.items() if k not in used}
+    nested = metadata.get("metadata")
+    if isinstance(nested, dict):  # BEIR's and the API's {"metadata": {...}}: one flat mapping
+        del metadata["metadata"]
+        metadata = {**nested, **metadata}
     try:
         metadata = json.loads(json.dumps(metadata, allow_nan=False, default=str))
     except ValueError as exc:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from embedlake.api import schemas
 from embedlake.api.auth import require
 from embedlake.api.state import Served, ServingState
-from embedlake.errors import ModelMismatch, TooLarge
+from embedlake.errors import InputError, ModelMismatch, TooLarge
 from embedlake.serving import MAX_K, Hit, Searcher
 
 router = APIRouter(tags=["search"])
@@ -40,6 +40,8 @@ async def search(body: schemas.SearchRequest, request: Request) -> schemas.Searc
     alias = None if body.release else body.alias or request.app.state.serving.default_alias
     if body.query is not None:
         limit = request.app.state.settings.api.max_text_chars
+        if not body.query.strip():
+            raise InputError("query text is empty")
         if len(body.query) > limit:
             raise TooLarge(
                 f"query has {len(body.query):,} characters; the limit is {limit:,} "
@@ -49,7 +51,7 @@ async def search(body: schemas.SearchRequest, request: Request) -> schemas.Searc
             hits = await run_in_threadpool(searcher.hybrid, body.query, body.k, body.filter)
         else:
             vectors = await served.batcher.encode([body.query])
-            rows = await run_in_threadpool(searcher.search_vectors, vectors, body.k, body.filter)
+            rows = await run_in_threadpool(searcher.search_encoded, vectors, body.k, body.filter)
             hits = rows[0]
     elif body.vector is not None:
         if body.model != served.model.ref:

@@ -1,0 +1,493 @@
+"""The HTTP API in process: every endpoint, every error path, auth, metrics and the hot swap.
+
+One workspace is built per module (med ingested, two LSA releases: ``production`` on the second,
+the first in its history) and copied for each test, so tests can publish, delete and ingest freely.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from embedlake.api import create_app
+from embedlake.cli.releases import _build_now
+from embedlake.evaluate.datasets import register_beir
+from embedlake.ingest import ingest_path
+from embedlake.ingest.pipeline import ingest_object
+from embedlake.releases.publish import publish
+from embedlake.training.train import train
+from embedlake.workspace import Workspace
+from tests.conftest import collection, write_jsonl
+
+ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__KEY_CACHE_SECONDS": "0"}
+TAGGED = [
+    {"_id": "t1", "text": "kidney stones in adults", "metadata": {"lang": "en", "year": 1990}},
+    {"_id": "t2", "text": "kidney stones in children", "metadata": {"lang": "de", "year": 1991}},
+    {"_id": "t3", "text": "renal failure after surgery", "lang": "en", "reviewed": True},
+]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("api") / "ws"
+    with Workspace.init(root, environ=ENV) as ws:
+        ingest_path(ws, collection("med"))
+        ingest_path(ws, write_jsonl(root.parent / "tagged.jsonl", TAGGED), source="tagged")
+        register_beir(ws, collection("med"), name="med")
+        first = _build_now(ws, train(ws, name="lsa-a", kind="lsa")[0])["release"]
+        second = _build_now(ws, train(ws, name="lsa-b", kind="lsa", components=128)[0])["release"]
+        assert ws.catalog.releases.stack("production") == [first, second]
+    return {"root": root, "first": first, "second": second}
+
+
+class Api:
+    """A TestClient over a fresh copy of the template, with one key per scope."""
+
+    def __init__(self, ws: Workspace, client: TestClient, first: str, second: str) -> None:
+        self.ws, self.client, self.first, self.second = ws, client, first, second
+        self.keys = {s: ws.catalog.keys.create([s], s)[0] for s in ("search", "embed", "write")}
+        self.keys["admin"] = ws.catalog.keys.create(["admin"], "admin")[0]
+
+    def call(self, method: str, path: str, scope: str = "admin", **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.keys[scope]}", **kw.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def search(self, scope: str = "search", **body: Any) -> Any:
+        return self.call("POST", "/v1/search", scope, json=body)
+
+
+def _open(template: dict[str, Any], tmp_path: Path, env: dict[str, str] | None = None) -> Workspace:
+    root = tmp_path / "ws"
+    shutil.copytree(template["root"], root)
+    return Workspace.open(root, environ={**ENV, **(env or {})})
+
+
+@pytest.fixture
+def api(template: dict[str, Any], tmp_path: Path) -> Iterator[Api]:
+    with _open(template, tmp_path) as ws, TestClient(create_app(ws, follow=False)) as client:
+        yield Api(ws, client, template["first"], template["second"])
+
+
+def _problem(response: Any, status: int, *words: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["type"].startswith("urn:embedlake:error:")
+    for word in words:
+        assert word in body["detail"], body
+    return body
+
+
+def _snapshot(ws: Workspace) -> tuple[Any, ...]:
+    """Everything a bad request must leave alone."""
+    return (
+        ws.catalog.documents.corpus_hash(),
+        ws.catalog.releases.aliases(),
+        sorted((i.key, i.etag) for i in ws.lake.list("")),
+        len(ws.catalog.events.all()),
+        [(k.key_id, k.revoked_at) for k in ws.catalog.keys.all()],
+    )
+
+
+# -- search ------------------------------------------------------------------------------
+
+
+def test_search_by_text_vector_and_document_agree(api: Api) -> None:
+    text = api.search(query="kidney failure in children", k=5).json()
+    assert text["release"] == api.second and text["alias"] == "production"
+    assert len(text["results"]) == 5
+    assert {"id", "score", "title", "snippet", "source"} <= set(text["results"][0])
+    scores = [h["score"] for h in text["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    embedded = api.call(
+        "POST", "/v1/embed", "embed", json={"texts": ["kidney failure in children"]}
+    )
+    vector = api.search(vector=embedded.json()["vectors"][0], model=text["model"], k=5).json()
+    assert [h["id"] for h in vector["results"]] == [h["id"] for h in text["results"]]
+
+    top = text["results"][0]["id"]
+    like = api.search(id=top, k=5).json()["results"]
+    assert top not in [h["id"] for h in like] and len(like) == 5
+    same = api.call("GET", f"/v1/documents/{top}/neighbours?k=5", "search").json()
+    assert [h["id"] for h in same["results"]] == [h["id"] for h in like]
+
+
+def test_search_a_named_release_or_alias(api: Api) -> None:
+    old = api.search(query="kidney", release=api.first).json()
+    assert old["release"] == api.first and old["alias"] is None
+    assert old["model"].startswith("lsa-a@")
+    _problem(api.search(query="kidney", release="nope"), 404, "nope")
+    _problem(api.search(query="kidney", alias="staging"), 404, "staging")
+    _problem(api.search(query="kidney", alias="production", release=api.first), 400, "not both")
+
+
+def test_filters_on_source_and_metadata_return_k_matches(api: Api) -> None:
+    def ids(**where: Any) -> list[str]:
+        response = api.search(query="kidney stones", k=10, filter=where)
+        assert response.status_code == 200, response.text
+        return [h["id"] for h in response.json()["results"]]
+
+    assert sorted(ids(source="tagged")) == ["t1", "t2", "t3"]
+    assert sorted(ids(lang="en")) == ["t1", "t3"]
+    assert ids(year=1991) == ["t2"]
+    assert ids(reviewed=True) == ["t3"]
+    assert sorted(ids(lang=["en", "de"], source="tagged")) == ["t1", "t2", "t3"]
+    assert ids(lang="fr") == []
+    assert all(not i.startswith("t") for i in ids(source="med"))
+    assert len(ids(source="med")) == 10  # a broad filter still fills k
+    _problem(api.search(query="x", filter={"lang": []}), 400, "non-empty list")
+
+
+def test_hybrid_search_fuses_bm25_and_dense(api: Api) -> None:
+    dense = api.search(query="kidney stones", k=10).json()["results"]
+    hybrid = api.search(query="kidney stones", k=10, mode="hybrid").json()["results"]
+    assert len(hybrid) == 10
+    assert [h["id"] for h in hybrid] != [h["id"] for h in dense]
+    # RRF scores: at most 2/(60+1), ranked
+    assert all(0 < h["score"] <= 2 / 61 for h in hybrid)
+    tagged = api.search(query="kidney stones", k=10, mode="hybrid", filter={"source": "tagged"})
+    assert {h["id"] for h in tagged.json()["results"]} <= {"t1", "t2", "t3"}
+    _problem(api.search(id="t1", mode="hybrid"), 422, "hybrid mode needs a text query")
+
+
+def test_bad_search_requests_are_4xx_and_change_nothing(api: Api) -> None:
+    before = _snapshot(api.ws)
+    model = api.search(query="x").json()["model"]
+    dim = api.call("POST", "/v1/embed", "embed", json={"texts": ["x"]}).json()["dim"]
+    cases = [
+        (api.search(query="x", k=0), 422, "k"),
+        (api.search(query="x", k=1001), 422, "k"),
+        (api.search(query="x", vector=[1.0] * dim, model=model), 422, "exactly one"),
+        (api.search(k=3), 422, "exactly one"),
+        (api.search(vector=[1.0] * dim), 422, "must name the model"),
+        (api.search(vector=[1.0] * (dim + 1), model=model), 400, f"{dim} dimensions"),
+        (api.search(vector=[0.0] * dim, model=model), 400, "all zeros"),
+        (api.search(vector=[1.0] * dim, model="minilm@1"), 409, "minilm@1"),
+        (api.search(query="   "), 400, "empty"),
+        (api.search(query="x" * 20_001), 413, "api.max_text_chars"),
+        (api.search(id="no-such-doc"), 404, "no-such-doc"),
+        (api.search(query="x", filter={"a": {"b": 1}}), 422, "filter"),
+        (api.search(query="x", unknown=1), 422, "unknown"),
+    ]
+    for response, status, word in cases:
+        _problem(response, status, word)
+
+    def raw(body: bytes) -> Any:
+        headers = {"content-type": "application/json"}
+        return api.call("POST", "/v1/search", "search", content=body, headers=headers)
+
+    for bad in (b"[NaN]", b"[Infinity]", b"[1e999]", b"[1, -Infinity]"):
+        _problem(raw(b'{"model": "%s", "vector": %s}' % (model.encode(), bad)), 422, "vector")
+    _problem(raw(b'{"query": '), 422, "not valid JSON")
+    _problem(raw(b"[1, 2]"), 422, "dictionary")
+    _problem(raw(b'{"query": "x"}garbage'), 422, "not valid JSON")
+    assert _snapshot(api.ws) == before
+
+
+# -- embed -------------------------------------------------------------------------------
+
+
+def test_embed_names_its_model_and_release_and_matches_the_encoder(api: Api) -> None:
+    response = api.call("POST", "/v1/embed", "embed", json={"texts": ["renal", "kidney stones"]})
+    body = response.json()
+    assert body["release"] == api.second and body["model"].startswith("lsa-b@")
+    vectors = np.array(body["vectors"], dtype=np.float32)
+    assert vectors.shape == (2, body["dim"])
+    served = api.client.app.state.serving.get()  # type: ignore[attr-defined]
+    expected = served.encoder.encode(["renal", "kidney stones"], batch_size=32)
+    assert np.allclose(vectors, expected, atol=1e-6)
+    old = api.call("POST", "/v1/embed", "embed", json={"texts": ["x"], "release": api.first})
+    assert old.json()["model"].startswith("lsa-a@") and old.json()["release"] == api.first
+
+
+def test_bad_embed_requests(api: Api) -> None:
+    def embed(body: Any) -> Any:
+        return api.call("POST", "/v1/embed", "embed", json=body)
+
+    _problem(embed({"texts": ["x"] * 257}), 413, "257 texts", "api.max_texts")
+    _problem(embed({"texts": ["ok", "x" * 20_001]}), 413, "texts[1]", "api.max_text_chars")
+    _problem(embed({"texts": []}), 422, "texts")
+    _problem(embed({"texts": [""]}), 422, "texts")
+    _problem(embed({"texts": ["ok", " \n"]}), 400, "texts[1] is blank")
+    _problem(embed({"texts": "not a list"}), 422, "texts")
+    _problem(embed({"texts": ["x"], "release": "gone"}), 404, "gone")
+
+
+def test_concurrent_embed_requests_are_batched_together(api: Api) -> None:
+    metrics = api.client.app.state.metrics  # type: ignore[attr-defined]
+    barrier = threading.Barrier(8)
+    results: list[int] = []
+
+    def one(n: int) -> None:
+        barrier.wait()
+        response = api.call("POST", "/v1/embed", "embed", json={"texts": [f"kidney {n}"] * 4})
+        results.append(response.status_code)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 8
+    sample = metrics.registry.get_sample_value
+    assert sample("embedlake_embed_batch_size_sum") == 32  # every text embedded once
+    assert sample("embedlake_embed_batch_size_count") < 8  # in fewer calls than requests
+
+
+# -- documents ---------------------------------------------------------------------------
+
+
+def test_documents_get_add_through_the_lake_and_delete_everywhere(api: Api) -> None:
+    doc = api.call("GET", "/v1/documents/t1", "search").json()
+    assert doc == {
+        "id": "t1",
+        "source": "tagged",
+        "title": "",
+        "text": "kidney stones in adults",
+        "metadata": {"lang": "en", "year": 1990},
+    }
+    _problem(api.call("GET", "/v1/documents/nope", "search"), 404, "nope")
+
+    batch = {
+        "source": "api-test",
+        "documents": [
+            {"id": "n1", "title": "Ureteral calculi", "text": "stones", "metadata": {"lang": "en"}},
+            {"id": "n2", "text": "a second one"},
+        ],
+    }
+    accepted = api.call("POST", "/v1/documents", "write", json=batch)
+    assert accepted.status_code == 202 and accepted.json()["documents"] == 2
+    key = accepted.json()["key"]
+    assert key.startswith("raw/api-test/api-") and api.ws.lake.exists(key)
+    ingest_object(api.ws, key)  # what the runtime's ingest function does with the object
+    added = api.call("GET", "/v1/documents/n1", "search").json()
+    assert added["metadata"] == {"lang": "en"} and added["title"] == "Ureteral calculi"
+    # not in the index yet: more-like-this embeds its text now
+    assert len(api.call("GET", "/v1/documents/n1/neighbours?k=3", "search").json()["results"]) == 3
+
+    def found(release: str) -> list[str]:
+        body = api.search(query="kidney stones in adults", k=20, release=release).json()
+        return [h["id"] for h in body["results"]]
+
+    assert "t1" in found(api.first) and "t1" in found(api.second)
+    deleted = api.call("DELETE", "/v1/documents/t1", "write")
+    assert deleted.json() == {"id": "t1", "deleted": True}
+    assert "t1" not in found(api.first) and "t1" not in found(api.second)
+    assert len(found(api.second)) == 20
+    _problem(api.call("GET", "/v1/documents/t1", "search"), 404)
+    _problem(api.call("DELETE", "/v1/documents/t1", "write"), 404)
+    _problem(api.call("GET", "/v1/documents/t1/neighbours", "search"), 404)
+
+
+def test_bad_document_batches_store_nothing(api: Api) -> None:
+    before = _snapshot(api.ws)
+    post = lambda body: api.call("POST", "/v1/documents", "write", json=body)  # noqa: E731
+    _problem(post({"source": "../etc", "documents": [{"id": "a", "text": "b"}]}), 422, "source")
+    _problem(post({"source": "s", "documents": []}), 422, "documents")
+    _problem(post({"source": "s", "documents": [{"id": "a"}]}), 422, "text")
+    _problem(post({"source": "s", "documents": [{"id": "a", "text": "b", "x": 1}]}), 422)
+    many = [{"id": str(n), "text": "t"} for n in range(257)]
+    _problem(post({"source": "s", "documents": many}), 413, "api.max_texts")
+    assert _snapshot(api.ws) == before
+
+
+# -- releases and aliases ----------------------------------------------------------------
+
+
+def test_publish_and_rollback_swap_what_is_served(api: Api) -> None:
+    releases = api.call("GET", "/v1/releases").json()
+    assert [r["id"] for r in releases] == [api.second, api.first]
+    assert releases[0]["aliases"] == ["production"] and releases[0]["report"] is None
+    detail = api.call("GET", f"/v1/releases/{api.first}").json()
+    assert detail["report"]["gate"]["passed"] and detail["aliases"] == []
+    _problem(api.call("GET", "/v1/releases/nope"), 404, "nope")
+    models = {m["ref"].split("@")[0] for m in api.call("GET", "/v1/models").json()}
+    assert {"lsa-a", "lsa-b"} <= models
+
+    back = api.call("POST", "/v1/aliases/production/rollback", json={"reason": "test"}).json()
+    assert back["to_release"] == api.first and back["kind"] == "rollback"
+    assert back["actor"].startswith("key:")
+    assert api.search(query="kidney").json()["release"] == api.first  # swapped before answering
+    _problem(api.call("POST", "/v1/aliases/production/rollback"), 400, "no earlier release")
+
+    move = api.call("POST", "/v1/aliases/production", json={"release": api.second, "force": True})
+    assert move.status_code == 200 and move.json()["to_release"] == api.second
+    assert api.search(query="kidney").json()["release"] == api.second
+    _problem(
+        api.call("POST", "/v1/aliases/production", json={"release": api.second}), 409, "already"
+    )
+    _problem(api.call("POST", "/v1/aliases/production", json={"release": "nope"}), 404, "nope")
+    staging = api.call("POST", "/v1/aliases/staging", json={"release": api.first, "force": True})
+    assert staging.status_code == 200
+    assert api.search(query="kidney", alias="staging").json()["release"] == api.first
+
+
+def test_an_alias_moved_elsewhere_is_followed_without_failing_a_request(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    env = {"EMBEDLAKE_API__RELOAD_SECONDS": "0.05"}
+    with _open(template, tmp_path, env) as ws, TestClient(create_app(ws)) as client:
+        key = ws.catalog.keys.create(["search"])[0]
+        seen: list[tuple[int, str | None]] = []
+        stop = threading.Event()
+
+        def stream() -> None:
+            while not stop.is_set():
+                response = client.post(
+                    "/v1/search",
+                    json={"query": "kidney stones", "k": 5},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                seen.append((response.status_code, response.json().get("release")))
+
+        thread = threading.Thread(target=stream)
+        thread.start()
+        try:
+            # moved by "another process": the CLI's publish function on the catalog
+            publish(ws, template["first"], force=True, actor="test")
+            deadline = time.monotonic() + 30
+            while (not seen or seen[-1][1] != template["first"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join()
+        metrics = client.get("/metrics").text
+    assert {status for status, _ in seen} == {200}
+    releases = [r for _, r in seen]
+    assert releases[0] == template["second"] and releases[-1] == template["first"]
+    switch = releases.index(template["first"])
+    assert set(releases[switch:]) == {template["first"]}  # no flapping back
+    assert 'embedlake_release_swaps_total{alias="production"} 1.0' in metrics
+    assert (
+        f'release="{template["first"]}"' in metrics
+        and f'release="{template["second"]}"' not in metrics
+    )
+
+
+# -- auth --------------------------------------------------------------------------------
+
+
+def test_keys_and_scopes(api: Api) -> None:
+    body = {"query": "kidney"}
+    _problem(api.client.post("/v1/search", json=body), 401, "needs an API key")
+    wrong = {"Authorization": "Bearer elk_0000_nothing"}
+    _problem(api.client.post("/v1/search", json=body, headers=wrong), 401, "not valid")
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    _problem(api.client.post("/v1/search", json=body, headers=basic), 401)
+    assert api.client.post("/v1/search", json=body, headers=wrong).headers["www-authenticate"]
+    _problem(api.search("embed", **body), 403, "needs 'search'")
+    _problem(api.call("POST", "/v1/embed", "search", json={"texts": ["x"]}), 403, "'embed'")
+    _problem(api.call("GET", "/v1/releases", "write"), 403, "'admin'")
+    _problem(api.call("DELETE", "/v1/documents/t1", "search"), 403, "'write'")
+    assert api.search("admin", **body).status_code == 200  # admin implies the others
+    key_id = api.keys["search"].split("_")[1]
+    assert api.search(**body).status_code == 200
+    api.ws.catalog.keys.revoke(key_id)
+    _problem(api.search(**body), 401, "revoked")
+    # the probes need no key
+    assert api.client.get("/healthz").json()["status"] == "alive"
+    assert api.client.get("/readyz").json()["serving"] == {"production": api.second}
+
+
+def test_open_mode_serves_loopback_clients_only(template: dict[str, Any], tmp_path: Path) -> None:
+    with _open(template, tmp_path, {"EMBEDLAKE_API__AUTH": "open"}) as ws:
+        app = create_app(ws, follow=False)
+        with TestClient(app, client=("127.0.0.1", 5000)) as local:
+            assert local.post("/v1/search", json={"query": "kidney"}).status_code == 200
+            moved = local.post("/v1/aliases/production/rollback").json()
+            assert moved["actor"] == "open"
+        with TestClient(app, client=("10.1.2.3", 5000)) as remote:
+            _problem(remote.post("/v1/search", json={"query": "kidney"}), 403, "loopback")
+
+
+def test_secrets_stay_out_of_logs_errors_and_metrics(
+    template: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "pepper-" + "x7Q2" * 8
+    (tmp_path / "pepper").write_text(secret + "\n")
+    env = {"EMBEDLAKE_API__KEY_PEPPER_FILE": str(tmp_path / "pepper")}
+    caplog.set_level("DEBUG")
+    with _open(template, tmp_path, env) as ws, TestClient(create_app(ws, follow=False)) as client:
+        assert ws.settings.api.key_pepper is not None
+        assert secret not in repr(ws.settings) and secret not in str(ws.settings.model_dump())
+        peppered = ws.catalog.keys.create(["search"], pepper=secret.encode())[0]
+        plain = ws.catalog.keys.create(["search"])[0]  # made without the pepper: refused
+        texts = []
+        for key in (peppered, plain, secret):
+            response = client.post(
+                "/v1/search", json={"query": "kidney"}, headers={"Authorization": f"Bearer {key}"}
+            )
+            texts.append(response.text)
+        assert json.loads(texts[0])["results"] and '"status":401' in texts[1]
+        texts += [client.get("/metrics").text, client.get("/readyz").text]
+    everything = "\n".join(texts) + caplog.text
+    assert secret not in everything and peppered not in everything
+
+
+# -- limits, roles, probes ---------------------------------------------------------------
+
+
+def test_oversized_bodies_get_413(api: Api) -> None:
+    big = b'{"texts": ["' + b"x" * 4_100_000 + b'"]}'
+    _problem(api.call("POST", "/v1/embed", "embed", content=big), 413, "api.max_body_bytes")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
+        yield b'{"texts": ["'
+        for _ in range(50):
+            yield b"x" * 100_000
+        yield b'"]}'
+
+    streamed = api.call("POST", "/v1/embed", "embed", content=chunks())
+    _problem(streamed, 413, "api.max_body_bytes")
+    _problem(api.call("POST", "/v1/embed", "embed", headers={"content-length": "x1"}), 400)
+
+
+def test_roles_mount_their_routes_only(template: dict[str, Any], tmp_path: Path) -> None:
+    with _open(template, tmp_path) as ws:
+        key = ws.catalog.keys.create(["admin"])[0]
+        auth = {"Authorization": f"Bearer {key}"}
+        with TestClient(create_app(ws, "embed", follow=False)) as embed_only:
+            assert embed_only.post("/v1/embed", json={"texts": ["x"]}, headers=auth).is_success
+            _problem(embed_only.post("/v1/search", json={"query": "x"}, headers=auth), 404)
+            served = embed_only.app.state.serving.get()  # type: ignore[attr-defined]
+            assert served.searcher is None  # the embed role loads no index
+        with TestClient(create_app(ws, "search", follow=False)) as search_only:
+            assert search_only.post("/v1/search", json={"query": "x"}, headers=auth).is_success
+            _problem(search_only.post("/v1/embed", json={"texts": ["x"]}, headers=auth), 404)
+
+
+def test_metrics_count_routes_by_template(api: Api) -> None:
+    api.search(query="kidney")
+    api.call("GET", "/v1/documents/t2", "search")
+    api.call("GET", "/v1/documents/nope", "search")
+    api.call("POST", "/v1/embed", "embed", json={"texts": ["a", "b", "c"]})
+    text = api.client.get("/metrics").text
+    assert 'route="/v1/search",status="200"' in text
+    assert 'route="/v1/documents/{doc_id}",status="200"' in text
+    assert 'route="/v1/documents/{doc_id}",status="404"' in text
+    assert "nope" not in text and "t2" not in text  # ids never become labels
+    assert 'embedlake_http_request_duration_seconds_count{method="POST",route="/v1/search"}' in text
+    assert "embedlake_embed_batch_size_sum 4.0" in text  # the search query and the three texts
+    assert 'embedlake_release_info{alias="production",model=' in text
+    assert 'embedlake_index_vectors{alias="production"} 1036.0' in text
+
+
+def test_nothing_to_serve_is_not_ready(tmp_path: Path) -> None:
+    with Workspace.init(tmp_path / "empty", environ=ENV) as ws:
+        key = ws.catalog.keys.create(["search"])[0]
+        with TestClient(create_app(ws, follow=False)) as client:
+            _problem(client.get("/readyz"), 503, "not loaded")
+            response = client.post(
+                "/v1/search", json={"query": "x"}, headers={"Authorization": f"Bearer {key}"}
+            )
+            _problem(response, 404, "index")

@@ -1,0 +1,72 @@
+"""The dynamic batcher: concurrent callers share encoder calls; errors reach every caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from embedlake.api.batching import Batcher
+from embedlake.index import Matrix
+
+
+def _encoder(calls: list[list[str]], fail: bool = False):  # type: ignore[no-untyped-def]
+    def encode(texts: list[str]) -> Matrix:
+        calls.append(list(texts))
+        if fail:
+            raise RuntimeError("encoder broke")
+        return np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+
+    return encode
+
+
+def test_concurrent_requests_share_one_call_and_get_their_own_rows() -> None:
+    calls: list[list[str]] = []
+
+    async def main() -> list[Matrix]:
+        batcher = Batcher(_encoder(calls), max_batch=64, max_wait=0.05)
+        texts = [["a" * n] * (n % 3 + 1) for n in range(1, 11)]
+        out = await asyncio.gather(*(batcher.encode(t) for t in texts))
+        await batcher.close()
+        return out
+
+    results = asyncio.run(main())
+    assert len(calls) == 1 and len(calls[0]) == sum(n % 3 + 1 for n in range(1, 11))
+    for n, rows in enumerate(results, start=1):
+        assert rows.shape == (n % 3 + 1, 2) and (rows[:, 0] == n).all()
+
+
+def test_batches_stop_at_max_batch_and_a_lone_request_waits_at_most_max_wait() -> None:
+    calls: list[list[str]] = []
+
+    async def main() -> float:
+        batcher = Batcher(_encoder(calls), max_batch=4, max_wait=0.05)
+        await asyncio.gather(*(batcher.encode([str(n)] * 2) for n in range(6)))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await batcher.encode(["alone"])
+        waited = loop.time() - started
+        await batcher.close()
+        return waited
+
+    waited = asyncio.run(main())
+    assert [len(c) for c in calls[:-1]] == [4, 4, 4] and calls[-1] == ["alone"]
+    assert waited < 2  # bounded by max_wait, not stuck waiting for company
+
+
+def test_an_encoder_error_reaches_every_waiting_caller_and_the_batcher_goes_on() -> None:
+    calls: list[list[str]] = []
+
+    async def main() -> None:
+        batcher = Batcher(_encoder(calls, fail=True), max_wait=0.01)
+        results = await asyncio.gather(
+            batcher.encode(["a"]), batcher.encode(["b"]), return_exceptions=True
+        )
+        assert all(isinstance(r, RuntimeError) for r in results)
+        with pytest.raises(RuntimeError, match="encoder broke"):
+            await batcher.encode(["c"])
+        await batcher.close()
+
+    asyncio.run(main())
+    assert len(calls) == 2
