@@ -50,8 +50,10 @@ class Server:
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "embedlake.cli.app", "serve", str(ws)]
-                + ["--port", str(self.port), "--log-level", "info", *extra],
+                [
+                    *(sys.executable, "-m", "embedlake.cli.app", "serve", str(ws)),
+                    *("--port", str(self.port), "--log-level", "info", *extra),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **ENV},

@@ -173,7 +173,7 @@ def test_bad_search_requests_are_4xx_and_change_nothing(api: Api) -> None:
         (api.search(vector=[1.0] * (dim + 1), model=model), 400, f"{dim} dimensions"),
         (api.search(vector=[0.0] * dim, model=model), 400, "all zeros"),
         (api.search(vector=[1.0] * dim, model="minilm@1"), 409, "minilm@1"),
-        (api.search(query="   "), 400, "empty"),
+        (api.search(query="   "), 422, "query"),
         (api.search(query="x" * 20_001), 413, "api.max_text_chars"),
         (api.search(id="no-such-doc"), 404, "no-such-doc"),
         (api.search(query="x", filter={"a": {"b": 1}}), 422, "filter"),
@@ -218,7 +218,7 @@ def test_bad_embed_requests(api: Api) -> None:
     _problem(embed({"texts": ["ok", "x" * 20_001]}), 413, "texts[1]", "api.max_text_chars")
     _problem(embed({"texts": []}), 422, "texts")
     _problem(embed({"texts": [""]}), 422, "texts")
-    _problem(embed({"texts": ["ok", " \n"]}), 400, "texts[1] is blank")
+    _problem(embed({"texts": ["ok", " \n"]}), 422, "texts.1")
     _problem(embed({"texts": "not a list"}), 422, "texts")
     _problem(embed({"texts": ["x"], "release": "gone"}), 404, "gone")
 

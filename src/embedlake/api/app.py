@@ -61,19 +61,6 @@ def create_app(
         version=__version__,
         summary="Embedding, nearest neighbours, documents and releases of one workspace.",
         lifespan=lifespan,
-        responses={
-            code: {"model": problems.Problem, "description": text}
-            for code, text in (
-                (400, "bad input"),
-                (401, "no or invalid API key"),
-                (403, "the key lacks the scope"),
-                (404, "not found"),
-                (409, "conflict or model mismatch"),
-                (413, "body, batch or text too large"),
-                (422, "invalid request body"),
-                (503, "storage unavailable"),
-            )
-        },
     )
     app.state.ws = ws
     app.state.settings = ws.settings
@@ -81,6 +68,7 @@ def create_app(
     app.state.auth = Auth(ws)
     app.state.metrics = metrics
     problems.install(app)
+    problems.document(app)
     app.include_router(probes.router)
     if role in ("all", "embed"):
         app.include_router(embed.router)

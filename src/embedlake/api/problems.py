@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -47,6 +48,50 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+
+
+# what every authenticated route may answer besides its success (documented per router)
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text}
+    for code, text in (
+        (400, "bad input the schema cannot state (e.g. a vector of the wrong dimension)"),
+        (401, "no API key, or not a valid one"),
+        (403, "the key lacks the route's scope"),
+        (404, "not found"),
+        (409, "a vector of another model, or a publish that contradicts the alias"),
+        (413, "body, batch or text over a limit"),
+        (422, "the body does not match the schema"),
+        (503, "catalog or lake unavailable"),
+    )
+}
+
+
+def document(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the server sends: every 4xx and 5xx body is a Problem
+    as ``application/problem+json`` (FastAPI would list ``application/json`` and its own 422)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            problem_ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for code, response in operation.get("responses", {}).items():
+                        if code[0] in "45":
+                            response["content"] = {MEDIA_TYPE: problem_ref}
+            components = schema.get("components", {}).get("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:

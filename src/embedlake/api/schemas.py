@@ -6,14 +6,18 @@ so the OpenAPI document states only the fixed ones.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from embedlake.serving import MAX_K
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# SQLite hands back naive datetimes (stored in UTC); RFC 3339 needs the offset
+Time = Annotated[datetime, AfterValidator(lambda t: t if t.tzinfo else t.replace(tzinfo=UTC))]
+# not blank: at least one character that is not white space
+Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
 FilterValue = str | int | float | bool | list[str | int | float | bool]
 Ref = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -31,7 +35,7 @@ class Target(_Body):
 
 
 class EmbedRequest(Target):
-    texts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    texts: list[Text] = Field(min_length=1)
 
 
 class EmbedResponse(BaseModel):
@@ -45,7 +49,7 @@ class SearchRequest(Target):
     """Exactly one of ``query`` (text), ``vector`` (with the ``model`` it came from) or ``id``
     (more like this document)."""
 
-    query: Annotated[str, Field(min_length=1)] | None = None
+    query: Text | None = None
     vector: Annotated[list[Finite], Field(min_length=1, max_length=8192)] | None = None
     model: Ref | None = Field(None, description="name@version the vector came from")
     id: Annotated[str, Field(min_length=1, max_length=512)] | None = None
@@ -97,7 +101,7 @@ class Document(BaseModel):
 class NewDocument(_Body):
     id: Annotated[str, Field(min_length=1, max_length=512)]
     title: str = ""
-    text: Annotated[str, Field(min_length=1)]
+    text: Text
     metadata: dict[str, Any] = {}
 
 
@@ -121,8 +125,8 @@ class Release(BaseModel):
     id: str
     model: str
     status: str
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: Time
+    finished_at: Time | None
     reason: str
     aliases: list[str]
     report: dict[str, Any] | None = None
@@ -145,7 +149,7 @@ class AliasMove(BaseModel):
     kind: str
     actor: str
     reason: str
-    at: datetime
+    at: Time
 
 
 class Model(BaseModel):

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from embedlake.api import schemas
+from embedlake.api import problems, schemas
 from embedlake.api.auth import caller
 from embedlake.catalog.releases import AliasMove, ReleaseRecord
 from embedlake.releases.publish import publish, rollback
 from embedlake.workspace import Workspace
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=problems.RESPONSES)
 Admin = Annotated[str, Depends(caller("admin"))]
 
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from embedlake.api import schemas
+from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.errors import TooLarge
 from embedlake.ingest.pipeline import delete_document
 from embedlake.workspace import Workspace
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses=problems.RESPONSES)
 
 
 @router.get(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from embedlake.api import schemas
+from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import ServingState
-from embedlake.errors import InputError, TooLarge
+from embedlake.errors import TooLarge
 
-router = APIRouter(tags=["embed"])
+router = APIRouter(tags=["embed"], responses=problems.RESPONSES)
 
 
 @router.post("/v1/embed", response_model=schemas.EmbedResponse, dependencies=[require("embed")])
@@ -21,8 +21,6 @@ async def embed(body: schemas.EmbedRequest, request: Request) -> schemas.EmbedRe
     if len(body.texts) > api.max_texts:
         raise TooLarge(f"{len(body.texts):,} texts; the limit is {api.max_texts:,} (api.max_texts)")
     for n, text in enumerate(body.texts):
-        if not text.strip():
-            raise InputError(f"texts[{n}] is blank")
         if len(text) > api.max_text_chars:
             raise TooLarge(
                 f"texts[{n}] has {len(text):,} characters; the limit is "

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from embedlake.api import schemas
+from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import Served, ServingState
-from embedlake.errors import InputError, ModelMismatch, TooLarge
+from embedlake.errors import ModelMismatch, TooLarge
 from embedlake.serving import MAX_K, Hit, Searcher
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], responses=problems.RESPONSES)
 
 
 def _response(served: Served, alias: str | None, hits: list[Hit]) -> schemas.SearchResponse:
@@ -25,9 +25,11 @@ def _response(served: Served, alias: str | None, hits: list[Hit]) -> schemas.Sea
     )
 
 
-async def _served(request: Request, target: schemas.Target) -> tuple[Served, Searcher]:
+async def _served(
+    request: Request, release: str | None, alias: str | None
+) -> tuple[Served, Searcher]:
     state: ServingState = request.app.state.serving
-    served = await run_in_threadpool(state.get, release=target.release, alias=target.alias)
+    served = await run_in_threadpool(state.get, release=release, alias=alias)
     assert served.searcher is not None  # the search routes are mounted only with an index
     return served, served.searcher
 
@@ -36,12 +38,10 @@ async def _served(request: Request, target: schemas.Target) -> tuple[Served, Sea
 async def search(body: schemas.SearchRequest, request: Request) -> schemas.SearchResponse:
     """The ``k`` nearest documents of a text query, a vector or a document, optionally filtered
     by metadata, from a release or the release behind an alias (default ``production``)."""
-    served, searcher = await _served(request, body)
+    served, searcher = await _served(request, body.release, body.alias)
     alias = None if body.release else body.alias or request.app.state.serving.default_alias
     if body.query is not None:
         limit = request.app.state.settings.api.max_text_chars
-        if not body.query.strip():
-            raise InputError("query text is empty")
         if len(body.query) > limit:
             raise TooLarge(
                 f"query has {len(body.query):,} characters; the limit is {limit:,} "
@@ -77,11 +77,11 @@ async def neighbours(
     doc_id: str,
     request: Request,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-    release: Annotated[str | None, Query(max_length=128)] = None,
-    alias: Annotated[str | None, Query(max_length=128)] = None,
+    release: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    alias: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
 ) -> schemas.SearchResponse:
     """The ``k`` nearest documents of a document (itself left out)."""
-    served, searcher = await _served(request, schemas.Target(release=release, alias=alias))
+    served, searcher = await _served(request, release, alias)
     hits = await run_in_threadpool(searcher.more_like, doc_id, k)
     alias = None if release else alias or request.app.state.serving.default_alias
     return _response(served, alias, hits)
