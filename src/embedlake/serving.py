@@ -137,8 +137,8 @@ def resolve(
     by id, or by default the release behind the gate's alias (``production``), else the newest
     index."""
     registry, releases = ws.catalog.registry, ws.catalog.releases
-    if index_id is not None and release is None:
-        return None, registry.index(index_id)
+    if index_id is not None:  # a given index (of the release, when one is named)
+        return (releases.get(release) if release else None), registry.index(index_id)
     if release is None and model_ref is None:
         release = releases.alias(alias or ws.settings.gate.alias)
         if release is None and alias is not None:

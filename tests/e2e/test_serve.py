@@ -261,3 +261,42 @@ def test_open_mode_refuses_to_bind_a_public_address(built: dict[str, Any]) -> No
         timeout=120,
     )
     assert proc.returncode == 2 and "loopback" in proc.stderr
+
+
+def test_serve_up_ingests_posted_documents_into_the_served_release(
+    mine: dict[str, Any], tmp_path: Path
+) -> None:
+    """One process, the embedded default: the API writes the batch to the lake, the runtime's
+    ingest and embed-new functions take it from there, and the server swaps to the release's
+    rebuilt index, for the alias and for the release asked for by id."""
+    srv = Server(mine["root"], tmp_path / "serve.log", "--up")
+    key = {"Authorization": f"Bearer {mine['key']}"}
+    query = {"query": "ureteral calculi lithotripsy outcome", "k": 3}
+    try:
+        before = httpx.post(f"{srv.url}/v1/search", json=query, headers=key).json()
+        pinned = {**query, "release": before["release"]}
+        assert httpx.post(f"{srv.url}/v1/search", json=pinned, headers=key).status_code == 200
+        batch = {
+            "source": "urology",
+            "documents": [
+                {"id": "uro-1", "text": "ureteral calculi lithotripsy outcome in adults"},
+                {"id": "uro-2", "text": "ureteral calculi lithotripsy outcome in children"},
+            ],
+        }
+        posted = httpx.post(f"{srv.url}/v1/documents", json=batch, headers=key)
+        assert posted.status_code == 202
+        deadline, found = time.monotonic() + 120, []
+        while time.monotonic() < deadline and not {"uro-1", "uro-2"} <= set(found):
+            time.sleep(0.5)
+            body = httpx.post(f"{srv.url}/v1/search", json=query, headers=key).json()
+            found = [h["id"] for h in body["results"]]
+        assert {"uro-1", "uro-2"} <= set(found), found
+        assert body["release"] == before["release"]  # same release, its index rebuilt
+        again = httpx.post(f"{srv.url}/v1/search", json=pinned, headers=key).json()
+        deadline = time.monotonic() + 10
+        while "uro-1" not in [h["id"] for h in again["results"]] and time.monotonic() < deadline:
+            time.sleep(0.3)
+            again = httpx.post(f"{srv.url}/v1/search", json=pinned, headers=key).json()
+        assert "uro-1" in [h["id"] for h in again["results"]]
+    finally:
+        srv.stop()

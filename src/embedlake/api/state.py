@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Served:
     """One loaded release (or, before any release exists, the newest index)."""
 
-    key: str  # the release id, or "index:<id>"
+    key: str  # "<release id>@<index id>", or "index:<id>" before any release exists
     release: ReleaseRecord | None
     model: ModelRecord
     encoder: Encoder
@@ -54,12 +54,15 @@ class ServingState:
         self._need_index = need_index
         self._api = ws.settings.api
         self.default_alias = ws.settings.gate.alias
-        self._followed: dict[str, str] = {}  # alias → key of the Served it answers with
-        self._loaded: OrderedDict[str, Served] = OrderedDict()
+        # what requests are answered with: alias → key, and release id → key for releases asked
+        # for by id (least recently used first). A key names a release *and* its index, because
+        # a release's index is rebuilt in place when new documents arrive.
+        self._followed: dict[str, Served] = {}
+        self._pinned: OrderedDict[str, Served] = OrderedDict()
         self._encoders: dict[int, tuple[Encoder, Batcher]] = {}
-        self._load_lock = threading.RLock()  # _load evicts, which takes it again
+        self._lock = threading.RLock()  # loading, and any change to _pinned
         self._refresh_lock = threading.Lock()
-        self._failed: dict[str, str] = {}  # key → error, logged once
+        self._failed: dict[str, str] = {}  # alias → error, logged once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if start:
@@ -75,32 +78,44 @@ class ServingState:
         if release is not None:
             if alias is not None:
                 raise InputError("give release or alias, not both")
-            return self._load(release)
+            with self._lock:
+                served = self._pinned.get(release)
+                if served is not None:
+                    self._pinned.move_to_end(release)  # recently used: kept longest
+                    return served
+            loaded = self._obtain(self._release_key(release))  # slow: outside the lock
+            with self._lock:
+                served = self._pinned.setdefault(release, loaded)
+                self._evict()
+                return served
         alias = alias or self.default_alias
-        key = self._followed.get(alias)
-        if key is None:  # first request for this alias: load it now, follow it from here on
+        served = self._followed.get(alias)
+        if served is None:  # first request for this alias: load it now, follow it from here on
             self.refresh(only=alias)
-            key = self._followed[alias]
-        return self._loaded.get(key) or self._load(key)
+            served = self._followed[alias]
+        return served
 
     @property
     def ready(self) -> bool:
         return self.default_alias in self._followed
 
     def serving(self) -> dict[str, str]:
-        return dict(self._followed)
+        """alias → the release (or ``index:<id>``) it serves."""
+        return {a: s.release_id or s.key for a, s in self._followed.items()}
 
-    # -- following aliases ---------------------------------------------------------------
+    # -- following aliases and releases --------------------------------------------------
 
     def refresh(self, only: str | None = None) -> None:
-        """Look at the aliases now; load and swap to any that moved. Raises for ``only``."""
+        """Look at the catalog now; load and swap to any alias that moved, and any served
+        release whose index was rebuilt. Raises for ``only`` (an alias)."""
         with self._refresh_lock:
             aliases = [only] if only else sorted({self.default_alias, *self._followed})
             for alias in aliases:
                 try:
-                    key = self._target(alias)
-                    if key != self._followed.get(alias):
-                        self._swap(alias, self._load(key))
+                    key = self._alias_key(alias)
+                    current = self._followed.get(alias)
+                    if current is None or current.key != key:
+                        self._swap(alias, self._obtain(key))
                     self._failed.pop(alias, None)
                 except EmbedlakeError as exc:
                     if only:
@@ -108,25 +123,44 @@ class ServingState:
                     if self._failed.get(alias) != str(exc):
                         log.error("cannot serve alias %r: %s", alias, exc)
                         self._failed[alias] = str(exc)
-            self._evict()
+            with self._lock:
+                pinned = list(self._pinned.items()) if not only else []
+            for release, served in pinned:
+                try:
+                    key = self._release_key(release)
+                except NotFound:  # removed by retention: the old one serves until evicted
+                    continue
+                if key != served.key:
+                    fresh = self._obtain(key)
+                    with self._lock:
+                        if release in self._pinned:
+                            self._pinned[release] = fresh
+            with self._lock:
+                self._evict()
 
-    def _target(self, alias: str) -> str:
+    def _alias_key(self, alias: str) -> str:
         release_id = self._ws.catalog.releases.alias(alias)
         if release_id is not None:
-            return release_id
+            return self._release_key(release_id)
         if alias != self.default_alias:
             raise NotFound(f"alias {alias!r} points to no release")
         # no release published yet: serve the newest index, as `embedlake search` does
         return f"index:{self._ws.catalog.registry.latest_index().id}"
 
+    def _release_key(self, release_id: str) -> str:
+        release = self._ws.catalog.releases.get(release_id)
+        if release.index_id is None:
+            raise NotFound(f"release {release_id} has no index yet (it is {release.status})")
+        return f"{release_id}@{release.index_id}"
+
     def _swap(self, alias: str, served: Served) -> None:
         before = self._followed.get(alias)
-        self._followed = {**self._followed, alias: served.key}  # one atomic assignment
+        self._followed = {**self._followed, alias: served}  # one atomic assignment
         vectors = len(served.searcher.index) if served.searcher is not None else 0
         self._metrics.serving(alias, served.release_id or served.key, served.model.ref, vectors)
         if before is not None:
             self._metrics.swaps.labels(alias).inc()
-            log.info("alias %r: now serving %s (was %s)", alias, served.key, before)
+            log.info("alias %r: now serving %s (was %s)", alias, served.key, before.key)
 
     def _follow(self) -> None:
         while not self._stop.is_set():
@@ -138,30 +172,28 @@ class ServingState:
 
     # -- loading -------------------------------------------------------------------------
 
-    def _load(self, key: str) -> Served:
-        with self._load_lock:
-            served = self._loaded.get(key)
-            if served is not None:
-                self._loaded.move_to_end(key)
-                return served
-            served = self._build(key)
-            self._loaded[key] = served
-            self._evict()
-            return served
+    def _obtain(self, key: str) -> Served:
+        """The loaded Served for ``key``, shared when an alias and a pin (or two aliases) serve
+        the same release, else a new one."""
+        with self._lock:
+            for served in (*self._followed.values(), *self._pinned.values()):
+                if served.key == key:
+                    return served
+        return self._build(key)
 
     def _build(self, key: str) -> Served:
         ws = self._ws
         if key.startswith("index:"):
-            release, record = None, ws.catalog.registry.index(int(key.split(":", 1)[1]))
+            release_id, index_id = None, int(key.split(":", 1)[1])
         else:
-            release, record = resolve(ws, release=key)
+            release_id, _, index = key.partition("@")
+            index_id = int(index)
+        release, record = resolve(ws, release=release_id, index_id=index_id)
         model = ws.catalog.registry.model_by_id(record.model_id)
         encoder, batcher = self._encoder(model)
         searcher = None
         if self._need_index:
-            searcher = Searcher(
-                ws, release=release.id if release else None, index_id=record.id, encoder=encoder
-            )
+            searcher = Searcher(ws, release=release_id, index_id=record.id, encoder=encoder)
         log.info("loaded %s (model %s)", key, model.ref)
         return Served(key, release, model, encoder, batcher, searcher)
 
@@ -180,15 +212,13 @@ class ServingState:
         return cached
 
     def _evict(self) -> None:
-        """Keep the followed releases and the ``max_loaded`` most recent others."""
-        with self._load_lock:
-            held = set(self._followed.values())
-            others = [k for k in self._loaded if k not in held]
-            for key in others[: max(0, len(others) - self._api.max_loaded)]:
-                del self._loaded[key]  # requests holding it finish with it
-            used = {s.model.id for s in self._loaded.values()}
-            for model_id in [m for m in self._encoders if m not in used]:
-                del self._encoders[model_id]
+        """Forget the least recently used releases past ``max_loaded``, and encoders no served
+        release uses (requests holding one finish with it). Called with the lock held."""
+        while len(self._pinned) > self._api.max_loaded:
+            self._pinned.popitem(last=False)
+        used = {s.model.id for s in (*self._followed.values(), *self._pinned.values())}
+        for model_id in [m for m in self._encoders if m not in used]:
+            del self._encoders[model_id]
 
     def batchers(self) -> list[Batcher]:
         return [b for _, b in self._encoders.values()]
