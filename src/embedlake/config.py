@@ -107,6 +107,18 @@ class RuntimeSettings(_Section):
     retry_base_seconds: float = Field(default=1.0, gt=0)
 
 
+class MapSettings(_Section):
+    """The 2D map fitted with every release (`embedlake map` refits one)."""
+
+    method: Literal["umap", "pca"] = "umap"
+    pca_dims: int = Field(default=50, ge=2)  # UMAP runs on this many PCA components
+    n_neighbors: int = Field(default=15, ge=2)
+    min_dist: float = Field(default=0.1, ge=0)
+    seed: int = 42
+    fit_sample: int = Field(default=50_000, ge=10)  # fitted on at most this many; the rest placed
+    place_k: int = Field(default=15, ge=1)  # neighbours a placed point's position comes from
+
+
 class ApiSettings(_Section):
     # "keys": every request needs an API key; "open": no keys, and only loopback clients are served.
     auth: Literal["keys", "open"] = "keys"
@@ -139,6 +151,7 @@ class Settings(BaseModel):
     reduce: ReduceSettings = ReduceSettings()
     releases: ReleaseSettings = ReleaseSettings()
     training: TrainingSettings = TrainingSettings()
+    map: MapSettings = MapSettings()
     api: ApiSettings = ApiSettings()
 
     @classmethod
@@ -291,6 +304,15 @@ pairs = "{s.training.pairs}"
 name = "{s.training.name}"
 grow = {s.training.grow}                  # retrain once the corpus grew by this share since production
 schedule = "{s.training.schedule}"               # or on a cron schedule, e.g. "0 3 * * 0"
+
+[map]                       # the 2D map fitted with every release
+method = "{s.map.method}"               # umap | pca
+pca_dims = {s.map.pca_dims}                 # UMAP runs on this many PCA components
+n_neighbors = {s.map.n_neighbors}
+min_dist = {s.map.min_dist}
+seed = {s.map.seed}
+fit_sample = {s.map.fit_sample}            # fitted on at most this many points; the rest are placed
+place_k = {s.map.place_k}                  # nearest fitted points a placed point is put among
 
 [api]                       # `embedlake serve`; key_pepper via EMBEDLAKE_API__KEY_PEPPER(_FILE)
 auth = "{s.api.auth}"                # keys | open (open: no keys, loopback clients only)

@@ -105,3 +105,38 @@ def test_unknown_engine() -> None:
 
     with pytest.raises(ConfigError, match="unknown"):
         vector_index.create("annoy", 4)
+
+
+@pytest.mark.parametrize(
+    "share", [0.01, 0.5]
+)  # HNSW: a selective filter is scanned, a broad one walked
+def test_a_filter_returns_the_exact_top_k_of_the_allowed_ids(engine: str, share: float) -> None:
+    n = 3000
+    idx = _make(engine)
+    vecs = _unit(n, 16, seed=3)
+    ids = [f"d{i}" for i in range(n)]
+    idx.add(ids, vecs)
+    idx.remove(["d0"])
+    rng = np.random.default_rng(4)
+    allowed = {ids[i] for i in rng.choice(n, int(n * share), replace=False)} | {"d0", "nowhere"}
+    queries = _unit(20, 16, seed=5)
+    got = idx.search(queries, 10, allowed)
+    truth = vector_index.create("exact", 16)
+    live = sorted(allowed - {"d0", "nowhere"})
+    truth.add(live, vecs[[int(i[1:]) for i in live]])
+    expected = truth.search(queries, 10)
+    assert all(len(row) == 10 for row in got)
+    assert all(d in allowed and d != "d0" for row in got for d, _ in row)
+    assert ann_recall(expected, got) >= 0.95
+    assert idx.search(queries[:1], 10, set()) == [[]]
+
+
+def test_ids_and_stored_vectors(engine: str) -> None:
+    idx = _make(engine)
+    vecs = _unit(30, 16, seed=6)
+    idx.add([str(i) for i in range(30)], vecs)
+    idx.remove(["3"])
+    assert sorted(idx.ids(), key=int) == [str(i) for i in range(30) if i != 3]
+    stored = idx.vector("7")
+    assert stored is not None and np.allclose(stored, vecs[7], atol=1e-6)
+    assert idx.vector("3") is None and idx.vector("missing") is None

@@ -95,6 +95,7 @@ def test_every_command_has_help() -> None:
         "status",
         "demo",
         "serve",
+        "map",
         "keys create",
         "keys list",
         "keys revoke",

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +27,7 @@ from embedlake.api import problems
 from embedlake.api.auth import Auth
 from embedlake.api.metrics import Metrics
 from embedlake.api.routes import admin, documents, embed, probes, search
+from embedlake.api.routes import map as map_routes
 from embedlake.api.state import ServingState
 from embedlake.workspace import Workspace
 
@@ -73,11 +76,25 @@ def create_app(
     if role in ("all", "embed"):
         app.include_router(embed.router)
     if role in ("all", "search"):
-        for module in (search, documents, admin):
+        for module in (search, documents, admin, map_routes):
             app.include_router(module.router)
+        page(app)
     app.add_middleware(BodyLimit, limit=ws.settings.api.max_body_bytes)
     app.add_middleware(Measure, metrics=metrics)
     return app
+
+
+STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+
+
+def page(app: FastAPI) -> None:
+    """The map page at ``/``: static files, bundled at build time (no CDN, no build step here)."""
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 def from_environment() -> FastAPI:

@@ -163,3 +163,31 @@ class Health(BaseModel):
     status: str
     role: str
     serving: dict[str, str] = {}
+
+
+class MapRelease(BaseModel):
+    id: str
+    model: str
+    aliases: list[str]
+    method: str
+    documents: int
+
+
+class MapIndex(BaseModel):
+    alias: str = Field(description="the alias the page shows first")
+    releases: list[MapRelease]
+    fields: list[str] = Field(description="what points can be coloured by")
+
+
+class MapInfo(BaseModel):
+    release: str
+    points: int
+    placed_since: int = Field(description="documents placed on the map since it was fitted")
+    fit: dict[str, Any]
+
+
+class MapLabels(BaseModel):
+    field: str
+    categories: list[str]
+    counts: list[int]
+    codes: str = Field(description="base64 of one little-endian uint16 per point")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from embedlake.api import maps
 from embedlake.api.batching import Batcher
+from embedlake.api.maps import MapData
 from embedlake.api.metrics import Metrics
 from embedlake.catalog.registry import ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
@@ -27,7 +29,7 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Served:
     """One loaded release (or, before any release exists, the newest index)."""
 
@@ -37,10 +39,27 @@ class Served:
     encoder: Encoder
     batcher: Batcher
     searcher: Searcher | None  # None in the embed role, which needs no index
+    _map: MapData | None = None
+    _map_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def release_id(self) -> str | None:
         return self.release.id if self.release is not None else None
+
+    def map(self, ws: Workspace) -> MapData:
+        """The release's map, built on first use."""
+        with self._map_lock:
+            if self._map is None:
+                if self.release is None or self.searcher is None:
+                    raise NotFound("no map: maps belong to releases (`embedlake release`)")
+                self._map = maps.build(
+                    ws,
+                    self.release.id,
+                    self.release.prefix,
+                    self.searcher.index,
+                    ws.settings.map.place_k,
+                )
+            return self._map
 
 
 class ServingState:

@@ -191,6 +191,23 @@ class Documents:
         items = sorted(self.live_hashes().items())
         return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
+    def iter_fields(self, batch: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(id, source, metadata) of every live document, without the text (for labels)."""
+        last = ""
+        while True:
+            with self._catalog.connect() as conn:
+                rows = conn.execute(
+                    select(t.c.id, t.c.source, t.c.metadata)
+                    .where(t.c.deleted_at.is_(None), t.c.id > last)
+                    .order_by(t.c.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield r.id, r.source, r.metadata
+            last = rows[-1].id
+
     def iter_live(self, batch: int = 1000) -> Iterator[Document]:
         """Every live document in id order, read in keyset pages (constant memory)."""
         last = ""

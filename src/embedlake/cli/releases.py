@@ -19,6 +19,7 @@ Alias = Annotated[str, typer.Option(help="The alias to move.")]
 def register(app: typer.Typer) -> None:
     for command in (train, release, releases, compare, publish, rollback, retain):
         app.command()(command)
+    app.command("map")(map_)
 
 
 def train(
@@ -236,3 +237,30 @@ def retain(ws: Ws) -> None:
     with Workspace.open(ws) as w:
         removed = retain_releases(w)
     console.print(f"removed {len(removed)} releases: {', '.join(removed) or '-'}", highlight=False)
+
+
+def map_(
+    ws: Ws,
+    release: Annotated[
+        str | None, typer.Option(help="Release id (default: the one behind the gate's alias).")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Fit the 2D map of a release again (every release build fits one; settings in [map])."""
+    from embedlake.errors import NotFound
+    from embedlake.releases.build import map_release
+
+    with Workspace.open(ws) as w:
+        release_id = release or w.catalog.releases.alias(w.settings.gate.alias)
+        if release_id is None:
+            raise NotFound(f"alias {w.settings.gate.alias!r} points to no release: name one")
+        map_release(w, release_id)
+        meta = w.catalog.releases.get(release_id).report["map"]
+    if as_json:
+        emit_json({"release": release_id, **meta})
+    else:
+        console.print(
+            f"{release_id}: {meta['method']} map of {meta['n']:,} documents "
+            f"({meta['placed']:,} placed) in {meta['seconds']:.1f}s",
+            highlight=False,
+        )

@@ -55,6 +55,9 @@ class ExactIndex:
             rows = np.array(sorted(self._pos[i] for i in allowed if i in self._pos), dtype=np.int64)
         return top_k(queries, self._vectors[rows], [self._ids[i] for i in rows], k)
 
+    def ids(self) -> list[str]:
+        return list(self._pos)
+
     def vector(self, doc_id: str) -> Matrix | None:
         pos = self._pos.get(doc_id)
         return None if pos is None else np.array(self._vectors[pos], dtype=np.float32)

@@ -121,6 +121,9 @@ class HnswIndex:
         vectors = self._index.reconstruct_batch(rows) if len(rows) else np.empty((0, self.dim))
         return top_k(queries, vectors.astype(np.float32), [self._ids[i] for i in rows], k)
 
+    def ids(self) -> list[str]:
+        return list(self._pos)
+
     def vector(self, doc_id: str) -> Matrix | None:
         pos = self._pos.get(doc_id)
         return None if pos is None else np.asarray(self._index.reconstruct(pos), dtype=np.float32)

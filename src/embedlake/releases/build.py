@@ -1,4 +1,5 @@
-"""Build a release: embed (fan-out) → index → reducer → catch up → benchmark → gate → publish.
+"""Build a release: embed (fan-out) → reducer → map → index → catch up → benchmark → gate →
+publish.
 
 Every stage is a checkpointed step of the caller's context, so under the functions runtime a crash
 resumes at the stage that failed (and the embedding at the shard that failed); nothing is published
@@ -23,9 +24,10 @@ from embedlake.catalog.releases import ReleaseRecord
 from embedlake.errors import NotFound
 from embedlake.functions.context import Task
 from embedlake.index.exact import ExactIndex
+from embedlake.reduce import projection
 from embedlake.reduce.pca import PcaReducer
 from embedlake.releases import gate
-from embedlake.serving import build_index, load_reducer
+from embedlake.serving import build_index, load_reducer, read_reducer
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     stages: dict[str, float] = {}
     stages["embed"] = _embed_all(ctx, ws, model_ref, "embed")
     stages["reducer"] = ctx.step("reducer", _reduce, ws, release_id)
+    stages["map"] = ctx.step("map", map_release, ws, release_id)
     stages["index"] = ctx.step("index", _index, ws, release_id)
     late = _embed_all(ctx, ws, model_ref, "catch-up")
     if ctx.step("late documents", _missing, ws, release_id):
@@ -132,6 +135,21 @@ def _reduce(ws: Workspace, release_id: str) -> float:
             "recall@10_vs_full": cost,
         },
     )
+    return time.perf_counter() - started
+
+
+def map_release(ws: Workspace, release_id: str) -> float:
+    """Fit the release's 2D map on its PCA-reduced vectors and store it beside the release."""
+    started = time.perf_counter()
+    release = ws.catalog.releases.get(release_id)
+    model = ws.catalog.registry.model_by_id(release.model_id)
+    ids, vectors = read_vectors(ws, model)
+    reducer = read_reducer(ws, release)
+    dims = min(ws.settings.map.pca_dims, reducer.dim)
+    reduced = (vectors - reducer.mean) @ reducer.components[:dims].T
+    fitted = projection.fit(ids, reduced, ws.settings.map)
+    fitted.save(ws.lake, release.prefix)
+    _merge_report(ws, release_id, map=fitted.meta)
     return time.perf_counter() - started
 
 

@@ -1,0 +1,100 @@
+"""The map's data: which releases have one, and per release its points (binary float32), ids and
+colour labels, in pages, separately, so the page can draw 100k points before it has anything else."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from embedlake.api import maps, problems, schemas
+from embedlake.api.auth import require
+from embedlake.api.maps import MapData
+from embedlake.api.state import ServingState
+from embedlake.workspace import Workspace
+
+router = APIRouter(tags=["map"], responses=problems.RESPONSES, dependencies=[require("search")])
+
+PAGE = 1_000_000  # points per page at most: 8 MB of coordinates
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=PAGE)]
+
+
+async def _map(request: Request, release_id: str) -> MapData:
+    state: ServingState = request.app.state.serving
+    ws: Workspace = request.app.state.ws
+    served = await run_in_threadpool(state.get, release=release_id)
+    return await run_in_threadpool(served.map, ws)
+
+
+@router.get("/v1/map", response_model=schemas.MapIndex)
+def map_index(request: Request) -> schemas.MapIndex:
+    """Releases with a map (newest first, with their aliases) and the fields to colour by."""
+    ws: Workspace = request.app.state.ws
+    held: dict[str, list[str]] = {}
+    for alias, release_id in ws.catalog.releases.aliases().items():
+        held.setdefault(release_id, []).append(alias)
+    releases = [
+        schemas.MapRelease(
+            id=r.id,
+            model=ws.catalog.registry.model_by_id(r.model_id).ref,
+            aliases=sorted(held.get(r.id, [])),
+            method=r.report["map"]["method"],
+            documents=r.report["map"]["n"],
+        )
+        for r in reversed(ws.catalog.releases.all())
+        if "map" in r.report and r.status not in ("removed", "failed", "building")
+    ]
+    return schemas.MapIndex(
+        alias=request.app.state.serving.default_alias, releases=releases, fields=maps.fields(ws)
+    )
+
+
+@router.get("/v1/map/{release_id}", response_model=schemas.MapInfo)
+async def map_info(release_id: str, request: Request) -> schemas.MapInfo:
+    """How many points the release's map has now, and how it was fitted."""
+    found = await _map(request, release_id)
+    return schemas.MapInfo(
+        release=found.release, points=len(found.ids), placed_since=found.placed_late, fit=found.meta
+    )
+
+
+@router.get(
+    "/v1/map/{release_id}/points",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "x, y pairs"}},
+)
+async def map_points(
+    release_id: str, request: Request, offset: Offset = 0, limit: Limit = PAGE
+) -> Response:
+    """Coordinates in [-1, 1] as little-endian float32 pairs (x0, y0, x1, y1, …), in the order
+    of ``/ids``; ``X-Total-Count`` has the number of points."""
+    found = await _map(request, release_id)
+    return Response(
+        found.points(offset, limit),
+        media_type="application/octet-stream",
+        headers={"X-Total-Count": str(len(found.ids))},
+    )
+
+
+@router.get("/v1/map/{release_id}/ids", response_model=list[str])
+async def map_ids(
+    release_id: str, request: Request, offset: Offset = 0, limit: Limit = PAGE
+) -> list[str]:
+    """Document ids of the points, in order."""
+    found = await _map(request, release_id)
+    return found.ids[offset : offset + limit]
+
+
+@router.get("/v1/map/{release_id}/labels", response_model=schemas.MapLabels)
+async def map_labels(
+    release_id: str,
+    request: Request,
+    field: Annotated[str, Query(min_length=1, max_length=128)] = "source",
+) -> schemas.MapLabels:
+    """A category per point for colouring: ``codes`` is base64 of little-endian uint16 indexes
+    into ``categories``."""
+    found = await _map(request, release_id)
+    labels = await run_in_threadpool(found.labels, request.app.state.ws, field)
+    return schemas.MapLabels(**labels)

@@ -1,0 +1,175 @@
+"""The 2D map of a release: UMAP (umap-learn) on PCA-reduced vectors, or PCA alone.
+
+Fitted once per release on at most ``fit_sample`` points (seeded); the other points, and documents
+that arrive later, are *placed*: each at the weighted mean of the map positions of its nearest
+fitted neighbours, with UMAP's own membership weights ``exp(-(d - d_nearest) / sigma)``. This is
+how umap-learn's ``transform`` initialises new points; we stop there (no optimisation epochs) so
+that placing needs only the stored coordinates and a nearest-neighbour search, not a pickled UMAP
+model (see docs/decisions/0008-map-projection.md, with its measured cost in trustworthiness).
+
+Coordinates are centred and scaled into [-1, 1] (aspect kept), ready for WebGL. A projection is
+stored in the lake as ``coords.parquet`` (id, x, y) and ``meta.json`` under the release's prefix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedlake.config import MapSettings
+from embedlake.errors import InputError, NotFound
+from embedlake.lake import Lake
+
+log = logging.getLogger(__name__)
+
+Coords = npt.NDArray[np.float32]
+# (queries, k) → per query, (row of the fitted coordinates, cosine distance) of its nearest
+Neighbours = Callable[[np.ndarray, int], list[list[tuple[int, float]]]]
+
+
+@dataclass
+class Projection:
+    ids: list[str]
+    coords: Coords  # (n, 2) in [-1, 1]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def save(self, lake: Lake, prefix: str) -> None:
+        table = pa.table(
+            {
+                "id": pa.array(self.ids, pa.string()),
+                "x": pa.array(self.coords[:, 0], pa.float32()),
+                "y": pa.array(self.coords[:, 1], pa.float32()),
+            }
+        )
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        lake.put(f"{prefix}/projection/coords.parquet", buf.getvalue())
+        lake.put(f"{prefix}/projection/meta.json", json.dumps(self.meta, indent=2).encode())
+
+    @classmethod
+    def load(cls, lake: Lake, prefix: str) -> Projection:
+        key = f"{prefix}/projection/coords.parquet"
+        if not lake.exists(key):
+            raise NotFound(f"no map under {prefix}/: run `embedlake map` for this release")
+        table = pq.read_table(io.BytesIO(lake.get(key)))
+        coords = np.stack(
+            [table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1
+        ).astype(np.float32)
+        meta = json.loads(lake.get(f"{prefix}/projection/meta.json"))
+        return cls(table.column("id").to_pylist(), coords, meta)
+
+
+def fit(ids: Sequence[str], vectors: np.ndarray, settings: MapSettings) -> Projection:
+    """Fit the map of ``vectors`` (already PCA-reduced by the caller)."""
+    if len(ids) != len(vectors):
+        raise InputError(f"{len(ids)} ids for {len(vectors)} vectors")
+    if len(ids) < 3:
+        raise InputError(f"a map needs at least 3 documents, got {len(ids)}")
+    started = time.perf_counter()
+    x = np.ascontiguousarray(vectors[:, : settings.pca_dims], dtype=np.float32)
+    rng = np.random.default_rng(settings.seed)
+    n = len(x)
+    fitted = (
+        np.sort(rng.choice(n, settings.fit_sample, replace=False))
+        if n > settings.fit_sample
+        else np.arange(n)
+    )
+    method = settings.method
+    if method == "umap" and len(fitted) <= settings.n_neighbors + 1:
+        method = "pca"  # UMAP needs more points than neighbours; tiny corpora get PCA
+        log.warning(
+            "%d points are too few for UMAP with %d neighbours: using PCA",
+            len(fitted),
+            settings.n_neighbors,
+        )
+    coords = np.zeros((n, 2), dtype=np.float32)
+    coords[fitted] = _embed(x[fitted], method, settings)
+    rest = np.setdiff1d(np.arange(n), fitted)
+    if len(rest):
+        coords[rest] = place(
+            x[rest], _exact_neighbours(x[fitted]), coords[fitted], settings.place_k
+        )
+    coords = _normalise(coords)
+    meta = {
+        "method": method,
+        "n": n,
+        "fitted": len(fitted),
+        "placed": len(rest),
+        "pca_dims": int(x.shape[1]),
+        "n_neighbors": settings.n_neighbors,
+        "min_dist": settings.min_dist,
+        "seed": settings.seed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    log.info("map: %s on %d points (%d placed) in %.1fs", method, n, len(rest), meta["seconds"])
+    return Projection(list(ids), coords, meta)
+
+
+def _embed(x: np.ndarray, method: str, settings: MapSettings) -> Coords:
+    if method == "pca":
+        centred = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        return np.asarray(centred @ vt[:2].T, dtype=np.float32)
+    import umap  # type: ignore[import-untyped]  # numba-compiled: imported only when fitting
+
+    reducer = umap.UMAP(
+        n_neighbors=settings.n_neighbors,
+        min_dist=settings.min_dist,
+        metric="cosine",
+        random_state=settings.seed,  # deterministic (and single-threaded) with a seed
+        n_jobs=1,  # what a seed implies anyway (said explicitly, umap-learn warns otherwise)
+    )
+    return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def place(queries: np.ndarray, neighbours: Neighbours, coords: Coords, k: int) -> Coords:
+    """Positions for new points from the positions of their ``k`` nearest fitted points."""
+    out = np.zeros((len(queries), 2), dtype=np.float32)
+    for n, row in enumerate(neighbours(queries, k)):
+        if not row:
+            continue
+        rows = np.array([r for r, _ in row], dtype=np.int64)
+        d = np.array([dist for _, dist in row], dtype=np.float64)
+        spread = d - d.min()
+        sigma = spread.mean() or 1.0
+        w = np.exp(-spread / sigma)
+        out[n] = (w[:, None] * coords[rows]).sum(axis=0) / w.sum()
+    return out
+
+
+def _exact_neighbours(fitted: np.ndarray) -> Neighbours:
+    """Cosine-distance nearest fitted rows, in blocks (memory stays bounded)."""
+    unit = fitted / np.maximum(np.linalg.norm(fitted, axis=1, keepdims=True), 1e-12)
+
+    def search(queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        out: list[list[tuple[int, float]]] = []
+        for start in range(0, len(q), 1024):
+            sims = q[start : start + 1024] @ unit.T
+            kk = min(k, sims.shape[1])
+            top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            for row, cand in zip(sims, top, strict=True):
+                out.append([(int(i), float(1 - row[i])) for i in cand])
+        return out
+
+    return search
+
+
+def _normalise(coords: Coords) -> Coords:
+    centre = (coords.max(axis=0) + coords.min(axis=0)) / 2
+    centred = coords - centre
+    scale = float(np.abs(centred).max()) or 1.0
+    return np.asarray(centred / scale, dtype=np.float32)

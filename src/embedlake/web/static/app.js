@@ -1,0 +1,272 @@
+// The map page: every document of a release as a point (regl-scatterplot, WebGL), coloured by a
+// field; hover for the title, click for the document and its nearest neighbours (from the search
+// API, not from 2D distance), a search box that highlights results, and a second release beside
+// the first to see how a new model reorganises the collection.
+import { createScatterplot } from "./vendor/regl-scatterplot.js";
+
+const PAGE = 250000; // points per request
+// 40 categorical colours (Tableau 20, then its light variants' darker neighbours)
+const PALETTE = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+  "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+  "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#8c6d31", "#843c39",
+  "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6ecf", "#b5cf6b",
+  "#e7ba52", "#d6616b", "#ce6dbd", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c", "#de9ed6",
+  "#555555",
+];
+
+const $ = (id) => document.getElementById(id);
+const state = { key: localStorage.getItem("embedlake.key") || "", views: [], docs: new Map() };
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (state.key) headers.Authorization = `Bearer ${state.key}`;
+  let body = options.body;
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, { method: options.method || "GET", headers, body });
+  if (response.status === 401) {
+    await askKey();
+    return api(path, options);
+  }
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({ detail: response.statusText }));
+    throw new Error(problem.detail || response.statusText);
+  }
+  return response;
+}
+
+function askKey() {
+  const dialog = $("key-dialog");
+  $("key-input").value = state.key;
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      state.key = $("key-input").value.trim();
+      localStorage.setItem("embedlake.key", state.key);
+      resolve();
+    }, { once: true });
+  });
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+async function documentOf(id) {
+  if (!state.docs.has(id)) {
+    state.docs.set(id, api(`/v1/documents/${encodeURIComponent(id)}`).then((r) => r.json()));
+  }
+  return state.docs.get(id);
+}
+
+class MapView {
+  constructor(parent) {
+    this.el = document.createElement("section");
+    this.el.className = "map";
+    this.heading = document.createElement("h2");
+    this.canvas = document.createElement("canvas");
+    this.legend = document.createElement("div");
+    this.legend.className = "legend";
+    this.el.append(this.canvas, this.heading, this.legend);
+    parent.append(this.el);
+    this.ids = [];
+    this.indexOf = new Map();
+    this.plot = createScatterplot({
+      canvas: this.canvas,
+      width: "auto",
+      height: "auto",
+      pointSize: 3,
+      pointSizeSelected: 7,
+      pointOutlineWidth: 2,
+      pointColor: PALETTE,
+      pointColorActive: "#000000",
+      colorBy: "valueA",
+      opacity: 0.85,
+      lassoOnLongPress: true,
+    });
+    this.plot.subscribe("pointOver", (i) => hover(this, i));
+    this.plot.subscribe("pointOut", () => ($("tooltip").hidden = true));
+    this.plot.subscribe("select", ({ points }) => {
+      if (points.length === 1 && !this.quiet) pick(this, this.ids[points[0]]);
+    });
+    this.canvas.addEventListener("mousemove", (e) => {
+      const tip = $("tooltip");
+      tip.style.left = `${e.clientX + 12}px`;
+      tip.style.top = `${e.clientY + 12}px`;
+    });
+  }
+
+  async load(release, field) {
+    this.release = release;
+    this.heading.textContent = release;
+    const first = await api(`/v1/map/${release}/points?offset=0&limit=${PAGE}`);
+    const total = Number(first.headers.get("X-Total-Count"));
+    const xy = new Float32Array(total * 2);
+    xy.set(new Float32Array(await first.arrayBuffer()), 0);
+    for (let offset = PAGE; offset < total; offset += PAGE) {
+      const page = await api(`/v1/map/${release}/points?offset=${offset}&limit=${PAGE}`);
+      xy.set(new Float32Array(await page.arrayBuffer()), offset * 2);
+    }
+    this.ids = await (await api(`/v1/map/${release}/ids`)).json();
+    this.indexOf = new Map(this.ids.map((id, i) => [id, i]));
+    this.x = new Float32Array(total);
+    this.y = new Float32Array(total);
+    for (let i = 0; i < total; i += 1) {
+      this.x[i] = xy[2 * i];
+      this.y[i] = xy[2 * i + 1];
+    }
+    await this.colour(field);
+  }
+
+  async colour(field) {
+    const labels = await (await api(`/v1/map/${this.release}/labels?field=${encodeURIComponent(field)}`)).json();
+    const bytes = Uint8Array.from(atob(labels.codes), (c) => c.charCodeAt(0));
+    const codes = new Uint16Array(bytes.buffer);
+    await this.plot.draw({ x: this.x, y: this.y, valueA: Float32Array.from(codes) });
+    this.legend.replaceChildren(...labels.categories.map((name, i) => {
+      const row = document.createElement("div");
+      row.innerHTML = `<i style="background:${PALETTE[i % PALETTE.length]}"></i>`;
+      row.append(`${name} (${labels.counts[i].toLocaleString()})`);
+      return row;
+    }));
+  }
+
+  highlight(ids) {
+    const points = ids.map((id) => this.indexOf.get(id)).filter((i) => i !== undefined);
+    this.quiet = true; // selecting in code is not a click
+    this.plot.select(points, { preventEvent: true });
+    this.quiet = false;
+    return points;
+  }
+
+  selected() {
+    return this.plot.get("selectedPoints").map((i) => this.ids[i]);
+  }
+
+  screenPosition(id) {
+    const i = this.indexOf.get(id);
+    if (i === undefined) return null;
+    const [x, y] = this.plot.getScreenPosition(i);
+    const box = this.canvas.getBoundingClientRect();
+    return [box.left + x, box.top + y];
+  }
+
+  destroy() {
+    this.plot.destroy();
+    this.el.remove();
+  }
+}
+
+async function hover(view, i) {
+  const id = view.ids[i];
+  const tip = $("tooltip");
+  tip.dataset.id = id;
+  tip.textContent = id;
+  tip.hidden = false;
+  const doc = await documentOf(id).catch(() => null);
+  if (doc && tip.dataset.id === id) tip.textContent = doc.title || doc.text.slice(0, 100);
+}
+
+async function pick(view, id) {
+  view.highlight([id]);
+  const panel = $("panel");
+  panel.hidden = false;
+  panel.dataset.id = id;
+  const doc = await documentOf(id);
+  const article = $("doc");
+  article.replaceChildren();
+  const title = document.createElement("h2");
+  title.textContent = doc.title || doc.id;
+  const text = document.createElement("p");
+  text.textContent = doc.text;
+  const meta = document.createElement("small");
+  meta.textContent = `${doc.id} · ${doc.source}`;
+  article.append(title, meta, text);
+  const found = await (await api(`/v1/documents/${encodeURIComponent(id)}/neighbours?k=10&release=${view.release}`)).json();
+  list(`Nearest neighbours in ${view.release}`, found.results, view);
+}
+
+function list(heading, hits, view) {
+  $("panel").hidden = false;
+  $("list-title").textContent = heading;
+  $("list").replaceChildren(...hits.map((hit) => {
+    const item = document.createElement("li");
+    item.dataset.id = hit.id;
+    item.textContent = hit.title || hit.snippet.slice(0, 80);
+    const score = document.createElement("small");
+    score.textContent = ` ${hit.score.toFixed(3)}`;
+    item.append(score);
+    item.addEventListener("click", () => pick(view, hit.id));
+    return item;
+  }));
+}
+
+async function search(event) {
+  event.preventDefault();
+  const query = $("query").value.trim();
+  if (!query) return;
+  const [view] = state.views;
+  const found = await (await api("/v1/search", { method: "POST", json: { query, k: 25, release: view.release } })).json();
+  const ids = found.results.map((hit) => hit.id);
+  for (const v of state.views) v.highlight(ids);
+  $("doc").replaceChildren();
+  list(`“${query}”: ${ids.length} results`, found.results, view);
+  status(`${ids.length} results highlighted`);
+}
+
+async function show() {
+  document.body.dataset.state = "loading";
+  const field = $("field").value;
+  const wanted = [$("release").value, $("compare").value].filter(Boolean);
+  while (state.views.length > wanted.length) state.views.pop().destroy();
+  while (state.views.length < wanted.length) state.views.push(new MapView($("maps")));
+  status("loading…");
+  await Promise.all(wanted.map((release, i) => state.views[i].load(release, field)));
+  status(state.views.map((v) => `${v.release}: ${v.ids.length.toLocaleString()} points`).join(" · "));
+  document.body.dataset.state = "ready";
+}
+
+function options(select, values, labels) {
+  for (const [i, value] of values.entries()) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = labels[i];
+    select.append(option);
+  }
+}
+
+async function main() {
+  const index = await (await api("/v1/map")).json();
+  if (!index.releases.length) {
+    status("no release has a map yet: build one with `embedlake release`");
+    document.body.dataset.state = "empty";
+    return;
+  }
+  const names = index.releases.map((r) => `${r.id}${r.aliases.length ? ` (${r.aliases.join(", ")})` : ""}`);
+  const ids = index.releases.map((r) => r.id);
+  options($("release"), ids, names);
+  options($("compare"), ids, names);
+  options($("field"), index.fields, index.fields);
+  const live = index.releases.find((r) => r.aliases.includes(index.alias));
+  $("release").value = (live || index.releases[0]).id;
+  for (const id of ["release", "compare"]) $(id).addEventListener("change", () => show().catch(fail));
+  $("field").addEventListener("change", async () => {
+    await Promise.all(state.views.map((v) => v.colour($("field").value)));
+  });
+  $("search").addEventListener("submit", (e) => search(e).catch(fail));
+  $("close").addEventListener("click", () => ($("panel").hidden = true));
+  $("key-button").addEventListener("click", () => askKey().then(show).catch(fail));
+  await show();
+}
+
+function fail(error) {
+  status(`error: ${error.message}`);
+  document.body.dataset.state = "error";
+}
+
+// for the browser tests (and the curious): what is drawn where
+window.embedlakeMap = { state, views: () => state.views };
+main().catch(fail);
