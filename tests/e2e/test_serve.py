@@ -26,7 +26,11 @@ from embedlake.training.train import train
 from embedlake.workspace import Workspace
 from tests.conftest import ROOT, collection
 
-ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__RELOAD_SECONDS": "0.2"}
+ENV = {
+    "EMBEDLAKE_EMBED__MODEL": "lsa",
+    "EMBEDLAKE_API__RELOAD_SECONDS": "0.2",
+    "EMBEDLAKE_MAP__METHOD": "pca",
+}
 
 
 def cli(*args: str) -> str:

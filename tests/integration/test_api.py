@@ -28,7 +28,11 @@ from embedlake.training.train import train
 from embedlake.workspace import Workspace
 from tests.conftest import collection, write_jsonl
 
-ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__KEY_CACHE_SECONDS": "0"}
+ENV = {
+    "EMBEDLAKE_EMBED__MODEL": "lsa",
+    "EMBEDLAKE_API__KEY_CACHE_SECONDS": "0",
+    "EMBEDLAKE_MAP__METHOD": "pca",
+}
 TAGGED = [
     {"_id": "t1", "text": "kidney stones in adults", "metadata": {"lang": "en", "year": 1990}},
     {"_id": "t2", "text": "kidney stones in children", "metadata": {"lang": "de", "year": 1991}},

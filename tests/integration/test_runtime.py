@@ -22,6 +22,7 @@ from tests.conftest import collection
 
 FAST = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
+    "EMBEDLAKE_MAP__METHOD": "pca",  # UMAP is tested where maps are (test_map, e2e)
     "EMBEDLAKE_EMBED__SHARD_SIZE": "400",
     "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.02",
     "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.05",

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +124,9 @@ def _embed(x: np.ndarray, method: str, settings: MapSettings) -> Coords:
         centred = x - x.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         return np.asarray(centred @ vt[:2].T, dtype=np.float32)
-    import umap  # type: ignore[import-untyped]  # numba-compiled: imported only when fitting
+    with warnings.catch_warnings():  # umap-learn warns at import that TensorFlow is absent
+        warnings.simplefilter("ignore", ImportWarning)
+        import umap  # type: ignore[import-untyped]  # numba-compiled: imported only when fitting
 
     reducer = umap.UMAP(
         n_neighbors=settings.n_neighbors,

@@ -1,0 +1,112 @@
+"""The map's API: releases with maps, points as binary pages, ids, labels; documents that arrive
+later are placed on the map and deleted ones leave it; the page and its bundle are served."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from embedlake.api import create_app
+from embedlake.events import Event
+from embedlake.functions.builtin import embed_new
+from embedlake.functions.context import direct_context
+from embedlake.ingest import ingest_path
+from embedlake.reduce.projection import Projection
+from tests.conftest import write_jsonl
+from tests.integration.test_api import Api, _open, _problem, api, template
+
+__all__ = ["api", "template"]  # fixtures shared with test_api
+
+
+def _points(response: Any) -> np.ndarray:
+    return np.frombuffer(response.content, dtype="<f4").reshape(-1, 2)
+
+
+def test_releases_with_maps_and_their_points_ids_and_labels(api: Api) -> None:
+    index = api.call("GET", "/v1/map", "search").json()
+    assert index["alias"] == "production"
+    assert [r["id"] for r in index["releases"]] == [api.second, api.first]
+    assert index["releases"][0]["aliases"] == ["production"]
+    assert index["releases"][0]["method"] == "pca" and index["releases"][0]["documents"] == 1036
+    assert index["fields"][0] == "source" and "lang" in index["fields"]
+
+    points = api.call("GET", f"/v1/map/{api.second}/points", "search")
+    assert points.headers["content-type"] == "application/octet-stream"
+    xy = _points(points)
+    assert xy.shape == (1036, 2) and int(points.headers["x-total-count"]) == 1036
+    assert np.abs(xy).max() <= 1.0 + 1e-6 and len(np.unique(xy, axis=0)) > 1000
+    ids = api.call("GET", f"/v1/map/{api.second}/ids", "search").json()
+    assert len(ids) == 1036 and len(set(ids)) == 1036
+    stored = Projection.load(api.ws.lake, f"releases/{api.second}")
+    assert np.array_equal(xy, stored.coords[[stored.ids.index(i) for i in ids]])
+
+    page = api.call("GET", f"/v1/map/{api.second}/points?offset=1000&limit=30", "search")
+    assert np.array_equal(_points(page), xy[1000:1030])
+    assert api.call("GET", f"/v1/map/{api.second}/ids?offset=1030", "search").json() == ids[1030:]
+
+    labels = api.call("GET", f"/v1/map/{api.second}/labels?field=source", "search").json()
+    codes = np.frombuffer(base64.b64decode(labels["codes"]), dtype="<u2")
+    assert labels["categories"] == ["med", "tagged"] and labels["counts"] == [1033, 3]
+    assert [labels["categories"][c] for c in codes[[ids.index("t1"), ids.index("5")]]] == [
+        "tagged",
+        "med",
+    ]
+    lang = api.call("GET", f"/v1/map/{api.second}/labels?field=lang", "search").json()
+    assert dict(zip(lang["categories"], lang["counts"], strict=True)) == {
+        "(none)": 1033,
+        "en": 2,
+        "de": 1,
+    }
+    other = _points(api.call("GET", f"/v1/map/{api.first}/points", "search"))
+    assert other.shape == xy.shape and not np.allclose(other, xy)  # another model, another map
+
+
+def test_documents_that_arrive_later_are_placed_and_deleted_ones_leave(
+    api: Api, tmp_path: Path
+) -> None:
+    info = api.call("GET", f"/v1/map/{api.second}", "search").json()
+    assert info["points"] == 1036 and info["placed_since"] == 0 and info["fit"]["method"] == "pca"
+    near = api.call("GET", f"/v1/map/{api.second}/ids", "search").json().index("t1")
+    rows = [{"_id": "late", "text": "kidney stones in adults and children"}]
+    ingest_path(api.ws, write_jsonl(tmp_path / "late.jsonl", rows), source="late")
+    # what the runtime does next: embed-new embeds it and re-indexes the aliased releases
+    embed_new(Event("documents.changed", "late"), direct_context(api.ws, "embed-new"))
+    api.call("DELETE", "/v1/documents/t2", "write")
+    api.client.app.state.serving.refresh()  # type: ignore[attr-defined]
+    info = api.call("GET", f"/v1/map/{api.second}", "search").json()
+    assert info["points"] == 1036 and info["placed_since"] == 1  # +1 placed, -1 deleted
+    ids = api.call("GET", f"/v1/map/{api.second}/ids", "search").json()
+    assert "late" in ids and "t2" not in ids
+    xy = _points(api.call("GET", f"/v1/map/{api.second}/points", "search"))
+    late = xy[ids.index("late")]
+    # placed among its nearest neighbours: closer to t1 ("kidney stones in adults") than most
+    distances = np.linalg.norm(xy - late, axis=1)
+    assert (distances < distances[ids.index("t1")]).mean() < 0.2, near
+
+
+def test_map_errors_and_the_page(api: Api) -> None:
+    _problem(api.call("GET", "/v1/map/nope/points", "search"), 404, "nope")
+    _problem(api.call("GET", f"/v1/map/{api.second}/points?limit=0", "search"), 422)
+    _problem(api.call("GET", f"/v1/map/{api.second}/labels?field=", "search"), 422)
+    _problem(api.client.get("/v1/map"), 401)
+    _problem(api.call("GET", "/v1/map", "embed"), 403, "'search'")
+    page = api.client.get("/")
+    assert page.status_code == 200 and '<script type="module" src="/static/app.js">' in page.text
+    script = api.client.get("/static/vendor/regl-scatterplot.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+    licences = api.client.get("/static/vendor/LICENSES.txt").text
+    assert "== regl-scatterplot " in licences and "== regl " in licences
+    assert "cdn" not in api.client.get("/static/app.js").text.lower()  # nothing from the network
+
+
+def test_the_embed_role_serves_no_map(template: dict[str, Any], tmp_path: Path) -> None:
+    with _open(template, tmp_path) as ws:
+        key = ws.catalog.keys.create(["admin"])[0]
+        with TestClient(create_app(ws, "embed", follow=False)) as client:
+            headers = {"Authorization": f"Bearer {key}"}
+            _problem(client.get("/v1/map", headers=headers), 404)
+            _problem(client.get("/"), 404)

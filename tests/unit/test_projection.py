@@ -1,0 +1,79 @@
+"""The 2D projection: deterministic, normalised, neighbourhoods kept, late points placed well."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.manifold import trustworthiness
+
+from embedlake.config import MapSettings
+from embedlake.errors import InputError, NotFound
+from embedlake.lake import open_lake
+from embedlake.reduce import projection
+
+
+def _clusters(
+    n: int = 600, k: int = 6, dim: int = 32, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim)) * 4
+    labels = rng.integers(0, k, size=n)
+    return (centres[labels] + rng.normal(size=(n, dim))).astype(np.float32), labels
+
+
+def _purity(coords: np.ndarray, labels: np.ndarray, rows: np.ndarray, ref: np.ndarray) -> float:
+    """Share of ``rows`` whose nearest ``ref`` point on the map has the same label."""
+    d = ((coords[rows, None, :] - coords[None, ref, :]) ** 2).sum(-1)
+    return float((labels[ref][d.argmin(axis=1)] == labels[rows]).mean())
+
+
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_a_map_is_seeded_normalised_and_keeps_neighbourhoods(method: str) -> None:
+    x, _ = _clusters()
+    ids = [f"d{i}" for i in range(len(x))]
+    settings = MapSettings(method=method, pca_dims=16)
+    first = projection.fit(ids, x, settings)
+    again = projection.fit(ids, x, settings)
+    assert np.array_equal(first.coords, again.coords)  # same seed, same map
+    assert first.coords.shape == (600, 2) and first.coords.dtype == np.float32
+    assert np.abs(first.coords).max() == pytest.approx(1.0)
+    assert first.meta["method"] == method and first.meta["fitted"] == 600
+    assert trustworthiness(x[:, :16], first.coords, n_neighbors=15) > 0.85
+    other = projection.fit(ids, x, MapSettings(method=method, pca_dims=16, seed=7))
+    assert method == "pca" or not np.array_equal(first.coords, other.coords)
+
+
+def test_points_past_the_sample_are_placed_among_their_neighbours() -> None:
+    x, labels = _clusters(n=900)
+    settings = MapSettings(method="umap", pca_dims=16, fit_sample=500)
+    fitted = projection.fit([str(i) for i in range(900)], x, settings)
+    assert (fitted.meta["fitted"], fitted.meta["placed"]) == (500, 400)
+    rng = np.random.default_rng(settings.seed)
+    sample = np.sort(rng.choice(900, 500, replace=False))
+    rest = np.setdiff1d(np.arange(900), sample)
+    # a placed point lands among fitted points of its own cluster
+    assert _purity(fitted.coords, labels, rest, sample) > 0.95
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    lake = open_lake(str(tmp_path / "lake"))
+    x, _ = _clusters(n=50)
+    fitted = projection.fit([f"d{i}" for i in range(50)], x, MapSettings(method="pca"))
+    fitted.save(lake, "releases/r1")
+    loaded = projection.Projection.load(lake, "releases/r1")
+    assert loaded.ids == fitted.ids and np.array_equal(loaded.coords, fitted.coords)
+    assert loaded.meta == fitted.meta
+    with pytest.raises(NotFound, match="embedlake map"):
+        projection.Projection.load(lake, "releases/none")
+
+
+def test_bad_input() -> None:
+    x, _ = _clusters(n=20)
+    with pytest.raises(InputError, match="19 ids for 20 vectors"):
+        projection.fit([str(i) for i in range(19)], x, MapSettings())
+    with pytest.raises(InputError, match="at least 3"):
+        projection.fit(["a", "b"], x[:2], MapSettings())
+    tiny = projection.fit([str(i) for i in range(10)], x[:10], MapSettings(method="umap"))
+    assert tiny.meta["method"] == "pca"  # too few points for UMAP's neighbourhoods
