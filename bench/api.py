@@ -9,23 +9,28 @@ script that rotates through prepared bodies) drives it from the same machine. Tw
   under ``/tmp/embedlake-bench-api/`` (keyed by a version string and ``--n``). Bodies: ~200 real
   queries of the judged collections, by vector (``{"vector", "model", "k": 10}``, embedded by the
   same model) and by text (``{"query", "k": 10}``), at 1 connection (wrk -t1 -c1) and 16 (-t2 -c16).
-  Anchor A, in process: ``searcher.index.search`` one query at a time on the same vectors (same
-  ef_search, so the same recall, which is measured against exact search), and
+  Anchor A, in this process while the servers idle: ``searcher.index.search`` one query at a time
+  on the same vectors (same ef_search, so the same recall@10, measured against exact search), and
   ``searcher.search_vectors`` (adds the hydration of titles and snippets from the catalog).
-  Anchor B: a bare FastAPI app (below), served by uvicorn in a subprocess with the settings
-  `embedlake serve` uses, whose POST endpoint parses the same body with a pydantic model and answers
-  with the bytes of a real /v1/search response. Targets: API by vector at 1 connection ≥ 0.5× the
-  in-process index QPS; ≥ 0.7× bare FastAPI at 1 and 16 connections; p99 ≤ 3× p50 at 1 connection.
+  Anchor B: a bare FastAPI app (``bare_app`` below), served by uvicorn in a subprocess with the
+  settings `embedlake serve` uses, whose POST endpoint parses the same body with a pydantic model
+  and answers with the bytes of a real /v1/search response. Targets: API by vector at 1 connection
+  ≥ 0.5× the in-process index QPS; ≥ 0.7× bare FastAPI at 1 and 16 connections; p99 ≤ 3× p50 at
+  1 connection.
 - **embed**: /v1/embed with bodies of 32 real passages (med) served by MiniLM (a second, small
-  workspace, also cached), at 1 and 4 connections; documents/s = requests/s × 32. Anchor: in-process
-  ``SentenceTransformer.encode(batch, batch_size=32)`` over the same batches, same max_seq_length,
-  measured while the server is idle. Target ≥ 0.8×.
+  workspace, also cached), at 1 and 4 connections; documents/s = requests/s × 32, where requests/s
+  is the steady rate of answered requests (the server's own counter, polled: requests of seconds
+  are too few for wrk's count, which drops those in flight at the end). Anchor: bare
+  ``SentenceTransformer.encode(batch, batch_size=32)`` over the same batches with the same
+  max_seq_length, in a process that imports nothing else, run while the server is idle. Both sides
+  are warmed up on every batch first. Target ≥ 0.8×.
 
-Rounds alternate in-process anchors and wrk runs (rotating the order of the servers); the table
-shows medians over rounds. The load average before each wrk run is kept in the result file.
+Each round measures the anchors, then the wrk runs (the order of the servers rotates); ratios are
+the median over rounds of the ratio within a round, since the machine is shared. Before each wrk
+run the load average is kept, and during it the CPU share of other processes (``other_cpu``).
 
-    .venv/bin/python bench/api.py [--n 100000] [--duration 10] [--embed-duration 20] [--rounds 2]
-                                  [--skip-embed] [--skip-search]
+    .venv/bin/python bench/api.py [--n 100000] [--duration 10] [--embed-duration 20] [--rounds 3]
+                                  [--embed-rounds 3] [--skip-search] [--skip-embed]
 """
 
 from __future__ import annotations
@@ -957,7 +962,7 @@ def main() -> None:
     parser.add_argument("--embed-duration", type=float, default=20, help="seconds per wrk run")
     parser.add_argument("--embed-batches", type=int, default=8, help="distinct /v1/embed bodies")
     parser.add_argument("--embed-rounds", type=int, default=3, help="encode + wrk rounds (embed)")
-    parser.add_argument("--rounds", type=int, default=2, help="anchor + wrk rounds (medians)")
+    parser.add_argument("--rounds", type=int, default=3, help="anchor + wrk rounds (search)")
     parser.add_argument("--min-seconds", type=float, default=3, help="per in-process QPS loop")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-embed", action="store_true")

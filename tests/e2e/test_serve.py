@@ -46,7 +46,7 @@ def cli(*args: str) -> str:
 
 
 class Server:
-    def __init__(self, ws: Path, log: Path, *extra: str) -> None:
+    def __init__(self, ws: Path, log: Path, *extra: str, env: dict[str, str] = ENV) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -60,7 +60,7 @@ class Server:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **ENV},
+                env={**os.environ, **env},
             )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
