@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import collection
@@ -137,15 +140,54 @@ def test_strict_ingest_fails_on_rejects(tmp_path: Path) -> None:
     assert "missing text" in proc.stdout
 
 
-def test_demo_runs_on_the_installed_docstrings(tmp_path: Path) -> None:
-    proc = run(
-        "demo", "--workspace", str(tmp_path / "demo"), "--model", "lsa", "--max-documents", "600"
-    )
-    assert "benchmark on docstrings" in proc.stdout
-    assert "nDCG@10:" in proc.stdout
-    summary = json.loads(proc.stdout.split("nDCG@10:", 1)[1].splitlines()[0])
+def test_demo_runs_on_the_installed_docstrings_and_serves_the_map(tmp_path: Path) -> None:
+    """The README's main job: it ends serving the API and the map, and prints the URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "demo.log"
+    args = ["--workspace", str(tmp_path / "demo"), "--model", "lsa", "--max-documents", "600"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "embedlake.cli.app", "demo", *args, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 600
+        while f"serving {url}/" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(1)
+        ready = _wait_ready(url)
+        assert ready["status"] == "ready"
+        page = httpx.get(f"{url}/")
+        assert page.status_code == 200 and "app.js" in page.text
+        maps = httpx.get(f"{url}/v1/map").json()  # open mode on loopback: no key
+        assert maps["releases"][0]["aliases"] == ["production"]
+        assert maps["releases"][0]["documents"] == 600
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    out_text = log.read_text()
+    assert "benchmark on docstrings" in out_text
+    summary = json.loads(out_text.split("nDCG@10:", 1)[1].splitlines()[0])
     assert set(summary) >= {"bm25", "bm25+stem"} and any(k.startswith("lsa@") for k in summary)
     assert all(0.0 < v <= 1.0 for v in summary.values())
+
+
+def _wait_ready(url: str) -> Any:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the demo's server never became ready")
 
 
 def test_up_handles_a_dropped_file_and_reports_runs(tmp_path: Path) -> None:

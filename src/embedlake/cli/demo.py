@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from embedlake.cli.output import console, embed_with_progress, table
+from embedlake.cli.releases import _build
+from embedlake.config import CONFIG_FILE
 from embedlake.encoders.resolve import resolve_model
 from embedlake.evaluate import bench as benchmark
 from embedlake.evaluate.datasets import load_folder
@@ -29,8 +31,13 @@ def demo(
         typer.Option("--model", "-m", help=("Models to compare (default: lsa and minilm).")),
     ] = None,
     max_documents: Annotated[int, typer.Option(help="Size of the docstrings corpus.")] = 3000,
+    serve: Annotated[
+        bool, typer.Option(help="End by serving the API and the map on 127.0.0.1 (open mode).")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
 ) -> None:
-    """Create a workspace, ingest a corpus, embed, index, benchmark and show example searches."""
+    """Create a workspace, ingest a corpus, embed, index, benchmark, show example searches, build
+    a release (with its map) of the best model, and serve the API and the map."""
     models = model or ["lsa", "minilm"]
     with Workspace.init(workspace) as ws:
         if dataset is None:
@@ -88,4 +95,33 @@ def demo(
             )
         summary = {r.system: round(r.metrics["ndcg@10"], 4) for r in results}
         console.print(f"nDCG@10: {json.dumps(summary)}", highlight=False)
-        console.print(f'\nnext: embedlake search {workspace} "your query" -k 5', highlight=False)
+        console.rule(f"5. a release of {best.system}, with its map")
+        made = _build(ws, best.system, "demo", publish=True)
+        fitted = ws.catalog.releases.get(made["release"]).report["map"]
+        console.print(
+            f"release {made['release']} {made['status']}: {fitted['method']} map of "
+            f"{fitted['n']:,} documents",
+            highlight=False,
+        )
+    if not serve:
+        console.print(f'\nnext: embedlake serve {workspace}, or embedlake search {workspace} "…"')
+        return
+    _serve_open(workspace, port)
+
+
+def _serve_open(workspace: Path, port: int) -> None:
+    """Serve on loopback without keys (the demo workspace is set to open mode)."""
+    import uvicorn
+
+    from embedlake.api import create_app
+
+    toml = workspace / CONFIG_FILE
+    toml.write_text(toml.read_text().replace('auth = "keys"', 'auth = "open"'), encoding="utf-8")
+    with Workspace.open(workspace) as ws:
+        console.rule("6. the API and the map")
+        console.print(
+            f"serving http://127.0.0.1:{port}/ (the map) and http://127.0.0.1:{port}/docs "
+            "(the API); Ctrl-C stops",
+            highlight=False,
+        )
+        uvicorn.run(create_app(ws), host="127.0.0.1", port=port, log_level="warning")
