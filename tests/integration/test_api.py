@@ -495,3 +495,32 @@ def test_nothing_to_serve_is_not_ready(tmp_path: Path) -> None:
                 "/v1/search", json={"query": "x"}, headers={"Authorization": f"Bearer {key}"}
             )
             _problem(response, 404, "index")
+
+
+def test_the_openapi_document_covers_every_route_error_and_the_auth_scheme(api: Api) -> None:
+    doc = api.client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    routes = {
+        (method.upper(), path) for path, operations in doc["paths"].items() for method in operations
+    }
+    from embedlake.api.routes import admin, documents, embed, map, probes, search
+
+    served = {
+        (method, route.path)
+        for module in (admin, documents, embed, map, probes, search)
+        for route in module.router.routes
+        for method in getattr(route, "methods", set())
+    }
+    assert routes == served and len(routes) >= 19
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            assert "200" in responses or "202" in responses
+            for code, response in responses.items():
+                if code[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"]
+            if path.startswith("/v1/"):
+                assert operation["security"] == [{"HTTPBearer": []}], path
+                assert {"401", "403", "422"} <= set(responses), path
+    assert "Problem" in doc["components"]["schemas"]
+    assert "HTTPValidationError" not in doc["components"]["schemas"]

@@ -73,9 +73,9 @@ class ServingState:
         self._need_index = need_index
         self._api = ws.settings.api
         self.default_alias = ws.settings.gate.alias
-        # what requests are answered with: alias → key, and release id → key for releases asked
-        # for by id (least recently used first). A key names a release *and* its index, because
-        # a release's index is rebuilt in place when new documents arrive.
+        # what requests are answered with: per alias, and per release asked for by id (least
+        # recently used first). A Served's key names a release *and* its index, because a
+        # release's index is rebuilt in place when new documents arrive.
         self._followed: dict[str, Served] = {}
         self._pinned: OrderedDict[str, Served] = OrderedDict()
         self._encoders: dict[int, tuple[Encoder, Batcher]] = {}
