@@ -285,6 +285,21 @@ def own_ticks(pids: Sequence[int]) -> int:
     return ticks
 
 
+def wait_idle(pids: Sequence[int], window: float = 0.5, timeout: float = 120) -> float:
+    """Wait until ``pids`` use under 5% of a core over ``window`` (a server still answering the
+    requests queued when wrk stopped would slow whatever runs next); gives the seconds waited."""
+    started = time.perf_counter()
+    hz = os.sysconf("SC_CLK_TCK")
+    before = own_ticks(pids) - own_ticks(())
+    while time.perf_counter() - started < timeout:
+        time.sleep(window)
+        now = own_ticks(pids) - own_ticks(())
+        if now - before <= 0.05 * window * hz:
+            break
+        before = now
+    return time.perf_counter() - started
+
+
 @contextlib.contextmanager
 def server(
     cmd: list[str], port: int, log: Path, timeout: float = 600
@@ -376,6 +391,7 @@ def run_wrk(
     body_file.write_text("".join(b + "\n" for b in bodies), encoding="utf-8")
     script = folder / f"{label}.lua"
     script.write_text(LUA % {"bodies": body_file, "key": key, "path": path})
+    waited = wait_idle(pids)
     load, (idle0, total0), own0 = loadavg(), cpu_times(), own_ticks(pids)
     cmd = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
     cmd += ["--timeout", "60s", "-s", str(script), f"{url}{path}"]
@@ -392,6 +408,7 @@ def run_wrk(
             "connections": connections,
             "duration_s": duration,
             "loadavg": load,  # before the run: the 1, 5 and 15 minute load averages
+            "waited_idle_s": waited,  # for the servers to finish what earlier runs left queued
             # shares of the machine's CPU time during the run: busy (every process), and busy
             # with processes other than this script, wrk and the servers (other work: noise)
             "machine_cpu_busy": 1 - (idle1 - idle0) / spent if spent > 0 else None,
@@ -520,6 +537,7 @@ def search_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             runs: dict[str, list[dict[str, Any]]] = {}
             anchors: dict[str, list[float]] = {"index": [], "search_vectors": [], "search_text": []}
             for r in range(args.rounds):
+                wait_idle([api_proc.pid, bare_proc.pid])
                 print(f"  round {r + 1}/{args.rounds}: in process (servers idle)", flush=True)
                 anchors["index"].append(
                     qps_loop(lambda q: searcher.index.search(q, K), rows, args.min_seconds)
@@ -771,6 +789,7 @@ def embed_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             flush=True,
         )
         for r in range(args.embed_rounds):
+            wait_idle([api_proc.pid])
             anchor_runs.append(encode_pass())
             print(
                 f"  round {r + 1}/{args.embed_rounds}: bare encode {anchor_runs[-1]:7.1f} docs/s "

@@ -21,7 +21,6 @@ import numpy as np
 
 from embedlake import index as vector_index
 from embedlake.batch import read_vectors
-from embedlake.catalog.documents import Document
 from embedlake.catalog.registry import IndexRecord, ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.encoders import Encoder, artifacts
@@ -260,8 +259,12 @@ class Searcher:
             for rank, doc_id in enumerate(ranking):
                 fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (_RRF_K + rank + 1)
         top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
-        docs = self._ws.catalog.documents.get_many(top)
-        return [_hit(docs[d], fused[d]) for d in top if d in docs][:k]
+        found = self._ws.catalog.documents.summaries(top)
+        return [
+            Hit(d, fused[d], found[d].title, _snippet(found[d].head), found[d].source)
+            for d in top
+            if d in found
+        ][:k]
 
     def bm25(self) -> Bm25:
         """A BM25 index over the live corpus, built on first use (for hybrid search)."""
@@ -281,12 +284,15 @@ class Searcher:
         todo, fetch = list(range(len(vectors))), k + 10
         while todo:
             raw = self.index.search(vectors[todo], fetch, allowed)
-            docs = documents.get_many(sorted({d for row in raw for d, _ in row}))
+            found = documents.summaries(list({d for row in raw for d, _ in row}))
             again = []
             for n, row in zip(todo, raw, strict=True):
-                hits = [_hit(docs[d], s) for d, s in row if d in docs and d != exclude]
-                out[n] = hits[:k]
-                if len(hits) < k and len(row) == fetch and fetch < len(self.index):
+                live = [(d, s) for d, s in row if d in found and d != exclude][:k]
+                out[n] = [
+                    Hit(d, s, found[d].title, _snippet(found[d].head), found[d].source)
+                    for d, s in live
+                ]
+                if len(live) < k and len(row) == fetch and fetch < len(self.index):
                     again.append(n)  # the index may hold more live documents further down
             todo, fetch = again, fetch * 4
         return out
@@ -300,10 +306,6 @@ def _check_k(k: int) -> None:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
-def _hit(doc: Document, score: float) -> Hit:
-    return Hit(doc.id, float(score), doc.title, _snippet(doc.text), doc.source)
-
-
 def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text[: limit * 2].split())
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

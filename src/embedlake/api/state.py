@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from starlette.concurrency import run_in_threadpool
+
 from embedlake.api import maps
 from embedlake.api.batching import Batcher
 from embedlake.api.maps import MapData
@@ -113,6 +115,14 @@ class ServingState:
             self.refresh(only=alias)
             served = self._followed[alias]
         return served
+
+    async def aget(self, *, release: str | None = None, alias: str | None = None) -> Served:
+        """``get`` for a request: answered at once when loaded, else in the thread pool (a load
+        takes seconds and must not block the event loop)."""
+        loaded = self._followed.get(alias or self.default_alias) if release is None else None
+        if loaded is not None:
+            return loaded
+        return await run_in_threadpool(lambda: self.get(release=release, alias=alias))
 
     @property
     def ready(self) -> bool:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from embedlake.catalog.schema import documents as t
 from embedlake.errors import InputError, NotFound
@@ -43,6 +43,18 @@ class Document:
     def full_text(self) -> str:
         """The text an encoder embeds: title and body."""
         return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+# built once: this runs for every search, and building a statement costs more than running it
+_SUMMARIES = select(
+    t.c.id, t.c.title, t.c.source, func.substr(t.c.text, 1, bindparam("chars")).label("head")
+).where(t.c.id.in_(bindparam("ids", expanding=True)), t.c.deleted_at.is_(None))
+
+
+class Summary(NamedTuple):
+    title: str
+    source: str
+    head: str  # the text's first characters
 
 
 @dataclass
@@ -145,6 +157,16 @@ class Documents:
                 out.update(
                     {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
                 )
+        return out
+
+    def summaries(self, ids: Sequence[str], chars: int = 400) -> dict[str, Summary]:
+        """Title, source and the start of the text of the live documents among ``ids``: what a
+        result list shows, without reading whole texts."""
+        out: dict[str, Summary] = {}
+        with self._catalog.connect() as conn:
+            for i in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(_SUMMARIES, {"ids": ids[i : i + _IN_CHUNK], "chars": chars})
+                out.update({r[0]: Summary(r[1], r[2], r[3]) for r in rows})
         return out
 
     def ids_where(self, where: Mapping[str, Any]) -> set[str]:

@@ -28,6 +28,9 @@ class LsaEncoder:
     def __init__(self, vectorizer: TfidfVectorizer, components: np.ndarray) -> None:
         self.vectorizer = vectorizer
         self.components = np.ascontiguousarray(components, dtype=np.float32)
+        # terms × dims, C-ordered: ``sparse @ components.T`` would copy the whole (transposed)
+        # matrix on every call (scipy ravels it), hundreds of MB for a large vocabulary
+        self._projection = np.ascontiguousarray(self.components.T)
         self.dim = int(components.shape[0])
 
     @classmethod
@@ -46,7 +49,7 @@ class LsaEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
         tfidf = self.vectorizer.transform(list(texts))
-        return normalise(np.asarray(tfidf @ self.components.T))
+        return normalise(np.asarray(tfidf @ self._projection))
 
     def save(self, folder: Path) -> None:
         vocabulary = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
@@ -27,7 +26,7 @@ async def embed(body: schemas.EmbedRequest, request: Request) -> schemas.EmbedRe
                 f"{api.max_text_chars:,} (api.max_text_chars)"
             )
     state: ServingState = request.app.state.serving
-    served = await run_in_threadpool(state.get, release=body.release, alias=body.alias)
+    served = await state.aget(release=body.release, alias=body.alias)
     vectors = await served.batcher.encode(body.texts)
     return schemas.EmbedResponse(
         model=served.model.ref,

