@@ -1,10 +1,11 @@
 """Dynamic batching: texts of concurrent requests are embedded together.
 
-A request's texts join a queue; a single worker takes everything queued (up to ``max_batch`` texts),
-waiting at most ``max_wait`` seconds for company once the first text is there, and encodes it in one
-call on a worker thread. While a batch is being encoded the next one fills, so under load batches
-grow by themselves and throughput approaches the encoder's batch throughput; an idle server adds at
-most ``max_wait`` to a lone request.
+A request's texts join a queue; a single worker takes everything queued (up to ``max_batch`` texts)
+and encodes it in one call on a worker thread. While a batch is being encoded the next one fills, so
+under load batches grow by themselves and throughput approaches the encoder's batch throughput.
+When the previous batch held more than one request (there is company to wait for), the worker also
+waits up to ``max_wait`` seconds for more; a lone client's requests never wait (its latency is the
+encoder's own).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        crowded = False  # did the previous batch have company?
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0][0])
-            deadline = loop.time() + self._max_wait
+            deadline = loop.time() + (self._max_wait if crowded else 0.0)
             while size < self._max_batch:
                 timeout = deadline - loop.time()
                 try:
@@ -64,6 +66,7 @@ class Batcher:
                     break
                 batch.append(item)
                 size += len(item[0])
+            crowded = len(batch) > 1
             texts = [t for chunk, _ in batch for t in chunk]
             self._on_batch(len(texts))
             try:
