@@ -56,7 +56,7 @@ from sklearn.manifold import trustworthiness
 from embedlake.config import MapSettings
 from embedlake.reduce import projection
 
-from _common import DATA, median, table, write_result
+from _common import DATA, RESULTS, median, table, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("EMBEDLAKE_BENCH_MAP_CACHE", "/tmp/embedlake-bench-map"))
@@ -86,6 +86,7 @@ WS100 = "ws-100k-lsa"
 ENV100 = {"EMBEDLAKE_EMBED__LSA_COMPONENTS": "384", "EMBEDLAKE_MAP__METHOD": "pca"}
 OPEN = {"EMBEDLAKE_API__AUTH": "open"}
 T = TypeVar("T")
+WAITED = [0.0]  # seconds spent waiting for other benchmarks to finish
 
 # records performance.now() (ms since navigation start) when the page says its points are drawn
 READY_JS = """
@@ -119,6 +120,27 @@ def loadavg() -> list[float]:
         return []
 
 
+def cpu() -> tuple[int, int, float]:
+    """(idle, total) jiffies of the machine (/proc/stat) and this process's CPU seconds."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0, 0.0
+    t = os.times()
+    return fields[3] + fields[4], sum(fields[:8]), t.user + t.system
+
+
+def shares(before: tuple[int, int, float], after: tuple[int, int, float]) -> dict[str, float]:
+    """Shares of the machine's CPU time between two `cpu()` readings: busy (all processes) and
+    busy with other processes than this one (servers and browsers it starts count as others)."""
+    spent = after[1] - before[1]
+    if spent <= 0:
+        return {}
+    busy = 1 - (after[0] - before[0]) / spent
+    own = (after[2] - before[2]) * os.sysconf("SC_CLK_TCK") / spent
+    return {"machine_cpu_busy": round(busy, 3), "other_cpu": round(max(0.0, busy - own), 3)}
+
+
 def busy() -> bool:
     """Another benchmark script running on this machine?"""
     found = subprocess.run(
@@ -131,12 +153,13 @@ def busy() -> bool:
 
 def quiet(limit_s: float = 2400) -> list[float]:
     """Wait (up to ``limit_s``) while another benchmark runs here; the load averages after."""
-    deadline, said = time.monotonic() + limit_s, False
+    deadline, said, started = time.monotonic() + limit_s, False, time.monotonic()
     while busy() and time.monotonic() < deadline:
         if not said:
             print("  waiting for another benchmark to finish ...", flush=True)
             said = True
         time.sleep(30)
+    WAITED[0] += time.monotonic() - started
     return loadavg()
 
 
@@ -146,15 +169,16 @@ def timed(fn: Callable[[], T], tries: int = 3) -> tuple[T, float, dict[str, Any]
     retries = 0
     while True:
         load = quiet()
-        started = time.perf_counter()
+        before, started = cpu(), time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - started
+        used = shares(before, cpu())
         overlapped = busy()
         if not overlapped or retries + 1 >= tries:
             break
         retries += 1
         print("  another benchmark started meanwhile: measuring again", flush=True)
-    return result, seconds, {"loadavg": load, "retries": retries, "overlapped": overlapped}
+    return result, seconds, {"loadavg": load, **used, "retries": retries, "overlapped": overlapped}
 
 
 def big_parts(target: int = 100_000) -> list[tuple[str, str]]:
@@ -617,24 +641,113 @@ def screenshot(browser: Any, url: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ main
 
 
+def report(payload: dict[str, Any]) -> None:
+    """The tables, from whatever parts the payload holds."""
+    rows = [
+        [
+            f"{result['points']:,}",
+            name,
+            f"{m['fitted']:,} + {m['placed']:,} placed" if "fitted" in m else "all",
+            m["seconds"],
+            m["trustworthiness"],
+        ]
+        for result in payload.get("projection", {}).values()
+        for name, m in result["methods"].items()
+    ]
+    if rows:
+        print(table(["points", "method", "fitted", "seconds", f"trustworthiness@{K}"], rows))
+        print()
+    if "placement" in payload:
+        pl = payload["placement"]
+        prow = [
+            [name, m["seconds"], m["trustworthiness_placed"], m["trustworthiness_all"]]
+            for name, m in pl["methods"].items()
+        ]
+        prow.append(
+            [
+                "(reference: UMAP fitted on all 10k)",
+                None,
+                pl["trustworthiness_placed_in_fit_all"],
+                pl["trustworthiness_all_in_fit_all"],
+            ]
+        )
+        print(
+            f"placement: {pl['placed']:,} of {pl['points']:,} MiniLM points positioned against a "
+            f"UMAP fitted on the other {pl['fitted']:,} ({pl['fit_seconds']:.1f} s)"
+        )
+        print(table(["placed by", "seconds", f"T@{K} placed", f"T@{K} all points"], prow))
+        print()
+    page_rows = []
+    for name, r in payload.get("page", {}).items():
+        warm = r["runs"][1:]
+        by = {
+            k: median([w["by_kind"].get(k, {}).get("bytes", 0) for w in warm])
+            for k in ("points", "ids", "labels")
+        }
+        page_rows.append(
+            [
+                name,
+                f"{r['points']:,}",
+                r["cold_ready_s"],
+                r["median_warm_ready_s"],
+                ", ".join(f"{s:.2f}" for s in r["warm_ready_s"]),
+                f"{by['points'] / 1e6:.2f}",
+                f"{by['ids'] / 1e6:.2f}",
+                f"{by['labels'] / 1e6:.2f}",
+            ]
+        )
+    if page_rows:
+        headers = ["workspace", "points", "cold: ready s", "warm: median ready s", "warm runs"]
+        headers += ["points MB", "ids MB", "labels MB"]
+        print(table(headers, page_rows))
+        print("\nwhere a warm load's time goes (medians; GET = a bare httpx GET of the server's)")
+        rows = []
+        for name, r in payload["page"].items():
+            warm = r["runs"][1:]
+            got = r["server_get"]
+            rows.append(
+                [
+                    name,
+                    median([w["last_map_response_s"] for w in warm]),
+                    median([w["ready_s"] - w["last_map_response_s"] for w in warm]),
+                    *(got[k]["median_s"] for k in ("points", "ids", "labels")),
+                ]
+            )
+        headers = ["workspace", "last map response s", "then to ready s", "GET points s"]
+        print(table([*headers, "GET ids s", "GET labels s"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="projection,placement,page,screenshot")
     parser.add_argument("--sizes", default="10000,100000", help="projection sizes: 10000, 100000")
     parser.add_argument("--loads", type=int, default=3, help="warm page loads after the cold one")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the other parts of bench/results/map.json"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     sizes = [int(s) for s in args.sizes.split(",")]
     logging.basicConfig(level=logging.WARNING)
     CACHE.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    payload: dict[str, Any] = {"cache": str(CACHE), "workspaces": {}}
+    payload: dict[str, Any] = {}
+    previous = RESULTS / "map.json"
+    if args.keep and previous.exists():
+        payload = json.loads(previous.read_text())
+        payload.setdefault("earlier_runs", []).append(payload.pop("machine"))
+    payload.update(cache=str(CACHE), parts=sorted(parts))
+    payload.setdefault("workspaces", {})
     big = big_parts()
+
+    def save() -> None:
+        payload["wall_seconds"] = time.perf_counter() - started
+        payload["waited_seconds"] = WAITED[0]
+        write_result("map", payload)
 
     ws20 = workspace(WS20, [("20newsgroups", "")], "minilm", {})
     payload["workspaces"]["20newsgroups-minilm"] = ws20
 
-    rows: list[list[Any]] = []
     if parts & {"projection", "placement"}:
         print(f"UMAP warm-up (numba compilation): {warm_up():.1f} s, not counted", flush=True)
         vectors = {}
@@ -642,21 +755,16 @@ def main() -> None:
             vectors[10_000] = minilm_10k(Path(ws20["folder"]))
         if 100_000 in sizes and "projection" in parts:
             vectors[100_000], payload["lsa"] = lsa_big(big)
-        payload["projection"] = {}
         fit_all_10k: np.ndarray | None = None
-        for size in sorted(vectors):
-            if "projection" not in parts or size not in sizes:
-                continue
-            result = project(f"{size // 1000}k", vectors[size])
-            coords = result.pop("embedlake_umap_coords")
-            if size == 10_000:
-                fit_all_10k = coords
-            payload["projection"][str(size)] = result
-            for name, m in result["methods"].items():
-                fit = f"{m['fitted']:,} + {m['placed']:,} placed" if "fitted" in m else "all"
-                rows.append(
-                    [f"{result['points']:,}", name, fit, m["seconds"], m["trustworthiness"]]
-                )
+        if "projection" in parts:
+            payload["projection"] = {}
+            for size in sorted(v for v in vectors if v in sizes):
+                result = project(f"{size // 1000}k", vectors[size])
+                coords = result.pop("embedlake_umap_coords")
+                if size == 10_000:
+                    fit_all_10k = coords
+                payload["projection"][str(size)] = result
+                save()
         if "placement" in parts:
             if fit_all_10k is None:
                 fitted = projection.fit(
@@ -664,6 +772,7 @@ def main() -> None:
                 )
                 fit_all_10k = fitted.coords
             payload["placement"] = placement(vectors[10_000], fit_all_10k)
+            save()
 
     if "page" in parts or "screenshot" in parts:
         from playwright.sync_api import sync_playwright
@@ -671,8 +780,8 @@ def main() -> None:
         if "page" in parts:
             ws100 = workspace(WS100, big, "lsa", ENV100)
             payload["workspaces"]["100k-lsa"] = ws100
+            payload["page"] = {}
         commands: list[str] = []
-        payload["page"] = {}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             try:
@@ -692,68 +801,13 @@ def main() -> None:
                 browser.close()
         payload["serve_commands"] = commands
 
-    payload["wall_seconds"] = time.perf_counter() - started
     print()
-    if rows:
-        print(table(["points", "method", "fitted", "seconds", f"trustworthiness@{K}"], rows))
-        print()
-    if "placement" in payload:
-        pl = payload["placement"]
-        prow = [
-            [name, m["seconds"], m["trustworthiness_placed"], m["trustworthiness_all"]]
-            for name, m in pl["methods"].items()
-        ]
-        prow.append(
-            [
-                "(reference: UMAP fitted on all)",
-                None,
-                pl["trustworthiness_placed_in_fit_all"],
-                pl["trustworthiness_all_in_fit_all"],
-            ]
-        )
-        print(
-            f"placement: {pl['placed']:,} of {pl['points']:,} MiniLM points positioned against a "
-            f"UMAP fitted on the other {pl['fitted']:,} ({pl['fit_seconds']:.1f} s)"
-        )
-        print(table(["placed by", "seconds", f"T@{K} placed", f"T@{K} all points"], prow))
-        print()
-    if payload.get("page"):
-        page_rows = []
-        for name, r in payload["page"].items():
-            warm = r["runs"][1:]
-            by = {
-                k: median([w["by_kind"].get(k, {}).get("bytes", 0) for w in warm])
-                for k in ("points", "ids", "labels")
-            }
-            page_rows.append(
-                [
-                    name,
-                    f"{r['points']:,}",
-                    r["cold_ready_s"],
-                    r["median_warm_ready_s"],
-                    ", ".join(f"{s:.2f}" for s in r["warm_ready_s"]),
-                    f"{by['points'] / 1e6:.2f}",
-                    f"{by['ids'] / 1e6:.2f}",
-                    f"{by['labels'] / 1e6:.2f}",
-                ]
-            )
-        print(
-            table(
-                [
-                    "workspace",
-                    "points",
-                    "cold: ready s",
-                    "warm: median ready s",
-                    "warm runs",
-                    "points MB",
-                    "ids MB",
-                    "labels MB",
-                ],
-                page_rows,
-            )
-        )
-    print(f"\nwall time {payload['wall_seconds']:.0f} s")
-    write_result("map", payload)
+    report(payload)
+    print(
+        f"\nwall time {time.perf_counter() - started:.0f} s, of which {WAITED[0]:.0f} s waiting "
+        "for other benchmarks to finish"
+    )
+    save()
 
 
 if __name__ == "__main__":

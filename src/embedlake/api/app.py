@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -50,9 +51,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServingState(ws, metrics, need_index=role != "embed", start=follow)
         app.state.serving = state
+        app.state.search_pool = ThreadPoolExecutor(os.cpu_count() or 2, "search")
         try:
             yield
         finally:
+            app.state.search_pool.shutdown(wait=False, cancel_futures=True)
             state.close()
             for batcher in state.batchers():
                 await batcher.close()
