@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -86,6 +87,7 @@ WS100 = "ws-100k-lsa"
 ENV100 = {"EMBEDLAKE_EMBED__LSA_COMPONENTS": "384", "EMBEDLAKE_MAP__METHOD": "pca"}
 OPEN = {"EMBEDLAKE_API__AUTH": "open"}
 T = TypeVar("T")
+SERVER_GETS = ("index", "points", "ids", "labels")  # /v1/map, /v1/map/{release}/...
 WAITED = [0.0]  # seconds spent waiting for other benchmarks to finish
 
 # records performance.now() (ms since navigation start) when the page says its points are drawn
@@ -142,13 +144,26 @@ def shares(before: tuple[int, int, float], after: tuple[int, int, float]) -> dic
 
 
 def busy() -> bool:
-    """Another benchmark script running on this machine?"""
+    """Another benchmark script (another bench/map.py included) running on this machine?"""
     found = subprocess.run(
-        ["pgrep", "-f", "bench/(api|embed|ann|release|ingest|quality|runtime|finetune).py"],
-        stdout=subprocess.DEVNULL,
+        ["pgrep", "-f", "bench/(api|embed|ann|release|ingest|quality|runtime|finetune|map).py"],
+        capture_output=True,
+        text=True,
         check=False,
     )
-    return found.returncode == 0
+    return bool({int(pid) for pid in found.stdout.split()} - ancestry())
+
+
+def ancestry() -> set[int]:
+    """This process and its parents (a shell that started it may have its name on its line)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
 
 
 def quiet(limit_s: float = 2400) -> list[float]:
@@ -405,6 +420,13 @@ def project(label: str, x: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def neighbour_search() -> Callable[[np.ndarray], projection.Neighbours]:
+    """The nearest-neighbour search `projection.fit` places points with (it was renamed when
+    brute force gave way to an HNSW graph)."""
+    found = getattr(projection, "_neighbours", None) or projection._exact_neighbours
+    return found  # type: ignore[no-any-return]
+
+
 def place_cost(reduced: np.ndarray, coords: np.ndarray) -> dict[str, Any]:
     """Re-run the placement step of `fit` alone: neighbour search vs the per-point weighting."""
     settings = MapSettings()
@@ -412,9 +434,7 @@ def place_cost(reduced: np.ndarray, coords: np.ndarray) -> dict[str, Any]:
     n = len(x)
     fitted = np.sort(np.random.default_rng(settings.seed).choice(n, settings.fit_sample, False))
     rest = np.setdiff1d(np.arange(n), fitted)
-    hits, search_s, run = timed(
-        lambda: projection._exact_neighbours(x[fitted])(x[rest], settings.place_k)
-    )
+    hits, search_s, run = timed(lambda: neighbour_search()(x[fitted])(x[rest], settings.place_k))
     placed, weigh_s, _ = timed(
         lambda: projection.place(x[rest], lambda q, k: hits, coords[fitted], settings.place_k)
     )
@@ -423,6 +443,7 @@ def place_cost(reduced: np.ndarray, coords: np.ndarray) -> dict[str, Any]:
         "search_seconds": search_s,
         "weighting_seconds": weigh_s,
         "max_abs_diff_vs_fit": float(np.abs(placed - coords[rest]).max()),
+        "search": neighbour_search().__name__,
         **run,
     }
 
@@ -457,6 +478,7 @@ def placement(x: np.ndarray, fit_all: np.ndarray) -> dict[str, Any]:
         "placed": len(rest),
         "fit_seconds": fit_s,
         "fit_run": fit_run,
+        "search": neighbour_search().__name__,
         "trustworthiness_placed_in_fit_all": trust(x[rest], fit_all[rest], sample),
         "trustworthiness_all_in_fit_all": trust(x, fit_all, everywhere),
         "methods": {},
@@ -464,7 +486,7 @@ def placement(x: np.ndarray, fit_all: np.ndarray) -> dict[str, Any]:
     print(f"  placement: UMAP fit on {len(fit_rows):,} points {fit_s:.1f} s", flush=True)
 
     def embedlake_place() -> np.ndarray:
-        neighbours = projection._exact_neighbours(reduced[fit_rows])
+        neighbours = neighbour_search()(reduced[fit_rows])
         return projection.place(reduced[rest], neighbours, base, settings.place_k)
 
     def umap_transform() -> np.ndarray:
@@ -536,6 +558,9 @@ def serve(ws: Path, env: dict[str, str], commands: list[str]) -> Iterator[str]:
 
 
 def kind_of(url: str) -> str | None:
+    """Which of the page's requests: the map index, or the points, ids or labels of a map."""
+    if url.endswith("/v1/map"):
+        return "index"
     for kind in ("points", "ids", "labels"):
         if f"/{kind}" in url and "/v1/map/" in url:
             return kind
@@ -568,11 +593,14 @@ def one_load(browser: Any, url: str) -> dict[str, Any]:
         k["bytes"] += r["transfer"]
         k["body_bytes"] += r["decoded"]
         k["ms"] += r["end"] - r["start"]
-    last = max((r["end"] for r in got["resources"] if kind_of(r["name"])), default=0.0)
+    data = [r for r in got["resources"] if kind_of(r["name"]) in ("points", "ids", "labels")]
+    last = max((r["end"] for r in data), default=0.0)
+    first = min((r["start"] for r in data), default=0.0)
     return {
         "ready_s": got["ready"] / 1000,
         "wall_s": wall,
         "points": got["points"],
+        "first_map_request_s": first / 1000,
         "last_map_response_s": last / 1000,
         "by_kind": by_kind,
     }
@@ -591,11 +619,12 @@ def page_loads(browser: Any, url: str, loads: int) -> dict[str, Any]:
     index = httpx.get(f"{url}/v1/map", timeout=60).json()
     release = next(r["id"] for r in index["releases"] if index["alias"] in r["aliases"])
     server: dict[str, Any] = {}
-    for kind in ("points", "ids", "labels"):
+    for kind in SERVER_GETS:
+        path = "/v1/map" if kind == "index" else f"/v1/map/{release}/{kind}"
         times, size = [], 0
         for _ in range(5):
             started = time.perf_counter()
-            response = httpx.get(f"{url}/v1/map/{release}/{kind}", timeout=120)
+            response = httpx.get(f"{url}{path}", timeout=120)
             times.append(time.perf_counter() - started)
             size = len(response.content)
         server[kind] = {"median_s": median(times), "bytes": size}
@@ -700,7 +729,10 @@ def report(payload: dict[str, Any]) -> None:
         headers = ["workspace", "points", "cold: ready s", "warm: median ready s", "warm runs"]
         headers += ["points MB", "ids MB", "labels MB"]
         print(table(headers, page_rows))
-        print("\nwhere a warm load's time goes (medians; GET = a bare httpx GET of the server's)")
+        print(
+            "\nwhere a warm load's time goes (medians, seconds since navigation start; "
+            "GET = a bare httpx GET of the server's, warm)"
+        )
         rows = []
         for name, r in payload["page"].items():
             warm = r["runs"][1:]
@@ -708,13 +740,14 @@ def report(payload: dict[str, Any]) -> None:
             rows.append(
                 [
                     name,
+                    median([w.get("first_map_request_s", 0.0) for w in warm]),
                     median([w["last_map_response_s"] for w in warm]),
                     median([w["ready_s"] - w["last_map_response_s"] for w in warm]),
-                    *(got[k]["median_s"] for k in ("points", "ids", "labels")),
+                    *(got[k]["median_s"] if k in got else None for k in SERVER_GETS),
                 ]
             )
-        headers = ["workspace", "last map response s", "then to ready s", "GET points s"]
-        print(table([*headers, "GET ids s", "GET labels s"], rows))
+        headers = ["workspace", "first data request s", "last data response s", "then to ready s"]
+        print(table([*headers, *(f"GET {k} s" for k in SERVER_GETS)], rows))
 
 
 def main() -> None:
@@ -737,6 +770,10 @@ def main() -> None:
         payload = json.loads(previous.read_text())
         payload.setdefault("earlier_runs", []).append(payload.pop("machine"))
     payload.update(cache=str(CACHE), parts=sorted(parts))
+    # the map code measured (it changes: say which version the numbers belong to)
+    payload["projection_py_md5"] = hashlib.md5(
+        Path(projection.__file__).read_bytes(), usedforsecurity=False
+    ).hexdigest()
     payload.setdefault("workspaces", {})
     big = big_parts()
 
@@ -757,7 +794,7 @@ def main() -> None:
             vectors[100_000], payload["lsa"] = lsa_big(big)
         fit_all_10k: np.ndarray | None = None
         if "projection" in parts:
-            payload["projection"] = {}
+            payload.setdefault("projection", {})
             for size in sorted(v for v in vectors if v in sizes):
                 result = project(f"{size // 1000}k", vectors[size])
                 coords = result.pop("embedlake_umap_coords")

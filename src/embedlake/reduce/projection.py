@@ -1,11 +1,12 @@
 """The 2D map of a release: UMAP (umap-learn) on PCA-reduced vectors, or PCA alone.
 
-Fitted once per release on at most ``fit_sample`` points (seeded). PCA, being linear, then projects
-every point; with UMAP the other points, and documents that arrive later, are *placed*: each at the weighted mean of the map positions of its nearest
-fitted neighbours, with UMAP's own membership weights ``exp(-(d - d_nearest) / sigma)``. This is
-how umap-learn's ``transform`` initialises new points; we stop there (no optimisation epochs) so
-that placing needs only the stored coordinates and a nearest-neighbour search, not a pickled UMAP
-model (see docs/decisions/0008-map-projection.md, with its measured cost in trustworthiness).
+Fitted once per release on at most ``fit_sample`` points (seeded). PCA, being linear, then
+projects every point; with UMAP the other points, and documents that arrive later, are *placed*:
+each at the weighted mean of the map positions of its nearest fitted neighbours, with UMAP's own
+membership weights ``exp(-(d - d_nearest) / sigma)``. This is how umap-learn's ``transform``
+initialises new points; we stop there (no optimisation epochs) so that placing needs only the
+stored coordinates and a nearest-neighbour search, not a pickled UMAP model (see
+docs/decisions/0008-map-projection.md, with its measured cost in trustworthiness).
 
 Coordinates are centred and scaled into [-1, 1] (aspect kept), ready for WebGL. A projection is
 stored in the lake as ``coords.parquet`` (id, x, y) and ``meta.json`` under the release's prefix.
