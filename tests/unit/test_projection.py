@@ -77,3 +77,5 @@ def test_bad_input() -> None:
         projection.fit(["a", "b"], x[:2], MapSettings())
     tiny = projection.fit([str(i) for i in range(10)], x[:10], MapSettings(method="umap"))
     assert tiny.meta["method"] == "pca"  # too few points for UMAP's neighbourhoods
+    line = projection.fit([str(i) for i in range(20)], x[:, :1], MapSettings(method="pca"))
+    assert line.coords.shape == (20, 2) and not line.coords[:, 1].any()  # 1-d vectors: a line

@@ -127,7 +127,10 @@ def fit(ids: Sequence[str], vectors: np.ndarray, settings: MapSettings) -> Proje
 def _pca_2d(sample: np.ndarray, x: np.ndarray) -> Coords:
     mean = sample.mean(axis=0)
     _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-    return np.asarray((x - mean) @ vt[:2].T, dtype=np.float32)
+    out = np.zeros((len(x), 2), dtype=np.float32)
+    axes = vt[:2]  # one axis only when the vectors have one dimension: the points lie on a line
+    out[:, : len(axes)] = (x - mean) @ axes.T
+    return out
 
 
 def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
