@@ -304,3 +304,28 @@ def test_serve_up_ingests_posted_documents_into_the_served_release(
         assert "uro-1" in [h["id"] for h in again["results"]]
     finally:
         srv.stop()
+
+
+def test_keys_list_and_revoke_from_the_cli(mine: dict[str, Any]) -> None:
+    root = str(mine["root"])
+    made = json.loads(cli("keys", "create", root, "--scope", "embed", "--name", "ci", "--json"))
+    listed = {k["id"]: k for k in json.loads(cli("keys", "list", root, "--json"))}
+    assert listed[made["id"]]["scopes"] == ["embed"] and listed[made["id"]]["revoked_at"] is None
+    assert made["key"] not in json.dumps(listed)  # only ids, never the keys
+    cli("keys", "revoke", root, made["id"])
+    listed = {k["id"]: k for k in json.loads(cli("keys", "list", root, "--json"))}
+    assert listed[made["id"]]["revoked_at"] is not None
+    again = subprocess.run(
+        [sys.executable, "-m", "embedlake.cli.app", "keys", "revoke", root, made["id"]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+    )
+    assert again.returncode == 2 and "revoked already" in again.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "embedlake.cli.app", "keys", "create", root, "--scope", "root"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+    )
+    assert bad.returncode == 2 and "unknown scope" in bad.stderr

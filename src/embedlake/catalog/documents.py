@@ -215,34 +215,26 @@ class Documents:
 
     def iter_fields(self, batch: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(id, source, metadata) of every live document, without the text (for labels)."""
-        last = ""
-        while True:
-            with self._catalog.connect() as conn:
-                rows = conn.execute(
-                    select(t.c.id, t.c.source, t.c.metadata)
-                    .where(t.c.deleted_at.is_(None), t.c.id > last)
-                    .order_by(t.c.id)
-                    .limit(batch)
-                ).all()
-            if not rows:
-                return
-            for r in rows:
-                yield r.id, r.source, r.metadata
-            last = rows[-1].id
+        for r in self._live_rows((t.c.id, t.c.source, t.c.metadata), batch):
+            yield r.id, r.source, r.metadata
 
     def iter_live(self, batch: int = 1000) -> Iterator[Document]:
         """Every live document in id order, read in keyset pages (constant memory)."""
+        for r in self._live_rows(tuple(t.c), batch):
+            yield Document(r.id, r.source, r.title, r.text, r.metadata)
+
+    def _live_rows(self, columns: tuple[Any, ...], batch: int) -> Iterator[Any]:
+        """``columns`` of every live document in id order, in keyset pages."""
         last = ""
         while True:
             with self._catalog.connect() as conn:
                 rows = conn.execute(
-                    select(t)
+                    select(*columns)
                     .where(t.c.deleted_at.is_(None), t.c.id > last)
                     .order_by(t.c.id)
                     .limit(batch)
                 ).all()
             if not rows:
                 return
-            for r in rows:
-                yield Document(r.id, r.source, r.title, r.text, r.metadata)
+            yield from rows
             last = rows[-1].id
