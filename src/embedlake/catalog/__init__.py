@@ -1,6 +1,6 @@
 """The catalog: the production database of documents, models, runs, indexes and results.
 
-SQLAlchemy Core over one engine module per database (``sqlite.py`` now, ``postgres.py`` later), so
+SQLAlchemy Core over one engine module per database (``sqlite.py``, ``postgres.py``), so
 that PostgreSQL is a connection-string change. Repositories group the queries by subject.
 """
 
@@ -21,6 +21,7 @@ from embedlake.errors import CatalogError, ConfigError
 # dialect name → engine module; imported lazily (a PostgreSQL driver is only needed when used).
 ENGINES: dict[str, str] = {
     "sqlite": "embedlake.catalog.sqlite",
+    "postgresql": "embedlake.catalog.postgres",
 }
 
 

@@ -12,10 +12,13 @@ import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 from uuid import uuid4
 
 from embedlake.errors import ConfigError
+
+if TYPE_CHECKING:
+    from embedlake.config import LakeSettings
 
 EventType = Literal["object.created", "object.removed"]
 
@@ -68,11 +71,13 @@ class Lake(Protocol):
 # name → "module:Class"; imported lazily so that an engine's library is only needed when used.
 ENGINES: dict[str, str] = {
     "file": "embedlake.lake.local:LocalLake",
+    "s3": "embedlake.lake.s3:S3Lake",
 }
 
 
-def open_lake(url: str) -> Lake:
-    """The lake engine for ``url`` (an absolute path or ``scheme://...``)."""
+def open_lake(url: str, settings: LakeSettings | None = None) -> Lake:
+    """The lake engine for ``url`` (an absolute path or ``scheme://...``); ``settings`` carry the
+    engine's connection options (endpoint, credentials) where it has any."""
     scheme = url.split("://", 1)[0] if "://" in url else "file"
     target = ENGINES.get(scheme)
     if target is None:
@@ -82,5 +87,5 @@ def open_lake(url: str) -> Lake:
         )
     module, _, name = target.partition(":")
     cls = getattr(importlib.import_module(module), name)
-    lake: Lake = cls(url)
+    lake: Lake = cls(url) if scheme == "file" else cls(url, settings)
     return lake
