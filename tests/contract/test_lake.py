@@ -1,4 +1,5 @@
-"""The lake contract: every engine passes the same behaviour (only ``local`` exists so far)."""
+"""The lake contract: every engine passes the same behaviour (a local folder, and S3 as served by
+moto's server over HTTP), then what the S3 engine adds (multipart uploads, other writers)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from embedlake.errors import InputError, NotFound
+from embedlake.config import LakeSettings
+from embedlake.errors import InputError, LakeError, NotFound
 from embedlake.lake import ENGINES, Lake, ObjectEvent, open_lake
+from tests.servers import S3
+
+
+def s3_settings(s3: S3, **options: object) -> LakeSettings:
+    """Settings of a lake in a fresh bucket of the session's S3 endpoint."""
+    return LakeSettings.model_validate(
+        {
+            "url": f"s3://{s3.bucket()}/lake",
+            "endpoint_url": s3.endpoint,
+            "region": "us-east-1",
+            "access_key_id": "testing",
+            "secret_access_key": "testing",
+            **options,
+        }
+    )
 
 
 @pytest.fixture(params=sorted(ENGINES))
 def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
     if request.param == "file":
         yield open_lake(str(tmp_path / "lake"))
+    elif request.param == "s3":
+        settings = s3_settings(request.getfixturevalue("s3"))
+        yield open_lake(settings.url, settings)
     else:  # pragma: no cover - engines added later bring their own server fixture
         pytest.fail(f"no fixture for lake engine {request.param}")
 
@@ -106,3 +126,51 @@ def test_listing_etags_are_empty_or_match_info(lake: Lake) -> None:
     [listed] = lake.list("e")
     assert listed.etag in ("", lake.info("e/1").etag)
     assert listed.size == 3
+
+
+# -- what S3 adds --------------------------------------------------------------------------------
+
+
+def test_s3_a_multipart_upload_round_trips_with_the_etag_s3_reports(s3: S3) -> None:
+    settings = s3_settings(s3, multipart_mb=5)
+    lake = open_lake(settings.url, settings)
+    seen: list[ObjectEvent] = []
+    lake.subscribe(seen.append)
+    data = bytes(range(256)) * (11 * 2**20 // 256)  # 11 MiB: three parts of at most 5 MiB
+    info = lake.put_file("models/m/weights.bin", io.BytesIO(data))
+    assert info.etag.endswith("-3")  # S3's etag of a 3-part upload, not the content's MD5
+    assert lake.get("models/m/weights.bin") == data
+    [listed] = lake.list("models/m")
+    assert listed == lake.info("models/m/weights.bin") == info
+    assert seen[0].etag == info.etag  # the runtime records this one, and compares listings with it
+    assert lake.put("models/m/again.bin", data).etag == info.etag  # put takes the same path
+
+
+def test_s3_an_object_written_by_another_client_is_seen_at_once(s3: S3) -> None:
+    settings = s3_settings(s3)
+    lake = open_lake(settings.url, settings)
+    bucket = settings.url.split("/")[2]
+    lake.put("raw/s/mine.jsonl", b"{}")
+    assert [o.key for o in lake.list("raw/s")] == ["raw/s/mine.jsonl"]  # a listing to go stale
+    assert not lake.exists("raw/s/theirs.jsonl")
+    s3.client().put_object(Bucket=bucket, Key="lake/raw/s/theirs.jsonl", Body=b"theirs")
+    s3.client().put_object(Bucket=bucket, Key="elsewhere/raw/s/x.jsonl", Body=b"outside")
+    assert [o.key for o in lake.list("raw/s")] == ["raw/s/mine.jsonl", "raw/s/theirs.jsonl"]
+    assert lake.info("raw/s/theirs.jsonl").etag == "ce97a90ef59e9c768263754682f68bd6"  # md5
+    assert lake.get("raw/s/theirs.jsonl") == b"theirs"
+    s3.client().delete_object(Bucket=bucket, Key="lake/raw/s/theirs.jsonl")
+    assert [o.key for o in lake.list("raw/s")] == ["raw/s/mine.jsonl"]
+    with pytest.raises(NotFound):
+        lake.get("raw/s/theirs.jsonl")
+
+
+def test_s3_a_missing_bucket_is_named(s3: S3) -> None:
+    settings = s3_settings(s3)
+    missing = settings.model_copy(update={"url": "s3://no-such-bucket-here/lake"})
+    with pytest.raises(LakeError, match="bucket 'no-such-bucket-here' does not exist"):
+        open_lake(missing.url, missing)
+    lake = open_lake(settings.url, settings)
+    bucket = settings.url.split("/")[2]
+    s3.client().delete_bucket(Bucket=bucket)  # removed under a lake already open
+    with pytest.raises(LakeError, match=f"bucket '{bucket}' does not exist"):
+        lake.put("raw/s/a.jsonl", b"{}")

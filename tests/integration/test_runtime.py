@@ -1,4 +1,5 @@
-"""The functions runtime on the embedded default: real DBOS on SQLite, real files, real threads."""
+"""The functions runtime contract: real DBOS, real files, real threads, on both engines: SQLite
+(the embedded default) and PostgreSQL (catalog and DBOS queue in one database, as in production)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def slow_ok(event: Event, ctx: Context) -> None:
         _state["running"] += 1
         _state["peak"] = max(_state["peak"], _state["running"])
         _state["calls"] += 1
-    time.sleep(0.2)
+    time.sleep(0.5)  # long enough for the queue to start a second one on a loaded machine
     with _lock:
         _state["running"] -= 1
 
@@ -62,13 +63,22 @@ def write_doc(event: Event, ctx: Context) -> None:
     ctx.ws.catalog.documents.upsert([Document(event.subject, "burst", "", event.data["text"])])
 
 
-def _workspace(tmp_path: Path, **env: str) -> Workspace:
-    return Workspace.init(tmp_path / "ws", environ={**FAST, **env})
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings that put the catalog and the runtime's queue on each database engine."""
+    if request.param == "sqlite":
+        return {}
+    url: str = request.getfixturevalue("postgres").database()
+    return {"EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
+
+
+def _workspace(tmp_path: Path, backend: dict[str, str]) -> Workspace:
+    return Workspace.init(tmp_path / "ws", environ={**FAST, **backend})
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with _workspace(tmp_path) as workspace:
+def ws(tmp_path: Path, backend: dict[str, str]) -> Iterator[Workspace]:
+    with _workspace(tmp_path, backend) as workspace:
         yield workspace
 
 
@@ -127,9 +137,11 @@ def test_a_file_dropped_while_the_runtime_was_down_is_handled_at_restart(
     assert Searcher(ws).record.n_vectors == 6
 
 
-def test_a_failing_handler_is_dead_lettered_while_others_flow(tmp_path: Path) -> None:
+def test_a_failing_handler_is_dead_lettered_while_others_flow(
+    tmp_path: Path, backend: dict[str, str]
+) -> None:
     _state.update(running=0, peak=0, calls=0)
-    with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
+    with _workspace(tmp_path, backend) as ws, Runtime(ws, extra) as runtime:
         events = ws.catalog.events
         events.add(Event("test.fail", "bad-input"))
         for n in range(6):
@@ -149,8 +161,10 @@ def test_a_failing_handler_is_dead_lettered_while_others_flow(tmp_path: Path) ->
             redrive(ws, oks[0].id)
 
 
-def test_a_handler_past_its_timeout_fails_with_a_timeout(tmp_path: Path) -> None:
-    with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
+def test_a_handler_past_its_timeout_fails_with_a_timeout(
+    tmp_path: Path, backend: dict[str, str]
+) -> None:
+    with _workspace(tmp_path, backend) as ws, Runtime(ws, extra) as runtime:
         ws.catalog.events.add(Event("test.slow", "x"))
         assert runtime.wait_idle(60)
         [run] = ws.catalog.events.invocations(function="too-slow")
@@ -160,8 +174,10 @@ def test_a_handler_past_its_timeout_fails_with_a_timeout(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(tmp_path: Path) -> None:
-    with _workspace(tmp_path) as ws, Runtime(ws, extra) as runtime:
+def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(
+    tmp_path: Path, backend: dict[str, str]
+) -> None:
+    with _workspace(tmp_path, backend) as ws, Runtime(ws, extra) as runtime:
         events = ws.catalog.events
         burst = [
             Event("test.doc", f"doc-{n:04d}", {"text": f"document {n} about topic {n % 7}"})

@@ -42,9 +42,13 @@ class Events:
         stmt = insert(events).values(
             id=event.id, type=event.type, subject=event.subject, time=event.time, data=event.data
         )
+        # RETURNING, not rowcount: PostgreSQL inserts into a table with a serial key return the
+        # key implicitly, and then the driver reports no row count
         with self._catalog.begin() as conn:
-            done = conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
-        return bool(done.rowcount)
+            added = conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq)
+            ).first()
+        return added is not None
 
     def add_object_event(self, event: ObjectEvent) -> None:
         """The lake's subscriber: record the event and remember the object as seen."""

@@ -120,18 +120,28 @@ class Releases:
         """
         insert = self._catalog.insert
         now = datetime.now(UTC)
+        current_of = select(aliases.c.release_id).where(aliases.c.name == name).with_for_update()
         with self._catalog.begin() as conn:
-            current = conn.execute(
-                select(aliases.c.release_id).where(aliases.c.name == name)
-            ).scalar()
+            # FOR UPDATE: on PostgreSQL a second mover waits here and then reads the first one's
+            # result, so two processes publishing at once cannot both pass the `expect` check
+            # (SQLite serialises writers anyway and ignores the clause).
+            current = conn.execute(current_of).scalar()
+            if current is None:  # a new alias: whoever inserts first creates it
+                stmt = insert(aliases).values(name=name, release_id=to_release, moved_at=now)
+                if conn.execute(stmt.on_conflict_do_nothing()).rowcount == 0:
+                    current = conn.execute(current_of).scalar()
             if expect is not None and current != expect:
                 raise Conflict(f"alias {name!r} moved to {current} meanwhile; try again")
-            stmt = insert(aliases).values(name=name, release_id=to_release, moved_at=now)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["name"], set_=dict(release_id=to_release, moved_at=now)
+            if current is not None:
+                # compare-and-swap: pysqlite reads outside the write transaction, so there the
+                # guard is this WHERE clause (a mover that lost the race changes no row)
+                done = conn.execute(
+                    update(aliases)
+                    .where(aliases.c.name == name, aliases.c.release_id == current)
+                    .values(release_id=to_release, moved_at=now)
                 )
-            )
+                if done.rowcount != 1:
+                    raise Conflict(f"alias {name!r} moved meanwhile; try again")
             conn.execute(
                 alias_moves.insert().values(
                     alias=name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import IO, Any
 
 from embedlake.errors import InputError, LakeError, NotFound
@@ -54,6 +54,10 @@ class FsspecLake:
         for sink in self._sinks:
             sink(event)
 
+    def _translate(self, key: str) -> AbstractContextManager[None]:
+        """The error translation of this engine (engines add their library's errors)."""
+        return translate_errors(key)
+
     # -- paths ----------------------------------------------------------------------------
     def _path(self, key: str) -> str:
         return f"{self._root}/{check_key(key)}"
@@ -66,9 +70,9 @@ class FsspecLake:
     # -- writes ---------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> ObjectInfo:
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        with translate_errors(key):
-            self._write(key, lambda out: out.write(data))
-        return self._created(key, len(data), etag)
+        with self._translate(key):
+            stored = self._write(key, lambda out: out.write(data))
+        return self._created(key, len(data), stored or etag)
 
     def put_file(self, key: str, source: IO[bytes]) -> ObjectInfo:
         """Stream ``source`` into ``key`` without holding it in memory."""
@@ -82,16 +86,18 @@ class FsspecLake:
                 size += len(chunk)
                 out.write(chunk)
 
-        with translate_errors(key):
-            self._write(key, copy)
-        return self._created(key, size, digest.hexdigest())
+        with self._translate(key):
+            stored = self._write(key, copy)
+        return self._created(key, size, stored or digest.hexdigest())
 
-    def _write(self, key: str, fill: Callable[[IO[bytes]], object]) -> None:
-        """Write through ``fill``; engines override to make the write atomic."""
+    def _write(self, key: str, fill: Callable[[IO[bytes]], object]) -> str | None:
+        """Write through ``fill``; engines override to make the write atomic, and return the etag
+        the store reports where it is not the MD5 of the content (S3 multipart uploads)."""
         path = self._path(key)
         self._fs.makedirs(posixpath.dirname(path), exist_ok=True)
         with self._fs.open(path, "wb") as out:
             fill(out)
+        return None
 
     def _created(self, key: str, size: int, etag: str) -> ObjectInfo:
         info = ObjectInfo(key=key, size=size, etag=etag)
@@ -104,23 +110,23 @@ class FsspecLake:
 
     def delete(self, key: str) -> None:
         info = self.info(key)
-        with translate_errors(key):
+        with self._translate(key):
             self._fs.rm(self._path(key))
         self._emit(ObjectEvent(type="object.removed", key=key, size=info.size, etag=info.etag))
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        with translate_errors(key), self._fs.open(self._path(key), "rb") as f:
+        with self._translate(key), self._fs.open(self._path(key), "rb") as f:
             data: bytes = f.read()
             return data
 
     def open(self, key: str) -> IO[bytes]:
-        with translate_errors(key):
+        with self._translate(key):
             handle: IO[bytes] = self._fs.open(self._path(key), "rb")
             return handle
 
     def info(self, key: str) -> ObjectInfo:
-        with translate_errors(key):
+        with self._translate(key):
             raw = self._fs.info(self._path(key))
         if raw.get("type") == "directory":
             raise NotFound(f"lake object {key!r} does not exist (it is a folder)")
@@ -137,7 +143,7 @@ class FsspecLake:
         return digest.hexdigest()
 
     def exists(self, key: str) -> bool:
-        with translate_errors(key):
+        with self._translate(key):
             return bool(self._fs.isfile(self._path(key)))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -147,7 +153,7 @@ class FsspecLake:
         every object (a local folder), it is empty: ``info(key)`` computes it.
         """
         base = self._root if not prefix else self._path(prefix.rstrip("/"))
-        with translate_errors(prefix or "."):
+        with self._translate(prefix or "."):
             if not self._fs.exists(base):
                 return
             found = self._fs.find(base, detail=True)

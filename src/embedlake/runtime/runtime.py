@@ -1,4 +1,4 @@
-"""The runtime: DBOS launched over the workspace, a dispatcher thread and a watcher thread."""
+"""The runtime: DBOS launched over the workspace, a dispatcher thread and watcher threads."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from embedlake.events import SCHEDULE, Event
 from embedlake.functions import Functions
 from embedlake.runtime import durable
 from embedlake.runtime.engines import Engine, open_engine
-from embedlake.runtime.watch import Watcher, scan
+from embedlake.runtime.watch import Loop, scan, watchers
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,14 @@ class Runtime:
         self.engine: Engine | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._watcher: Watcher | None = None
+        self._watchers: list[Loop] = []
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> Runtime:
+        settings = self.ws.settings.runtime
+        # built first: a watcher's configuration error (an sqs lake without a queue) stops the
+        # start before anything is launched
+        self._watchers = watchers(self.ws, settings.watch_prefixes) if settings.watch else []
         durable.activate(self)
         self.engine = open_engine(self.ws.settings, self.ws)
         DBOS(config=_dbos_config(self.ws))
@@ -87,9 +91,8 @@ class Runtime:
         found = scan(self.ws, self.ws.settings.runtime.watch_prefixes)
         if found:
             log.info("start-up scan: %d objects changed while the runtime was down", found)
-        if self.ws.settings.runtime.watch:
-            self._watcher = Watcher(self.ws, self.ws.settings.runtime.watch_prefixes)
-            self._watcher.start()
+        for watcher in self._watchers:
+            watcher.start()
         dispatcher = threading.Thread(
             target=self._dispatch_loop, name="embedlake-dispatcher", daemon=True
         )
@@ -99,9 +102,11 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher.join(timeout=5)
+        for watcher in self._watchers:
+            watcher.stop()
+        for watcher in self._watchers:
+            if watcher.ident is not None:  # started
+                watcher.join(timeout=5)
         for thread in self._threads:
             thread.join(timeout=5)
         DBOS.destroy(destroy_registry=False)

@@ -1,4 +1,4 @@
-"""Files dropped into the lake from outside: a start-up scan and a watcher raise their events.
+"""Files dropped into the lake from outside: a start-up scan and watchers raise their events.
 
 Both compare with the catalog's record of objects seen, so a file raises ``object.created`` once,
 however it arrived (an embedlake write, a ``cp`` while the runtime ran, or one while it was down).
@@ -59,23 +59,54 @@ def scan(ws: Workspace, prefixes: list[str]) -> int:
             ):
                 found += _record(ws, info.key)
         for key in set(seen) - present:
-            with ws.catalog.begin():
-                ws.catalog.events.add(
-                    Event(OBJECT_REMOVED, key, {"size": seen[key][1], "etag": seen[key][0]})
-                )
-                ws.catalog.events.forget_seen(key)
-            found += 1
+            found += _forget(ws, key)
     return found
 
 
-class Watcher(threading.Thread):
-    """Watches a local lake folder (a remote lake relies on bucket notifications or scans)."""
+def _forget(ws: Workspace, key: str) -> bool:
+    """Raise object.removed for ``key`` unless it is not (or no longer) known as present.
+
+    Checked inside the transaction: a scan and a bucket notification noticing the same removal
+    raise one event.
+    """
+    with ws.catalog.begin():
+        known = ws.catalog.events.seen(key).get(key)
+        if known is None:
+            return False
+        ws.catalog.events.add(Event(OBJECT_REMOVED, key, {"size": known[1], "etag": known[0]}))
+        ws.catalog.events.forget_seen(key)
+    log.info("gone: %s", key)
+    return True
+
+
+class Loop(threading.Thread):
+    """A daemon thread that ends when asked (``stop``), whatever it watches."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+def watchers(ws: Workspace, prefixes: list[str]) -> list[Loop]:
+    """The threads that notice objects others write: a folder watcher for a local lake; periodic
+    scans and, when configured, the bucket's notifications for a remote one."""
+    if ws.lake.local_path("x") is not None:
+        return [Watcher(ws, prefixes)]
+    from embedlake.runtime.s3events import remote_watchers
+
+    return remote_watchers(ws, prefixes)
+
+
+class Watcher(Loop):
+    """Watches a local lake folder (a remote lake has ``s3events``: scans and notifications)."""
 
     def __init__(self, ws: Workspace, prefixes: list[str]) -> None:
-        super().__init__(name="embedlake-watcher", daemon=True)
+        super().__init__("embedlake-watcher")
         self._ws = ws
         self._prefixes = prefixes
-        self._halt = threading.Event()
         local = ws.lake.local_path("x")
         self.root = Path(local).parent if local else None
 
@@ -107,6 +138,3 @@ class Watcher(threading.Thread):
                             _record(self._ws, key)
                         except Exception:  # keep watching; the start-up scan is the safety net
                             log.exception("watcher: could not record %s", key)
-
-    def stop(self) -> None:
-        self._halt.set()

@@ -1,0 +1,234 @@
+"""The catalog contract: the same behaviour on SQLite (embedded) and PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from embedlake import Workspace
+from embedlake.catalog import Catalog, migrate, open_catalog
+from embedlake.catalog.documents import Document
+from embedlake.catalog.schema import metadata
+from embedlake.errors import ConfigError, Conflict, EmbedlakeError, NotFound
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalog database of each engine."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'c.db'}"
+    database: str = request.getfixturevalue("postgres").database()
+    return database
+
+
+@pytest.fixture
+def ws(url: str, tmp_path: Path) -> Iterator[Workspace]:
+    env = {"EMBEDLAKE_CATALOG__URL": url}
+    with Workspace.init(tmp_path / "ws", environ=env) as workspace:
+        assert workspace.catalog.engine.dialect.name == url.split(":")[0].split("+")[0]
+        yield workspace
+
+
+@pytest.fixture
+def catalog(url: str) -> Iterator[Catalog]:
+    opened = open_catalog(url)
+    yield opened
+    opened.close()
+
+
+def test_migrations_build_exactly_the_declared_schema(catalog: Catalog) -> None:
+    catalog.migrate()
+    catalog.migrate()  # idempotent
+    with catalog.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    assert migrate.current(catalog.engine) == migrate.head()
+
+
+def test_an_unmigrated_catalog_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(ConfigError, match="embedlake migrate"):
+        catalog.check_schema()
+
+
+def test_unknown_database_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no engine"):
+        open_catalog("mysql://x@y/z")
+    with pytest.raises(ConfigError, match="not a database URL"):
+        open_catalog("::::")
+
+
+def _doc(i: str, text: str = "some text", source: str = "s", **meta: object) -> Document:
+    return Document(i, source, f"title {i}", text, dict(meta))
+
+
+def test_upsert_classifies_new_changed_and_unchanged(ws: Workspace) -> None:
+    docs = ws.catalog.documents
+    first = docs.upsert([_doc("1"), _doc("2")])
+    assert [d.id for d in first.inserted] == ["1", "2"] and first.unchanged == 0
+    again = docs.upsert([_doc("1"), _doc("2", "new text"), _doc("3")])
+    assert again.unchanged == 1
+    assert [d.id for d in again.updated] == ["2"]
+    assert [d.id for d in again.inserted] == ["3"]
+    assert docs.get("2").text == "new text"
+    meta = docs.upsert([_doc("1", label="x")])  # metadata change without text change
+    assert [d.id for d in meta.updated] == ["1"]
+    assert docs.get("1").metadata == {"label": "x"}
+
+
+def test_an_id_of_another_source_is_not_overwritten(ws: Workspace) -> None:
+    docs = ws.catalog.documents
+    docs.upsert([_doc("1", "original", source="a")])
+    result = docs.upsert([_doc("1", "intruder", source="b")])
+    assert [(d.id, owner) for d, owner in result.conflicts] == [("1", "a")]
+    assert docs.get("1").text == "original"
+
+
+def test_tombstones_hide_documents_and_revive_on_reingest(ws: Workspace) -> None:
+    docs = ws.catalog.documents
+    docs.upsert([_doc("1"), _doc("2")])
+    docs.delete("1")
+    assert docs.count() == 1
+    assert [d.id for d in docs.iter_live()] == ["2"]
+    assert "1" not in docs.get_many(["1", "2"])
+    with pytest.raises(NotFound):
+        docs.get("1")
+    assert docs.get("1", include_deleted=True).id == "1"
+    with pytest.raises(NotFound):
+        docs.delete("1")
+    revived = docs.upsert([_doc("1")])
+    assert [d.id for d in revived.updated] == ["1"]
+    assert docs.count() == 2
+
+
+def test_iter_live_pages_through_everything_in_order(ws: Workspace) -> None:
+    ws.catalog.documents.upsert([_doc(f"{i:04d}") for i in range(2500)])
+    ids = [d.id for d in ws.catalog.documents.iter_live(batch=300)]
+    assert ids == [f"{i:04d}" for i in range(2500)]
+
+
+def test_a_failure_inside_upsert_commits_nothing(ws: Workspace) -> None:
+    docs = ws.catalog.documents
+
+    def boom(_: object) -> None:
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError):
+        docs.upsert([_doc("1")], before_commit=boom)
+    assert docs.count() == 0
+
+
+def test_writes_inside_a_transaction_join_it(ws: Workspace) -> None:
+    """The lake's event log is an outbox: an event recorded mid-transaction rolls back with it."""
+    with pytest.raises(RuntimeError), ws.catalog.begin():
+        ws.lake.put("x/y.txt", b"1")
+        raise RuntimeError("abort")
+    assert all(e.subject != "x/y.txt" for e in ws.catalog.events.all())
+    ws.lake.put("x/z.txt", b"1")
+    assert any(e.subject == "x/z.txt" for e in ws.catalog.events.all())
+
+
+def test_model_versions_are_immutable(ws: Workspace) -> None:
+    reg = ws.catalog.registry
+    a = reg.add_model(
+        name="m", version="1", kind="lsa", dim=4, content_hash="aa", prefix="p", manifest={}
+    )
+    same = reg.add_model(
+        name="m", version="1", kind="lsa", dim=4, content_hash="aa", prefix="p", manifest={}
+    )
+    assert same.id == a.id
+    with pytest.raises(Conflict, match="immutable"):
+        reg.add_model(
+            name="m", version="1", kind="lsa", dim=4, content_hash="bb", prefix="p", manifest={}
+        )
+    assert reg.model("m").content_hash == "aa"
+    with pytest.raises(NotFound, match="not registered"):
+        reg.model("m@2")
+
+
+def test_metadata_filters_match_values_and_lists(ws: Workspace) -> None:
+    docs = ws.catalog.documents
+    docs.upsert(
+        [
+            _doc("1", source="a", lang="en", year=2020, open=True),
+            _doc("2", source="a", lang="de", year=2021, open=False),
+            _doc("3", source="b", lang="en", year=2021),
+        ]
+    )
+    assert docs.ids_where({"lang": "en"}) == {"1", "3"}
+    assert docs.ids_where({"source": "a", "lang": ["en", "de"]}) == {"1", "2"}
+    assert docs.ids_where({"year": 2021}) == {"2", "3"}
+    assert docs.ids_where({"open": True}) == {"1"}
+    assert docs.ids_where({"missing": "x"}) == set()
+    docs.delete("1")
+    assert docs.ids_where({"lang": "en"}) == {"3"}
+
+
+def test_alias_moves_are_atomic_under_concurrent_publishers(ws: Workspace) -> None:
+    """Two publishers that both saw the alias at A race to move it: exactly one wins."""
+    reg, releases = ws.catalog.registry, ws.catalog.releases
+    model = reg.add_model(
+        name="m", version="1", kind="lsa", dim=4, content_hash="aa", prefix="p", manifest={}
+    )
+    for rid in ("A", "B", "C"):
+        releases.create(rid, model.id, "test")
+    releases.move("production", "A", kind="publish", actor="t", reason="first")
+    barrier = threading.Barrier(2)
+    outcome: dict[str, object] = {}
+
+    def publish(target: str) -> None:
+        barrier.wait()
+        try:
+            releases.move(
+                "production", target, kind="publish", actor=target, reason="r", expect="A"
+            )
+            outcome[target] = "moved"
+        except EmbedlakeError as exc:
+            outcome[target] = exc
+
+    threads = [threading.Thread(target=publish, args=(t,)) for t in ("B", "C")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [t for t, o in outcome.items() if o == "moved"]
+    assert len(winners) == 1, outcome
+    assert releases.alias("production") == winners[0]
+    assert [m.to_release for m in releases.history("production")] == ["A", winners[0]]
+
+
+def test_a_new_alias_is_created_once(ws: Workspace) -> None:
+    model = ws.catalog.registry.add_model(
+        name="m", version="1", kind="lsa", dim=4, content_hash="aa", prefix="p", manifest={}
+    )
+    releases = ws.catalog.releases
+    releases.create("A", model.id, "test")
+    releases.move("staging", "A", kind="publish", actor="t", reason="r")
+    with pytest.raises(Conflict, match="moved"):
+        releases.move("other", "A", kind="publish", actor="t", reason="r", expect="X")
+    assert releases.alias("other") is None  # the refused move created nothing
+    assert releases.aliases() == {"staging": "A"}
+
+
+def test_the_event_outbox_keeps_one_copy_and_orders_by_sequence(ws: Workspace) -> None:
+    from embedlake.events import Event
+
+    events = ws.catalog.events
+    first = Event("t.x", "a", {"n": 1})
+    assert events.add(first)
+    assert not events.add(first)  # a redelivery
+    events.add(Event("t.x", "b"))
+    seqs = events.after(0)
+    assert [e.subject for _, e in seqs] == ["a", "b"]
+    assert seqs[0][0] < seqs[1][0] == events.latest_seq()
+    assert events.get(first.id).data == {"n": 1}
+    events.mark_seen("raw/x.jsonl", "etag1", 10)
+    events.mark_seen("raw/x.jsonl", "etag2", 12)  # a rewrite replaces the record
+    assert events.seen("raw/") == {"raw/x.jsonl": ("etag2", 12)}
+    events.set_state("cursor", "7")
+    events.set_state("cursor", "8")
+    assert events.get_state("cursor") == "8"
