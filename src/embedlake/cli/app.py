@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.logging import RichHandler
 
-from embedlake.cli import commands, demo, releases, runtime, serve
+from embedlake.cli import backup, commands, demo, releases, runtime, serve
 from embedlake.cli.output import errors
 from embedlake.errors import BackendError, EmbedlakeError, NotFound
 
@@ -27,6 +27,7 @@ commands.register(app)
 runtime.register(app)
 releases.register(app)
 serve.register(app)
+backup.register(app)
 app.command("demo")(demo.demo)
 
 

@@ -246,7 +246,7 @@ def map_(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Fit the 2D map of a release again (every release build fits one; settings in [map])."""
+    """Fit the 2D map of a release again (every release build fits one; the `map` settings)."""
     from embedlake.errors import NotFound
     from embedlake.releases.build import map_release
 

@@ -29,7 +29,7 @@ class S3Lake(FsspecLake):
             raise ConfigError(f"lake url {url!r}: no bucket (expected s3://bucket/prefix)")
         self.bucket = bucket
         self._endpoint = settings.endpoint_url or "AWS"
-        super().__init__(url, _filesystem(settings), f"{bucket}/{prefix.strip('/')}")
+        super().__init__(url, filesystem(settings), f"{bucket}/{prefix.strip('/')}")
         self._check_bucket()
 
     def _check_bucket(self) -> None:
@@ -88,7 +88,8 @@ class S3Lake(FsspecLake):
         return None
 
 
-def _filesystem(settings: LakeSettings) -> Any:
+def filesystem(settings: LakeSettings) -> Any:
+    """An s3fs filesystem for these settings (also used for backups to s3:// locations)."""
     secret = settings.secret_access_key
     config: dict[str, Any] = {}
     if settings.endpoint_url:

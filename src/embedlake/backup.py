@@ -1,0 +1,263 @@
+"""Backup and restore of a workspace: a snapshot of the catalog and of the lake, anywhere fsspec
+writes (a folder, ``s3://backup/...``).
+
+A snapshot is engine-neutral: every catalog table as gzipped JSON lines, so a workspace exported
+from SQLite imports into PostgreSQL (the way from the embedded default to production), and the
+lake's manifest (key, size, SHA-256 of every object), with the objects themselves unless the lake
+is left out (a versioned bucket is its own backup). Vectors that live in the database rather than
+the lake (the pgvector index engine) are rebuilt on import from the vectors in the lake.
+
+Layout::
+
+    manifest.json                 format, schema revision, table row counts, lake objects
+    catalog/<table>.jsonl.gz      one JSON object per row, in primary-key order
+    lake/<key>                    the objects (without --no-lake)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fsspec
+from sqlalchemy import DateTime, Table, func, select, text
+
+from embedlake.catalog import migrate
+from embedlake.catalog.schema import metadata
+from embedlake.errors import Conflict, InputError, NotFound
+from embedlake.lake import Lake, open_lake
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+FORMAT = "embedlake-snapshot/1"
+_CHUNK = 1 << 20
+_BATCH = 2_000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    location: str
+    tables: dict[str, int]  # rows per table
+    objects: int
+    lake_bytes: int
+    lake_copied: bool
+
+
+def export(ws: Workspace, dest: str, *, lake: bool = True) -> Snapshot:
+    """Write a snapshot of ``ws`` to ``dest`` (a folder path or fsspec URL; must be empty)."""
+    fs, root = _location(ws, dest)
+    if fs.exists(f"{root}/manifest.json"):
+        raise Conflict(f"{dest} already holds a snapshot; export into an empty location")
+    fs.makedirs(f"{root}/catalog", exist_ok=True)
+    counts: dict[str, int] = {}
+    # one read transaction: the tables agree with each other (PostgreSQL gives a consistent
+    # snapshot; SQLite in WAL mode too, for the life of the transaction)
+    with ws.catalog.connect() as conn:
+        for table in metadata.sorted_tables:
+            n = 0
+            order = list(table.primary_key.columns)
+            with (
+                fs.open(f"{root}/catalog/{table.name}.jsonl.gz", "wb") as raw,
+                gzip.open(raw, "wt", encoding="utf-8") as out,
+            ):
+                for row in conn.execute(select(table).order_by(*order)).mappings():
+                    out.write(json.dumps(_encode(dict(row)), ensure_ascii=False) + "\n")
+                    n += 1
+            counts[table.name] = n
+    objects: list[dict[str, Any]] = []
+    for info in ws.lake.list():
+        digest = hashlib.sha256()
+        with ws.lake.open(info.key) as src:
+            if lake:
+                target = f"{root}/lake/{info.key}"
+                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                with fs.open(target, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+            else:
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+        objects.append({"key": info.key, "size": info.size, "sha256": digest.hexdigest()})
+    manifest = {
+        "format": FORMAT,
+        "schema": migrate.head(),
+        "exported_at": datetime.now().astimezone().isoformat(),
+        "source": {"catalog": ws.catalog.engine.dialect.name, "lake": ws.lake.url},
+        "tables": counts,
+        "lake_copied": lake,
+        "objects": objects,
+    }
+    # written last: a snapshot without a manifest is an unfinished one
+    with fs.open(f"{root}/manifest.json", "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    total = sum(o["size"] for o in objects)
+    log.info("exported %d rows and %d lake objects to %s", sum(counts.values()), len(objects), dest)
+    return Snapshot(dest, counts, len(objects), total, lake)
+
+
+def import_(ws: Workspace, source: str) -> Snapshot:
+    """Restore the snapshot at ``source`` into ``ws``, whose catalog must be empty (a new
+    workspace, `embedlake init`). Lake objects are copied and checked against their SHA-256; with
+    a snapshot made without the lake, the objects must already be in this workspace's lake."""
+    fs, root = _location(ws, source)
+    try:
+        with fs.open(f"{root}/manifest.json", "r", encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise NotFound(f"{source} holds no snapshot (no manifest.json)") from None
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{source}: not an embedlake snapshot ({manifest.get('format')!r})")
+    if manifest["schema"] != migrate.head():
+        raise InputError(
+            f"{source} was exported at catalog schema {manifest['schema']}, this embedlake is at "
+            f"{migrate.head()}: import it with the embedlake version that exported it"
+        )
+    _check_empty(ws)
+    etags = _restore_lake(ws, fs, root, manifest)
+    counts = _restore_catalog(ws, fs, root, etags)
+    if counts != manifest["tables"]:
+        raise InputError(f"{source}: row counts {counts} differ from the manifest's")
+    _rebuild_database_indexes(ws)
+    objects = manifest["objects"]
+    return Snapshot(
+        source, counts, len(objects), sum(o["size"] for o in objects), manifest["lake_copied"]
+    )
+
+
+def _location(ws: Workspace, url: str) -> tuple[Any, str]:
+    """The filesystem and root of a snapshot location; an s3:// one is reached with the lake's
+    S3 settings (endpoint, credentials)."""
+    if url.startswith("s3://"):
+        from embedlake.lake.s3 import filesystem
+
+        return filesystem(ws.settings.lake), url[len("s3://") :].rstrip("/")
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, str(root).rstrip("/")
+
+
+def _check_empty(ws: Workspace) -> None:
+    with ws.catalog.connect() as conn:
+        for table in metadata.sorted_tables:
+            if conn.execute(select(func.count()).select_from(table)).scalar_one():
+                raise Conflict(
+                    f"the workspace's catalog is not empty (table {table.name}): import into a "
+                    "new workspace, so that nothing stored is overwritten"
+                )
+
+
+def _restore_lake(ws: Workspace, fs: Any, root: str, manifest: dict[str, Any]) -> dict[str, str]:
+    """Copy (or check) the objects; returns key → etag in this lake (another store may report
+    other etags for the same bytes: a multipart upload's is not an MD5)."""
+    # a lake of its own, with no subscribers: the restored catalog already records these objects
+    # and their events, so writing them must not raise new ones
+    lake = open_lake(ws.settings.resolve(ws.settings.lake.url), ws.settings.lake)
+    etags = {}
+    for obj in manifest["objects"]:
+        key = obj["key"]
+        if manifest["lake_copied"]:
+            with fs.open(f"{root}/lake/{key}", "rb") as src:
+                hashing = _Hashing(src)
+                etags[key] = lake.put_file(key, hashing).etag  # type: ignore[arg-type]
+            found = hashing.sha256.hexdigest()
+        else:
+            if not lake.exists(key):
+                raise NotFound(
+                    f"lake object {key} is not in {lake.url}, and the snapshot has no copy"
+                )
+            etags[key] = lake.info(key).etag
+            found = _sha256(lake, key)
+        if found != obj["sha256"]:
+            raise InputError(f"lake object {key}: content differs from the snapshot's")
+    return etags
+
+
+def _restore_catalog(ws: Workspace, fs: Any, root: str, etags: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with ws.catalog.begin() as conn:  # all or nothing
+        for table in metadata.sorted_tables:
+            rows = 0
+            for batch in _read_rows(fs, f"{root}/catalog/{table.name}.jsonl.gz", table):
+                if table.name == "lake_objects":  # seen as this lake reports them
+                    for row in batch:
+                        row["etag"] = etags.get(row["key"], row["etag"])
+                conn.execute(table.insert(), batch)
+                rows += len(batch)
+            counts[table.name] = rows
+            if conn.dialect.name == "postgresql":
+                _advance_sequences(conn, table)
+    return counts
+
+
+def _advance_sequences(conn: Any, table: Table) -> None:
+    """Rows came with their ids: move PostgreSQL's serial counters past them."""
+    for column in table.primary_key.columns:
+        if column.autoincrement is True:
+            conn.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
+                    f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
+                )
+            )
+
+
+def _rebuild_database_indexes(ws: Workspace) -> None:
+    """Indexes whose vectors live in the database (pgvector) are rebuilt from the lake."""
+    # TODO(pgvector): filled in with the pgvector engine
+
+
+def _read_rows(fs: Any, path: str, table: Table) -> Iterator[list[dict[str, Any]]]:
+    dates = {c.name for c in table.columns if isinstance(c.type, DateTime)}
+    try:
+        raw = fs.open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"the snapshot has no {path}") from None
+    with raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
+        batch: list[dict[str, Any]] = []
+        for line in lines:
+            row = json.loads(line)
+            for name in dates:
+                if row.get(name) is not None:
+                    row[name] = datetime.fromisoformat(row[name])
+            batch.append(row)
+            if len(batch) >= _BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _encode(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _sha256(lake: Lake, key: str) -> str:
+    digest = hashlib.sha256()
+    with lake.open(key) as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Hashing(io.RawIOBase):
+    """A reader that hashes what passes through it (the copy is checked without a second read)."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk: bytes = self._source.read(size)
+        self.sha256.update(chunk)
+        return chunk

@@ -1,0 +1,57 @@
+"""Backup and restore: ``embedlake export`` and ``embedlake import``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from embedlake import backup
+from embedlake.cli.commands import Json, Ws
+from embedlake.cli.output import console, emit_json
+from embedlake.workspace import Workspace
+
+Location = Annotated[
+    str, typer.Argument(help="A folder or fsspec URL (s3://bucket/prefix) for the snapshot.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    app.command("import")(import_)
+
+
+def export(
+    ws: Ws,
+    dest: Location,
+    lake: Annotated[
+        bool, typer.Option(help="Copy the lake's objects too (--no-lake: only their manifest).")
+    ] = True,
+    as_json: Json = False,
+) -> None:
+    """Snapshot a workspace: its catalog (engine-neutral) and its lake, or the lake's manifest."""
+    with Workspace.open(ws) as workspace:
+        snap = backup.export(workspace, dest, lake=lake)
+    if as_json:
+        emit_json(asdict(snap))
+        return
+    console.print(
+        f"exported {sum(snap.tables.values())} catalog rows and {snap.objects} lake objects "
+        f"({snap.lake_bytes / 1e6:.1f} MB{'' if snap.lake_copied else ', manifest only'}) "
+        f"to {snap.location}"
+    )
+
+
+def import_(ws: Ws, source: Location, as_json: Json = False) -> None:
+    """Restore a snapshot into a new workspace (`embedlake init` first; its catalog must be empty).
+    Any catalog engine: a snapshot of a SQLite workspace imports into PostgreSQL."""
+    with Workspace.open(ws) as workspace:
+        snap = backup.import_(workspace, source)
+    if as_json:
+        emit_json(asdict(snap))
+        return
+    console.print(
+        f"imported {sum(snap.tables.values())} catalog rows and {snap.objects} lake objects "
+        f"from {snap.location}"
+    )
