@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,11 @@ class RuntimeSettings(_Section):
     idle_seconds: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=0.05, gt=0)
     system_database: str = "sqlite:///runtime.db"
+    # Who this worker is to the durable queue: at start a worker resumes the invocations that
+    # the worker with its id left unfinished. Stable across restarts, distinct per worker. Empty:
+    # "local" on SQLite (one machine), the host name on PostgreSQL; several workers on one host
+    # each need their own (worker-1, worker-2...).
+    executor_id: str = ""
     watch: bool = True
     watch_prefixes: list[str] = ["raw/", "models/"]
     modules: list[str] = []
@@ -197,6 +203,14 @@ class Settings(BaseModel):
         if "://" in location:
             return location
         return str((self.workspace / location).resolve())
+
+    def executor_id(self) -> str:
+        """This worker's identity to the durable queue (see ``runtime.executor_id``)."""
+        if self.runtime.executor_id:
+            return self.runtime.executor_id
+        if self.runtime_database_url().startswith("sqlite"):
+            return "local"
+        return socket.gethostname()
 
     def runtime_database_url(self) -> str:
         """The functions runtime's durable queue (a SQLite file beside the catalog by default)."""
@@ -299,6 +313,7 @@ max_workers = {s.runtime.max_workers}
 idle_seconds = {s.runtime.idle_seconds}            # an idle local worker thread ends after this
 poll_interval = {s.runtime.poll_interval}
 system_database = "{s.runtime.system_database}"
+executor_id = "{s.runtime.executor_id}"                # stable and distinct per worker (empty: host name)
 watch = {str(s.runtime.watch).lower()}
 watch_prefixes = {json.dumps(s.runtime.watch_prefixes)}
 modules = {json.dumps(s.runtime.modules)}              # modules with a `functions` registry of your own

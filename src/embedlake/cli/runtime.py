@@ -44,12 +44,15 @@ def up(
     configure(log_format, logging.INFO if verbose else logging.WARNING)
 
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with Workspace.open(ws) as w, Runtime(w) as runtime:
+        # installed after the runtime started: ray.init installs a SIGTERM handler of its own
+        # that ends the process at once, with no graceful stop
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         names = ", ".join(spec.name for spec in runtime.functions)
         console.print(
-            f"runtime up: functions {names}; engine {w.settings.runtime.engine}; "
+            f"runtime up as {w.settings.executor_id()}: functions {names}; "
+            f"engine {w.settings.runtime.engine}; "
             f"watching {', '.join(w.settings.runtime.watch_prefixes)}",
             highlight=False,
         )

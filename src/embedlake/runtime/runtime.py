@@ -50,6 +50,7 @@ def _dbos_config(ws: Workspace) -> DBOSConfig:
         "console_log_level": "WARNING",
         "run_migrations": True,
         "max_executor_threads": ws.settings.runtime.max_workers * 4,
+        "executor_id": ws.settings.executor_id(),
     }
 
 
