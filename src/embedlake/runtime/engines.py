@@ -1,8 +1,8 @@
 """Compute engines for heavy fan-out tasks ``fn(ws, item)``: this process, or a Ray cluster.
 
 Tasks are named by an importable reference (``module:function``), so any engine can run them in
-another process: the Ray engine ships the reference and the workspace settings, and the task opens the
-workspace where it runs (cached per worker process, with its models kept loaded).
+another process: the Ray engine ships the reference to one of its actors, each a process that opened
+the workspace from the driver's settings and keeps the models its tasks load (see runtime/ray.py).
 """
 
 from __future__ import annotations
