@@ -60,6 +60,25 @@ class Postgres:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def role(self, name: str, password: str, database_url: str) -> str:
+        """A login role with a password (checked: scram-sha-256) owning the database of
+        ``database_url``; the URL for that role, without the password."""
+        import psycopg
+        from sqlalchemy import make_url
+
+        database = make_url(database_url).database
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
+            conn.execute(f'ALTER DATABASE "{database}" OWNER TO "{name}"')
+            conn.execute(f'GRANT ALL ON DATABASE "{database}" TO "{name}"')
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname={database}", autocommit=True
+        ) as conn:
+            conn.execute(f'ALTER SCHEMA public OWNER TO "{name}"')
+        return f"postgresql+psycopg://{name}@127.0.0.1:{self.port}/{database}"
+
     def stop(self) -> None:
         self._run(["pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "stop"])
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -109,7 +128,13 @@ def start_postgres() -> Postgres:
             "start",
         ],
     ]
-    for argv in steps:
+    for n, argv in enumerate(steps):
+        if n == 1:  # before the start: the superuser needs no password, other roles do
+            (data / "pg_hba.conf").write_text(
+                "local all all trust\n"
+                "host all postgres 127.0.0.1/32 trust\n"
+                "host all all 127.0.0.1/32 scram-sha-256\n"
+            )
         done = server._run(argv)
         if done.returncode != 0:
             log = folder / "server.log"
