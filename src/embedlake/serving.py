@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 from uuid import uuid4
 
 import numpy as np
@@ -23,9 +23,10 @@ from embedlake import index as vector_index
 from embedlake.batch import read_vectors
 from embedlake.catalog.registry import IndexRecord, ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
+from embedlake.catalog.schema import documents as documents_table
 from embedlake.encoders import Encoder, artifacts
 from embedlake.encoders.resolve import encoder_options
-from embedlake.errors import InputError, NotFound
+from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.evaluate.bm25 import Bm25
 from embedlake.index import Matrix, VectorIndex, check_vectors
 from embedlake.reduce.pca import PcaReducer
@@ -55,9 +56,39 @@ class Hit:
     source: str
 
 
-def index_params(ws: Workspace) -> dict[str, Any]:
+class FiltersInSql(Protocol):
+    """An index that applies document filters and tombstones itself, in the catalog's SQL
+    (``filters_in_sql = True``: pgvector), instead of being handed the allowed ids."""
+
+    def search_where(
+        self, queries: Matrix, k: int, where: Mapping[str, Any], documents: str = "documents"
+    ) -> list[list[tuple[str, float]]]: ...
+
+
+def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
+    """What ``index.create`` needs besides the dimension (pgvector: the catalog's URL, with its
+    password: never log these)."""
     s = ws.settings.index
-    return {"m": s.m, "ef_construction": s.ef_construction, "ef_search": s.ef_search}
+    params: dict[str, Any] = {
+        "m": s.m,
+        "ef_construction": s.ef_construction,
+        "ef_search": s.ef_search,
+    }
+    if (engine or s.engine) == "pgvector":
+        params["url"] = _catalog_url(ws)
+    return params
+
+
+def _catalog_url(ws: Workspace) -> str:
+    """The catalog database's URL for the pgvector engine, which keeps its vectors there."""
+    url = ws.catalog.engine.url
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"index engine 'pgvector' keeps its vectors in the catalog database, which must be "
+            f"PostgreSQL with pgvector; this catalog is {url.get_backend_name()}: set [catalog] "
+            f"url to a postgresql+psycopg:// URL, or [index] engine to hnsw or exact"
+        )
+    return url.render_as_string(hide_password=False)
 
 
 def build_index(
@@ -78,18 +109,24 @@ def build_index(
     dim = model.dim
     if reducer is not None:
         vectors, dim = reducer.transform(vectors), reducer.dim
-    index = vector_index.create(engine, dim, **index_params(ws))
-    index.add(ids, vectors)
-    prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
-    with tempfile.TemporaryDirectory() as tmp:
-        index.save(Path(tmp))
-        for path in sorted(Path(tmp).iterdir()):
-            with path.open("rb") as f:
-                ws.lake.put_file(f"{prefix}/{path.name}", f)
-    params = {**index.params(), "dim": dim, "reduced": reducer is not None}
-    record = ws.catalog.registry.add_index(
-        model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
-    )
+    index = vector_index.create(engine, dim, **index_params(ws, engine))
+    try:
+        index.add(ids, vectors)
+        prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            index.save(Path(tmp))
+            for path in sorted(Path(tmp).iterdir()):
+                with path.open("rb") as f:
+                    ws.lake.put_file(f"{prefix}/{path.name}", f)
+        params = {**index.params(), "dim": dim, "reduced": reducer is not None}
+        record = ws.catalog.registry.add_index(
+            model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
+        )
+    except BaseException:
+        drop = getattr(index, "drop", None)  # an engine that stores outside the lake (pgvector)
+        if drop is not None:
+            drop()
+        raise
     return BuildReport(
         record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started
     )
@@ -118,7 +155,9 @@ def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
     if first is None:
         raise NotFound(f"index {record.id}: no files under {record.prefix}/")
     local = ws.lake.local_path(first.key)
-    overrides = {"ef_search": ws.settings.index.ef_search}
+    overrides: dict[str, Any] = {"ef_search": ws.settings.index.ef_search}
+    if record.engine == "pgvector":
+        overrides["url"] = _catalog_url(ws)
     if local is not None:
         return vector_index.load(record.engine, Path(local).parent, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,13 +258,14 @@ class Searcher:
         """Queries as this model's encoder made them. A query the model has nothing to say about
         (LSA on words it never saw gives a zero vector) matches nothing."""
         _check_k(k)
-        allowed = self._ws.catalog.documents.ids_where(where) if where is not None else None
+        allowed = self._allowed(where)
         if self.reducer is not None:
             vectors = self.reducer.transform(vectors)
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         rows = [n for n, v in enumerate(vectors) if np.any(v)]
         if rows:
-            for n, hits in zip(rows, self._search(vectors[rows], k, allowed), strict=True):
+            found = self._search(vectors[rows], k, allowed, where=where)
+            for n, hits in zip(rows, found, strict=True):
                 out[n] = hits
         return out
 
@@ -240,8 +280,8 @@ class Searcher:
         if vector is None:
             hits = self.search_encoded(self.encode([doc.full_text]), k + 1, where)[0]
             return [h for h in hits if h.id != doc_id][:k]
-        allowed = self._ws.catalog.documents.ids_where(where) if where is not None else None
-        return self._search(vector[None, :], k, allowed, exclude=doc_id)[0]
+        allowed = self._allowed(where)
+        return self._search(vector[None, :], k, allowed, exclude=doc_id, where=where)[0]
 
     def hybrid(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         """Dense and BM25 results fused by reciprocal rank (RRF, k=60, Cormack et al. 2009)."""
@@ -274,16 +314,34 @@ class Searcher:
                 self._bm25 = Bm25([d.id for d in docs], [d.full_text for d in docs], stem=True)
             return self._bm25
 
+    def _allowed(self, where: Mapping[str, Any] | None) -> set[str] | None:
+        """The ids a filter keeps, for an index that cannot apply it in SQL itself."""
+        if where is None or getattr(self.index, "filters_in_sql", False):
+            return None
+        return self._ws.catalog.documents.ids_where(where)
+
     def _search(
-        self, vectors: Matrix, k: int, allowed: set[str] | None, exclude: str = ""
+        self,
+        vectors: Matrix,
+        k: int,
+        allowed: set[str] | None,
+        exclude: str = "",
+        where: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Vectors in the index's space → hits of live documents. Deleted documents are still in
-        the index until the next build, so fetch more and hydrate until ``k`` live ones remain."""
+        the index until the next build, so fetch more and hydrate until ``k`` live ones remain.
+        An index with ``filters_in_sql`` gets ``where`` itself and leaves deleted ones out."""
         documents = self._ws.catalog.documents
+        in_sql = where if getattr(self.index, "filters_in_sql", False) else None
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         todo, fetch = list(range(len(vectors))), k + 10
         while todo:
-            raw = self.index.search(vectors[todo], fetch, allowed)
+            if in_sql is not None:
+                raw = cast(FiltersInSql, self.index).search_where(
+                    vectors[todo], fetch, in_sql, documents_table.name
+                )
+            else:
+                raw = self.index.search(vectors[todo], fetch, allowed)
             found = documents.summaries(list({d for row in raw for d, _ in row}))
             again = []
             for n, row in zip(todo, raw, strict=True):

@@ -164,6 +164,12 @@ def test_metadata_filters_match_values_and_lists(ws: Workspace) -> None:
     assert docs.ids_where({"year": 2021}) == {"2", "3"}
     assert docs.ids_where({"open": True}) == {"1"}
     assert docs.ids_where({"missing": "x"}) == set()
+    # a field holding different JSON types in different documents: each filter matches its own
+    docs.upsert([_doc("4", year="n/a", open="yes"), _doc("5", year=2021.0, open=1)])
+    assert docs.ids_where({"year": 2021}) == {"2", "3", "5"}
+    assert docs.ids_where({"year": "n/a"}) == {"4"}
+    assert docs.ids_where({"open": True}) == {"1"}
+    assert docs.ids_where({"open": False}) == {"2"}
     docs.delete("1")
     assert docs.ids_where({"lang": "en"}) == {"3"}
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 
 from embedlake.catalog.schema import documents as t
 from embedlake.errors import InputError, NotFound
@@ -66,15 +66,23 @@ class UpsertResult:
     conflicts: list[tuple[Document, str]] = field(default_factory=list)
 
 
-def _matches(key: str, value: str | int | float | bool) -> Any:
+def _matches(key: str, value: str | int | float | bool, dialect: str) -> Any:
     if key == "source":
         return t.c.source == str(value)
     field = t.c.metadata[key]
+    if isinstance(value, str):
+        return field.as_string() == value
+    # Cast only values of the right JSON type: PostgreSQL fails the whole query on casting "n/a"
+    # to a number. CASE, not AND: SQL does not promise to evaluate AND's operands in order.
+    if dialect == "postgresql":
+        kind = func.json_typeof(field)
+        kinds = ("boolean",) if isinstance(value, bool) else ("number",)
+    else:
+        kind = func.json_type(t.c.metadata, f'$."{key}"')
+        kinds = ("true", "false") if isinstance(value, bool) else ("integer", "real")
     if isinstance(value, bool):
-        return field.as_boolean() == value
-    if isinstance(value, int | float):
-        return field.as_float() == float(value)
-    return field.as_string() == value
+        return case((kind.in_(kinds), field.as_boolean())) == value
+    return case((kind.in_(kinds), field.as_float())) == float(value)
 
 
 class Documents:
@@ -173,13 +181,14 @@ class Documents:
         """Ids of live documents matching every condition: ``source`` is the document's source,
         any other key a top-level metadata field; a value matches itself, a list any of its items."""
         query = select(t.c.id).where(t.c.deleted_at.is_(None))
+        dialect = self._catalog.engine.dialect.name
         for key, wanted in where.items():
             values = wanted if isinstance(wanted, list) else [wanted]
             if not values or not all(isinstance(v, str | int | float | bool) for v in values):
                 raise InputError(
                     f"filter {key!r}: give a string, number or boolean, or a non-empty list of them"
                 )
-            query = query.where(or_(*(_matches(key, v) for v in values)))
+            query = query.where(or_(*(_matches(key, v, dialect) for v in values)))
         with self._catalog.connect() as conn:
             return {r.id for r in conn.execute(query)}
 

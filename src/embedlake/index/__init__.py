@@ -1,7 +1,8 @@
-"""Vector indexes: one protocol, one module per engine (``exact.py``, ``hnsw.py``).
+"""Vector indexes: one protocol, one module per engine (``exact.py``, ``hnsw.py``, ``pgvector.py``).
 
 Vectors are unit length and scored by inner product (= cosine). Ids are strings; engines keep the
-string ids beside the library's integer labels. An index is saved as a folder of files in the lake.
+string ids beside the library's integer labels. An index is saved as a folder of files in the lake
+(for ``pgvector``, a manifest naming the table in the PostgreSQL catalog that holds the vectors).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class VectorIndex(Protocol):
 ENGINES: dict[str, str] = {
     "exact": "embedlake.index.exact:ExactIndex",
     "hnsw": "embedlake.index.hnsw:HnswIndex",
+    "pgvector": "embedlake.index.pgvector:PgvectorIndex",
 }
 
 
