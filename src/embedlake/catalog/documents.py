@@ -74,6 +74,7 @@ def _matches(key: str, value: str | int | float | bool, dialect: str) -> Any:
         return field.as_string() == value
     # Cast only values of the right JSON type: PostgreSQL fails the whole query on casting "n/a"
     # to a number. CASE, not AND: SQL does not promise to evaluate AND's operands in order.
+    kinds: tuple[str, ...]
     if dialect == "postgresql":
         kind = func.json_typeof(field)
         kinds = ("boolean",) if isinstance(value, bool) else ("number",)
