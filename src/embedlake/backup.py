@@ -5,12 +5,13 @@ A snapshot is engine-neutral: every catalog table as gzipped JSON lines, so a wo
 from SQLite imports into PostgreSQL (the way from the embedded default to production), and the
 lake's manifest (key, size, SHA-256 of every object), with the objects themselves unless the lake
 is left out (a versioned bucket is its own backup). Vectors that live in the database rather than
-the lake (the pgvector index engine) are rebuilt on import from the vectors in the lake.
+the lake (the pgvector index engine) are exported beside the catalog and loaded into new tables.
 
 Layout::
 
     manifest.json                 format, schema revision, table row counts, lake objects
     catalog/<table>.jsonl.gz      one JSON object per row, in primary-key order
+    database-indexes/<id>.npz     ids and vectors of each pgvector index
     lake/<key>                    the objects (without --no-lake)
 """
 
@@ -21,18 +22,23 @@ import hashlib
 import io
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import fsspec
-from sqlalchemy import DateTime, Table, func, select, text
+import numpy as np
+from sqlalchemy import DateTime, Table, func, select, text, update
 
+from embedlake import index as vector_index
 from embedlake.catalog import migrate
-from embedlake.catalog.schema import metadata
+from embedlake.catalog.schema import indexes, metadata
 from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.lake import Lake, open_lake
+from embedlake.serving import index_params, load_index
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,7 @@ def export(ws: Workspace, dest: str, *, lake: bool = True) -> Snapshot:
                     out.write(json.dumps(_encode(dict(row)), ensure_ascii=False) + "\n")
                     n += 1
             counts[table.name] = n
+    database_indexes = _export_database_indexes(ws, fs, root)
     objects: list[dict[str, Any]] = []
     for info in ws.lake.list():
         digest = hashlib.sha256()
@@ -94,6 +101,7 @@ def export(ws: Workspace, dest: str, *, lake: bool = True) -> Snapshot:
         "source": {"catalog": ws.catalog.engine.dialect.name, "lake": ws.lake.url},
         "tables": counts,
         "lake_copied": lake,
+        "database_indexes": database_indexes,
         "objects": objects,
     }
     # written last: a snapshot without a manifest is an unfinished one
@@ -122,11 +130,14 @@ def import_(ws: Workspace, source: str) -> Snapshot:
             f"{migrate.head()}: import it with the embedlake version that exported it"
         )
     _check_empty(ws)
+    if manifest["database_indexes"]:
+        index_params(ws, "pgvector")  # refuses a catalog that cannot hold them, before any write
     etags = _restore_lake(ws, fs, root, manifest)
     counts = _restore_catalog(ws, fs, root, etags)
     if counts != manifest["tables"]:
         raise InputError(f"{source}: row counts {counts} differ from the manifest's")
-    _rebuild_database_indexes(ws)
+    for index_id in manifest["database_indexes"]:
+        _restore_database_index(ws, fs, root, index_id)
     objects = manifest["objects"]
     return Snapshot(
         source, counts, len(objects), sum(o["size"] for o in objects), manifest["lake_copied"]
@@ -209,9 +220,52 @@ def _advance_sequences(conn: Any, table: Table) -> None:
             )
 
 
-def _rebuild_database_indexes(ws: Workspace) -> None:
-    """Indexes whose vectors live in the database (pgvector) are rebuilt from the lake."""
-    # TODO(pgvector): filled in with the pgvector engine
+def _export_database_indexes(ws: Workspace, fs: Any, root: str) -> list[int]:
+    """The vectors of indexes that keep them in the database (pgvector), one .npz per index."""
+    from embedlake.index.pgvector import PgvectorIndex
+
+    done = []
+    with ws.catalog.connect() as conn:
+        records = conn.execute(select(indexes.c.id).where(indexes.c.engine == "pgvector")).all()
+    for (index_id,) in records:
+        index = load_index(ws, ws.catalog.registry.index(index_id))
+        assert isinstance(index, PgvectorIndex)
+        try:
+            ids, vectors = index.rows()
+        finally:
+            index.close()
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=np.array(ids, dtype=str), vectors=vectors)
+        fs.makedirs(f"{root}/database-indexes", exist_ok=True)
+        with fs.open(f"{root}/database-indexes/{index_id}.npz", "wb") as out:
+            out.write(buffer.getvalue())
+        done.append(index_id)
+    return done
+
+
+def _restore_database_index(ws: Workspace, fs: Any, root: str, index_id: int) -> None:
+    """A pgvector index in a new table of this database; its lake manifest and catalog record
+    are pointed at the new table."""
+    record = ws.catalog.registry.index(index_id)
+    with fs.open(f"{root}/database-indexes/{index_id}.npz", "rb") as f:
+        saved = np.load(io.BytesIO(f.read()))
+    params = {**index_params(ws, "pgvector")}
+    params.update(m=record.params["m"], ef_construction=record.params["ef_construction"])
+    index = vector_index.create("pgvector", int(record.params["dim"]), **params)
+    try:
+        index.add([str(i) for i in saved["ids"]], saved["vectors"])
+        with tempfile.TemporaryDirectory() as tmp:
+            index.save(Path(tmp))
+            for path in Path(tmp).iterdir():
+                ws.lake.put(f"{record.prefix}/{path.name}", path.read_bytes())
+        with ws.catalog.begin() as conn:
+            conn.execute(
+                update(indexes)
+                .where(indexes.c.id == index_id)
+                .values(params={**record.params, **index.params()})
+            )
+    finally:
+        getattr(index, "close", lambda: None)()
 
 
 def _read_rows(fs: Any, path: str, table: Table) -> Iterator[list[dict[str, Any]]]:

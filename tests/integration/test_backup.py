@@ -10,12 +10,13 @@ import pytest
 from embedlake import Workspace
 from embedlake.backup import export, import_
 from embedlake.cli.releases import _build_now
-from embedlake.errors import Conflict, InputError
+from embedlake.errors import ConfigError, Conflict, InputError
 from embedlake.ingest import ingest_path
 from embedlake.serving import Searcher
 from embedlake.training.train import train
 from tests.conftest import collection, production_environ
 from tests.integration.test_runtime import FAST
+from tests.servers import Postgres
 
 QUERIES = ["kidney failure in children", "cancer cells in mice", "blood pressure"]
 
@@ -68,3 +69,30 @@ def test_a_damaged_snapshot_is_refused_and_changes_nothing(tmp_path: Path) -> No
         assert fresh.catalog.events.all() == []
         with pytest.raises(Exception, match="no snapshot"):
             import_(fresh, str(tmp_path / "nowhere"))
+
+
+def test_a_pgvector_workspace_round_trips_with_its_vectors(
+    tmp_path: Path, postgres: Postgres, s3: object
+) -> None:
+    """pgvector keeps vectors in the database, not the lake: the snapshot carries them."""
+    env = {**FAST, **production_environ(postgres, s3), "EMBEDLAKE_INDEX__ENGINE": "pgvector"}
+    with Workspace.init(tmp_path / "ws", environ=env) as ws:
+        ingest_path(ws, collection("med"))
+        _build_now(ws, train(ws, name="lsa-a", kind="lsa", components=64)[0])
+        assert Searcher(ws).index.engine == "pgvector"
+        before = _answers(ws)
+        snap = export(ws, str(tmp_path / "snap"), lake=False)
+    assert not snap.lake_copied
+    # the same bucket (the lake is its own backup: --no-lake), a new database
+    again = {**env, "EMBEDLAKE_CATALOG__URL": postgres.database()}
+    again["EMBEDLAKE_RUNTIME__SYSTEM_DATABASE"] = again["EMBEDLAKE_CATALOG__URL"]
+    with Workspace.init(tmp_path / "restored", environ=again) as restored:
+        import_(restored, str(tmp_path / "snap"))
+        searcher = Searcher(restored)
+        assert searcher.index.engine == "pgvector" and len(searcher.index) == 1033
+        assert _answers(restored) == before
+    # a SQLite workspace cannot take pgvector indexes: refused before anything is written
+    with Workspace.init(tmp_path / "sqlite", environ=FAST) as small:
+        with pytest.raises(ConfigError, match="PostgreSQL"):
+            import_(small, str(tmp_path / "snap"))
+        assert small.catalog.documents.count() == 0

@@ -60,6 +60,7 @@ _SQL = {
     "count": "SELECT count(*) FROM {t}",
     "delete": "DELETE FROM {t} WHERE id = ANY(%s)",
     "ids": "SELECT id FROM {t}",
+    "rows": "SELECT id, embedding FROM {t} ORDER BY id",
     "vector": "SELECT embedding FROM {t} WHERE id = %s",
     "drop": "DROP TABLE IF EXISTS {t}",
 }
@@ -215,6 +216,12 @@ class PgvectorIndex:
     def ids(self) -> list[str]:
         rows = self._run("listing ids", lambda c: c.execute(self._sql["ids"]).fetchall())
         return [r[0] for r in rows]
+
+    def rows(self) -> tuple[list[str], Matrix]:
+        """Every id and vector, in id order (for backups: the vectors live only here)."""
+        found = self._run("reading all rows", lambda c: c.execute(self._sql["rows"]).fetchall())
+        vectors = np.array([r[1] for r in found], dtype=np.float32).reshape(-1, self.dim)
+        return [r[0] for r in found], vectors
 
     def vector(self, doc_id: str) -> Matrix | None:
         row = self._run("reading", lambda c: c.execute(self._sql["vector"], [doc_id]).fetchone())
