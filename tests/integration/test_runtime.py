@@ -198,7 +198,7 @@ def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(
         assert ws.catalog.documents.count() == 1000
         events.add(Event(DOCUMENTS_CHANGED, "burst"))
         assert runtime.wait_idle(120)
-    searcher = Searcher(ws)
-    assert searcher.record.n_vectors == 1000
-    ids = [h.id for h in searcher.search("topic 3", 50)]
-    assert len(ids) == len(set(ids))
+        searcher = Searcher(ws)  # inside: a closed workspace's database connections leak
+        assert searcher.record.n_vectors == 1000
+        ids = [h.id for h in searcher.search("topic 3", 50)]
+        assert len(ids) == len(set(ids))
