@@ -14,6 +14,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,16 +50,23 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     release_id = ctx.step("create", _create, ws, model_ref, ctx.request_id, reason)
     stages: dict[str, float] = {}
     stages["embed"] = _embed_all(ctx, ws, model_ref, "embed")
-    stages["reducer"] = ctx.step("reducer", _reduce, ws, release_id)
-    stages["map"] = ctx.step("map", map_release, ws, release_id)
-    stages["index"] = ctx.step("index", _index, ws, release_id)
+    # the heavy stages run on the compute engine (a Ray actor in production), like the shards
+    stages["reducer"] = _heavy(ctx, "reducer", _reduce, release_id)
+    stages["map"] = _heavy(ctx, "map", map_release, release_id)
+    stages["index"] = _heavy(ctx, "index", _index, release_id)
     late = _embed_all(ctx, ws, model_ref, "catch-up")
     if ctx.step("late documents", _missing, ws, release_id):
-        stages["catch_up"] = late + ctx.step("re-index", _index, ws, release_id)
+        stages["catch_up"] = late + _heavy(ctx, "re-index", _index, release_id)
     stages["benchmark"] = ctx.step("benchmark and gate", _benchmark, ws, release_id, stages)
     if publish:
         ctx.step("conclude", _conclude, ws, release_id)
     return str(release_id)
+
+
+def _heavy(ctx: Steps, name: str, fn: Callable[[Workspace, str], float], release_id: str) -> float:
+    """One stage as a fan-out of one: checkpointed like a step, run where the engine runs tasks."""
+    [seconds] = ctx.map(name, fn, [release_id])
+    return float(seconds)
 
 
 def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:
