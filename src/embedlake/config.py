@@ -112,6 +112,8 @@ class RuntimeSettings(_Section):
     engine: Literal["local", "ray"] = "local"
     # "" starts a Ray on this machine; "auto" joins a running one; "ray://head:10001" a remote one.
     ray_address: str = ""
+    # CPUs each Ray actor reserves (its threads for embedding, HNSW builds and UMAP)
+    ray_actor_cpus: int = Field(default=1, ge=1)
     max_workers: int = Field(default=8, ge=1)
     idle_seconds: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=0.05, gt=0)
@@ -308,6 +310,7 @@ ef_search = {s.index.ef_search}
 
 [runtime]
 engine = "{s.runtime.engine}"             # local | ray
+ray_actor_cpus = {s.runtime.ray_actor_cpus}             # CPUs (threads) each Ray actor reserves
 ray_address = "{s.runtime.ray_address}"              # "" = a Ray on this machine, "auto", or "ray://head:10001"
 max_workers = {s.runtime.max_workers}
 idle_seconds = {s.runtime.idle_seconds}            # an idle local worker thread ends after this

@@ -68,8 +68,9 @@ class RayEngine:
     """Dispatch each task to an idle actor of the pool, starting actors on demand up to ``size``.
 
     ``size`` is ``runtime.max_workers`` capped by the cluster's GPUs (GPU actors) or CPUs (CPU
-    actors, one CPU each, so Ray gives each process one intra-op thread). Callers block while
-    every actor is busy: the durable runtime calls from its compute-queue threads.
+    actors, ``runtime.ray_actor_cpus`` each, so Ray gives each process that many intra-op
+    threads). Callers block while every actor is busy: the durable runtime calls from its
+    compute-queue threads.
     """
 
     name = "ray"
@@ -85,7 +86,11 @@ class RayEngine:
             )
         self._settings = settings
         self.gpus_per_actor = 1 if wants_gpu(settings.embed.device) else 0
-        room = _cluster("GPU" if self.gpus_per_actor else "CPU")
+        # CPUs per actor: Ray gives an actor as many intra-op threads (torch, faiss's HNSW build,
+        # UMAP's numba) as it reserves CPUs for it
+        self.cpus_per_actor = settings.runtime.ray_actor_cpus
+        gpus, cpus = _cluster("GPU"), _cluster("CPU") // self.cpus_per_actor
+        room = gpus if self.gpus_per_actor else cpus
         self.size = max(1, min(settings.runtime.max_workers, int(room)))
         self._idle: list[Any] = []  # actor handles, most recently used last
         self._started = 0
@@ -117,9 +122,9 @@ class RayEngine:
             if self._idle:
                 return self._idle.pop()  # the warmest: it ran last
             self._started += 1
-        actor = _WorkerActor.options(num_cpus=1, num_gpus=self.gpus_per_actor).remote(
-            self._settings
-        )
+        actor = _WorkerActor.options(
+            num_cpus=self.cpus_per_actor, num_gpus=self.gpus_per_actor
+        ).remote(self._settings)
         with self._ready:
             self._all.append(actor)
         return actor
