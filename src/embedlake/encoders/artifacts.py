@@ -202,15 +202,21 @@ def materialise(ws: Workspace, record: ModelRecord) -> Path:
     cache = ws.settings.workspace / ".cache" / "models" / record.content_hash
     if (cache / MANIFEST).is_file():
         return cache
-    tmp = Path(tempfile.mkdtemp(dir=cache.parent.parent if cache.parent.exists() else None))
+    # copied beside the cache and renamed into place: on the same filesystem (a rename across
+    # filesystems fails), and a reader never sees half a model
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
     try:
         for info in ws.lake.list(record.prefix):
             target = tmp / info.key[len(record.prefix) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)
             with ws.lake.open(info.key) as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(cache)
+        try:
+            tmp.rename(cache)
+        except OSError:
+            if not (cache / MANIFEST).is_file():  # not a concurrent copy that finished first
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cache
