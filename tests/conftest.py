@@ -41,7 +41,7 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 # -- real servers for the production engines ------------------------------------------------------
 # Started once per test session by the fixtures below (see tests/servers.py). On a machine without
 # the `dev` extra's server packages these tests skip, saying how to enable them; CI sets
-# EMBEDLAKE_TEST_BACKENDS=require so that there a missing server is a failure, never a skip.
+# REQUIRE_TEST_BACKENDS=1 so that there a missing server is a failure, never a skip.
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
@@ -49,7 +49,7 @@ def _unavailable(what: str, exc: BaseException) -> None:
         f"{what} is not available here ({type(exc).__name__}: {exc}); "
         "install the test servers with `pip install -e '.[dev,production]'`"
     )
-    if os.environ.get("EMBEDLAKE_TEST_BACKENDS") == "require":
+    if os.environ.get("REQUIRE_TEST_BACKENDS") == "1":
         pytest.fail(message)
     pytest.skip(message)
 
