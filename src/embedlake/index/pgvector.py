@@ -17,23 +17,18 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
 from psycopg import sql
-from psycopg.pq import TransactionStatus
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
 
-from embedlake.errors import CatalogError, ConfigError, InputError, NotFound
+from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.index import Matrix, check_vectors
+from embedlake.index.pgpool import Pool, Session, conninfo, scalar
 
 R = TypeVar("R")
 Hits = list[list[tuple[str, float]]]
@@ -42,8 +37,6 @@ MANIFEST = "pgvector.json"
 TABLE_PREFIX = "embedlake_vectors_"
 _MAX_DIM = 2000  # pgvector's HNSW on the ``vector`` type
 _MAX_EF = 1000  # hnsw.ef_search's upper bound
-_POOL_SIZE = 16  # connections per index, as many as the catalog's SQLAlchemy pool keeps
-_POOL_WAIT = 30.0  # seconds a search waits for a free connection
 
 # The statements of one index table ({t}); the temporary staging table is per connection.
 _SQL = {
@@ -99,7 +92,7 @@ class PgvectorIndex:
             raise ConfigError("index engine 'pgvector' needs the URL of a PostgreSQL database")
         self.dim, self.m, self.ef_construction, self.ef_search = dim, m, ef_construction, ef_search
         self.table = table or f"{TABLE_PREFIX}{uuid4().hex[:12]}"
-        self._pool = _Pool(_conninfo(url))
+        self._pool = Pool(conninfo(url))
         self._closer = weakref.finalize(self, self._pool.close)
         self._lock = threading.Lock()
         self._name = sql.Identifier(self.table)
@@ -137,7 +130,7 @@ class PgvectorIndex:
     def _load(self, conn: psycopg.Connection[Any], ids: Sequence[str], vectors: Matrix) -> int:
         q = self._sql
         with conn.transaction():
-            empty = _scalar(conn, q["empty"])
+            empty = scalar(conn, q["empty"])
             if not empty:
                 conn.execute(q["stage"])
             with conn.cursor() as cur, cur.copy(q["copy_into" if empty else "copy_stage"]) as copy:
@@ -146,7 +139,7 @@ class PgvectorIndex:
                     copy.write_row(row)
             # a bulk load is followed by ANALYZE: the planner's row estimates
             conn.execute(q["analyze" if empty else "upsert"])
-            return int(_scalar(conn, q["count"]))
+            return int(scalar(conn, q["count"]))
 
     def remove(self, ids: Sequence[str]) -> None:
         if ids:
@@ -198,7 +191,7 @@ class PgvectorIndex:
         ef, (ann, exact) = min(max(self.ef_search, k), _MAX_EF), statements
         prepare = None if filters is None else False
 
-        def run(session: _Session) -> Hits:
+        def run(session: Session) -> Hits:
             session.configure(ef, iterative=filters is not None)
             out = []
             for query in queries:
@@ -263,10 +256,10 @@ class PgvectorIndex:
         self._closer()
 
     def _inspect(self, conn: psycopg.Connection[Any]) -> tuple[bool, int]:
-        if _scalar(conn, "SELECT to_regclass(%s) IS NULL", [self.table]):
+        if scalar(conn, "SELECT to_regclass(%s) IS NULL", [self.table]):
             raise NotFound(f"pgvector index table {self.table} is not in the database (dropped?)")
-        built = _scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", [f"{self.table}_hnsw"])
-        return bool(built), int(_scalar(conn, self._sql["count"]))
+        built = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", [f"{self.table}_hnsw"])
+        return bool(built), int(scalar(conn, self._sql["count"]))
 
     def _run(self, what: str, fn: Callable[[psycopg.Connection[Any]], R]) -> R:
         return self._pool.run(f"pgvector index {self.table}: {what}", lambda s: fn(s.conn))
@@ -313,146 +306,3 @@ def _where_sql(where: Mapping[str, Any]) -> tuple[sql.Composable, dict[str, Any]
 
 
 _CAST = "(CASE WHEN pg_input_is_valid({field}, '{type}') THEN {field}::{type} END) = {{}}"
-
-
-@dataclass
-class _Session:
-    """A pooled connection and the HNSW settings it was last given. They are session settings:
-    the connection serves only this index, and setting them for each search would cost a round
-    trip. Iterative scans are on for filtered searches only (they cost ~10 % without a filter)."""
-
-    conn: psycopg.Connection[Any]
-    ef_search: int = 0
-    iterative: bool | None = None
-
-    def configure(self, ef_search: int, iterative: bool) -> None:
-        if (ef_search, iterative) != (self.ef_search, self.iterative):
-            self.conn.execute(
-                "SELECT set_config('hnsw.ef_search', %s, false), "
-                "set_config('hnsw.iterative_scan', %s, false)",
-                [str(ef_search), "relaxed_order" if iterative else "off"],
-            )
-            self.ef_search, self.iterative = ef_search, iterative
-
-
-class _Pool:
-    """A few open connections, shared by the threads that search (the API answers from many).
-
-    A connection is taken for one call and given back when it is idle again; a broken one is
-    dropped, and a call that met a dead kept connection (a server restart) is run again once on a
-    new one. At most ``size`` connections are open; a call waits ``_POOL_WAIT`` seconds for one.
-    """
-
-    def __init__(self, conninfo: str, size: int = _POOL_SIZE) -> None:
-        self._conninfo = conninfo
-        self._idle: list[_Session] = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
-        self._checked = self._closed = False
-
-    def run(self, what: str, fn: Callable[[_Session], R]) -> R:
-        if not self._slots.acquire(timeout=_POOL_WAIT):
-            raise CatalogError(f"{what}: no free database connection after {_POOL_WAIT:.0f} s")
-        try:
-            with _translate(what):
-                kept, current = self._take()
-                try:
-                    return self._call(fn, current)
-                except psycopg.OperationalError:
-                    if not (kept and current.conn.broken):
-                        raise
-                # a kept connection was dead (the server restarted): once more on a new one
-                return self._call(fn, self._open())
-        finally:
-            self._slots.release()
-
-    def _call(self, fn: Callable[[_Session], R], current: _Session) -> R:
-        try:
-            return fn(current)
-        finally:
-            conn = current.conn
-            keep = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
-            with self._lock:
-                if keep := keep and not self._closed:
-                    self._idle.append(current)
-            if not keep:
-                conn.close()
-
-    def _take(self) -> tuple[bool, _Session]:
-        with self._lock:
-            if self._closed:
-                raise CatalogError("the index was closed")
-            while self._idle:
-                found = self._idle.pop()
-                if not found.conn.closed:
-                    return True, found
-        return False, self._open()
-
-    def _open(self) -> _Session:
-        conn = psycopg.connect(self._conninfo, autocommit=True)
-        try:
-            if not self._checked:
-                _check_server(conn)
-                self._checked = True
-            register_vector(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return _Session(conn)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for current in idle:
-            current.conn.close()
-
-
-@contextmanager
-def _translate(what: str) -> Iterator[None]:
-    """psycopg errors become CatalogError (the server's message, never the SQL or the URL)."""
-    try:
-        yield
-    except psycopg.errors.UndefinedTable as exc:
-        raise NotFound(f"{what} failed: {exc}") from exc
-    except psycopg.Error as exc:
-        message = str(exc).strip() or type(exc).__name__
-        raise CatalogError(f"{what} failed: {type(exc).__name__}: {message}") from exc
-
-
-def _check_server(conn: psycopg.Connection[Any]) -> None:
-    """PostgreSQL 16+ (pg_input_is_valid) with pgvector 0.8+ (iterative index scans), installing
-    the extension where it is missing and this user may."""
-    need = "index engine 'pgvector' needs PostgreSQL 16+ with pgvector 0.8+"
-    if conn.info.server_version < 160000:
-        raise ConfigError(f"{need}; the server is PostgreSQL {conn.info.server_version // 10000}")
-    try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFile) as exc:
-        raise ConfigError(
-            f"{need}; the catalog database has no vector extension and it cannot be created here "
-            f"({exc}): install pgvector and run `CREATE EXTENSION vector;` as a superuser"
-        ) from None
-    version = _scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-    if tuple(int(p) for p in str(version).split(".")[:2]) < (0, 8):
-        raise ConfigError(
-            f"{need}; the database has {version}: run `ALTER EXTENSION vector UPDATE`"
-        )
-
-
-def _scalar(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:
-    row = conn.execute(query, params).fetchone()
-    return None if row is None else row[0]
-
-
-def _conninfo(url: str) -> str:
-    """A libpq URI from a SQLAlchemy URL (``postgresql+psycopg://``) or a libpq one."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError("index engine 'pgvector': the database URL is not a URL") from None
-    if parsed.get_backend_name() != "postgresql":
-        raise ConfigError(
-            f"index engine 'pgvector' needs a PostgreSQL database, not {parsed.get_backend_name()!r}"
-        )
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
