@@ -27,7 +27,8 @@ EventType = Literal["object.created", "object.removed"]
 class ObjectInfo:
     key: str
     size: int
-    etag: str  # MD5 hex, as S3 reports it for a single-part upload; "" in cheap listings
+    etag: str  # as the store reports it: MD5 hex for a file or single-part upload, "<md5>-<parts>"
+    # for an S3 multipart upload; "" in listings where it would cost a read (a folder)
 
 
 @dataclass(frozen=True)
