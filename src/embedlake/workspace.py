@@ -47,8 +47,13 @@ class Workspace:
     def from_settings(cls, settings: Settings) -> Workspace:
         """Open with settings already read (a worker process receives them from its driver)."""
         catalog = _open_catalog(settings)
-        catalog.check_schema()
-        return cls(settings, open_lake(settings.resolve(settings.lake.url), settings.lake), catalog)
+        try:
+            catalog.check_schema()
+            lake = open_lake(settings.resolve(settings.lake.url), settings.lake)
+        except BaseException:
+            catalog.close()  # its pooled connections would otherwise leak
+            raise
+        return cls(settings, lake, catalog)
 
     def close(self) -> None:
         self.catalog.close()

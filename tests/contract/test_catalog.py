@@ -235,6 +235,8 @@ def test_the_event_outbox_keeps_one_copy_and_orders_by_sequence(ws: Workspace) -
     events.mark_seen("raw/x.jsonl", "etag1", 10)
     events.mark_seen("raw/x.jsonl", "etag2", 12)  # a rewrite replaces the record
     assert events.seen("raw/") == {"raw/x.jsonl": ("etag2", 12)}
+    assert events.invocation_queued("e1:f", "f", first.id)
+    assert not events.invocation_queued("e1:f", "f", first.id)  # a repeated delivery
     events.set_state("cursor", "7")
     events.set_state("cursor", "8")
     assert events.get_state("cursor") == "8"

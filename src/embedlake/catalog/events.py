@@ -144,9 +144,11 @@ class Events:
             attempts=0,
             enqueued_at=datetime.now(UTC),
         )
-        with self._catalog.begin() as conn:
-            done = conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
-        return bool(done.rowcount)
+        with self._catalog.begin() as conn:  # RETURNING, as in add(): rowcount is unreliable
+            added = conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["id"]).returning(invocations.c.id)
+            ).first()
+        return added is not None
 
     def invocation_update(self, run_id: str, **values: Any) -> None:
         with self._catalog.begin() as conn:
