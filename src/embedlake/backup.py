@@ -133,9 +133,7 @@ def import_(ws: Workspace, source: str) -> Snapshot:
     if manifest["database_indexes"]:
         index_params(ws, "pgvector")  # refuses a catalog that cannot hold them, before any write
     etags = _restore_lake(ws, fs, root, manifest)
-    counts = _restore_catalog(ws, fs, root, etags)
-    if counts != manifest["tables"]:
-        raise InputError(f"{source}: row counts {counts} differ from the manifest's")
+    counts = _restore_catalog(ws, fs, root, etags, manifest["tables"])
     for index_id in manifest["database_indexes"]:
         _restore_database_index(ws, fs, root, index_id)
     objects = manifest["objects"]
@@ -191,7 +189,9 @@ def _restore_lake(ws: Workspace, fs: Any, root: str, manifest: dict[str, Any]) -
     return etags
 
 
-def _restore_catalog(ws: Workspace, fs: Any, root: str, etags: dict[str, str]) -> dict[str, int]:
+def _restore_catalog(
+    ws: Workspace, fs: Any, root: str, etags: dict[str, str], expected: dict[str, int]
+) -> dict[str, int]:
     counts: dict[str, int] = {}
     with ws.catalog.begin() as conn:  # all or nothing
         for table in metadata.sorted_tables:
@@ -205,6 +205,8 @@ def _restore_catalog(ws: Workspace, fs: Any, root: str, etags: dict[str, str]) -
             counts[table.name] = rows
             if conn.dialect.name == "postgresql":
                 _advance_sequences(conn, table)
+        if counts != expected:  # raised inside the transaction: nothing is committed
+            raise InputError(f"the snapshot's row counts {counts} differ from its manifest's")
     return counts
 
 

@@ -96,3 +96,23 @@ def test_a_pgvector_workspace_round_trips_with_its_vectors(
         with pytest.raises(ConfigError, match="PostgreSQL"):
             import_(small, str(tmp_path / "snap"))
         assert small.catalog.documents.count() == 0
+
+
+def test_a_snapshot_whose_rows_disagree_with_its_manifest_commits_nothing(tmp_path: Path) -> None:
+    import json
+
+    with Workspace.init(tmp_path / "ws", environ=FAST) as ws:
+        ws.lake.put("raw/notes/a.txt", b"a note")
+        export(ws, str(tmp_path / "snap"), lake=False)
+    manifest = tmp_path / "snap" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["tables"]["events"] += 1  # a row lost from the events file
+    manifest.write_text(json.dumps(data))
+    with Workspace.init(tmp_path / "new", environ=FAST) as fresh:
+        fresh_lake = tmp_path / "new" / "lake" / "raw" / "notes"
+        fresh_lake.mkdir(parents=True)
+        (fresh_lake / "a.txt").write_bytes(b"a note")  # the lake is its own backup (--no-lake)
+        with pytest.raises(InputError, match="row counts"):
+            import_(fresh, str(tmp_path / "snap"))
+        assert fresh.catalog.events.all() == []  # the catalog transaction rolled back
+        assert fresh.catalog.events.seen("raw/") == {}
