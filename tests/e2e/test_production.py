@@ -22,7 +22,7 @@ from embedlake.cli.releases import _build_now
 from embedlake.ingest import ingest_path
 from embedlake.training.train import train
 from tests.conftest import collection, production_environ
-from tests.e2e.test_serve import Server
+from tests.e2e.test_serve import Server, cli
 from tests.servers import S3
 
 FAST = {
@@ -32,18 +32,6 @@ FAST = {
     "EMBEDLAKE_API__RELOAD_SECONDS": "0.2",
     "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05",
 }
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "embedlake.cli.app", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 class Worker:
@@ -96,7 +84,7 @@ def test_the_full_chain_on_postgres_s3_and_ray(
     env, s3 = stack
     env = {**env, "EMBEDLAKE_RUNTIME__ENGINE": "ray"}
     ws = tmp_path / "ws"
-    cli(env, "init", str(ws))
+    cli("init", str(ws), env=env)
     worker = Worker(ws, env, tmp_path / "up.log")
     server: Server | None = None
     try:
@@ -109,7 +97,7 @@ def test_the_full_chain_on_postgres_s3_and_ray(
                 worker.log,
             )
         trained = json.loads(
-            cli(env, "train", str(ws), "--name", "lsa-prod", "--kind", "lsa", "--json")
+            cli("train", str(ws), "--name", "lsa-prod", "--kind", "lsa", "--json", env=env)
         )
         with Workspace.open(ws, environ=env) as w:
             until(
@@ -187,7 +175,7 @@ def test_two_workers_and_two_api_processes_share_one_postgres(
             assert len({r.event_id for r in ingests}) == 20
             assert w.catalog.documents.count() == 1033 + 100
         # publish in a third process: both API processes swap to the new release
-        cli(env, "publish", str(ws), second, "--force", "--reason", "e2e")
+        cli("publish", str(ws), second, "--force", "--reason", "e2e", env=env)
         for server in servers:
             until(
                 f"{server.url} serving {second}",

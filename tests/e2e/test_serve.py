@@ -33,12 +33,12 @@ ENV = {
 }
 
 
-def cli(*args: str) -> str:
+def cli(*args: str, env: dict[str, str] = ENV) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "embedlake.cli.app", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **ENV},
+        env={**os.environ, **env},
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr

@@ -3,6 +3,7 @@ production stack (PostgreSQL + S3) answers the same queries with the same result
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,18 @@ def test_a_damaged_snapshot_is_refused_and_changes_nothing(tmp_path: Path) -> No
         assert fresh.catalog.events.all() == []
         with pytest.raises(Exception, match="no snapshot"):
             import_(fresh, str(tmp_path / "nowhere"))
+    manifest = tmp_path / "snap" / "manifest.json"
+    for field, value, message in [
+        ("format", "something-else/1", "not an embedlake snapshot"),
+        ("schema", "0000", "exported at catalog schema 0000"),
+    ]:
+        data = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**data, field: value}))
+        with Workspace.init(tmp_path / f"new-{field}", environ=FAST) as fresh:
+            with pytest.raises(InputError, match=message):
+                import_(fresh, str(tmp_path / "snap"))
+            assert fresh.catalog.events.all() == []
+        manifest.write_text(json.dumps(data))
 
 
 def test_a_pgvector_workspace_round_trips_with_its_vectors(
@@ -99,8 +112,6 @@ def test_a_pgvector_workspace_round_trips_with_its_vectors(
 
 
 def test_a_snapshot_whose_rows_disagree_with_its_manifest_commits_nothing(tmp_path: Path) -> None:
-    import json
-
     with Workspace.init(tmp_path / "ws", environ=FAST) as ws:
         ws.lake.put("raw/notes/a.txt", b"a note")
         export(ws, str(tmp_path / "snap"), lake=False)

@@ -7,6 +7,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,3 +274,30 @@ def test_only_built_releases_can_be_published(ws: Workspace) -> None:
     with pytest.raises(Exception, match="does not exist"):
         publish(ws, "nope")
     assert ws.catalog.releases.alias("production") is None
+
+
+def test_a_release_runs_its_heavy_stages_as_fan_outs_on_the_engine(ws: Workspace) -> None:
+    """Reducer, map and index go through ``ctx.map``: on the Ray engine they run on its actors."""
+    from embedlake.encoders import artifacts
+    from embedlake.functions.context import DirectSteps
+    from embedlake.ingest import ingest_path
+    from embedlake.releases.build import build
+
+    class Recording(DirectSteps):
+        request_id = "heavy-stages"
+
+        def __init__(self, workspace: Workspace) -> None:
+            super().__init__(workspace)
+            self.mapped: list[tuple[str, str]] = []
+
+        def map(self, name: str, fn: Any, items: Any) -> list[Any]:
+            self.mapped.append((name, fn.__name__))
+            return super().map(name, fn, items)
+
+    ingest_path(ws, collection("med"))
+    record, _ = artifacts.register_from_lake(ws, train(ws, name="lsa-h", kind="lsa")[0])
+    steps = Recording(ws)
+    released = build(steps, ws, record.ref, reason="test")
+    stages = [m for m in steps.mapped if not m[0].startswith(("embed", "catch-up"))]
+    assert stages == [("reducer", "_reduce"), ("map", "map_release"), ("index", "_index")]
+    assert ws.catalog.releases.get(released).status == "published"

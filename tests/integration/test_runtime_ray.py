@@ -148,3 +148,19 @@ def test_actors_hold_a_gpu_when_the_cluster_has_one_and_the_encoder_may_use_it(
             assert len(engine.run(f"{__name__}:gpu_ids", None)) == gpus
         finally:
             engine.close()
+
+
+def assigned_cpus(ws: Workspace, item: None) -> float:
+    """The CPUs Ray reserved for the actor this runs in."""
+    return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))
+
+
+def test_an_actor_reserves_the_configured_cpus(tmp_path: Path, ray_reporting_a_gpu: None) -> None:
+    env = {**RAY, "EMBEDLAKE_EMBED__DEVICE": "cpu", "EMBEDLAKE_RUNTIME__RAY_ACTOR_CPUS": "2"}
+    with Workspace.init(tmp_path / "ws", environ=env) as ws:
+        engine = open_engine(ws.settings, ws)
+        try:
+            assert isinstance(engine, RayEngine) and engine.size == 1  # 2 CPUs ÷ 2 per actor
+            assert engine.run(f"{__name__}:assigned_cpus", None) == 2.0
+        finally:
+            engine.close()

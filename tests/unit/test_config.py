@@ -79,3 +79,14 @@ def test_relative_locations_resolve_against_the_workspace(tmp_path: Path) -> Non
     assert s.resolve("lake") == str(tmp_path.resolve() / "lake")
     assert s.resolve("s3://bucket/x") == "s3://bucket/x"
     assert s.catalog_url() == f"sqlite:///{tmp_path.resolve() / 'catalog.db'}"
+
+
+def test_a_worker_is_local_on_sqlite_and_its_host_on_postgres(tmp_path: Path) -> None:
+    import socket
+
+    ws = _workspace(tmp_path)
+    assert Settings.load(ws, environ={}).executor_id() == "local"
+    pg = {"EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": "postgresql+psycopg://u@db/x"}
+    assert Settings.load(ws, environ=pg).executor_id() == socket.gethostname()
+    mine = {**pg, "EMBEDLAKE_RUNTIME__EXECUTOR_ID": "worker-2"}
+    assert Settings.load(ws, environ=mine).executor_id() == "worker-2"
