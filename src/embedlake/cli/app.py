@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.logging import RichHandler
 
-from embedlake.cli import backup, commands, demo, releases, runtime, serve
+from embedlake.cli import aws, backup, commands, demo, releases, runtime, serve
 from embedlake.cli.output import errors
 from embedlake.errors import BackendError, EmbedlakeError, NotFound
 
@@ -29,6 +29,7 @@ releases.register(app)
 serve.register(app)
 backup.register(app)
 app.command("demo")(demo.demo)
+app.add_typer(aws.app, name="aws")
 
 
 @app.callback()

