@@ -172,7 +172,12 @@ class S3:
         )
 
     def stop(self) -> None:
-        if self.stop_fn is not None:
+        import subprocess
+
+        if isinstance(self.stop_fn, subprocess.Popen):  # start_moto_process
+            self.stop_fn.terminate()
+            self.stop_fn.wait(timeout=30)
+        elif self.stop_fn is not None:
             self.stop_fn.stop()  # type: ignore[attr-defined]
 
 
@@ -186,3 +191,29 @@ def start_s3() -> S3:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return S3(endpoint=f"http://127.0.0.1:{port}", stop_fn=server)
+
+
+def start_moto_process() -> S3:
+    """moto's server in a process of its own: for services (Batch, Lambda) that try to start
+    Docker containers when used, which must not leak their failed attempts into the tests'
+    process. Stopped with ``stop()``."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            return S3(endpoint=endpoint, stop_fn=server)
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("moto_server did not start")

@@ -4,17 +4,21 @@ partial batch failures, schedules, dispatch of chained events, and the search AP
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
+from sqlalchemy import make_url
 
 from embedlake import Workspace, errors
 from embedlake.aws.container import ENV_WORKSPACE
@@ -35,7 +39,7 @@ from embedlake.lake import created_event_id
 from embedlake.runtime.runtime import CURSOR
 from embedlake.training.train import train
 from tests.conftest import production_environ, write_jsonl
-from tests.servers import S3
+from tests.servers import S3, start_moto_process
 
 EVENTS = Path(__file__).parent / "events"
 FIXTURE_BUCKET = "embedlake-test-bucket"  # the bucket named in the recorded payloads
@@ -431,3 +435,178 @@ def test_payloads_that_are_not_ours_are_dropped_or_refused() -> None:
         messages("not json", LAKE)
     with pytest.raises(ConfigError, match="s3:// URL"):
         LakeLocation.parse("/data/lake")
+
+
+# -- heavy functions as Batch jobs, and the database secret -----------------------------------------
+
+
+@pytest.fixture
+def aws() -> Iterator[S3]:
+    """AWS Batch and Lambda (moto's, in a process of its own: they try to start containers)."""
+    server = start_moto_process()
+    yield server
+    server.stop()
+
+
+def test_a_heavy_function_runs_as_a_batch_job_that_dispatch_submits(
+    installed: Lambda,
+    aws: S3,
+    artifact: Artifact,
+    admin: Workspace,
+    s3: S3,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dispatch → SubmitJob (moto's Batch records it; it cannot start containers) → the job's
+    command, as Batch would run it, through the image's entrypoint.sh → the invocation is recorded
+    and the job pokes dispatch (moto's Lambda accepts the asynchronous invoke)."""
+    iam, ec2, batch = aws.client("iam"), aws.client("ec2"), aws.client("batch")
+    role = iam.create_role(RoleName=f"r{uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="heavy", Description="jobs", VpcId=vpc)["GroupId"]
+    name = f"heavy-{uuid4().hex[:8]}"
+    compute = batch.create_compute_environment(
+        computeEnvironmentName=name,
+        state="ENABLED",
+        type="MANAGED",
+        computeResources={
+            "type": "FARGATE",
+            "maxvCpus": 4,
+            "subnets": [subnet],
+            "securityGroupIds": [group],
+        },
+        serviceRole=role["Arn"],  # moto wants one; AWS uses its service-linked role
+    )
+    queue = batch.create_job_queue(
+        jobQueueName=name,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[
+            {"order": 1, "computeEnvironment": compute["computeEnvironmentArn"]}
+        ],
+    )
+    definition = batch.register_job_definition(  # as the template's HeavyJobDefinition
+        jobDefinitionName=name,
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "embedlake-functions",
+            "command": ["job", "Ref::function", "Ref::event"],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "4"},
+                {"type": "MEMORY", "value": "16384"},
+            ],
+            "executionRoleArn": role["Arn"],
+        },
+    )
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("noop.py", "def handler(event, context):\n    return event\n")
+    aws.client("lambda").create_function(
+        FunctionName=f"{name}-dispatch",
+        Runtime="python3.11",
+        Role=role["Arn"],
+        Handler="noop.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    for key, value in {
+        "EMBEDLAKE_AWS_BATCH_JOB_QUEUE": queue["jobQueueArn"],
+        "EMBEDLAKE_AWS_BATCH_JOB_DEFINITION": definition["jobDefinitionArn"],
+        "AWS_ENDPOINT_URL_BATCH": aws.endpoint,
+        "AWS_ENDPOINT_URL_LAMBDA": aws.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    s3.client().put_object(Bucket=bucket, Key="lake/raw/fruit/pies.jsonl", Body=FRUIT)
+    installed.invoke("ingest", payload("s3-put.json", bucket))
+    [changed] = _events(admin, DOCUMENTS_CHANGED)
+    out = installed.invoke("dispatch", {})
+    assert out["invoked"] == 2  # embed-new: submitted; retrain-on-growth: inline
+    run_id = f"{changed.id}:embed-new"
+    assert admin.catalog.events.invocation(run_id).status == "queued"  # the job has not run
+
+    [summary] = (
+        batch.list_jobs(jobQueue=queue["jobQueueArn"], jobStatus="FAILED")["jobSummaryList"]
+        or batch.list_jobs(jobQueue=queue["jobQueueArn"])["jobSummaryList"]
+    )
+    [job] = batch.describe_jobs(jobs=[summary["jobId"]])["jobs"]
+    assert job["parameters"] == {"function": "embed-new", "event": changed.id}
+    params = job["parameters"]  # Batch puts them in for the command's Ref:: placeholders
+    command = [params[c[5:]] if c.startswith("Ref::") else c for c in job["container"]["command"]]
+    environ = {
+        **os.environ,
+        "EMBEDLAKE_AWS_FUNCTION_DISPATCH": f"{name}-dispatch",
+        "PYTHONPATH": str(artifact.image_root),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["sh", str(artifact.image_root.parent / "entrypoint.sh"), *command],
+        cwd=artifact.image_root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "embed-new for" in done.stderr and "succeeded" in done.stderr
+    run = admin.catalog.events.invocation(run_id)
+    assert (run.status, run.attempts, run.error) == ("succeeded", 1, None)
+    [model] = admin.catalog.registry.list_models()  # the configured LSA, fitted by the job
+    assert admin.catalog.registry.count_embedded(model.id) == 6  # every document embedded
+    # Batch runs a job again after a lost container: the recorded invocation makes it a no-op
+    again = subprocess.run(
+        ["sh", str(artifact.image_root.parent / "entrypoint.sh"), *command],
+        cwd=artifact.image_root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0 and "duplicate" in again.stderr
+
+
+def test_the_database_password_comes_from_secrets_manager_at_cold_start(
+    installed: Lambda,
+    env: dict[str, str],
+    postgres: Any,
+    s3: S3,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password = uuid4().hex
+    url = postgres.role(f"lambda_{uuid4().hex[:8]}", password, env["EMBEDLAKE_CATALOG__URL"])
+    as_role = {**env, "EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_CATALOG__PASSWORD": password}
+    with Workspace.init(tmp_path / "admin", environ=as_role) as admin:
+        secrets = s3.client("secretsmanager")
+        arn = secrets.create_secret(
+            Name=f"rds-{uuid4().hex[:8]}",
+            SecretString=json.dumps({"username": make_url(url).username, "password": password}),
+        )["ARN"]
+        for key, value in {
+            "EMBEDLAKE_CATALOG__URL": url,
+            "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url,
+            "EMBEDLAKE_AWS_DB_SECRET_ARN": arn,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        s3.client().put_object(Bucket=bucket, Key="lake/raw/fruit/pies.jsonl", Body=FRUIT)
+        out = installed.invoke("ingest", payload("s3-put.json", bucket))
+        assert out["invocations"][0]["status"] == "succeeded"
+        assert admin.catalog.documents.count() == 6
+
+        secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"password": "wrong"}))
+        installed.close()  # a new container reads the secret again
+        with pytest.raises(errors.CatalogError, match="password authentication failed") as no:
+            installed.invoke("ingest", payload("s3-put.json", bucket))
+        assert "wrong" not in str(no.value)  # the password is never in the error
+        monkeypatch.setenv("EMBEDLAKE_AWS_DB_SECRET_ARN", arn + "-gone")
+        with pytest.raises(ConfigError, match="EMBEDLAKE_AWS_DB_SECRET_ARN: cannot read"):
+            installed.invoke("ingest", payload("s3-put.json", bucket))

@@ -13,16 +13,10 @@ from typing import Any
 
 import pytest
 
+from embedlake.aws import HEAVY
 from embedlake.aws import package as packaging
-from embedlake.aws.template import (
-    LAMBDA_MAX_TIMEOUT,
-    TemplateOptions,
-    aws_cron,
-    build_template,
-    dump_yaml,
-    function_env_var,
-    logical_id,
-)
+from embedlake.aws.cfn import aws_cron, dump_yaml, function_env_var, logical_id
+from embedlake.aws.template import LAMBDA_MAX_TIMEOUT, TemplateOptions, build_template
 from embedlake.config import Settings
 from embedlake.errors import ConfigError
 from embedlake.events import Event
@@ -80,11 +74,14 @@ def test_default_template_passes_cfn_lint(tmp_path: Path) -> None:
 
 def test_one_function_per_registered_function_with_the_specs_limits() -> None:
     specs = {s.name: s for s in registry(Settings())}
-    body = build_template(Settings(), registry(Settings())).body
-    deployed = functions_of(body)
-    assert set(deployed) == set(specs) | {"dispatch", "api"}
-    assert set(specs) == BUILTIN
+    built = build_template(Settings(), registry(Settings()))
+    deployed = functions_of(built.body)
+    # the heavy ones are Batch jobs (below); every other one is a Lambda function
+    assert set(deployed) == set(specs) - HEAVY | {"dispatch", "api"}
+    assert set(specs) == BUILTIN and sorted(built.jobs) == sorted(HEAVY)
     for name, spec in specs.items():
+        if name in HEAVY:
+            continue
         props = deployed[name]["Properties"]
         assert props["ReservedConcurrentExecutions"] == spec.concurrency
         assert props["Timeout"] == min(spec.timeout, LAMBDA_MAX_TIMEOUT)
@@ -94,7 +91,45 @@ def test_one_function_per_registered_function_with_the_specs_limits() -> None:
     # every built-in runs longer than Lambda's 15 minutes: all flagged as delegated
     assert sorted(build_template(Settings(), registry(Settings())).delegated) == sorted(BUILTIN)
     assert deployed["ingest"]["Properties"]["PackageType"] == "Zip"
-    assert deployed["embed-new"]["Properties"]["PackageType"] == "Image"
+    assert deployed["register-model"]["Properties"]["PackageType"] == "Image"
+    # without Batch jobs, the heavy functions are Lambda functions too (for Ray, or to be refused)
+    lambdas = functions_of(
+        build_template(Settings(), registry(Settings()), TemplateOptions(heavy_jobs=False)).body
+    )
+    assert set(lambdas) == set(specs) | {"dispatch", "api"}
+    assert lambdas["embed-new"]["Properties"]["PackageType"] == "Image"
+    ray = Settings(runtime={"engine": "ray", "ray_address": "ray://head:10001"})
+    assert build_template(ray, registry(ray)).jobs == []
+
+
+def test_heavy_functions_run_as_batch_jobs_that_dispatch_submits(tmp_path: Path) -> None:
+    body = build_template(Settings(), registry(Settings())).body
+    res = body["Resources"]
+    job = res["HeavyJobDefinition"]["Properties"]
+    container = job["ContainerProperties"]
+    assert job["PlatformCapabilities"] == ["FARGATE"]
+    assert container["Image"] == {"Ref": "ImageUri"}
+    assert container["Command"] == ["job", "Ref::function", "Ref::event"]  # entrypoint.sh
+    variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+    lambda_env = body["Globals"]["Function"]["Environment"]["Variables"]
+    assert {k: v for k, v in variables.items() if k in lambda_env} == {
+        k: v for k, v in lambda_env.items() if k in variables
+    }  # the functions' settings, catalog and lake
+    assert variables["EMBEDLAKE_AWS_FUNCTION_DISPATCH"] == {"Fn::Sub": "${AWS::StackName}-dispatch"}
+    assert res["HeavyJobQueue"]["Properties"]["ComputeEnvironmentOrder"][0][
+        "ComputeEnvironment"
+    ] == {"Ref": "HeavyComputeEnvironment"}
+    dispatch = functions_of(body)["dispatch"]["Properties"]
+    env = dispatch["Environment"]["Variables"]
+    assert env["EMBEDLAKE_AWS_BATCH_JOB_QUEUE"] == {"Ref": "HeavyJobQueue"}
+    assert env["EMBEDLAKE_AWS_BATCH_JOB_DEFINITION"] == {"Ref": "HeavyJobDefinition"}
+    submit = next(s for s in statements(body, "dispatch") if s["Action"] == ["batch:SubmitJob"])
+    assert submit["Resource"] == [{"Ref": "HeavyJobQueue"}, {"Ref": "HeavyJobDefinition"}]
+    # the job's role: what embed-new and build-release touch in the lake, and poking dispatch
+    policy = res["HeavyJobRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    writes = next(s for s in policy if "s3:PutObject" in s["Action"])
+    assert "raw/" not in json.dumps(writes) and "embeddings/" in json.dumps(writes)
+    assert any(s["Action"] == ["lambda:InvokeFunction"] for s in policy)
 
 
 def test_object_triggers_arrive_through_a_queue_redriven_to_a_dead_letter_queue() -> None:
@@ -118,8 +153,10 @@ def test_object_triggers_arrive_through_a_queue_redriven_to_a_dead_letter_queue(
         "RegisterModelQueue.Arn": ["models/", "/manifest.json"],
     }
     # the functions dispatch invokes get a dead-letter queue for their asynchronous calls
-    embed = functions_of(body)["embed-new"]["Properties"]
-    assert embed["DeadLetterQueue"]["TargetArn"] == {"Fn::GetAtt": "EmbedNewDeadLetterQueue.Arn"}
+    retrain = functions_of(body)["retrain-on-growth"]["Properties"]
+    assert retrain["DeadLetterQueue"]["TargetArn"] == {
+        "Fn::GetAtt": "RetrainOnGrowthDeadLetterQueue.Arn"
+    }
 
 
 def test_iam_is_scoped_to_the_lake_prefix_and_to_what_each_function_needs() -> None:
@@ -133,20 +170,19 @@ def test_iam_is_scoped_to_the_lake_prefix_and_to_what_each_function_needs() -> N
     ]
     writes = next(s for s in ingest if "s3:PutObject" in s["Action"])
     assert "raw/" not in json.dumps(writes)  # ingest never rewrites the audit trail
-    assert not any("lambda:InvokeFunction" in s["Action"] for s in ingest)
+    [poke] = [s for s in ingest if "lambda:InvokeFunction" in s["Action"]]  # dispatch only
+    assert poke["Resource"][0]["Fn::Sub"][1] == {"Name": {"Fn::Sub": "${AWS::StackName}-dispatch"}}
     secret = next(s for s in ingest if s["Action"] == ["secretsmanager:GetSecretValue"])
     assert secret["Resource"] == [{"Fn::GetAtt": "DatabaseCluster.MasterUserSecret.SecretArn"}]
     # dispatch may invoke only the functions triggered by domain events, and reads no object
     dispatch = statements(body, "dispatch")
     invoke = next(s for s in dispatch if s["Action"] == ["lambda:InvokeFunction"])
     targets = {r["Fn::GetAtt"] for r in invoke["Resource"]}
-    assert targets == {
-        f"{logical_id(n)}Function.Arn" for n in ("embed-new", "build-release", "retrain-on-growth")
-    }
+    assert targets == {"RetrainOnGrowthFunction.Arn"}  # embed-new, build-release: Batch jobs
     assert not any(a.startswith("s3:") for s in dispatch for a in s["Action"])
     env = functions_of(body)["dispatch"]["Properties"]["Environment"]["Variables"]
-    assert env[function_env_var("embed-new")] == {"Ref": "EmbedNewFunction"}
-    assert "EMBEDLAKE_AWS_FUNCTION_EMBED_NEW" in env
+    assert env[function_env_var("retrain-on-growth")] == {"Ref": "RetrainOnGrowthFunction"}
+    assert "EMBEDLAKE_AWS_FUNCTION_EMBED_NEW" not in env
 
 
 # -- a customised workspace ---------------------------------------------------------------------
@@ -285,12 +321,15 @@ def test_aws_package_writes_the_listed_artifacts(tmp_path: Path) -> None:
         assert (out / "zip" / item).exists(), item
     for item in manifest["image"]["contains"]:
         assert (out / "image" / item).exists(), item
+    entrypoint = (out / "image/entrypoint.sh").read_text()
+    assert "python -m embedlake.aws.job" in entrypoint and "/lambda-entrypoint.sh" in entrypoint
     assert (out / "zip/embedlake/functions/builtin.py").is_file()
     assert not list((out / "zip").rglob("__pycache__"))
     light = (out / "zip/requirements.txt").read_text()
     assert "torch" not in light and "sentence-transformers" not in light and "psycopg" in light
     dockerfile = (out / "image/Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM public.ecr.aws/lambda/python:3.11" in dockerfile
+    assert 'ENTRYPOINT ["/bin/sh", "/entrypoint.sh"]' in dockerfile
     assert "download.pytorch.org/whl/cpu" in dockerfile and '"torch==' in dockerfile
     assert "mangum" in (out / "image/requirements.txt").read_text()
     assert {n: f["package"] for n, f in manifest["functions"].items()} == {

@@ -52,6 +52,23 @@ def test_missing_secret_file_names_the_variable(tmp_path: Path) -> None:
         )
 
 
+def test_lists_come_from_the_environment_as_json_and_wiring_names_are_not_settings(
+    tmp_path: Path,
+) -> None:
+    environ = {
+        "EMBEDLAKE_RUNTIME__MODULES": '["my_jobs", "more.jobs"]',
+        "EMBEDLAKE_AWS_FUNCTION_INGEST": "stack-ingest",  # the AWS wiring, read by embedlake.aws
+        "EMBEDLAKE_WORKSPACE_DIR": "/tmp/embedlake",
+        "EMBEDLAKE_BENCH_DATA": "/data",
+    }
+    s = Settings.load(_workspace(tmp_path), environ=environ)
+    assert s.runtime.modules == ["my_jobs", "more.jobs"]
+    with pytest.raises(ConfigError, match="EMBEDLAKE_RUNTIME__MODULES: not a JSON list"):
+        Settings.load(_workspace(tmp_path), environ={"EMBEDLAKE_RUNTIME__MODULES": "[my_jobs"})
+    with pytest.raises(ConfigError, match="awsfunction"):  # a typo is still refused
+        Settings.load(_workspace(tmp_path), environ={"EMBEDLAKE_AWSFUNCTION": "x"})
+
+
 @pytest.mark.parametrize(
     ("toml", "env", "needle"),
     [

@@ -16,3 +16,7 @@ that ``embedlake runs`` shows, and the dispatch cursor are the same tables the l
 Parsing of AWS payloads is in :mod:`embedlake.aws.events`; nothing here imports boto3 or Mangum
 until an entry point needs them.
 """
+
+# Functions that embed a whole corpus shard by shard: more than Lambda's 15 minutes and no GPU.
+# On AWS they run as Batch jobs (embedlake.aws.job) or send their shards to a Ray cluster.
+HEAVY = frozenset({"embed-new", "build-release"})

@@ -12,10 +12,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from embedlake.aws import job
+from embedlake.aws import HEAVY, job
 from embedlake.aws.container import Container, function_env
 from embedlake.aws.events import invoke_payload
-from embedlake.aws.invocations import HEAVY, invocation_id, queue, run, seconds_left
+from embedlake.aws.invocations import invocation_id, queue, run, seconds_left
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
 from embedlake.runtime.runtime import CURSOR

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, update
 
+from embedlake.aws import HEAVY
 from embedlake.aws.container import Container
 from embedlake.catalog.schema import invocations
 from embedlake.errors import ConfigError, Conflict
@@ -30,9 +31,6 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-# Embed every shard of a corpus: on Lambda only when the shards go to a Ray cluster; else in a
-# Batch job (see embedlake.aws.job), which Lambda's limits do not bind.
-HEAVY = frozenset({"embed-new", "build-release"})
 LAMBDA_MAX_SECONDS = 900.0
 
 

@@ -23,14 +23,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
+from embedlake.aws.cfn import dump_yaml, handler_name
 from embedlake.aws.template import (
     HANDLERS,
     LAMBDA_MAX_TIMEOUT,
     Template,
     TemplateOptions,
     build_template,
-    dump_yaml,
-    handler_name,
 )
 from embedlake.config import Settings
 from embedlake.errors import ConfigError
@@ -122,8 +121,21 @@ RUN pip install --no-cache-dir "torch=={torch_version}" --index-url {TORCH_INDEX
 COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/
 RUN pip install --no-cache-dir -r ${{LAMBDA_TASK_ROOT}}/requirements.txt
 COPY app/ ${{LAMBDA_TASK_ROOT}}/
-# each function overrides the command in the template's ImageConfig
+COPY entrypoint.sh /entrypoint.sh
+# Lambda runs CMD (a handler; each function overrides it in the template's ImageConfig);
+# Batch runs "job FUNCTION EVENT_ID" (the heavy functions, without Lambda's limits)
+ENTRYPOINT ["/bin/sh", "/entrypoint.sh"]
 CMD ["{command}"]
+"""
+
+
+ENTRYPOINT = """#!/bin/sh
+# One image, two runtimes: AWS Batch starts "job FUNCTION EVENT_ID", Lambda starts a handler.
+if [ "$1" = "job" ]; then
+    shift
+    exec python -m embedlake.aws.job "$@"
+fi
+exec /lambda-entrypoint.sh "$@"
 """
 
 
@@ -157,6 +169,13 @@ def package(
         }
         for name, props in functions_in.items()
     }
+    for name in template.jobs:
+        by_name[name] = {
+            "package": "image",
+            "entry": "python -m embedlake.aws.job",
+            "runs_on": "batch",
+            "delegated": True,
+        }
     manifest: dict[str, Any] = {
         "template": "template.yaml",
         "functions": by_name,
@@ -214,9 +233,15 @@ def package(
         (image / "Dockerfile").write_text(
             dockerfile(torch_version, f"{HANDLERS}.api"), encoding="utf-8"
         )
+        (image / "entrypoint.sh").write_text(ENTRYPOINT, encoding="utf-8")
         manifest["image"] = {
             "path": "image/",
-            "contains": ["Dockerfile", "requirements.txt", *(f"app/{c}" for c in contents)],
+            "contains": [
+                "Dockerfile",
+                "entrypoint.sh",
+                "requirements.txt",
+                *(f"app/{c}" for c in contents),
+            ],
             "base": BASE_IMAGE,
             "torch": f"{torch_version} (CPU wheel)",
             "requirements": full,

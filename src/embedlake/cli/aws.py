@@ -37,6 +37,10 @@ CreateDatabase = Annotated[
 ]
 Memory = Annotated[list[str] | None, typer.Option(help="NAME=MB for one function (repeatable).")]
 Api = Annotated[bool, typer.Option(help="Deploy the HTTP API (a Function URL).")]
+HeavyJobs = Annotated[
+    bool,
+    typer.Option(help="Run embed-new and build-release as AWS Batch jobs (unless they use Ray)."),
+]
 
 
 def _options(
@@ -46,6 +50,7 @@ def _options(
     create_database: bool,
     memory: list[str] | None,
     api: bool,
+    heavy_jobs: bool,
 ) -> TemplateOptions:
     if notifications not in ("s3", "eventbridge"):
         raise ConfigError(f"--notifications must be s3 or eventbridge, not {notifications!r}")
@@ -66,6 +71,7 @@ def _options(
         api_auth=auth,
         create_database=create_database,
         memory=sizes,
+        heavy_jobs=heavy_jobs,
     )
 
 
@@ -78,12 +84,16 @@ def template(
     create_database: CreateDatabase = True,
     memory: Memory = None,
     api: Api = True,
+    heavy_jobs: HeavyJobs = True,
 ) -> None:
     """Print the SAM template generated from the workspace's functions (YAML, to stdout)."""
+    from embedlake.aws.cfn import dump_yaml
     from embedlake.aws.package import registry
-    from embedlake.aws.template import build_template, dump_yaml
+    from embedlake.aws.template import build_template
 
-    options = _options(existing_bucket, notifications, api_auth, create_database, memory, api)
+    options = _options(
+        existing_bucket, notifications, api_auth, create_database, memory, api, heavy_jobs
+    )
     settings = Settings.load(ws)
     built = build_template(settings, registry(settings), options)
     for warning in built.warnings:
@@ -101,6 +111,7 @@ def package(
     create_database: CreateDatabase = True,
     memory: Memory = None,
     api: Api = True,
+    heavy_jobs: HeavyJobs = True,
     vendor: Annotated[
         bool, typer.Option(help="pip-install the zip's dependencies into it (needs PyPI).")
     ] = False,
@@ -108,7 +119,9 @@ def package(
     """Write template.yaml, zip/, image/ and manifest.json for `sam deploy`."""
     from embedlake.aws import package as packaging
 
-    options = _options(existing_bucket, notifications, api_auth, create_database, memory, api)
+    options = _options(
+        existing_bucket, notifications, api_auth, create_database, memory, api, heavy_jobs
+    )
     manifest = packaging.package(Settings.load(ws), out, options, vendor=vendor)
     for warning in manifest["warnings"]:
         errors.print(f"warning: {warning}", markup=False)
