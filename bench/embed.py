@@ -5,8 +5,11 @@ encode shard by shard, write Parquet shards to the lake, record coverage. Each p
 fresh workspace (the ingest is not timed). Bare = `model.encode` of the same MiniLM object over the
 same texts (title + " " + text), batch size 32, max_seq_length 256, normalize_embeddings=True.
 Rounds alternate the order of the two sides; the claim is pipeline ≥ 0.9× bare (median docs/s).
+``--form NAME`` measures a serving form of MiniLM instead (made once, registered in each workspace
+as a release build registers it): the pipeline with that form against the form's own bare
+``encode`` over the same texts.
 
-    .venv/bin/python bench/embed.py [--collection lisa] [--limit 3000] [--rounds 2]
+    .venv/bin/python bench/embed.py [--collection lisa] [--limit 3000] [--rounds 2] [--form onnx-int8]
 """
 
 from __future__ import annotations
@@ -24,13 +27,26 @@ import torch
 
 from embedlake import Workspace
 from embedlake.batch import embed
-from embedlake.encoders import artifacts
+from embedlake.catalog.registry import ModelRecord
+from embedlake.encoders import artifacts, forms
 from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.encoders.sentence_transformers import builtin_path
 from embedlake.ingest import ingest_path
 
 from _common import DATA, median, table, write_result
 
 TARGET = 0.9
+FORM: tuple[str, Path, dict[str, Any]] | None = None  # (name, folder, manifest fields) with --form
+
+
+def serving_model(ws: Workspace) -> ModelRecord:
+    """MiniLM, or the form of it being measured, registered in ``ws``."""
+    if FORM is None:
+        return resolve_model(ws, "minilm")
+    name, folder, fields = FORM
+    return artifacts.publish_folder(
+        ws, folder, name=f"minilm.{name}", kind=fields["kind"], version="bench", extra=fields
+    )
 
 
 class NullEncoder:
@@ -50,7 +66,7 @@ def overhead_round(corpus: Path, folder: Path) -> float:
     """Seconds of one `embed` with a NullEncoder: planning, catalog reads, Parquet, coverage."""
     with Workspace.init(folder) as ws:
         ingest_path(ws, corpus)
-        record = resolve_model(ws, "minilm")
+        record = serving_model(ws)
         started = time.perf_counter()
         embed(ws, record, NullEncoder(record.dim))  # type: ignore[arg-type]
         return time.perf_counter() - started
@@ -71,7 +87,7 @@ def pipeline_round(corpus: Path, folder: Path) -> tuple[float, int, list[str]]:
     """Seconds and documents of one `embed` over a freshly ingested workspace, plus its texts."""
     with Workspace.init(folder) as ws:
         ingest_path(ws, corpus)
-        record = resolve_model(ws, "minilm")
+        record = serving_model(ws)
         encoder = artifacts.load(ws, record, **encoder_options(ws, record))  # cached per process
         texts = [d.full_text for d in ws.catalog.documents.iter_live()]
         started = time.perf_counter()
@@ -85,6 +101,7 @@ def main() -> None:
     parser.add_argument("--collection", default="lisa")
     parser.add_argument("--limit", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (≥ 2)")
+    parser.add_argument("--form", default="", help="a serving form of MiniLM (see forms.FORMS)")
     parser.add_argument(
         "--overhead-only",
         action="store_true",
@@ -92,6 +109,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    global FORM
+    forms_tmp = tempfile.TemporaryDirectory(prefix="embedlake-form-")
+    if args.form:
+        folder = Path(forms_tmp.name) / args.form
+        FORM = (args.form, folder, forms.make(args.form, builtin_path(), folder))
 
     pipeline_s: list[float] = []
     bare_s: list[float] = []
@@ -115,28 +137,32 @@ def main() -> None:
         # the texts in the pipeline's own order (document id order).
         with Workspace.init(root / "warmup") as ws:
             ingest_path(ws, corpus)
-            record = resolve_model(ws, "minilm")
+            record = serving_model(ws)
             encoder = artifacts.load(ws, record, **encoder_options(ws, record))
             settings = ws.settings.embed
             texts = [d.full_text for d in ws.catalog.documents.iter_live()]
-        model = encoder.model  # type: ignore[attr-defined]
         batch = settings.batch_size
+        max_length = settings.max_seq_length
         print(
-            f"{len(texts)} docs of {args.collection}, batch {batch}, shard {settings.shard_size}, "
-            f"max_seq_length {model.max_seq_length}, torch threads {torch.get_num_threads()}",
+            f"{len(texts)} docs of {args.collection}, {record.ref}, batch {batch}, shard "
+            f"{settings.shard_size}, max_seq_length {max_length}, torch threads "
+            f"{torch.get_num_threads()}",
             flush=True,
         )
-        model.encode(texts[:256], batch_size=batch, normalize_embeddings=True)
+        encoder.encode(texts[:256], batch_size=batch)
 
         def bare() -> None:
             started = time.perf_counter()
-            model.encode(
-                texts,
-                batch_size=batch,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            if FORM is None:  # the reference: sentence-transformers' own encode()
+                encoder.model.encode(  # type: ignore[attr-defined]
+                    texts,
+                    batch_size=batch,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            else:
+                encoder.encode(texts, batch_size=batch)
             bare_s.append(time.perf_counter() - started)
             print(f"  bare      {len(texts) / bare_s[-1]:7.1f} docs/s", flush=True)
 
@@ -179,7 +205,9 @@ def main() -> None:
         "documents": n_docs,
         "batch_size": batch,
         "shard_size": settings.shard_size,
-        "max_seq_length": model.max_seq_length,
+        "model": record.ref,
+        "form": args.form or None,
+        "max_seq_length": max_length,
         "torch_threads": torch.get_num_threads(),
         "pipeline_seconds": pipeline_s,
         "bare_seconds": bare_s,
@@ -191,7 +219,8 @@ def main() -> None:
         "target": TARGET,
         "met": ratio >= TARGET,
     }
-    write_result("embed", payload)
+    write_result(f"embed-{args.form}" if args.form else "embed", payload)
+    forms_tmp.cleanup()
 
 
 if __name__ == "__main__":

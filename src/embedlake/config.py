@@ -76,6 +76,11 @@ class IndexSettings(_Section):
     m: int = Field(default=32, ge=4)
     ef_construction: int = Field(default=200, ge=8)
     ef_search: int = Field(default=128, ge=1)
+    # exact engine: scan int8 (a byte a dimension) or binary (a bit) codes held in memory instead of
+    # the fp32 vectors, which stay memory-mapped; then re-score the best k × rescore candidates with
+    # their fp32 vectors (0: the codes' approximate scores). rescore also applies at load.
+    quantization: Literal["none", "int8", "binary"] = "none"
+    rescore: int = Field(default=10, ge=0)
 
 
 class GateSettings(_Section):
@@ -109,6 +114,25 @@ class TrainingSettings(_Section):
 class ReleaseSettings(_Section):
     # Releases an alias points to, or pointed to in its last `keep_moves` moves, are never removed.
     keep_moves: int = Field(default=5, ge=1)
+
+
+class ServingSettings(_Section):
+    """The serving form a release's sentence-transformers model is served in (its corpus vectors and
+    its queries both): the fastest of ``forms`` whose nDCG@10 on the gate datasets stays within
+    ``max_ndcg_loss`` (relative) of the model itself; none passing: the model itself."""
+
+    # torch-bf16 (CPUs with native bf16), cuda-fp16 (a CUDA device), onnx-fp32, onnx-int8, static;
+    # forms this machine cannot run are skipped. Empty: always the model itself.
+    forms: list[Literal["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8", "static"]] = [
+        "torch-bf16",
+        "cuda-fp16",
+        "onnx-fp32",
+        "onnx-int8",
+    ]
+    max_ndcg_loss: float = Field(default=0.005, ge=0, le=1)
+    # the evaluation corpus per gate dataset: its judged documents, then other live ones up to this
+    eval_documents: int = Field(default=2_000, ge=10)
+    speed_documents: int = Field(default=256, ge=8)  # live documents each form's speed is timed on
 
 
 class RuntimeSettings(_Section):
@@ -176,6 +200,7 @@ class Settings(BaseModel):
     gate: GateSettings = GateSettings()
     reduce: ReduceSettings = ReduceSettings()
     releases: ReleaseSettings = ReleaseSettings()
+    serving: ServingSettings = ServingSettings()
     training: TrainingSettings = TrainingSettings()
     map: MapSettings = MapSettings()
     api: ApiSettings = ApiSettings()
@@ -321,6 +346,8 @@ engine = "{s.index.engine}"              # hnsw | exact | pgvector (needs a Post
 m = {s.index.m}
 ef_construction = {s.index.ef_construction}
 ef_search = {s.index.ef_search}
+quantization = "{s.index.quantization}"        # exact engine: none | int8 | binary codes in memory
+rescore = {s.index.rescore}                     # re-score k × rescore candidates with fp32 (0 = off)
 
 [runtime]
 engine = "{s.runtime.engine}"             # local | ray
@@ -350,6 +377,12 @@ back_index = {str(s.reduce.back_index).lower()}      # index the reduced vectors
 
 [releases]
 keep_moves = {s.releases.keep_moves}              # never remove a release an alias held in its last N moves
+
+[serving]                   # the form a release serves a sentence-transformers model in
+forms = {json.dumps(s.serving.forms)}
+max_ndcg_loss = {s.serving.max_ndcg_loss}         # relative nDCG@10 loss a form may cost (gate datasets)
+eval_documents = {s.serving.eval_documents}            # evaluation corpus per gate dataset (judged first)
+speed_documents = {s.serving.speed_documents}            # live documents each form is timed on
 
 [training]                  # "repeat": retrain by rule or schedule (off while kind is empty)
 kind = "{s.training.kind}"                   # lsa | sentence-transformers

@@ -69,12 +69,20 @@ def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
     """What ``index.create`` needs besides the dimension (pgvector: the catalog's URL, with its
     password: never log these)."""
     s = ws.settings.index
+    engine = engine or s.engine
     params: dict[str, Any] = {
         "m": s.m,
         "ef_construction": s.ef_construction,
         "ef_search": s.ef_search,
     }
-    if (engine or s.engine) == "pgvector":
+    if s.quantization != "none" and s.engine != "exact":
+        raise ConfigError(
+            f"[index] quantization = {s.quantization!r} applies to the exact engine only, not "
+            f"{s.engine!r}: set [index] engine to exact, or quantization to none"
+        )
+    if engine == "exact":
+        params.update(quantization=s.quantization, rescore=s.rescore)
+    if engine == "pgvector":
         params["url"] = _catalog_url(ws)
     return params
 
@@ -155,7 +163,10 @@ def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
     if first is None:
         raise NotFound(f"index {record.id}: no files under {record.prefix}/")
     local = ws.lake.local_path(first.key)
-    overrides: dict[str, Any] = {"ef_search": ws.settings.index.ef_search}
+    overrides: dict[str, Any] = {
+        "ef_search": ws.settings.index.ef_search,
+        "rescore": ws.settings.index.rescore,
+    }
     if record.engine == "pgvector":
         overrides["url"] = _catalog_url(ws)
     if local is not None:

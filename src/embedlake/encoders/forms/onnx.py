@@ -1,0 +1,186 @@
+"""Making the onnx-fp32 and onnx-int8 forms: export, fuse, quantise, verify (build time, needs torch).
+
+- Export: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript), batch and token axes
+  dynamic, weights inside the one file. The TorchScript exporter (``dynamo=False``) traces the
+  attention-mask construction of transformers 5 with the example's shape baked in: its graph gives
+  wrong states for padded batches (max error 1.3 on MiniLM), so it is not used.
+- Fuse: onnxruntime's transformer optimizer (SkipLayerNormalization, BiasGelu), offline level 0:
+  the CPU-specific rewrites happen at load time on the serving machine.
+- Quantise (int8): dynamic, per-channel int8 weights, MatMul with constant weights only (the
+  attention products and the embedding lookup stay fp32), full 8-bit range where VNNI computes
+  it without saturation. See docs/decisions/0012-serving-forms.md for the measurements.
+- Verify: the form's vectors against sentence-transformers on probe texts; a form that drifts
+  past its tolerance is refused, not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlake.encoders import hardware
+from embedlake.encoders.forms.source import Source
+from embedlake.encoders.onnx import MODEL, TOKENIZER, OnnxEncoder, ServingConfig
+from embedlake.errors import InputError
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+# Probe texts for the build-time check: short and long, with and without padding in a batch.
+PROBES = [
+    "heat transfer in a laminar boundary layer",
+    "What are the effects of sweep on the stall of a wing?",
+    "a",
+    " ".join(["the flow of a compressible gas past a slender body at supersonic speed"] * 30),
+]
+# Minimum cosine to sentence-transformers on the probes; the tests check the same promise on
+# hundreds of real texts (tests/integration/test_serving_forms.py).
+MIN_COSINE = {"fp32": 0.999, "int8": 0.95}
+
+
+def make(
+    source: Path, out: Path, info: Source, *, precision: str, form: str, max_seq_length: int
+) -> dict[str, Any]:
+    if precision not in MIN_COSINE:
+        raise InputError(f"ONNX forms are fp32 or int8, not {precision}")
+    if not (source / TOKENIZER).is_file():
+        raise InputError(f"{source}: no {TOKENIZER} (ONNX forms need a fast tokenizer)")
+    with tempfile.TemporaryDirectory(prefix="embedlake-onnx-") as tmp:
+        raw = Path(tmp) / "exported.onnx"
+        inputs, details = export(source, raw)
+        fused = Path(tmp) / "fused.onnx"
+        details["fusions"] = fuse(raw, fused, source)
+        if precision == "int8":
+            details["quantization"] = quantize(fused, out / MODEL)
+        else:
+            shutil.copyfile(fused, out / MODEL)
+    shutil.copyfile(source / TOKENIZER, out / TOKENIZER)
+    config = ServingConfig(
+        dim=info.dim,
+        max_seq_length=max_seq_length,
+        pooling=info.pooling,
+        normalize=info.normalize,
+        precision=precision,
+        inputs=inputs,
+        form=form,
+        details=details,
+    )
+    config.write(out)
+    details["probe_min_cosine"] = verify(source, out, MIN_COSINE[precision], max_seq_length)
+    return {"dim": info.dim, **details}
+
+
+def export(source: Path, path: Path) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The source's transformer as ONNX: (token inputs it takes, how it was exported)."""
+    import torch
+    from transformers import AutoModel
+
+    # eager attention: a plain MatMul/Softmax graph that onnxruntime's optimizer understands
+    model = AutoModel.from_pretrained(
+        str(source), attn_implementation="eager", local_files_only=True
+    ).eval()
+    takes_types = int(getattr(model.config, "type_vocab_size", 0) or 0) > 0
+    names = ("input_ids", "attention_mask", *(("token_type_ids",) if takes_types else ()))
+
+    class States(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            state: torch.Tensor = self.model(**dict(zip(names, args, strict=True)))[0]
+            return state
+
+    example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
+    batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=4096)
+    with warnings.catch_warnings(), torch.no_grad():
+        # the exporter warns about its own internals (pytree specs, renamed axes)
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                States(),
+                example,
+                str(path),
+                input_names=list(names),
+                output_names=["token_embeddings"],
+                dynamic_shapes=(tuple({0: batch, 1: tokens} for _ in names),),  # one *args
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as exc:  # torch.export raises many unrelated types
+            raise InputError(f"{source}: the ONNX export failed: {exc}") from exc
+    exporter = {"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET}
+    return names, {**exporter, "torch": torch.__version__, "model_type": model.config.model_type}
+
+
+def fuse(raw: Path, out: Path, source: Path) -> dict[str, int]:
+    """onnxruntime's transformer fusions where it knows the architecture, else a plain copy."""
+    import json
+
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    model_type = config.get("model_type", "")
+    if model_type not in ("bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "electra"):
+        log.info("no transformer fusions for model type %r; exporting it unfused", model_type)
+        shutil.copyfile(raw, out)
+        return {}
+    optimised = optimize_model(
+        str(raw),
+        model_type="bert" if model_type in ("roberta", "xlm-roberta", "electra") else model_type,
+        num_heads=int(config.get("num_attention_heads", 0)),
+        hidden_size=int(config.get("hidden_size", 0)),
+        opt_level=0,
+    )
+    optimised.save_model_to_file(str(out), use_external_data_format=False)
+    stats = optimised.get_fused_operator_statistics()
+    return {name: int(n) for name, n in stats.items() if n}
+
+
+def quantize(fp32: Path, out: Path) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    settings: dict[str, Any] = {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "QInt8",
+        "per_channel": True,
+        # 7-bit weights avoid the u8×s8 saturation of pre-VNNI AVX2/AVX-512 kernels; with VNNI
+        # the full range is exact and more accurate
+        "reduce_range": not hardware.vnni(),
+        "op_types": ["MatMul"],
+        "matmul_const_b_only": True,
+    }
+    quantize_dynamic(
+        str(fp32),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=settings["per_channel"],
+        reduce_range=settings["reduce_range"],
+        op_types_to_quantize=settings["op_types"],
+        extra_options={"MatMulConstBOnly": settings["matmul_const_b_only"]},
+    )
+    return settings
+
+
+def verify(source: Path, folder: Path, min_cosine: float, max_seq_length: int) -> float:
+    """The lowest cosine between the form and sentence-transformers on the probe texts."""
+    from embedlake.encoders.sentence_transformers import SentenceTransformerEncoder
+
+    reference = SentenceTransformerEncoder(source, device="cpu", max_seq_length=max_seq_length)
+    expected = reference.encode(PROBES, batch_size=4)
+    got = OnnxEncoder(folder).encode(PROBES, batch_size=4)
+    worst = float(np.min(np.sum(expected * got, axis=1)))
+    if worst < min_cosine:
+        raise InputError(
+            f"{source}: the ONNX form disagrees with sentence-transformers (lowest cosine "
+            f"{worst:.4f} on probe texts, expected ≥ {min_cosine})"
+        )
+    return round(worst, 5)

@@ -1,0 +1,238 @@
+"""A release's serving form: the fastest form of its model that keeps the model's quality.
+
+Each candidate form (``serving.forms``, those this machine can run) is made from the model's
+folder and measured against the model itself on the release's own evaluation data:
+
+- speed: documents per second on ``serving.speed_documents`` live documents (the same for all);
+- fidelity: cosine of its vectors to the model's on the evaluation corpus (mean and min);
+- quality: nDCG@10 of exact search on each gate dataset, over that dataset's evaluation corpus (its
+  judged documents, then other live documents up to ``serving.eval_documents``).
+
+The fastest form whose nDCG@10 is within ``serving.max_ndcg_loss`` (relative) of the model's on
+every gate dataset, and faster than the model, is registered as a model of its own
+(``<name>.<form>@<version>``) and the release is built with it: its corpus vectors and its queries
+both come from that form, never a mix. Without gate datasets, a form must instead keep a mean
+cosine of ``COSINE_MEAN`` and a min of ``COSINE_MIN`` to the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlake.catalog.registry import ModelRecord
+from embedlake.encoders import Encoder, Vectors, artifacts, forms, load_folder
+from embedlake.encoders.resolve import encoder_options
+from embedlake.evaluate import metrics
+from embedlake.evaluate.datasets import Dataset
+from embedlake.index import top_k
+from embedlake.releases import gate
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+REFERENCE = "model"  # the model itself, as registered
+COSINE_MEAN, COSINE_MIN = 0.995, 0.98  # the rule when no gate dataset is registered
+_TIMED_RUNS = 2  # speed: the best of this many passes (the first warms caches and threads)
+
+
+def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dict[str, Any]:
+    """``{"model": the ref to build the release with, "report": the numbers and the choice}``."""
+    model = ws.catalog.registry.model(model_ref)
+    wanted = [f for f in ws.settings.serving.forms if forms.unavailable_reason(f) is None]
+    skipped = {
+        f: str(forms.unavailable_reason(f)) for f in ws.settings.serving.forms if f not in wanted
+    }
+    if model.kind != "sentence-transformers" or model.manifest.get("form") or not wanted:
+        why = (
+            f"a {model.kind} model has no serving forms"
+            if model.kind != "sentence-transformers"
+            else "it is a serving form already"
+            if model.manifest.get("form")
+            else "no serving form is configured or runnable here"
+        )
+        return {"model": model.ref, "report": {"form": REFERENCE, "why": why, "skipped": skipped}}
+    evaluation = _Evaluation.of(ws, held_out)
+    reference = artifacts.load(ws, model, **encoder_options(ws, model))
+    baseline = evaluation.measure(reference, ws.settings.embed.batch_size)
+    rows: dict[str, dict[str, Any]] = {REFERENCE: baseline.row()}
+    source = artifacts.materialise(ws, model)
+    with tempfile.TemporaryDirectory(prefix="embedlake-forms-") as tmp:
+        made: dict[str, tuple[Path, dict[str, Any]]] = {}
+        for name in wanted:
+            folder = Path(tmp) / name
+            fields = forms.make(
+                name, source, folder, max_seq_length=ws.settings.embed.max_seq_length
+            )
+            encoder = load_folder(folder, fields, **_options(ws, fields["kind"]))
+            measured = evaluation.measure(encoder, ws.settings.embed.batch_size, baseline)
+            rows[name] = measured.row(
+                baseline, ws.settings.serving.max_ndcg_loss, bool(evaluation.datasets)
+            )
+            made[name] = (folder, fields)
+        passing = [n for n, r in rows.items() if n != REFERENCE and r["passed"]]
+        faster = [n for n in passing if rows[n]["docs_per_s"] > baseline.docs_per_s]
+        chosen = max(faster, key=lambda n: rows[n]["docs_per_s"], default=REFERENCE)
+        report = {
+            "form": chosen,
+            "of": model.ref,
+            "rule": _rule(ws, evaluation),
+            "forms": rows,
+            "skipped": skipped,
+            "evaluation": evaluation.describe(),
+        }
+        if chosen == REFERENCE:
+            log.info("serving form of %s: the model itself (no form passed and was faster)", model)
+            return {"model": model.ref, "report": report}
+        folder, fields = made[chosen]
+        record = _register(ws, model, chosen, folder, fields, rows[chosen])
+    log.info("serving form of %s: %s (%s)", model.ref, chosen, record.ref)
+    return {"model": record.ref, "report": {**report, "model": record.ref}}
+
+
+def _options(ws: Workspace, kind: str) -> dict[str, object]:
+    if kind != "sentence-transformers":
+        return {}
+    return {"device": ws.settings.embed.device, "max_seq_length": ws.settings.embed.max_seq_length}
+
+
+def _rule(ws: Workspace, evaluation: _Evaluation) -> str:
+    loss = ws.settings.serving.max_ndcg_loss
+    if evaluation.datasets:
+        return f"fastest form with nDCG@10 >= model's × (1 - {loss}) on every gate dataset"
+    return (
+        f"no gate dataset: fastest form with cosine to the model's vectors mean >= "
+        f"{COSINE_MEAN} and min >= {COSINE_MIN}"
+    )
+
+
+def _register(
+    ws: Workspace,
+    model: ModelRecord,
+    form: str,
+    folder: Path,
+    fields: dict[str, Any],
+    row: dict[str, Any],
+) -> ModelRecord:
+    """The form as a model of its own, ``<name>.<form>@<version>``, naming what it was made of."""
+    extra = {
+        "form": form,
+        "form_of": model.ref,
+        "precision": fields["precision"],
+        "max_seq_length": fields["max_seq_length"],
+        "serving": fields.get("serving", {}),
+        "evaluation": row,
+        "base": model.manifest.get("base"),
+    }
+    return artifacts.publish_folder(
+        ws,
+        folder,
+        name=artifacts.check_name(f"{model.name}.{form}"),
+        kind=fields["kind"],
+        version=model.version,
+        extra=extra,
+        options=_options(ws, fields["kind"]),
+    )
+
+
+class _Measured:
+    def __init__(self, docs_per_s: float, vectors: Vectors, ndcg: dict[str, float]) -> None:
+        self.docs_per_s, self.vectors, self.ndcg = docs_per_s, vectors, ndcg
+
+    def row(
+        self,
+        reference: _Measured | None = None,
+        max_loss: float = 0.0,
+        by_datasets: bool = True,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {"docs_per_s": round(self.docs_per_s, 1), "ndcg@10": self.ndcg}
+        if reference is None:
+            return out
+        cosine = np.einsum("ij,ij->i", self.vectors, reference.vectors)
+        loss = {
+            d: (reference.ndcg[d] - v) / reference.ndcg[d] if reference.ndcg[d] > 0 else 0.0
+            for d, v in self.ndcg.items()
+        }
+        if by_datasets:
+            passed = all(v <= max_loss for v in loss.values())
+        else:
+            passed = float(cosine.mean()) >= COSINE_MEAN and float(cosine.min()) >= COSINE_MIN
+        return {
+            **out,
+            "speedup": round(self.docs_per_s / reference.docs_per_s, 2),
+            "cosine_mean": round(float(cosine.mean()), 5),
+            "cosine_min": round(float(cosine.min()), 5),
+            "ndcg_loss": {d: round(v, 5) for d, v in loss.items()},
+            "passed": passed,
+        }
+
+
+class _Evaluation:
+    """The texts every form is measured on, chosen once per release build."""
+
+    def __init__(
+        self,
+        speed_texts: list[str],
+        doc_ids: list[str],
+        doc_texts: list[str],
+        datasets: list[tuple[Dataset, list[int]]],
+    ) -> None:
+        self.speed_texts, self.doc_ids, self.doc_texts = speed_texts, doc_ids, doc_texts
+        self.datasets = datasets  # each with the rows of doc_ids that are its corpus
+
+    @classmethod
+    def of(cls, ws: Workspace, held_out: dict[str, list[str]]) -> _Evaluation:
+        settings = ws.settings.serving
+        live = {d.id: d.full_text for d in ws.catalog.documents.iter_live()}
+        rng = random.Random(0)  # the same evaluation data for every form, and every retry
+        everyone = sorted(live)
+        speed = [live[i] for i in rng.sample(everyone, min(settings.speed_documents, len(live)))]
+        rows: dict[str, int] = {}
+        datasets: list[tuple[Dataset, list[int]]] = []
+        for dataset in gate.gate_datasets(ws, held_out):
+            judged = sorted({d for rel in dataset.qrels.values() for d in rel if d in live})
+            if not dataset.queries or not judged:
+                continue
+            others = [d for d in everyone if d not in set(judged)]
+            fill = max(0, settings.eval_documents - len(judged))
+            corpus = judged + rng.sample(others, min(fill, len(others)))
+            datasets.append((dataset, [rows.setdefault(d, len(rows)) for d in corpus]))
+        if not datasets:  # fidelity on a sample of the corpus instead
+            sample = rng.sample(everyone, min(settings.eval_documents, len(everyone)))
+            for d in sample:
+                rows.setdefault(d, len(rows))
+        ids = sorted(rows, key=rows.__getitem__)
+        return cls(speed, ids, [live[i] for i in ids], datasets)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "speed_documents": len(self.speed_texts),
+            "documents": len(self.doc_ids),
+            "datasets": {
+                d.name: {"queries": len(d.queries), "documents": len(rows)}
+                for d, rows in self.datasets
+            },
+        }
+
+    def measure(
+        self, encoder: Encoder, batch_size: int, reference: _Measured | None = None
+    ) -> _Measured:
+        best = float("inf")
+        for _ in range(_TIMED_RUNS):
+            started = time.perf_counter()
+            encoder.encode(self.speed_texts, batch_size=batch_size)
+            best = min(best, time.perf_counter() - started)
+        vectors = encoder.encode(self.doc_texts, batch_size=batch_size)
+        ndcg: dict[str, float] = {}
+        for dataset, rows in self.datasets:
+            qids = list(dataset.queries)
+            queries = encoder.encode([dataset.queries[q] for q in qids], batch_size=batch_size)
+            found = top_k(queries, vectors[rows], [self.doc_ids[r] for r in rows], 10)
+            run = {q: dict(hits) for q, hits in zip(qids, found, strict=True)}
+            ndcg[dataset.name] = round(metrics.mean(run, dataset.qrels)["ndcg@10"], 5)
+        return _Measured(len(self.speed_texts) / best, vectors, ndcg)
