@@ -20,6 +20,7 @@ from embedlake.cli.releases import _build
 from embedlake.encoders import artifacts
 from embedlake.encoders.resolve import resolve_model
 from embedlake.ingest import ingest_path
+from embedlake.releases.forms import choose
 from embedlake.workspace import Workspace
 from tests.conftest import collection
 
@@ -165,3 +166,13 @@ def test_a_node_without_torch_serves_search_with_the_form(
     scores = vectors @ encoder.encode([query])[0]
     expected = [ids[i] for i in np.argsort(-scores)[:5]]
     assert [hit["id"] for hit in out["body"]["results"]] == expected
+
+
+def test_choosing_again_reuses_the_registered_form(released: tuple[Workspace, str]) -> None:
+    """A retried build (or the next release of the same model) makes and measures the forms
+    again, but an export need not be byte-identical: the registered form is kept, not replaced."""
+    ws, release_id = released
+    model = ws.catalog.registry.model_by_id(ws.catalog.releases.get(release_id).model_id)
+    again = choose(ws, model.manifest["form_of"], {})
+    assert again["model"] == model.ref
+    assert [m.ref for m in ws.catalog.registry.list_models() if m.name == model.name] == [model.ref]

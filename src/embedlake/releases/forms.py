@@ -29,6 +29,7 @@ import numpy as np
 from embedlake.catalog.registry import ModelRecord
 from embedlake.encoders import Encoder, Vectors, artifacts, forms, load_folder
 from embedlake.encoders.resolve import encoder_options
+from embedlake.errors import NotFound
 from embedlake.evaluate import metrics
 from embedlake.evaluate.datasets import Dataset
 from embedlake.index import top_k
@@ -119,7 +120,14 @@ def _register(
     fields: dict[str, Any],
     row: dict[str, Any],
 ) -> ModelRecord:
-    """The form as a model of its own, ``<name>.<form>@<version>``, naming what it was made of."""
+    """The form as a model of its own, ``<name>.<form>@<version>``, naming what it was made of.
+    Registered already (a retried build, or another release of the same model): that one, since an
+    export need not be byte-identical twice and one version must keep one content."""
+    name = artifacts.check_name(f"{model.name}.{form}")
+    try:
+        return ws.catalog.registry.model(f"{name}@{model.version}")
+    except NotFound:
+        pass
     extra = {
         "form": form,
         "form_of": model.ref,
@@ -132,7 +140,7 @@ def _register(
     return artifacts.publish_folder(
         ws,
         folder,
-        name=artifacts.check_name(f"{model.name}.{form}"),
+        name=name,
         kind=fields["kind"],
         version=model.version,
         extra=extra,
@@ -198,7 +206,8 @@ class _Evaluation:
             judged = sorted({d for rel in dataset.qrels.values() for d in rel if d in live})
             if not dataset.queries or not judged:
                 continue
-            others = [d for d in everyone if d not in set(judged)]
+            judged_set = set(judged)
+            others = [d for d in everyone if d not in judged_set]
             fill = max(0, settings.eval_documents - len(judged))
             corpus = judged + rng.sample(others, min(fill, len(others)))
             datasets.append((dataset, [rows.setdefault(d, len(rows)) for d in corpus]))
