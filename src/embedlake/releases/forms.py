@@ -29,7 +29,7 @@ import numpy as np
 from embedlake.catalog.registry import ModelRecord
 from embedlake.encoders import Encoder, Vectors, artifacts, forms, load_folder
 from embedlake.encoders.resolve import encoder_options
-from embedlake.errors import NotFound
+from embedlake.errors import InputError, NotFound
 from embedlake.evaluate import metrics
 from embedlake.evaluate.datasets import Dataset
 from embedlake.index import top_k
@@ -67,9 +67,14 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
         made: dict[str, tuple[Path, dict[str, Any]]] = {}
         for name in wanted:
             folder = Path(tmp) / name
-            fields = forms.make(
-                name, source, folder, max_seq_length=ws.settings.embed.max_seq_length
-            )
+            try:
+                fields = forms.make(
+                    name, source, folder, max_seq_length=ws.settings.embed.max_seq_length
+                )
+            except InputError as exc:  # a model no form can be made of: served as it is
+                log.warning("serving form %s of %s: %s", name, model.ref, exc)
+                skipped[name] = str(exc)
+                continue
             encoder = load_folder(folder, fields, **_options(ws, fields["kind"]))
             measured = evaluation.measure(encoder, ws.settings.embed.batch_size, baseline)
             rows[name] = measured.row(

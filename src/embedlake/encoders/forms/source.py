@@ -46,16 +46,21 @@ def describe(folder: Path) -> Source:
             f"this one is {' → '.join(kinds)}"
         )
     pooling_config = _json(folder / modules[1]["path"] / "config.json")
-    if pooling_config.get("pooling_mode_mean_tokens"):
+    # sentence-transformers < 6 writes one flag per mode; 6 writes "pooling_mode": "mean"
+    mode = pooling_config.get("pooling_mode")
+    if pooling_config.get("pooling_mode_mean_tokens") or mode == "mean":
         pooling = "mean"
-    elif pooling_config.get("pooling_mode_cls_token"):
+    elif pooling_config.get("pooling_mode_cls_token") or mode == "cls":
         pooling = "cls"
     else:
         raise InputError(f"{folder}: only mean or CLS pooling can be served as a form")
+    dim = pooling_config.get("word_embedding_dimension", pooling_config.get("embedding_dimension"))
+    if dim is None:
+        raise InputError(f"{folder}: the pooling config does not name the embedding dimension")
     config = _json(folder / "config.json")
     return Source(
         folder=folder,
-        dim=int(pooling_config["word_embedding_dimension"]),
+        dim=int(dim),
         pooling=pooling,
         normalize=len(kinds) > 2,
         max_position=int(config.get("max_position_embeddings", 512)),
