@@ -20,7 +20,12 @@ from embedlake.training.train import train
 from tests.conftest import collection
 from tests.integration.test_releases import Searching, _top
 
-ENV = {"EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05", "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.1"}
+ENV = {
+    "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05",
+    "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.1",
+    # one candidate serving form keeps the build short; the release is built with it if it passes
+    "EMBEDLAKE_SERVING__FORMS": '["onnx-int8"]',
+}
 
 
 @pytest.mark.slow

@@ -247,6 +247,9 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
     releases.update(release_id, status="built")
     ws.lake.put(f"{release.prefix}/report.json", json.dumps(report, indent=2).encode())
     _model_card(ws, model.prefix, model.ref, release_id, report)
+    if "form_of" in model.manifest:  # the card of the model the form was made of, too
+        source = ws.catalog.registry.model(model.manifest["form_of"])
+        _model_card(ws, source.prefix, source.ref, release_id, report)
     return seconds
 
 

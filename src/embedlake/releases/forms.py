@@ -133,14 +133,17 @@ def _register(
         return ws.catalog.registry.model(f"{name}@{model.version}")
     except NotFound:
         pass
-    extra = {
+    extra: dict[str, Any] = {
         "form": form,
         "form_of": model.ref,
         "precision": fields["precision"],
         "max_seq_length": fields["max_seq_length"],
         "serving": fields.get("serving", {}),
         "evaluation": row,
-        "base": model.manifest.get("base"),
+        # what the model was trained from and on: the gate must hold out the same queries
+        **{
+            k: model.manifest[k] for k in ("base", "training_data", "params") if k in model.manifest
+        },
     }
     return artifacts.publish_folder(
         ws,
