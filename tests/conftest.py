@@ -98,3 +98,18 @@ def production_environ(postgres: object, s3: object, **extra: str) -> dict[str, 
         "EMBEDLAKE_LAKE__SCAN_SECONDS": "0.5",
         **extra,
     }
+
+
+# The first lines of a script run as a light serving node would be: installed before embedlake is
+# imported, so that any import of the training stack, however indirect, fails as if not installed.
+NO_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""

@@ -440,6 +440,17 @@ def test_payloads_that_are_not_ours_are_dropped_or_refused() -> None:
 # -- heavy functions as Batch jobs, and the database secret -----------------------------------------
 
 
+def _aws_environ(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """``values`` and moto's credentials, in the environment the Lambda containers start with."""
+    test_credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in {**test_credentials, **values}.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture
 def aws() -> Iterator[S3]:
     """AWS Batch and Lambda (moto's, in a process of its own: they try to start containers)."""
@@ -510,16 +521,13 @@ def test_a_heavy_function_runs_as_a_batch_job_that_dispatch_submits(
         Handler="noop.handler",
         Code={"ZipFile": code.getvalue()},
     )
-    for key, value in {
-        "EMBEDLAKE_AWS_BATCH_JOB_QUEUE": queue["jobQueueArn"],
-        "EMBEDLAKE_AWS_BATCH_JOB_DEFINITION": definition["jobDefinitionArn"],
-        "AWS_ENDPOINT_URL_BATCH": aws.endpoint,
-        "AWS_ENDPOINT_URL_LAMBDA": aws.endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    _aws_environ(
+        monkeypatch,
+        EMBEDLAKE_AWS_BATCH_JOB_QUEUE=queue["jobQueueArn"],
+        EMBEDLAKE_AWS_BATCH_JOB_DEFINITION=definition["jobDefinitionArn"],
+        AWS_ENDPOINT_URL_BATCH=aws.endpoint,
+        AWS_ENDPOINT_URL_LAMBDA=aws.endpoint,
+    )
 
     s3.client().put_object(Bucket=bucket, Key="lake/raw/fruit/pies.jsonl", Body=FRUIT)
     installed.invoke("ingest", payload("s3-put.json", bucket))
@@ -587,16 +595,13 @@ def test_the_database_password_comes_from_secrets_manager_at_cold_start(
             Name=f"rds-{uuid4().hex[:8]}",
             SecretString=json.dumps({"username": make_url(url).username, "password": password}),
         )["ARN"]
-        for key, value in {
-            "EMBEDLAKE_CATALOG__URL": url,
-            "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url,
-            "EMBEDLAKE_AWS_DB_SECRET_ARN": arn,
-            "AWS_ENDPOINT_URL": s3.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(key, value)
+        _aws_environ(
+            monkeypatch,
+            EMBEDLAKE_CATALOG__URL=url,
+            EMBEDLAKE_RUNTIME__SYSTEM_DATABASE=url,
+            EMBEDLAKE_AWS_DB_SECRET_ARN=arn,
+            AWS_ENDPOINT_URL=s3.endpoint,
+        )
         s3.client().put_object(Bucket=bucket, Key="lake/raw/fruit/pies.jsonl", Body=FRUIT)
         out = installed.invoke("ingest", payload("s3-put.json", bucket))
         assert out["invocations"][0]["status"] == "succeeded"

@@ -22,7 +22,7 @@ from embedlake.encoders.resolve import resolve_model
 from embedlake.ingest import ingest_path
 from embedlake.releases.forms import choose
 from embedlake.workspace import Workspace
-from tests.conftest import collection
+from tests.conftest import NO_TORCH, collection
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,18 +103,9 @@ def test_a_node_without_torch_serves_search_with_the_form(
     model = ws.catalog.registry.model_by_id(ws.catalog.releases.get(release_id).model_id)
     assert model.kind == "onnx"
     key, _ = ws.catalog.keys.create(["search"], "light node")
-    script = textwrap.dedent(
+    script = NO_TORCH + textwrap.dedent(
         """
-        import json, sys
-
-        class NoTorch:
-            # installed before embedlake is imported: any import of these, however indirect, fails
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
-                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-                return None
-
-        sys.meta_path.insert(0, NoTorch())
+        import json
         from pathlib import Path
         from fastapi.testclient import TestClient
         from embedlake.api import create_app

@@ -24,7 +24,7 @@ from embedlake.encoders import onnx as onnx_kind
 from embedlake.encoders.forms import FORMS, available, make, unavailable_reason
 from embedlake.encoders.sentence_transformers import SentenceTransformerEncoder, builtin_path
 from embedlake.errors import ConfigError, InputError
-from tests.conftest import ROOT, collection
+from tests.conftest import NO_TORCH, ROOT, collection
 
 MadeForm = tuple[Path, dict[str, Any]]
 # Against torch-fp32 on TEXTS: (least mean cosine, least single cosine). Measured here (2-core
@@ -130,19 +130,10 @@ def test_onnx_and_static_forms_serve_where_torch_cannot_be_imported(
     made: Callable[[str], MadeForm], tmp_path: Path
 ) -> None:
     folders = {name: made(name)[0] for name in ("onnx-int8", "static")}
-    script = textwrap.dedent(
+    script = NO_TORCH + textwrap.dedent(
         """
-        import json, sys
+        import json
         from pathlib import Path
-
-        class NoTorch:
-            # installed before embedlake is imported: any import of these, however indirect, fails
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
-                    raise ImportError(f"{name} is blocked in the light serving path")
-                return None
-
-        sys.meta_path.insert(0, NoTorch())
         from embedlake.encoders import load_folder
 
         folders, texts = json.loads(sys.stdin.read())

@@ -83,21 +83,8 @@ def run(box: Container, spec: FunctionSpec, event: Event, context: object = None
 
 
 def queue(ws: Workspace, run_id: str, function: str, event_id: str) -> bool:
-    """Record a queued invocation; False when it exists. Events.invocation_queued says True
-    either way on PostgreSQL (its rowcount), so this asks RETURNING instead."""
-    stmt = ws.catalog.insert(invocations).values(
-        id=run_id,
-        function=function,
-        event_id=event_id,
-        status="queued",
-        attempts=0,
-        enqueued_at=datetime.now(UTC),
-    )
-    with ws.catalog.begin() as conn:
-        added = conn.execute(
-            stmt.on_conflict_do_nothing(index_elements=["id"]).returning(invocations.c.id)
-        ).first()
-    return added is not None
+    """Record a queued invocation; False when it exists (a repeated delivery)."""
+    return ws.catalog.events.invocation_queued(run_id, function, event_id)
 
 
 def _claim(ws: Workspace, run_id: str, stale_after: float) -> int | None:
