@@ -129,5 +129,9 @@ def test_kill_9_during_a_release_build_then_restart(tmp_path: Path) -> None:
         assert ws.catalog.releases.alias("production") == release.id
         assert release.snapshot["documents"] == ws.catalog.documents.count()
         searcher = Searcher(ws)
-        assert searcher.model.name == "mini" and searcher.record.n_vectors == 280
+        # the release serves mini, or the serving form of mini this CPU makes fastest (torch-bf16
+        # where the CPU has native bf16): which one is the hardware's choice, not this test's
+        served = searcher.model
+        assert served.name == "mini" or served.manifest["form_of"].startswith("mini@"), served
+        assert searcher.record.n_vectors == 280
         assert f"{prefix}/manifest.json" in {o.key for o in ws.lake.list(prefix)}
