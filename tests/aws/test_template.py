@@ -191,6 +191,7 @@ def test_customised_template_passes_cfn_lint(tmp_path: Path) -> None:
         lake={"url": "s3://acme-lake/prod"},
         training={"kind": "lsa", "schedule": "0 3 * * 0"},
         index={"engine": "pgvector"},
+        serving={"torch_free": True},
     )
     functions = registry(settings).merge(custom_functions())
     options = TemplateOptions(
@@ -215,6 +216,10 @@ def test_customised_template_passes_cfn_lint(tmp_path: Path) -> None:
     assert allowed["Condition"]["ArnEquals"]["aws:SourceArn"] == [{"Fn::GetAtt": "IngestRule0.Arn"}]
     deployed = functions_of(body)
     assert deployed["api"]["Properties"]["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    # serving.torch_free: the API runs from the serve image (no torch), the rest from the image
+    assert deployed["api"]["Properties"]["ImageUri"] == {"Ref": "ServeImageUri"}
+    assert deployed["register-model"]["Properties"]["ImageUri"] == {"Ref": "ImageUri"}
+    assert {"ServeImageUri", "ImageUri"} <= set(body["Parameters"])
     assert deployed["ingest"]["Properties"]["MemorySize"] == 3008
     # schedules in EventBridge's six-field cron; the scheduled retraining comes from settings
     nightly = deployed["nightly-report"]["Properties"]
@@ -341,8 +346,9 @@ def test_aws_package_writes_the_listed_artifacts(tmp_path: Path) -> None:
         "retrain-on-growth": "image",
         "api": "image",
     }
+    assert "serve" not in manifest and not (out / "serve").exists()  # without serving.torch_free
     template = (out / "template.yaml").read_text()
-    assert "CodeUri: zip/" in template
+    assert "CodeUri: zip/" in template and "ServeImageUri" not in template
     from cfnlint.api import lint_file
 
     assert [str(m) for m in lint_file(out / "template.yaml")] == []

@@ -3,6 +3,7 @@
     out/template.yaml   the SAM template (CodeUri: zip/; ImageUri: a parameter)
     out/zip/            embedlake's source, the runtime.modules packages and the light requirements
     out/image/          Dockerfile, the same source and the full requirements (functions with a model)
+    out/serve/          with serving.torch_free: the API's image, the light install without torch
     out/manifest.json   what each artifact holds, which function runs from which, and what was left out
 
 The source is copied from the installed embedlake, so the artifact is the code that was tested here.
@@ -78,6 +79,10 @@ def registry(settings: Settings) -> Functions:
     return load_functions(cast("Workspace", SimpleNamespace(settings=settings)))
 
 
+def _names(specs: list[str]) -> frozenset[str]:
+    return frozenset(re.split(r"[\s\[<>=!~;]", s.strip(), maxsplit=1)[0].lower() for s in specs)
+
+
 def requirements(extras: tuple[str, ...], exclude: frozenset[str] = frozenset()) -> list[str]:
     """embedlake's requirements from its installed metadata: the core ones and ``extras``'."""
     wanted: list[str] = []
@@ -85,7 +90,7 @@ def requirements(extras: tuple[str, ...], exclude: frozenset[str] = frozenset())
     for line in importlib.metadata.requires("embedlake") or []:
         spec, _, marker = line.partition(";")
         extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        name = re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0].lower()
+        [name] = _names([spec])
         if extra is not None:
             found.add(extra[1])
         if (extra is None or extra[1] in extras) and name not in exclude:
@@ -137,6 +142,17 @@ CMD ["{command}"]
 """
 
 
+def serve_dockerfile() -> str:
+    return f"""# The image of the search API without torch (serving.torch_free: releases are served by
+# onnx or static forms). Built by: docker build -t embedlake-serve build/serve (docs/aws.md).
+FROM {BASE_IMAGE}
+COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/
+RUN pip install --no-cache-dir -r ${{LAMBDA_TASK_ROOT}}/requirements.txt
+COPY app/ ${{LAMBDA_TASK_ROOT}}/
+CMD ["{HANDLERS}.api"]
+"""
+
+
 ENTRYPOINT = """#!/bin/sh
 # One image, two runtimes: AWS Batch starts "job FUNCTION EVENT_ID", Lambda starts a handler.
 if [ "$1" = "job" ]; then
@@ -168,9 +184,15 @@ def package(
         for r in template.body["Resources"].values()
         if r["Type"] == "AWS::Serverless::Function"
     }
+
+    def package_of(props: dict[str, Any]) -> str:
+        if props["PackageType"] != "Image":
+            return "zip"
+        return "serve" if props["ImageUri"] == {"Ref": "ServeImageUri"} else "image"
+
     by_name = {
         name: {
-            "package": "image" if props["PackageType"] == "Image" else "zip",
+            "package": package_of(props),
             "entry": f"{HANDLERS}.{handler_name(name)}",
             "timeout": props["Timeout"],
             "delegated": name in template.delegated,
@@ -255,5 +277,27 @@ def package(
             "requirements": full,
             "functions": sorted(n for n, f in by_name.items() if f["package"] == "image"),
         }
+    if any(f["package"] == "serve" for f in by_name.values()):
+        manifest["serve"] = _serve_image(settings, out / "serve")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _serve_image(settings: Settings, folder: Path) -> dict[str, Any]:
+    """The API's image without torch: the light install (onnxruntime, tokenizers, model2vec, faiss,
+    FastAPI) with the production backends and Mangum."""
+    # named, not only left to the extras: an install whose metadata predates the models extra
+    # lists torch among the core requirements
+    light = requirements(("production", "aws"), exclude=_names(EXTRAS["models"]))
+    (folder / "app").mkdir(parents=True)
+    contents = _copy_source(settings, folder / "app")
+    (folder / "requirements.txt").write_text("\n".join(light) + "\n", encoding="utf-8")
+    (folder / "Dockerfile").write_text(serve_dockerfile(), encoding="utf-8")
+    return {
+        "path": "serve/",
+        "contains": ["Dockerfile", "requirements.txt", *(f"app/{c}" for c in contents)],
+        "base": BASE_IMAGE,
+        "requirements": light,
+        "left_out": ["the models extra (torch, sentence-transformers, onnx exporters)"],
+        "functions": ["api"],
+    }

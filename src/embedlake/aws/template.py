@@ -137,6 +137,9 @@ class _Builder(Triggers):
         self.notifications: list[dict[str, Any]] = []
         self.delegated: list[str] = []
         self.warnings: list[str] = []
+        # serving.torch_free: releases are served by onnx/static forms, so the API runs from the
+        # serve image (no torch: a fraction of the size, a faster cold start)
+        self.serve_image = o.api and settings.serving.torch_free
         to_batch = o.heavy_jobs and settings.runtime.engine != "ray"
         self.jobs = [s.name for s in specs if to_batch and s.name in HEAVY]
         # a name, not a Ref: every function pokes dispatch, which names them all (no cycle)
@@ -231,6 +234,11 @@ class _Builder(Triggers):
             p["LakeBucketName"]["AllowedPattern"] = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
         if self._images():
             p["ImageUri"] = {"Type": "String", "Description": "The pushed image (build/image/)"}
+        if self.serve_image:
+            p["ServeImageUri"] = {
+                "Type": "String",
+                "Description": "The pushed image of the API, without torch (build/serve/)",
+            }
         if self.jobs:
             p |= resources.batch_parameters()
         p["SubnetIds"] = {"Type": "List<AWS::EC2::Subnet::Id>", "Description": "Private subnets"}
@@ -271,7 +279,9 @@ class _Builder(Triggers):
 
     # -- functions --------------------------------------------------------------------------
     def _images(self) -> bool:
-        names = {s.name for s in self.specs} | ({"api"} if self.o.api else set())
+        names = {s.name for s in self.specs} | (
+            {"api"} if self.o.api and not self.serve_image else set()
+        )
         return bool(names & self.o.images or self.jobs)
 
     def _code(self, name: str) -> dict[str, Any]:
@@ -279,7 +289,9 @@ class _Builder(Triggers):
         if name in self.o.images:
             return {
                 "PackageType": "Image",
-                "ImageUri": ref("ImageUri"),
+                "ImageUri": ref(
+                    "ServeImageUri" if name == "api" and self.serve_image else "ImageUri"
+                ),
                 "ImageConfig": {"Command": [entry]},
                 "EphemeralStorage": {"Size": IMAGE_TMP_MB},
             }

@@ -116,7 +116,7 @@ def package(
         bool, typer.Option(help="pip-install the zip's dependencies into it (needs PyPI).")
     ] = False,
 ) -> None:
-    """Write template.yaml, zip/, image/ and manifest.json for `sam deploy`."""
+    """Write template.yaml, zip/, image/, serve/ (serving.torch_free) and manifest.json."""
     from embedlake.aws import package as packaging
 
     options = _options(
@@ -125,6 +125,6 @@ def package(
     manifest = packaging.package(Settings.load(ws), out, options, vendor=vendor)
     for warning in manifest["warnings"]:
         errors.print(f"warning: {warning}", markup=False)
-    parts = ", ".join(k for k in ("template", "zip", "image") if k in manifest)
+    parts = ", ".join(k for k in ("template", "zip", "image", "serve") if k in manifest)
     console.print(f"packaged {len(manifest['functions'])} functions into {out} ({parts})")
     console.print(json.dumps({n: f["package"] for n, f in manifest["functions"].items()}))

@@ -13,6 +13,10 @@ every gate dataset, and faster than the model, is registered as a model of its o
 (``<name>.<form>@<version>``) and the release is built with it: its corpus vectors and its queries
 both come from that form, never a mix. Without gate datasets, a form must instead keep a mean
 cosine of ``COSINE_MEAN`` and a min of ``COSINE_MIN`` to the model.
+
+With ``serving.torch_free`` the search nodes have no torch: only forms served without it compete,
+the fastest passing one serves even where the model is faster, and with none passing the build
+fails rather than publish a release those nodes cannot serve.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from embedlake.catalog.registry import ModelRecord
 from embedlake.encoders import Encoder, Vectors, artifacts, forms, load_folder
 from embedlake.encoders.resolve import encoder_options
-from embedlake.errors import InputError, NotFound
+from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.evaluate import metrics
 from embedlake.evaluate.datasets import Dataset
 from embedlake.index import top_k
@@ -45,10 +49,23 @@ _TIMED_RUNS = 2  # speed: the best of this many passes (the first warms caches a
 def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dict[str, Any]:
     """``{"model": the ref to build the release with, "report": the numbers and the choice}``."""
     model = ws.catalog.registry.model(model_ref)
-    wanted = [f for f in ws.settings.serving.forms if forms.unavailable_reason(f) is None]
-    skipped = {
-        f: str(forms.unavailable_reason(f)) for f in ws.settings.serving.forms if f not in wanted
-    }
+    torch_free = ws.settings.serving.torch_free
+    skipped: dict[str, str] = {}
+    for name in ws.settings.serving.forms:
+        reason = forms.unavailable_reason(name)
+        if reason is None and torch_free and forms.needs_torch(name):
+            reason = "needs torch (serving.torch_free)"
+        if reason is not None:
+            skipped[name] = reason
+    wanted = [f for f in ws.settings.serving.forms if f not in skipped]
+    form_already = model.manifest.get("form")
+    if torch_free and model.kind == "sentence-transformers" and (form_already or not wanted):
+        fix = (
+            f"is its {form_already} form: release the model it was made of instead"
+            if form_already
+            else "serving.forms names no torch-free form: add onnx-fp32 or onnx-int8"
+        )
+        raise ConfigError(f"serving.torch_free: {model.ref} needs torch to serve, and {fix}")
     if model.kind != "sentence-transformers" or model.manifest.get("form") or not wanted:
         why = (
             f"a {model.kind} model has no serving forms"
@@ -81,9 +98,13 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
                 baseline, ws.settings.serving.max_ndcg_loss, bool(evaluation.datasets)
             )
             made[name] = (folder, fields)
-        passing = [n for n, r in rows.items() if n != REFERENCE and r["passed"]]
-        faster = [n for n in passing if rows[n]["docs_per_s"] > baseline.docs_per_s]
-        chosen = max(faster, key=lambda n: rows[n]["docs_per_s"], default=REFERENCE)
+        chosen = pick(rows, torch_free=torch_free)
+        if chosen == REFERENCE and torch_free:
+            raise InputError(
+                f"serving.torch_free: no torch-free form of {model.ref} keeps its quality "
+                f"({_summary(rows)}); the live release stays. Widen serving.max_ndcg_loss, or serve "
+                "the model with torch (serving.torch_free = false)"
+            )
         report = {
             "form": chosen,
             "of": model.ref,
@@ -101,6 +122,27 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
     return {"model": record.ref, "report": {**report, "model": record.ref}}
 
 
+def pick(rows: dict[str, dict[str, Any]], *, torch_free: bool = False) -> str:
+    """The form to serve, from the measured ``rows`` (``REFERENCE`` is the model itself): the
+    fastest that passed and, unless ``torch_free`` (where the model cannot serve), is faster than
+    the model; else ``REFERENCE``."""
+    floor = 0.0 if torch_free else rows[REFERENCE]["docs_per_s"]
+    fit = [n for n, r in rows.items() if n != REFERENCE and r["passed"] and r["docs_per_s"] > floor]
+    return max(fit, key=lambda n: rows[n]["docs_per_s"], default=REFERENCE)
+
+
+def _summary(rows: dict[str, dict[str, Any]]) -> str:
+    measured = {n: r for n, r in rows.items() if n != REFERENCE}
+    return (
+        "; ".join(
+            f"{n}: nDCG@10 loss {r['ndcg_loss'] or 'n/a (no gate dataset)'}, cosine mean "
+            f"{'n/a (another vector size)' if r['cosine_mean'] is None else r['cosine_mean']}"
+            for n, r in measured.items()
+        )
+        or "no form could be made"
+    )
+
+
 def _options(ws: Workspace, kind: str) -> dict[str, object]:
     if kind != "sentence-transformers":
         return {}
@@ -110,11 +152,15 @@ def _options(ws: Workspace, kind: str) -> dict[str, object]:
 def _rule(ws: Workspace, evaluation: _Evaluation) -> str:
     loss = ws.settings.serving.max_ndcg_loss
     if evaluation.datasets:
-        return f"fastest form with nDCG@10 >= model's × (1 - {loss}) on every gate dataset"
-    return (
-        f"no gate dataset: fastest form with cosine to the model's vectors mean >= "
-        f"{COSINE_MEAN} and min >= {COSINE_MIN}"
-    )
+        rule = f"fastest form with nDCG@10 >= model's × (1 - {loss}) on every gate dataset"
+    else:
+        rule = (
+            f"no gate dataset: fastest form with cosine to the model's vectors mean >= "
+            f"{COSINE_MEAN} and min >= {COSINE_MIN}"
+        )
+    if ws.settings.serving.torch_free:
+        return f"torch-free forms only (serving.torch_free), even if slower than the model: {rule}"
+    return f"{rule}, and faster than the model"
 
 
 def _register(
@@ -169,7 +215,9 @@ class _Measured:
         out: dict[str, Any] = {"docs_per_s": round(self.docs_per_s, 1), "ndcg@10": self.ndcg}
         if reference is None:
             return out
-        cosine = np.einsum("ij,ij->i", self.vectors, reference.vectors)
+        # a static form has vectors of its own size (model2vec's PCA): no cosine to the model's
+        same_space = self.vectors.shape == reference.vectors.shape
+        cosine = np.einsum("ij,ij->i", self.vectors, reference.vectors) if same_space else None
         loss = {
             d: (reference.ndcg[d] - v) / reference.ndcg[d] if reference.ndcg[d] > 0 else 0.0
             for d, v in self.ndcg.items()
@@ -177,12 +225,14 @@ class _Measured:
         if by_datasets:
             passed = all(v <= max_loss for v in loss.values())
         else:
-            passed = float(cosine.mean()) >= COSINE_MEAN and float(cosine.min()) >= COSINE_MIN
+            passed = cosine is not None and (
+                float(cosine.mean()) >= COSINE_MEAN and float(cosine.min()) >= COSINE_MIN
+            )
         return {
             **out,
             "speedup": round(self.docs_per_s / reference.docs_per_s, 2),
-            "cosine_mean": round(float(cosine.mean()), 5),
-            "cosine_min": round(float(cosine.min()), 5),
+            "cosine_mean": None if cosine is None else round(float(cosine.mean()), 5),
+            "cosine_min": None if cosine is None else round(float(cosine.min()), 5),
             "ndcg_loss": {d: round(v, 5) for d, v in loss.items()},
             "passed": passed,
         }

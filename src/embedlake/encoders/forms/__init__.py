@@ -63,6 +63,11 @@ def form(name: str) -> Form:
         raise ConfigError(f"serving form {name!r} is unknown (known: {', '.join(FORMS)})") from None
 
 
+def needs_torch(name: str) -> bool:
+    """Whether serving the form needs torch (the `models` extra), not only the light install."""
+    return form(name).kind == "sentence-transformers"
+
+
 def unavailable_reason(name: str) -> str | None:
     """Why this machine cannot make and serve the form, or None when it can."""
     form(name)
