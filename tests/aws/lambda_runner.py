@@ -5,7 +5,7 @@ answers one JSON request per stdin line, as a warm Lambda container answers invo
 Request: ``{"entry": "ingest", "payload": {...}}`` → ``{"result": ...}`` or, as Lambda reports a
 function error, ``{"errorType": "ConfigError", "errorMessage": "..."}``; ``{"probe": "api"}`` →
 the identity of the container's API state (to show it is made once per container). BLOCKED names
-top-level modules that may not be imported (what the light zip leaves out).
+top-level modules that may not be imported (what the light image does not install).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Blocked(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
         if fullname.split(".")[0] in self.names:
-            raise ImportError(f"{fullname} is not in this artifact (light zip)")
+            raise ImportError(f"{fullname} is not in this artifact (light image)")
 
 
 class Context:

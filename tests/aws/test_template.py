@@ -87,11 +87,13 @@ def test_one_function_per_registered_function_with_the_specs_limits() -> None:
         assert props["Timeout"] == min(spec.timeout, LAMBDA_MAX_TIMEOUT)
         assert deployed[name]["Metadata"]["embedlake"]["delegated"] == (spec.timeout > 900)
         entry = f"embedlake.aws.handlers.{name.replace('-', '_')}"
-        assert entry in (props.get("Handler"), *props.get("ImageConfig", {}).get("Command", []))
+        assert props["PackageType"] == "Image" and props["ImageConfig"]["Command"] == [entry]
     # every built-in runs longer than Lambda's 15 minutes: all flagged as delegated
     assert sorted(build_template(Settings(), registry(Settings())).delegated) == sorted(BUILTIN)
-    assert deployed["ingest"]["Properties"]["PackageType"] == "Zip"
-    assert deployed["register-model"]["Properties"]["PackageType"] == "Image"
+    # the light image (no torch) for what loads no model, the full image for what does
+    assert deployed["ingest"]["Properties"]["ImageUri"] == {"Ref": "LightImageUri"}
+    assert deployed["register-model"]["Properties"]["ImageUri"] == {"Ref": "ImageUri"}
+    assert deployed["api"]["Properties"]["ImageUri"] == {"Ref": "ImageUri"}
     # without Batch jobs, the heavy functions are Lambda functions too (for Ray, or to be refused)
     lambdas = functions_of(
         build_template(Settings(), registry(Settings()), TemplateOptions(heavy_jobs=False)).body
@@ -216,10 +218,10 @@ def test_customised_template_passes_cfn_lint(tmp_path: Path) -> None:
     assert allowed["Condition"]["ArnEquals"]["aws:SourceArn"] == [{"Fn::GetAtt": "IngestRule0.Arn"}]
     deployed = functions_of(body)
     assert deployed["api"]["Properties"]["FunctionUrlConfig"] == {"AuthType": "NONE"}
-    # serving.torch_free: the API runs from the serve image (no torch), the rest from the image
-    assert deployed["api"]["Properties"]["ImageUri"] == {"Ref": "ServeImageUri"}
+    # serving.torch_free: the API runs from the light image (no torch) too
+    assert deployed["api"]["Properties"]["ImageUri"] == {"Ref": "LightImageUri"}
+    assert deployed["api"]["Properties"]["EphemeralStorage"] == {"Size": 4096}  # its index files
     assert deployed["register-model"]["Properties"]["ImageUri"] == {"Ref": "ImageUri"}
-    assert {"ServeImageUri", "ImageUri"} <= set(body["Parameters"])
     assert deployed["ingest"]["Properties"]["MemorySize"] == 3008
     # schedules in EventBridge's six-field cron; the scheduled retraining comes from settings
     nightly = deployed["nightly-report"]["Properties"]
@@ -322,16 +324,17 @@ def test_aws_package_writes_the_listed_artifacts(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert (out / manifest["template"]).is_file()
-    for item in manifest["zip"]["contains"]:
-        assert (out / "zip" / item).exists(), item
+    for item in manifest["light"]["contains"]:
+        assert (out / "light" / item).exists(), item
     for item in manifest["image"]["contains"]:
         assert (out / "image" / item).exists(), item
     entrypoint = (out / "image/entrypoint.sh").read_text()
     assert "python -m embedlake.aws.job" in entrypoint and "python -m awslambdaric" in entrypoint
-    assert (out / "zip/embedlake/functions/builtin.py").is_file()
-    assert not list((out / "zip").rglob("__pycache__"))
-    light = (out / "zip/requirements.txt").read_text()
+    assert (out / "light/app/embedlake/functions/builtin.py").is_file()
+    assert not list((out / "light").rglob("__pycache__"))
+    light = (out / "light/requirements.txt").read_text()
     assert "torch" not in light and "sentence-transformers" not in light and "psycopg" in light
+    assert '"-m", "awslambdaric"' in (out / "light/Dockerfile").read_text()
     dockerfile = (out / "image/Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim-bookworm" in dockerfile
     assert 'ENTRYPOINT ["/bin/sh", "/entrypoint.sh"]' in dockerfile
@@ -339,17 +342,16 @@ def test_aws_package_writes_the_listed_artifacts(tmp_path: Path) -> None:
     image_requirements = (out / "image/requirements.txt").read_text()
     assert "mangum" in image_requirements and "awslambdaric" in image_requirements
     assert {n: f["package"] for n, f in manifest["functions"].items()} == {
-        "ingest": "zip",
-        "dispatch": "zip",
+        "ingest": "light",
+        "dispatch": "light",
         "embed-new": "image",
         "register-model": "image",
         "build-release": "image",
         "retrain-on-growth": "image",
         "api": "image",
     }
-    assert "serve" not in manifest and not (out / "serve").exists()  # without serving.torch_free
     template = (out / "template.yaml").read_text()
-    assert "CodeUri: zip/" in template and "ServeImageUri" not in template
+    assert "LightImageUri" in template and "CodeUri" not in template
     from cfnlint.api import lint_file
 
     assert [str(m) for m in lint_file(out / "template.yaml")] == []

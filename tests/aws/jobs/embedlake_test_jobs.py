@@ -1,5 +1,5 @@
 """A user's functions module (``runtime.modules = ["embedlake_test_jobs"]``), packaged with the
-Lambda artifacts like any other: the scheduled-function test runs it from the unpacked zip."""
+Lambda artifacts like any other: the scheduled-function test runs it from the unpacked light image."""
 
 from __future__ import annotations
 
