@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from embedlake.aws.package import IMAGE_GLIBC, package, platforms
+from embedlake.aws.package import IMAGE_GLIBC, package
 from embedlake.config import Settings, default_toml
 
 pytestmark = pytest.mark.slow
@@ -26,6 +26,13 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = folder / "build"
     package(Settings.load(folder, {"EMBEDLAKE_SERVING__TORCH_FREE": "true"}), out)
     return out
+
+
+def platforms(glibc_minor: int) -> list[str]:
+    """pip's ``--platform`` tags for x86_64 Linux with glibc 2.<minor>: pip does not widen a tag to
+    the older ones a system also runs, so every one is named."""
+    legacy = ["manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64"]
+    return legacy + [f"manylinux_2_{m}_x86_64" for m in range(5, glibc_minor + 1)]
 
 
 def resolve(requirements: Path, glibc_minor: int, report: Path) -> set[str]:

@@ -42,8 +42,7 @@ if TYPE_CHECKING:
 # AWS's python:3.11 base image is Amazon Linux 2, glibc 2.26, where today's faiss-cpu and
 # onnxruntime wheels (glibc 2.27+) do not install; so the images start from Debian 12 with
 # Python 3.11 (glibc 2.36, the system embedlake is tested on) and AWS's runtime interface client.
-IMAGE_GLIBC = 36
-BASE_IMAGE = "python:3.11-slim-bookworm"
+BASE_IMAGE, IMAGE_GLIBC = "python:3.11-slim-bookworm", 36  # IMAGE_GLIBC: 2.<minor> of the base
 RUNTIME_CLIENT = "awslambdaric>=3,<5"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"  # the default torch wheel pulls CUDA (GBs)
 # pyproject's extras, for an (editable) install whose metadata predates them; a test pins them
@@ -72,13 +71,6 @@ def registry(settings: Settings) -> Functions:
     from embedlake.runtime.runtime import load_functions
 
     return load_functions(cast("Workspace", SimpleNamespace(settings=settings)))
-
-
-def platforms(glibc_minor: int) -> list[str]:
-    """pip's ``--platform`` tags for x86_64 Linux with glibc 2.<minor>: pip does not widen a tag to
-    the older ones a system also runs, so every one is named."""
-    legacy = ["manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64"]
-    return legacy + [f"manylinux_2_{m}_x86_64" for m in range(5, glibc_minor + 1)]
 
 
 def _names(specs: list[str]) -> frozenset[str]:
