@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +118,19 @@ class NoTorch:
 
 sys.meta_path.insert(0, NoTorch())
 """
+
+
+def run_without_torch(script: str, *args: str, stdin: str | None = None) -> Any:
+    """Run ``script`` (dedented) in a Python that cannot import the training stack, from the
+    repository root; the JSON of the last line it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH + textwrap.dedent(script), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])

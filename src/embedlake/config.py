@@ -387,6 +387,7 @@ forms = {json.dumps(s.serving.forms)}
 max_ndcg_loss = {s.serving.max_ndcg_loss}         # relative nDCG@10 loss a form may cost (gate datasets)
 eval_documents = {s.serving.eval_documents}            # evaluation corpus per gate dataset (judged first)
 speed_documents = {s.serving.speed_documents}            # live documents each form is timed on
+torch_free = {str(s.serving.torch_free).lower()}      # only onnx/static forms serve (nodes without torch)
 
 [training]                  # "repeat": retrain by rule or schedule (off while kind is empty)
 kind = "{s.training.kind}"                   # lsa | sentence-transformers

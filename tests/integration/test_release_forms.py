@@ -6,9 +6,7 @@ search with it (serving.torch_free: the release is served by a torch-free form o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +17,15 @@ from embedlake.batch import read_vectors
 from embedlake.cli.releases import _build
 from embedlake.encoders import artifacts
 from embedlake.encoders.resolve import resolve_model
+from embedlake.encoders.sentence_transformers import KIND, builtin_path
 from embedlake.errors import ConfigError, InputError
 from embedlake.ingest import ingest_path
 from embedlake.releases.forms import choose
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
-from tests.conftest import NO_TORCH, collection, write_jsonl
+from tests.conftest import collection, run_without_torch, write_jsonl
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 ENVIRON = {
     "EMBEDLAKE_SERVING__FORMS": '["onnx-fp32", "onnx-int8"]',
     "EMBEDLAKE_SERVING__TORCH_FREE": "true",
@@ -106,8 +104,7 @@ def test_a_node_without_torch_serves_search_with_the_form(
     model = ws.catalog.registry.model_by_id(ws.catalog.releases.get(release_id).model_id)
     assert model.kind == "onnx"
     key, _ = ws.catalog.keys.create(["search"], "light node")
-    script = NO_TORCH + textwrap.dedent(
-        """
+    script = """
         import json
         from pathlib import Path
         from fastapi.testclient import TestClient
@@ -130,26 +127,10 @@ def test_a_node_without_torch_serves_search_with_the_form(
             print(json.dumps({"status": got.status_code, "body": got.json(), "heavy": heavy,
                               "refused": refused}))
         """
-    )
     query = "the effect of hypoxia on lung tissue"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            str(ws.settings.workspace),
-            key,
-            query,
-            model.manifest["form_of"],
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
+    out = run_without_torch(
+        script, str(ws.settings.workspace), key, query, model.manifest["form_of"]
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.splitlines()[-1])
     assert out["status"] == 200, out
     assert out["heavy"] == []
     assert "pip install 'embedlake[models]'" in out["refused"]
@@ -195,6 +176,18 @@ def test_torch_free_never_publishes_a_release_its_nodes_cannot_serve(tmp_path: P
         pytest.raises(ConfigError, match=r"serving\.torch_free: minilm@.* needs torch"),
     ):
         choose(ws, minilm, {})
+
+    # a torch form registered already (by a build without torch_free) cannot serve either
+    bf16 = tmp_path / "minilm-bf16"
+    shutil.copytree(builtin_path(), bf16)
+    (bf16 / "serving.json").write_text(json.dumps({"form": "torch-bf16", "precision": "bf16"}))
+    with Workspace.open(tmp_path / "ws", environ=environ) as ws:
+        form = artifacts.publish_folder(
+            ws, bf16, name="minilm.torch-bf16", kind=KIND,
+            extra={"form": "torch-bf16", "form_of": minilm, "precision": "bf16"},
+        )  # fmt: skip
+        with pytest.raises(ConfigError, match=r"is its torch-bf16 form: release the model it"):
+            choose(ws, form.ref, {})
 
     static = {**environ, "EMBEDLAKE_SERVING__FORMS": '["static"]'}
     with Workspace.open(tmp_path / "ws", environ=static) as ws:

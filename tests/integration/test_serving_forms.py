@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from embedlake.encoders import onnx as onnx_kind
 from embedlake.encoders.forms import FORMS, available, make, unavailable_reason
 from embedlake.encoders.sentence_transformers import SentenceTransformerEncoder, builtin_path
 from embedlake.errors import ConfigError, InputError
-from tests.conftest import NO_TORCH, ROOT, collection
+from tests.conftest import collection, run_without_torch
 
 MadeForm = tuple[Path, dict[str, Any]]
 # Against torch-fp32 on TEXTS: (least mean cosine, least single cosine). Measured here (2-core
@@ -130,8 +127,7 @@ def test_onnx_and_static_forms_serve_where_torch_cannot_be_imported(
     made: Callable[[str], MadeForm], tmp_path: Path
 ) -> None:
     folders = {name: made(name)[0] for name in ("onnx-int8", "static")}
-    script = NO_TORCH + textwrap.dedent(
-        """
+    script = """
         import json
         from pathlib import Path
         from embedlake.encoders import load_folder
@@ -143,19 +139,8 @@ def test_onnx_and_static_forms_serve_where_torch_cannot_be_imported(
         heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")]
         print(json.dumps({"vectors": out, "heavy": heavy}))
         """
-    )
     kinds = {"onnx": str(folders["onnx-int8"]), "model2vec": str(folders["static"])}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps([kinds, TEXTS[:20]]),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = run_without_torch(script, stdin=json.dumps([kinds, TEXTS[:20]]))
     assert result["heavy"] == []
     for kind, name in (("onnx", "onnx-int8"), ("model2vec", "static")):
         here = _load(made(name)).encode(TEXTS[:20])

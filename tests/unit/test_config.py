@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from embedlake.config import CONFIG_FILE, Settings, default_toml
 from embedlake.errors import ConfigError
@@ -23,6 +25,16 @@ def test_defaults_when_the_file_is_empty(tmp_path: Path) -> None:
 def test_default_toml_round_trips_to_the_defaults(tmp_path: Path) -> None:
     s = Settings.load(_workspace(tmp_path, default_toml()), environ={})
     assert s.model_dump(exclude={"workspace"}) == Settings().model_dump(exclude={"workspace"})
+
+
+def test_default_toml_lists_every_setting_but_the_secrets() -> None:
+    written = tomllib.loads(default_toml())
+    secrets = {("lake", "secret_access_key"), ("catalog", "password"), ("api", "key_pepper")}
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key in section.model_fields:
+                assert (name, key) in secrets or key in written[name], f"[{name}] {key}"
 
 
 def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:

@@ -66,12 +66,12 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
             else "serving.forms names no torch-free form: add onnx-fp32 or onnx-int8"
         )
         raise ConfigError(f"serving.torch_free: {model.ref} needs torch to serve, and {fix}")
-    if model.kind != "sentence-transformers" or model.manifest.get("form") or not wanted:
+    if model.kind != "sentence-transformers" or form_already or not wanted:
         why = (
             f"a {model.kind} model has no serving forms"
             if model.kind != "sentence-transformers"
             else "it is a serving form already"
-            if model.manifest.get("form")
+            if form_already
             else "no serving form is configured or runnable here"
         )
         return {"model": model.ref, "report": {"form": REFERENCE, "why": why, "skipped": skipped}}
