@@ -30,12 +30,13 @@ import hnswlib
 import numpy as np
 
 from embedlake import Workspace
-from embedlake.batch import embed, read_vectors
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
-from embedlake.evaluate.datasets import load_folder
+from embedlake.embeddings.batch import embed
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.index.hnsw import HnswIndex
 from embedlake.ingest import ingest_path
+from embedlake.ingest.datasets import load_folder
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 
 from _common import DATA, median, table, write_result
 
@@ -59,7 +60,7 @@ def npl_vectors() -> tuple[np.ndarray, np.ndarray]:
     ):
         ingest_path(ws, DATA / "npl")
         record = resolve_model(ws, "minilm")
-        encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+        encoder = artifacts.load_encoder(ws, record)
         embed(ws, record, encoder)
         _, docs = read_vectors(ws, record)
         dataset = load_folder(DATA / "npl")

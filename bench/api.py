@@ -59,11 +59,13 @@ import numpy as np
 from pydantic import BaseModel
 
 from embedlake import Workspace
-from embedlake.batch import embed, read_vectors
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.embeddings.batch import embed
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.ingest import ingest_path
-from embedlake.serving import Searcher, build_index
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
+from embedlake.search.build import build_index
+from embedlake.search.searcher import Searcher
 
 from _common import DATA, median, table, write_result
 
@@ -186,7 +188,7 @@ def build_search_ws(n: int) -> tuple[Path, dict[str, Any]]:
         record = resolve_model(ws, "lsa")
         seconds["fit_lsa"] = time.perf_counter() - step
         step = time.perf_counter()
-        embed(ws, record, artifacts.load(ws, record, **encoder_options(ws, record)))
+        embed(ws, record, artifacts.load_encoder(ws, record))
         seconds["embed"] = time.perf_counter() - step
         step = time.perf_counter()
         report = build_index(ws, record)
@@ -222,7 +224,7 @@ def build_embed_ws() -> tuple[Path, dict[str, Any]]:
     with Workspace.init(root) as ws:
         ingest_path(ws, DATA / EMBED_COLLECTION, source=EMBED_COLLECTION)
         record = resolve_model(ws, "minilm")
-        embed(ws, record, artifacts.load(ws, record, **encoder_options(ws, record)))
+        embed(ws, record, artifacts.load_encoder(ws, record))
         build_index(ws, record)
         info = {
             "documents": ws.catalog.documents.count(),

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from embedlake import Workspace
-from embedlake.batch import embed
 from embedlake.catalog.registry import ModelRecord
-from embedlake.encoders import artifacts, forms
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.embeddings.batch import embed
+from embedlake.encoders import forms
 from embedlake.encoders.sentence_transformers import builtin_path
 from embedlake.ingest import ingest_path
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 
 from _common import DATA, median, table, write_result
 
@@ -88,7 +89,7 @@ def pipeline_round(corpus: Path, folder: Path) -> tuple[float, int, list[str]]:
     with Workspace.init(folder) as ws:
         ingest_path(ws, corpus)
         record = serving_model(ws)
-        encoder = artifacts.load(ws, record, **encoder_options(ws, record))  # cached per process
+        encoder = artifacts.load_encoder(ws, record)  # cached per process
         texts = [d.full_text for d in ws.catalog.documents.iter_live()]
         started = time.perf_counter()
         report = embed(ws, record, encoder)
@@ -138,7 +139,7 @@ def main() -> None:
         with Workspace.init(root / "warmup") as ws:
             ingest_path(ws, corpus)
             record = serving_model(ws)
-            encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+            encoder = artifacts.load_encoder(ws, record)
             settings = ws.settings.embed
             texts = [d.full_text for d in ws.catalog.documents.iter_live()]
         batch = settings.batch_size

@@ -18,12 +18,12 @@ from pathlib import Path
 from uuid import uuid4
 
 from embedlake import Workspace
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import resolve_model
 from embedlake.evaluate.bench import bench_bm25
-from embedlake.evaluate.datasets import Dataset, load_registered
 from embedlake.functions.context import direct_context
 from embedlake.ingest import ingest_path
+from embedlake.ingest.datasets import Dataset, load_registered
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from embedlake.releases.build import build
 from embedlake.releases.compare import compare
 from embedlake.training.train import train

@@ -37,7 +37,8 @@ from tokenizers import Tokenizer
 
 from embedlake.encoders import Encoder, forms, hardware, load_folder
 from embedlake.encoders.sentence_transformers import builtin_path
-from embedlake.evaluate import datasets, metrics
+from embedlake.evaluate import metrics
+from embedlake.ingest import datasets
 
 from _common import DATA, median, table, write_result
 

@@ -311,8 +311,8 @@ def minilm_10k(ws: Path) -> np.ndarray:
     if path.exists():
         return np.load(path)
     from embedlake import Workspace
-    from embedlake.batch import read_vectors
-    from embedlake.encoders.resolve import resolve_model
+    from embedlake.embeddings.vectors import read_vectors
+    from embedlake.models.resolve import resolve_model
 
     docs = [d for _, d in zip(range(10_000), read_corpus("20newsgroups"), strict=False)]
     with Workspace.open(ws) as w:

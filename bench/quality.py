@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from embedlake import Workspace
-from embedlake.batch import embed
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.embeddings.batch import embed
 from embedlake.evaluate import bench
-from embedlake.evaluate.datasets import load_folder
 from embedlake.ingest import ingest_path
-from embedlake.serving import build_index
+from embedlake.ingest.datasets import load_folder
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
+from embedlake.search.build import build_index
 
 from _common import DATA, table, write_result
 
@@ -57,7 +57,7 @@ def signed(x: float) -> str:
 def run_dense(ws: Workspace, name: str, dataset: Any) -> dict[str, Any]:
     started = time.perf_counter()
     record = resolve_model(ws, name)  # minilm: registers the packaged model; lsa: fits on corpus
-    encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+    encoder = artifacts.load_encoder(ws, record)
     report = embed(ws, record, encoder)
     build_index(ws, record, engine="exact")
     exact = bench.bench_model(ws, dataset, record.ref).metrics

@@ -37,10 +37,10 @@ import ray
 import torch
 
 from embedlake import Workspace
-from embedlake.batch import embed_in_steps
 from embedlake.config import Settings
-from embedlake.encoders.resolve import resolve_model
+from embedlake.embeddings.batch import embed_in_steps
 from embedlake.ingest import ingest_path
+from embedlake.models.resolve import resolve_model
 from embedlake.runtime.engines import Engine, open_engine, resolve_task, task_ref
 
 from _common import DATA, median, table, write_result

@@ -18,11 +18,11 @@ from pathlib import Path
 from uuid import uuid4
 
 from embedlake import Workspace
-from embedlake.batch import embed
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.embeddings.batch import embed
 from embedlake.functions.context import direct_context
 from embedlake.ingest import ingest_path
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from embedlake.releases.build import build
 
 from _common import DATA, table, write_result
@@ -37,7 +37,7 @@ def main() -> None:
         with Workspace.init(Path(tmp) / "direct", environ={}) as ws:
             ingest_path(ws, DATA / args.collection)
             model = resolve_model(ws, args.model)
-            encoder = artifacts.load(ws, model, **encoder_options(ws, model))
+            encoder = artifacts.load_encoder(ws, model)
             load_before = os.getloadavg()[0]
             started, cpu = time.perf_counter(), time.process_time()
             embed(ws, model, encoder)

@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 from embedlake import Workspace
-from embedlake.batch import embed
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.embeddings.batch import embed
 from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.functions import Functions, on_event
 from embedlake.functions.context import Context
 from embedlake.ingest import ingest_path
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from embedlake.runtime import Runtime
-from embedlake.serving import build_index
+from embedlake.search.build import build_index
 
 from _common import DATA, median, table, write_result
 
@@ -81,7 +81,7 @@ def job(root: Path, corpus: Path, rounds: int) -> dict[str, float]:
     for r in range(rounds):
         ws = _prepared(root, f"direct-{r}", corpus)
         model = ws.catalog.registry.model("minilm")
-        encoder = artifacts.load(ws, model, **encoder_options(ws, model))
+        encoder = artifacts.load_encoder(ws, model)
         encoder.encode(["warm up"])
         started = time.perf_counter()
         embed(ws, model, encoder)

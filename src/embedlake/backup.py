@@ -38,7 +38,8 @@ from embedlake.catalog import migrate
 from embedlake.catalog.schema import indexes, metadata
 from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.lake import Lake, open_lake
-from embedlake.serving import index_params, load_index
+from embedlake.search.build import index_params
+from embedlake.search.load import load_index
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from embedlake import Workspace
-from embedlake.encoders.resolve import resolve_model
 from embedlake.functions.context import direct_context
 from embedlake.ingest import ingest_path
+from embedlake.models.resolve import resolve_model
 from embedlake.releases.build import build
 from embedlake.releases.publish import rollback
 from embedlake.runtime import Runtime

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from embedlake import Workspace
-from embedlake.batch import read_vectors
 from embedlake.catalog.schema import embedding_shards
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
-from embedlake.serving import Searcher
+from embedlake.embeddings.vectors import read_vectors
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
+from embedlake.search.searcher import Searcher
 from tests.conftest import collection
 
 SHARD = 40
@@ -84,7 +84,7 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
         searcher = Searcher(ws)
         assert searcher.record.n_vectors == total
         ids, vectors = read_vectors(ws, searcher.model)
-        encoder = artifacts.load(ws, searcher.model, **encoder_options(ws, searcher.model))
+        encoder = artifacts.load_encoder(ws, searcher.model)
         docs = ws.catalog.documents.get_many(ids)
         expected = encoder.encode([docs[d].full_text for d in ids])  # the uninterrupted result
         assert np.allclose(vectors, expected, atol=1e-4)
@@ -92,9 +92,9 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_during_a_release_build_then_restart(tmp_path: Path) -> None:
-    from embedlake.encoders import artifacts
     from embedlake.encoders.sentence_transformers import KIND, builtin_path
     from embedlake.ingest import ingest_path
+    from embedlake.models import artifacts
 
     lines = (collection("cranfield") / "corpus.jsonl").read_text().splitlines()[:280]
     corpus = tmp_path / "subset.jsonl"

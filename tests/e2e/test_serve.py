@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from embedlake.cli.releases import _build_now
-from embedlake.evaluate.datasets import register_beir
 from embedlake.ingest import ingest_path
+from embedlake.ingest.datasets import register_beir
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
 from tests.conftest import ROOT, collection

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 
 from embedlake.api import create_app
 from embedlake.cli.releases import _build_now
-from embedlake.evaluate.datasets import register_beir
 from embedlake.ingest import ingest_path
+from embedlake.ingest.datasets import register_beir
 from embedlake.ingest.pipeline import ingest_object
 from embedlake.releases.publish import publish
 from embedlake.training.train import train

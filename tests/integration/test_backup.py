@@ -13,7 +13,7 @@ from embedlake.backup import export, import_
 from embedlake.cli.releases import _build_now
 from embedlake.errors import ConfigError, Conflict, InputError
 from embedlake.ingest import ingest_path
-from embedlake.serving import Searcher
+from embedlake.search.searcher import Searcher
 from embedlake.training.train import train
 from tests.conftest import collection, production_environ
 from tests.integration.test_runtime import FAST

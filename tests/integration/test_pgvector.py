@@ -24,7 +24,8 @@ from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.index.exact import ExactIndex
 from embedlake.index.pgvector import PgvectorIndex
 from embedlake.ingest import delete_document, ingest_path
-from embedlake.serving import Searcher, index_params
+from embedlake.search.build import index_params
+from embedlake.search.searcher import Searcher
 from embedlake.training.train import train
 from tests.conftest import collection, write_jsonl
 

@@ -9,13 +9,15 @@ import pytest
 from sqlalchemy import update
 
 from embedlake import Workspace, warehouse
-from embedlake.batch import embed, read_vectors
 from embedlake.catalog.schema import embedded
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import resolve_model
+from embedlake.embeddings.batch import embed
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import InputError, ModelMismatch, NotFound
 from embedlake.ingest import delete_document, ingest_path
-from embedlake.serving import Searcher, build_index
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
+from embedlake.search.build import build_index
+from embedlake.search.searcher import Searcher
 from tests.conftest import collection, write_jsonl
 
 
@@ -111,7 +113,7 @@ def test_vectors_of_two_models_never_mix(ws: Workspace, tmp_path: Path) -> None:
     ingest_path(ws, collection("med"))
     first, _ = _embed(ws)
     ingest_path(ws, write_jsonl(tmp_path / "x.jsonl", [{"_id": "x", "text": "new words here"}]))
-    from embedlake.encoders.resolve import fit_lsa
+    from embedlake.models.resolve import fit_lsa
 
     second = fit_lsa(ws, name="lsa2")
     embed(ws, second, artifacts.load(ws, second))

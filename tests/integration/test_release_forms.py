@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedlake.batch import read_vectors
 from embedlake.cli.releases import _build
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import resolve_model
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.encoders.sentence_transformers import KIND, builtin_path
 from embedlake.errors import ConfigError, InputError
 from embedlake.ingest import ingest_path
-from embedlake.releases.forms import choose
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
+from embedlake.releases.form_choice import choose
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
 from tests.conftest import collection, run_without_torch, write_jsonl

@@ -15,7 +15,7 @@ from embedlake import Workspace
 from embedlake.events import MODEL_REJECTED
 from embedlake.releases.publish import publish, rollback
 from embedlake.runtime import Runtime
-from embedlake.serving import Searcher
+from embedlake.search.searcher import Searcher
 from embedlake.training.train import train
 from tests.conftest import collection
 from tests.integration.test_runtime import FAST, _drop, wait_noticed
@@ -71,7 +71,7 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
     with Runtime(ws) as runtime:
         _drop(ws, collection("med") / "corpus.jsonl", "raw/med/corpus.jsonl")
         assert runtime.wait_idle(120)
-        from embedlake.evaluate.datasets import register_beir
+        from embedlake.ingest.datasets import register_beir
 
         register_beir(ws, collection("med"), name="med")
         # 1. the first release publishes if it builds
@@ -236,7 +236,7 @@ def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -
         ingest_path(ws, collection("med"))
         a, _ = train(ws, name="lsa-a", kind="lsa", components=64)
         b, _ = train(ws, name="lsa-b", kind="lsa", components=32)
-        from embedlake.encoders import artifacts
+        from embedlake.models import artifacts
 
         refs = [artifacts.register_from_lake(ws, p)[0].ref for p in (a, b)]
         first = _build(ws, refs[0], "a", publish=True)["release"]
@@ -278,10 +278,10 @@ def test_only_built_releases_can_be_published(ws: Workspace) -> None:
 
 def test_a_release_runs_its_heavy_stages_as_fan_outs_on_the_engine(ws: Workspace) -> None:
     """Reducer, map and index go through ``ctx.map``: on the Ray engine they run on its actors."""
-    from embedlake.encoders import artifacts
-    from embedlake.functions.context import DirectSteps
     from embedlake.ingest import ingest_path
+    from embedlake.models import artifacts
     from embedlake.releases.build import build
+    from embedlake.steps import DirectSteps
 
     class Recording(DirectSteps):
         request_id = "heavy-stages"

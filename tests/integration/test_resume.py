@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from embedlake import Workspace
-from embedlake.batch import embed, read_vectors
 from embedlake.catalog.schema import embedding_shards
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options, resolve_model
+from embedlake.embeddings.batch import embed
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.ingest import ingest_path
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from tests.conftest import collection
 
 SHARD = 40
@@ -73,7 +74,7 @@ def test_killed_embedding_resumes_without_redoing_finished_shards(tmp_path: Path
         run = ws.catalog.registry.open_run(record.id)
         assert run is not None and run.status == "running"
 
-        encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+        encoder = artifacts.load_encoder(ws, record)
         report = embed(ws, record, encoder)
         assert report.resumed and report.run_id == run.id
         assert report.embedded == total - sum(min(SHARD, total - n * SHARD) for n in before)

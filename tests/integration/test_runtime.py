@@ -17,8 +17,8 @@ from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.functions import Functions, on_event
 from embedlake.functions.context import Context
 from embedlake.runtime import Runtime
-from embedlake.runtime.runtime import redrive
-from embedlake.serving import Searcher
+from embedlake.runtime.service import redrive
+from embedlake.search.searcher import Searcher
 from tests.conftest import collection
 
 FAST = {

@@ -13,17 +13,19 @@ import pytest
 import ray
 
 from embedlake import Workspace
-from embedlake.batch import embed_shard_task, open_run, pending_shards, read_vectors
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import resolve_model
+from embedlake.embeddings.plan import open_run, pending_shards
+from embedlake.embeddings.shards import embed_shard_task
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.events import Event
 from embedlake.functions import Functions, on_event
 from embedlake.functions.context import Context
 from embedlake.ingest import ingest_path
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from embedlake.runtime import Runtime
 from embedlake.runtime.engines import open_engine
 from embedlake.runtime.ray import RayEngine
-from embedlake.serving import Searcher
+from embedlake.search.searcher import Searcher
 from tests.conftest import collection
 from tests.integration.test_runtime import FAST, _drop
 

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from embedlake import Workspace, warehouse
-from embedlake.batch import embed
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import resolve_model
+from embedlake.embeddings.batch import embed
 from embedlake.errors import ConfigError
 from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.lake import created_event_id
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from embedlake.runtime import Runtime
 from embedlake.runtime.s3events import SqsConsumer
-from embedlake.serving import Searcher
+from embedlake.search.searcher import Searcher
 from tests.conftest import collection, write_jsonl
 from tests.servers import S3
 

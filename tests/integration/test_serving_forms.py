@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from embedlake import Workspace
-from embedlake.encoders import Encoder, artifacts, hardware, load_folder
+from embedlake.encoders import Encoder, hardware, load_folder
 from embedlake.encoders import onnx as onnx_kind
 from embedlake.encoders.forms import FORMS, available, make, unavailable_reason
 from embedlake.encoders.sentence_transformers import SentenceTransformerEncoder, builtin_path
 from embedlake.errors import ConfigError, InputError
+from embedlake.models import artifacts
 from tests.conftest import collection, run_without_torch
 
 MadeForm = tuple[Path, dict[str, Any]]

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from embedlake.demo import docstrings
-from embedlake.evaluate.datasets import load_folder
+from embedlake.ingest.datasets import load_folder
 
 
 def test_docstrings_corpus_is_a_consistent_beir_collection(tmp_path: Path) -> None:

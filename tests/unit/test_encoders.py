@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from embedlake import Workspace
-from embedlake.encoders import artifacts, load_folder
+from embedlake.encoders import load_folder
 from embedlake.encoders.lsa import LsaEncoder
-from embedlake.encoders.resolve import encoder_options, resolve_model
 from embedlake.encoders.sentence_transformers import builtin_path
 from embedlake.errors import ConfigError, InputError
 from embedlake.ingest import ingest_path
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
 from tests.conftest import collection
 
 TEXTS = [
@@ -93,7 +94,7 @@ def test_broken_model_folders_are_refused_and_register_nothing(
 def test_minilm_from_its_package_offline(ws: Workspace) -> None:
     record = resolve_model(ws, "minilm")
     assert (record.kind, record.dim) == ("sentence-transformers", 384)
-    enc = artifacts.load(ws, record, **encoder_options(ws, record))
+    enc = artifacts.load_encoder(ws, record)
     vecs = enc.encode(TEXTS[:2])
     assert vecs.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)

@@ -135,7 +135,7 @@ def test_builtin_functions_and_their_triggers() -> None:
 
 def test_scheduled_retraining_is_a_function_only_when_configured(tmp_path: Path) -> None:
     from embedlake.functions.builtin import scheduled_retraining
-    from embedlake.runtime.runtime import load_functions
+    from embedlake.functions.loading import load_functions
 
     with Workspace.init(tmp_path / "a", environ={}) as ws:
         assert list(scheduled_retraining(ws)) == []
@@ -162,7 +162,7 @@ def test_structured_logs_carry_the_invocation_ids() -> None:
 def test_the_dispatcher_raises_one_event_per_due_cron_tick(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from embedlake.runtime.runtime import Runtime
+    from embedlake.runtime.service import Runtime
 
     ticking = Functions()
 

@@ -72,7 +72,7 @@ def test_csv_parquet_and_text_folders(ws: Workspace, tmp_path: Path) -> None:
 def test_beir_folder_registers_its_dataset(ws: Workspace) -> None:
     [report] = ingest_path(ws, collection("med"))
     assert report.inserted == 1033
-    [dataset] = ws.catalog.records.list_datasets()
+    [dataset] = ws.catalog.benchmarks.list_datasets()
     assert (dataset.name, dataset.n_queries) == ("med", 30)
     assert ws.lake.exists("benchmarks/med/qrels.tsv")
 

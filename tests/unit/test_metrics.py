@@ -6,7 +6,7 @@ import pytest
 
 from embedlake.errors import InputError
 from embedlake.evaluate import metrics
-from embedlake.evaluate.datasets import parse
+from embedlake.ingest.datasets import parse
 
 
 def test_ndcg_and_mrr_match_hand_computation() -> None:

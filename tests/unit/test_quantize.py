@@ -13,7 +13,7 @@ from embedlake.errors import ConfigError
 from embedlake.evaluate.metrics import ann_recall
 from embedlake.index import quantize
 from embedlake.index.exact import ExactIndex
-from embedlake.serving import index_params
+from embedlake.search.build import index_params
 from embedlake.workspace import Workspace
 
 DIM = 384

@@ -6,7 +6,7 @@ from embedlake import Workspace
 from embedlake.config import GateSettings
 from embedlake.errors import Conflict, InputError
 from embedlake.evaluate.bench import Result
-from embedlake.releases.forms import pick
+from embedlake.releases.form_choice import pick
 from embedlake.releases.gate import decide
 from embedlake.releases.publish import rollback
 

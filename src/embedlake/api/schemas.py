@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from embedlake.serving import MAX_K
+from embedlake.search.searcher import MAX_K
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 # SQLite hands back naive datetimes (stored in UTC); RFC 3339 needs the offset

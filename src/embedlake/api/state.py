@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from embedlake.api import maps
 from embedlake.api.batching import Batcher
-from embedlake.api.maps import MapData
 from embedlake.api.metrics import Metrics
 from embedlake.catalog.registry import ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
-from embedlake.encoders import Encoder, artifacts
-from embedlake.encoders.resolve import encoder_options
+from embedlake.encoders import Encoder
 from embedlake.errors import EmbedlakeError, InputError, NotFound
-from embedlake.serving import Searcher, resolve
+from embedlake.models import artifacts
+from embedlake.reduce import maps
+from embedlake.reduce.maps import MapData
+from embedlake.search.load import resolve
+from embedlake.search.searcher import Searcher
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class ServingState:
     def _encoder(self, model: ModelRecord) -> tuple[Encoder, Batcher]:
         cached = self._encoders.get(model.id)
         if cached is None:
-            encoder = artifacts.load(self._ws, model, **encoder_options(self._ws, model))
+            encoder = artifacts.load_encoder(self._ws, model)
             batch_size = self._ws.settings.embed.batch_size
             batcher = Batcher(
                 lambda texts: encoder.encode(texts, batch_size=batch_size),

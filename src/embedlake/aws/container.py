@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlake.aws.events import LakeLocation
+from embedlake.aws.payloads import LakeLocation
 from embedlake.catalog import open_catalog
 from embedlake.config import CONFIG_FILE, Settings, default_toml
 from embedlake.errors import ConfigError
 from embedlake.functions import Functions
+from embedlake.functions.loading import load_functions
 from embedlake.lake import open_lake
 from embedlake.runtime.engines import Engine
-from embedlake.runtime.runtime import load_functions
 from embedlake.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 from embedlake.aws import HEAVY, job
 from embedlake.aws.container import Container, function_env
-from embedlake.aws.events import invoke_payload
 from embedlake.aws.invocations import invocation_id, queue, run, seconds_left
+from embedlake.aws.payloads import invoke_payload
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
-from embedlake.runtime.runtime import CURSOR
+from embedlake.runtime.service import CURSOR
 
 log = logging.getLogger(__name__)
 LOST_AFTER = timedelta(minutes=15)  # a queued invocation nobody started: invoked again

@@ -17,8 +17,8 @@ from typing import Any
 from embedlake.aws.api import Api
 from embedlake.aws.container import container, shutdown
 from embedlake.aws.dispatch import invoke_or_inline, poke, route
-from embedlake.aws.events import ObjectNotice, Tick, messages, units
 from embedlake.aws.invocations import function_spec, invocation_id, queue, run
+from embedlake.aws.payloads import ObjectNotice, Tick, messages, units
 from embedlake.errors import InputError, NotFound
 from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED, SCHEDULE, Event
 from embedlake.functions import FunctionSpec

@@ -23,9 +23,10 @@ from embedlake.catalog.schema import invocations
 from embedlake.errors import ConfigError, Conflict
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
-from embedlake.functions.context import Context, DirectSteps, Steps, Task
+from embedlake.functions.context import Context
 from embedlake.runtime.engines import Engine, open_engine, task_ref
 from embedlake.runtime.logs import invocation_ids
+from embedlake.steps import DirectSteps, Steps, Task
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)

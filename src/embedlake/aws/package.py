@@ -68,7 +68,7 @@ EXTRAS = {
 def registry(settings: Settings) -> Functions:
     """The workspace's functions, as the runtime loads them, without opening its catalog: the
     packaging machine need not reach the production database (load_functions reads settings only)."""
-    from embedlake.runtime.runtime import load_functions
+    from embedlake.functions.loading import load_functions
 
     return load_functions(cast("Workspace", SimpleNamespace(settings=settings)))
 

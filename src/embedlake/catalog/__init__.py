@@ -7,16 +7,21 @@ that PostgreSQL is a connection-string change. Repositories group the queries by
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 from embedlake.catalog import migrate
-from embedlake.errors import CatalogError, ConfigError
+from embedlake.catalog.benchmarks import Benchmarks
+from embedlake.catalog.database import Database, translate_errors
+from embedlake.catalog.documents import Documents
+from embedlake.catalog.keys import Keys
+from embedlake.catalog.outbox import Events
+from embedlake.catalog.registry import Registry
+from embedlake.catalog.releases import Releases
+from embedlake.errors import ConfigError
 
 # dialect name → engine module; imported lazily (a PostgreSQL driver is only needed when used).
 ENGINES: dict[str, str] = {
@@ -25,65 +30,17 @@ ENGINES: dict[str, str] = {
 }
 
 
-@contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Database errors become CatalogError, without the SQL text (it may carry user data)."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise CatalogError(f"catalog: {what} failed: {type(cause).__name__}: {cause}") from exc
-
-
-class Catalog:
+class Catalog(Database):
     """One database, its upsert dialect, and the repositories over it."""
 
     def __init__(self, engine: Engine, insert: Callable[..., Any]) -> None:
-        from embedlake.catalog.documents import Documents
-        from embedlake.catalog.events import Events
-        from embedlake.catalog.keys import Keys
-        from embedlake.catalog.records import Records
-        from embedlake.catalog.registry import Registry
-        from embedlake.catalog.releases import Releases
-
-        self.engine = engine
-        self.insert = insert
-        self._active: ContextVar[Connection | None] = ContextVar(
-            f"catalog-{id(self)}", default=None
-        )
+        super().__init__(engine, insert)
         self.documents = Documents(self)
         self.registry = Registry(self)
-        self.records = Records(self)
+        self.benchmarks = Benchmarks(self)
         self.events = Events(self)
         self.releases = Releases(self)
         self.keys = Keys(self)
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A transaction; one opened inside another joins it (a unit of work).
-
-        This is what makes the lake's event log an outbox: an object written while a transaction
-        is open (the curated Parquet of an ingest batch) is recorded in that same transaction.
-        """
-        active = self._active.get()
-        if active is not None:
-            yield active
-            return
-        with translate_errors("transaction"), self.engine.begin() as conn:
-            token = self._active.set(conn)
-            try:
-                yield conn
-            finally:
-                self._active.reset(token)
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        active = self._active.get()
-        if active is not None:
-            yield active  # read what the open transaction has written
-            return
-        with translate_errors("query"), self.engine.connect() as conn:
-            yield conn
 
     def migrate(self) -> None:
         with translate_errors("migration"):

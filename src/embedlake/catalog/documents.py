@@ -1,4 +1,5 @@
-"""Documents: upsert by id and content hash, tombstones, streaming reads."""
+"""Documents: upsert by id and content hash, tombstones, streaming reads, and the ingest runs that
+wrote them."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, func, or_, select, update
 
+from embedlake.catalog.database import Database
 from embedlake.catalog.schema import documents as t
+from embedlake.catalog.schema import ingest_runs
 from embedlake.errors import InputError, NotFound
-
-if TYPE_CHECKING:
-    from embedlake.catalog import Catalog
 
 # SQLite allows 32k bound parameters; stay well below for IN (...) lists.
 _IN_CHUNK = 900
@@ -87,7 +87,7 @@ def _matches(key: str, value: str | int | float | bool, dialect: str) -> Any:
 
 
 class Documents:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
 
     def upsert(
@@ -248,3 +248,24 @@ class Documents:
                 return
             yield from rows
             last = rows[-1].id
+
+    def add_ingest_run(
+        self,
+        *,
+        source: str,
+        file: str,
+        raw_key: str | None,
+        counts: dict[str, int],
+        started_at: datetime,
+    ) -> None:
+        with self._catalog.begin() as conn:
+            conn.execute(
+                ingest_runs.insert().values(
+                    source=source,
+                    file=file,
+                    raw_key=raw_key,
+                    counts=counts,
+                    started_at=started_at,
+                    finished_at=datetime.now(UTC),
+                )
+            )

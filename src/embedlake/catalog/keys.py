@@ -12,15 +12,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 
+from embedlake.catalog.database import Database
 from embedlake.catalog.schema import api_keys
 from embedlake.errors import InputError, NotFound
-
-if TYPE_CHECKING:
-    from embedlake.catalog import Catalog
 
 # admin implies every other scope
 SCOPES = ("search", "embed", "write", "admin")
@@ -48,7 +46,7 @@ def _digest(pepper: bytes, key: str) -> str:
 
 
 class Keys:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
 
     def create(

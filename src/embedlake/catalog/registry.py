@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from embedlake.catalog.database import Database
 from embedlake.catalog.schema import embedded, embedding_runs, embedding_shards, indexes, models
 from embedlake.errors import CatalogError, Conflict, NotFound
-
-if TYPE_CHECKING:
-    from embedlake.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def _model(row: Any) -> ModelRecord:
 
 
 class Registry:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
 
     # -- models ---------------------------------------------------------------------------

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 
+from embedlake.catalog.database import Database
 from embedlake.catalog.schema import alias_moves, aliases, releases
 from embedlake.errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from embedlake.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ def _release(row: Any) -> ReleaseRecord:
 
 
 class Releases:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
 
     def create(self, release_id: str, model_id: int, reason: str) -> ReleaseRecord:

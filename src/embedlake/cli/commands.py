@@ -10,12 +10,13 @@ import typer
 
 from embedlake.catalog.registry import ModelRecord
 from embedlake.cli.output import console, embed_with_progress, emit_json, table
-from embedlake.encoders.resolve import resolve_model
 from embedlake.errors import InputError
 from embedlake.evaluate import bench as benchmark
-from embedlake.evaluate.datasets import Dataset, load_folder, load_registered
 from embedlake.ingest import delete_document, ingest_path
-from embedlake.serving import Searcher, build_index
+from embedlake.ingest.datasets import Dataset, load_folder, load_registered
+from embedlake.models.resolve import resolve_model
+from embedlake.search.build import build_index
+from embedlake.search.searcher import Searcher
 from embedlake.workspace import Workspace
 
 Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
@@ -252,7 +253,7 @@ def bench(
 
 def _datasets(w: Workspace, names: list[str], id_prefix: str) -> list[Dataset]:
     if not names:
-        names = [d.name for d in w.catalog.records.list_datasets()]
+        names = [d.name for d in w.catalog.benchmarks.list_datasets()]
         if not names:
             raise InputError(
                 "no benchmark dataset registered: ingest a BEIR folder or pass --dataset PATH"
@@ -323,7 +324,7 @@ def status(ws: Ws, as_json: Json = False) -> None:
             "models": [
                 {"model": m.ref, "embedded": reg.count_embedded(m.id)} for m in reg.list_models()
             ],
-            "datasets": [d.name for d in w.catalog.records.list_datasets()],
+            "datasets": [d.name for d in w.catalog.benchmarks.list_datasets()],
         }
     if as_json:
         emit_json(data)

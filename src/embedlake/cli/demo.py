@@ -11,11 +11,12 @@ import typer
 from embedlake.cli.output import console, embed_with_progress, table
 from embedlake.cli.releases import _build
 from embedlake.config import CONFIG_FILE
-from embedlake.encoders.resolve import resolve_model
 from embedlake.evaluate import bench as benchmark
-from embedlake.evaluate.datasets import load_folder
 from embedlake.ingest import ingest_path
-from embedlake.serving import Searcher, build_index
+from embedlake.ingest.datasets import load_folder
+from embedlake.models.resolve import resolve_model
+from embedlake.search.build import build_index
+from embedlake.search.searcher import Searcher
 from embedlake.workspace import Workspace
 
 

@@ -11,10 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from embedlake.batch import EmbedReport, embed
 from embedlake.catalog.registry import ModelRecord
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options
+from embedlake.embeddings.batch import EmbedReport, embed
+from embedlake.models import artifacts
 from embedlake.workspace import Workspace
 
 console = Console()
@@ -42,7 +41,7 @@ def _fmt(value: Any) -> str:
 
 def embed_with_progress(ws: Workspace, record: ModelRecord, *, quiet: bool = False) -> EmbedReport:
     """Batch inference with a progress bar (documents done of planned, time left)."""
-    encoder = artifacts.load(ws, record, **encoder_options(ws, record))
+    encoder = artifacts.load_encoder(ws, record)
     columns = (
         TextColumn(f"embedding with {record.ref}"),
         BarColumn(),

@@ -82,7 +82,7 @@ def train(
 
 
 def _build_now(w: Workspace, prefix: str) -> dict[str, Any]:
-    from embedlake.encoders import artifacts
+    from embedlake.models import artifacts
 
     record, _ = artifacts.register_from_lake(w, prefix)
     return _build(w, record.ref, f"model {record.ref} trained (--now)", publish=True)
@@ -106,7 +106,7 @@ def release(
     as_json: Json = False,
 ) -> None:
     """Build a release of a model here and now: embed, index, reducer, benchmark, gate."""
-    from embedlake.encoders.resolve import resolve_model
+    from embedlake.models.resolve import resolve_model
 
     with Workspace.open(ws) as w:
         record = resolve_model(w, model)

@@ -67,7 +67,8 @@ def up(
 
 def functions(ws: Ws, as_json: Json = False) -> None:
     """Functions with their triggers, concurrency, timeout, retries and last runs."""
-    from embedlake.runtime.runtime import describe, load_functions
+    from embedlake.functions.loading import load_functions
+    from embedlake.runtime.service import describe
 
     with Workspace.open(ws) as w:
         rows = describe(load_functions(w))
@@ -128,7 +129,7 @@ def runs(
 
 def retry(ws: Ws, run_id: Annotated[str, typer.Argument(help="A dead-lettered run's id.")]) -> None:
     """Re-drive a dead-lettered invocation (it runs when the runtime is up)."""
-    from embedlake.runtime.runtime import redrive
+    from embedlake.runtime.service import redrive
 
     with Workspace.open(ws) as w:
         new_id = redrive(w, run_id)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from embedlake.batch import read_vectors
 from embedlake.catalog.registry import IndexRecord, ModelRecord
-from embedlake.encoders import artifacts
-from embedlake.encoders.resolve import encoder_options
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import InputError
 from embedlake.evaluate import metrics
-from embedlake.evaluate.bm25 import Bm25
-from embedlake.evaluate.datasets import Dataset
 from embedlake.index.exact import ExactIndex
+from embedlake.ingest.datasets import Dataset
+from embedlake.models import artifacts
 from embedlake.reduce.pca import PcaReducer
-from embedlake.serving import load_index
+from embedlake.search.bm25 import Bm25
+from embedlake.search.load import load_index
 from embedlake.workspace import Workspace
 
 DEPTH = 100
@@ -73,7 +72,7 @@ def bench_index(
     index = load_index(ws, record)
     ids, vectors = read_vectors(ws, model)
     _check_corpus(ws, dataset, set(ids))
-    encoder = artifacts.load(ws, model, **encoder_options(ws, model))
+    encoder = artifacts.load_encoder(ws, model)
     qids = list(dataset.queries)
     queries = encoder.encode(
         [dataset.queries[q] for q in qids], batch_size=ws.settings.embed.batch_size
@@ -100,7 +99,7 @@ def bench_index(
         per_query,
         {q: [d for d, _ in r[:10]] for q, r in zip(qids, approx, strict=True)},
     )
-    ws.catalog.records.add_result(
+    ws.catalog.benchmarks.add_result(
         dataset=dataset.name,
         system=result.system,
         metrics=means,

@@ -10,16 +10,18 @@ import json
 import logging
 from typing import Any
 
-from embedlake.batch import embed_in_steps
-from embedlake.encoders import artifacts, sentence_transformers
-from embedlake.encoders.resolve import resolve_model
+from embedlake.embeddings.batch import embed_in_steps
+from embedlake.encoders import sentence_transformers
 from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.events import DOCUMENTS_CHANGED, MODEL_REGISTERED, MODEL_REJECTED, Event
 from embedlake.functions import Functions, object_created, on_event, schedule
 from embedlake.functions.context import Context
 from embedlake.ingest import ingest_object
 from embedlake.ingest.readers import reader_for
-from embedlake.serving import build_index, load_reducer
+from embedlake.models import artifacts
+from embedlake.models.resolve import resolve_model
+from embedlake.reduce.store import load_reducer
+from embedlake.search.build import build_index
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)

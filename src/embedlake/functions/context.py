@@ -5,37 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from embedlake.events import Event
+from embedlake.steps import DirectSteps, Steps, Task
 from embedlake.workspace import Workspace
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# A heavy task: ``fn(ws, item)`` with a module-level, importable ``fn``, so that the Ray engine can
-# ship it to another process and the durable runtime can name it in its records.
-Task = Callable[[Workspace, Any], Any]
-
-
-class Steps(Protocol):
-    """How steps and fan-outs run: directly (tests, the CLI) or durably (the runtime)."""
-
-    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R: ...
-    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]: ...
-
-
-class DirectSteps:
-    """Run everything in this process, now: what a test or a one-off call wants."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self._ws = ws
-
-    def step(self, name: str, fn: Callable[..., R], *args: Any) -> R:
-        return fn(*args)
-
-    def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
-        return [fn(self._ws, item) for item in items]
 
 
 @dataclass

@@ -62,7 +62,7 @@ def ingest_path(
         raise InputError(f"{path}: no such file or folder")
     source = check_source(source or _default_source(path))
     if path.is_dir() and (path / "corpus.jsonl").is_file():
-        from embedlake.evaluate.datasets import register_beir
+        from embedlake.ingest.datasets import register_beir
 
         files = [(path / "corpus.jsonl", "corpus.jsonl")]
         reports = [_ingest_file(ws, f, rel, source, id_prefix) for f, rel in files]
@@ -171,7 +171,7 @@ def ingest_object(
         _flush(ws, batch, report, rejects, shown)
         if report.rejected:
             report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
-    ws.catalog.records.add_ingest_run(
+    ws.catalog.documents.add_ingest_run(
         source=source, file=shown, raw_key=key, counts=report.counts(), started_at=started
     )
     log.info("ingested %s: %s", shown, report.counts())

@@ -20,15 +20,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from embedlake.batch import embed_in_steps, read_vectors
 from embedlake.catalog.releases import ReleaseRecord
+from embedlake.embeddings.batch import embed_in_steps
+from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import NotFound
-from embedlake.functions.context import Task
 from embedlake.index.exact import ExactIndex
 from embedlake.reduce import projection
 from embedlake.reduce.pca import PcaReducer
+from embedlake.reduce.store import load_reducer, read_reducer
 from embedlake.releases import gate
-from embedlake.serving import build_index, load_reducer, read_reducer
+from embedlake.search.build import build_index
+from embedlake.steps import Task
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def _heavy(ctx: Steps, name: str, fn: Callable[[Workspace, str], float], release
 
 
 def _serving_form(ws: Workspace, model_ref: str) -> dict[str, Any]:
-    from embedlake.releases.forms import choose
+    from embedlake.releases.form_choice import choose
 
     return choose(ws, model_ref, held_out(ws, ws.catalog.registry.model(model_ref).id))
 

@@ -9,8 +9,8 @@ from typing import Any
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.config import GateSettings
 from embedlake.evaluate.bench import Result, bench_index
-from embedlake.evaluate.datasets import Dataset, load_registered
-from embedlake.serving import load_reducer
+from embedlake.ingest.datasets import Dataset, load_registered
+from embedlake.reduce.store import load_reducer
 from embedlake.workspace import Workspace
 
 
@@ -29,7 +29,7 @@ class Rule:
 
 def gate_datasets(ws: Workspace, held_out: dict[str, list[str]]) -> list[Dataset]:
     """Registered datasets, without the queries any model in play was trained on."""
-    names = ws.settings.gate.datasets or [d.name for d in ws.catalog.records.list_datasets()]
+    names = ws.settings.gate.datasets or [d.name for d in ws.catalog.benchmarks.list_datasets()]
     out = []
     for name in names:
         dataset = load_registered(ws, name)

@@ -8,6 +8,6 @@ DBOS keeps the queues and the workflow checkpoints (SQLite by default, PostgreSQ
 crashed runtime resumes every interrupted invocation at the step where it stopped.
 """
 
-from embedlake.runtime.runtime import Runtime
+from embedlake.runtime.service import Runtime
 
 __all__ = ["Runtime"]

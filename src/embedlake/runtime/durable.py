@@ -24,12 +24,13 @@ from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelled
 
 from embedlake.errors import ConfigError
 from embedlake.events import Event
-from embedlake.functions.context import Context, Task
+from embedlake.functions.context import Context
 from embedlake.runtime.engines import task_ref
 from embedlake.runtime.logs import invocation_ids
+from embedlake.steps import Task
 
 if TYPE_CHECKING:
-    from embedlake.runtime.runtime import Runtime
+    from embedlake.runtime.service import Runtime
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)

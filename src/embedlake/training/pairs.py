@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from embedlake.errors import InputError
-from embedlake.evaluate.datasets import load_folder
+from embedlake.ingest.datasets import load_folder
 from embedlake.workspace import Workspace
 
 

@@ -7,9 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from embedlake.encoders import artifacts, lsa, sentence_transformers
-from embedlake.encoders.resolve import BUILTIN_MINILM, encoder_options, fitted_lsa
+from embedlake.encoders import lsa, sentence_transformers
 from embedlake.errors import InputError
+from embedlake.models import artifacts
+from embedlake.models.resolve import BUILTIN_MINILM, fitted_lsa
 from embedlake.training.pairs import from_spec
 from embedlake.workspace import Workspace
 
@@ -83,5 +84,5 @@ def _base_folder(ws: Workspace, base: str) -> Path:
             f"base model {record.ref} is {record.kind}; fine-tuning needs a "
             f"sentence-transformers model"
         )
-    artifacts.load(ws, record, **encoder_options(ws, record))  # verified before training on it
+    artifacts.load_encoder(ws, record)  # verified before training on it
     return artifacts.materialise(ws, record)

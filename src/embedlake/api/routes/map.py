@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from embedlake.api import maps, problems, schemas
+from embedlake.api import problems, schemas
 from embedlake.api.auth import require
-from embedlake.api.maps import MapData
 from embedlake.api.state import ServingState
+from embedlake.reduce import maps
+from embedlake.reduce.maps import MapData
 from embedlake.workspace import Workspace
 
 router = APIRouter(tags=["map"], responses=problems.RESPONSES, dependencies=[require("search")])

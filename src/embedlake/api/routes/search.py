@@ -13,7 +13,7 @@ from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import Served, ServingState
 from embedlake.errors import ModelMismatch, TooLarge
-from embedlake.serving import MAX_K, Hit, Searcher
+from embedlake.search.searcher import MAX_K, Hit, Searcher
 
 T = TypeVar("T")
 router = APIRouter(tags=["search"], responses=problems.RESPONSES)

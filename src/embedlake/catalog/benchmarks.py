@@ -1,18 +1,15 @@
-"""Append-only records: ingest runs, benchmark datasets and results."""
+"""Benchmark datasets (evaluation sets registered for the gate) and benchmark results."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from embedlake.catalog.schema import benchmark_results, datasets, ingest_runs
+from embedlake.catalog.database import Database
+from embedlake.catalog.schema import benchmark_results, datasets
 from embedlake.errors import NotFound
-
-if TYPE_CHECKING:
-    from embedlake.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -23,30 +20,9 @@ class DatasetRecord:
     n_judgments: int
 
 
-class Records:
-    def __init__(self, catalog: Catalog) -> None:
+class Benchmarks:
+    def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
-
-    def add_ingest_run(
-        self,
-        *,
-        source: str,
-        file: str,
-        raw_key: str | None,
-        counts: dict[str, int],
-        started_at: datetime,
-    ) -> None:
-        with self._catalog.begin() as conn:
-            conn.execute(
-                ingest_runs.insert().values(
-                    source=source,
-                    file=file,
-                    raw_key=raw_key,
-                    counts=counts,
-                    started_at=started_at,
-                    finished_at=datetime.now(UTC),
-                )
-            )
 
     def put_dataset(self, name: str, prefix: str, n_queries: int, n_judgments: int) -> None:
         insert = self._catalog.insert

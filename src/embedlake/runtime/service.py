@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -12,9 +11,10 @@ from typing import Any
 from croniter import croniter
 from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, SetWorkflowID
 
-from embedlake.errors import ConfigError, InputError
+from embedlake.errors import InputError
 from embedlake.events import SCHEDULE, Event
 from embedlake.functions import Functions
+from embedlake.functions.loading import load_functions
 from embedlake.runtime import durable
 from embedlake.runtime.engines import Engine, open_engine
 from embedlake.runtime.watch import Loop, scan, watchers
@@ -23,24 +23,6 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 CURSOR = "dispatch.cursor"
-
-
-def load_functions(ws: Workspace, extra: Functions | None = None) -> Functions:
-    """The built-in functions, those of the modules named in settings, and ``extra``."""
-    from embedlake.functions.builtin import functions as builtin
-    from embedlake.functions.builtin import scheduled_retraining
-
-    merged = builtin.merge(scheduled_retraining(ws))
-    for name in ws.settings.runtime.modules:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"runtime.modules: cannot import {name!r}: {exc}") from None
-        registry = getattr(module, "functions", None)
-        if not isinstance(registry, Functions):
-            raise ConfigError(f"runtime.modules: {name!r} has no `functions` registry")
-        merged = merged.merge(registry)
-    return merged.merge(extra) if extra is not None else merged
 
 
 def _dbos_config(ws: Workspace) -> DBOSConfig:

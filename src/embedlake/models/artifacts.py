@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from embedlake.catalog.registry import ModelRecord
-from embedlake.encoders import Encoder, load_folder
+from embedlake.encoders import Encoder, load_folder, sentence_transformers
 from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.workspace import Workspace
 
@@ -243,3 +243,17 @@ def load(ws: Workspace, record: ModelRecord, **options: Any) -> Encoder:
         )
     _loaded[key] = encoder
     return encoder
+
+
+def encoder_options(ws: Workspace, model: ModelRecord | str) -> dict[str, object]:
+    """The load options the workspace's settings give a model (or a model kind): the one place
+    where ``[embed] device`` and ``max_seq_length`` reach an encoder."""
+    kind = model if isinstance(model, str) else model.kind
+    if kind != sentence_transformers.KIND:
+        return {}
+    return {"device": ws.settings.embed.device, "max_seq_length": ws.settings.embed.max_seq_length}
+
+
+def load_encoder(ws: Workspace, record: ModelRecord) -> Encoder:
+    """The model's encoder with the workspace's options (verified as :func:`load` does)."""
+    return load(ws, record, **encoder_options(ws, record))

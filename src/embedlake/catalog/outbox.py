@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select, update
 
+from embedlake.catalog.database import Database
 from embedlake.catalog.schema import events, invocations, lake_objects, runtime_state
 from embedlake.errors import NotFound
 from embedlake.events import Event
 from embedlake.lake import ObjectEvent
-
-if TYPE_CHECKING:
-    from embedlake.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class Invocation:
 
 
 class Events:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
 
     # -- the outbox --------------------------------------------------------------------------

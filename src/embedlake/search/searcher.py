@@ -7,44 +7,26 @@ vectors of two models never meet.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, cast
-from uuid import uuid4
 
 import numpy as np
 
-from embedlake import index as vector_index
-from embedlake.batch import read_vectors
-from embedlake.catalog.registry import IndexRecord, ModelRecord
-from embedlake.catalog.releases import ReleaseRecord
 from embedlake.catalog.schema import documents as documents_table
-from embedlake.encoders import Encoder, artifacts
-from embedlake.encoders.resolve import encoder_options
-from embedlake.errors import ConfigError, InputError, NotFound
-from embedlake.evaluate.bm25 import Bm25
-from embedlake.index import Matrix, VectorIndex, check_vectors
-from embedlake.reduce.pca import PcaReducer
+from embedlake.encoders import Encoder
+from embedlake.errors import InputError
+from embedlake.index import Matrix, check_vectors
+from embedlake.models import artifacts
+from embedlake.reduce.store import load_reducer
+from embedlake.search.bm25 import Bm25
+from embedlake.search.load import load_index, resolve
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
-
-
-@dataclass(frozen=True)
-class BuildReport:
-    index_id: int
-    model: str
-    engine: str
-    n_vectors: int
-    missing: int  # live documents the model has not embedded yet
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -63,149 +45,6 @@ class FiltersInSql(Protocol):
     def search_where(
         self, queries: Matrix, k: int, where: Mapping[str, Any], documents: str = "documents"
     ) -> list[list[tuple[str, float]]]: ...
-
-
-def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
-    """What ``index.create`` needs besides the dimension (pgvector: the catalog's URL, with its
-    password: never log these)."""
-    s = ws.settings.index
-    engine = engine or s.engine
-    params: dict[str, Any] = {
-        "m": s.m,
-        "ef_construction": s.ef_construction,
-        "ef_search": s.ef_search,
-    }
-    if s.quantization != "none" and s.engine != "exact":
-        raise ConfigError(
-            f"[index] quantization = {s.quantization!r} applies to the exact engine only, not "
-            f"{s.engine!r}: set [index] engine to exact, or quantization to none"
-        )
-    if engine == "exact":
-        params.update(quantization=s.quantization, rescore=s.rescore)
-    if engine == "pgvector":
-        params["url"] = _catalog_url(ws)
-    return params
-
-
-def _catalog_url(ws: Workspace) -> str:
-    """The catalog database's URL for the pgvector engine, which keeps its vectors there."""
-    url = ws.catalog.engine.url
-    if url.get_backend_name() != "postgresql":
-        raise ConfigError(
-            f"index engine 'pgvector' keeps its vectors in the catalog database, which must be "
-            f"PostgreSQL with pgvector; this catalog is {url.get_backend_name()}: set [catalog] "
-            f"url to a postgresql+psycopg:// URL, or [index] engine to hnsw or exact"
-        )
-    return url.render_as_string(hide_password=False)
-
-
-def build_index(
-    ws: Workspace, model: ModelRecord, engine: str | None = None, reducer: PcaReducer | None = None
-) -> BuildReport:
-    """Index the model's vectors (reduced by ``reducer`` first, when a release's PCA backs its
-    index)."""
-    started = time.perf_counter()
-    engine = engine or ws.settings.index.engine
-    ids, vectors = read_vectors(ws, model)
-    if not ids:
-        raise NotFound(
-            f"model {model.ref} has no vectors: run `embedlake embed --model {model.ref}` first"
-        )
-    missing = ws.catalog.documents.count() - len(ids)
-    if missing:
-        log.warning("%d live documents are not embedded by %s yet", missing, model.ref)
-    dim = model.dim
-    if reducer is not None:
-        vectors, dim = reducer.transform(vectors), reducer.dim
-    index = vector_index.create(engine, dim, **index_params(ws, engine))
-    try:
-        index.add(ids, vectors)
-        prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
-        with tempfile.TemporaryDirectory() as tmp:
-            index.save(Path(tmp))
-            for path in sorted(Path(tmp).iterdir()):
-                with path.open("rb") as f:
-                    ws.lake.put_file(f"{prefix}/{path.name}", f)
-        params = {**index.params(), "dim": dim, "reduced": reducer is not None}
-        record = ws.catalog.registry.add_index(
-            model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
-        )
-    except BaseException:
-        drop = getattr(index, "drop", None)  # an engine that stores outside the lake (pgvector)
-        if drop is not None:
-            drop()
-        raise
-    return BuildReport(
-        record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started
-    )
-
-
-def load_reducer(ws: Workspace, release: ReleaseRecord) -> PcaReducer | None:
-    """The release's PCA when it backs the release's index, else None."""
-    if not release.report.get("reducer", {}).get("backs_index"):
-        return None
-    return read_reducer(ws, release)
-
-
-def read_reducer(ws: Workspace, release: ReleaseRecord) -> PcaReducer:
-    """The PCA every release fits (it backs the index only if configured so)."""
-    if not ws.lake.exists(f"{release.prefix}/reducer/pca_components.npy"):
-        raise NotFound(f"release {release.id} has no reducer yet (it is {release.status})")
-    with tempfile.TemporaryDirectory() as tmp:
-        for info in ws.lake.list(f"{release.prefix}/reducer"):
-            (Path(tmp) / info.key.rsplit("/", 1)[1]).write_bytes(ws.lake.get(info.key))
-        return PcaReducer.load(Path(tmp))
-
-
-def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
-    """Load from the lake folder in place when it is local (memory-mapped where possible)."""
-    first = next(iter(ws.lake.list(record.prefix)), None)
-    if first is None:
-        raise NotFound(f"index {record.id}: no files under {record.prefix}/")
-    local = ws.lake.local_path(first.key)
-    overrides: dict[str, Any] = {
-        "ef_search": ws.settings.index.ef_search,
-        "rescore": ws.settings.index.rescore,
-    }
-    if record.engine == "pgvector":
-        overrides["url"] = _catalog_url(ws)
-    if local is not None:
-        return vector_index.load(record.engine, Path(local).parent, **overrides)
-    with tempfile.TemporaryDirectory() as tmp:
-        for info in ws.lake.list(record.prefix):
-            with (
-                ws.lake.open(info.key) as src,
-                (Path(tmp) / info.key.rsplit("/", 1)[1]).open("wb") as dst,
-            ):
-                shutil.copyfileobj(src, dst)
-        return vector_index.load(record.engine, Path(tmp), **overrides)
-
-
-def resolve(
-    ws: Workspace,
-    model_ref: str | None = None,
-    *,
-    release: str | None = None,
-    alias: str | None = None,
-    index_id: int | None = None,
-) -> tuple[ReleaseRecord | None, IndexRecord]:
-    """What to serve: a release, the release behind an alias, a model's newest index, an index
-    by id, or by default the release behind the gate's alias (``production``), else the newest
-    index."""
-    registry, releases = ws.catalog.registry, ws.catalog.releases
-    if index_id is not None:  # a given index (of the release, when one is named)
-        return (releases.get(release) if release else None), registry.index(index_id)
-    if release is None and model_ref is None:
-        release = releases.alias(alias or ws.settings.gate.alias)
-        if release is None and alias is not None:
-            raise NotFound(f"alias {alias!r} points to no release")
-    if release is not None:
-        record = releases.get(release)
-        if record.index_id is None:
-            raise NotFound(f"release {release} has no index yet (it is {record.status})")
-        return record, registry.index(record.index_id)
-    model_id = registry.model(model_ref).id if model_ref else None
-    return None, registry.latest_index(model_id)
 
 
 class Searcher:
@@ -227,9 +66,7 @@ class Searcher:
         )
         self.reducer = load_reducer(ws, self.release) if self.release is not None else None
         self.model = ws.catalog.registry.model_by_id(self.record.model_id)
-        self.encoder: Encoder = encoder or artifacts.load(
-            ws, self.model, **encoder_options(ws, self.model)
-        )
+        self.encoder: Encoder = encoder or artifacts.load_encoder(ws, self.model)
         self.index = load_index(ws, self.record)
         self._ws = ws
         self._bm25: Bm25 | None = None

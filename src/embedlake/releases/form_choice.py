@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from embedlake.catalog.registry import ModelRecord
-from embedlake.encoders import Encoder, Vectors, artifacts, forms, load_folder
-from embedlake.encoders.resolve import encoder_options
+from embedlake.encoders import Encoder, Vectors, forms, load_folder
 from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.evaluate import metrics
-from embedlake.evaluate.datasets import Dataset
 from embedlake.index import top_k
+from embedlake.ingest.datasets import Dataset
+from embedlake.models import artifacts
 from embedlake.releases import gate
 from embedlake.workspace import Workspace
 
@@ -76,7 +76,7 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
         )
         return {"model": model.ref, "report": {"form": REFERENCE, "why": why, "skipped": skipped}}
     evaluation = _Evaluation.of(ws, held_out)
-    reference = artifacts.load(ws, model, **encoder_options(ws, model))
+    reference = artifacts.load_encoder(ws, model)
     baseline = evaluation.measure(reference, ws.settings.embed.batch_size)
     rows: dict[str, dict[str, Any]] = {REFERENCE: baseline.row()}
     source = artifacts.materialise(ws, model)
@@ -92,7 +92,7 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
                 log.warning("serving form %s of %s: %s", name, model.ref, exc)
                 skipped[name] = str(exc)
                 continue
-            encoder = load_folder(folder, fields, **_options(ws, fields["kind"]))
+            encoder = load_folder(folder, fields, **artifacts.encoder_options(ws, fields["kind"]))
             measured = evaluation.measure(encoder, ws.settings.embed.batch_size, baseline)
             rows[name] = measured.row(
                 baseline, ws.settings.serving.max_ndcg_loss, bool(evaluation.datasets)
@@ -141,12 +141,6 @@ def _summary(rows: dict[str, dict[str, Any]]) -> str:
         )
         or "no form could be made"
     )
-
-
-def _options(ws: Workspace, kind: str) -> dict[str, object]:
-    if kind != "sentence-transformers":
-        return {}
-    return {"device": ws.settings.embed.device, "max_seq_length": ws.settings.embed.max_seq_length}
 
 
 def _rule(ws: Workspace, evaluation: _Evaluation) -> str:
@@ -198,7 +192,7 @@ def _register(
         kind=fields["kind"],
         version=model.version,
         extra=extra,
-        options=_options(ws, fields["kind"]),
+        options=artifacts.encoder_options(ws, fields["kind"]),
     )
 
 

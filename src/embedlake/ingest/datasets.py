@@ -76,14 +76,14 @@ def register_beir(
         f"{prefix}/dataset.json",
         json.dumps({"name": name, "id_prefix": id_prefix, "split": split}).encode(),
     )
-    ws.catalog.records.put_dataset(
+    ws.catalog.benchmarks.put_dataset(
         name, prefix, len(dataset.queries), sum(len(v) for v in dataset.qrels.values())
     )
     return dataset
 
 
 def load_registered(ws: Workspace, name: str) -> Dataset:
-    record = ws.catalog.records.dataset(name)
+    record = ws.catalog.benchmarks.dataset(name)
     try:
         meta = json.loads(ws.lake.get(f"{record.prefix}/dataset.json"))
         return parse(

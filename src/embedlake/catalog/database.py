@@ -1,0 +1,65 @@
+"""The database under the catalog: an engine, its upsert dialect, and units of work.
+
+The repositories (documents, registry, outbox, …) run their queries through a :class:`Database`;
+:class:`~embedlake.catalog.Catalog` is a database with the repositories over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from embedlake.errors import CatalogError
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Database errors become CatalogError, without the SQL text (it may carry user data)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise CatalogError(f"catalog: {what} failed: {type(cause).__name__}: {cause}") from exc
+
+
+class Database:
+    """One database engine and its upsert dialect (``insert``), with nested units of work."""
+
+    def __init__(self, engine: Engine, insert: Callable[..., Any]) -> None:
+        self.engine = engine
+        self.insert = insert
+        self._active: ContextVar[Connection | None] = ContextVar(
+            f"catalog-{id(self)}", default=None
+        )
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction; one opened inside another joins it (a unit of work).
+
+        This is what makes the lake's event log an outbox: an object written while a transaction
+        is open (the curated Parquet of an ingest batch) is recorded in that same transaction.
+        """
+        active = self._active.get()
+        if active is not None:
+            yield active
+            return
+        with translate_errors("transaction"), self.engine.begin() as conn:
+            token = self._active.set(conn)
+            try:
+                yield conn
+            finally:
+                self._active.reset(token)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        active = self._active.get()
+        if active is not None:
+            yield active  # read what the open transaction has written
+            return
+        with translate_errors("query"), self.engine.connect() as conn:
+            yield conn

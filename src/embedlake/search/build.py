@@ -1,0 +1,107 @@
+"""Build a release's or a model's vector index from its vectors, stored in the lake (or, for
+pgvector, in the catalog database).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from embedlake import index as vector_index
+from embedlake.catalog.registry import ModelRecord
+from embedlake.embeddings.vectors import read_vectors
+from embedlake.errors import ConfigError, NotFound
+from embedlake.reduce.pca import PcaReducer
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    index_id: int
+    model: str
+    engine: str
+    n_vectors: int
+    missing: int  # live documents the model has not embedded yet
+    seconds: float
+
+
+def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
+    """What ``index.create`` needs besides the dimension (pgvector: the catalog's URL, with its
+    password: never log these)."""
+    s = ws.settings.index
+    engine = engine or s.engine
+    params: dict[str, Any] = {
+        "m": s.m,
+        "ef_construction": s.ef_construction,
+        "ef_search": s.ef_search,
+    }
+    if s.quantization != "none" and s.engine != "exact":
+        raise ConfigError(
+            f"[index] quantization = {s.quantization!r} applies to the exact engine only, not "
+            f"{s.engine!r}: set [index] engine to exact, or quantization to none"
+        )
+    if engine == "exact":
+        params.update(quantization=s.quantization, rescore=s.rescore)
+    if engine == "pgvector":
+        params["url"] = catalog_url(ws)
+    return params
+
+
+def catalog_url(ws: Workspace) -> str:
+    """The catalog database's URL for the pgvector engine, which keeps its vectors there."""
+    url = ws.catalog.engine.url
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"index engine 'pgvector' keeps its vectors in the catalog database, which must be "
+            f"PostgreSQL with pgvector; this catalog is {url.get_backend_name()}: set [catalog] "
+            f"url to a postgresql+psycopg:// URL, or [index] engine to hnsw or exact"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def build_index(
+    ws: Workspace, model: ModelRecord, engine: str | None = None, reducer: PcaReducer | None = None
+) -> BuildReport:
+    """Index the model's vectors (reduced by ``reducer`` first, when a release's PCA backs its
+    index)."""
+    started = time.perf_counter()
+    engine = engine or ws.settings.index.engine
+    ids, vectors = read_vectors(ws, model)
+    if not ids:
+        raise NotFound(
+            f"model {model.ref} has no vectors: run `embedlake embed --model {model.ref}` first"
+        )
+    missing = ws.catalog.documents.count() - len(ids)
+    if missing:
+        log.warning("%d live documents are not embedded by %s yet", missing, model.ref)
+    dim = model.dim
+    if reducer is not None:
+        vectors, dim = reducer.transform(vectors), reducer.dim
+    index = vector_index.create(engine, dim, **index_params(ws, engine))
+    try:
+        index.add(ids, vectors)
+        prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            index.save(Path(tmp))
+            for path in sorted(Path(tmp).iterdir()):
+                with path.open("rb") as f:
+                    ws.lake.put_file(f"{prefix}/{path.name}", f)
+        params = {**index.params(), "dim": dim, "reduced": reducer is not None}
+        record = ws.catalog.registry.add_index(
+            model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
+        )
+    except BaseException:
+        drop = getattr(index, "drop", None)  # an engine that stores outside the lake (pgvector)
+        if drop is not None:
+            drop()
+        raise
+    return BuildReport(
+        record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started
+    )
