@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,9 +22,14 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(VENV)/bin/pytest
+
+# docs/settings.md is written from the settings' descriptions (tests/unit/test_settings_docs.py)
+docs: install
+	$(PY) -m embedlake.config > docs/settings.md.new && mv docs/settings.md.new docs/settings.md
 
 clean:
 	rm -rf $(VENV) demo-ws .pytest_cache .mypy_cache .ruff_cache

@@ -29,81 +29,17 @@ import faiss
 import hnswlib
 import numpy as np
 
-from embedlake import Workspace
-from embedlake.embeddings.batch import embed
-from embedlake.embeddings.vectors import read_vectors
 from embedlake.index.hnsw import HnswIndex
-from embedlake.ingest import ingest_path
-from embedlake.ingest.datasets import load_folder
-from embedlake.models import artifacts
-from embedlake.models.resolve import resolve_model
 
-from _common import DATA, median, table, write_result
+from _common import median, table, write_result
+from _common.timing import passes_per_second, rotated
+from _common.vectors import exact_top, npl_vectors, recall_at_k, synthetic
 
-CACHE = Path(tempfile.gettempdir()) / "embedlake-bench-cache"
 M, EF_CONSTRUCTION, DEFAULT_EF, K = 32, 200, 128, 10
 QPS_TARGET, RECALL_TARGET = 0.9, 0.95
 
 Search = Callable[[np.ndarray], Any]
 _KEEP: list[tempfile.TemporaryDirectory[str]] = []  # saved indexes, removed at exit
-
-
-def npl_vectors() -> tuple[np.ndarray, np.ndarray]:
-    """MiniLM vectors of npl's documents and queries, embedded through embedlake (cached)."""
-    path = CACHE / "npl-minilm.npz"
-    if path.is_file():
-        data = np.load(path)
-        return data["docs"], data["queries"]
-    with (
-        tempfile.TemporaryDirectory(prefix="embedlake-ann-") as tmp,
-        Workspace.init(Path(tmp)) as ws,
-    ):
-        ingest_path(ws, DATA / "npl")
-        record = resolve_model(ws, "minilm")
-        encoder = artifacts.load_encoder(ws, record)
-        embed(ws, record, encoder)
-        _, docs = read_vectors(ws, record)
-        dataset = load_folder(DATA / "npl")
-        queries = encoder.encode(list(dataset.queries.values()), batch_size=32)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, docs=docs, queries=queries)
-    return docs, queries
-
-
-def synthetic(n: int, n_queries: int = 1000, dim: int = 384, seed: int = 0) -> tuple[Any, Any]:
-    """Unit vectors around 1,000 random centres (noise as large as the centre): hard for HNSW."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((1000, dim), dtype=np.float32)
-    which = rng.integers(0, len(centres), n + n_queries)
-    x = centres[which] + rng.standard_normal((n + n_queries, dim), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x[:n]), np.ascontiguousarray(x[n:])
-
-
-def exact_top(docs: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
-    out = []
-    for i in range(0, len(queries), 256):
-        scores = queries[i : i + 256] @ docs.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        out.append(top)
-    return np.vstack(out)
-
-
-def recall(found: list[list[int]], truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:K]) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
-
-
-def timed_loop(search: Search, queries: np.ndarray, min_seconds: float) -> float:
-    """Queries per second of a one-query-at-a-time loop, repeated until ``min_seconds``."""
-    rows = [queries[i : i + 1] for i in range(len(queries))]
-    done, started = 0, time.perf_counter()
-    while True:
-        for q in rows:
-            search(q)
-        done += len(rows)
-        elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds:
-            return done / elapsed
 
 
 def build_all(docs: np.ndarray) -> dict[str, tuple[Any, float]]:
@@ -166,7 +102,8 @@ def run_set(
     name: str, docs: np.ndarray, queries: np.ndarray, efs: list[int], reps: int, min_s: float
 ) -> dict[str, Any]:
     print(f"\n{name}: {len(docs):,} vectors × {docs.shape[1]}, {len(queries)} queries", flush=True)
-    truth = exact_top(docs, queries)
+    truth = exact_top(docs, queries, K)
+    rows_of_one = [queries[i : i + 1] for i in range(len(queries))]
     built = build_all(docs)
     for engine, (_, seconds) in built.items():
         print(f"  build {engine:<10} {seconds:7.1f} s", flush=True)
@@ -175,14 +112,13 @@ def run_set(
         funcs = searchers(built, ef)
         row: dict[str, Any] = {"ef_search": ef}
         for engine, fn in funcs.items():
-            row[f"{engine}_recall"] = recall(
-                [labels(engine, fn(queries[i : i + 1])) for i in range(len(queries))], truth
-            )
+            found = [labels(engine, fn(queries[i : i + 1])) for i in range(len(queries))]
+            row[f"{engine}_recall"] = recall_at_k(found, truth, K)
         qps: dict[str, list[float]] = {e: [] for e in funcs}
         order = list(funcs)
         for r in range(reps):  # interleaved, rotating order: noise hits every engine alike
-            for engine in order[r % len(order) :] + order[: r % len(order)]:
-                qps[engine].append(timed_loop(funcs[engine], queries, min_s))
+            for engine in rotated(order, r):
+                qps[engine].append(passes_per_second(funcs[engine], rows_of_one, min_s))
         for engine, values in qps.items():
             row[f"{engine}_qps"] = median(values)
             row[f"{engine}_qps_runs"] = values
@@ -206,6 +142,57 @@ def run_set(
     }
 
 
+def table_rows(name: str, res: dict[str, Any]) -> list[list[str]]:
+    return [
+        [
+            name,
+            row["ef_search"],
+            f"{row['embedlake_qps']:,.0f}",
+            f"{row['faiss_qps']:,.0f}",
+            f"{row['hnswlib_qps']:,.0f}",
+            f"{row['embedlake_vs_faiss']:.3f}",
+            f"{row['embedlake-loaded_qps']:,.0f}",
+            f"{row['loaded_vs_faiss']:.3f}",
+            f"{row['embedlake_recall']:.3f}",
+            f"{row['faiss_recall']:.3f}",
+            f"{row['hnswlib_recall']:.3f}",
+        ]
+        for row in res["by_ef"]
+    ]
+
+
+def report(results: dict[str, Any]) -> None:
+    """Build seconds of each set, then one table of every set and ef_search."""
+    rows = []
+    for name, res in results.items():
+        b = res["build_seconds"]
+        rows += table_rows(name, res)
+        print(
+            f"\n{name} build seconds: embedlake {b['embedlake']:.1f}, faiss {b['faiss']:.1f}, "
+            f"hnswlib {b['hnswlib']:.1f} (embedlake/faiss {b['embedlake'] / b['faiss']:.3f}); "
+            f"save + load {b['embedlake-loaded']:.2f}"
+        )
+    print()
+    headers = ["set", "ef", "QPS embedlake", "QPS faiss", "QPS hnswlib", "embedlake/faiss"]
+    headers += ["QPS loaded", "loaded/faiss", "R@10 embedlake", "R@10 faiss", "R@10 hnswlib"]
+    print(table(headers, rows))
+
+
+def verdict(res: dict[str, Any]) -> dict[str, Any]:
+    """The worst QPS ratio over the sweep, and recall@10 at the default ef_search."""
+    at_default = [r for r in res["by_ef"] if r["ef_search"] == DEFAULT_EF]
+    worst = min(r["embedlake_vs_faiss"] for r in res["by_ef"])
+    worst_loaded = min(r["loaded_vs_faiss"] for r in res["by_ef"])
+    return {
+        "min_qps_ratio": worst,
+        "qps_met": worst >= QPS_TARGET,
+        "min_qps_ratio_loaded": worst_loaded,
+        "qps_met_loaded": worst_loaded >= QPS_TARGET,
+        "recall_at_default": at_default[0]["embedlake_recall"] if at_default else None,
+        "recall_met": bool(at_default) and at_default[0]["embedlake_recall"] >= RECALL_TARGET,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default="npl,synthetic")
@@ -222,75 +209,12 @@ def main() -> None:
     for name in args.sets.split(","):
         docs, queries = npl_vectors() if name == "npl" else synthetic(args.n)
         results[name] = run_set(name, docs, queries, efs, args.reps, args.min_seconds)
-
-    table_rows = []
-    for name, res in results.items():
-        b = res["build_seconds"]
-        for row in res["by_ef"]:
-            table_rows.append(
-                [
-                    name,
-                    row["ef_search"],
-                    f"{row['embedlake_qps']:,.0f}",
-                    f"{row['faiss_qps']:,.0f}",
-                    f"{row['hnswlib_qps']:,.0f}",
-                    f"{row['embedlake_vs_faiss']:.3f}",
-                    f"{row['embedlake-loaded_qps']:,.0f}",
-                    f"{row['loaded_vs_faiss']:.3f}",
-                    f"{row['embedlake_recall']:.3f}",
-                    f"{row['faiss_recall']:.3f}",
-                    f"{row['hnswlib_recall']:.3f}",
-                ]
-            )
-        print(
-            f"\n{name} build seconds: embedlake {b['embedlake']:.1f}, faiss {b['faiss']:.1f}, "
-            f"hnswlib {b['hnswlib']:.1f} (embedlake/faiss {b['embedlake'] / b['faiss']:.3f}); "
-            f"save + load {b['embedlake-loaded']:.2f}"
-        )
-    print()
-    print(
-        table(
-            [
-                "set",
-                "ef",
-                "QPS embedlake",
-                "QPS faiss",
-                "QPS hnswlib",
-                "embedlake/faiss",
-                "QPS loaded",
-                "loaded/faiss",
-                "R@10 embedlake",
-                "R@10 faiss",
-                "R@10 hnswlib",
-            ],
-            table_rows,
-        )
-    )
-    verdicts = {}
-    for name, res in results.items():
-        at_default = [r for r in res["by_ef"] if r["ef_search"] == DEFAULT_EF]
-        worst = min(r["embedlake_vs_faiss"] for r in res["by_ef"])
-        worst_loaded = min(r["loaded_vs_faiss"] for r in res["by_ef"])
-        verdicts[name] = {
-            "min_qps_ratio": worst,
-            "qps_met": worst >= QPS_TARGET,
-            "min_qps_ratio_loaded": worst_loaded,
-            "qps_met_loaded": worst_loaded >= QPS_TARGET,
-            "recall_at_default": at_default[0]["embedlake_recall"] if at_default else None,
-            "recall_met": bool(at_default) and at_default[0]["embedlake_recall"] >= RECALL_TARGET,
-        }
-        print(f"{name}: {verdicts[name]}")
-    write_result(
-        "ann",
-        {
-            "m": M,
-            "ef_construction": EF_CONSTRUCTION,
-            "k": K,
-            "threads": 1,
-            "sets": results,
-            "verdicts": verdicts,
-        },
-    )
+    report(results)
+    verdicts = {name: verdict(res) for name, res in results.items()}
+    for name, v in verdicts.items():
+        print(f"{name}: {v}")
+    payload = {"m": M, "ef_construction": EF_CONSTRUCTION, "k": K, "threads": 1}
+    write_result("ann", {**payload, "sets": results, "verdicts": verdicts})
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
 
 from _common import DATA, median, table, write_result
+from _common.corpora import write_lines
+from _common.timing import alternated, seconds
 
 TARGET = 0.9
 FORM: tuple[str, Path, dict[str, Any]] | None = None  # (name, folder, manifest fields) with --form
@@ -73,17 +75,6 @@ def overhead_round(corpus: Path, folder: Path) -> float:
         return time.perf_counter() - started
 
 
-def write_slice(collection: str, limit: int, folder: Path) -> Path:
-    """The first ``limit`` documents of a collection's corpus, as a .jsonl file."""
-    path = folder / f"{collection}-{limit}.jsonl"
-    with (DATA / collection / "corpus.jsonl").open(encoding="utf-8") as src, path.open("w") as dst:
-        for n, line in enumerate(src):
-            if n >= limit:
-                break
-            dst.write(line)
-    return path
-
-
 def pipeline_round(corpus: Path, folder: Path) -> tuple[float, int, list[str]]:
     """Seconds and documents of one `embed` over a freshly ingested workspace, plus its texts."""
     with Workspace.init(folder) as ws:
@@ -97,92 +88,63 @@ def pipeline_round(corpus: Path, folder: Path) -> tuple[float, int, list[str]]:
         return seconds, report.embedded, texts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--collection", default="lisa")
-    parser.add_argument("--limit", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each side (≥ 2)")
-    parser.add_argument("--form", default="", help="a serving form of MiniLM (see forms.FORMS)")
-    parser.add_argument(
-        "--overhead-only",
-        action="store_true",
-        help="only the pipeline with a null encoder (bench/results/embed-overhead.json)",
-    )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    global FORM
-    forms_tmp = tempfile.TemporaryDirectory(prefix="embedlake-form-")
-    if args.form:
-        folder = Path(forms_tmp.name) / args.form
-        FORM = (args.form, folder, forms.make(args.form, builtin_path(), folder))
+def warm_up(corpus: Path, folder: Path) -> tuple[ModelRecord, Any, Any, list[str]]:
+    """Loads the model (cached by content hash for every later workspace) and gets the texts in
+    the pipeline's own order (document id order): record, encoder, embed settings, texts."""
+    with Workspace.init(folder) as ws:
+        ingest_path(ws, corpus)
+        record = serving_model(ws)
+        encoder = artifacts.load_encoder(ws, record)
+        settings = ws.settings.embed
+        texts = [d.full_text for d in ws.catalog.documents.iter_live()]
+    return record, encoder, settings, texts
 
+
+def bare_encode(encoder: Any, texts: list[str], batch: int) -> None:
+    """The anchor: sentence-transformers' own encode(), or the form's own encode with --form."""
+    if FORM is None:
+        encoder.model.encode(
+            texts,
+            batch_size=batch,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+    else:
+        encoder.encode(texts, batch_size=batch)
+
+
+def rounds(
+    n_rounds: int, corpus: Path, root: Path, encoder: Any, texts: list[str], batch: int
+) -> tuple[list[float], list[float]]:
+    """Pipeline and bare rounds, alternating which goes first: the seconds of each."""
     pipeline_s: list[float] = []
     bare_s: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="embedlake-embed-") as tmp:
-        root = Path(tmp)
-        corpus = write_slice(args.collection, args.limit, root)
-        overhead_s = [overhead_round(corpus, root / f"null{n}") for n in range(3)]
-        print(
-            f"pipeline overhead (null encoder): {median(overhead_s):.2f} s for {args.limit} docs "
-            f"({1e3 * median(overhead_s) / args.limit:.2f} ms/doc; runs "
-            f"{', '.join(f'{x:.2f}' for x in overhead_s)})",
-            flush=True,
-        )
-        if args.overhead_only:
-            write_result(
-                "embed-overhead",
-                {"collection": args.collection, "documents": args.limit, "seconds": overhead_s},
-            )
-            return
-        # Warm-up: loads the model (cached by content hash for every later workspace) and gets
-        # the texts in the pipeline's own order (document id order).
-        with Workspace.init(root / "warmup") as ws:
-            ingest_path(ws, corpus)
-            record = serving_model(ws)
-            encoder = artifacts.load_encoder(ws, record)
-            settings = ws.settings.embed
-            texts = [d.full_text for d in ws.catalog.documents.iter_live()]
-        batch = settings.batch_size
-        max_length = settings.max_seq_length
-        print(
-            f"{len(texts)} docs of {args.collection}, {record.ref}, batch {batch}, shard "
-            f"{settings.shard_size}, max_seq_length {max_length}, torch threads "
-            f"{torch.get_num_threads()}",
-            flush=True,
-        )
-        encoder.encode(texts[:256], batch_size=batch)
 
-        def bare() -> None:
-            started = time.perf_counter()
-            if FORM is None:  # the reference: sentence-transformers' own encode()
-                encoder.model.encode(  # type: ignore[attr-defined]
-                    texts,
-                    batch_size=batch,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-            else:
-                encoder.encode(texts, batch_size=batch)
-            bare_s.append(time.perf_counter() - started)
-            print(f"  bare      {len(texts) / bare_s[-1]:7.1f} docs/s", flush=True)
+    def bare() -> None:
+        bare_s.append(seconds(lambda: bare_encode(encoder, texts, batch)))
+        print(f"  bare      {len(texts) / bare_s[-1]:7.1f} docs/s", flush=True)
 
-        def pipe(n: int) -> None:
-            seconds, count, seen = pipeline_round(corpus, root / f"ws{n}")
-            if count != len(texts) or seen != texts:
-                raise SystemExit("the pipeline embedded other texts than the bare loop")
-            pipeline_s.append(seconds)
-            print(f"  pipeline  {count / seconds:7.1f} docs/s", flush=True)
+    def pipe(n: int) -> None:
+        took, count, seen = pipeline_round(corpus, root / f"ws{n}")
+        if count != len(texts) or seen != texts:
+            raise SystemExit("the pipeline embedded other texts than the bare loop")
+        pipeline_s.append(took)
+        print(f"  pipeline  {count / took:7.1f} docs/s", flush=True)
 
-        for n in range(args.rounds):
-            if n % 2 == 0:
+    for n in range(n_rounds):
+        for side in alternated(["pipe", "bare"], n):
+            if side == "pipe":
                 pipe(n)
-                bare()
             else:
                 bare()
-                pipe(n)
+    return pipeline_s, bare_s
 
-    n_docs = len(texts)
+
+def report(
+    n_docs: int, pipeline_s: list[float], bare_s: list[float], overhead_s: list[float]
+) -> dict[str, Any]:
+    """The table and the ratios: pipeline / bare, and bare / (bare + null-encoder overhead)."""
     pipe_rate = n_docs / median(pipeline_s)
     bare_rate = n_docs / median(bare_s)
     ratio = pipe_rate / bare_rate
@@ -201,17 +163,7 @@ def main() -> None:
     # Noise-free estimate: the bare time plus the pipeline's own overhead (null encoder).
     implied = median(bare_s) / (median(bare_s) + median(overhead_s))
     print(f"bare / (bare + null-encoder overhead) = {implied:.3f}")
-    payload: dict[str, Any] = {
-        "collection": args.collection,
-        "documents": n_docs,
-        "batch_size": batch,
-        "shard_size": settings.shard_size,
-        "model": record.ref,
-        "form": args.form or None,
-        "max_seq_length": max_length,
-        "torch_threads": torch.get_num_threads(),
-        "pipeline_seconds": pipeline_s,
-        "bare_seconds": bare_s,
+    return {
         "pipeline_docs_per_s": pipe_rate,
         "bare_docs_per_s": bare_rate,
         "ratio": ratio,
@@ -219,6 +171,73 @@ def main() -> None:
         "implied_ratio": implied,
         "target": TARGET,
         "met": ratio >= TARGET,
+    }
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--collection", default="lisa")
+    parser.add_argument("--limit", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each side (≥ 2)")
+    parser.add_argument("--form", default="", help="a serving form of MiniLM (see forms.FORMS)")
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only the pipeline with a null encoder (bench/results/embed-overhead.json)",
+    )
+    return parser.parse_args()
+
+
+def overhead(args: argparse.Namespace, corpus: Path, root: Path) -> list[float]:
+    overhead_s = [overhead_round(corpus, root / f"null{n}") for n in range(3)]
+    print(
+        f"pipeline overhead (null encoder): {median(overhead_s):.2f} s for {args.limit} docs "
+        f"({1e3 * median(overhead_s) / args.limit:.2f} ms/doc; runs "
+        f"{', '.join(f'{x:.2f}' for x in overhead_s)})",
+        flush=True,
+    )
+    return overhead_s
+
+
+def main() -> None:
+    args = parse()
+    logging.basicConfig(level=logging.WARNING)
+    global FORM
+    forms_tmp = tempfile.TemporaryDirectory(prefix="embedlake-form-")
+    if args.form:
+        folder = Path(forms_tmp.name) / args.form
+        FORM = (args.form, folder, forms.make(args.form, builtin_path(), folder))
+    with tempfile.TemporaryDirectory(prefix="embedlake-embed-") as tmp:
+        root = Path(tmp)
+        source = DATA / args.collection / "corpus.jsonl"
+        corpus = write_lines(source, root / f"{args.collection}-{args.limit}.jsonl", args.limit)
+        overhead_s = overhead(args, corpus, root)
+        if args.overhead_only:
+            payload = {"collection": args.collection, "documents": args.limit}
+            write_result("embed-overhead", {**payload, "seconds": overhead_s})
+            return
+        record, encoder, settings, texts = warm_up(corpus, root / "warmup")
+        batch = settings.batch_size
+        print(
+            f"{len(texts)} docs of {args.collection}, {record.ref}, batch {batch}, shard "
+            f"{settings.shard_size}, max_seq_length {settings.max_seq_length}, torch threads "
+            f"{torch.get_num_threads()}",
+            flush=True,
+        )
+        encoder.encode(texts[:256], batch_size=batch)
+        pipeline_s, bare_s = rounds(args.rounds, corpus, root, encoder, texts, batch)
+    payload: dict[str, Any] = {
+        "collection": args.collection,
+        "documents": len(texts),
+        "batch_size": batch,
+        "shard_size": settings.shard_size,
+        "model": record.ref,
+        "form": args.form or None,
+        "max_seq_length": settings.max_seq_length,
+        "torch_threads": torch.get_num_threads(),
+        "pipeline_seconds": pipeline_s,
+        "bare_seconds": bare_s,
+        **report(len(texts), pipeline_s, bare_s, overhead_s),
     }
     write_result(f"embed-{args.form}" if args.form else "embed", payload)
     forms_tmp.cleanup()

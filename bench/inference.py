@@ -41,6 +41,7 @@ from embedlake.evaluate import metrics
 from embedlake.ingest import datasets
 
 from _common import DATA, median, table, write_result
+from _common.timing import paired, rotated
 
 TARGET_SPEEDUP = 2.3
 MAX_NDCG_LOSS = 0.005  # relative
@@ -89,8 +90,7 @@ def speed(
         sides[name](texts[: 2 * BATCH])
     out: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
+        for name in rotated(names, r):
             out[name].append(rate(sides[name], texts))
         print(f"  round {r + 1}: " + ", ".join(f"{n} {out[n][-1]:.0f}" for n in names), flush=True)
     return out
@@ -125,30 +125,22 @@ def overlap(a: dict[str, list[str]], b: dict[str, list[str]]) -> float:
     return float(np.mean([len(set(a[q]) & set(b[q])) / 10 for q in a]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--collections", default="med,cisi,cranfield")
-    parser.add_argument("--forms", default=",".join(forms.available()))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--long", type=int, default=256, help="passages of ≥ 256 word pieces")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    collections = args.collections.split(",")
-    names = args.forms.split(",")
-    load_before = os.getloadavg()  # the machines are shared: say how busy this one was
-    source = builtin_path()
-    anchor = SentenceTransformer(str(source), device="cpu", local_files_only=True)
-    anchor.max_seq_length = MAX_LEN
+def minilm_tokenizer(source: Path) -> Tokenizer:
     tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
     tokenizer.no_padding()  # MiniLM's tokenizer.json pads and truncates to 128 by itself
     tokenizer.no_truncation()
+    return tokenizer
+
+
+def text_sets(tokenizer: Tokenizer, collections: list[str], n_long: int) -> dict[str, list[str]]:
+    """Short: the judged queries of ≤ SHORT_MAX word pieces; long: passages of ≥ MAX_LEN."""
     queries = [t for c in SHORT_FROM for t in datasets.load_folder(DATA / c).queries.values()]
     short = [
         t
         for t, e in zip(queries, tokenizer.encode_batch(queries), strict=True)
         if len(e.ids) <= SHORT_MAX
     ]
-    long = long_passages(collections, args.long, tokenizer)
+    long = long_passages(collections, n_long, tokenizer)
     print(
         f"{len(short)} queries (median {median([len(tokenizer.encode(t).ids) for t in short]):.0f}"
         f" word pieces), {len(long)} passages of ≥ {MAX_LEN}; torch threads "
@@ -156,16 +148,130 @@ def main() -> None:
         f"{hardware.native_bf16()}, VNNI {hardware.vnni()}",
         flush=True,
     )
+    return {"short": short, "long": long}
 
+
+def make_forms(
+    names: list[str], source: Path, tmp: Path
+) -> tuple[dict[str, Encoder], dict[str, dict[str, Any]]]:
+    """Each form made from MiniLM in ``tmp`` and loaded as a release would: encoders, manifests."""
+    encoders: dict[str, Encoder] = {}
+    built: dict[str, dict[str, Any]] = {}
+    for name in names:
+        started = time.perf_counter()
+        fields = forms.make(name, source, tmp / name, max_seq_length=MAX_LEN)
+        built[name] = {**fields, "build_seconds": round(time.perf_counter() - started, 1)}
+        encoders[name] = load_folder(tmp / name, fields, device="cpu")
+        print(f"made {name} in {built[name]['build_seconds']} s", flush=True)
+    return encoders, built
+
+
+def cosines(
+    anchor_encode: Callable[[list[str]], Any], encoders: dict[str, Encoder], sets: dict
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and min cosine of each form's vectors to the anchor's, on each text set."""
+    cosine: dict[str, dict[str, dict[str, float]]] = {}
+    for label, texts in sets.items():
+        reference = np.asarray(anchor_encode(texts), dtype=np.float32)
+        for name, enc in encoders.items():
+            if enc.dim != reference.shape[1]:
+                continue  # the static form is another vector space
+            cos = np.sum(enc.encode(texts) * reference, axis=1)
+            cosine.setdefault(name, {})[label] = {
+                "mean": float(cos.mean()),
+                "min": float(cos.min()),
+            }
+    return cosine
+
+
+def qualities(
+    encoders: dict[str, Encoder], collections: list[str], reference_form: str
+) -> dict[str, dict[str, dict[str, float]]]:
+    """nDCG@10 of each form on each collection, and its top-10 overlap with the reference form."""
+    quality: dict[str, dict[str, dict[str, float]]] = {}
+    tops: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for c in collections:
+        print(f"retrieval on {c}", flush=True)
+        for name, enc in encoders.items():
+            means, tops.setdefault(name, {})[c] = retrieval(enc, c)
+            quality.setdefault(name, {})[c] = {"ndcg@10": means["ndcg@10"]}
+    for name in encoders:
+        for c in collections:
+            quality[name][c]["top10_overlap"] = overlap(tops[name][c], tops[reference_form][c])
+    return quality
+
+
+class Outcome:
+    """Speed ratios to the anchor, nDCG@10 losses to the reference form, the selected form."""
+
+    def __init__(self, rates: dict, quality: dict, reference_form: str, collections: list[str]):
+        self.rates, self.quality = rates, quality
+        self.reference_form, self.collections = reference_form, collections
+
+    def ratio(self, name: str, label: str) -> float:
+        return median(paired(self.rates[label][name], self.rates[label][ANCHOR]))
+
+    def loss(self, name: str, c: str) -> float:
+        ref = self.quality[self.reference_form][c]["ndcg@10"]
+        return (ref - self.quality[name][c]["ndcg@10"]) / ref if ref else 0.0
+
+    def selected(self) -> str | None:
+        """The fastest form on short texts within MAX_NDCG_LOSS on every collection."""
+        eligible = [
+            n
+            for n in self.quality
+            if all(self.loss(n, c) <= MAX_NDCG_LOSS for c in self.collections)
+        ]
+        return max(eligible, key=lambda n: self.ratio(n, "short")) if eligible else None
+
+    def row(self, name: str, cosine: dict[str, Any]) -> list[Any]:
+        cos = cosine.get(name, {})
+        return [
+            name,
+            median(self.rates["short"][name]),
+            self.ratio(name, "short"),
+            median(self.rates["long"][name]),
+            self.ratio(name, "long"),
+            f"{cos['short']['mean']:.4f} / {cos['short']['min']:.4f}" if cos else "–",
+            f"{cos['long']['mean']:.4f} / {cos['long']['min']:.4f}" if cos else "–",
+        ] + [
+            f"{100 * self.quality[name][c]['ndcg@10']:.2f} ({-100 * self.loss(name, c):+.2f}%, "
+            f"{self.quality[name][c]['top10_overlap']:.2f})"
+            for c in self.collections
+        ]
+
+    def print_table(self, names: list[str], cosine: dict[str, Any]) -> None:
+        rates, collections = self.rates, self.collections
+        anchor = [ANCHOR, median(rates["short"][ANCHOR]), 1.0, median(rates["long"][ANCHOR]), 1.0]
+        rows = [anchor + [""] * 2 + [""] * len(collections)]
+        rows += [self.row(name, cosine) for name in names]
+        headers = ["form", "short docs/s", "× anchor", "long docs/s", "× anchor"]
+        headers += ["cosine short mean/min", "cosine long mean/min"]
+        headers += [f"{c} nDCG@10 (Δ rel, top-10 overlap)" for c in collections]
+        print()
+        print(table(headers, rows))
+
+
+def print_verdict(out: Outcome, selected: str | None, met: bool) -> None:
+    if selected is None:
+        print("\nno form keeps nDCG@10 within 0.5% of the reference on every collection")
+        return
+    print(
+        f"\nselected: {selected}, {out.ratio(selected, 'short'):.2f}× the anchor on short texts, "
+        f"{out.ratio(selected, 'long'):.2f}× on long (target ≥ {TARGET_SPEEDUP}×: "
+        f"{'met' if met else 'MISSED'})"
+    )
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, Any], Outcome, dict, list[str]]:
+    """Make the forms, time them against the anchor, compare their vectors and quality."""
+    collections, names = args.collections.split(","), args.forms.split(",")
+    source = builtin_path()
+    anchor = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    anchor.max_seq_length = MAX_LEN
+    sets = text_sets(minilm_tokenizer(source), collections, args.long)
     with tempfile.TemporaryDirectory(prefix="embedlake-forms-") as tmp:
-        encoders: dict[str, Encoder] = {}
-        built: dict[str, dict[str, Any]] = {}
-        for name in names:
-            started = time.perf_counter()
-            fields = forms.make(name, source, Path(tmp) / name, max_seq_length=MAX_LEN)
-            built[name] = {**fields, "build_seconds": round(time.perf_counter() - started, 1)}
-            encoders[name] = load_folder(Path(tmp) / name, fields, device="cpu")
-            print(f"made {name} in {built[name]['build_seconds']} s", flush=True)
+        encoders, built = make_forms(names, source, Path(tmp))
 
         def anchor_encode(texts: list[str]) -> Any:
             return anchor.encode(texts, batch_size=BATCH, normalize_embeddings=True)
@@ -175,108 +281,51 @@ def main() -> None:
             {n: (lambda t, e=e: e.encode(t, batch_size=BATCH)) for n, e in encoders.items()}
         )
         rates: dict[str, dict[str, list[float]]] = {}
-        for label, texts in (("short", short), ("long", long)):
+        for label, texts in sets.items():
             print(f"speed, {label} texts:", flush=True)
             rates[label] = speed(sides, texts, args.rounds)
+        cosine = cosines(anchor_encode, encoders, sets)
+        reference_form = forms.REFERENCE if forms.REFERENCE in encoders else names[0]
+        quality = qualities(encoders, collections, reference_form)
+    out = Outcome(rates, quality, reference_form, collections)
+    facts = {"short_texts": len(sets["short"]), "long_texts": len(sets["long"]), "forms": built}
+    return facts, out, cosine, names
 
-        cosine: dict[str, dict[str, dict[str, float]]] = {}
-        for label, texts in (("short", short), ("long", long)):
-            reference = np.asarray(anchor_encode(texts), dtype=np.float32)
-            for name, enc in encoders.items():
-                if enc.dim != reference.shape[1]:
-                    continue  # the static form is another vector space
-                cos = np.sum(enc.encode(texts) * reference, axis=1)
-                cosine.setdefault(name, {})[label] = {
-                    "mean": float(cos.mean()),
-                    "min": float(cos.min()),
-                }
 
-        quality: dict[str, dict[str, dict[str, float]]] = {}
-        tops: dict[str, dict[str, dict[str, list[str]]]] = {}
-        for c in collections:
-            print(f"retrieval on {c}", flush=True)
-            for name, enc in encoders.items():
-                means, tops.setdefault(name, {})[c] = retrieval(enc, c)
-                quality.setdefault(name, {})[c] = {"ndcg@10": means["ndcg@10"]}
-    reference_form = forms.REFERENCE if forms.REFERENCE in encoders else names[0]
-    for name in names:
-        for c in collections:
-            quality[name][c]["top10_overlap"] = overlap(tops[name][c], tops[reference_form][c])
-
-    def ratio(name: str, label: str) -> float:
-        per_round = [f / a for f, a in zip(rates[label][name], rates[label][ANCHOR], strict=True)]
-        return median(per_round)
-
-    def loss(name: str, c: str) -> float:
-        ref = quality[reference_form][c]["ndcg@10"]
-        return (ref - quality[name][c]["ndcg@10"]) / ref if ref else 0.0
-
-    eligible = [n for n in names if all(loss(n, c) <= MAX_NDCG_LOSS for c in collections)]
-    selected = max(eligible, key=lambda n: ratio(n, "short")) if eligible else None
-
-    rows = [
-        [ANCHOR, median(rates["short"][ANCHOR]), 1.0, median(rates["long"][ANCHOR]), 1.0]
-        + [""] * 2
-        + [""] * len(collections)
-    ]
-    for name in names:
-        cos = cosine.get(name, {})
-        rows.append(
-            [
-                name,
-                median(rates["short"][name]),
-                ratio(name, "short"),
-                median(rates["long"][name]),
-                ratio(name, "long"),
-                f"{cos['short']['mean']:.4f} / {cos['short']['min']:.4f}" if cos else "–",
-                f"{cos['long']['mean']:.4f} / {cos['long']['min']:.4f}" if cos else "–",
-            ]
-            + [
-                f"{100 * quality[name][c]['ndcg@10']:.2f} ({-100 * loss(name, c):+.2f}%, "
-                f"{quality[name][c]['top10_overlap']:.2f})"
-                for c in collections
-            ]
-        )
-    headers = [
-        "form",
-        "short docs/s",
-        "× anchor",
-        "long docs/s",
-        "× anchor",
-        "cosine short mean/min",
-        "cosine long mean/min",
-    ] + [f"{c} nDCG@10 (Δ rel, top-10 overlap)" for c in collections]
-    print()
-    print(table(headers, rows))
-    met = selected is not None and ratio(selected, "short") >= TARGET_SPEEDUP
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--collections", default="med,cisi,cranfield")
+    parser.add_argument("--forms", default=",".join(forms.available()))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--long", type=int, default=256, help="passages of ≥ 256 word pieces")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    load_before = os.getloadavg()  # the machines are shared: say how busy this one was
+    facts, out, cosine, names = measure(args)
+    out.print_table(names, cosine)
+    selected = out.selected()
+    met = selected is not None and out.ratio(selected, "short") >= TARGET_SPEEDUP
     load_after = os.getloadavg()
     print(f"\nload average (1/5/15 min) at start {load_before}, at end {load_after}")
-    if selected is None:
-        print("\nno form keeps nDCG@10 within 0.5% of the reference on every collection")
-    else:
-        print(
-            f"\nselected: {selected}, {ratio(selected, 'short'):.2f}× the anchor on short texts, "
-            f"{ratio(selected, 'long'):.2f}× on long (target ≥ {TARGET_SPEEDUP}×: "
-            f"{'met' if met else 'MISSED'})"
-        )
+    print_verdict(out, selected, met)
     write_result(
         "inference",
         {
-            "collections": collections,
-            "short_texts": len(short),
-            "long_texts": len(long),
+            "collections": out.collections,
+            "short_texts": facts["short_texts"],
+            "long_texts": facts["long_texts"],
             "batch_size": BATCH,
             "max_seq_length": MAX_LEN,
             "torch_threads": torch.get_num_threads(),
             "load_average": {"start": load_before, "end": load_after},
-            "forms": built,
-            "docs_per_s": rates,
-            "ratio_short": {n: ratio(n, "short") for n in names},
-            "ratio_long": {n: ratio(n, "long") for n in names},
+            "forms": facts["forms"],
+            "docs_per_s": out.rates,
+            "ratio_short": {n: out.ratio(n, "short") for n in names},
+            "ratio_long": {n: out.ratio(n, "long") for n in names},
             "cosine": cosine,
-            "quality": quality,
+            "quality": out.quality,
             "rule": f"fastest form (short texts) with nDCG@10 loss ≤ {MAX_NDCG_LOSS:.1%} relative "
-            f"to {reference_form} on every collection",
+            f"to {out.reference_form} on every collection",
             "selected": selected,
             "target": TARGET_SPEEDUP,
             "met": met,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from _common import DATA, median, table, write_result
+from _common.timing import alternated
 
 
 def peak_mib() -> float:
@@ -124,7 +125,7 @@ def main() -> None:
             print(f"\n{n:,} documents, {size / 2**20:.1f} MiB", flush=True)
             runs: dict[str, list[dict[str, Any]]] = {"pipeline": [], "bare": []}
             for r in range(args.reps):
-                for mode in ("pipeline", "bare") if r % 2 == 0 else ("bare", "pipeline"):
+                for mode in alternated(["pipeline", "bare"], r):
                     runs[mode].append(measure(mode, path))
             pipe_rate = median([x["rate"] for x in runs["pipeline"]])
             bare_rate = median([x["rate"] for x in runs["bare"]])

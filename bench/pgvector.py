@@ -38,29 +38,20 @@ import faiss
 import numpy as np
 import psycopg
 
-from ann import exact_top, synthetic
 from embedlake.index.hnsw import HnswIndex
 
 from _common import table, write_result
+from _common.load import loadavg
+from _common.timing import alternated, percentile
+from _common.vectors import exact_top, recall_at_k, synthetic
 
 M, EF_CONSTRUCTION, K, RECALL_TARGET = 32, 200, 10, 0.95
 
 Search = Callable[[np.ndarray], list[list[tuple[str, float]]]]
 
 
-def loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
 def recall_of(hits: list[list[tuple[str, float]]], truth: np.ndarray) -> float:
-    return float(
-        np.mean(
-            [
-                len({int(d) for d, _ in h} & set(t.tolist())) / K
-                for h, t in zip(hits, truth, strict=True)
-            ]
-        )
-    )
+    return recall_at_k([[int(d) for d, _ in h] for h in hits], truth, K)
 
 
 def one_by_one(search: Search, queries: np.ndarray) -> tuple[list[Any], list[float], float]:
@@ -91,10 +82,6 @@ def threaded_qps(search: Search, queries: np.ndarray, threads: int) -> float:
     for w in workers:
         w.join()
     return threads * len(queries) / (time.perf_counter() - started)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def tune_server(pg: Any) -> None:
@@ -145,7 +132,7 @@ def main() -> None:
     efs = [int(e) for e in args.ef.split(",")]
     docs, queries = synthetic(args.n)
     ids = [str(i) for i in range(len(docs))]
-    truth = exact_top(docs, queries)
+    truth = exact_top(docs, queries, K)
     print(f"{len(docs):,} vectors × {docs.shape[1]}, {len(queries)} queries", flush=True)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -163,20 +150,12 @@ def main() -> None:
     write_result("pgvector", result)
 
 
-def run(
-    docs: np.ndarray,
-    queries: np.ndarray,
-    ids: list[str],
-    truth: np.ndarray,
-    efs: list[int],
-    threads: int,
-    url: str,
-) -> dict[str, Any]:
+def build_both(docs: np.ndarray, ids: list[str], url: str, loads: dict) -> tuple[Any, Any, dict]:
+    """Both indexes over the same vectors: the in-process one (2 OpenMP threads), then pgvector
+    (COPY, then CREATE INDEX with a leader and one worker); their build seconds."""
     from embedlake.index.pgvector import PgvectorIndex
 
     dim = docs.shape[1]
-    loads: dict[str, list[float]] = {"start": loadavg()}
-
     faiss.omp_set_num_threads(2)
     started = time.perf_counter()
     hnsw = HnswIndex(dim, m=M, ef_construction=EF_CONSTRUCTION)
@@ -200,36 +179,43 @@ def run(
         f"leader + 1 worker) {build['pgvector']:7.1f} s",
         flush=True,
     )
+    return hnsw, pgv, build
 
-    engines: dict[str, Any] = {"hnsw": hnsw, "pgvector": pgv}
-    searches: dict[str, Search] = {
-        name: (lambda q, i=i: i.search(q, K)) for name, i in engines.items()
-    }
-    for search in searches.values():  # warm caches (the PostgreSQL buffers, the mmap'd pages)
-        one_by_one(search, queries)
-    rows: list[dict[str, Any]] = []
-    for ef in efs:
-        row: dict[str, Any] = {"ef_search": ef}
-        for rnd in range(2):  # two passes, engines alternating; the faster pass is kept
-            for name in list(engines) if rnd == 0 else list(engines)[::-1]:
-                engines[name].ef_search = ef
-                hits, latencies, seconds = one_by_one(searches[name], queries)
-                qps = len(queries) / seconds
-                if rnd == 0 or qps > row[f"{name}_qps"]:
-                    row[f"{name}_qps"] = qps
-                    row[f"{name}_p50_ms"] = percentile(latencies, 50) * 1000
-                    row[f"{name}_p99_ms"] = percentile(latencies, 99) * 1000
-                row[f"{name}_recall"] = recall_of(hits, truth)
-        row["pgvector_vs_hnsw_qps"] = row["pgvector_qps"] / row["hnsw_qps"]
-        rows.append(row)
-        print(
-            f"  ef {ef:>4}  hnsw {row['hnsw_qps']:7.0f} QPS  R@10 {row['hnsw_recall']:.3f}  |  "
-            f"pgvector {row['pgvector_qps']:7.0f} QPS  R@10 {row['pgvector_recall']:.3f}  "
-            f"ratio {row['pgvector_vs_hnsw_qps']:.3f}",
-            flush=True,
-        )
-    loads["after sweep"] = loadavg()
 
+def sweep_one(
+    ef: int, engines: dict[str, Any], searches: dict[str, Search], queries: np.ndarray, truth: Any
+) -> dict[str, Any]:
+    """Both engines at ``ef``: two passes, engines alternating; the faster pass is kept."""
+    row: dict[str, Any] = {"ef_search": ef}
+    for rnd in range(2):
+        for name in alternated(list(engines), rnd):
+            engines[name].ef_search = ef
+            hits, latencies, seconds = one_by_one(searches[name], queries)
+            qps = len(queries) / seconds
+            if rnd == 0 or qps > row[f"{name}_qps"]:
+                row[f"{name}_qps"] = qps
+                row[f"{name}_p50_ms"] = percentile(latencies, 50) * 1000
+                row[f"{name}_p99_ms"] = percentile(latencies, 99) * 1000
+            row[f"{name}_recall"] = recall_of(hits, truth)
+    row["pgvector_vs_hnsw_qps"] = row["pgvector_qps"] / row["hnsw_qps"]
+    print(
+        f"  ef {ef:>4}  hnsw {row['hnsw_qps']:7.0f} QPS  R@10 {row['hnsw_recall']:.3f}  |  "
+        f"pgvector {row['pgvector_qps']:7.0f} QPS  R@10 {row['pgvector_recall']:.3f}  "
+        f"ratio {row['pgvector_vs_hnsw_qps']:.3f}",
+        flush=True,
+    )
+    return row
+
+
+def at_target(
+    rows: list[dict[str, Any]],
+    engines: dict[str, Any],
+    searches: dict[str, Search],
+    queries: np.ndarray,
+    threads: int,
+) -> dict[str, Any]:
+    """Each engine at its smallest ef_search reaching the recall target, with ``threads``
+    client threads too; the QPS ratios there."""
     chosen: dict[str, Any] = {}
     for name in engines:
         meeting = [r for r in rows if r[f"{name}_recall"] >= RECALL_TARGET]
@@ -249,14 +235,37 @@ def run(
             "p50_ms": r[f"{name}_p50_ms"],
             "p99_ms": r[f"{name}_p99_ms"],
         }
-    loads["end"] = loadavg()
     if chosen["hnsw"] and chosen["pgvector"]:
         for key in ("qps_1_thread", f"qps_{threads}_threads"):
             chosen[f"pgvector_vs_hnsw_{key}"] = chosen["pgvector"][key] / chosen["hnsw"][key]
+    return chosen
+
+
+def run(
+    docs: np.ndarray,
+    queries: np.ndarray,
+    ids: list[str],
+    truth: np.ndarray,
+    efs: list[int],
+    threads: int,
+    url: str,
+) -> dict[str, Any]:
+    loads: dict[str, list[float]] = {"start": loadavg()}
+    hnsw, pgv, build = build_both(docs, ids, url, loads)
+    engines: dict[str, Any] = {"hnsw": hnsw, "pgvector": pgv}
+    searches: dict[str, Search] = {
+        name: (lambda q, i=i: i.search(q, K)) for name, i in engines.items()
+    }
+    for search in searches.values():  # warm caches (the PostgreSQL buffers, the mmap'd pages)
+        one_by_one(search, queries)
+    rows = [sweep_one(ef, engines, searches, queries, truth) for ef in efs]
+    loads["after sweep"] = loadavg()
+    chosen = at_target(rows, engines, searches, queries, threads)
+    loads["end"] = loadavg()
     pgv.drop()
     return {
         "vectors": len(docs),
-        "dim": dim,
+        "dim": docs.shape[1],
         "queries": len(queries),
         "k": K,
         "m": M,

@@ -44,6 +44,8 @@ from embedlake.models.resolve import resolve_model
 from embedlake.runtime.engines import Engine, open_engine, resolve_task, task_ref
 
 from _common import DATA, median, table, write_result
+from _common.corpora import write_lines
+from _common.timing import alternated
 
 TARGET = 0.15  # Ray overhead: local docs/s ÷ Ray docs/s − 1
 WIDTH = 2  # shards in flight: one per core, on both sides
@@ -101,16 +103,6 @@ def threads(ws: Workspace, item: Any) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
-
-
-def write_lines(source: Path, start: int, stop: int, path: Path) -> Path:
-    with source.open(encoding="utf-8") as src, path.open("w", encoding="utf-8") as dst:
-        for n, line in enumerate(src):
-            if n >= stop:
-                break
-            if n >= start:
-                dst.write(line)
-    return path
 
 
 def open_side(side: str, ws: Workspace) -> Engine:
@@ -174,10 +166,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="embedlake-ray-") as tmp:
         root = Path(tmp)
         corpus = DATA / args.collection / "corpus.jsonl"
-        warm = write_lines(corpus, 0, 2 * args.shard, root / "warm.jsonl")
-        timed = write_lines(corpus, 2 * args.shard, 2 * args.shard + args.limit, root / "t.jsonl")
+        warm = write_lines(corpus, root / "warm.jsonl", 2 * args.shard)
+        timed = write_lines(corpus, root / "t.jsonl", 2 * args.shard + args.limit, 2 * args.shard)
         for n in range(args.rounds):
-            for side in sides if n % 2 == 0 else sides[::-1]:
+            for side in alternated(sides, n):
                 result = one_run(side, root / f"{side}-{n}", warm, timed, args.shard)
                 if result["documents"] != args.limit:
                     raise SystemExit(f"{side} embedded {result['documents']} of {args.limit}")

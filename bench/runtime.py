@@ -10,7 +10,6 @@ workspace (target: through functions ≤ 1.1× its time).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from embedlake.runtime import Runtime
 from embedlake.search.build import build_index
 
 from _common import DATA, median, table, write_result
+from _common.corpora import write_lines
+from _common.timing import quantile
 
 noop = Functions()
 
@@ -34,10 +35,6 @@ noop = Functions()
 @noop.function(on=on_event("bench.noop"), concurrency=8, retries=0)
 def nothing(event: Event, ctx: Context) -> None:
     return None
-
-
-def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def noop_runs(root: Path, n: int) -> dict[str, float]:
@@ -60,8 +57,8 @@ def noop_runs(root: Path, n: int) -> dict[str, float]:
         runtime.wait_idle(3600, settle=0.0)
         seconds = time.perf_counter() - started
     return {
-        "latency_p50_ms": 1000 * _pct(latencies, 50),
-        "latency_p99_ms": 1000 * _pct(latencies, 99),
+        "latency_p50_ms": 1000 * quantile(latencies, 50),
+        "latency_p99_ms": 1000 * quantile(latencies, 99),
         "burst_events": n,
         "burst_seconds": seconds,
         "invocations_per_s": n / seconds,
@@ -115,9 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        lines = (DATA / args.collection / "corpus.jsonl").read_text().splitlines()[: args.limit]
-        corpus = root / f"{args.collection}.jsonl"
-        corpus.write_text("\n".join(lines) + "\n")
+        source = DATA / args.collection / "corpus.jsonl"
+        corpus = write_lines(source, root / f"{args.collection}.jsonl", args.limit)
         runs = noop_runs(root, args.events)
         overhead = job(root, corpus, args.rounds)
     print(table(["measure", "value"], [(k, v) for k, v in {**runs, **overhead}.items()]))

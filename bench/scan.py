@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -36,6 +35,8 @@ from embedlake.evaluate.metrics import ann_recall
 from embedlake.index.exact import ExactIndex
 
 from _common import median, table, write_result
+from _common.timing import best_of
+from _common.vectors import npl_vectors
 
 DIM, K = 384, 10
 SCAN_TARGET, GEMM_TARGET = 0.7, 0.5
@@ -54,15 +55,6 @@ def clustered(n: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
     return out
 
 
-def best(fn: Callable[[], Any], reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def read_bandwidth(buffer: np.ndarray, threads: int, reps: int = 5) -> float:
     """Bytes per second of a streaming OR-reduction over ``buffer`` split among ``threads``."""
     words = buffer.reshape(-1).view(np.uint64)
@@ -75,14 +67,14 @@ def read_bandwidth(buffer: np.ndarray, threads: int, reps: int = 5) -> float:
         for w in workers:
             w.join()
 
-    return words.nbytes / best(run, reps)
+    return words.nbytes / best_of(run, reps)
 
 
 def sgemm_gflops() -> float:
     rng = np.random.default_rng(1)
     a = rng.standard_normal((4096, 4096), dtype=np.float32)
     b = rng.standard_normal((4096, 4096), dtype=np.float32)
-    return 2 * 4096**3 / best(lambda: a @ b, 3) / 1e9
+    return 2 * 4096**3 / best_of(lambda: a @ b, 3) / 1e9
 
 
 def ids_of(rows: list[list[tuple[str, float]]]) -> list[list[str]]:
@@ -163,7 +155,7 @@ def batched_queries(
         faiss.omp_set_num_threads(t)
         with threadpool_limits(t):
             anchor = sgemm_gflops()
-            seconds = best(lambda: index.search(batch, K), 2)
+            seconds = best_of(lambda: index.search(batch, K), 2)
         row = {
             "threads": t,
             "queries": len(batch),
@@ -177,6 +169,28 @@ def batched_queries(
               f"{row['gflops']:.1f} GFLOP/s; sgemm {anchor:.1f} GFLOP/s; "
               f"ratio {row['of_sgemm']:.2f}", flush=True)  # fmt: skip
     return rows
+
+
+def report(single: list[dict], batched: list[dict], recall: list[dict]) -> None:
+    """The three tables: single-query scans, batched search, recall@10."""
+    print()
+    print(table(
+        ["quantization", "rescore", "ms", "GB/s scanned", "read GB/s", "÷ read bandwidth",
+         "best ÷ best", "bytes/vector in memory"],
+        [[r["quantization"], r["rescore"], r["ms"], r["gb_per_s"], r["read_gb_per_s"],
+          r["of_bandwidth"], r["best_of_best_bandwidth"], r["bytes_per_vector"]] for r in single],
+    ))  # fmt: skip
+    print()
+    print(table(
+        ["batched queries", "threads", "s", "GFLOP/s", "sgemm GFLOP/s", "÷ sgemm"],
+        [[r["queries"], r["threads"], r["seconds"], r["gflops"], r["sgemm_gflops"], r["of_sgemm"]]
+         for r in batched],
+    ))  # fmt: skip
+    print()
+    print(table(
+        ["vectors", "quantization", "rescore", "recall@10"],
+        [[r["set"], r["quantization"], r["rescore"], r["recall"]] for r in recall],
+    ))  # fmt: skip
 
 
 def main() -> None:
@@ -204,31 +218,12 @@ def main() -> None:
     faiss.omp_set_num_threads(max(threads))
     recall = recall_rows("synthetic", docs, queries[: args.recall_queries])
     try:
-        from ann import npl_vectors
-
         npl_docs, npl_queries = npl_vectors()
         recall += recall_rows("npl MiniLM", npl_docs, npl_queries)
     except Exception as exc:  # the real vectors are a bonus: report, do not fail
         print(f"  npl MiniLM vectors unavailable: {exc}")
 
-    print()
-    print(table(
-        ["quantization", "rescore", "ms", "GB/s scanned", "read GB/s", "÷ read bandwidth",
-         "best ÷ best", "bytes/vector in memory"],
-        [[r["quantization"], r["rescore"], r["ms"], r["gb_per_s"], r["read_gb_per_s"],
-          r["of_bandwidth"], r["best_of_best_bandwidth"], r["bytes_per_vector"]] for r in single],
-    ))  # fmt: skip
-    print()
-    print(table(
-        ["batched queries", "threads", "s", "GFLOP/s", "sgemm GFLOP/s", "÷ sgemm"],
-        [[r["queries"], r["threads"], r["seconds"], r["gflops"], r["sgemm_gflops"], r["of_sgemm"]]
-         for r in batched],
-    ))  # fmt: skip
-    print()
-    print(table(
-        ["vectors", "quantization", "rescore", "recall@10"],
-        [[r["set"], r["quantization"], r["rescore"], r["recall"]] for r in recall],
-    ))  # fmt: skip
+    report(single, batched, recall)
     verdicts = {
         "scan_met": {
             r["quantization"]: r["of_bandwidth"] >= SCAN_TARGET

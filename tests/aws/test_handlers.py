@@ -24,15 +24,15 @@ from packaging.requirements import Requirement
 from sqlalchemy import make_url
 
 from embedlake import Workspace, errors
-from embedlake.aws.container import ENV_WORKSPACE
+from embedlake.aws.environment import ENV_WORKSPACE
 from embedlake.aws.payloads import LakeLocation, ObjectNotice, Tick, invoke_payload, messages, units
-from embedlake.cli.releases import _build_now
+from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.config import Settings, default_toml
 from embedlake.errors import ConfigError, InputError
 from embedlake.events import DOCUMENTS_CHANGED, OBJECT_CREATED, SCHEDULE, Event
 from embedlake.ingest import ingest_path
 from embedlake.lake import created_event_id
-from embedlake.runtime.service import CURSOR
+from embedlake.runtime.core import CURSOR
 from embedlake.training.train import train
 from tests.conftest import production_environ, write_jsonl
 from tests.servers import S3, start_moto_process

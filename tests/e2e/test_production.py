@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from embedlake import Workspace
-from embedlake.cli.releases import _build_now
+from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.ingest import ingest_path
 from embedlake.training.train import train
 from tests.conftest import collection, production_environ

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from embedlake.cli.releases import _build_now
+from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.ingest import ingest_path
 from embedlake.ingest.datasets import register_beir
 from embedlake.training.train import train

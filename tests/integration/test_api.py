@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from embedlake.api import create_app
-from embedlake.cli.releases import _build_now
+from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.ingest import ingest_path
 from embedlake.ingest.datasets import register_beir
 from embedlake.ingest.pipeline import ingest_object

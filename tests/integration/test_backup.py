@@ -10,7 +10,7 @@ import pytest
 
 from embedlake import Workspace
 from embedlake.backup import export, import_
-from embedlake.cli.releases import _build_now
+from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.errors import ConfigError, Conflict, InputError
 from embedlake.ingest import ingest_path
 from embedlake.search.searcher import Searcher

@@ -19,7 +19,7 @@ from sqlalchemy import make_url, text
 from embedlake import Workspace
 from embedlake.catalog import Catalog, open_catalog
 from embedlake.catalog.documents import Document
-from embedlake.cli.releases import _build_now
+from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.index.exact import ExactIndex
 from embedlake.index.pgvector import PgvectorIndex

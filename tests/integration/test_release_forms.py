@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedlake.cli.releases import _build
+from embedlake.cli.releases import build_now as _build
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.encoders.sentence_transformers import KIND, builtin_path
 from embedlake.errors import ConfigError, InputError

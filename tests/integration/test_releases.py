@@ -168,9 +168,9 @@ def test_retention_keeps_what_aliases_need(tmp_path: Path) -> None:
         made = []
         for n, components in enumerate((64, 2, 32)):
             prefix, _ = train(ws, name=f"lsa-{n}", kind="lsa", components=components)
-            from embedlake.cli.releases import _build_now
+            from embedlake.cli.releases import register_and_build
 
-            made.append(_build_now(ws, prefix)["release"])
+            made.append(register_and_build(ws, prefix)["release"])
         statuses = {r.id: r.status for r in ws.catalog.releases.all()}
         assert statuses[made[1]] == "rejected"
         removed = retain(ws)
@@ -203,14 +203,14 @@ def test_self_supervised_pairs_and_a_seeded_split(ws: Workspace, tmp_path: Path)
 
 
 def test_a_release_whose_pca_backs_its_index(tmp_path: Path) -> None:
-    from embedlake.cli.releases import _build_now
+    from embedlake.cli.releases import register_and_build
     from embedlake.ingest import ingest_path
 
     env = {**FAST, "EMBEDLAKE_REDUCE__BACK_INDEX": "true", "EMBEDLAKE_REDUCE__COMPONENTS": "64"}
     with Workspace.init(tmp_path / "ws", environ=env) as ws:
         ingest_path(ws, collection("med"))
         prefix, _ = train(ws, name="lsa-a", kind="lsa")
-        release = ws.catalog.releases.get(_build_now(ws, prefix)["release"])
+        release = ws.catalog.releases.get(register_and_build(ws, prefix)["release"])
         assert release.status == "published"
         reducer = release.report["reducer"]
         assert reducer["backs_index"] and reducer["dims"] == 64 and reducer["from_dims"] == 256
@@ -228,7 +228,7 @@ def test_a_release_whose_pca_backs_its_index(tmp_path: Path) -> None:
 def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -> None:
     """Two aliases on releases of two models: embed-new must embed for both (each fan-out of one
     invocation has its own name) and re-index both."""
-    from embedlake.cli.releases import _build
+    from embedlake.cli.releases import build_now
     from embedlake.ingest import ingest_path
     from embedlake.releases.compare import compare
 
@@ -239,8 +239,8 @@ def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -
         from embedlake.models import artifacts
 
         refs = [artifacts.register_from_lake(ws, p)[0].ref for p in (a, b)]
-        first = _build(ws, refs[0], "a", publish=True)["release"]
-        second = _build(ws, refs[1], "b", publish=False)["release"]
+        first = build_now(ws, refs[0], "a", publish=True)["release"]
+        second = build_now(ws, refs[1], "b", publish=False)["release"]
         publish(ws, second, alias="staging", force=True)
         with pytest.raises(Exception, match="already points"):
             publish(ws, second, alias="staging")

@@ -202,3 +202,20 @@ def test_a_burst_of_1000_events_is_processed_exactly_once_in_effect(
         assert searcher.record.n_vectors == 1000
         ids = [h.id for h in searcher.search("topic 3", 50)]
         assert len(ids) == len(set(ids))
+
+
+def test_the_recovery_limit_is_the_setting(tmp_path: Path) -> None:
+    """runtime.max_recovery_attempts reaches DBOS, which reads it when it recovers a workflow."""
+    from dbos._registrations import get_func_info
+
+    from embedlake.runtime import durable
+
+    environ = {**FAST, "EMBEDLAKE_RUNTIME__MAX_RECOVERY_ATTEMPTS": "3"}
+    with Workspace.init(tmp_path / "ws", environ=environ) as ws, Runtime(ws):
+        limits = {
+            w.__name__: getattr(get_func_info(w), "max_recovery_attempts", None)
+            for w in (durable.invoke, durable.run_attempt, durable.map_item)
+        }
+    assert limits == {"invoke": 3, "run_attempt": 3, "map_item": 3}
+    with Workspace.init(tmp_path / "ws2", environ=FAST) as ws, Runtime(ws):
+        assert getattr(get_func_info(durable.invoke), "max_recovery_attempts", None) == 10

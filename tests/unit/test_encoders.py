@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from embedlake import Workspace
 from embedlake.encoders import load_folder
+from embedlake.encoders.hub import offline
 from embedlake.encoders.lsa import LsaEncoder
 from embedlake.encoders.sentence_transformers import builtin_path
 from embedlake.errors import ConfigError, InputError
@@ -106,6 +108,16 @@ def test_minilm_from_its_package_offline(ws: Workspace) -> None:
         ]
     )
     assert sims[0] @ sims[1] > sims[0] @ sims[2]  # it is a real semantic model
+
+
+def test_the_hub_is_switched_off_unless_the_environment_decided(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    offline()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "0"  # a user's choice stands
 
 
 def test_a_local_sentence_transformers_folder_registers_under_its_name(

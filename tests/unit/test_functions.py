@@ -180,3 +180,46 @@ def test_the_dispatcher_raises_one_event_per_due_cron_tick(tmp_path: Path) -> No
         assert [s.name for s in runtime.functions.matching(ticks[0])] == ["every-minute"]
         runtime._schedules(datetime.now(UTC))  # nothing due yet
         assert len([e for e in ws.catalog.events.all() if e.type == "schedule"]) == 1
+
+
+def test_the_event_core_routes_each_event_once_and_claims_each_invocation_once(
+    ws: Workspace,
+) -> None:
+    """What the local runtime and the AWS handlers share (runtime/core.py): a queued invocation
+    per (event, matching function), the cursor after each event, one claim at a time."""
+    from embedlake.runtime.core import CURSOR, claim, finish, invocation_id, route
+
+    chained = Functions()
+
+    @chained.function(on=on_event(DOCUMENTS_CHANGED))
+    def follow(event: Event, ctx: object) -> None: ...
+
+    event = Event(DOCUMENTS_CHANGED, "src", {"changed": 1}, id="e1")
+    ws.catalog.events.add(event)
+    started: list[str] = []
+    assert route(ws, chained, lambda spec, ev, run_id: started.append(run_id)) == (1, 1)
+    run_id = invocation_id(event, chained["follow"])
+    assert started == [run_id] == ["e1:follow"]
+    assert ws.catalog.events.get_state(CURSOR) == str(ws.catalog.events.latest_seq())
+    assert route(ws, chained, lambda *_: started.append("again")) == (0, 0)
+
+    ws.catalog.events.set_state(CURSOR, "0")  # a dispatcher that crashed before the cursor moved
+    assert route(ws, chained, lambda *_: started.append("again")) == (1, 0)  # recorded: not again
+    assert route(ws, chained, lambda *_: None, start_recorded=True) == (0, 0)
+
+    assert claim(ws, run_id, stale_after=60) == 1
+    assert claim(ws, run_id, stale_after=60) is None  # running elsewhere
+    finish(ws, run_id, "retrying", "E" * 5000)
+    assert claim(ws, run_id, stale_after=60) == 2
+    finish(ws, run_id, "succeeded", None)
+    assert claim(ws, run_id, stale_after=60) is None
+    done = ws.catalog.events.invocation(run_id)
+    assert (done.status, done.attempts, done.error) == ("succeeded", 2, None)
+    assert done.seconds is not None and done.seconds >= 0
+
+
+def test_a_context_counts_the_events_it_emitted(ws: Workspace) -> None:
+    ctx = direct_context(ws, "follow", request_id="r1")
+    assert ctx.emitted == 0
+    ctx.emit(DOCUMENTS_CHANGED, "src")
+    assert ctx.emitted == 1

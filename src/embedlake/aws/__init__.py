@@ -12,11 +12,12 @@ has an entry point in :mod:`embedlake.aws.handlers` (``ingest``, ``embed_new``, 
     API Gateway v2 / Function URL ──▶ api: the FastAPI app through Mangum
 
 The catalog (PostgreSQL) is the only shared state: the outbox, the objects seen, the invocation log
-that ``embedlake runs`` shows, and the dispatch cursor are the same tables the local runtime uses.
-Parsing of AWS payloads is in :mod:`embedlake.aws.events`; nothing here imports boto3 or Mangum
-until an entry point needs them.
+that ``embedlake runs`` shows, and the dispatch cursor are the same tables the local runtime uses,
+written through the same event core (:mod:`embedlake.runtime.core`). Parsing of AWS payloads is in
+:mod:`embedlake.aws.payloads`; nothing here imports boto3 or Mangum until an entry point needs them.
 """
 
 # Functions that embed a whole corpus shard by shard: more than Lambda's 15 minutes and no GPU.
-# On AWS they run as Batch jobs (embedlake.aws.job) or send their shards to a Ray cluster.
+# On AWS they run as Batch jobs (submitted by embedlake.aws.batch, run by embedlake.aws.job) or
+# send their shards to a Ray cluster.
 HEAVY = frozenset({"embed-new", "build-release"})

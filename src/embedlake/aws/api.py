@@ -7,7 +7,7 @@ import os
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from embedlake.aws.container import ENV_API_ROLE
+from embedlake.aws.environment import ENV_API_ROLE
 from embedlake.errors import ConfigError
 from embedlake.workspace import Workspace
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedlake.aws.environment import ENV_DB_SECRET, ENV_WORKSPACE
 from embedlake.aws.payloads import LakeLocation
 from embedlake.catalog import open_catalog
 from embedlake.config import CONFIG_FILE, Settings, default_toml
@@ -32,19 +33,6 @@ from embedlake.workspace import Workspace
 
 if TYPE_CHECKING:
     from embedlake.aws.api import Api
-
-# The AWS wiring's variables (config.NOT_SETTINGS keeps them out of the settings).
-ENV_WORKSPACE = "EMBEDLAKE_WORKSPACE_DIR"
-ENV_DB_SECRET = "EMBEDLAKE_AWS_DB_SECRET_ARN"
-ENV_FUNCTION = "EMBEDLAKE_AWS_FUNCTION_"  # + NAME: the deployed Lambda of function "name"
-ENV_BATCH_QUEUE = "EMBEDLAKE_AWS_BATCH_JOB_QUEUE"  # heavy functions run as Batch jobs there
-ENV_BATCH_DEFINITION = "EMBEDLAKE_AWS_BATCH_JOB_DEFINITION"
-ENV_API_ROLE = "EMBEDLAKE_AWS_API_ROLE"  # all (default) | search | embed
-
-
-def function_env(function: str) -> str:
-    """The variable holding the deployed Lambda of ``function`` (``embed-new`` → ``…EMBED_NEW``)."""
-    return ENV_FUNCTION + function.upper().replace("-", "_")
 
 
 @dataclass

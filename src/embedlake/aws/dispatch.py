@@ -12,13 +12,15 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from embedlake.aws import HEAVY, job
-from embedlake.aws.container import Container, function_env
-from embedlake.aws.invocations import invocation_id, queue, run, seconds_left
+from embedlake.aws import HEAVY, batch
+from embedlake.aws.container import Container
+from embedlake.aws.environment import function_env
+from embedlake.aws.invocations import run, seconds_left
 from embedlake.aws.payloads import invoke_payload
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
-from embedlake.runtime.service import CURSOR
+from embedlake.runtime.core import invocation_id
+from embedlake.runtime.core import route as route_outbox
 
 log = logging.getLogger(__name__)
 LOST_AFTER = timedelta(minutes=15)  # a queued invocation nobody started: invoked again
@@ -40,8 +42,8 @@ def invoke_or_inline(box: Container, spec: FunctionSpec, event: Event) -> None:
     """A heavy function as a Batch job (where ``EMBEDLAKE_AWS_BATCH_JOB_QUEUE`` is set and it
     does not go to Ray), else the function's own Lambda, invoked asynchronously
     (``EMBEDLAKE_AWS_FUNCTION_<NAME>``), else inline where none is deployed for it."""
-    if spec.name in HEAVY and box.ws.settings.runtime.engine != "ray" and job.configured():
-        job.submit(box, spec, event)
+    if spec.name in HEAVY and box.ws.settings.runtime.engine != "ray" and batch.configured():
+        batch.submit(box, spec, event)
         return
     target = os.environ.get(function_env(spec.name))
     if not target:
@@ -68,18 +70,16 @@ def route(box: Container, invoker: Invoker, context: object = None) -> dict[str,
     The row is inserted before the invoke and the cursor moves after it: two dispatchers at once,
     or one that crashed half-way, never start one invocation twice (the row exists), and one lost
     between row and invoke is found by the sweep."""
-    events = box.ws.catalog.events
+
+    def start(spec: FunctionSpec, event: Event, run_id: str) -> None:
+        _start(box, invoker, spec, event)
+
     seen = started = 0
     while seconds_left(context) * 1000 > _DISPATCH_MARGIN_MS:
-        batch = events.after(int(events.get_state(CURSOR, "0")), limit=100)
-        if not batch:
+        routed = route_outbox(box.ws, box.functions, start, limit=100)
+        if not routed.events:
             break
-        for seq, event in batch:
-            for spec in box.functions.matching(event):
-                if queue(box.ws, invocation_id(event, spec), spec.name, event.id):
-                    started += _start(box, invoker, spec, event)
-            events.set_state(CURSOR, str(seq))
-        seen += len(batch)
+        seen, started = seen + routed.events, started + routed.started
     return {"events": seen, "invoked": started, "retried": _sweep(box, invoker)}
 
 

@@ -17,13 +17,12 @@ from typing import Any
 from embedlake.aws.api import Api
 from embedlake.aws.container import container, shutdown
 from embedlake.aws.dispatch import invoke_or_inline, poke, route
-from embedlake.aws.invocations import function_spec, invocation_id, queue, run
+from embedlake.aws.invocations import function_spec, run
 from embedlake.aws.payloads import ObjectNotice, Tick, messages, units
-from embedlake.errors import InputError, NotFound
-from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED, SCHEDULE, Event
+from embedlake.errors import InputError
+from embedlake.events import OBJECT_REMOVED, Event
 from embedlake.functions import FunctionSpec
-from embedlake.lake import created_event_id
-from embedlake.runtime.watch import _forget
+from embedlake.runtime.core import created_event, forget_object, record, schedule_event
 from embedlake.workspace import Workspace
 
 __all__ = [
@@ -93,37 +92,29 @@ def _event(ws: Workspace, spec: FunctionSpec, message: ObjectNotice | Tick | Eve
     """The outbox event a message stands for, recorded with this function's invocation in one
     transaction (so a dispatcher never sees the event without it); None: nothing to run."""
     if isinstance(message, ObjectNotice):
-        if message.type == OBJECT_REMOVED:
-            if not ws.lake.exists(message.key):  # notifications come late: the store decides
-                _forget(ws, message.key)  # dispatch routes the removal from the outbox
-            return None
-        try:
-            info = ws.lake.info(message.key)
-        except NotFound:
-            log.info("%s is gone already", message.key)
-            return None
-        event = Event(
-            OBJECT_CREATED,
-            message.key,
-            {"size": info.size, "etag": info.etag},
-            id=created_event_id(message.key, info.etag),  # the id the writer and scans give it
-        )
+        event = _noticed(ws, message)
     elif isinstance(message, Tick):
         cron = next((t.cron for t in spec.triggers if t.cron is not None), None)
         if cron is None:
             raise InputError(f"function {spec.name!r} has no schedule trigger")
-        due = message.time.isoformat()
-        event = Event(
-            SCHEDULE, cron, {"function": spec.name, "due": due}, id=f"schedule:{spec.name}:{due}"
-        )
+        event = schedule_event(spec.name, cron, message.time)
     else:
         event = message
-    with ws.catalog.begin():
-        ws.catalog.events.add(event)
-        if event.type == OBJECT_CREATED:
-            ws.catalog.events.mark_seen(event.key, event.data["etag"], event.data["size"])
-        if spec.matches(event):
-            queue(ws, invocation_id(event, spec), spec.name, event.id)
+    if event is not None:
+        record(ws, event, [spec] if spec.matches(event) else [])
+    return event
+
+
+def _noticed(ws: Workspace, notice: ObjectNotice) -> Event | None:
+    """The ``object.created`` event of what the store holds now; None for a removal (recorded
+    here, routed by dispatch from the outbox) or an object gone already."""
+    if notice.type == OBJECT_REMOVED:
+        if not ws.lake.exists(notice.key):  # notifications come late: the store decides
+            forget_object(ws, notice.key)
+        return None
+    event = created_event(ws, notice.key)
+    if event is None:
+        log.info("%s is gone already", notice.key)
     return event
 
 

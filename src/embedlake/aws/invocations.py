@@ -1,9 +1,10 @@
 """Running one function for one event, recorded as an invocation, on Lambda or in a Batch job.
 
-An invocation row per (event, function), id ``<event id>:<function>`` as in the local runtime, so
-``embedlake runs`` lists Lambda's invocations too. It is claimed atomically before the handler
-runs: a repeated delivery of a finished invocation is a no-op, one still running elsewhere fails
-(and AWS delivers it again later), one that failed runs again, up to ``retries`` + 1 attempts.
+An invocation row per (event, function), id ``<event id>:<function>`` as in the local runtime (both
+record it through :mod:`embedlake.runtime.core`), so ``embedlake runs`` lists Lambda's invocations
+too. It is claimed atomically before the handler runs: a repeated delivery of a finished invocation
+is a no-op, one still running elsewhere fails (and AWS delivers it again later), one that failed
+runs again, up to ``retries`` + 1 attempts.
 """
 
 from __future__ import annotations
@@ -12,22 +13,18 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-
-from sqlalchemy import and_, or_, update
 
 from embedlake.aws import HEAVY
 from embedlake.aws.container import Container
-from embedlake.catalog.schema import invocations
 from embedlake.errors import ConfigError, Conflict
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
 from embedlake.functions.context import Context
+from embedlake.runtime.core import claim, finish, invocation_id, queue_invocation
 from embedlake.runtime.engines import Engine, open_engine, task_ref
 from embedlake.runtime.logs import invocation_ids
 from embedlake.steps import DirectSteps, Steps, Task
-from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -47,16 +44,12 @@ def function_spec(box: Container, function: str) -> FunctionSpec:
         raise ConfigError(f"no function {function!r} is registered (known: {known})") from None
 
 
-def invocation_id(event: Event, spec: FunctionSpec) -> str:
-    return f"{event.id}:{spec.name}"
-
-
 def run(box: Container, spec: FunctionSpec, event: Event, context: object = None) -> dict[str, Any]:
     """Run ``spec``'s handler for ``event`` once, recorded as an invocation."""
     events, run_id = box.ws.catalog.events, invocation_id(event, spec)
-    queue(box.ws, run_id, spec.name, event.id)  # no-op when recorded already
+    queue_invocation(box.ws, event, spec)  # no-op when recorded already
     limit = min(spec.timeout, seconds_left(context)) if box.limited else spec.timeout
-    attempt = _claim(box.ws, run_id, limit + 60)  # a claim older than this: its runner is dead
+    attempt = claim(box.ws, run_id, limit + 60)  # a claim older than this: its runner is dead
     if attempt is None:
         current = events.invocation(run_id)
         if current.status == "succeeded":
@@ -76,43 +69,11 @@ def run(box: Container, spec: FunctionSpec, event: Event, context: object = None
             result = spec.handler(event, ctx)
         except Exception as exc:
             final = attempt > spec.retries or isinstance(exc, ConfigError)  # config: no retry
-            _finish(box.ws, run_id, "dead" if final else "retrying", f"{type(exc).__name__}: {exc}")
+            finish(box.ws, run_id, "dead" if final else "retrying", f"{type(exc).__name__}: {exc}")
             raise
-    _finish(box.ws, run_id, "succeeded", None)
-    out = {"invocation": run_id, "status": "succeeded", "emitted": ctx._emitted, "result": result}
+    finish(box.ws, run_id, "succeeded", None)
+    out = {"invocation": run_id, "status": "succeeded", "emitted": ctx.emitted, "result": result}
     return dict(json.loads(json.dumps(out, default=str)))  # Lambda sends it back as JSON
-
-
-def queue(ws: Workspace, run_id: str, function: str, event_id: str) -> bool:
-    """Record a queued invocation; False when it exists (a repeated delivery)."""
-    return ws.catalog.events.invocation_queued(run_id, function, event_id)
-
-
-def _claim(ws: Workspace, run_id: str, stale_after: float) -> int | None:
-    """Mark the invocation running, if nobody runs it (or whoever did is long dead); the attempt."""
-    c, now = invocations.c, datetime.now(UTC)
-    stale = and_(c.status == "running", c.started_at < now - timedelta(seconds=stale_after))
-    stmt = (
-        update(invocations)
-        .where(c.id == run_id, or_(c.status.in_(["queued", "retrying", "dead"]), stale))
-        .values(status="running", attempts=c.attempts + 1, started_at=now, finished_at=None)
-        .returning(c.attempts)
-    )
-    with ws.catalog.begin() as conn:
-        row = conn.execute(stmt).first()
-    return None if row is None else int(row[0])
-
-
-def _finish(ws: Workspace, run_id: str, status: str, error: str | None) -> None:
-    now = datetime.now(UTC)
-    started = ws.catalog.events.invocation(run_id).started_at or now
-    ws.catalog.events.invocation_update(
-        run_id,
-        status=status,
-        error=None if error is None else error[:4000],
-        finished_at=now,
-        seconds=(now - started).total_seconds(),
-    )
 
 
 def _check_can_run(box: Container, spec: FunctionSpec) -> None:

@@ -87,6 +87,9 @@ def _matches(key: str, value: str | int | float | bool, dialect: str) -> Any:
 
 
 class Documents:
+    # what an index engine that joins the documents in SQL (pgvector) names in its queries
+    table_name = t.name
+
     def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import events, invocations, lake_objects, runtime_state
@@ -151,6 +151,35 @@ class Events:
     def invocation_update(self, run_id: str, **values: Any) -> None:
         with self._catalog.begin() as conn:
             conn.execute(update(invocations).where(invocations.c.id == run_id).values(**values))
+
+    def claim_invocation(self, run_id: str, stale_after: float) -> int | None:
+        """Mark the invocation running, with one attempt more, unless it finished or runs elsewhere;
+        the attempt, or None. One conditional UPDATE, so two runners racing for one invocation
+        (a repeated delivery, two dispatchers) cannot both claim it. A claim older than
+        ``stale_after`` seconds is a runner that died: it may be claimed again."""
+        c, now = invocations.c, datetime.now(UTC)
+        stale = and_(c.status == "running", c.started_at < now - timedelta(seconds=stale_after))
+        stmt = (
+            update(invocations)
+            .where(c.id == run_id, or_(c.status.in_(["queued", "retrying", "dead"]), stale))
+            .values(status="running", attempts=c.attempts + 1, started_at=now, finished_at=None)
+            .returning(c.attempts)
+        )
+        with self._catalog.begin() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else int(row[0])
+
+    def finish_invocation(self, run_id: str, status: str, error: str | None) -> None:
+        """Record how the invocation ended, and its duration since it was started."""
+        now = datetime.now(UTC)
+        started = self.invocation(run_id).started_at or now
+        self.invocation_update(
+            run_id,
+            status=status,
+            error=error,
+            finished_at=now,
+            seconds=(now - started).total_seconds(),
+        )
 
     def invocation(self, run_id: str) -> Invocation:
         found = self.invocations(ids=[run_id])

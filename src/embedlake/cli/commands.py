@@ -15,6 +15,7 @@ from embedlake.evaluate import bench as benchmark
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.ingest.datasets import Dataset, load_folder, load_registered
 from embedlake.models.resolve import resolve_model
+from embedlake.releases.serving import indexed_models
 from embedlake.search.build import build_index
 from embedlake.search.searcher import Searcher
 from embedlake.workspace import Workspace
@@ -268,13 +269,7 @@ def _datasets(w: Workspace, names: list[str], id_prefix: str) -> list[Dataset]:
 
 
 def _indexed_models(w: Workspace) -> list[str]:
-    refs = []
-    for m in w.catalog.registry.list_models():
-        try:
-            w.catalog.registry.latest_index(m.id)
-        except Exception:
-            continue
-        refs.append(m.ref)
+    refs = [m.ref for m in indexed_models(w)]
     if not refs:
         raise InputError("no index built yet: run `embedlake index` first")
     return refs

@@ -70,7 +70,7 @@ def train(
             "prefix": prefix,
         }
         if now:
-            out.update(_build_now(w, prefix))
+            out.update(register_and_build(w, prefix))
     if as_json:
         emit_json(out)
         return
@@ -81,14 +81,17 @@ def train(
         console.print("`embedlake up` registers it and builds its release", highlight=False)
 
 
-def _build_now(w: Workspace, prefix: str) -> dict[str, Any]:
+def register_and_build(w: Workspace, prefix: str) -> dict[str, Any]:
+    """Register a model folder the lake holds and build its release now (``train --now``)."""
     from embedlake.models import artifacts
 
     record, _ = artifacts.register_from_lake(w, prefix)
-    return _build(w, record.ref, f"model {record.ref} trained (--now)", publish=True)
+    return build_now(w, record.ref, f"model {record.ref} trained (--now)", publish=True)
 
 
-def _build(w: Workspace, ref: str, reason: str, *, publish: bool) -> dict[str, Any]:
+def build_now(w: Workspace, ref: str, reason: str, *, publish: bool) -> dict[str, Any]:
+    """Build a release of a registered model in this process, without the runtime: what
+    ``release``, ``train --now`` and ``demo`` do. Returns the release id and its status."""
     from embedlake.functions.context import direct_context
     from embedlake.releases.build import build
 
@@ -110,7 +113,7 @@ def release(
 
     with Workspace.open(ws) as w:
         record = resolve_model(w, model)
-        out = _build(w, record.ref, f"built by hand from {model}", publish=publish)
+        out = build_now(w, record.ref, f"built by hand from {model}", publish=publish)
         report = w.catalog.releases.get(out["release"]).report
     if as_json:
         emit_json({**out, "report": report})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedlake.encoders import Vectors, hardware, normalise
+from embedlake.encoders.hub import offline
 from embedlake.errors import ConfigError, InputError
 
 KIND = "sentence-transformers"
@@ -77,9 +77,7 @@ class SentenceTransformerEncoder:
         max_seq_length: int = 256,
         precision: str | None = None,
     ) -> None:
-        # Never reach for the Hugging Face hub: models come from the lake or an installed package.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        offline()  # models come from the lake or an installed package, never the hub
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 

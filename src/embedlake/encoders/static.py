@@ -9,7 +9,6 @@ The base ``model2vec`` install (numpy, safetensors, tokenizers) is all this need
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedlake.encoders import Vectors, normalise
+from embedlake.encoders.hub import offline
 from embedlake.errors import InputError
 
 KIND = "model2vec"
@@ -33,7 +33,7 @@ class StaticEncoder:
         missing = [name for name in FILES if not (folder / name).is_file()]
         if missing:
             raise InputError(f"{folder}: not a model2vec folder, {', '.join(missing)} missing")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline()
         from model2vec import StaticModel
 
         try:

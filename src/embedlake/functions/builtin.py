@@ -19,9 +19,7 @@ from embedlake.functions.context import Context
 from embedlake.ingest import ingest_object
 from embedlake.ingest.readers import reader_for
 from embedlake.models import artifacts
-from embedlake.models.resolve import resolve_model
-from embedlake.reduce.store import load_reducer
-from embedlake.search.build import build_index
+from embedlake.releases import serving
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -46,42 +44,13 @@ def ingest(event: Event, ctx: Context) -> dict[str, Any]:
 def embed_new(event: Event, ctx: Context) -> dict[str, int]:
     """Embed new and changed documents with every serving model, one fan-out task per shard, then
     re-index: the releases aliases point to get the new index, so a published release is never
-    behind the catalog. Without releases: models with an index, else the configured model."""
+    behind the catalog. Which models serve, and the re-indexing, are ``releases.serving``'s."""
     embedded: dict[str, int] = {}
-    for ref in ctx.step("serving models", serving_models, ctx.ws):
+    for ref in ctx.step("serving models", serving.serving_models, ctx.ws):
         embedded[ref] = embed_in_steps(ctx, ctx.ws, ref, f"embed {ref}")
         if embedded[ref]:
-            ctx.step(f"index {ref}", _index, ctx.ws, ref)
+            ctx.step(f"index {ref}", serving.reindex, ctx.ws, ref)
     return embedded
-
-
-def serving_models(ws: Workspace) -> list[str]:
-    """Models of aliased releases; else models that have an index; else the configured one."""
-    releases = ws.catalog.releases
-    aliased = {releases.get(r).model_id for r in set(releases.aliases().values())}
-    if aliased:
-        return [ws.catalog.registry.model_by_id(m).ref for m in sorted(aliased)]
-    refs = []
-    for model in ws.catalog.registry.list_models():
-        try:
-            ws.catalog.registry.latest_index(model.id)
-        except NotFound:
-            continue
-        refs.append(model.ref)
-    return refs or [resolve_model(ws, ws.settings.embed.model).ref]
-
-
-def _index(ws: Workspace, ref: str) -> int:
-    model = ws.catalog.registry.model(ref)
-    releases = ws.catalog.releases
-    index_id = build_index(ws, model).index_id
-    for release_id in sorted(set(releases.aliases().values())):
-        release = releases.get(release_id)
-        if release.model_id == model.id:
-            reducer = load_reducer(ws, release)  # a PCA-backed release gets a reduced index
-            own = build_index(ws, model, reducer=reducer).index_id if reducer else index_id
-            releases.update(release_id, index_id=own)
-    return index_id
 
 
 @functions.function(

@@ -24,7 +24,13 @@ class Context:
     attempt: int = 1
     steps: Steps | None = None
     started: float = field(default_factory=time.monotonic)
-    _emitted: int = 0
+    _emitted: int = field(default=0, init=False)
+
+    @property
+    def emitted(self) -> int:
+        """How many events this invocation raised so far: a runner that sees some pokes dispatch
+        to route them now (on AWS) rather than at its next schedule."""
+        return self._emitted
 
     @property
     def lake(self) -> Any:

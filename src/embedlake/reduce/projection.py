@@ -106,7 +106,7 @@ def fit(ids: Sequence[str], vectors: np.ndarray, settings: MapSettings) -> Proje
     else:
         coords[fitted] = _umap(x[fitted], settings)
         if len(rest):
-            near = _neighbours(x[fitted])
+            near = neighbours(x[fitted])
             coords[rest] = place(x[rest], near, coords[fitted], settings.place_k)
     coords = _normalise(coords)
     meta = {
@@ -163,7 +163,7 @@ def place(queries: np.ndarray, neighbours: Neighbours, coords: Coords, k: int) -
     return out
 
 
-def _neighbours(fitted: np.ndarray) -> Neighbours:
+def neighbours(fitted: np.ndarray) -> Neighbours:
     """Cosine-distance nearest fitted rows: an HNSW graph over the fitted points (brute force
     cost ~50 s for 58k points among 50k on these machines; the graph, a few seconds)."""
     unit = _unit(fitted)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from embedlake import steps
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.embeddings.batch import embed_in_steps
 from embedlake.embeddings.vectors import read_vectors
@@ -28,19 +29,19 @@ from embedlake.index.exact import ExactIndex
 from embedlake.reduce import projection
 from embedlake.reduce.pca import PcaReducer
 from embedlake.reduce.store import load_reducer, read_reducer
-from embedlake.releases import gate
+from embedlake.releases import form_choice, gate
+from embedlake.releases.publish import publish
 from embedlake.search.build import build_index
-from embedlake.steps import Task
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
-class Steps(Protocol):
-    request_id: str
+class Steps(steps.Steps, Protocol):
+    """The steps of the handler's context, which also names the request (the release's id
+    derives from it, so a retried build continues the same release)."""
 
-    def step(self, name: str, fn: Any, *args: Any) -> Any: ...
-    def map(self, name: str, fn: Task, items: Any) -> list[Any]: ...
+    request_id: str
 
 
 def release_id_for(model_name: str, request_id: str) -> str:
@@ -78,9 +79,9 @@ def _heavy(ctx: Steps, name: str, fn: Callable[[Workspace, str], float], release
 
 
 def _serving_form(ws: Workspace, model_ref: str) -> dict[str, Any]:
-    from embedlake.releases.form_choice import choose
-
-    return choose(ws, model_ref, held_out(ws, ws.catalog.registry.model(model_ref).id))
+    return form_choice.choose(
+        ws, model_ref, gate.held_out(ws, ws.catalog.registry.model(model_ref).id)
+    )
 
 
 def _form_report(ws: Workspace, release_id: str, report: dict[str, Any]) -> None:
@@ -201,16 +202,6 @@ def _merge_report(ws: Workspace, release_id: str, **parts: Any) -> dict[str, Any
     return report
 
 
-def held_out(ws: Workspace, *model_ids: int) -> dict[str, list[str]]:
-    """dataset → query ids that one of these models was trained on (never used by the gate)."""
-    out: dict[str, list[str]] = {}
-    for model_id in model_ids:
-        data = ws.catalog.registry.model_by_id(model_id).manifest.get("training_data", {})
-        if data.get("dataset") and data.get("train_queries"):
-            out.setdefault(data["dataset"], []).extend(data["train_queries"])
-    return out
-
-
 def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> float:
     started = time.perf_counter()
     releases = ws.catalog.releases
@@ -220,11 +211,8 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
     production: ReleaseRecord | None = None
     if production_id is not None and production_id != release_id:
         production = releases.get(production_id)
-    ids = [release.model_id] + ([production.model_id] if production else [])
-    datasets = gate.gate_datasets(ws, held_out(ws, *ids))
-    ours = gate.benchmark(ws, release, datasets)
-    theirs = gate.benchmark(ws, production, datasets) if production else None
-    decision = gate.decide(ws.settings.gate, ours, theirs)
+    judged = gate.judge(ws, release, production)
+    ours, theirs, decision = judged.candidate, judged.production, judged.decision
     seconds = time.perf_counter() - started
     model = ws.catalog.registry.model_by_id(release.model_id)
     report = _merge_report(
@@ -281,8 +269,6 @@ def _model_card(
 
 
 def _conclude(ws: Workspace, release_id: str) -> str:
-    from embedlake.releases.publish import publish
-
     release = ws.catalog.releases.get(release_id)
     if release.report.get("gate", {}).get("passed"):
         publish(

@@ -8,14 +8,13 @@ from typing import Any
 import numpy as np
 
 from embedlake.releases import gate
-from embedlake.releases.build import held_out
 from embedlake.workspace import Workspace
 
 
 def compare(ws: Workspace, a: str, b: str, *, resamples: int = 2000) -> list[dict[str, Any]]:
     releases = ws.catalog.releases
     ra, rb = releases.get(a), releases.get(b)
-    datasets = gate.gate_datasets(ws, held_out(ws, ra.model_id, rb.model_id))
+    datasets = gate.gate_datasets(ws, gate.held_out(ws, ra.model_id, rb.model_id))
     rows = []
     for left, right in zip(
         gate.benchmark(ws, ra, datasets), gate.benchmark(ws, rb, datasets), strict=True

@@ -50,54 +50,13 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
     """``{"model": the ref to build the release with, "report": the numbers and the choice}``."""
     model = ws.catalog.registry.model(model_ref)
     torch_free = ws.settings.serving.torch_free
-    skipped: dict[str, str] = {}
-    for name in ws.settings.serving.forms:
-        reason = forms.unavailable_reason(name)
-        if reason is None and torch_free and forms.needs_torch(name):
-            reason = "needs torch (serving.torch_free)"
-        if reason is not None:
-            skipped[name] = reason
-    wanted = [f for f in ws.settings.serving.forms if f not in skipped]
-    form_already = model.manifest.get("form")
-    if torch_free and model.kind == "sentence-transformers" and (form_already or not wanted):
-        fix = (
-            f"is its {form_already} form: release the model it was made of instead"
-            if form_already
-            else "serving.forms names no torch-free form: add onnx-fp32 or onnx-int8"
-        )
-        raise ConfigError(f"serving.torch_free: {model.ref} needs torch to serve, and {fix}")
-    if model.kind != "sentence-transformers" or form_already or not wanted:
-        why = (
-            f"a {model.kind} model has no serving forms"
-            if model.kind != "sentence-transformers"
-            else "it is a serving form already"
-            if form_already
-            else "no serving form is configured or runnable here"
-        )
+    wanted, skipped = _candidates(ws, model)
+    why = _no_forms(model, wanted)
+    if why is not None:
         return {"model": model.ref, "report": {"form": REFERENCE, "why": why, "skipped": skipped}}
     evaluation = _Evaluation.of(ws, held_out)
-    reference = artifacts.load_encoder(ws, model)
-    baseline = evaluation.measure(reference, ws.settings.embed.batch_size)
-    rows: dict[str, dict[str, Any]] = {REFERENCE: baseline.row()}
-    source = artifacts.materialise(ws, model)
     with tempfile.TemporaryDirectory(prefix="embedlake-forms-") as tmp:
-        made: dict[str, tuple[Path, dict[str, Any]]] = {}
-        for name in wanted:
-            folder = Path(tmp) / name
-            try:
-                fields = forms.make(
-                    name, source, folder, max_seq_length=ws.settings.embed.max_seq_length
-                )
-            except InputError as exc:  # a model no form can be made of: served as it is
-                log.warning("serving form %s of %s: %s", name, model.ref, exc)
-                skipped[name] = str(exc)
-                continue
-            encoder = load_folder(folder, fields, **artifacts.encoder_options(ws, fields["kind"]))
-            measured = evaluation.measure(encoder, ws.settings.embed.batch_size, baseline)
-            rows[name] = measured.row(
-                baseline, ws.settings.serving.max_ndcg_loss, bool(evaluation.datasets)
-            )
-            made[name] = (folder, fields)
+        rows, made = _measure(ws, model, wanted, skipped, evaluation, Path(tmp))
         chosen = pick(rows, torch_free=torch_free)
         if chosen == REFERENCE and torch_free:
             raise InputError(
@@ -120,6 +79,73 @@ def choose(ws: Workspace, model_ref: str, held_out: dict[str, list[str]]) -> dic
         record = _register(ws, model, chosen, folder, fields, rows[chosen])
     log.info("serving form of %s: %s (%s)", model.ref, chosen, record.ref)
     return {"model": record.ref, "report": {**report, "model": record.ref}}
+
+
+def _candidates(ws: Workspace, model: ModelRecord) -> tuple[list[str], dict[str, str]]:
+    """The configured forms that can be made here, and the others with the reason. With
+    ``serving.torch_free``, a model that would need torch to serve is refused here."""
+    torch_free = ws.settings.serving.torch_free
+    skipped: dict[str, str] = {}
+    for name in ws.settings.serving.forms:
+        reason = forms.unavailable_reason(name)
+        if reason is None and torch_free and forms.needs_torch(name):
+            reason = "needs torch (serving.torch_free)"
+        if reason is not None:
+            skipped[name] = reason
+    wanted: list[str] = [f for f in ws.settings.serving.forms if f not in skipped]
+    form_already = model.manifest.get("form")
+    if torch_free and model.kind == "sentence-transformers" and (form_already or not wanted):
+        fix = (
+            f"is its {form_already} form: release the model it was made of instead"
+            if form_already
+            else "serving.forms names no torch-free form: add onnx-fp32 or onnx-int8"
+        )
+        raise ConfigError(f"serving.torch_free: {model.ref} needs torch to serve, and {fix}")
+    return wanted, skipped
+
+
+def _no_forms(model: ModelRecord, wanted: list[str]) -> str | None:
+    """Why the model serves as it is without measuring anything, or None."""
+    if model.kind != "sentence-transformers":
+        return f"a {model.kind} model has no serving forms"
+    if model.manifest.get("form"):
+        return "it is a serving form already"
+    if not wanted:
+        return "no serving form is configured or runnable here"
+    return None
+
+
+def _measure(
+    ws: Workspace,
+    model: ModelRecord,
+    wanted: list[str],
+    skipped: dict[str, str],
+    evaluation: _Evaluation,
+    tmp: Path,
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[Path, dict[str, Any]]]]:
+    """Each wanted form made under ``tmp`` and measured against the model itself: the rows of
+    the report (the model's first) and the forms made (a form that cannot be made is skipped)."""
+    baseline = evaluation.measure(artifacts.load_encoder(ws, model), ws.settings.embed.batch_size)
+    rows: dict[str, dict[str, Any]] = {REFERENCE: baseline.row()}
+    source = artifacts.materialise(ws, model)
+    made: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for name in wanted:
+        folder = tmp / name
+        try:
+            fields = forms.make(
+                name, source, folder, max_seq_length=ws.settings.embed.max_seq_length
+            )
+        except InputError as exc:  # a model no form can be made of: served as it is
+            log.warning("serving form %s of %s: %s", name, model.ref, exc)
+            skipped[name] = str(exc)
+            continue
+        encoder = load_folder(folder, fields, **artifacts.encoder_options(ws, fields["kind"]))
+        measured = evaluation.measure(encoder, ws.settings.embed.batch_size, baseline)
+        rows[name] = measured.row(
+            baseline, ws.settings.serving.max_ndcg_loss, bool(evaluation.datasets)
+        )
+        made[name] = (folder, fields)
+    return rows, made
 
 
 def pick(rows: dict[str, dict[str, Any]], *, torch_free: bool = False) -> str:

@@ -1,5 +1,10 @@
 """The gate: a release is benchmarked against the release behind the alias, on the same datasets
-and the same queries, and passes only if every rule of the policy holds."""
+and the same queries, and passes only if every rule of the policy holds.
+
+The one place where the held-out queries are chosen (never the queries a model in play was trained
+on) and a release is judged against another: the build's benchmark stage, a publish that has to
+gate again (the alias moved since the build) and ``compare`` all call :func:`judge` or its parts.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,16 @@ from embedlake.workspace import Workspace
 
 
 @dataclass(frozen=True)
+class Judgement:
+    """A candidate benchmarked against the release it would replace (None: the first release)."""
+
+    against: ReleaseRecord | None
+    candidate: list[Result]
+    production: list[Result] | None
+    decision: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Rule:
     rule: str
     dataset: str
@@ -25,6 +40,25 @@ class Rule:
     @property
     def margin(self) -> float:
         return self.value - self.threshold
+
+
+def held_out(ws: Workspace, *model_ids: int) -> dict[str, list[str]]:
+    """dataset → query ids that one of these models was trained on (never used by the gate)."""
+    out: dict[str, list[str]] = {}
+    for model_id in model_ids:
+        data = ws.catalog.registry.model_by_id(model_id).manifest.get("training_data", {})
+        if data.get("dataset") and data.get("train_queries"):
+            out.setdefault(data["dataset"], []).extend(data["train_queries"])
+    return out
+
+
+def judge(ws: Workspace, release: ReleaseRecord, against: ReleaseRecord | None) -> Judgement:
+    """Benchmark ``release`` and ``against`` on the same held-out queries, and apply the policy."""
+    ids = [release.model_id] + ([against.model_id] if against else [])
+    datasets = gate_datasets(ws, held_out(ws, *ids))
+    ours = benchmark(ws, release, datasets)
+    theirs = benchmark(ws, against, datasets) if against else None
+    return Judgement(against, ours, theirs, decide(ws.settings.gate, ours, theirs))
 
 
 def gate_datasets(ws: Workspace, held_out: dict[str, list[str]]) -> list[Dataset]:

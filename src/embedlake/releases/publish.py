@@ -7,6 +7,7 @@ import logging
 
 from embedlake.catalog.releases import AliasMove
 from embedlake.errors import Conflict, InputError
+from embedlake.releases import gate
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def publish(
         if regate and (
             release.report.get("against") != current or release.report.get("alias") != alias
         ):
-            gated = _regate(ws, release_id, alias, current)
+            gated = _regate(ws, release_id, current)
         if not gated.get("passed"):
             failed = [
                 f"{r['rule']} on {r['dataset']}: {r['value']:.4f} vs {r['threshold']:.4f}"
@@ -72,17 +73,11 @@ def publish(
     return move
 
 
-def _regate(ws: Workspace, release_id: str, alias: str, current: str | None) -> dict[str, object]:
-    from embedlake.releases import gate
-    from embedlake.releases.build import held_out
-
+def _regate(ws: Workspace, release_id: str, current: str | None) -> dict[str, object]:
+    """The gate again, against the release the alias points to now."""
     releases = ws.catalog.releases
-    release = releases.get(release_id)
-    production = releases.get(current) if current else None
-    ids = [release.model_id] + ([production.model_id] if production else [])
-    datasets = gate.gate_datasets(ws, held_out(ws, *ids))
-    theirs = gate.benchmark(ws, production, datasets) if production else None
-    return gate.decide(ws.settings.gate, gate.benchmark(ws, release, datasets), theirs)
+    against = releases.get(current) if current else None
+    return gate.judge(ws, releases.get(release_id), against).decision
 
 
 def rollback(

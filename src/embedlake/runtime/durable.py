@@ -8,7 +8,7 @@
 - ``map_item`` (a fan-out task on the compute queue): runs ``fn(ws, item)`` on the engine.
 
 DBOS registers workflows globally per process, so they find the running runtime through
-:func:`active`.
+:func:`active`: whatever :class:`ActiveRuntime` describes (the service's ``Runtime``).
 """
 
 from __future__ import annotations
@@ -17,40 +17,67 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dbos import DBOS, Queue, SetWorkflowID, SetWorkflowTimeout, StepOptions
-from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
+from dbos import error as dbos_errors
+from dbos._registrations import get_func_info  # see set_recovery_limit
 
 from embedlake.errors import ConfigError
 from embedlake.events import Event
+from embedlake.functions import Functions
 from embedlake.functions.context import Context
-from embedlake.runtime.engines import task_ref
+from embedlake.runtime.core import MAX_ERROR, finish
+from embedlake.runtime.engines import Engine, task_ref
 from embedlake.runtime.logs import invocation_ids
 from embedlake.steps import Task
-
-if TYPE_CHECKING:
-    from embedlake.runtime.service import Runtime
+from embedlake.workspace import Workspace
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 INVOKE = "embedlake.invoke"
 COMPUTE_QUEUE = "embedlake-compute"
-MAX_RECOVERY_ATTEMPTS = 10  # crashes one invocation may survive before DBOS gives up on it
-
-_runtime: Runtime | None = None
+MAX_RECOVERY_ATTEMPTS = 10  # the default of runtime.max_recovery_attempts (set_recovery_limit)
 
 
-def activate(runtime: Runtime | None) -> None:
+class ActiveRuntime(Protocol):
+    """What the workflows need of the runtime that runs them."""
+
+    ws: Workspace
+    functions: Functions
+    poll_interval: float
+    retry_base: float
+    engine: Engine | None
+
+
+_runtime: ActiveRuntime | None = None
+
+
+def activate(runtime: ActiveRuntime | None) -> None:
     global _runtime
     _runtime = runtime
 
 
-def active() -> Runtime:
+def active() -> ActiveRuntime:
     if _runtime is None:
         raise ConfigError("no embedlake runtime is running in this process")
     return _runtime
+
+
+def set_recovery_limit(attempts: int) -> None:
+    """Crashes one invocation (and each of its attempts and fan-out items) may survive before DBOS
+    gives up on it: ``runtime.max_recovery_attempts``.
+
+    DBOS takes the limit in its ``@DBOS.workflow`` decorator, at import time, and reads it from the
+    function's registration info when it recovers a workflow. DBOS 3 has no public way to change it
+    later, so the runtime sets that info before it launches DBOS (dbos is pinned below 4 for this).
+    """
+    for workflow in (invoke, run_attempt, map_item):
+        info = get_func_info(workflow)
+        if info is None:
+            raise ConfigError(f"{workflow.__name__} is not a registered DBOS workflow")
+        info.max_recovery_attempts = attempts
 
 
 def queue_name(function: str) -> str:
@@ -63,21 +90,21 @@ def backoff(base: float, attempt: int) -> float:
 
 
 def _update(run_id: str, **values: Any) -> None:
+    """Set fields of the invocation's record. Absolute values, not the core's ``claim``
+    (attempts + 1): a DBOS step that crashed before its checkpoint runs again on recovery."""
     active().ws.catalog.events.invocation_update(run_id, **values)
 
 
 def _finish(run_id: str, status: str, error: str | None) -> None:
-    now = datetime.now(UTC)
-    started = active().ws.catalog.events.invocation(run_id).started_at or now
-    _update(
-        run_id, status=status, error=error, finished_at=now, seconds=(now - started).total_seconds()
-    )
+    finish(active().ws, run_id, status, error)
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, DBOSAwaitedWorkflowCancelledError | DBOSWorkflowCancelledError):
+    if isinstance(
+        exc, dbos_errors.DBOSAwaitedWorkflowCancelledError | dbos_errors.DBOSWorkflowCancelledError
+    ):
         return f"TimeoutError: the attempt ran past the function's timeout of {timeout:g} s"
-    return f"{type(exc).__name__}: {exc}"[:4000]
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
 
 
 @DBOS.workflow(name=INVOKE, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)

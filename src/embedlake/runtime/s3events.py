@@ -19,7 +19,8 @@ from typing import Any
 
 from embedlake.errors import ConfigError
 from embedlake.events import OBJECT_REMOVED, from_s3_notification
-from embedlake.runtime.watch import Loop, _forget, _record, scan
+from embedlake.runtime.core import forget_object, record_object
+from embedlake.runtime.watch import Loop, scan
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,9 @@ class SqsConsumer(Loop):
                 continue
             # Notifications can arrive late and out of order: the store says what is there now.
             if event.type == OBJECT_REMOVED and not self._ws.lake.exists(key):
-                changed += _forget(self._ws, key)
+                changed += forget_object(self._ws, key)
             else:
-                changed += _record(self._ws, key)
+                changed += record_object(self._ws, key)
         return changed
 
     def _key(self, bucket: str, name: str) -> str | None:

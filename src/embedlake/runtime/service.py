@@ -12,17 +12,27 @@ from croniter import croniter
 from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, SetWorkflowID
 
 from embedlake.errors import InputError
-from embedlake.events import SCHEDULE, Event
-from embedlake.functions import Functions
+from embedlake.events import Event
+from embedlake.functions import Functions, FunctionSpec
 from embedlake.functions.loading import load_functions
-from embedlake.runtime import durable
+from embedlake.runtime.core import CURSOR, route, schedule_event
+from embedlake.runtime.durable import (
+    COMPUTE_QUEUE,
+    INVOKE,
+    activate,
+    invoke,
+    queue_for,
+    queue_name,
+    set_recovery_limit,
+)
 from embedlake.runtime.engines import Engine, open_engine
-from embedlake.runtime.watch import Loop, scan, watchers
+from embedlake.runtime.s3events import remote_watchers
+from embedlake.runtime.watch import Loop, Watcher, scan
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-CURSOR = "dispatch.cursor"
+__all__ = ["CURSOR", "Runtime", "describe", "redrive", "watchers"]
 
 
 def _dbos_config(ws: Workspace) -> DBOSConfig:
@@ -34,6 +44,14 @@ def _dbos_config(ws: Workspace) -> DBOSConfig:
         "max_executor_threads": ws.settings.runtime.max_workers * 4,
         "executor_id": ws.settings.executor_id(),
     }
+
+
+def watchers(ws: Workspace, prefixes: list[str]) -> list[Loop]:
+    """The threads that notice objects others write: a folder watcher for a local lake; periodic
+    scans and, when configured, the bucket's notifications for a remote one."""
+    if ws.lake.local_path("x") is not None:
+        return [Watcher(ws, prefixes)]
+    return remote_watchers(ws, prefixes)
 
 
 class Runtime:
@@ -56,18 +74,19 @@ class Runtime:
         # built first: a watcher's configuration error (an sqs lake without a queue) stops the
         # start before anything is launched
         self._watchers = watchers(self.ws, settings.watch_prefixes) if settings.watch else []
-        durable.activate(self)
+        activate(self)
+        set_recovery_limit(settings.max_recovery_attempts)
         self.engine = open_engine(self.ws.settings, self.ws)
         DBOS(config=_dbos_config(self.ws))
         DBOS.launch()  # recovers every invocation a crash interrupted
         for spec in self.functions:
             DBOS.register_queue(
-                durable.queue_name(spec.name),
+                queue_name(spec.name),
                 worker_concurrency=spec.concurrency,
                 polling_interval_sec=self.poll_interval,
             )
         DBOS.register_queue(
-            durable.COMPUTE_QUEUE,
+            COMPUTE_QUEUE,
             worker_concurrency=self.ws.settings.runtime.max_workers,
             polling_interval_sec=self.poll_interval,
         )
@@ -95,7 +114,7 @@ class Runtime:
         DBOS.destroy(destroy_registry=False)
         if self.engine is not None:
             self.engine.close()
-        durable.activate(None)
+        activate(None)
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -120,25 +139,18 @@ class Runtime:
         """Enqueue an invocation for every (new event, matching function); returns events seen.
 
         The cursor moves after the enqueue: a crash in between re-enqueues the same invocation
-        ids, which DBOS treats as the same workflows (at least once, never twice).
+        ids, which DBOS treats as the same workflows (at least once, never twice); so an
+        invocation recorded before is enqueued again too.
         """
-        events = self.ws.catalog.events
-        cursor = int(events.get_state(CURSOR, "0"))
-        batch = events.after(cursor)
-        for seq, event in batch:
-            for spec in self.functions.matching(event):
-                self.enqueue(spec.name, event, f"{event.id}:{spec.name}")
-            events.set_state(CURSOR, str(seq))
-        return len(batch)
+        return route(self.ws, self.functions, self._enqueue, start_recorded=True).events
 
-    def enqueue(self, function: str, event: Event, run_id: str) -> None:
-        self.ws.catalog.events.invocation_queued(run_id, function, event.id)
+    def _enqueue(self, spec: FunctionSpec, event: Event, run_id: str) -> None:
+        """Start an invocation: DBOS's ``invoke`` workflow, id ``run_id``, on the function's queue."""
         with SetWorkflowID(run_id):
-            durable.queue_for(durable.queue_name(function)).enqueue(
-                durable.invoke, function, event.to_json()
-            )
+            queue_for(queue_name(spec.name)).enqueue(invoke, spec.name, event.to_json())
 
     def _schedules(self, last: datetime) -> datetime:
+        """Raise the schedule events due since ``last``; the new ``last``."""
         now = datetime.now(UTC)
         for spec in self.functions:
             for trigger in spec.triggers:
@@ -146,14 +158,7 @@ class Runtime:
                     continue
                 due = croniter(trigger.cron, last).get_next(datetime)
                 if due <= now:
-                    self.ws.catalog.events.add(
-                        Event(
-                            SCHEDULE,
-                            trigger.cron,
-                            {"function": spec.name, "due": due.isoformat()},
-                            id=f"schedule:{spec.name}:{due.isoformat()}",
-                        )
-                    )
+                    self.ws.catalog.events.add(schedule_event(spec.name, trigger.cron, due))
         return now
 
     # -- waiting (tests, `embedlake up --until-idle`) --------------------------------------
@@ -196,8 +201,8 @@ def redrive(ws: Workspace, run_id: str) -> str:
     client = DBOSClient(system_database_url=ws.settings.runtime_database_url())
     try:
         options: EnqueueOptions = {
-            "workflow_name": durable.INVOKE,
-            "queue_name": durable.queue_name(invocation.function),
+            "workflow_name": INVOKE,
+            "queue_name": queue_name(invocation.function),
             "workflow_id": new_id,
         }
         client.enqueue(options, invocation.function, event.to_json())

@@ -3,7 +3,8 @@
 Both compare with the catalog's record of objects seen, so a file raises ``object.created`` once,
 however it arrived (an embedlake write, a ``cp`` while the runtime ran, or one while it was down).
 The event id derives from the key and content hash, so the watcher and the writer racing for the same
-file produce one event.
+file produce one event (:func:`~embedlake.runtime.core.record_object`). :class:`Loop` is the thread
+every watcher is, here and in :mod:`~embedlake.runtime.s3events`.
 """
 
 from __future__ import annotations
@@ -14,33 +15,10 @@ from pathlib import Path
 
 from watchfiles import Change, watch
 
-from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED, Event
-from embedlake.lake import created_event_id
+from embedlake.runtime.core import forget_object, record_object
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-
-def _record(ws: Workspace, key: str) -> bool:
-    """Raise object.created for ``key`` unless it was seen with the same content."""
-    try:
-        info = ws.lake.info(key)
-    except Exception:
-        return False
-    if ws.catalog.events.seen(key).get(key, ("", 0))[0] == info.etag:
-        return False
-    with ws.catalog.begin():
-        ws.catalog.events.add(
-            Event(
-                OBJECT_CREATED,
-                key,
-                {"size": info.size, "etag": info.etag},
-                id=created_event_id(key, info.etag),
-            )
-        )
-        ws.catalog.events.mark_seen(key, info.etag, info.size)
-    log.info("found %s", key)
-    return True
 
 
 def scan(ws: Workspace, prefixes: list[str]) -> int:
@@ -57,26 +35,10 @@ def scan(ws: Workspace, prefixes: list[str]) -> int:
                 or not info.etag
                 or info.etag != seen[info.key][0]
             ):
-                found += _record(ws, info.key)
+                found += record_object(ws, info.key)
         for key in set(seen) - present:
-            found += _forget(ws, key)
+            found += forget_object(ws, key)
     return found
-
-
-def _forget(ws: Workspace, key: str) -> bool:
-    """Raise object.removed for ``key`` unless it is not (or no longer) known as present.
-
-    Checked inside the transaction: a scan and a bucket notification noticing the same removal
-    raise one event.
-    """
-    with ws.catalog.begin():
-        known = ws.catalog.events.seen(key).get(key)
-        if known is None:
-            return False
-        ws.catalog.events.add(Event(OBJECT_REMOVED, key, {"size": known[1], "etag": known[0]}))
-        ws.catalog.events.forget_seen(key)
-    log.info("gone: %s", key)
-    return True
 
 
 class Loop(threading.Thread):
@@ -88,16 +50,6 @@ class Loop(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-
-
-def watchers(ws: Workspace, prefixes: list[str]) -> list[Loop]:
-    """The threads that notice objects others write: a folder watcher for a local lake; periodic
-    scans and, when configured, the bucket's notifications for a remote one."""
-    if ws.lake.local_path("x") is not None:
-        return [Watcher(ws, prefixes)]
-    from embedlake.runtime.s3events import remote_watchers
-
-    return remote_watchers(ws, prefixes)
 
 
 class Watcher(Loop):
@@ -135,6 +87,6 @@ class Watcher(Loop):
                         and any(key.startswith(p) for p in self._prefixes)
                     ):
                         try:
-                            _record(self._ws, key)
+                            record_object(self._ws, key)
                         except Exception:  # keep watching; the start-up scan is the safety net
                             log.exception("watcher: could not record %s", key)

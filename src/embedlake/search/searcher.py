@@ -14,13 +14,13 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from embedlake.catalog.schema import documents as documents_table
 from embedlake.encoders import Encoder
 from embedlake.errors import InputError
 from embedlake.index import Matrix, check_vectors
 from embedlake.models import artifacts
 from embedlake.reduce.store import load_reducer
 from embedlake.search.bm25 import Bm25
+from embedlake.search.hybrid import rrf
 from embedlake.search.load import load_index, resolve
 from embedlake.workspace import Workspace
 
@@ -142,10 +142,7 @@ class Searcher:
             for d, _ in self.bm25().search([query], depth * 2)[0]
             if allowed is None or d in allowed
         ][:depth]
-        fused: dict[str, float] = {}
-        for ranking in ([h.id for h in dense], lexical):
-            for rank, doc_id in enumerate(ranking):
-                fused[doc_id] = fused.get(doc_id, 0.0) + 1.0 / (_RRF_K + rank + 1)
+        fused = rrf([[h.id for h in dense], lexical])
         top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
         found = self._ws.catalog.documents.summaries(top)
         return [
@@ -186,7 +183,7 @@ class Searcher:
         while todo:
             if in_sql is not None:
                 raw = cast(FiltersInSql, self.index).search_where(
-                    vectors[todo], fetch, in_sql, documents_table.name
+                    vectors[todo], fetch, in_sql, documents.table_name
                 )
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed)
@@ -202,9 +199,6 @@ class Searcher:
                     again.append(n)  # the index may hold more live documents further down
             todo, fetch = again, fetch * 4
         return out
-
-
-_RRF_K = 60
 
 
 def _check_k(k: int) -> None:

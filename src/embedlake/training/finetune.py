@@ -4,10 +4,10 @@ with the library's trainer, deterministic with a seed, on the CPU here and a GPU
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from embedlake.encoders.hub import offline
 from embedlake.training.pairs import Pairs
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def finetune(
     max_seq_length: int = 256,
     device: str = "auto",
 ) -> dict[str, Any]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,

@@ -9,11 +9,11 @@ is looked up on the hub.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, cast
 
+from embedlake.encoders.hub import offline
 from embedlake.encoders.static import SERVING
 from embedlake.errors import InputError
 
@@ -25,7 +25,7 @@ PCA_DIMS = 256
 def make(
     source: Path, out: Path, *, form: str, max_seq_length: int, pca_dims: int = PCA_DIMS
 ) -> dict[str, Any]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
     from model2vec.distill import distill_from_model
     from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerFast
 

@@ -1,0 +1,65 @@
+"""Vector sets shared by the ANN, pgvector and scan benchmarks; exact top-k and recall@k."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common.corpora import DATA
+
+CACHE = Path(tempfile.gettempdir()) / "embedlake-bench-cache"
+
+
+def synthetic(n: int, n_queries: int = 1000, dim: int = 384, seed: int = 0) -> tuple[Any, Any]:
+    """Unit vectors around 1,000 random centres (noise as large as the centre): hard for HNSW."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((1000, dim), dtype=np.float32)
+    which = rng.integers(0, len(centres), n + n_queries)
+    x = centres[which] + rng.standard_normal((n + n_queries, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x[:n]), np.ascontiguousarray(x[n:])
+
+
+def npl_vectors() -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM vectors of npl's documents and queries, embedded through embedlake (cached)."""
+    path = CACHE / "npl-minilm.npz"
+    if path.is_file():
+        data = np.load(path)
+        return data["docs"], data["queries"]
+    from embedlake import Workspace
+    from embedlake.embeddings.vectors import read_vectors
+    from embedlake.ingest import ingest_path
+    from embedlake.ingest.datasets import load_folder
+
+    from _common.workspaces import embedded
+
+    with (
+        tempfile.TemporaryDirectory(prefix="embedlake-ann-") as tmp,
+        Workspace.init(Path(tmp)) as ws,
+    ):
+        ingest_path(ws, DATA / "npl")
+        record, encoder, _ = embedded(ws, "minilm")
+        _, docs = read_vectors(ws, record)
+        dataset = load_folder(DATA / "npl")
+        queries = encoder.encode(list(dataset.queries.values()), batch_size=32)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, docs=docs, queries=queries)
+    return docs, queries
+
+
+def exact_top(docs: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """The indices of each query's ``k`` best documents by inner product (in no order)."""
+    out = []
+    for i in range(0, len(queries), 256):
+        scores = queries[i : i + 256] @ docs.T
+        out.append(np.argpartition(-scores, k - 1, axis=1)[:, :k])
+    return np.vstack(out)
+
+
+def recall_at_k(found: Sequence[Sequence[Any]], truth: Sequence[Sequence[Any]], k: int) -> float:
+    """Mean share of each query's true top ``k`` among the first ``k`` found."""
+    return float(np.mean([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth, strict=True)]))

@@ -1,0 +1,414 @@
+"""The sections of the settings, each field with its default, its limits and its description.
+
+The descriptions (and each section's docstring) are the settings' only documentation:
+:mod:`embedlake.config.docs` writes the default ``embedlake.toml`` and docs/settings.md from them,
+so they are written for a user, in Markdown, and a test fails when the page has drifted.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Section(BaseModel):
+    """A ``[section]`` of settings; a key it does not know is refused, so a typo never passes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LakeSettings(_Section):
+    """The lake: the object store that is the source of truth (a local folder or any S3 API)."""
+
+    url: str = Field(
+        default="lake",
+        description="the lake: a folder (relative to the workspace), `file:///path`, "
+        "or `s3://bucket/prefix`",
+    )
+    endpoint_url: str = Field(
+        default="", description="an S3-compatible endpoint (MinIO, Ceph, moto); empty means AWS S3"
+    )
+    region: str = Field(default="", description="the S3 region (empty: boto's default)")
+    access_key_id: str = Field(
+        default="",
+        description="S3 access key; empty uses boto's credential chain (instance role, `~/.aws`, "
+        "`AWS_*` variables), the right choice on AWS",
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key")
+    multipart_mb: int = Field(
+        default=64,
+        ge=5,
+        description="S3 objects larger than this many MB are uploaded in parts of this size "
+        "(at least 5)",
+    )
+    events: Literal["scan", "sqs"] = Field(
+        default="scan",
+        description="how the runtime notices objects others wrote to a remote lake: `scan` lists "
+        "the watched prefixes every `lake.scan_seconds`; `sqs` reads the bucket's notifications "
+        "from `lake.queue_url` (and still scans, less often, as the safety net)",
+    )
+    queue_url: str = Field(
+        default="",
+        description="the SQS queue the bucket's `s3:ObjectCreated:*`/`s3:ObjectRemoved:*` "
+        'notifications go to (read with `lake.events = "sqs"`)',
+    )
+    scan_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between listings of a remote lake's watched prefixes "
+        "(with `sqs`: ten times this)",
+    )
+
+
+class CatalogSettings(_Section):
+    """The catalog: the database of documents, models, releases, aliases and API keys."""
+
+    url: str = Field(
+        default="sqlite:///catalog.db",
+        description="the catalog: any SQLAlchemy URL, SQLite or PostgreSQL (relative SQLite paths "
+        "resolve against the workspace)",
+    )
+    password: SecretStr | None = Field(
+        default=None, description="the database password, kept out of the URL"
+    )
+
+
+class IngestSettings(_Section):
+    """Ingestion: documents read from the lake's `raw/` into the catalog."""
+
+    max_document_bytes: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="a document (title + text, UTF-8) larger than this many bytes is rejected",
+    )
+    batch_size: int = Field(
+        default=2_000, gt=0, description="records upserted per catalog transaction"
+    )
+
+
+class EmbedSettings(_Section):
+    """Embedding: batch inference for releases and streaming inference of new documents."""
+
+    model: str = Field(
+        default="minilm",
+        description="the model the functions runtime embeds new documents with while no model "
+        "has an index",
+    )
+    batch_size: int = Field(default=32, gt=0, description="texts per encoder forward pass")
+    shard_size: int = Field(
+        default=2_048,
+        gt=0,
+        description="documents per durable shard of batch inference (the unit of resumption)",
+    )
+    device: str = Field(
+        default="auto", description="`auto` (CUDA when present, else CPU), `cpu` or `cuda`"
+    )
+    max_seq_length: int = Field(
+        default=256,
+        gt=0,
+        description="word pieces a sentence-transformers model reads; longer texts are truncated",
+    )
+    lsa_components: int = Field(default=256, gt=1, description="SVD components of an LSA model")
+
+
+class IndexSettings(_Section):
+    """The ANN index each release builds."""
+
+    engine: Literal["hnsw", "exact", "pgvector"] = Field(
+        default="hnsw",
+        description="`hnsw` (faiss), `exact` (brute force over every vector), both files in the "
+        "lake loaded by each serving process; or `pgvector` (vectors and HNSW index in the "
+        "PostgreSQL catalog: needs a `postgresql` catalog URL)",
+    )
+    m: int = Field(default=32, ge=4, description="HNSW graph degree")
+    ef_construction: int = Field(default=200, ge=8, description="HNSW build-time candidate list")
+    ef_search: int = Field(
+        default=128, ge=1, description="HNSW search-time candidate list (recall against speed)"
+    )
+    quantization: Literal["none", "int8", "binary"] = Field(
+        default="none",
+        description="`exact` engine only: `none` scans the fp32 vectors; `int8` (a byte a "
+        "dimension, 4× smaller) or `binary` (a bit a dimension, 32× smaller) scans compressed "
+        "codes held in memory while the fp32 vectors stay memory-mapped on disk (see "
+        "[decision 0013](decisions/0013-quantised-search.md)); set at build time and saved with "
+        "the index",
+    )
+    rescore: int = Field(
+        default=10,
+        ge=0,
+        description="quantised `exact` index: the best k × `rescore` candidates by their codes are "
+        "re-scored with their fp32 vectors (only those rows are read) and the top k returned with "
+        "exact scores; `0` returns the codes' approximate scores. Also applied when an index is "
+        "loaded. Recall@10 against fp32 at 10: int8 1.00; binary 0.98 on MiniLM vectors but 0.54 "
+        "on hard synthetic ones (0.94 at 50): check a binary index against `gate.min_ann_recall`",
+    )
+
+
+class GateSettings(_Section):
+    """The gate: a new release is benchmarked against the release behind an alias, and the alias
+    moves to it only when it passes."""
+
+    alias: str = Field(
+        default="production",
+        description="the alias a new release is benchmarked against and moved to when it passes",
+    )
+    max_ndcg_drop: float = Field(
+        default=0.005,
+        ge=0,
+        description="a release may lose at most this much nDCG@10 against the alias's release, "
+        "per dataset",
+    )
+    min_ann_recall: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="the release's index must reach this ANN recall@10 against exact search",
+    )
+    datasets: list[str] = Field(
+        default=[], description="registered benchmark datasets the gate evaluates on (empty: all)"
+    )
+
+
+class ReduceSettings(_Section):
+    """PCA (dimension reduction), fitted with every release."""
+
+    variance: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="PCA per release keeps enough components for this share of the variance",
+    )
+    components: int = Field(
+        default=0, ge=0, description="a fixed number of PCA components instead (0: by variance)"
+    )
+    back_index: bool = Field(
+        default=False,
+        description="build each release's index on its PCA-reduced vectors (queries are reduced "
+        "the same way)",
+    )
+
+
+class TrainingSettings(_Section):
+    """ "Repeat": retrain by rule or schedule. Off while `training.kind` is empty."""
+
+    kind: Literal["", "lsa", "sentence-transformers"] = Field(
+        default="",
+        description='automatic retraining ("repeat"): `lsa` or `sentence-transformers`; '
+        "empty turns it off",
+    )
+    base: str = Field(default="minilm", description="the model fine-tuning starts from")
+    pairs: str = Field(
+        default="self:title",
+        description="training pairs: `self:title` (no labels needed) or `qrels:PATH`",
+    )
+    name: str = Field(
+        default="auto", description="name of the retrained models (versions are content hashes)"
+    )
+    grow: float = Field(
+        default=0.2,
+        ge=0,
+        description="retrain once the live corpus has grown by this share since the production "
+        "release (0: never)",
+    )
+    schedule: str = Field(
+        default="",
+        description='also retrain on this cron schedule, e.g. `"0 3 * * 0"` (empty: never)',
+    )
+
+
+class ReleaseSettings(_Section):
+    """Release retention."""
+
+    keep_moves: int = Field(
+        default=5,
+        ge=1,
+        description="retention never removes a release an alias points to or pointed to in its "
+        "last N moves",
+    )
+
+
+class ServingSettings(_Section):
+    """The serving form a release's sentence-transformers model is served in (its corpus vectors
+    and its queries both): the fastest of `serving.forms` whose nDCG@10 on the gate datasets stays
+    within `serving.max_ndcg_loss` (relative) of the model itself; none passing: the model
+    itself."""
+
+    forms: list[Literal["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8", "static"]] = Field(
+        default=["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8"],
+        description="the serving forms a release of a sentence-transformers model may be served "
+        "in (`torch-bf16` needs native bf16, `cuda-fp16` a CUDA device; others are skipped); each "
+        "is measured on the release's evaluation data and the fastest that keeps nDCG@10 is "
+        "registered as `<name>.<form>@<version>` and builds the release (corpus and queries); "
+        "`static` (model2vec, another and much weaker model) may be added; `[]`: the model "
+        "itself. See [releases](releases.md#serving-forms)",
+    )
+    max_ndcg_loss: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="the relative nDCG@10 loss a form may cost on every gate dataset "
+        "(0.005 = 0.5%)",
+    )
+    eval_documents: int = Field(
+        default=2_000,
+        ge=10,
+        description="each gate dataset's evaluation corpus for the forms: its judged documents, "
+        "then other live documents up to this many",
+    )
+    speed_documents: int = Field(
+        default=256, ge=8, description="live documents each form (and the model) is timed on"
+    )
+    torch_free: bool = Field(
+        default=False,
+        description="search nodes without torch (the light install, the AWS API's serve image): "
+        "only onnx and static forms compete, the fastest passing one serves even where the model "
+        "is faster, and a build where none passes fails (the live release stays)",
+    )
+
+
+class RuntimeSettings(_Section):
+    """The functions runtime: the durable queue, its workers, and the lake watcher."""
+
+    engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="where fan-out tasks (shard embedding) run: `local` threads or `ray` tasks",
+    )
+    ray_address: str = Field(
+        default="",
+        description='`""` starts a Ray on this machine, `auto` joins a running one, '
+        "`ray://head:10001` a remote cluster",
+    )
+    ray_actor_cpus: int = Field(
+        default=1,
+        ge=1,
+        description="CPUs each Ray actor reserves; Ray gives it as many threads for embedding, "
+        "HNSW index builds and UMAP (the release's heavy stages run on the actors too)",
+    )
+    max_workers: int = Field(
+        default=8,
+        ge=1,
+        description="the most invocations and fan-out tasks the local runtime runs at once",
+    )
+    idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a local worker thread with no work for this many seconds ends (the pool "
+        "shrinks when idle)",
+    )
+    poll_interval: float = Field(
+        default=0.05, gt=0, description="seconds between looks at the event outbox and the queues"
+    )
+    system_database: str = Field(
+        default="sqlite:///runtime.db",
+        description="DBOS's durable queue and workflow state: a SQLAlchemy URL (relative SQLite "
+        "paths resolve against the workspace; a PostgreSQL URL in production)",
+    )
+    executor_id: str = Field(
+        default="",
+        description="this worker's identity to the durable queue: at start a worker resumes what "
+        "the worker with the same id left unfinished. Stable across restarts, distinct per "
+        "worker; empty means `local` on SQLite and the host name on PostgreSQL (several workers "
+        "on one host: set `worker-1`, `worker-2`...)",
+    )
+    watch: bool = Field(
+        default=True, description="watch the lake folder for files dropped from outside"
+    )
+    watch_prefixes: list[str] = Field(
+        default=["raw/", "models/"],
+        description="lake prefixes the watcher and the start-up scan look at",
+    )
+    modules: list[str] = Field(
+        default=[], description="extra Python modules whose `functions` registry the runtime loads"
+    )
+    max_recovery_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="crashes an invocation may survive before DBOS stops recovering it",
+    )
+    retry_base_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="first retry delay in seconds; doubles per attempt, with full jitter",
+    )
+
+
+class MapSettings(_Section):
+    """The 2D map fitted with every release (`embedlake map` refits one)."""
+
+    method: Literal["umap", "pca"] = Field(
+        default="umap",
+        description="the 2D map of each release: `umap` (umap-learn on PCA components) or `pca` "
+        "(fast)",
+    )
+    pca_dims: int = Field(
+        default=50, ge=2, description="PCA components of the release's reducer that UMAP runs on"
+    )
+    n_neighbors: int = Field(default=15, ge=2, description="UMAP's neighbourhood size")
+    min_dist: float = Field(
+        default=0.1, ge=0, description="UMAP's minimum distance between points on the map"
+    )
+    seed: int = Field(
+        default=42, description="seed of the sample and of UMAP (a map is reproducible)"
+    )
+    fit_sample: int = Field(
+        default=50_000,
+        ge=10,
+        description="UMAP is fitted on at most this many points; the others are placed among "
+        "their nearest fitted neighbours",
+    )
+    place_k: int = Field(
+        default=15,
+        ge=1,
+        description="nearest fitted points a placed point (and a document that arrives later) is "
+        "positioned from",
+    )
+
+
+class ApiSettings(_Section):
+    """The HTTP API (`embedlake serve`)."""
+
+    auth: Literal["keys", "open"] = Field(
+        default="keys",
+        description="`keys`: every request needs an API key (`embedlake keys create`); `open`: "
+        "no keys, loopback clients only",
+    )
+    key_pepper: SecretStr | None = Field(
+        default=None,
+        description="HMAC key mixed into stored key hashes (changing it invalidates every key)",
+    )
+    key_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="a serving process remembers a checked key this many seconds (a revoked key "
+        "stops working within it)",
+    )
+    max_body_bytes: int = Field(
+        default=4_000_000, gt=0, description="request bodies larger than this many bytes get 413"
+    )
+    max_texts: int = Field(
+        default=256,
+        gt=0,
+        description="texts per `/v1/embed` request and documents per `POST /v1/documents`",
+    )
+    max_text_chars: int = Field(default=20_000, gt=0, description="characters per text or query")
+    batch_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="dynamic batching of `/v1/embed` and text searches: under concurrent load "
+        "(the last batch had several requests), the longest a text waits, in milliseconds, for "
+        "others to be embedded with; a lone client never waits",
+    )
+    max_batch: int = Field(
+        default=64, gt=0, description="dynamic batching: texts embedded together at most"
+    )
+    reload_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often, in seconds, each serving process looks for alias moves (hot swap)",
+    )
+    max_loaded: int = Field(
+        default=3,
+        ge=1,
+        description="releases asked for by id kept loaded, besides those the followed aliases hold",
+    )

@@ -1,0 +1,55 @@
+"""Which models serve, and keeping their indexes current as new documents arrive.
+
+A release an alias points to must never be behind the catalog: when documents change, each model
+that serves is embedded further (``embed-new``) and re-indexed here, and every aliased release of
+that model moves to the new index. A release still being built catches up by itself (its own
+catch-up stage, ``releases.build``). Before any release exists, the models with an index serve
+(what ``embedlake index`` made), else the configured model. The CLI asks the same questions.
+"""
+
+from __future__ import annotations
+
+from embedlake.catalog.registry import ModelRecord
+from embedlake.errors import NotFound
+from embedlake.models.resolve import resolve_model
+from embedlake.reduce.store import load_reducer
+from embedlake.search.build import build_index
+from embedlake.workspace import Workspace
+
+
+def indexed_models(ws: Workspace) -> list[ModelRecord]:
+    """Registered models that have at least one index, in registration order: those that can
+    answer a search without a release."""
+    found = []
+    for model in ws.catalog.registry.list_models():
+        try:
+            ws.catalog.registry.latest_index(model.id)
+        except NotFound:
+            continue
+        found.append(model)
+    return found
+
+
+def serving_models(ws: Workspace) -> list[str]:
+    """Models of aliased releases; else models that have an index; else the configured one."""
+    releases = ws.catalog.releases
+    aliased = {releases.get(r).model_id for r in set(releases.aliases().values())}
+    if aliased:
+        return [ws.catalog.registry.model_by_id(m).ref for m in sorted(aliased)]
+    refs = [model.ref for model in indexed_models(ws)]
+    return refs or [resolve_model(ws, ws.settings.embed.model).ref]
+
+
+def reindex(ws: Workspace, ref: str) -> int:
+    """Index a model's vectors again and point each aliased release of it to the new index (its
+    own reduced one where the release's PCA backs its index); returns the model's new index id."""
+    model = ws.catalog.registry.model(ref)
+    releases = ws.catalog.releases
+    index_id = build_index(ws, model).index_id
+    for release_id in sorted(set(releases.aliases().values())):
+        release = releases.get(release_id)
+        if release.model_id == model.id:
+            reducer = load_reducer(ws, release)
+            own = build_index(ws, model, reducer=reducer).index_id if reducer else index_id
+            releases.update(release_id, index_id=own)
+    return index_id
