@@ -1,6 +1,6 @@
 """Batch embedding throughput: the embedlake pipeline vs a bare SentenceTransformer.encode loop.
 
-Pipeline = `embedlake.batch.embed` over an ingested corpus: plan, read documents from the catalog,
+Pipeline = `embedlake.embeddings.batch.embed` over an ingested corpus: plan, read documents from the catalog,
 encode shard by shard, write Parquet shards to the lake, record coverage. Each pipeline round uses a
 fresh workspace (the ingest is not timed). Bare = `model.encode` of the same MiniLM object over the
 same texts (title + " " + text), batch size 32, max_seq_length 256, normalize_embeddings=True.

@@ -1,5 +1,5 @@
 // Bundle regl-scatterplot (and regl, pub-sub-es, ...) into one minified ES module for the map page,
-// and copy the licence of every bundled package beside it. Run: npm ci && npm run build
+// copy Swagger UI's dist files for /docs, and the licence of every package beside them. Run: npm ci && npm run build
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
@@ -46,5 +46,15 @@ for (const name of [...packages].sort()) {
   notice += licence ? readFileSync(join(dir, licence), "utf8").trim() : `License: ${pkg.license} (no licence file in the package)`;
   notice += "\n\n";
 }
+
+// Swagger UI for /docs: its published bundle and stylesheet, copied byte for byte (no CDN at run time)
+const swagger = join("node_modules", "swagger-ui-dist");
+const swaggerPkg = JSON.parse(readFileSync(join(swagger, "package.json"), "utf8"));
+for (const file of ["swagger-ui-bundle.js", "swagger-ui.css"]) copyFileSync(join(swagger, file), join(out, file));
+notice += "Third-party code in swagger-ui-bundle.js and swagger-ui.css (copied from swagger-ui-dist by web/build.mjs):\n\n";
+notice += `== swagger-ui-dist ${swaggerPkg.version} (${swaggerPkg.license}) ==\n`;
+for (const file of ["LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt"]) {
+  notice += readFileSync(join(swagger, file), "utf8").trim() + "\n\n";
+}
 writeFileSync(join(out, "LICENSES.txt"), notice);
-console.log(`bundled ${packages.size} packages: ${[...packages].sort().join(", ")}`);
+console.log(`bundled ${packages.size} packages: ${[...packages].sort().join(", ")}; copied swagger-ui-dist ${swaggerPkg.version}`);

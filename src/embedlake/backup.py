@@ -205,13 +205,13 @@ def _restore_catalog(
                 rows += len(batch)
             counts[table.name] = rows
             if conn.dialect.name == "postgresql":
-                _advance_sequences(conn, table)
+                advance_sequences(conn, table)
         if counts != expected:  # raised inside the transaction: nothing is committed
             raise InputError(f"the snapshot's row counts {counts} differ from its manifest's")
     return counts
 
 
-def _advance_sequences(conn: Any, table: Table) -> None:
+def advance_sequences(conn: Any, table: Table) -> None:
     """Rows came with their ids: move PostgreSQL's serial counters past them."""
     for column in table.primary_key.columns:
         if column.autoincrement is True:

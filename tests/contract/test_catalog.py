@@ -174,6 +174,25 @@ def test_metadata_filters_match_values_and_lists(ws: Workspace) -> None:
     assert docs.ids_where({"lang": "en"}) == {"3"}
 
 
+def test_a_filter_of_many_values_is_one_condition_per_kind(ws: Workspace) -> None:
+    """(issue 19) A list of ~1,000 values made SQLite refuse the query ("Expression tree is too
+    large") after seconds of building it: one OR per value. Values are now matched with IN."""
+    docs = ws.catalog.documents
+    docs.upsert(
+        [
+            _doc("1", source="a", lang="en", year=2020, open=True),
+            _doc("2", source="b", lang="de", year=2021, open=False),
+            _doc("3", source="c", lang="fr", year="n/a"),
+        ]
+    )
+    words = [f"w{n}" for n in range(5_000)]
+    assert docs.ids_where({"lang": [*words, "en", "de"]}) == {"1", "2"}
+    assert docs.ids_where({"source": [*words, "c"], "year": [*range(3_000), 2020, "n/a"]}) == {"3"}
+    mixed: list[object] = [*range(1_000), 2021.0, *words[:1_000], "fr", True]
+    assert docs.ids_where({"year": mixed, "open": [False, False, True]}) == {"2"}
+    assert docs.ids_where({"lang": words}) == set()
+
+
 def test_alias_moves_are_atomic_under_concurrent_publishers(ws: Workspace) -> None:
     """Two publishers that both saw the alias at A race to move it: exactly one wins."""
     reg, releases = ws.catalog.registry, ws.catalog.releases

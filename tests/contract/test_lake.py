@@ -92,6 +92,36 @@ def test_keys_that_could_escape_are_refused(lake: Lake, key: str) -> None:
         lake.put(key, b"x")
 
 
+def test_a_symlink_planted_in_a_local_lake_is_never_followed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link inside the lake folder (to a file, or a folder, outside it) is no object: listings
+    skip it with a warning, and reading, writing or deleting through it is refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text('{"_id": "s", "text": "secret"}\n')
+    lake = open_lake(str(tmp_path / "lake"))
+    lake.put("raw/a/real.jsonl", b"real")
+    root = tmp_path / "lake"
+    (root / "raw" / "a" / "link.jsonl").symlink_to(outside / "secret.jsonl")
+    (root / "raw" / "b").symlink_to(outside, target_is_directory=True)
+    with caplog.at_level("WARNING"):
+        assert [o.key for o in lake.list("raw")] == ["raw/a/real.jsonl"]
+        assert [o.key for o in lake.list()] == ["raw/a/real.jsonl"]
+    assert "symbolic link" in caplog.text
+    for key in ("raw/a/link.jsonl", "raw/b/secret.jsonl"):
+        for read in (lake.get, lake.open, lake.info, lake.exists, lake.local_path):
+            with pytest.raises(InputError, match="symbolic link"):
+                read(key)
+        with pytest.raises(InputError, match="symbolic link"):
+            lake.put(key, b"overwrite")
+        with pytest.raises(InputError, match="symbolic link"):
+            lake.delete(key)
+    with pytest.raises(InputError, match="symbolic link"):
+        list(lake.list("raw/b"))
+    assert (outside / "secret.jsonl").read_text().startswith('{"_id"')  # untouched
+
+
 def test_writes_and_deletes_emit_events(lake: Lake) -> None:
     seen: list[ObjectEvent] = []
     lake.subscribe(seen.append)

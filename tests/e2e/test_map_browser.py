@@ -1,5 +1,7 @@
 """The map page in a real browser: headless Chromium (Debian's package) driven by Playwright,
 against `embedlake serve` on loopback, over UMAP maps of two real collections (med, cranfield).
+Cranfield's ids hold a `/` (prefix `cran/`), which the page must escape in its URLs. The pages run
+under their Content-Security-Policy: any violation fails the test.
 
 Screenshots of every step are saved under test-artifacts/map/ for a person to look at.
 """
@@ -12,12 +14,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Request, sync_playwright
 
 from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.ingest import ingest_path
@@ -39,7 +42,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("map") / "ws"
     with Workspace.init(root, environ=ENV) as ws:
         ingest_path(ws, collection("med"))
-        ingest_path(ws, collection("cranfield"), id_prefix="cran-")
+        ingest_path(ws, collection("cranfield"), id_prefix="cran/")
         first = _build_now(ws, train(ws, name="lsa-a", kind="lsa")[0])["release"]
         second = _build_now(ws, train(ws, name="lsa-b", kind="lsa", components=64)[0])["release"]
         production = ws.catalog.releases.alias("production")
@@ -73,17 +76,41 @@ def _get(site: dict[str, Any], path: str) -> Any:
     return response.json()
 
 
-def _open(browser: Browser, site: dict[str, Any]) -> Page:
+# every Content-Security-Policy violation of the page, kept where the test can read it
+WATCH_CSP = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));"""
+
+
+def _watched(browser: Browser, site: dict[str, Any]) -> tuple[Page, list[str]]:
+    """A page that records its script errors and every request to another origin."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.add_init_script(WATCH_CSP)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    local = (site["url"], "data:", "blob:")
+
+    def elsewhere(request: Request) -> None:
+        if not request.url.startswith(local):
+            problems.append(f"fetched {request.url}")
+
+    page.on("request", elsewhere)
+    return page, problems
+
+
+def _clean(page: Page, problems: list[str]) -> None:
+    assert problems == [] and page.evaluate("window.cspViolations") == []
+
+
+def _open(browser: Browser, site: dict[str, Any]) -> Page:
+    page, errors = _watched(browser, site)
     page.goto(site["url"] + "/")
     # keys mode: the page asks for a key once and keeps it
     page.wait_for_selector("#key-dialog[open]", timeout=30_000)
     page.fill("#key-input", site["key"])
     page.click("#key-dialog button")
     page.wait_for_selector("body[data-state=ready]", timeout=120_000)
-    assert errors == []
+    _clean(page, errors)
     return page
 
 
@@ -120,7 +147,7 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
     assert "med (1,033)" in page.inner_text(".legend") and "cranfield" in page.inner_text(".legend")
 
     # 2. hovering a point shows its title (or the start of its text)
-    target = "cran-100"
+    target = "cran/100"
     x, y = _view(page, f"screenPosition({json.dumps(target)})")
     page.mouse.move(x, y)
     page.wait_for_selector("#tooltip:not([hidden])", timeout=10_000)
@@ -128,7 +155,7 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
     assert hovered is not None
     hx, hy = _view(page, f"screenPosition({json.dumps(hovered)})")
     assert abs(hx - x) < 8 and abs(hy - y) < 8  # the point under the mouse
-    doc = _get(site, f"/v1/documents/{hovered}")
+    doc = _get(site, f"/v1/documents/{quote(hovered, safe='')}")
     page.wait_for_function(
         "t => document.getElementById('tooltip').textContent === t",
         arg=doc["title"] or doc["text"][:100],
@@ -140,7 +167,10 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
     page.mouse.click(x, y)
     page.wait_for_selector("#list li", timeout=20_000)
     clicked = page.get_attribute("#panel", "data-id")
-    expected = _get(site, f"/v1/documents/{clicked}/neighbours?k=10&release={release}")
+    assert clicked is not None
+    expected = _get(
+        site, f"/v1/documents/{quote(clicked, safe='')}/neighbours?k=10&release={release}"
+    )
     shown = page.eval_on_selector_all("#list li", "items => items.map(i => i.dataset.id)")
     assert shown == [h["id"] for h in expected["results"]] and len(shown) == 10
     page.screenshot(path=str(SHOTS / "3-neighbours.png"))
@@ -154,9 +184,17 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
         "() => /results highlighted/.test(document.getElementById('status').textContent)"
     )
     listed = page.eval_on_selector_all("#list li", "items => items.map(i => i.dataset.id)")
-    assert len(listed) == 25 and all(i.startswith("cran-") for i in listed[:5])
+    assert len(listed) == 25 and all(i.startswith("cran/") for i in listed[:5])
     assert sorted(_view(page, "selected()")) == sorted(listed)
     page.screenshot(path=str(SHOTS / "4-search.png"))
+    # a result whose id holds a "/" opens in the panel: its document, then its neighbours
+    page.click(f"#list li[data-id='{listed[0]}']")
+    page.wait_for_function(
+        "id => document.querySelector('#doc small')?.textContent.startsWith(id + ' ·') "
+        "&& document.querySelectorAll('#list li').length === 10",
+        arg=listed[0],
+        timeout=20_000,
+    )
 
     # 5. switching releases redraws other points
     other = next(r for r in site["releases"] if r != release)
@@ -179,6 +217,19 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
     assert both.count() == 2
     assert all(_ink(both.nth(i).screenshot())[0] > 2000 for i in range(2))
     page.screenshot(path=str(SHOTS / "6-compare.png"))
+    assert page.evaluate("window.cspViolations") == []
+    page.close()
+
+
+def test_docs_run_from_the_package_under_their_policy(
+    browser: Browser, site: dict[str, Any]
+) -> None:
+    page, problems = _watched(browser, site)
+    page.goto(site["url"] + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=60_000)
+    assert "/v1/search" in page.inner_text(".swagger-ui")
+    page.screenshot(path=str(SHOTS / "7-docs.png"))
+    _clean(page, problems)
     page.close()
 
 

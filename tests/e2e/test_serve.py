@@ -194,7 +194,7 @@ def _hot_swaps(built: dict[str, Any], server: Server) -> list[tuple[int, str | N
     with Stream(server.url, built["key"]) as stream:
         stream.wait_for(second)
         # a rollback through the API of one process ...
-        moved = httpx.post(f"{server.url}/v1/aliases/production/rollback", headers=admin)
+        moved = httpx.post(f"{server.url}/v1/aliases/production/rollback", json={}, headers=admin)
         assert moved.status_code == 200 and moved.json()["to_release"] == first
         stream.wait_for(first)
         # ... and a publish from another process (the CLI), which every server must follow
@@ -267,6 +267,37 @@ def test_open_mode_refuses_to_bind_a_public_address(built: dict[str, Any]) -> No
     assert proc.returncode == 2 and "loopback" in proc.stderr
 
 
+def test_open_mode_answers_its_own_pages_not_other_sites(
+    mine: dict[str, Any], tmp_path: Path
+) -> None:
+    """What a web page in the browser of the laptop tried (finding 2 of issue 19): read through a
+    rebound name, roll production back with a form or an empty POST. Its own pages still work."""
+    srv = Server(mine["root"], tmp_path / "serve.log", env={**ENV, "EMBEDLAKE_API__AUTH": "open"})
+    rollback = f"{srv.url}/v1/aliases/production/rollback"
+    try:
+        rebound = httpx.get(f"{srv.url}/v1/documents/13", headers={"Host": "evil.example"})
+        assert rebound.status_code == 403 and "evil.example" in rebound.json()["detail"]
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        cross_site = {**form, "Origin": "https://evil.example"}
+        assert httpx.post(rollback, content=b"reason=x", headers=cross_site).status_code == 403
+        assert httpx.post(rollback, content=b"reason=x", headers=form).status_code == 415
+        assert httpx.post(rollback).status_code == 415  # empty, no Content-Type
+        assert httpx.get(f"{srv.url}/readyz").json()["serving"] == {"production": mine["second"]}
+        # the map page's own calls: JSON, from the server's origin
+        own = {"Origin": srv.url}
+        assert httpx.post(f"{srv.url}/v1/search", json={"query": "kidney"}, headers=own).is_success
+        moved = httpx.post(rollback, json={}, headers=own)
+        assert moved.status_code == 200 and moved.json()["to_release"] == mine["first"]
+        page = httpx.get(f"{srv.url}/")
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        docs = httpx.get(f"{srv.url}/docs")
+        assert docs.status_code == 200 and "//" not in docs.text  # no other host
+        assert httpx.get(f"{srv.url}/static/vendor/swagger-ui-bundle.js").status_code == 200
+    finally:
+        srv.stop()
+
+
 def test_serve_up_ingests_posted_documents_into_the_served_release(
     mine: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -289,7 +320,7 @@ def test_serve_up_ingests_posted_documents_into_the_served_release(
         }
         posted = httpx.post(f"{srv.url}/v1/documents", json=batch, headers=key)
         assert posted.status_code == 202
-        deadline, found = time.monotonic() + 120, []
+        deadline, found = time.monotonic() + 120, list[str]()
         while time.monotonic() < deadline and not {"uro-1", "uro-2"} <= set(found):
             time.sleep(0.5)
             body = httpx.post(f"{srv.url}/v1/search", json=query, headers=key).json()

@@ -150,6 +150,17 @@ def test_a_number_filter_skips_values_that_are_not_numbers(corpus: Corpus) -> No
     assert {d for d, _ in got} == expected
 
 
+def test_a_filter_of_many_values_is_one_parameter_per_kind(corpus: Corpus) -> None:
+    """(issue 19) One placeholder per value made a long list cost seconds to build and plan, and
+    past 65,535 values PostgreSQL refuses the statement; each kind of value is now one array."""
+    words = [f"w{n}" for n in range(70_000)]
+    where = {"lang": [*words, "de"], "group": [*range(1_000, 71_000), 7, 8.0], "source": "b"}
+    expected = corpus.catalog.documents.ids_where(where)
+    assert expected and all(d.startswith("d") for d in expected)
+    [got] = corpus.index.search_where(_queries(1), N, where)
+    assert {d for d, _ in got} == expected
+
+
 @pytest.mark.parametrize("where", [{"lang": []}, {"lang": {"en": 1}}, {"lang": [None]}])
 def test_a_bad_filter_is_refused_with_the_field_named(corpus: Corpus, where: Any) -> None:
     with pytest.raises(InputError, match="filter 'lang'"):

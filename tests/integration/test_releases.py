@@ -303,6 +303,6 @@ def test_a_release_runs_its_heavy_stages_as_fan_outs_on_the_engine(ws: Workspace
         ("serving form", "_serving_form"),
         ("reducer", "_reduce"),
         ("map", "map_release"),
-        ("index", "_index"),
+        ("index", "index_release"),
     ]
     assert ws.catalog.releases.get(released).status == "published"

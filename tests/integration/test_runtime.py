@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 
 from embedlake import Workspace
+from embedlake.errors import InputError
 from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.functions import Functions, on_event
 from embedlake.functions.context import Context
+from embedlake.ingest import ingest_path
 from embedlake.runtime import Runtime
 from embedlake.runtime.service import redrive
 from embedlake.search.searcher import Searcher
-from tests.conftest import collection
+from tests.conftest import collection, write_jsonl
 
 FAST = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
@@ -37,6 +39,11 @@ _state: dict[str, Any] = {"running": 0, "peak": 0, "calls": 0}
 @extra.function(on=on_event("test.fail"), retries=2)
 def always_fails(event: Event, ctx: Context) -> None:
     raise RuntimeError(f"cannot handle {event.subject}")
+
+
+@extra.function(on=on_event("test.bad-input"), retries=3)
+def refuses_input(event: Event, ctx: Context) -> None:
+    raise InputError(f"{event.subject}: not a valid thing")
 
 
 @extra.function(on=on_event("test.ok"), concurrency=2)
@@ -161,6 +168,35 @@ def test_a_failing_handler_is_dead_lettered_while_others_flow(
         assert (redriven.status, redriven.attempts) == ("dead", 3)
         with pytest.raises(Exception, match="not dead-lettered"):
             redrive(ws, oks[0].id)
+
+
+def test_an_input_error_is_dead_lettered_at_once_with_its_reason(
+    tmp_path: Path, backend: dict[str, str]
+) -> None:
+    """Permanent (an input or config error): no retry. Transient (anything else): retried."""
+    with _workspace(tmp_path, backend) as ws, Runtime(ws, extra) as runtime:
+        ws.catalog.events.add(Event("test.bad-input", "row 7"))
+        ws.catalog.events.add(Event("test.fail", "flaky"))
+        assert runtime.wait_idle(60)
+        [dead] = ws.catalog.events.invocations(function="refuses-input")
+        assert (dead.status, dead.attempts) == ("dead", 1)
+        assert dead.error == "InputError: row 7: not a valid thing"
+        [retried] = ws.catalog.events.invocations(function="always-fails")
+        assert (retried.status, retried.attempts) == ("dead", 3)
+
+
+def test_an_ingest_with_an_id_prefix_is_stored_once_when_the_runtime_runs(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    rows: list[object] = [{"_id": str(n), "text": f"note number {n}"} for n in range(5)]
+    [report] = ingest_path(ws, write_jsonl(tmp_path / "n.jsonl", rows), id_prefix="p:")
+    assert report.inserted == 5
+    with Runtime(ws) as runtime:
+        assert runtime.wait_idle(60)
+    ids = sorted(d.id for d in ws.catalog.documents.iter_live())
+    assert ids == [f"p:{n}" for n in range(5)]
+    ingests = ws.catalog.events.invocations(function="ingest")  # the copy and its sidecar
+    assert ingests and {i.status for i in ingests} == {"succeeded"}
 
 
 def test_a_handler_past_its_timeout_fails_with_a_timeout(

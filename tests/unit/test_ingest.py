@@ -215,3 +215,131 @@ def test_delete_is_recorded_in_catalog_and_curated_log(ws: Workspace, tmp_path: 
     delete_document(ws, "1")
     assert ws.catalog.documents.count() == 1
     assert len(list(ws.lake.list("curated/documents"))) == 2
+
+
+# -- hostile files (issue 19, finding 9) ---------------------------------------------------------
+def test_a_deeply_nested_row_is_quarantined_and_the_rest_of_the_file_lands(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    deep = '{"_id": "deep", "text": "x", "m": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    f = tmp_path / "nest.jsonl"
+    f.write_text(
+        '{"_id": "a", "text": "before"}\n'
+        + deep
+        + '\n{"_id": "ok", "text": "nested a little", "m": {"a": [[1]]}}\n'
+        + '{"_id": "b", "text": "after"}\n',
+        encoding="utf-8",
+    )
+    [report] = ingest_path(ws, f, source="s")
+    assert (report.read, report.inserted, report.rejected) == (4, 3, 1)
+    [reason] = report.reasons
+    assert reason.line == 2 and "ingest.max_json_depth" in reason.reason
+    assert set(_snapshot(ws)) == {"a", "ok", "b"}
+
+
+def test_byte_order_marks_are_stripped_in_every_reader(ws: Workspace, tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "b.jsonl").write_bytes(bom + b'{"_id": "j1", "text": "json"}\n')
+    (tmp_path / "b.csv").write_bytes(bom + b"id,text\nc1,csv\n")
+    (tmp_path / "b.md").write_bytes(bom + b"# Title\n\nmarkdown")
+    reports = ingest_path(ws, tmp_path, source="boms")
+    assert sum(r.rejected for r in reports) == 0 and sum(r.inserted for r in reports) == 3
+    assert ws.catalog.documents.get("j1").text == "json"
+    assert ws.catalog.documents.get("b").title == "Title"
+    # a BOM inside a value (concatenated exports, Parquet columns) is stripped too
+    pq.write_table(
+        pa.table({"id": ["\ufeffp1"], "text": ["\ufeffparquet"]}), tmp_path / "p.parquet"
+    )
+    ingest_path(ws, tmp_path / "p.parquet", source="boms")
+    assert ws.catalog.documents.get("p1").text == "parquet"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".txt"])
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_utf16_and_utf32_files_are_refused_by_name(
+    ws: Workspace, tmp_path: Path, suffix: str, codec: str
+) -> None:
+    f = tmp_path / f"wide{suffix}"
+    f.write_text(
+        'id,text\n"1","wide"\n' if suffix == ".csv" else '{"_id": "1", "text": "w"}\n', codec
+    )
+    [report] = ingest_path(ws, f)
+    assert (report.inserted, report.rejected) == (0, 1)
+    assert f"{codec.upper()} LE" in report.reasons[0].reason
+    assert "convert it to UTF-8" in report.reasons[0].reason
+
+
+def test_a_repeated_id_in_one_file_keeps_the_first_and_quarantines_the_rest(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    ws.settings.ingest.batch_size = 2  # repeats across batches, too
+    rows: list[object] = [
+        {"_id": "x", "text": "first x"},
+        {"_id": "y", "text": "y"},
+        {"_id": "z", "text": "z"},
+        {"_id": "x", "text": "second x"},
+        {"_id": "x", "text": "first x"},
+    ]
+    [report] = ingest_path(ws, write_jsonl(tmp_path / "dup.jsonl", rows), source="d")
+    assert report.counts() == {
+        "read": 5,
+        "inserted": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 2,
+    }
+    assert [(r.line, r.reason) for r in report.reasons] == [
+        (4, "duplicate document id 'x' in this file (first at line 1; the first row is kept)"),
+        (5, "duplicate document id 'x' in this file (first at line 1; the first row is kept)"),
+    ]
+    assert ws.catalog.documents.get("x").text == "first x"
+    [again] = ingest_path(ws, tmp_path / "dup.jsonl", source="d")
+    assert (again.unchanged, again.rejected) == (3, 2)
+
+
+def test_beir_queries_and_qrels_with_a_bom(ws: Workspace, tmp_path: Path) -> None:
+    beir = tmp_path / "bom"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_bytes(b'\xef\xbb\xbf{"_id": "d1", "text": "doc"}\n')
+    (beir / "queries.jsonl").write_bytes(b'\xef\xbb\xbf{"_id": "q1", "text": "query"}\n')
+    (beir / "qrels" / "test.tsv").write_bytes(
+        b"\xef\xbb\xbfquery-id\tcorpus-id\tscore\nq1\td1\t1\n"
+    )
+    [report] = ingest_path(ws, beir)
+    assert (report.inserted, report.rejected) == (1, 0)
+    [dataset] = ws.catalog.benchmarks.list_datasets()
+    assert dataset.n_queries == 1
+
+
+def test_links_inside_a_folder_are_skipped_a_named_link_is_read(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("a secret", encoding="utf-8")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "real.txt").write_text("real", encoding="utf-8")
+    (folder / "link.txt").symlink_to(outside / "secret.txt")
+    (folder / "sub").symlink_to(outside, target_is_directory=True)
+    reports = ingest_path(ws, folder)
+    assert [r.file for r in reports] == [str(folder / "real.txt")]
+    assert set(_snapshot(ws)) == {"real"}
+    [named] = ingest_path(ws, folder / "link.txt", source="named")  # the user named it
+    assert named.inserted == 1 and ws.catalog.documents.get("link").text == "a secret"
+
+
+# -- options travel with the raw copy (issue 19, finding 4) --------------------------------------
+def test_the_id_prefix_travels_with_the_raw_copy(ws: Workspace, tmp_path: Path) -> None:
+    from embedlake.ingest import ingest_object
+
+    f = write_jsonl(tmp_path / "p.jsonl", [{"_id": "1", "text": "one"}, {"_id": "2", "text": "2"}])
+    [report] = ingest_path(ws, f, id_prefix="p:")
+    again = ingest_object(ws, report.raw_key or "")  # what the runtime's ingest function does
+    assert (again.inserted, again.unchanged) == (0, 2)
+    assert set(_snapshot(ws)) == {"p:1", "p:2"}
+    # the same bytes under another prefix are another raw copy, each with its options
+    [other] = ingest_path(ws, f, id_prefix="q:")
+    assert other.raw_key != report.raw_key
+    assert ingest_object(ws, other.raw_key or "").unchanged == 2
+    assert set(_snapshot(ws)) == {"p:1", "p:2", "q:1", "q:2"}

@@ -18,17 +18,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedlake import __version__
 from embedlake.api import problems
 from embedlake.api.auth import Auth
+from embedlake.api.limits import RequestLimits
 from embedlake.api.metrics import Metrics
 from embedlake.api.routes import admin, documents, embed, probes, search
 from embedlake.api.routes import map as map_routes
+from embedlake.api.security import Guard, SecurityHeaders, allowed_hosts, page_policy
 from embedlake.api.state import ServingState
 from embedlake.workspace import Workspace
 
@@ -67,6 +69,8 @@ def create_app(
         version=__version__,
         summary="Embedding, nearest neighbours, documents and releases of one workspace.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs() from the package, not a CDN
+        redoc_url=None,
     )
     app.state.ws = ws
     app.state.settings = ws.settings
@@ -82,7 +86,13 @@ def create_app(
         for module in (search, documents, admin, map_routes):
             app.include_router(module.router)
         page(app)
-    app.add_middleware(BodyLimit, limit=ws.settings.api.max_body_bytes)
+    docs(app)
+    app.add_middleware(RequestLimits, api=ws.settings.api)
+    api = ws.settings.api
+    app.add_middleware(
+        Guard, allowed_hosts(api.auth == "open", api.allowed_hosts), api.allowed_hosts
+    )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(Measure, metrics=metrics)
     return app
 
@@ -92,10 +102,34 @@ STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 def page(app: FastAPI) -> None:
     """The map page at ``/``: static files, bundled at build time (no CDN, no build step here)."""
+    # regl-scatterplot adds an empty <style> and fills it through CSSOM (which CSP allows):
+    # the hash of "" admits that element and no other inline style
+    policy = page_policy(eval_=True, inline_styles=[""])
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": policy})
+
+
+def docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from ``static/vendor`` (a pinned copy, see web/README.md), and
+    ``/static`` on every role. Its one inline script, the settings, is allowed by its hash."""
+    html = bytes(
+        get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # else it asks validator.swagger.io
+        ).body
+    ).decode()
+    inline = html.partition("<script>")[2].partition("</script>")[0]
+    policy = page_policy(inline_scripts=[inline])
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -104,44 +138,6 @@ def from_environment() -> FastAPI:
     """The factory each ``serve --workers N`` worker process calls (an entry point)."""
     spec = json.loads(os.environ[FACTORY_ENV])
     return create_app(Workspace.open(Path(spec["workspace"])), spec["role"], close_workspace=True)
-
-
-class BodyLimit:
-    """413 for bodies over the limit, by Content-Length or while a chunked body streams in."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = problems.problem(
-                413 if declared.isdigit() else 400,
-                "too-large" if declared.isdigit() else "input",
-                "Request too large" if declared.isdigit() else "Bad input",
-                f"the body has {int(declared):,} bytes; the limit is {self.limit:,} "
-                "(api.max_body_bytes)"
-                if declared.isdigit()
-                else "Content-Length is not a number",
-            )
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(
-                    413, f"the body is over {self.limit:,} bytes (api.max_body_bytes)"
-                )
-            return message
-
-        await self.app(scope, limited, send)
 
 
 class Measure:
@@ -167,7 +163,7 @@ class Measure:
             await self.app(scope, receive, sending)
         finally:
             route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = getattr(route, "path_format", "unmatched")  # {doc_id}, not {doc_id:path}
             method = scope["method"]
             self.metrics.requests.labels(path, method, str(status)).inc()
             self.metrics.latency.labels(path, method).observe(time.perf_counter() - started)

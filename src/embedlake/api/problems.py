@@ -56,10 +56,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in (
         (400, "bad input the schema cannot state (e.g. a vector of the wrong dimension)"),
         (401, "no API key, or not a valid one"),
-        (403, "the key lacks the route's scope"),
+        (403, "the key lacks the route's scope; a Host or Origin this server does not serve"),
         (404, "not found"),
         (409, "a vector of another model, or a publish that contradicts the alias"),
         (413, "body, batch or text over a limit"),
+        (415, "a state change (POST) without Content-Type: application/json"),
         (422, "the body does not match the schema"),
         (503, "catalog or lake unavailable"),
     )

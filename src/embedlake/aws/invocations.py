@@ -4,7 +4,9 @@ An invocation row per (event, function), id ``<event id>:<function>`` as in the 
 record it through :mod:`embedlake.runtime.core`), so ``embedlake runs`` lists Lambda's invocations
 too. It is claimed atomically before the handler runs: a repeated delivery of a finished invocation
 is a no-op, one still running elsewhere fails (and AWS delivers it again later), one that failed
-runs again, up to ``retries`` + 1 attempts.
+runs again, up to ``retries`` + 1 attempts. One that failed on its input or settings (a permanent
+failure, :func:`~embedlake.runtime.core.permanent`) is dead at once, with the reason, and the
+delivery is answered (not raised), so that neither SQS nor Lambda delivers it again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from embedlake.errors import ConfigError, Conflict
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
 from embedlake.functions.context import Context
-from embedlake.runtime.core import claim, finish, invocation_id, queue_invocation
+from embedlake.runtime.core import (
+    MAX_ERROR,
+    claim,
+    finish,
+    invocation_id,
+    permanent,
+    queue_invocation,
+)
 from embedlake.runtime.engines import Engine, open_engine, task_ref
 from embedlake.runtime.logs import invocation_ids
 from embedlake.steps import DirectSteps, Steps, Task
@@ -68,8 +77,12 @@ def run(box: Container, spec: FunctionSpec, event: Event, context: object = None
             )
             result = spec.handler(event, ctx)
         except Exception as exc:
-            final = attempt > spec.retries or isinstance(exc, ConfigError)  # config: no retry
-            finish(box.ws, run_id, "dead" if final else "retrying", f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            if permanent(exc):  # bad input or settings: dead now, and not raised, so that
+                finish(box.ws, run_id, "dead", error)  # no SQS or Lambda retry runs it again
+                log.warning("invocation %s is dead-lettered (permanent): %s", run_id, error)
+                return {"invocation": run_id, "status": "dead", "error": error[:MAX_ERROR]}
+            finish(box.ws, run_id, "dead" if attempt > spec.retries else "retrying", error)
             raise
     finish(box.ws, run_id, "succeeded", None)
     out = {"invocation": run_id, "status": "succeeded", "emitted": ctx.emitted, "result": result}

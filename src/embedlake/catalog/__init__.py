@@ -46,15 +46,31 @@ class Catalog(Database):
         with translate_errors("migration"):
             migrate.upgrade(self.engine)
 
-    def check_schema(self) -> None:
-        """Refuse to work on a database whose schema this code does not match."""
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: no schema, a new or lost catalog)."""
         with translate_errors("schema check"):
-            found = migrate.current(self.engine)
-        if found != migrate.head():
+            return migrate.current(self.engine)
+
+    def check_schema(self, lake_holds: Callable[[], list[str]] | None = None) -> None:
+        """Refuse to work on a database whose schema this code does not match.
+
+        ``lake_holds`` names the lake's folders that hold data: a catalog without a schema over
+        such a lake was lost, and `migrate` would start an empty one beside what the lake keeps.
+        """
+        found = self.revision()
+        if found == migrate.head():
+            return
+        held = lake_holds() if found is None and lake_holds is not None else []
+        if held:
             raise ConfigError(
-                f"catalog schema is at {found or 'nothing'}, this embedlake needs "
-                f"{migrate.head()}: run `embedlake migrate`"
+                f"the catalog holds no schema, but the lake holds data ({', '.join(held)}): the "
+                "catalog was lost or damaged; run `embedlake recover` to rebuild it from the lake "
+                "(`embedlake migrate` would start an empty catalog)"
             )
+        raise ConfigError(
+            f"catalog schema is at {found or 'nothing'}, this embedlake needs "
+            f"{migrate.head()}: run `embedlake migrate`"
+        )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from embedlake.catalog import journal
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import benchmark_results, datasets
 from embedlake.errors import NotFound
@@ -68,14 +69,17 @@ class Benchmarks:
         model_id: int | None = None,
         index_id: int | None = None,
     ) -> None:
+        row = dict(
+            dataset=dataset,
+            system=system,
+            index_id=index_id,
+            metrics=metrics,
+            created_at=datetime.now(UTC),
+        )
         with self._catalog.begin() as conn:
-            conn.execute(
-                benchmark_results.insert().values(
-                    dataset=dataset,
-                    system=system,
-                    model_id=model_id,
-                    index_id=index_id,
-                    metrics=metrics,
-                    created_at=datetime.now(UTC),
-                )
-            )
+            key = conn.execute(
+                benchmark_results.insert().values(model_id=model_id, **row)
+            ).inserted_primary_key
+            assert key is not None
+            model = journal.model_ref(conn, model_id)
+            self._catalog.journal(journal.result_key(key[0]), {"id": key[0], "model": model, **row})

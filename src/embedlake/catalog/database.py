@@ -36,6 +36,17 @@ class Database:
         self._active: ContextVar[Connection | None] = ContextVar(
             f"catalog-{id(self)}", default=None
         )
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def on_record(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Be told of every record the lake must keep (see ``catalog.journal``)."""
+        self._listeners.append(listener)
+
+    def journal(self, key: str, record: dict[str, Any]) -> None:
+        """Announce a record; called inside the transaction that wrote it, so that a listener
+        that fails rolls the change back."""
+        for listener in self._listeners:
+            listener(key, record)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -5,13 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Float,
+    String,
+    any_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.types import TypeEngine
 
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import documents as t
@@ -66,24 +81,60 @@ class UpsertResult:
     conflicts: list[tuple[Document, str]] = field(default_factory=list)
 
 
-def _matches(key: str, value: str | int | float | bool, dialect: str) -> Any:
+Scalar = str | int | float | bool
+
+
+def _in(column: Any, values: Sequence[Any], kind: TypeEngine[Any], dialect: str) -> Any:
+    """``column`` equals one of ``values``, with the list bound as one parameter however long it
+    is: an array on PostgreSQL, a JSON array read by ``json_each`` on SQLite. (An OR per value
+    nests one level per value, which SQLite refuses past 1,000; a placeholder per value stops at
+    32,766 on SQLite and 65,535 on PostgreSQL.)"""
+    if dialect == "postgresql":
+        return column == any_(literal(list(values), ARRAY(kind)))
+    listed = func.json_each(literal(json.dumps(list(values)))).table_valued("value")
+    return column.in_(select(listed.c.value))
+
+
+def _numbers(values: Sequence[Scalar]) -> list[float]:
+    """The numbers among ``values`` as floats, without those no JSON number equals (NaN, the
+    infinities, integers past a float's range): they match nothing."""
+    out: dict[float, None] = {}
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:
+                continue
+            if math.isfinite(number):
+                out[number] = None
+    return list(out)
+
+
+def _matches(key: str, values: Sequence[Scalar], dialect: str) -> Any:
+    """One filter condition: the field equals any of ``values``, grouped by kind (strings,
+    numbers, booleans), each kind one ``IN``."""
     if key == "source":
-        return t.c.source == str(value)
+        return _in(t.c.source, list(dict.fromkeys(str(v) for v in values)), String(), dialect)
     field = t.c.metadata[key]
-    if isinstance(value, str):
-        return field.as_string() == value
+    strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    numbers = _numbers(values)
+    booleans = sorted({v for v in values if isinstance(v, bool)})
     # Cast only values of the right JSON type: PostgreSQL fails the whole query on casting "n/a"
     # to a number. CASE, not AND: SQL does not promise to evaluate AND's operands in order.
-    kinds: tuple[str, ...]
     if dialect == "postgresql":
         kind = func.json_typeof(field)
-        kinds = ("boolean",) if isinstance(value, bool) else ("number",)
+        is_bool, is_number = kind.in_(("boolean",)), kind.in_(("number",))
     else:
         kind = func.json_type(t.c.metadata, f'$."{key}"')
-        kinds = ("true", "false") if isinstance(value, bool) else ("integer", "real")
-    if isinstance(value, bool):
-        return case((kind.in_(kinds), field.as_boolean())) == value
-    return case((kind.in_(kinds), field.as_float())) == float(value)
+        is_bool, is_number = kind.in_(("true", "false")), kind.in_(("integer", "real"))
+    alternatives = []
+    if strings:
+        alternatives.append(_in(field.as_string(), strings, String(), dialect))
+    if numbers:
+        alternatives.append(_in(case((is_number, field.as_float())), numbers, Float(), dialect))
+    if booleans:
+        alternatives.append(case((is_bool, field.as_boolean())).in_(booleans))
+    return or_(false(), *alternatives)
 
 
 class Documents:
@@ -192,7 +243,7 @@ class Documents:
                 raise InputError(
                     f"filter {key!r}: give a string, number or boolean, or a non-empty list of them"
                 )
-            query = query.where(or_(*(_matches(key, v, dialect) for v in values)))
+            query = query.where(_matches(key, values, dialect))
         with self._catalog.connect() as conn:
             return {r.id for r in conn.execute(query)}
 

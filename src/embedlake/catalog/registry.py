@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from embedlake.catalog import journal
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import embedded, embedding_runs, embedding_shards, indexes, models
 from embedlake.errors import CatalogError, Conflict, NotFound
@@ -267,17 +268,17 @@ class Registry:
     ) -> IndexRecord:
         now = datetime.now(UTC)
         with self._catalog.begin() as conn:
-            index_key = conn.execute(
-                indexes.insert().values(
-                    model_id=model_id,
-                    engine=engine,
-                    params=params,
-                    n_vectors=n_vectors,
-                    prefix=prefix,
-                    created_at=now,
-                )
-            ).inserted_primary_key
-        return IndexRecord(_new_id(index_key), model_id, engine, params, n_vectors, prefix, now)
+            row = dict(
+                engine=engine, params=params, n_vectors=n_vectors, prefix=prefix, created_at=now
+            )
+            index_id = _new_id(
+                conn.execute(indexes.insert().values(model_id=model_id, **row)).inserted_primary_key
+            )
+            model = journal.model_ref(conn, model_id)
+            self._catalog.journal(
+                journal.index_key(index_id), {"id": index_id, "model": model, **row}
+            )
+        return IndexRecord(index_id, model_id, engine, params, n_vectors, prefix, now)
 
     def index(self, index_id: int) -> IndexRecord:
         with self._catalog.connect() as conn:

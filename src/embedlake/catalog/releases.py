@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
+from embedlake.catalog import journal
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import alias_moves, aliases, releases
 from embedlake.errors import Conflict, NotFound
@@ -72,6 +73,7 @@ class Releases:
                     created_at=datetime.now(UTC),
                 )
             )
+            self._journal(conn, release_id)
         return self.get(release_id)
 
     def get(self, release_id: str) -> ReleaseRecord:
@@ -91,6 +93,16 @@ class Releases:
     def update(self, release_id: str, **values: Any) -> None:
         with self._catalog.begin() as conn:
             conn.execute(update(releases).where(releases.c.id == release_id).values(**values))
+            self._journal(conn, release_id)
+
+    def _journal(self, conn: Connection, release_id: str) -> None:
+        """The release as it now stands, for the lake (``catalog.journal``)."""
+        row = conn.execute(select(releases).where(releases.c.id == release_id)).first()
+        if row is None:
+            return
+        record = dict(row._mapping)
+        record["model"] = journal.model_ref(conn, record.pop("model_id"))
+        self._catalog.journal(journal.release_key(release_id), record)
 
     # -- aliases ---------------------------------------------------------------------------
     def alias(self, name: str) -> str | None:
@@ -140,17 +152,18 @@ class Releases:
                 )
                 if done.rowcount != 1:
                     raise Conflict(f"alias {name!r} moved meanwhile; try again")
-            conn.execute(
-                alias_moves.insert().values(
-                    alias=name,
-                    from_release=current,
-                    to_release=to_release,
-                    kind=kind,
-                    actor=actor,
-                    reason=reason,
-                    at=now,
-                )
+            move = dict(
+                alias=name,
+                from_release=current,
+                to_release=to_release,
+                kind=kind,
+                actor=actor,
+                reason=reason,
+                at=now,
             )
+            key = conn.execute(alias_moves.insert().values(**move)).inserted_primary_key
+            assert key is not None
+            self._catalog.journal(journal.move_key(name, key[0]), {"id": key[0], **move})
         return AliasMove(name, current, to_release, kind, actor, reason, now)
 
     def history(self, name: str | None = None) -> list[AliasMove]:

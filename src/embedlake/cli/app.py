@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import typer
 from rich.logging import RichHandler
+from typer.core import TyperGroup
 
 from embedlake.cli import aws, backup, commands, demo, releases, runtime, serve
-from embedlake.cli.output import errors
+from embedlake.cli.output import errors, json_mode
 from embedlake.errors import BackendError, EmbedlakeError, NotFound
 
+
+class _Commands(TyperGroup):
+    """The root group: a command called with ``--json`` runs in :func:`json_mode`, so that its
+    stdout holds one JSON document whatever the libraries it calls print."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (of typer's vendored click)
+        with json_mode("--json" in ctx.args):  # the command's own arguments, not yet parsed
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="embedlake",
     help="Drop documents or a model into the lake; embedding, indexing and benchmarking follow.",
     no_args_is_help=True,

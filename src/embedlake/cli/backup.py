@@ -1,4 +1,4 @@
-"""Backup and restore: ``embedlake export`` and ``embedlake import``."""
+"""Backup, restore and recovery: ``embedlake export``, ``import`` and ``recover``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from embedlake import backup
+from embedlake import recover as recovery
 from embedlake.cli.commands import Json, Ws
-from embedlake.cli.output import console, emit_json
+from embedlake.cli.output import console, emit_json, table
+from embedlake.config import Settings
 from embedlake.workspace import Workspace
 
 Location = Annotated[
@@ -20,6 +22,7 @@ Location = Annotated[
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("import")(import_)
+    app.command("recover")(recover)
 
 
 def export(
@@ -55,3 +58,27 @@ def import_(ws: Ws, source: Location, as_json: Json = False) -> None:
         f"imported {sum(snap.tables.values())} catalog rows and {snap.objects} lake objects "
         f"from {snap.location}"
     )
+
+
+def recover(
+    ws: Ws,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Replace what the catalog holds (API keys are kept) with what the lake holds."
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Rebuild a lost or damaged catalog from the lake: documents, models, embedding runs,
+    indexes, datasets, releases and alias history. Says what could not be recovered (API keys
+    must be made again). Refused over a catalog that is not empty, unless --force."""
+    Settings.load(ws)  # a workspace it must be (init makes one where there is none)
+    with Workspace.init(ws) as workspace:  # a lost catalog gets its schema first
+        report = recovery.recover(workspace, force=force)
+    if as_json:
+        emit_json(asdict(report))
+        return
+    table("recovered", ["what", "count"], sorted(report.recovered.items()))
+    for line in report.not_recovered:
+        console.print(f"[yellow]not recovered[/] {line}", markup=True, highlight=False)

@@ -17,6 +17,7 @@ from embedlake.ingest.datasets import Dataset, load_folder, load_registered
 from embedlake.models.resolve import resolve_model
 from embedlake.releases.serving import indexed_models
 from embedlake.search.build import build_index
+from embedlake.search.limits import check_search
 from embedlake.search.searcher import Searcher
 from embedlake.workspace import Workspace
 
@@ -50,9 +51,18 @@ def init(path: Annotated[Path, typer.Argument(help="Folder to create or reuse.")
         console.print(f"workspace ready: {ws.settings.workspace} (lake: {ws.lake.url})")
 
 
-def migrate(ws: Ws) -> None:
-    """Create or upgrade the catalog schema (idempotent)."""
-    with Workspace.init(ws):
+def migrate(
+    ws: Ws,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Start an empty catalog even though the lake holds data (see `embedlake recover`)."
+        ),
+    ] = False,
+) -> None:
+    """Create or upgrade the catalog schema (idempotent). A lost catalog over a lake that holds
+    data is refused: `embedlake recover` rebuilds it from the lake."""
+    with Workspace.init(ws, guard=not force):
         console.print("catalog schema is current")
 
 
@@ -194,6 +204,7 @@ def search(
 ) -> None:
     """Nearest documents to a query, embedded by the index's own model."""
     with Workspace.open(ws) as w:
+        check_search(w.settings.api, k=k, query=query)  # the API's limits, before any work
         searcher = Searcher(w, model)
         hits = searcher.search(query, k)
     if as_json:

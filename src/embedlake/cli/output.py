@@ -1,11 +1,20 @@
-"""Output helpers shared by the commands: rich tables for people, JSON for scripts."""
+"""Output helpers shared by the commands: rich tables for people, JSON for scripts.
+
+A ``--json`` command prints exactly one JSON document on stdout: while it runs (:func:`json_mode`),
+everything else that would reach stdout (a library's ``print``, a progress bar, a rich console,
+output of C code to file descriptor 1) goes to stderr, and :func:`emit_json` writes to the real
+stdout.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,8 +29,51 @@ console = Console()
 errors = Console(stderr=True)
 
 
+_documents: list[TextIO] = []  # where emit_json writes while a --json command runs
+
+
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    out = _documents[-1] if _documents else sys.stdout
+    out.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None  # a test runner's in-memory stream
+
+
+@contextmanager
+def json_mode(enabled: bool = True) -> Iterator[None]:
+    """Send stdout to stderr while the command runs, keeping the real stdout for the document;
+    at the level of the file descriptor too where stdout has one (C code writes there)."""
+    if not enabled:
+        yield
+        return
+    stdout, stderr = sys.stdout, sys.stderr
+    stdout.flush()
+    out_fd, err_fd = _fileno(stdout), _fileno(stderr)
+    saved = None
+    if out_fd is not None and err_fd is not None:
+        saved = os.dup(out_fd)
+        os.dup2(err_fd, out_fd)
+        document: TextIO = os.fdopen(os.dup(saved), "w", encoding="utf-8")
+    else:
+        document = stdout
+    _documents.append(document)
+    sys.stdout = stderr
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+        _documents.pop()
+        stderr.flush()
+        if saved is not None and out_fd is not None:
+            document.close()
+            os.dup2(saved, out_fd)
+            os.close(saved)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -1,4 +1,4 @@
-"""Release commands: train, releases, compare, publish, rollback, retain."""
+"""Release commands: train, releases, compare, publish, rollback, catch-up, retain."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     for command in (train, release, releases, compare, publish, rollback, retain):
         app.command()(command)
     app.command("map")(map_)
+    app.command("catch-up")(catch_up)
 
 
 def train(
@@ -216,7 +217,9 @@ def publish(
 
     with Workspace.open(ws) as w:
         move = publish_release(w, release, alias, force=force, actor=actor(), reason=reason)
-    console.print(f"{alias}: {move.from_release} → {move.to_release}", highlight=False)
+    console.print(
+        f"{alias}: {move.from_release} → {move.to_release} ({move.reason})", highlight=False
+    )
 
 
 def rollback(
@@ -230,7 +233,27 @@ def rollback(
 
     with Workspace.open(ws) as w:
         move = rollback_alias(w, alias, actor=actor(), reason=reason)
-    console.print(f"{alias}: {move.from_release} → {move.to_release} (rollback)", highlight=False)
+    console.print(
+        f"{alias}: {move.from_release} → {move.to_release} ({move.reason})", highlight=False
+    )
+
+
+def catch_up(
+    ws: Ws,
+    release: Annotated[str, typer.Argument(help="Release to bring up to date.")],
+    as_json: Json = False,
+) -> None:
+    """Embed and index the documents a release lacks (those that arrived after it was built),
+    with its own model and chunking: what publish and rollback need of a release far behind."""
+    from embedlake.functions.context import direct_context
+    from embedlake.releases import coverage
+
+    with Workspace.open(ws) as w:
+        done = coverage.catch_up(direct_context(w, "catch-up", uuid4().hex), w, release)
+    if as_json:
+        emit_json({"release": release, "caught_up": done})
+    else:
+        console.print(f"release {release}: caught up {done} documents", highlight=False)
 
 
 def retain(ws: Ws) -> None:

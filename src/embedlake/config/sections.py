@@ -85,6 +85,18 @@ class IngestSettings(_Section):
     batch_size: int = Field(
         default=2_000, gt=0, description="records upserted per catalog transaction"
     )
+    max_record_bytes: int = Field(
+        default=10_000_000,
+        gt=0,
+        description="a record larger than this many bytes (a line of .jsonl, a whole .txt or .md "
+        "file) is rejected without being read into memory",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        gt=0,
+        description="a JSON record (a line of .jsonl) nesting objects and arrays "
+        "deeper than this is rejected before it is parsed",
+    )
 
 
 class EmbedSettings(_Section):
@@ -218,13 +230,20 @@ class TrainingSettings(_Section):
 
 
 class ReleaseSettings(_Section):
-    """Release retention."""
+    """Release retention and catching up."""
 
     keep_moves: int = Field(
         default=5,
         ge=1,
         description="retention never removes a release an alias points to or pointed to in its "
         "last N moves",
+    )
+    catch_up_limit: int = Field(
+        default=1000,
+        ge=0,
+        description="publish and rollback by hand first embed and index the documents a release "
+        "lacks, up to this many; a release further behind is refused with the count (run "
+        "`embedlake catch-up`). The runtime's own publish always catches up",
     )
 
 
@@ -373,6 +392,13 @@ class ApiSettings(_Section):
         description="`keys`: every request needs an API key (`embedlake keys create`); `open`: "
         "no keys, loopback clients only",
     )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="host names (no port) a request's `Host` may name besides `localhost`, "
+        "`127.0.0.1` and `[::1]`, e.g. the name a reverse proxy forwards; pages of these names "
+        "may also change state. Open mode answers only these and the loopback names (against "
+        "DNS rebinding); keys mode answers any Host while the list is empty",
+    )
     key_pepper: SecretStr | None = Field(
         default=None,
         description="HMAC key mixed into stored key hashes (changing it invalidates every key)",
@@ -392,6 +418,29 @@ class ApiSettings(_Section):
         description="texts per `/v1/embed` request and documents per `POST /v1/documents`",
     )
     max_text_chars: int = Field(default=20_000, gt=0, description="characters per text or query")
+    max_k: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="results per search (`k`) at most; 1,000 is the searcher's own ceiling",
+    )
+    max_filter_keys: int = Field(
+        default=16, gt=0, le=256, description="fields per search `filter` (256 at most)"
+    )
+    max_filter_values: int = Field(
+        default=1000, gt=0, description="values in one field's list of a search `filter`"
+    )
+    max_filter_values_total: int = Field(
+        default=4000, gt=0, description="values of all the fields of a search `filter` together"
+    )
+    max_filter_value_chars: int = Field(
+        default=1000, gt=0, description="characters per field name or value of a search `filter`"
+    )
+    max_json_depth: int = Field(
+        default=64,
+        gt=0,
+        description="nesting of objects and arrays in a request body (checked before it is parsed)",
+    )
     batch_wait_ms: float = Field(
         default=5.0,
         ge=0,

@@ -35,7 +35,7 @@ from embedlake.errors import ConfigError
 
 CONFIG_FILE = "embedlake.toml"
 _ENV_PREFIX = "EMBEDLAKE_"
-# EMBEDLAKE_* names that are not settings: the AWS wiring (see embedlake.aws.container) and the
+# EMBEDLAKE_* names that are not settings: the AWS wiring (see embedlake.aws.environment) and the
 # benchmarks' and tests' data folders. Every other EMBEDLAKE_* name must be a setting.
 NOT_SETTINGS = ("EMBEDLAKE_AWS_", "EMBEDLAKE_WORKSPACE_DIR", "EMBEDLAKE_BENCH_", "EMBEDLAKE_TEST_")
 

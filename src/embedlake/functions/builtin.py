@@ -19,7 +19,7 @@ from embedlake.functions.context import Context
 from embedlake.ingest import ingest_object
 from embedlake.ingest.readers import reader_for
 from embedlake.models import artifacts
-from embedlake.releases import serving
+from embedlake.releases import coverage, serving
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,16 @@ def ingest(event: Event, ctx: Context) -> dict[str, Any]:
 def embed_new(event: Event, ctx: Context) -> dict[str, int]:
     """Embed new and changed documents with every serving model, one fan-out task per shard, then
     re-index: the releases aliases point to get the new index, so a published release is never
-    behind the catalog. Which models serve, and the re-indexing, are ``releases.serving``'s."""
+    behind the catalog. Last, any aliased release still behind (published while this ran, or
+    indexed before its model embedded everything) is caught up. Which models serve, and the
+    re-indexing, are ``releases.serving``'s."""
     embedded: dict[str, int] = {}
     for ref in ctx.step("serving models", serving.serving_models, ctx.ws):
         embedded[ref] = embed_in_steps(ctx, ctx.ws, ref, f"embed {ref}")
         if embedded[ref]:
             ctx.step(f"index {ref}", serving.reindex, ctx.ws, ref)
+    for release_id in ctx.step("releases behind", serving.releases_behind, ctx.ws):
+        embedded[release_id] = coverage.catch_up(ctx, ctx.ws, release_id)
     return embedded
 
 

@@ -15,6 +15,7 @@ the negative inner product). Needs PostgreSQL 16+ and pgvector 0.8+.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -273,36 +274,55 @@ def _search_sql(
 
 
 def _where_sql(where: Mapping[str, Any]) -> tuple[sql.Composable, dict[str, Any]]:
-    """``Documents.ids_where`` in SQL over ``d`` (the documents table). Values are cast the way
-    SQLAlchemy's ``as_float``/``as_boolean`` do, but a value that does not parse as the wanted
-    type does not match instead of failing the query."""
+    """``Documents.ids_where`` in SQL over ``d`` (the documents table). Each key's values are
+    bound as one array per kind (``= ANY``), so a long list is one parameter, not an OR of one
+    placeholder per value. Values are cast the way SQLAlchemy's ``as_float``/``as_boolean`` do,
+    but a value that does not parse as the wanted type does not match instead of failing."""
     parts: list[sql.Composable] = [sql.SQL("d.deleted_at IS NULL")]
     params: dict[str, Any] = {}
-    for key, wanted in where.items():
+    for n, (key, wanted) in enumerate(where.items()):
         values = wanted if isinstance(wanted, list) else [wanted]
         if not values or not all(isinstance(v, str | int | float | bool) for v in values):
             raise InputError(
                 f"filter {key!r}: give a string, number or boolean, or a non-empty list of them"
             )
-        alternatives = []
-        for value in values:
-            name = f"p{len(params)}"
-            if key == "source":
-                test = sql.SQL("d.source = {}")
-                params[name] = str(value)
-            else:
-                params[f"{name}k"] = key
-                field = f"(d.metadata ->> %({name}k)s)"
-                if isinstance(value, bool):
-                    test = sql.SQL(_CAST.format(field=field, type="boolean"))
-                elif isinstance(value, int | float):
-                    test, value = sql.SQL(_CAST.format(field=field, type="float8")), float(value)
-                else:
-                    test = sql.SQL(f"{field} = {{}}")
-                params[name] = value
-            alternatives.append(test.format(sql.Placeholder(name)))
+        params[f"k{n}"] = key
+        field = f"(d.metadata ->> %(k{n})s)"
+        alternatives: list[sql.Composable] = [sql.SQL("false")]
+        for kind, listed in _by_kind(key, values).items():
+            if listed:
+                params[f"v{n}{kind}"] = listed
+                test = _ANY[kind].format(field=field, values=f"%(v{n}{kind})s")
+                alternatives.append(sql.SQL(test))
         parts.append(sql.SQL("({})").format(sql.SQL(" OR ").join(alternatives)))
     return sql.SQL(" AND ").join(parts), params
 
 
-_CAST = "(CASE WHEN pg_input_is_valid({field}, '{type}') THEN {field}::{type} END) = {{}}"
+def _by_kind(key: str, values: list[str | int | float | bool]) -> dict[str, list[Any]]:
+    """A filter's values as one list per test in ``_ANY``; numbers no float8 equals (NaN, the
+    infinities, integers past a float's range) match nothing and are left out."""
+    if key == "source":
+        return {"source": list(dict.fromkeys(str(v) for v in values))}
+    numbers: dict[float, None] = {}
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:
+                continue
+            if math.isfinite(number):
+                numbers[number] = None
+    return {
+        "text": list(dict.fromkeys(v for v in values if isinstance(v, str))),
+        "float8": list(numbers),
+        "boolean": sorted({v for v in values if isinstance(v, bool)}),
+    }
+
+
+_CAST = "(CASE WHEN pg_input_is_valid({field}, '{type}') THEN {field}::{type} END)"
+_ANY = {
+    "source": "d.source = ANY({values}::text[])",
+    "text": "{field} = ANY({values}::text[])",
+    "float8": _CAST.format(field="{field}", type="float8") + " = ANY({values}::float8[])",
+    "boolean": _CAST.format(field="{field}", type="boolean") + " = ANY({values}::boolean[])",
+}

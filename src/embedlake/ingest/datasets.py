@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedlake.errors import InputError, NotFound
+from embedlake.ingest.encoding import decode, too_deep
 
 if TYPE_CHECKING:
     from embedlake.workspace import Workspace
@@ -24,26 +25,18 @@ class Dataset:
     qrels: dict[str, dict[str, int]]  # query id → doc id → grade (ids carry the workspace prefix)
 
 
+MAX_JSON_DEPTH = 64  # of a query line: a query is {"_id", "text", "metadata"?}
+
+
 def parse(name: str, queries_jsonl: bytes, qrels_tsv: bytes, id_prefix: str = "") -> Dataset:
     """Parse BEIR queries and judgments; judged pairs with identical ids are kept on purpose."""
-    qrels: dict[str, dict[str, int]] = {}
-    reader = csv.reader(io.StringIO(qrels_tsv.decode("utf-8")), delimiter="\t")
-    for number, row in enumerate(reader, start=1):
-        if not row or (number == 1 and row[0] == "query-id"):
-            continue
-        if len(row) != 3:
-            raise InputError(f"{name} qrels line {number}: expected 3 tab-separated fields")
-        try:
-            grade = int(float(row[2]))
-        except ValueError:
-            raise InputError(
-                f"{name} qrels line {number}: score {row[2]!r} is not a number"
-            ) from None
-        qrels.setdefault(row[0], {})[id_prefix + row[1]] = grade
+    qrels = _qrels(name, decode(qrels_tsv, f"{name} qrels"), id_prefix)
     queries: dict[str, str] = {}
-    for number, line in enumerate(queries_jsonl.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(decode(queries_jsonl, f"{name} queries").splitlines(), start=1):
         if not line.strip():
             continue
+        if too_deep(line, MAX_JSON_DEPTH):
+            raise InputError(f"{name} queries line {number}: JSON nested too deep")
         try:
             obj = json.loads(line)
             qid, text = str(obj["_id"]), str(obj["text"])
@@ -54,6 +47,28 @@ def parse(name: str, queries_jsonl: bytes, qrels_tsv: bytes, id_prefix: str = ""
     if not queries:
         raise InputError(f"{name}: no query has a relevant judgment")
     return Dataset(name, queries, {q: qrels[q] for q in queries})
+
+
+def _qrels(name: str, text: str, id_prefix: str) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    reader = csv.reader(io.StringIO(text), delimiter="\t")
+    number = 0
+    try:
+        for number, row in enumerate(reader, start=1):
+            if not row or (number == 1 and row[0] == "query-id"):
+                continue
+            if len(row) != 3:
+                raise InputError(f"{name} qrels line {number}: expected 3 tab-separated fields")
+            try:
+                grade = int(float(row[2]))
+            except (ValueError, OverflowError):
+                raise InputError(
+                    f"{name} qrels line {number}: score {row[2]!r} is not a number"
+                ) from None
+            qrels.setdefault(row[0], {})[id_prefix + row[1]] = grade
+    except csv.Error as exc:
+        raise InputError(f"{name} qrels line {number + 1}: {exc}") from None
+    return qrels
 
 
 def load_folder(path: Path, split: str = "test", id_prefix: str = "") -> Dataset:

@@ -9,6 +9,7 @@ from typing import Any
 
 from embedlake.catalog.documents import Document
 from embedlake.errors import InputError
+from embedlake.ingest.encoding import strip_bom
 
 ID_FIELDS = ("_id", "id", "doc_id")
 TEXT_FIELDS = ("text", "body", "content")
@@ -21,7 +22,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def clean_text(value: str) -> str:
     """Unicode NFC, no control characters, runs of spaces collapsed, at most one blank line."""
-    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    value = unicodedata.normalize("NFC", strip_bom(value))
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROL.sub(" ", value)
     # str.split() per line is ~2.5x faster than a regex over the whole text (bench/ingest.py)
     value = "\n".join(" ".join(line.split()) for line in value.split("\n"))
@@ -42,9 +44,11 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
         raise InputError(f"missing document id (one of: {', '.join(ID_FIELDS)})")
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         raise InputError(f"document id must be a string or an integer, got {type(raw_id).__name__}")
-    doc_id = id_prefix + unicodedata.normalize("NFC", str(raw_id).strip())
+    doc_id = id_prefix + unicodedata.normalize("NFC", strip_bom(str(raw_id).strip()).strip())
     if len(doc_id) > MAX_ID_CHARS:
         raise InputError(f"document id is longer than {MAX_ID_CHARS} characters")
+    if _CONTROL.search(doc_id) or "\n" in doc_id or "\r" in doc_id or "\t" in doc_id:
+        raise InputError("document id contains control characters")
     text_field, raw_text = _pick(data, TEXT_FIELDS)
     if not isinstance(raw_text, str):
         raise InputError(
@@ -55,7 +59,7 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
     title_field, raw_title = _pick(data, TITLE_FIELDS)
     if raw_title is not None and not isinstance(raw_title, str):
         raise InputError(f"title must be a string, got {type(raw_title).__name__}")
-    size = len(raw_text.encode("utf-8")) + len((raw_title or "").encode("utf-8"))
+    size = _utf8_size(raw_text) + _utf8_size(raw_title or "")
     if size > max_bytes:
         raise InputError(
             f"document is {size:,} bytes, over the limit of {max_bytes:,} "
@@ -72,7 +76,20 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
         del metadata["metadata"]
         metadata = {**nested, **metadata}
     try:
-        metadata = json.loads(json.dumps(metadata, allow_nan=False, default=str))
-    except ValueError as exc:
+        encoded = json.dumps(metadata, allow_nan=False, default=str, ensure_ascii=False)
+        _utf8_size(encoded + doc_id)
+        metadata = json.loads(encoded)
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"metadata is not JSON-serialisable: {exc}") from None
     return Document(id=doc_id, source=source, title=title, text=text, metadata=metadata)
+
+
+def _utf8_size(value: str) -> int:
+    """The UTF-8 size of ``value``; a lone surrogate (JSON's "\\ud800") has none: refused here,
+    before the catalog or the Parquet log would fail on it with the whole batch."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InputError(
+            "text, title, id or metadata holds a lone UTF-16 surrogate (not valid Unicode)"
+        ) from None

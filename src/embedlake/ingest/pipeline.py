@@ -1,14 +1,19 @@
 """The ingest pipeline: copy to raw/, read, validate, upsert, write curated Parquet and quarantine.
 
 ``ingest_object`` works on an object already in the lake (this is what the ``object.created`` trigger
-calls); ``ingest_path`` copies local files into ``raw/`` first and then does the same.
+calls); ``ingest_path`` copies local files into ``raw/`` first and then does the same, with the
+options it was given recorded beside the copy (:mod:`.raw`) so that the trigger reads it alike.
+
+An id that comes again later in the same file: the first row is kept and the later ones are
+quarantined as duplicates, with their line numbers (deterministic, and re-ingesting the file gives
+the same answer). Memory grows with the number of ids in a file (their set), not with their texts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import posixpath
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -20,7 +25,8 @@ from embedlake.catalog.documents import Document
 from embedlake.errors import InputError, NotFound, RejectedInput
 from embedlake.ingest import curated
 from embedlake.ingest.normalize import to_document
-from embedlake.ingest.readers import READERS, Reject, Row, reader_for
+from embedlake.ingest.raw import Options, copy_in, options_of
+from embedlake.ingest.readers import READERS, Limits, Reject, Row, reader_for
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -70,13 +76,7 @@ def ingest_path(
             register_beir(ws, path, name=source, id_prefix=id_prefix)
         return reports
     if path.is_dir():
-        found = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and reader_for(p.name)
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+        found = _files_in(path)
         if not found:
             raise InputError(f"{path}: no ingestible files (known: {', '.join(sorted(READERS))})")
         return [
@@ -88,6 +88,27 @@ def ingest_path(
             f"(known: {', '.join(sorted(READERS))})"
         )
     return [_ingest_file(ws, path, path.name, source, id_prefix)]
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """The ingestible files of ``folder``, hidden ones left out. A symbolic link inside it is
+    skipped with a warning: the user named the folder, not what its links point to (a file named
+    on the command line is read even when it is a link: the user named it)."""
+    found = []
+    for top, dirs, files in os.walk(folder):  # does not descend into linked folders
+        here = Path(top)
+        for name in [d for d in dirs if (here / d).is_symlink()]:
+            log.warning("skipped %s: a symbolic link inside %s", here / name, folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
+        for name in files:
+            file = here / name
+            if name.startswith(".") or not reader_for(name):
+                continue
+            if file.is_symlink():
+                log.warning("skipped %s: a symbolic link inside %s", file, folder)
+            elif file.is_file():
+                found.append(file)
+    return sorted(found)
 
 
 def _default_source(path: Path) -> str:
@@ -103,32 +124,15 @@ def _ingest_file(ws: Workspace, path: Path, rel: str, source: str, id_prefix: st
         report.reasons.append(RejectedInput(f"unreadable file: {exc.strerror}", file=str(path)))
         return report
     with handle:
-        key = _raw_key(ws, source, rel, handle)
+        key = copy_in(ws, source, rel, handle, Options(id_prefix=id_prefix))
     return ingest_object(ws, key, id_prefix=id_prefix, display=str(path))
 
 
-def _raw_key(ws: Workspace, source: str, rel: str, handle: IO[bytes]) -> str:
-    """Copy into raw/ unless the same bytes are there already; raw objects are never replaced."""
-    import hashlib
-
-    digest = hashlib.md5(usedforsecurity=False)
-    while chunk := handle.read(1 << 20):
-        digest.update(chunk)
-    handle.seek(0)
-    key = f"raw/{source}/{rel}"
-    if ws.lake.exists(key):
-        if ws.lake.info(key).etag == digest.hexdigest():
-            return key
-        stem, ext = posixpath.splitext(key)
-        key = f"{stem}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}{ext}"
-    ws.lake.put_file(key, handle)
-    return key
-
-
 def ingest_object(
-    ws: Workspace, key: str, *, id_prefix: str = "", display: str | None = None
+    ws: Workspace, key: str, *, id_prefix: str | None = None, display: str | None = None
 ) -> IngestReport:
-    """Ingest a ``raw/<source>/...`` object of the lake."""
+    """Ingest a ``raw/<source>/...`` object of the lake, with the options recorded beside it
+    (:func:`.raw.options_of`) unless ``id_prefix`` is given."""
     parts = key.split("/")
     if len(parts) < 3 or parts[0] != "raw":
         raise InputError(f"lake key {key!r} is not under raw/<source>/")
@@ -139,36 +143,17 @@ def ingest_object(
         raise InputError(f"{shown}: unsupported file type (known: {', '.join(sorted(READERS))})")
     if not ws.lake.exists(key):
         raise NotFound(f"lake object {key!r} does not exist")
+    if id_prefix is None:
+        id_prefix = options_of(ws, key).id_prefix
     started = datetime.now(UTC)
     report = IngestReport(file=shown, source=source, raw_key=key)
     settings = ws.settings.ingest
+    limits = Limits(settings.max_record_bytes, settings.max_json_depth)
     with tempfile.TemporaryFile() as rejects, ws.lake.open(key) as stream:
-        batch: list[tuple[int, Document]] = []
-        for record in reader(stream, rel):
-            if isinstance(record, Row):
-                report.read += 1
-                try:
-                    batch.append(
-                        (
-                            record.line,
-                            to_document(
-                                record.data,
-                                source=source,
-                                id_prefix=id_prefix,
-                                max_bytes=settings.max_document_bytes,
-                            ),
-                        )
-                    )
-                except InputError as exc:
-                    _reject(
-                        report, rejects, shown, Reject(record.line, str(exc), _preview(record.data))
-                    )
-            else:
-                report.read += record.line is not None
-                _reject(report, rejects, shown, record)
-            if len(batch) >= settings.batch_size:
-                _flush(ws, batch, report, rejects, shown)
-        _flush(ws, batch, report, rejects, shown)
+        run = _Run(ws, report, rejects, id_prefix)
+        for record in reader(stream, rel, limits):
+            run.add(record)
+        run.flush()
         if report.rejected:
             report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
     ws.catalog.documents.add_ingest_run(
@@ -178,38 +163,69 @@ def ingest_object(
     return report
 
 
-def _flush(
-    ws: Workspace,
-    batch: list[tuple[int, Document]],
-    report: IngestReport,
-    rejects: IO[bytes],
-    shown: str,
-) -> None:
-    if not batch:
-        return
-    lines = {doc.id: line for line, doc in batch}
-    source = batch[0][1].source
-    result = ws.catalog.documents.upsert(
-        [doc for _, doc in batch],
-        before_commit=lambda r: curated.write_part(ws.lake, source, r.inserted + r.updated),
-    )
-    for doc, owner in result.conflicts:
-        _reject(
-            report,
-            rejects,
-            shown,
-            Reject(
-                lines[doc.id],
-                f"document id {doc.id!r} already belongs to source {owner!r} "
-                f"(use --id-prefix to keep both)",
-                None,
+class _Run:
+    """One file's records on their way in: validated, checked for ids seen earlier in the file,
+    upserted in batches; rejects counted and written to ``rejects``."""
+
+    def __init__(
+        self, ws: Workspace, report: IngestReport, rejects: IO[bytes], id_prefix: str
+    ) -> None:
+        self.ws, self.report, self.rejects, self.id_prefix = ws, report, rejects, id_prefix
+        self.settings = ws.settings.ingest
+        self.batch: list[tuple[int, Document]] = []
+        self.first_line: dict[str, int] = {}  # id → the line that brought it first
+
+    def add(self, record: Row | Reject) -> None:
+        if isinstance(record, Reject):
+            self.report.read += record.line is not None
+            self.reject(record)
+            return
+        self.report.read += 1
+        try:
+            doc = to_document(
+                record.data,
+                source=self.report.source,
+                id_prefix=self.id_prefix,
+                max_bytes=self.settings.max_document_bytes,
+            )
+        except InputError as exc:
+            self.reject(Reject(record.line, str(exc), _preview(record.data)))
+            return
+        first = self.first_line.setdefault(doc.id, record.line)
+        if first != record.line:
+            reason = f"duplicate document id {doc.id!r} in this file (first at line {first}; "
+            self.reject(
+                Reject(record.line, reason + "the first row is kept)", _preview(record.data))
+            )
+            return
+        self.batch.append((record.line, doc))
+        if len(self.batch) >= self.settings.batch_size:
+            self.flush()
+
+    def reject(self, record: Reject) -> None:
+        _reject(self.report, self.rejects, self.report.file, record)
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        ws, report = self.ws, self.report
+        lines = {doc.id: line for line, doc in self.batch}
+        result = ws.catalog.documents.upsert(
+            [doc for _, doc in self.batch],
+            before_commit=lambda r: curated.write_part(
+                ws.lake, report.source, r.inserted + r.updated
             ),
         )
-    report.inserted += len(result.inserted)
-    report.updated += len(result.updated)
-    # ids repeated within the batch count once; the extra rows were superseded, not lost
-    report.unchanged += result.unchanged + len(batch) - len(lines)
-    batch.clear()
+        for doc, owner in result.conflicts:
+            reason = (
+                f"document id {doc.id!r} already belongs to source {owner!r} "
+                f"(use --id-prefix to keep both)"
+            )
+            self.reject(Reject(lines[doc.id], reason, None))
+        report.inserted += len(result.inserted)
+        report.updated += len(result.updated)
+        report.unchanged += result.unchanged
+        self.batch.clear()
 
 
 def _reject(report: IngestReport, rejects: IO[bytes], shown: str, record: Reject) -> None:

@@ -1,17 +1,28 @@
-"""Lake engine: a local folder (the embedded default)."""
+"""Lake engine: a local folder (the embedded default).
+
+The folder holds objects, never pointers: a symbolic link inside it (to a file or a folder, planted
+by hand or by a tool) is not followed, so nothing outside the lake's root is ever read into it or
+written through it. Listings skip such a link with a warning; any other use of a key that is, or
+passes through, a link is refused (``InputError``, a permanent failure: retrying cannot help).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 from uuid import uuid4
 
 from fsspec.implementations.local import LocalFileSystem
 
+from embedlake.errors import InputError
+from embedlake.lake import ObjectInfo
 from embedlake.lake.base import FsspecLake
+
+log = logging.getLogger(__name__)
 
 
 class LocalLake(FsspecLake):
@@ -20,6 +31,23 @@ class LocalLake(FsspecLake):
         root = str(Path(root).resolve())
         Path(root).mkdir(parents=True, exist_ok=True)
         super().__init__(url, LocalFileSystem(), root)
+
+    def _path(self, key: str) -> str:
+        path = super()._path(key)
+        # the root is resolved: a path that resolves elsewhere passes through a link (or "..")
+        if os.path.realpath(path) != path:
+            raise InputError(
+                f"lake key {key!r} is, or passes through, a symbolic link: refused "
+                f"(the lake does not follow links out of {self._root})"
+            )
+        return path
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for info in super().list(prefix):
+            if os.path.realpath(f"{self._root}/{info.key}") != f"{self._root}/{info.key}":
+                log.warning("lake: skipped %s, a symbolic link (links are not followed)", info.key)
+                continue
+            yield info
 
     def _write(self, key: str, fill: Callable[[IO[bytes]], object]) -> None:
         # Write beside the target and rename: readers never see half an object, and a crash leaves

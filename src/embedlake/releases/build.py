@@ -1,5 +1,6 @@
 """Build a release: serving form → embed (fan-out) → reducer → map → index → catch up →
-benchmark → gate → publish.
+benchmark → gate → publish (which embeds and indexes what arrived while it was benchmarked, so an
+alias never moves to a release behind the catalog: ``releases.coverage``).
 
 Every stage is a checkpointed step of the caller's context, so under the functions runtime a crash
 resumes at the stage that failed (and the embedding at the shard that failed); nothing is published
@@ -28,10 +29,9 @@ from embedlake.errors import NotFound
 from embedlake.index.exact import ExactIndex
 from embedlake.reduce import projection
 from embedlake.reduce.pca import PcaReducer
-from embedlake.reduce.store import load_reducer, read_reducer
-from embedlake.releases import form_choice, gate
+from embedlake.reduce.store import read_reducer
+from embedlake.releases import coverage, form_choice, gate
 from embedlake.releases.publish import publish
-from embedlake.search.build import build_index
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,10 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     # the heavy stages run on the compute engine (a Ray actor in production), like the shards
     stages["reducer"] = _heavy(ctx, "reducer", _reduce, release_id)
     stages["map"] = _heavy(ctx, "map", map_release, release_id)
-    stages["index"] = _heavy(ctx, "index", _index, release_id)
+    stages["index"] = _heavy(ctx, "index", coverage.index_release, release_id)
     late = _embed_all(ctx, ws, model_ref, "catch-up")
-    if ctx.step("late documents", _missing, ws, release_id):
-        stages["catch_up"] = late + _heavy(ctx, "re-index", _index, release_id)
+    if ctx.step("late documents", coverage.lacking, ws, release_id):
+        stages["catch_up"] = late + _heavy(ctx, "re-index", coverage.index_release, release_id)
     stages["benchmark"] = ctx.step("benchmark and gate", _benchmark, ws, release_id, stages)
     if publish:
         ctx.step("conclude", _conclude, ws, release_id)
@@ -101,35 +101,6 @@ def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:
 def _embed_all(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> float:
     started = time.perf_counter()
     embed_in_steps(ctx, ws, model_ref, f"{label} {model_ref}")
-    return time.perf_counter() - started
-
-
-def _missing(ws: Workspace, release_id: str) -> bool:
-    release = ws.catalog.releases.get(release_id)
-    assert release.index_id is not None
-    indexed = ws.catalog.registry.index(release.index_id).n_vectors
-    return ws.catalog.registry.count_embedded(release.model_id) != indexed
-
-
-def _index(ws: Workspace, release_id: str) -> float:
-    started = time.perf_counter()
-    release = ws.catalog.releases.get(release_id)
-    model = ws.catalog.registry.model_by_id(release.model_id)
-    built = build_index(ws, model, reducer=load_reducer(ws, release))
-    live = ws.catalog.documents.live_hashes()
-    covered = sorted(
-        (d, h) for d, (h, _) in ws.catalog.registry.coverage(model.id).items() if live.get(d) == h
-    )
-    corpus_hash = hashlib.sha256(json.dumps(covered).encode()).hexdigest()
-    ws.catalog.releases.update(
-        release_id,
-        index_id=built.index_id,
-        snapshot={
-            "documents": built.n_vectors,
-            "corpus_hash": corpus_hash,
-            "live_documents": len(live),
-        },
-    )
     return time.perf_counter() - started
 
 
@@ -271,6 +242,7 @@ def _model_card(
 def _conclude(ws: Workspace, release_id: str) -> str:
     release = ws.catalog.releases.get(release_id)
     if release.report.get("gate", {}).get("passed"):
+        # documents that arrived while it was benchmarked are embedded before the alias moves
         publish(
             ws,
             release_id,
@@ -278,6 +250,7 @@ def _conclude(ws: Workspace, release_id: str) -> str:
             actor="runtime",
             reason=release.reason,
             regate=False,
+            catch_up="all",
         )
         return "published"
     ws.catalog.releases.update(release_id, status="rejected")

@@ -1,14 +1,25 @@
-"""Publish (move an alias, through the gate unless forced), roll back, and retention."""
+"""Publish (move an alias, through the gate unless forced), roll back, and retention.
+
+Neither move shrinks coverage: a release behind the catalog is brought up to date before the alias
+moves to it (``releases.coverage``). By hand (CLI, API) that happens in place while the gap is at
+most ``releases.catch_up_limit`` documents; a release further behind is refused with the count and
+the command that catches it up (``embedlake catch-up``), so a request never embeds a corpus while
+its caller waits. The runtime's own publish, at the end of a build, always catches up.
+"""
 
 from __future__ import annotations
 
 import getpass
 import logging
+from typing import Literal
 
 from embedlake.catalog.releases import AliasMove
 from embedlake.errors import Conflict, InputError
-from embedlake.releases import gate
+from embedlake.releases import coverage, gate
+from embedlake.steps import DirectSteps
 from embedlake.workspace import Workspace
+
+CatchUp = Literal["small", "all"]
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +40,12 @@ def publish(
     actor: str = "cli",
     reason: str = "",
     regate: bool = True,
+    catch_up: CatchUp = "small",
 ) -> AliasMove:
     """Point ``alias`` at the release. Unless forced, it must have passed the gate against the
-    release the alias points to now (re-run here when the alias moved since it was built)."""
+    release the alias points to now (re-run here when the alias moved since it was built). A
+    release behind the catalog is caught up first: up to ``releases.catch_up_limit`` documents
+    (``catch_up="small"``), or however many (``"all"``); ``force`` skips the gate, never this."""
     releases = ws.catalog.releases
     release = releases.get(release_id)
     if release.status in ("building", "failed", "removed") or release.index_id is None:
@@ -41,6 +55,7 @@ def publish(
     current = releases.alias(alias)
     if current == release_id:
         raise Conflict(f"alias {alias!r} already points to {release_id}")
+    behind = _refuse_if_far_behind(ws, release_id, alias, catch_up)
     if not force:
         gated = release.report.get("gate", {})
         if regate and (
@@ -60,12 +75,13 @@ def publish(
                 + "; ".join(failed)
                 + " (use --force to publish anyway)"
             )
+    caught_up = _caught_up(ws, release_id, behind)
     move = releases.move(
         alias,
         release_id,
         kind="publish",
         actor=actor,
-        reason=reason or ("forced" if force else "passed the gate"),
+        reason=(reason or ("forced" if force else "passed the gate")) + caught_up,
         expect=current,
     )
     releases.update(release_id, status="published")
@@ -90,14 +106,39 @@ def rollback(
         raise InputError(f"alias {alias!r} has never been published")
     if len(stack) < 2:
         raise InputError(f"alias {alias!r} has no earlier release to roll back to")
+    behind = _refuse_if_far_behind(ws, stack[-2], alias, "small")
+    caught_up = _caught_up(ws, stack[-2], behind)
     return releases.move(
         alias,
         stack[-2],
         kind="rollback",
         actor=actor,
-        reason=reason or f"rollback from {stack[-1]}",
+        reason=(reason or f"rollback from {stack[-1]}") + caught_up,
         expect=stack[-1],
     )
+
+
+def _refuse_if_far_behind(ws: Workspace, release_id: str, alias: str, catch_up: CatchUp) -> int:
+    """How many live documents the release lacks; a Conflict naming the count, the limit and the
+    command when that is more than may be caught up while the caller waits."""
+    behind = coverage.lacking(ws, release_id)
+    limit = ws.settings.releases.catch_up_limit
+    if catch_up == "small" and behind > limit:
+        raise Conflict(
+            f"release {release_id} lacks {behind} of the catalog's live documents, more than "
+            f"releases.catch_up_limit ({limit}) to embed while {alias!r} waits: run `embedlake "
+            f"catch-up <workspace> {release_id}` (or leave it to `embedlake up`), then move "
+            f"{alias!r} again"
+        )
+    return behind
+
+
+def _caught_up(ws: Workspace, release_id: str, behind: int) -> str:
+    """Catch the release up in this process (the build's own code); the note for the history."""
+    if not behind:
+        return ""
+    done = coverage.catch_up(DirectSteps(ws), ws, release_id)
+    return f" (caught up {done} documents)" if done else ""
 
 
 def protected(ws: Workspace) -> set[str]:

@@ -2,9 +2,12 @@
 
 A release an alias points to must never be behind the catalog: when documents change, each model
 that serves is embedded further (``embed-new``) and re-indexed here, and every aliased release of
-that model moves to the new index. A release still being built catches up by itself (its own
-catch-up stage, ``releases.build``). Before any release exists, the models with an index serve
-(what ``embedlake index`` made), else the configured model. The CLI asks the same questions.
+that model moves to the new index; then any aliased release still behind (one published while
+``embed-new`` ran, or whose index is older than its model's vectors) is caught up. A release being
+built catches up by itself (its own catch-up stage, and its publish: ``releases.build``); embedding
+for it here would run the shards its build is running. Before any release exists, the models with
+an index serve (what ``embedlake index`` made), else the configured model. The CLI asks the same
+questions.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from embedlake.catalog.registry import ModelRecord
 from embedlake.errors import NotFound
 from embedlake.models.resolve import resolve_model
 from embedlake.reduce.store import load_reducer
+from embedlake.releases import coverage
 from embedlake.search.build import build_index
 from embedlake.workspace import Workspace
 
@@ -45,11 +49,18 @@ def reindex(ws: Workspace, ref: str) -> int:
     own reduced one where the release's PCA backs its index); returns the model's new index id."""
     model = ws.catalog.registry.model(ref)
     releases = ws.catalog.releases
+    held = coverage.current(ws, model)
     index_id = build_index(ws, model).index_id
     for release_id in sorted(set(releases.aliases().values())):
         release = releases.get(release_id)
         if release.model_id == model.id:
             reducer = load_reducer(ws, release)
             own = build_index(ws, model, reducer=reducer).index_id if reducer else index_id
-            releases.update(release_id, index_id=own)
+            coverage.record(ws, release_id, own, held)
     return index_id
+
+
+def releases_behind(ws: Workspace) -> list[str]:
+    """Aliased releases that lack live documents."""
+    aliased = sorted(set(ws.catalog.releases.aliases().values()))
+    return [r for r in aliased if coverage.lacking(ws, r)]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from embedlake.errors import NotFound
+from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED, SCHEDULE, Event
 from embedlake.functions import Functions, FunctionSpec
 from embedlake.lake import created_event_id
@@ -108,6 +108,14 @@ def forget_object(ws: Workspace, key: str) -> bool:
 
 
 # -- invocations --------------------------------------------------------------------------------
+def permanent(exc: BaseException) -> bool:
+    """Whether a handler's failure would fail again however often it ran: the input is wrong
+    (``InputError``, a rejected record, a batch over a limit) or the settings are
+    (``ConfigError``). Such an invocation is dead-lettered after its first attempt, with the
+    reason; anything else (a store timing out, a crash, a timeout) is retried."""
+    return isinstance(exc, InputError | ConfigError)
+
+
 def queue_invocation(ws: Workspace, event: Event, spec: FunctionSpec) -> bool:
     """Record ``spec``'s invocation for ``event`` as queued; False when it exists already."""
     return ws.catalog.events.invocation_queued(invocation_id(event, spec), spec.name, event.id)

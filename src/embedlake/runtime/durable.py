@@ -2,7 +2,8 @@
 
 - ``invoke`` (one per event and function, id ``<event id>:<function>``, on the function's queue, so
   the queue's concurrency is the function's): runs attempts, sleeps durably between them with
-  exponential back-off and full jitter, and dead-letters the invocation after its last attempt.
+  exponential back-off and full jitter, and dead-letters the invocation after its last attempt, or
+  after its first when the failure is permanent (:func:`~embedlake.runtime.core.permanent`).
 - ``attempt`` (a child workflow with the function's timeout): runs the handler. Its steps and
   fan-outs are checkpoints: after a crash DBOS replays it, returning finished steps' results.
 - ``map_item`` (a fan-out task on the compute queue): runs ``fn(ws, item)`` on the engine.
@@ -27,7 +28,7 @@ from embedlake.errors import ConfigError
 from embedlake.events import Event
 from embedlake.functions import Functions
 from embedlake.functions.context import Context
-from embedlake.runtime.core import MAX_ERROR, finish
+from embedlake.runtime.core import MAX_ERROR, finish, permanent
 from embedlake.runtime.engines import Engine, task_ref
 from embedlake.runtime.logs import invocation_ids
 from embedlake.steps import Task
@@ -124,6 +125,8 @@ def invoke(function: str, event: dict[str, Any]) -> str:
             handle.get_result(polling_interval_sec=runtime.poll_interval)
         except Exception as exc:
             error = _describe(exc, spec.timeout)
+            if permanent(exc):  # it would fail the same way again: no retry
+                break
         else:
             DBOS.run_step({"name": "succeeded"}, _finish, run_id, "succeeded", None)
             return "succeeded"

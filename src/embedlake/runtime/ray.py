@@ -2,7 +2,7 @@
 
 Why actors and not tasks (docs/decisions/0010-ray-engine.md): an actor is a process that holds its
 CPU or GPU for as long as it holds the model. It opens the workspace once and keeps every encoder
-it loads (the per-process cache of :mod:`embedlake.encoders.artifacts`), so only its first shard
+it loads (the per-process cache of :mod:`embedlake.models.artifacts`), so only its first shard
 pays for the model. Ray task workers are reused too, but not by promise, and a task's process would
 keep its model in GPU memory after handing the GPU back to the scheduler.
 

@@ -35,6 +35,7 @@ def finetune(
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback, TrainerCallback
     from transformers.utils import logging as transformers_logging
 
     from embedlake.encoders.sentence_transformers import pick_device
@@ -63,6 +64,10 @@ def finetune(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model)
     )
+    # the trainer prints its metrics to stdout (a library must not: a `--json` caller parses it);
+    # they go to the log instead
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_log_metrics(TrainerCallback))
     result = trainer.train()
     model.save(str(out / "model"))
     log.info("fine-tuned on %d pairs: loss %.4f", len(pairs), result.training_loss)
@@ -76,3 +81,14 @@ def finetune(
         "training_loss": result.training_loss,
         "steps": result.global_step,
     }
+
+
+def _log_metrics(base: Any) -> Any:
+    """A trainer callback (of transformers' ``TrainerCallback``, imported lazily) that logs the
+    metrics the trainer would print."""
+
+    class LogMetrics(base):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            log.info("training: %s", logs)
+
+    return LogMetrics()

@@ -1,4 +1,8 @@
-"""Documents: read one, add a batch (through the lake, so the ingest function handles it), delete."""
+"""Documents: read one, add a batch (through the lake, so the ingest function handles it), delete.
+
+Ids may hold any character, ``/`` included: clients percent-encode them (``a%2Fb``), the server
+decodes the path before routing, so the routes take the rest of the path (``{doc_id:path}``).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ router = APIRouter(tags=["documents"], responses=problems.RESPONSES)
 
 
 @router.get(
-    "/v1/documents/{doc_id}", response_model=schemas.Document, dependencies=[require("search")]
+    "/v1/documents/{doc_id:path}", response_model=schemas.Document, dependencies=[require("search")]
 )
 async def get_document(doc_id: str, request: Request) -> schemas.Document:
     """A live document with its metadata (404 once deleted)."""
@@ -53,7 +57,7 @@ async def add_documents(body: schemas.DocumentBatch, request: Request) -> schema
 
 
 @router.delete(
-    "/v1/documents/{doc_id}", response_model=schemas.Deleted, dependencies=[require("write")]
+    "/v1/documents/{doc_id:path}", response_model=schemas.Deleted, dependencies=[require("write")]
 )
 async def remove_document(doc_id: str, request: Request) -> schemas.Deleted:
     """Tombstone a document: it leaves the results of every release at once."""

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
+from embedlake.api.limits import check_texts
 from embedlake.api.state import ServingState
-from embedlake.errors import TooLarge
 
 router = APIRouter(tags=["embed"], responses=problems.RESPONSES)
 
@@ -16,15 +16,7 @@ router = APIRouter(tags=["embed"], responses=problems.RESPONSES)
 async def embed(body: schemas.EmbedRequest, request: Request) -> schemas.EmbedResponse:
     """Vectors for ``texts`` from the encoder of a release (default: the one behind
     ``production``); the response names the model and release that produced them."""
-    api = request.app.state.settings.api
-    if len(body.texts) > api.max_texts:
-        raise TooLarge(f"{len(body.texts):,} texts; the limit is {api.max_texts:,} (api.max_texts)")
-    for n, text in enumerate(body.texts):
-        if len(text) > api.max_text_chars:
-            raise TooLarge(
-                f"texts[{n}] has {len(text):,} characters; the limit is "
-                f"{api.max_text_chars:,} (api.max_text_chars)"
-            )
+    check_texts(request.app.state.settings.api, body.texts)
     state: ServingState = request.app.state.serving
     served = await state.aget(release=body.release, alias=body.alias)
     vectors = await served.batcher.encode(body.texts)

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Query, Request, Response
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import Served, ServingState
-from embedlake.errors import ModelMismatch, TooLarge
-from embedlake.search.searcher import MAX_K, Hit, Searcher
+from embedlake.errors import ModelMismatch
+from embedlake.search.limits import check_search
+from embedlake.search.searcher import Hit, Searcher
 
 T = TypeVar("T")
 router = APIRouter(tags=["search"], responses=problems.RESPONSES)
@@ -51,15 +52,11 @@ async def _served(
 async def search(body: schemas.SearchRequest, request: Request) -> Response:
     """The ``k`` nearest documents of a text query, a vector or a document, optionally filtered
     by metadata, from a release or the release behind an alias (default ``production``)."""
+    api = request.app.state.settings.api
+    check_search(api, k=body.k, query=body.query, where=body.filter)
     served, searcher = await _served(request, body.release, body.alias)
     alias = None if body.release else body.alias or request.app.state.serving.default_alias
     if body.query is not None:
-        limit = request.app.state.settings.api.max_text_chars
-        if len(body.query) > limit:
-            raise TooLarge(
-                f"query has {len(body.query):,} characters; the limit is {limit:,} "
-                "(api.max_text_chars)"
-            )
         if body.mode == "hybrid":
             hits = await _work(request, searcher.hybrid, body.query, body.k, body.filter)
         else:
@@ -82,18 +79,19 @@ async def search(body: schemas.SearchRequest, request: Request) -> Response:
 
 
 @router.get(
-    "/v1/documents/{doc_id}/neighbours",
+    "/v1/documents/{doc_id:path}/neighbours",  # ids may hold "/" (sent as %2F)
     response_model=schemas.SearchResponse,
     dependencies=[require("search")],
 )
 async def neighbours(
     doc_id: str,
     request: Request,
-    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    k: Annotated[int, Query(ge=1, description="at most `api.max_k`")] = 10,
     release: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     alias: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
 ) -> Response:
     """The ``k`` nearest documents of a document (itself left out)."""
+    check_search(request.app.state.settings.api, k=k)
     served, searcher = await _served(request, release, alias)
     hits = await _work(request, searcher.more_like, doc_id, k)
     alias = None if release else alias or request.app.state.serving.default_alias

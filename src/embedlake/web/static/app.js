@@ -102,15 +102,15 @@ class MapView {
   async load(release, field) {
     this.release = release;
     this.heading.textContent = release;
-    const first = await api(`/v1/map/${release}/points?offset=0&limit=${PAGE}`);
+    const first = await api(`/v1/map/${encodeURIComponent(release)}/points?offset=0&limit=${PAGE}`);
     const total = Number(first.headers.get("X-Total-Count"));
     const xy = new Float32Array(total * 2);
     xy.set(new Float32Array(await first.arrayBuffer()), 0);
     for (let offset = PAGE; offset < total; offset += PAGE) {
-      const page = await api(`/v1/map/${release}/points?offset=${offset}&limit=${PAGE}`);
+      const page = await api(`/v1/map/${encodeURIComponent(release)}/points?offset=${offset}&limit=${PAGE}`);
       xy.set(new Float32Array(await page.arrayBuffer()), offset * 2);
     }
-    this.ids = await (await api(`/v1/map/${release}/ids`)).json();
+    this.ids = await (await api(`/v1/map/${encodeURIComponent(release)}/ids`)).json();
     this.indexOf = new Map(this.ids.map((id, i) => [id, i]));
     this.x = new Float32Array(total);
     this.y = new Float32Array(total);
@@ -122,14 +122,15 @@ class MapView {
   }
 
   async colour(field) {
-    const labels = await (await api(`/v1/map/${this.release}/labels?field=${encodeURIComponent(field)}`)).json();
+    const labels = await (await api(`/v1/map/${encodeURIComponent(this.release)}/labels?field=${encodeURIComponent(field)}`)).json();
     const bytes = Uint8Array.from(atob(labels.codes), (c) => c.charCodeAt(0));
     const codes = new Uint16Array(bytes.buffer);
     await this.plot.draw({ x: this.x, y: this.y, valueA: Float32Array.from(codes) });
     this.legend.replaceChildren(...labels.categories.map((name, i) => {
       const row = document.createElement("div");
-      row.innerHTML = `<i style="background:${PALETTE[i % PALETTE.length]}"></i>`;
-      row.append(`${name} (${labels.counts[i].toLocaleString()})`);
+      const swatch = document.createElement("i");
+      swatch.style.background = PALETTE[i % PALETTE.length]; // not a style="" attribute: the CSP forbids those
+      row.append(swatch, `${name} (${labels.counts[i].toLocaleString()})`);
       return row;
     }));
   }
@@ -185,7 +186,7 @@ async function pick(view, id) {
   const meta = document.createElement("small");
   meta.textContent = `${doc.id} · ${doc.source}`;
   article.append(title, meta, text);
-  const found = await (await api(`/v1/documents/${encodeURIComponent(id)}/neighbours?k=10&release=${view.release}`)).json();
+  const found = await (await api(`/v1/documents/${encodeURIComponent(id)}/neighbours?k=10&release=${encodeURIComponent(view.release)}`)).json();
   list(`Nearest neighbours in ${view.release}`, found.results, view);
 }
 

@@ -1,0 +1,117 @@
+"""Limits a request meets before any work is done for it, each refusal a problem that names the
+limit and its ``[api]`` setting (the table is in docs/api.md).
+
+``RequestLimits`` is the outermost check: a body over ``api.max_body_bytes`` is refused by its
+Content-Length or, streamed without one, as soon as the bytes read pass the limit, so it is never
+held whole; a body nested deeper than ``api.max_json_depth`` is refused before it is parsed. The
+routes then check counts and lengths (``check_texts`` here, ``search.limits`` for searches).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from embedlake.api import problems
+from embedlake.config import ApiSettings
+from embedlake.errors import InputError, TooLarge
+
+# a JSON string, escapes included (unrolled: no backtracking per character)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply ``body``'s objects and arrays nest, without parsing it: brackets outside strings
+    counted in C and numpy (a 4 MB body of brackets takes ~30 ms; Python's own parser would give
+    up past ~1,000 levels with a RecursionError)."""
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps).max())
+
+
+class RequestLimits:
+    """413 for a body over ``api.max_body_bytes`` (by Content-Length, or counted as it streams
+    in) or nested deeper than ``api.max_json_depth``. The body is read here, at most the limit,
+    and handed on whole."""
+
+    def __init__(self, app: ASGIApp, api: ApiSettings) -> None:
+        self.app, self.max_bytes, self.max_depth = app, api.max_body_bytes, api.max_json_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        refusal = self._declared(declared) if declared is not None else None
+        body = b""
+        if refusal is None:
+            body, refusal = await self._read(receive)
+        if refusal is None and body.count(b"[") + body.count(b"{") > self.max_depth:
+            depth = json_depth(body)  # (fewer brackets than the limit cannot nest deeper)
+            if depth > self.max_depth:
+                refusal = TooLarge(
+                    f"the body nests {depth:,} levels deep; the limit is {self.max_depth:,} "
+                    "(api.max_json_depth)"
+                )
+        if refusal is not None:
+            await problems.from_error(refusal)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _declared(self, declared: bytes) -> InputError | None:
+        if not declared.isdigit():
+            return InputError("Content-Length is not a number")
+        if int(declared) > self.max_bytes:
+            return TooLarge(
+                f"the body has {int(declared):,} bytes; the limit is {self.max_bytes:,} "
+                "(api.max_body_bytes)"
+            )
+        return None
+
+    async def _read(self, receive: Receive) -> tuple[bytes, TooLarge | None]:
+        """The whole body, or the refusal once more than the limit has come in."""
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: the app's next receive() says so too
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                over = f"the body is over {self.max_bytes:,} bytes (api.max_body_bytes)"
+                return b"", TooLarge(over)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks), None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the app the body already read, then the client's own messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def check_texts(api: ApiSettings, texts: list[str], what: str = "texts") -> None:
+    """Texts per request (``api.max_texts``) and characters per text (``api.max_text_chars``)."""
+    if len(texts) > api.max_texts:
+        raise TooLarge(f"{len(texts):,} {what}; the limit is {api.max_texts:,} (api.max_texts)")
+    for n, text in enumerate(texts):
+        if len(text) > api.max_text_chars:
+            raise TooLarge(
+                f"{what}[{n}] has {len(text):,} characters; the limit is "
+                f"{api.max_text_chars:,} (api.max_text_chars)"
+            )
