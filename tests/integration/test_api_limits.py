@@ -185,6 +185,21 @@ def test_a_source_name_ingest_takes_is_taken(api: Client) -> None:
     assert api.ws.catalog.documents.get("n1").source == "a.b_c-1"
 
 
+def test_a_document_over_ingests_limit_is_refused_up_front(template: Path, tmp_path: Path) -> None:
+    """Not accepted (202) and quarantined later: refused before the batch is written."""
+    env = {"EMBEDLAKE_INGEST__MAX_DOCUMENT_BYTES": "100"}
+    for api in _serve(template, tmp_path, env):
+        before = _snapshot(api.ws)
+        docs = [{"id": "ok", "text": "short"}, {"id": "big", "title": "t", "text": "é" * 50}]
+        _problem(
+            api.post("/v1/documents", {"source": "s", "documents": docs}),
+            413,
+            "document 1 ('big') is 101 bytes; the limit is 100 (ingest.max_document_bytes)",
+        )
+        assert _snapshot(api.ws) == before
+        assert not list(api.ws.lake.list("raw/s/"))
+
+
 def test_the_cli_search_meets_the_same_limits(template: Path, tmp_path: Path) -> None:
     shutil.copytree(template, tmp_path / "ws")
     runner = CliRunner(env={**ENV, "EMBEDLAKE_API__MAX_K": "20"})
