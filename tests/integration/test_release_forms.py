@@ -117,7 +117,7 @@ def test_a_node_without_torch_serves_search_with_the_form(
                          headers={"authorization": f"Bearer {key}"})
             heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
             # the model itself (torch) cannot serve here: refused, naming the extra
-            from embedlake.encoders import artifacts
+            from embedlake.models import artifacts
             from embedlake.errors import ConfigError
             try:
                 artifacts.load(ws, ws.catalog.registry.model(sys.argv[4]))
