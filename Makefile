@@ -24,8 +24,11 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
+# every core (TEST_JOBS=0: one process); a test file stays on one worker, so its module-scoped
+# fixtures (workspaces with a built release) are built once; the ten slowest tests are listed
+TEST_JOBS ?= auto
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_JOBS) --dist loadfile --durations=10
 
 # docs/settings.md is written from the settings' descriptions (tests/unit/test_settings_docs.py)
 docs: install

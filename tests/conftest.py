@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -44,9 +45,35 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 
 
 # -- real servers for the production engines ------------------------------------------------------
-# Started once per test session by the fixtures below (see tests/servers.py). On a machine without
-# the `dev` extra's server packages these tests skip, saying how to enable them; CI sets
+# Started once per run (see tests/servers.py): by the fixtures below when pytest runs in one process,
+# by the xdist controller below for all its workers otherwise. On a machine without the `dev`
+# extra's server packages these tests skip, saying how to enable them; CI sets
 # REQUIRE_TEST_BACKENDS=1 so that there a missing server is a failure, never a skip.
+
+_CONTROLLER_SERVERS: list[Any] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The xdist controller (numprocesses set, no workerinput) starts the servers before its workers
+    # are spawned, so that they inherit the environment naming them.
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        from tests import servers
+
+        if not os.environ.get("ELTEST_POSTGRES_PORT"):
+            with contextlib.suppress(ImportError, RuntimeError, OSError):  # the fixture reports it
+                pg = servers.start_postgres()
+                _CONTROLLER_SERVERS.append(pg)
+                os.environ["ELTEST_POSTGRES_PORT"] = str(pg.port)
+        if not os.environ.get("ELTEST_S3_ENDPOINT"):
+            with contextlib.suppress(ImportError, RuntimeError, OSError):
+                s3 = servers.start_moto_process()
+                _CONTROLLER_SERVERS.append(s3)
+                os.environ["ELTEST_S3_ENDPOINT"] = s3.endpoint
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _CONTROLLER_SERVERS:
+        _CONTROLLER_SERVERS.pop().stop()
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
@@ -61,15 +88,15 @@ def _unavailable(what: str, exc: BaseException) -> None:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[object]:
-    """A PostgreSQL 18 + pgvector server for the session (or EMBEDLAKE_TEST_POSTGRES_URL's)."""
+    """A PostgreSQL 18 + pgvector server for the run (the xdist controller's, or one of its own)."""
     from tests import servers
 
     try:
-        server = servers.start_postgres()
+        server = servers.shared_postgres() or servers.start_postgres()
     except (ImportError, RuntimeError, OSError) as exc:
         _unavailable("PostgreSQL with pgvector", exc)
     yield server
-    server.stop()
+    server.stop()  # a no-op on the controller's server
 
 
 @pytest.fixture(scope="session")
@@ -78,11 +105,11 @@ def s3() -> Iterator[object]:
     from tests import servers
 
     try:
-        server = servers.start_s3()
+        server = servers.shared_s3() or servers.start_s3()
     except (ImportError, OSError) as exc:
         _unavailable("an S3 endpoint (moto server)", exc)
     yield server
-    server.stop()
+    server.stop()  # a no-op on the controller's server
 
 
 def production_environ(postgres: object, s3: object, **extra: str) -> dict[str, str]:

