@@ -182,8 +182,9 @@ class MapView {
     if (this.labels.firstChild !== els[0]) this.labels.replaceChildren(...els);
     const width = this.canvas.clientWidth;
     const height = this.canvas.clientHeight;
+    const sizes = els.map((el) => [el.offsetWidth, el.offsetHeight]); // all reads, then writes
     const taken = [];
-    for (const el of els) {
+    for (const [n, el] of els.entries()) {
       const i = this.indexOf.get(el.dataset.id);
       let at = null;
       try {
@@ -191,8 +192,7 @@ class MapView {
       } catch {
         at = null; // not drawn yet
       }
-      const w = el.offsetWidth;
-      const h = el.offsetHeight;
+      const [w, h] = sizes[n];
       const box = at && [at[0] - w / 2, at[1] - h / 2, at[0] + w / 2, at[1] + h / 2];
       const fits = box && box[0] >= 0 && box[1] >= 0 && box[2] <= width && box[3] <= height;
       const free = fits && !taken.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3]);
