@@ -32,7 +32,10 @@ def test_releases_with_maps_and_their_points_ids_and_labels(api: Api) -> None:
     assert [r["id"] for r in index["releases"]] == [api.second, api.first]
     assert index["releases"][0]["aliases"] == ["production"]
     assert index["releases"][0]["method"] == "pca" and index["releases"][0]["documents"] == 1036
-    assert index["fields"][0] == "source" and "lang" in index["fields"]
+    assert index["fields"] == ["source", "lang"]
+    # three documents of 1,036 have a language (two values) and three another source (one): the
+    # language tells a little more, so the page colours by it first
+    assert index["default_field"] == "lang"
 
     points = api.call("GET", f"/v1/map/{api.second}/points", "search")
     assert points.headers["content-type"] == "application/octet-stream"
@@ -63,6 +66,25 @@ def test_releases_with_maps_and_their_points_ids_and_labels(api: Api) -> None:
     }
     other = _points(api.call("GET", f"/v1/map/{api.first}/points", "search"))
     assert other.shape == xy.shape and not np.allclose(other, xy)  # another model, another map
+
+
+def test_the_regions_topics_are_served_with_the_map(api: Api) -> None:
+    found = api.call("GET", f"/v1/map/{api.second}/topics", "search").json()
+    info = api.call("GET", f"/v1/map/{api.second}", "search").json()
+    levels = [level["clusters"] for level in found["levels"]]
+    assert levels == info["fit"]["topics"]["levels"] == [8, 32, 103]  # 1,036 documents: 103 of 10
+    assert found["sampled"] == 1036 and info["fit"]["topics"]["seconds"] >= 0
+    ids = api.call("GET", f"/v1/map/{api.second}/ids", "search").json()
+    xy = _points(api.call("GET", f"/v1/map/{api.second}/points", "search"))
+    for level in found["levels"]:
+        assert sum(t["size"] for t in level["topics"]) == 1036
+        for topic in level["topics"]:
+            # each label on its point of the map, named by words (no stop words, no numbers)
+            assert np.allclose(xy[ids.index(topic["id"])], [topic["x"], topic["y"]], atol=1e-4)
+            assert 1 <= len(topic["keywords"]) <= 3
+            assert all(w.isalpha() and w not in {"the", "and", "of"} for w in topic["keywords"])
+    words = {w for t in found["levels"][0]["topics"] for w in t["keywords"]}
+    assert len(words) >= 12  # eight regions of MEDLINE, named apart
 
 
 def test_documents_that_arrive_later_are_placed_and_deleted_ones_leave(

@@ -145,3 +145,14 @@ def test_the_default_colour_is_the_most_informative_field() -> None:
     assert maps.informative({"source": Counter(a=1, b=1), "id": wide}) == "source"
     assert maps.informative({"b": Counter(x=1, y=1), "a": Counter(x=1, y=1)}) == "a"
     assert maps.entropy(Counter(a=2, b=2)) == pytest.approx(1.0) and maps.entropy(Counter()) == 0
+
+
+def test_a_label_whose_point_was_deleted_is_not_served() -> None:
+    stored = {
+        "sampled": 3,
+        "levels": [{"clusters": 2, "topics": [{"id": "a", "keywords": ["x"]}, {"id": "b"}]}],
+    }
+    live = maps._live_topics(stored, {"b", "c"})
+    assert live["levels"][0]["topics"] == [{"id": "b"}] and live["sampled"] == 3
+    assert stored["levels"][0]["topics"][0]["id"] == "a"  # the stored topics are left alone
+    assert maps._live_topics({}, {"a"}) == {"levels": []}
