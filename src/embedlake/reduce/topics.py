@@ -8,8 +8,9 @@ Fitted with the map (``releases.build.map_release``) and stored beside it as ``t
 - keywords per cluster are class-based TF-IDF (c-TF-IDF, as BERTopic computes it): scikit-learn's
   ``CountVectorizer`` (English stop words) counts the words of a seeded sample of the documents,
   the counts are summed per cluster, and a word scores ``tf(word, cluster) * log(1 + A / f(word))``
-  (A: the average words per cluster, f: the word's count over all clusters), so a word frequent in
-  one cluster and rare elsewhere wins;
+  (A: the average words per cluster, f: the word's count over all clusters; tf of the counts'
+  square roots, BERTopic's ``reduce_frequent_words``), so a word frequent in one cluster and rare
+  elsewhere wins; words in more than 40% of the sampled documents are left out;
 - each label sits on the cluster's most central point (the point nearest its k-means centre), so
   it stays on the points however the cluster is shaped, and the page finds it on screen by id.
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # words of 3+ characters that start with a letter: numbers and fragments make poor labels
 TOKENS = r"(?u)\b[^\W\d_][^\W_]{2,}\b"
+
+MAX_DF = 0.4  # share of the sampled documents a keyword may appear in, at most
 
 # ids → their texts (title and body), for the sampled documents
 Texts = Callable[[Sequence[str]], dict[str, str]]
@@ -125,7 +128,13 @@ def fit(
 def _counts(docs: list[str]) -> tuple[sparse.csr_matrix | None, np.ndarray]:
     """Word counts per sampled document, and the vocabulary (None when no word is left)."""
     vectorizer = CountVectorizer(
-        stop_words="english", token_pattern=TOKENS, min_df=2, max_features=20_000
+        stop_words="english",
+        token_pattern=TOKENS,
+        min_df=2,
+        # a word in most documents names no region (mail headers' "writes", "edu"), whatever
+        # its count: left out before it can outweigh the rarer words that do
+        max_df=MAX_DF,
+        max_features=20_000,
     )
     try:
         counts = vectorizer.fit_transform(docs)
@@ -170,9 +179,11 @@ def c_tf_idf(counts: sparse.csr_matrix, labels: np.ndarray, k: int) -> np.ndarra
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels))
     )
     per_class = np.asarray((member @ counts).todense(), dtype=np.float64)
-    words = per_class.sum(axis=1, keepdims=True)
-    tf = per_class / np.maximum(words, 1)
     total = per_class.sum(axis=0)
-    average = words.mean()
+    average = per_class.sum(axis=1).mean()
     idf = np.log1p(average / np.maximum(total, 1))
+    # the square root of the counts (BERTopic's reduce_frequent_words): a frequent word's count
+    # no longer swamps the idf that says whether it is particular to this cluster
+    damped = np.sqrt(per_class)
+    tf = damped / np.maximum(damped.sum(axis=1, keepdims=True), 1e-12)
     return np.asarray(tf * idf)
