@@ -5,8 +5,10 @@ fit (reduce/projection.py, UMAP as a release fits it), on the same points in the
 dimensions; not timed) stand in for a model's; the map is fitted with the default [map] settings,
 then its topics (the default levels 8/32/128, keywords from at most ``topic_sample`` documents).
 Both are timed in wall and in CPU seconds (the machine is shared: CPU time is the steadier
-measure); the ratio topics / map is the number to read. A warm-up UMAP fit pays numba's compilation
-first. Writes bench/results/map_topics.json.
+measure); the ratio topics / map is the number to read. Warm-up UMAP fits (600 and 5,000
+points) pay numba's compilation first. The texts are read from memory here; in a release they come
+from the catalog (``get_many`` of the sampled ids), which this does not time.
+Writes bench/results/map_topics.json.
 
     .venv/bin/python bench/map_topics.py [--sizes 5000,18846] [--capped 5000]
 """
@@ -77,8 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capped", type=int, default=5000, help="a smaller topic_sample, too")
     args = parser.parse_args(argv)
     texts = {r["_id"]: f"{r.get('title', '')} {r['text']}" for r in corpus("20newsgroups")}
-    warm = np.random.default_rng(0).normal(size=(600, 50)).astype(np.float32)
-    projection.fit([str(i) for i in range(600)], warm, MapSettings())  # numba compiles here
+    # numba compiles here, on both of UMAP's neighbour paths (exact below 4,096 points, NN-descent
+    # above)
+    for n in (600, 5000):
+        warm = np.random.default_rng(0).normal(size=(n, 50)).astype(np.float32)
+        projection.fit([str(i) for i in range(n)], warm, MapSettings())
     rows = [row for n in map(int, args.sizes.split(",")) for row in run(n, texts, args.capped)]
     print(
         table(

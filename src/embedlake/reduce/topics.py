@@ -24,16 +24,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
-from sklearn.cluster import KMeans
-from sklearn.feature_extraction.text import CountVectorizer
 
 from embedlake.config import MapSettings
 from embedlake.reduce.projection import Projection
 from embedlake.workspace import Workspace
+
+if TYPE_CHECKING:  # scikit-learn and SciPy load when a map is fitted, not with the module
+    from scipy import sparse
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,9 @@ def fit(
 
 def _counts(docs: list[str]) -> tuple[sparse.csr_matrix | None, np.ndarray]:
     """Word counts per sampled document, and the vocabulary (None when no word is left)."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
+
     vectorizer = CountVectorizer(
         stop_words="english",
         token_pattern=TOKENS,
@@ -152,6 +155,8 @@ def _level(
     k: int,
     settings: MapSettings,
 ) -> list[Topic]:
+    from sklearn.cluster import KMeans
+
     kmeans = KMeans(n_clusters=k, n_init=1, random_state=settings.seed)
     kmeans.fit(coords[rows])  # on the sample: the cost stays bounded; every point assigned below
     every = kmeans.predict(coords)
@@ -175,6 +180,8 @@ def _level(
 
 def c_tf_idf(counts: sparse.csr_matrix, labels: np.ndarray, k: int) -> np.ndarray:
     """(k, words) class-based TF-IDF of the documents' ``counts`` grouped by ``labels``."""
+    from scipy import sparse
+
     member = sparse.csr_matrix(
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels))
     )
