@@ -157,7 +157,7 @@ def _level(
 ) -> list[Topic]:
     from sklearn.cluster import KMeans
 
-    kmeans = KMeans(n_clusters=k, n_init=1, random_state=settings.seed)
+    kmeans = KMeans(n_clusters=k, n_init=1, max_iter=100, random_state=settings.seed)
     kmeans.fit(coords[rows])  # on the sample: the cost stays bounded; every point assigned below
     every = kmeans.predict(coords)
     sizes = np.bincount(every, minlength=k)
@@ -169,7 +169,7 @@ def _level(
             continue
         centre = kmeans.cluster_centers_[c]
         anchor = members[((coords[members] - centre) ** 2).sum(axis=1).argmin()]
-        best = np.argsort(-scores[c], kind="stable")[: settings.topic_keywords]
+        best = _top(scores[c], settings.topic_keywords)
         words = [str(vocabulary[w]) for w in best if scores[c, w] > 0]
         x, y = coords[anchor]
         topics.append(
@@ -194,3 +194,10 @@ def c_tf_idf(counts: sparse.csr_matrix, labels: np.ndarray, k: int) -> np.ndarra
     damped = np.sqrt(per_class)
     tf = damped / np.maximum(damped.sum(axis=1, keepdims=True), 1e-12)
     return np.asarray(tf * idf)
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indexes of the ``n`` highest scores, highest first (ties by index)."""
+    n = min(n, len(scores))
+    part = np.argpartition(-scores, n - 1)[:n]
+    return part[np.lexsort((part, -scores[part]))]
