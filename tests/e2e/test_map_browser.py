@@ -1,7 +1,9 @@
 """The map page in a real browser: headless Chromium (Debian's package) driven by Playwright,
 against `embedlake serve` on loopback, over UMAP maps of two real collections (med, cranfield).
 Cranfield's ids hold a `/` (prefix `cran/`), which the page must escape in its URLs. The pages run
-under their Content-Security-Policy: any violation fails the test.
+under their Content-Security-Policy: any violation fails the test. The documents carry two metadata
+fields: `length` (four buckets of the text's length, more informative than the two sources: the
+map opens coloured by it) and `licence` (one value: never offered).
 
 Screenshots of every step are saved under test-artifacts/map/ for a person to look at.
 """
@@ -24,15 +26,31 @@ from playwright.sync_api import Browser, Page, Request, sync_playwright
 
 from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.ingest import ingest_path
+from embedlake.ingest.datasets import register_beir
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
-from tests.conftest import ROOT, collection
+from tests.conftest import ROOT, collection, write_jsonl
 from tests.e2e.test_serve import Server, cli
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__RELOAD_SECONDS": "0.2"}  # UMAP maps
 SHOTS = ROOT / "test-artifacts" / "map"
+LENGTHS = ("under 100 words", "100-149 words", "150-199 words", "200 words or more")
+EDGE = 6  # CSS pixels: the radius of the largest point drawn (a selected one, with its outline)
+
+
+def _with_fields(name: str, folder: Path) -> Path:
+    """A copy of a collection's corpus whose documents carry `length` and `licence`."""
+    rows = []
+    for line in (collection(name) / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        words = len(row["text"].split())
+        row["length"] = LENGTHS[(words >= 100) + (words >= 150) + (words >= 200)]
+        row["licence"] = "research use"
+        rows.append(row)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_jsonl(folder / f"{name}.jsonl", rows)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +59,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
     root = tmp_path_factory.mktemp("map") / "ws"
     with Workspace.init(root, environ=ENV) as ws:
-        ingest_path(ws, collection("med"))
-        ingest_path(ws, collection("cranfield"), id_prefix="cran/")
+        for name, prefix in (("med", ""), ("cranfield", "cran/")):
+            ingest_path(
+                ws, _with_fields(name, root.parent / "fielded"), source=name, id_prefix=prefix
+            )
+            register_beir(ws, collection(name), name=name, id_prefix=prefix)
         first = _build_now(ws, train(ws, name="lsa-a", kind="lsa")[0])["release"]
         second = _build_now(ws, train(ws, name="lsa-b", kind="lsa", components=64)[0])["release"]
         production = ws.catalog.releases.alias("production")
@@ -139,7 +160,11 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
     assert _view(page, "ids.length") == n == 2431
     assert f"{n:,} points" in page.inner_text("#status")
 
-    # 1. the canvas is drawn: thousands of coloured pixels, in the two sources' colours
+    # 1. the canvas is drawn: thousands of coloured pixels, in the two sources' colours (chosen)
+    page.select_option("#field", "source")
+    page.wait_for_function(
+        "() => /med \\(1,033\\)/.test(document.querySelector('.legend').innerText)"
+    )
     canvas = page.locator(".map canvas").first
     shot = canvas.screenshot(path=str(SHOTS / "1-loaded.png"))
     drawn, colours = _ink(shot)
@@ -243,4 +268,94 @@ def test_a_wrong_key_is_asked_for_again(browser: Browser, site: dict[str, Any]) 
     page.fill("#key-input", site["key"])
     page.click("#key-dialog button")
     page.wait_for_selector("body[data-state=ready]", timeout=120_000)
+    page.close()
+
+
+def test_the_map_opens_coloured_by_its_most_informative_field(
+    browser: Browser, site: dict[str, Any]
+) -> None:
+    index = _get(site, "/v1/map")
+    # `source` has two values, `length` four, evenly spread; `licence` one: never offered
+    assert index["fields"] == ["source", "length"] and index["default_field"] == "length"
+    page = _open(browser, site)
+    assert page.input_value("#field") == "length"
+    legend = page.inner_text(".legend")
+    assert all(bucket in legend for bucket in LENGTHS) and "med" not in legend
+    drawn, colours = _ink(
+        page.locator(".map canvas").first.screenshot(path=str(SHOTS / "8-length.png"))
+    )
+    assert drawn > 3000 and colours >= 4
+    page.select_option("#field", "source")  # the reader can still choose
+    page.wait_for_function("() => /cranfield/.test(document.querySelector('.legend').innerText)")
+    assert "med (1,033)" in page.inner_text(".legend")
+    page.close()
+
+
+def _shown(page: Page) -> list[str]:
+    return list(_view(page, "shownTopics()"))
+
+
+def test_regions_are_labelled_with_their_topics_and_finer_ones_when_zoomed(
+    browser: Browser, site: dict[str, Any]
+) -> None:
+    topics = _get(site, f"/v1/map/{site['production']}/topics")
+    levels = [[" · ".join(t["keywords"]) for t in level["topics"]] for level in topics["levels"]]
+    assert [level["clusters"] for level in topics["levels"]] == [8, 32, 128]
+    page = _open(browser, site)
+    page.wait_for_function("() => document.querySelector('.map .topics').dataset.level === '0'")
+    coarse = _shown(page)
+    # most of the coarse level's labels fit without overlapping, as their keywords, on screen
+    assert len(coarse) >= 5 and set(coarse) <= set(levels[0])
+    first = page.locator(".map .topic:not([hidden])").first
+    assert first.is_visible() and first.inner_text() in coarse
+    assert coarse[0] in page.inner_text(".map .topics")
+    page.locator(".map canvas").first.screenshot(path=str(SHOTS / "9-topics.png"))
+
+    # zooming in with the wheel shows the finer clusters' labels instead
+    box = page.locator(".map canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(20):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(100)
+        if _view(page, "level()") > 0:
+            break
+    page.wait_for_function("() => document.querySelector('.map .topics').dataset.level !== '0'")
+    level = _view(page, "level()")
+    page.wait_for_timeout(300)  # the labels follow the camera on the next frame
+    finer = _shown(page)
+    assert finer and set(finer) <= set(levels[level]) and set(finer) != set(coarse)
+    page.locator(".map canvas").first.screenshot(path=str(SHOTS / "10-topics-zoomed.png"))
+    _clean(page, [])
+    page.close()
+
+
+def test_no_point_is_drawn_outside_the_canvas(browser: Browser, site: dict[str, Any]) -> None:
+    page = _open(browser, site)
+    extent = page.evaluate(
+        """() => {
+        const view = window.embedlakeMap.views()[0];
+        const xs = [], ys = [];
+        for (let i = 0; i < view.ids.length; i += 1) {
+          const [x, y] = view.plot.getScreenPosition(i);
+          xs.push(x);
+          ys.push(y);
+        }
+        return { width: view.canvas.clientWidth, height: view.canvas.clientHeight,
+                 left: Math.min(...xs), right: Math.max(...xs),
+                 top: Math.min(...ys), bottom: Math.max(...ys) };
+        }"""
+    )
+    width, height = extent["width"], extent["height"]
+    # every point, whole (at its largest), inside the canvas ...
+    assert extent["left"] >= EDGE and extent["right"] <= width - EDGE
+    assert extent["top"] >= EDGE and extent["bottom"] <= height - EDGE
+    # ... and the map still fills it: the margin is a few percent of the shorter side, no more
+    reach = max(
+        width / 2 - extent["left"],
+        extent["right"] - width / 2,
+        height / 2 - extent["top"],
+        extent["bottom"] - height / 2,
+    )
+    assert reach > 0.9 * min(width, height) / 2
     page.close()

@@ -207,6 +207,10 @@ class MapIndex(BaseModel):
     alias: str = Field(description="the alias the page shows first")
     releases: list[MapRelease]
     fields: list[str] = Field(description="what points can be coloured by")
+    default_field: str = Field(
+        description="the field the page colours by first: the most informative of `fields` "
+        "(highest entropy among those with 2 or more values)"
+    )
 
 
 class MapInfo(BaseModel):
@@ -214,6 +218,26 @@ class MapInfo(BaseModel):
     points: int
     placed_since: int = Field(description="documents placed on the map since it was fitted")
     fit: dict[str, Any]
+
+
+class MapTopic(BaseModel):
+    id: str = Field(description="the point the label sits on (its cluster's most central)")
+    x: float
+    y: float
+    size: int = Field(description="points of the map in the cluster when it was fitted")
+    keywords: list[str]
+
+
+class MapTopicLevel(BaseModel):
+    clusters: int
+    topics: list[MapTopic] = Field(description="largest first")
+
+
+class MapTopics(BaseModel):
+    levels: list[MapTopicLevel] = Field(
+        description="coarse to fine: show the first zoomed out and finer ones zoomed in"
+    )
+    sampled: int = Field(0, description="documents whose text gave the keywords")
 
 
 class MapLabels(BaseModel):

@@ -382,6 +382,27 @@ class MapSettings(_Section):
         description="nearest fitted points a placed point (and a document that arrives later) is "
         "positioned from",
     )
+    topic_levels: list[int] = Field(
+        default=[8, 32, 128],
+        description="clusters of the map labelled with their keywords, coarse to fine: the page "
+        "shows the first level zoomed out and finer ones as you zoom in (each capped at one "
+        "cluster per `topic_min_size` sampled documents; `[]`: no labels)",
+    )
+    topic_sample: int = Field(
+        default=20_000,
+        ge=10,
+        description="documents (seeded sample) whose text gives the clusters' keywords: the cap "
+        "on the labelling's cost",
+    )
+    topic_chars: int = Field(
+        default=2_000, ge=100, description="characters of each sampled document read for keywords"
+    )
+    topic_keywords: int = Field(default=3, ge=1, le=10, description="keywords per label")
+    topic_min_size: int = Field(
+        default=10,
+        ge=2,
+        description="sampled documents a labelled cluster has at least, on average",
+    )
 
 
 class ApiSettings(_Section):

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
+import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,8 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 MAX_CATEGORIES = 40  # a colour legend longer than this is unreadable; the rest is "other"
-_SAMPLE = 2000  # documents looked at to offer metadata fields for colouring
+_SAMPLE = 2000  # documents (a seeded random sample) looked at to offer fields for colouring
+NONE = "(none)"  # the category of a document without the field
 
 
 @dataclass
@@ -29,6 +33,7 @@ class MapData:
     coords: np.ndarray  # (n, 2) float32 in [-1, 1]
     meta: dict[str, Any]
     placed_late: int
+    topics: dict[str, Any] = field(default_factory=dict)  # the regions' labels (reduce/topics.py)
     _labels: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def points(self, offset: int, limit: int) -> bytes:
@@ -46,15 +51,13 @@ class MapData:
         for doc_id, source, metadata in ws.catalog.documents.iter_fields():
             if doc_id in wanted:
                 values[doc_id] = source if name == "source" else _category(metadata.get(name))
-        counts = Counter(values.get(i, "(none)") for i in self.ids)
+        counts = Counter(values.get(i, NONE) for i in self.ids)
         top = [c for c, _ in counts.most_common(MAX_CATEGORIES)]
         if len(counts) > MAX_CATEGORIES:
             top.append("other")
         position = {c: n for n, c in enumerate(top)}
         other = position.get("other", 0)
-        codes = np.array(
-            [position.get(values.get(i, "(none)"), other) for i in self.ids], dtype="<u2"
-        )
+        codes = np.array([position.get(values.get(i, NONE), other) for i in self.ids], dtype="<u2")
         out = {
             "field": name,
             "categories": top,
@@ -69,21 +72,61 @@ def _category(value: Any) -> str:
     if isinstance(value, list):
         value = value[0] if value else None
     if value is None or isinstance(value, dict):
-        return "(none)"
+        return NONE
     return str(value)
 
 
-def fields(ws: Workspace) -> list[str]:
-    """``source`` and the metadata fields a map can be coloured by: scalar (or list) values with
-    at most MAX_CATEGORIES distinct values among the first documents."""
-    seen: dict[str, set[str]] = {}
-    for n, (_, _, metadata) in enumerate(ws.catalog.documents.iter_fields()):
-        if n >= _SAMPLE:
-            break
-        for key, value in metadata.items():
-            if not isinstance(value, dict):
-                seen.setdefault(key, set()).add(_category(value))
-    return ["source", *sorted(k for k, v in seen.items() if 1 < len(v) <= MAX_CATEGORIES)]
+@dataclass(frozen=True)
+class Fields:
+    offered: list[str]  # ``source``, then metadata fields with 2..MAX_CATEGORIES values
+    default: str  # the most informative of them (see ``informative``)
+
+
+def fields(ws: Workspace) -> Fields:
+    """The fields a map can be coloured by, from a seeded sample of the live documents: ``source``
+    and the metadata fields with scalar (or list) values, 2 to MAX_CATEGORIES of them."""
+    live = sorted(ws.catalog.documents.live_hashes())
+    sample = random.Random(0).sample(live, min(_SAMPLE, len(live)))
+    docs = ws.catalog.documents.get_many(sample).values()
+    counts: dict[str, Counter[str]] = {"source": Counter(d.source for d in docs)}
+    for doc in docs:
+        for name, value in doc.metadata.items():
+            if name != "source" and not isinstance(value, dict):
+                counts.setdefault(name, Counter())[_category(value)] += 1
+    for counter in counts.values():
+        missing = len(docs) - sum(counter.values())
+        if missing:
+            counter[NONE] += missing
+    offered = [
+        "source",
+        *sorted(n for n, c in counts.items() if n != "source" and 1 < _values(c) <= MAX_CATEGORIES),
+    ]
+    return Fields(offered, informative({n: counts[n] for n in offered}))
+
+
+def _values(counts: Mapping[str, int]) -> int:
+    return sum(1 for c, n in counts.items() if c != NONE and n > 0)
+
+
+def entropy(counts: Mapping[str, int]) -> float:
+    """Shannon entropy (bits) of a field's categories, documents without it counted as one."""
+    total = sum(counts.values())
+    return (
+        -sum(n / total * math.log2(n / total) for n in counts.values() if n > 0) if total else 0.0
+    )
+
+
+def informative(counts: Mapping[str, Mapping[str, int]]) -> str:
+    """The field that tells most about a point: the highest entropy among fields with 2 to
+    MAX_CATEGORIES values (a field with one value says nothing; more would share colours).
+    ``source`` when no field qualifies (it is always there), and first among equals."""
+    best, score = "source", 0.0
+    for name in sorted(counts, key=lambda n: (n != "source", n)):
+        if 1 < _values(counts[name]) <= MAX_CATEGORIES:
+            h = entropy(counts[name])
+            if h > score + 1e-9:
+                best, score = name, h
+    return best
 
 
 def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: int) -> MapData:
@@ -110,4 +153,14 @@ def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: in
         np.ascontiguousarray(coords[keep], dtype=np.float32),
         fitted.meta,
         len(late),
+        _live_topics(fitted.topics, set(ids) & live),
     )
+
+
+def _live_topics(topics: dict[str, Any], live: set[str]) -> dict[str, Any]:
+    """The map's topics, less those whose point (where the label sits) was deleted since."""
+    levels = [
+        {**level, "topics": [t for t in level["topics"] if t["id"] in live]}
+        for level in topics.get("levels", [])
+    ]
+    return {**topics, "levels": levels}

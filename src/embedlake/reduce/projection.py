@@ -9,7 +9,8 @@ stored coordinates and a nearest-neighbour search, not a pickled UMAP model (see
 docs/decisions/0008-map-projection.md, with its measured cost in trustworthiness).
 
 Coordinates are centred and scaled into [-1, 1] (aspect kept), ready for WebGL. A projection is
-stored in the lake as ``coords.parquet`` (id, x, y) and ``meta.json`` under the release's prefix.
+stored in the lake as ``coords.parquet`` (id, x, y), ``meta.json`` and, with its regions' labels
+(reduce/topics.py), ``topics.json`` under the release's prefix.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Projection:
     ids: list[str]
     coords: Coords  # (n, 2) in [-1, 1]
     meta: dict[str, Any] = field(default_factory=dict)
+    # labels of the map's regions (reduce/topics.py); empty for maps fitted before them
+    topics: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -61,6 +64,8 @@ class Projection:
         pq.write_table(table, buf, compression="zstd")
         lake.put(f"{prefix}/projection/coords.parquet", buf.getvalue())
         lake.put(f"{prefix}/projection/meta.json", json.dumps(self.meta, indent=2).encode())
+        if self.topics:
+            lake.put(f"{prefix}/projection/topics.json", json.dumps(self.topics).encode())
 
     @classmethod
     def load(cls, lake: Lake, prefix: str) -> Projection:
@@ -72,7 +77,9 @@ class Projection:
             [table.column("x").to_numpy(), table.column("y").to_numpy()], axis=1
         ).astype(np.float32)
         meta = json.loads(lake.get(f"{prefix}/projection/meta.json"))
-        return cls(table.column("id").to_pylist(), coords, meta)
+        topics_key = f"{prefix}/projection/topics.json"
+        topics = json.loads(lake.get(topics_key)) if lake.exists(topics_key) else {}
+        return cls(table.column("id").to_pylist(), coords, meta, topics)
 
 
 def fit(ids: Sequence[str], vectors: np.ndarray, settings: MapSettings) -> Projection:

@@ -27,7 +27,7 @@ from embedlake.embeddings.batch import embed_in_steps
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import NotFound
 from embedlake.index.exact import ExactIndex
-from embedlake.reduce import projection
+from embedlake.reduce import projection, topics
 from embedlake.reduce.pca import PcaReducer
 from embedlake.reduce.store import read_reducer
 from embedlake.releases import coverage, form_choice, gate
@@ -137,7 +137,8 @@ def _reduce(ws: Workspace, release_id: str) -> float:
 
 
 def map_release(ws: Workspace, release_id: str) -> float:
-    """Fit the release's 2D map on its PCA-reduced vectors and store it beside the release."""
+    """Fit the release's 2D map on its PCA-reduced vectors, and its regions' topic labels, and
+    store them beside the release."""
     started = time.perf_counter()
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
@@ -146,6 +147,7 @@ def map_release(ws: Workspace, release_id: str) -> float:
     dims = min(ws.settings.map.pca_dims, reducer.dim)
     reduced = (vectors - reducer.mean) @ reducer.components[:dims].T
     fitted = projection.fit(ids, reduced, ws.settings.map)
+    topics.label(ws, fitted, ws.settings.map)
     fitted.save(ws.lake, release.prefix)
     _merge_report(ws, release_id, map=fitted.meta)
     return time.perf_counter() - started

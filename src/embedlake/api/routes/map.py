@@ -1,5 +1,6 @@
-"""The map's data: which releases have one, and per release its points (binary float32), ids and
-colour labels, in pages, separately, so the page can draw 100k points before it has anything else."""
+"""The map's data: which releases have one, and per release its points (binary float32), ids,
+colour labels and topic labels, in pages, separately, so the page can draw 100k points before it
+has anything else."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ async def _map(request: Request, release_id: str) -> MapData:
 
 @router.get("/v1/map", response_model=schemas.MapIndex)
 def map_index(request: Request) -> schemas.MapIndex:
-    """Releases with a map (newest first, with their aliases) and the fields to colour by."""
+    """Releases with a map (newest first, with their aliases), the fields to colour by and the
+    one to colour by first."""
     ws: Workspace = request.app.state.ws
     held: dict[str, list[str]] = {}
     for alias, release_id in ws.catalog.releases.aliases().items():
@@ -47,8 +49,12 @@ def map_index(request: Request) -> schemas.MapIndex:
         for r in reversed(ws.catalog.releases.all())
         if "map" in r.report and r.status not in ("removed", "failed", "building")
     ]
+    offered = maps.fields(ws)
     return schemas.MapIndex(
-        alias=request.app.state.serving.default_alias, releases=releases, fields=maps.fields(ws)
+        alias=request.app.state.serving.default_alias,
+        releases=releases,
+        fields=offered.offered,
+        default_field=offered.default,
     )
 
 
@@ -99,3 +105,13 @@ async def map_labels(
     found = await _map(request, release_id)
     labels = await run_in_threadpool(found.labels, request.app.state.ws, field)
     return schemas.MapLabels(**labels)
+
+
+@router.get("/v1/map/{release_id}/topics", response_model=schemas.MapTopics)
+async def map_topics(release_id: str, request: Request) -> schemas.MapTopics:
+    """Labels of the map's regions: per level (coarse to fine) its clusters' keywords and the
+    point each label sits on; fitted with the map."""
+    found = await _map(request, release_id)
+    return schemas.MapTopics(
+        levels=found.topics.get("levels", []), sampled=found.topics.get("sampled", 0)
+    )

@@ -1,10 +1,18 @@
 // The map page: every document of a release as a point (regl-scatterplot, WebGL), coloured by a
 // field; hover for the title, click for the document and its nearest neighbours (from the search
 // API, not from 2D distance), a search box that highlights results, and a second release beside
-// the first to see how a new model reorganises the collection.
+// the first to see how a new model reorganises the collection. The map's regions are labelled with
+// their topics (keywords per cluster, fitted with the map): coarse clusters zoomed out, finer ones
+// as you zoom in.
 import { createScatterplot } from "./vendor/regl-scatterplot.js";
 
 const PAGE = 250000; // points per request
+// the data's [-1, 1] square is drawn at this share of the canvas's shorter side, so points (and
+// the larger selected ones) on the edge are whole, not half clipped
+const FIT = 0.94;
+// a finer level of labels appears once the zoom shows about as many clusters as the first level
+// does zoomed out: level i (k_i clusters) from zoom sqrt(k_i / k_0), a little early
+const EARLY = 1.25;
 // 40 categorical colours (Tableau 20, then its light variants' darker neighbours)
 const PALETTE = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -70,10 +78,14 @@ class MapView {
     this.canvas = document.createElement("canvas");
     this.legend = document.createElement("div");
     this.legend.className = "legend";
-    this.el.append(this.canvas, this.heading, this.legend);
+    this.labels = document.createElement("div");
+    this.labels.className = "topics";
+    this.el.append(this.canvas, this.labels, this.heading, this.legend);
     parent.append(this.el);
     this.ids = [];
     this.indexOf = new Map();
+    this.topics = { levels: [] };
+    this.topicEls = new Map(); // per level, its labels' elements (made once, then moved)
     this.plot = createScatterplot({
       canvas: this.canvas,
       width: "auto",
@@ -89,6 +101,7 @@ class MapView {
     });
     this.plot.subscribe("pointOver", (i) => hover(this, i));
     this.plot.subscribe("pointOut", () => ($("tooltip").hidden = true));
+    this.plot.subscribe("view", () => this.scheduleLabels());
     this.plot.subscribe("select", ({ points }) => {
       if (points.length === 1 && !this.quiet) pick(this, this.ids[points[0]]);
     });
@@ -115,10 +128,84 @@ class MapView {
     this.x = new Float32Array(total);
     this.y = new Float32Array(total);
     for (let i = 0; i < total; i += 1) {
-      this.x[i] = xy[2 * i];
-      this.y[i] = xy[2 * i + 1];
+      this.x[i] = xy[2 * i] * FIT;
+      this.y[i] = xy[2 * i + 1] * FIT;
     }
+    this.topics = await (await api(`/v1/map/${encodeURIComponent(release)}/topics`)).json();
+    this.topicEls = new Map();
     await this.colour(field);
+    this.placeLabels();
+  }
+
+  zoom() {
+    return 1 / this.plot.get("cameraDistance");
+  }
+
+  // the level of labels for the current zoom: coarse zoomed out, finer zoomed in
+  level() {
+    const { levels } = this.topics;
+    if (!levels.length) return -1;
+    let chosen = 0;
+    for (const [i, level] of levels.entries()) {
+      if (Math.sqrt(level.clusters / levels[0].clusters) <= this.zoom() * EARLY) chosen = i;
+    }
+    return chosen;
+  }
+
+  scheduleLabels() {
+    if (this.labelFrame) return;
+    this.labelFrame = requestAnimationFrame(() => {
+      this.labelFrame = null;
+      this.placeLabels();
+    });
+  }
+
+  // each label at its cluster's central point; largest clusters first, and a label that would
+  // overlap one already placed (or leave the canvas) is hidden
+  placeLabels() {
+    const level = this.level();
+    this.labels.dataset.level = String(level);
+    if (level < 0 || !this.ids.length) {
+      this.labels.replaceChildren();
+      return;
+    }
+    if (!this.topicEls.has(level)) {
+      this.topicEls.set(level, this.topics.levels[level].topics.map((topic) => {
+        const el = document.createElement("div");
+        el.className = level === 0 ? "topic coarse" : "topic";
+        el.textContent = topic.keywords.join(" · ");
+        el.dataset.id = topic.id;
+        return el;
+      }));
+    }
+    const els = this.topicEls.get(level);
+    if (this.labels.firstChild !== els[0]) this.labels.replaceChildren(...els);
+    const width = this.canvas.clientWidth;
+    const height = this.canvas.clientHeight;
+    const sizes = els.map((el) => [el.offsetWidth, el.offsetHeight]); // all reads, then writes
+    const taken = [];
+    for (const [n, el] of els.entries()) {
+      const i = this.indexOf.get(el.dataset.id);
+      let at = null;
+      try {
+        at = i === undefined ? null : this.plot.getScreenPosition(i);
+      } catch {
+        at = null; // not drawn yet
+      }
+      const [w, h] = sizes[n];
+      const box = at && [at[0] - w / 2, at[1] - h / 2, at[0] + w / 2, at[1] + h / 2];
+      const fits = box && box[0] >= 0 && box[1] >= 0 && box[2] <= width && box[3] <= height;
+      const free = fits && !taken.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3]);
+      el.hidden = !free;
+      if (!free) continue;
+      taken.push(box);
+      el.style.left = `${box[0]}px`; // CSSOM, not a style="" attribute: the CSP allows it
+      el.style.top = `${box[1]}px`;
+    }
+  }
+
+  shownTopics() {
+    return [...this.labels.querySelectorAll(".topic:not([hidden])")].map((el) => el.textContent);
   }
 
   async colour(field) {
@@ -251,6 +338,7 @@ async function main() {
   options($("release"), ids, names);
   options($("compare"), ids, names);
   options($("field"), index.fields, index.fields);
+  $("field").value = index.default_field; // the most informative field, not merely the first
   const live = index.releases.find((r) => r.aliases.includes(index.alias));
   $("release").value = (live || index.releases[0]).id;
   for (const id of ["release", "compare"]) $(id).addEventListener("change", () => show().catch(fail));
