@@ -86,16 +86,18 @@ def demo(
             with _timed(times, spec):
                 results.append(_embed_and_index(ws, evaluation, spec))
             if n == 0:
-                _example_searches(ws, evaluation, results[-1].system, "first searches")
+                _example_searches(ws, evaluation, results[-1].system, "2. first searches")
                 screen.print(
                     f"first search results after {time.perf_counter() - started:.0f} s",
                     highlight=False,
                 )
         best = _benchmark(folder, evaluation, results)
         if best != results[2].system:
-            _example_searches(ws, evaluation, best, "example searches")
+            _example_searches(ws, evaluation, best, "4. example searches")
+        else:
+            screen.print(f"the best model is {best}: its searches are shown above", highlight=False)
         _summary(results)
-        _shortened(ws, full, environ)
+        _shortened(ws, best, full)
         with _timed(times, "release"):
             _release(ws, best)
     times["in all"] = time.perf_counter() - started
@@ -127,9 +129,10 @@ def _environment(full: bool) -> Mapping[str, str]:
     return environ
 
 
-def _shortened(ws: Workspace, full: bool, environ: Mapping[str, str]) -> None:
-    """Say what this run shortens, before the step it shortens."""
-    if full:
+def _shortened(ws: Workspace, best: str, full: bool) -> None:
+    """Say what this run shortens, before the step it shortens (serving forms are measured for
+    sentence-transformers models only)."""
+    if full or ws.catalog.registry.model(best).kind != "sentence-transformers":
         return
     from embedlake.config import ServingSettings
 
@@ -228,11 +231,12 @@ def _benchmark(folder: Path, evaluation: Dataset, results: list[Result]) -> str:
 
 
 def _example_searches(ws: Workspace, evaluation: Dataset, model: str, what: str) -> None:
-    """Step 4 (and 2, with the first model as soon as it is indexed): the first three evaluation
-    queries, beside their relevant documents, so a reader can judge the hits."""
+    """Step 4 (and 2, with the first model as soon as it is indexed, the best one being known
+    only after every model): the first three evaluation queries, beside their relevant
+    documents, so a reader can judge the hits."""
     from embedlake.search.searcher import Searcher
 
-    screen.rule(f"4. {what} with {model}")
+    screen.rule(f"{what} with {model}")
     searcher = Searcher(ws, model)
     for qid in list(evaluation.queries)[:3]:
         query = evaluation.queries[qid]
