@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
-from rich.logging import RichHandler
 
 # Read by the libraries when they are imported or start a bar; the demo imports them later.
 QUIET_ENVIRONMENT = {
@@ -55,6 +54,8 @@ def libraries_to_log(log_file: Path, console: Console) -> Iterator[None]:
 
 @contextmanager
 def _logging_to(log: TextIO, console: Console) -> Iterator[None]:
+    from rich.logging import RichHandler
+
     root, ours = logging.getLogger(), logging.getLogger("embedlake")
     saved = (root.handlers[:], root.level, ours.handlers[:], ours.propagate)
     handler = logging.StreamHandler(log)
