@@ -107,8 +107,8 @@ def embed_with_progress(
     to: Console | None = None,
     encoder: Encoder | None = None,
 ) -> EmbedReport:
-    """Batch inference with a progress bar (documents done of planned, time left); ``encoder``:
-    the model's, loaded already."""
+    """Batch inference with a progress bar (documents done of planned, time left) on ``to``
+    (default: the console); ``encoder``: the model's, loaded already."""
     # here, not at the top: numpy, pyarrow and the model's libraries load only when embedding
     from embedlake.embeddings.batch import embed
     from embedlake.models import artifacts
@@ -121,7 +121,15 @@ def embed_with_progress(
         progress.MofNCompleteColumn(),
         progress.TimeRemainingColumn(),
     )
-    with progress.Progress(*columns, console=to or console, disable=quiet) as bar:
+    # drawn on another console (the demo's), library output stays where cli.quiet sends it
+    redirect = to is None
+    with progress.Progress(
+        *columns,
+        console=to or console,
+        disable=quiet,
+        redirect_stdout=redirect,
+        redirect_stderr=redirect,
+    ) as bar:
         task = bar.add_task("embed", total=None)
         return embed(
             ws,

@@ -49,7 +49,11 @@ def working(console: Console, text: str, *, counted: bool = False) -> Iterator[W
     time spent; it leaves the screen when the step ends (the caller prints what it did)."""
     counts = (BarColumn(), MofNCompleteColumn()) if counted else ()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), *counts, TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    # no redirection of sys.stdout/stderr into the bar: what libraries print stays where
+    # cli.quiet sends it (a rich Live display would otherwise show it on the terminal)
+    with Progress(
+        *columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False
+    ) as bar:
         yield Working(bar, bar.add_task(text, total=None))
 
 
