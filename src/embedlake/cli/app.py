@@ -11,7 +11,6 @@ import sys
 from typing import Any
 
 import typer
-from rich.logging import RichHandler
 from typer.core import TyperGroup
 
 from embedlake.cli import aws, backup, commands, demo, releases, runtime, serve
@@ -49,6 +48,8 @@ app.add_typer(aws.app, name="aws")
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
 ) -> None:
+    from rich.logging import RichHandler  # here: `--help` does not run this, nor need it
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",

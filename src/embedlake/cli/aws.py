@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from embedlake.aws.template import TemplateOptions
 from embedlake.cli.commands import Ws
 from embedlake.cli.output import console, errors
-from embedlake.config import Settings
 from embedlake.errors import ConfigError
+
+if TYPE_CHECKING:
+    from embedlake.aws.template import TemplateOptions
 
 app = typer.Typer(
     help="Deploy the functions and the API to AWS Lambda: SAM template and artifacts.",
@@ -52,6 +53,8 @@ def _options(
     api: bool,
     heavy_jobs: bool,
 ) -> TemplateOptions:
+    from embedlake.aws.template import TemplateOptions
+
     if notifications not in ("s3", "eventbridge"):
         raise ConfigError(f"--notifications must be s3 or eventbridge, not {notifications!r}")
     if api_auth not in ("iam", "none"):
@@ -90,6 +93,7 @@ def template(
     from embedlake.aws.cfn import dump_yaml
     from embedlake.aws.package import registry
     from embedlake.aws.template import build_template
+    from embedlake.config import Settings
 
     options = _options(
         existing_bucket, notifications, api_auth, create_database, memory, api, heavy_jobs
@@ -115,6 +119,7 @@ def package(
 ) -> None:
     """Write template.yaml, light/ and image/ (the two images' definitions) and manifest.json."""
     from embedlake.aws import package as packaging
+    from embedlake.config import Settings
 
     options = _options(
         existing_bucket, notifications, api_auth, create_database, memory, api, heavy_jobs

@@ -7,12 +7,8 @@ from typing import Annotated
 
 import typer
 
-from embedlake import backup
-from embedlake import recover as recovery
 from embedlake.cli.commands import Json, Ws
 from embedlake.cli.output import console, emit_json, table
-from embedlake.config import Settings
-from embedlake.workspace import Workspace
 
 Location = Annotated[
     str, typer.Argument(help="A folder or fsspec URL (s3://bucket/prefix) for the snapshot.")
@@ -34,6 +30,9 @@ def export(
     as_json: Json = False,
 ) -> None:
     """Snapshot a workspace: its catalog (engine-neutral) and its lake, or the lake's manifest."""
+    from embedlake import backup
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as workspace:
         snap = backup.export(workspace, dest, lake=lake)
     if as_json:
@@ -49,6 +48,9 @@ def export(
 def import_(ws: Ws, source: Location, as_json: Json = False) -> None:
     """Restore a snapshot into a new workspace (`embedlake init` first; its catalog must be empty).
     Any catalog engine: a snapshot of a SQLite workspace imports into PostgreSQL."""
+    from embedlake import backup
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as workspace:
         snap = backup.import_(workspace, source)
     if as_json:
@@ -73,6 +75,10 @@ def recover(
     """Rebuild a lost or damaged catalog from the lake: documents, models, embedding runs,
     indexes, datasets, releases and alias history. Says what could not be recovered (API keys
     must be made again). Refused over a catalog that is not empty, unless --force."""
+    from embedlake import recover as recovery
+    from embedlake.config import Settings
+    from embedlake.workspace import Workspace
+
     Settings.load(ws)  # a workspace it must be (init makes one where there is none)
     with Workspace.init(ws) as workspace:  # a lost catalog gets its schema first
         report = recovery.recover(workspace, force=force)

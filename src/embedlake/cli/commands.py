@@ -1,25 +1,24 @@
-"""The pipeline commands: init, ingest, embed, index, search, bench, sql and friends."""
+"""The pipeline commands: init, ingest, embed, index, search, bench, sql and friends.
+
+Each command imports what it works with in its own body: `embedlake --help` and `embedlake status`
+must start at once, without the numerical and model libraries the other commands load.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from embedlake.catalog.registry import ModelRecord
 from embedlake.cli.output import console, embed_with_progress, emit_json, table
 from embedlake.errors import InputError
-from embedlake.evaluate import bench as benchmark
-from embedlake.ingest import delete_document, ingest_path
-from embedlake.ingest.datasets import Dataset, load_folder, load_registered
-from embedlake.models.resolve import resolve_model
-from embedlake.releases.serving import indexed_models
-from embedlake.search.build import build_index
-from embedlake.search.limits import check_search
-from embedlake.search.searcher import Searcher
-from embedlake.workspace import Workspace
+
+if TYPE_CHECKING:
+    from embedlake.catalog.registry import ModelRecord
+    from embedlake.ingest.datasets import Dataset
+    from embedlake.workspace import Workspace
 
 Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -47,6 +46,8 @@ def register(app: typer.Typer) -> None:
 
 def init(path: Annotated[Path, typer.Argument(help="Folder to create or reuse.")]) -> None:
     """Create a workspace: embedlake.toml, the lake folder and a migrated catalog."""
+    from embedlake.workspace import Workspace
+
     with Workspace.init(path) as ws:
         console.print(f"workspace ready: {ws.settings.workspace} (lake: {ws.lake.url})")
 
@@ -62,6 +63,8 @@ def migrate(
 ) -> None:
     """Create or upgrade the catalog schema (idempotent). A lost catalog over a lake that holds
     data is refused: `embedlake recover` rebuilds it from the lake."""
+    from embedlake.workspace import Workspace
+
     with Workspace.init(ws, guard=not force):
         console.print("catalog schema is current")
 
@@ -87,6 +90,9 @@ def ingest(
     as_json: Json = False,
 ) -> None:
     """Ingest documents: copy to raw/, validate, upsert, quarantine rejects."""
+    from embedlake.ingest import ingest_path
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         reports = [r for p in paths for r in ingest_path(w, p, source=source, id_prefix=id_prefix)]
     rejected = sum(r.rejected for r in reports)
@@ -120,6 +126,9 @@ def ingest(
 
 def delete(ws: Ws, doc_id: Annotated[str, typer.Argument(help="Document id.")]) -> None:
     """Delete a document (a tombstone: it leaves every result list, the audit trail stays)."""
+    from embedlake.ingest import delete_document
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         delete_document(w, doc_id)
     console.print(f"deleted {doc_id}", highlight=False)
@@ -134,6 +143,9 @@ def embed(
     as_json: Json = False,
 ) -> None:
     """Embed every document the model has not embedded yet (resumes an interrupted run)."""
+    from embedlake.models.resolve import resolve_model
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         record = resolve_model(w, model, refit=refit)
         report = embed_with_progress(w, record, quiet=as_json)
@@ -165,6 +177,9 @@ def index(
     as_json: Json = False,
 ) -> None:
     """Build an ANN index over a model's vectors and store it in the lake."""
+    from embedlake.search.build import build_index
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         record = w.catalog.registry.model(model) if model else _newest_model(w)
         report = build_index(w, record, engine)
@@ -203,6 +218,10 @@ def search(
     as_json: Json = False,
 ) -> None:
     """Nearest documents to a query, embedded by the index's own model."""
+    from embedlake.search.limits import check_search
+    from embedlake.search.searcher import Searcher
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         check_search(w.settings.api, k=k, query=query)  # the API's limits, before any work
         searcher = Searcher(w, model)
@@ -244,6 +263,9 @@ def bench(
     as_json: Json = False,
 ) -> None:
     """nDCG@10, recall@100, MRR@10, MAP, ANN recall@10 and QPS, with BM25 beside each model."""
+    from embedlake.evaluate import bench as benchmark
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         sets = _datasets(w, dataset or [], id_prefix)
         refs = model or _indexed_models(w)
@@ -264,6 +286,8 @@ def bench(
 
 
 def _datasets(w: Workspace, names: list[str], id_prefix: str) -> list[Dataset]:
+    from embedlake.ingest.datasets import load_folder, load_registered
+
     if not names:
         names = [d.name for d in w.catalog.benchmarks.list_datasets()]
         if not names:
@@ -280,6 +304,8 @@ def _datasets(w: Workspace, names: list[str], id_prefix: str) -> list[Dataset]:
 
 
 def _indexed_models(w: Workspace) -> list[str]:
+    from embedlake.releases.serving import indexed_models
+
     refs = [m.ref for m in indexed_models(w)]
     if not refs:
         raise InputError("no index built yet: run `embedlake index` first")
@@ -294,7 +320,9 @@ def sql(
     as_json: Json = False,
 ) -> None:
     """Query the lake's Parquet with DuckDB."""
+
     from embedlake import warehouse
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         columns, rows = warehouse.query(w, query)
@@ -306,6 +334,8 @@ def sql(
 
 def models(ws: Ws, as_json: Json = False) -> None:
     """Registered models with their kind, dimension, hash and coverage."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         rows = [
             (m.ref, m.kind, m.dim, m.content_hash[:12], w.catalog.registry.count_embedded(m.id))
@@ -321,6 +351,8 @@ def models(ws: Ws, as_json: Json = False) -> None:
 
 def status(ws: Ws, as_json: Json = False) -> None:
     """Documents, models, coverage, indexes and datasets of a workspace."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         reg = w.catalog.registry
         data = {

@@ -1,31 +1,46 @@
 """``embedlake demo``: the main job, end to end, on a corpus every installation has.
 
 Each numbered step the demo prints is one function here, in the order it runs: prepare the corpus,
-ingest it, embed and index with each model, benchmark, search with the best model, build a release
-of it with its map, and serve the API and the map.
+ingest it, embed and index with each model (searching with the first one as soon as it is
+indexed), benchmark, search with the best model, build a release of it with its map, and serve the
+API and the map. What the libraries print goes to ``demo.log`` in the workspace (cli.quiet); every
+step that takes a while shows its progress (cli.progress) and its time. A first look shortens the
+release's serving-form stage, says so, and ``--full`` runs it in full.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
-from embedlake.cli.output import console, embed_with_progress, table
-from embedlake.cli.releases import build_now
-from embedlake.config import CONFIG_FILE
-from embedlake.demo import docstrings
-from embedlake.evaluate import bench as benchmark
-from embedlake.ingest import ingest_path
-from embedlake.ingest.datasets import Dataset, load_folder
-from embedlake.models.resolve import resolve_model
-from embedlake.search.build import build_index
-from embedlake.search.searcher import Searcher
-from embedlake.workspace import Workspace
+from embedlake.cli.output import embed_with_progress, table
+from embedlake.cli.progress import working
+from embedlake.cli.quiet import libraries_to_log
+
+if TYPE_CHECKING:
+    from embedlake.evaluate.bench import Result
+    from embedlake.ingest.datasets import Dataset
+    from embedlake.workspace import Workspace
 
 COLUMNS = ["ndcg@10", "recall@100", "mrr@10", "ann_recall@10", "qps"]
+LOG = "demo.log"
+# A first look measures one serving form on a smaller evaluation corpus: the full stage (every
+# form on serving.eval_documents documents) takes most of the demo's time on 2 cores.
+SHORT = {"serving.forms": ["onnx-int8"], "serving.eval_documents": 500}
+
+# documents per embedding shard: the bar moves once per shard (2,048, the default, is most of the
+# demo corpus), and a release loads its serving form once per shard (so not much smaller)
+PROGRESS_SHARD = 1000
+
+screen = Console()  # the demo's own: it keeps the terminal while libraries write to the log
 
 
 def demo(
@@ -40,6 +55,13 @@ def demo(
         typer.Option("--model", "-m", help=("Models to compare (default: lsa and minilm).")),
     ] = None,
     max_documents: Annotated[int, typer.Option(help="Size of the docstrings corpus.")] = 3000,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Run every step in full: every serving form of `serving.forms` on "
+            "`serving.eval_documents` documents (a first look measures one form on fewer)."
+        ),
+    ] = False,
     serve: Annotated[
         bool, typer.Option(help="End by serving the API and the map on 127.0.0.1 (open mode).")
     ] = True,
@@ -47,80 +69,181 @@ def demo(
 ) -> None:
     """Create a workspace, ingest a corpus, embed, index, benchmark, show example searches, build
     a release (with its map) of the best model, and serve the API and the map."""
-    with Workspace.init(workspace) as ws:
-        folder = dataset or _docstrings_corpus(ws, max_documents)
-        evaluation = _ingest(ws, folder)
-        results = _bm25_baselines(ws, evaluation)
-        results += [_embed_and_index(ws, evaluation, spec) for spec in model or ["lsa", "minilm"]]
+    from embedlake.workspace import Workspace
+
+    started = time.perf_counter()
+    times: dict[str, float] = {}
+    environ = _environment(full)
+    with Workspace.init(workspace, environ) as ws, libraries_to_log(workspace / LOG, screen):
+        screen.print(
+            f"embedlake demo in {ws.settings.workspace}; what the libraries print goes to "
+            f"{workspace / LOG}",
+            highlight=False,
+        )
+        with _timed(times, "corpus"):
+            folder = dataset or _docstrings_corpus(ws, max_documents)
+        with _timed(times, "ingest"):
+            evaluation = _ingest(ws, folder)
+        with _timed(times, "bm25"):
+            results = _bm25_baselines(ws, evaluation)
+        for n, spec in enumerate(model or ["lsa", "minilm"]):
+            with _timed(times, spec):
+                results.append(_embed_and_index(ws, evaluation, spec))
+            if n == 0:
+                _example_searches(ws, evaluation, results[-1].system, "2. first searches")
+                screen.print(
+                    f"first search results after {time.perf_counter() - started:.0f} s",
+                    highlight=False,
+                )
         best = _benchmark(folder, evaluation, results)
-        _example_searches(ws, evaluation, best)
+        if best != results[2].system:
+            _example_searches(ws, evaluation, best, "4. example searches")
+        else:
+            screen.print(f"the best model is {best}: its searches are shown above", highlight=False)
         _summary(results)
-        _release(ws, best)
+        _shortened(ws, best, full)
+        with _timed(times, "release"):
+            _release(ws, best)
+    times["in all"] = time.perf_counter() - started
+    screen.print(
+        "wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()), highlight=False
+    )
     if not serve:
-        console.print(f'\nnext: embedlake serve {workspace}, or embedlake search {workspace} "…"')
+        screen.print(f'\nnext: embedlake serve {workspace}, or embedlake search {workspace} "…"')
         return
     _serve_open(workspace, port)
 
 
+@contextmanager
+def _timed(times: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    times[name] = time.perf_counter() - started
+
+
+def _environment(full: bool) -> Mapping[str, str]:
+    """The settings a first look shortens, as environment over the workspace's embedlake.toml
+    (which stays as written); a setting the user set in the environment is kept. Shards of
+    ``PROGRESS_SHARD`` documents in any case: the embedding bar moves once per shard."""
+    environ = dict(os.environ)
+    environ.setdefault("EMBEDLAKE_EMBED__SHARD_SIZE", str(PROGRESS_SHARD))
+    if full:
+        return environ
+    for dotted, value in SHORT.items():
+        key = "EMBEDLAKE_" + dotted.upper().replace(".", "__")
+        environ.setdefault(key, json.dumps(value) if isinstance(value, list) else str(value))
+    return environ
+
+
+def _shortened(ws: Workspace, best: str, full: bool) -> None:
+    """Say what this run shortens, before the step it shortens (serving forms are measured for
+    sentence-transformers models only)."""
+    if full or ws.catalog.registry.model(best).kind != "sentence-transformers":
+        return
+    from embedlake.config import ServingSettings
+
+    default, serving = ServingSettings(), ws.settings.serving
+    if serving.forms == default.forms and serving.eval_documents == default.eval_documents:
+        return
+    screen.print(
+        f"[yellow]shortened:[/] serving forms measured: {', '.join(serving.forms) or 'none'} "
+        f"on {serving.eval_documents:,} evaluation documents (in full: "
+        f"{', '.join(default.forms)} on {default.eval_documents:,}); `--full` runs them all",
+        highlight=False,
+    )
+
+
 def _docstrings_corpus(ws: Workspace, max_documents: int) -> Path:
     """The default corpus, built once per workspace from the installed Python (no download)."""
+    from embedlake.demo import docstrings
+
     folder = ws.settings.workspace / "demo-data" / "docstrings"
     if not (folder / "corpus.jsonl").is_file():
-        console.print("building the docstrings corpus from the installed Python …")
-        docstrings.build(folder, max_documents=max_documents)
+        with working(screen, "reading docstrings of the installed Python", counted=True) as w:
+            docstrings.build(folder, max_documents=max_documents, progress=w.count)
+        screen.print(f"docstrings corpus built in {w.seconds:.1f} s", highlight=False)
     return folder
 
 
 def _ingest(ws: Workspace, folder: Path) -> Dataset:
     """Step 1: ingest the corpus; its queries and judgements are the evaluation set."""
-    console.rule(f"1. ingest {folder}")
-    for report in ingest_path(ws, folder):
-        console.print(
+    from embedlake.ingest import ingest_path
+    from embedlake.ingest.datasets import load_folder
+
+    screen.rule(f"1. ingest {folder}")
+    with working(screen, "ingesting") as w:
+        reports = ingest_path(ws, folder)
+    for report in reports:
+        screen.print(
             f"{report.file}: {report.inserted:,} new, {report.updated:,} updated, "
-            f"{report.unchanged:,} unchanged, {report.rejected:,} rejected",
+            f"{report.unchanged:,} unchanged, {report.rejected:,} rejected ({w.seconds:.1f} s)",
             highlight=False,
         )
     return load_folder(folder)
 
 
-def _bm25_baselines(ws: Workspace, evaluation: Dataset) -> list[benchmark.Result]:
+def _bm25_baselines(ws: Workspace, evaluation: Dataset) -> list[Result]:
     """The two baselines every model is compared with: BM25, plain and stemmed."""
-    return [benchmark.bench_bm25(ws, evaluation), benchmark.bench_bm25(ws, evaluation, stem=True)]
+    from embedlake.evaluate import bench as benchmark
+
+    with working(screen, "BM25 baselines, plain and stemmed") as w:
+        found = [
+            benchmark.bench_bm25(ws, evaluation),
+            benchmark.bench_bm25(ws, evaluation, stem=True),
+        ]
+    screen.print(f"BM25 baselines measured ({w.seconds:.1f} s)", highlight=False)
+    return found
 
 
-def _embed_and_index(ws: Workspace, evaluation: Dataset, spec: str) -> benchmark.Result:
+def _embed_and_index(ws: Workspace, evaluation: Dataset, spec: str) -> Result:
     """Step 2, once per model: embed the corpus, index the vectors, benchmark the index."""
-    record = resolve_model(ws, spec)
-    console.rule(f"2. embed and index with {record.ref}")
-    embedded = embed_with_progress(ws, record)
-    console.print(
+    from embedlake.evaluate import bench as benchmark
+    from embedlake.models import artifacts
+    from embedlake.models.resolve import resolve_model
+    from embedlake.search.build import build_index
+
+    screen.rule(f"2. embed and index with {spec}")
+    with working(screen, f"loading {spec}") as w:
+        record = resolve_model(ws, spec)
+        encoder = artifacts.load_encoder(ws, record)
+    screen.print(f"model {record.ref} ready ({w.seconds:.1f} s)", highlight=False)
+    embedded = embed_with_progress(ws, record, encoder=encoder, to=screen)
+    screen.print(
         f"embedded {embedded.embedded:,} documents ({embedded.rate:,.1f}/s)", highlight=False
     )
-    built = build_index(ws, record)
-    console.print(
+    with working(screen, "indexing"):
+        built = build_index(ws, record)
+    screen.print(
         f"{built.engine} index over {built.n_vectors:,} vectors ({built.seconds:.1f} s)",
         highlight=False,
     )
-    return benchmark.bench_model(ws, evaluation, record.ref)
+    with working(screen, f"benchmarking {record.ref}") as w:
+        result = benchmark.bench_model(ws, evaluation, record.ref)
+    screen.print(f"benchmarked ({w.seconds:.1f} s)", highlight=False)
+    return result
 
 
-def _benchmark(folder: Path, evaluation: Dataset, results: list[benchmark.Result]) -> str:
+def _benchmark(folder: Path, evaluation: Dataset, results: list[Result]) -> str:
     """Step 3: every system side by side; returns the model with the best nDCG@10 (the two BM25
     baselines come first in ``results`` and are not candidates)."""
-    console.rule(f"3. benchmark on {folder.resolve().name} ({len(evaluation.queries)} queries)")
+    screen.rule(f"3. benchmark on {folder.resolve().name} ({len(evaluation.queries)} queries)")
     table(
         None,
         ["system", *COLUMNS],
         [(r.system, *[r.metrics.get(c) for c in COLUMNS]) for r in results],
+        to=screen,
     )
     return max(results[2:], key=lambda r: r.metrics["ndcg@10"]).system
 
 
-def _example_searches(ws: Workspace, evaluation: Dataset, best: str) -> None:
-    """Step 4: the first three evaluation queries with the best model, beside their relevant
+def _example_searches(ws: Workspace, evaluation: Dataset, model: str, what: str) -> None:
+    """Step 4 (and 2, with the first model as soon as it is indexed, the best one being known
+    only after every model): the first three evaluation queries, beside their relevant
     documents, so a reader can judge the hits."""
-    console.rule(f"4. example searches with {best}")
-    searcher = Searcher(ws, best)
+    from embedlake.search.searcher import Searcher
+
+    screen.rule(f"{what} with {model}")
+    searcher = Searcher(ws, model)
     for qid in list(evaluation.queries)[:3]:
         query = evaluation.queries[qid]
         relevant = [d for d, g in evaluation.qrels[qid].items() if g > 0]
@@ -129,32 +252,44 @@ def _example_searches(ws: Workspace, evaluation: Dataset, best: str) -> None:
             f"{query!r} (relevant: {', '.join(relevant[:3])})",
             ["#", "score", "id"],
             [(n, h.score, h.id) for n, h in enumerate(hits, 1)],
+            to=screen,
         )
 
 
-def _summary(results: list[benchmark.Result]) -> None:
+def _summary(results: list[Result]) -> None:
     """One JSON line of nDCG@10 per system (scripts and the end-to-end test read it)."""
     summary = {r.system: round(r.metrics["ndcg@10"], 4) for r in results}
-    console.print(f"nDCG@10: {json.dumps(summary)}", highlight=False)
+    screen.print(f"nDCG@10: {json.dumps(summary)}", highlight=False)
 
 
 def _release(ws: Workspace, best: str) -> None:
     """Step 5: a release of the best model, published, with its map and the serving forms that
-    were measured for it."""
-    console.rule(f"5. a release of {best}, with its map")
-    made = build_now(ws, best, "demo", publish=True)
+    were measured for it; each stage on screen as it runs, with its time after."""
+    from embedlake.cli.releases import build_now
+
+    screen.rule(f"5. a release of {best}, with its map")
+    with working(screen, "release") as w:
+        made = build_now(
+            ws, best, "demo", publish=True, on_stage=lambda stage: w.say(f"release: {stage}")
+        )
     report = ws.catalog.releases.get(made["release"]).report
     fitted, form = report["map"], report.get("serving_form", {})
-    console.print(
-        f"release {made['release']} {made['status']}: {fitted['method']} map of "
-        f"{fitted['n']:,} documents; served as {form.get('model', best)} "
+    screen.print(
+        f"release {made['release']} {made['status']} in {w.seconds:.1f} s: {fitted['method']} "
+        f"map of {fitted['n']:,} documents; served as {form.get('model', best)} "
         f"(serving form: {form.get('form', 'model')})",
         highlight=False,
     )
     for name, row in form.get("forms", {}).items():
-        console.print(
+        screen.print(
             f"  {name:<11} {row['docs_per_s']:8.1f} docs/s  nDCG@10 {row['ndcg@10']}"
             + (f"  passed: {row['passed']}" if "passed" in row else ""),
+            highlight=False,
+        )
+    stages = report.get("stages", {})
+    if stages:
+        screen.print(
+            "  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()),
             highlight=False,
         )
 
@@ -164,12 +299,14 @@ def _serve_open(workspace: Path, port: int) -> None:
     import uvicorn
 
     from embedlake.api import create_app
+    from embedlake.config import CONFIG_FILE
+    from embedlake.workspace import Workspace
 
     toml = workspace / CONFIG_FILE
     toml.write_text(toml.read_text().replace('auth = "keys"', 'auth = "open"'), encoding="utf-8")
     with Workspace.open(workspace) as ws:
-        console.rule("6. the API and the map")
-        console.print(
+        screen.rule("6. the API and the map")
+        screen.print(
             f"serving http://127.0.0.1:{port}/ (the map) and http://127.0.0.1:{port}/docs "
             "(the API); Ctrl-C stops",
             highlight=False,

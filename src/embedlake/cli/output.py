@@ -14,16 +14,16 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from rich import progress
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from embedlake.catalog.registry import ModelRecord
-from embedlake.embeddings.batch import EmbedReport, embed
-from embedlake.models import artifacts
-from embedlake.workspace import Workspace
+if TYPE_CHECKING:
+    from embedlake.catalog.registry import ModelRecord
+    from embedlake.embeddings.batch import EmbedReport
+    from embedlake.encoders import Encoder
+    from embedlake.workspace import Workspace
 
 console = Console()
 errors = Console(stderr=True)
@@ -76,13 +76,21 @@ def json_mode(enabled: bool = True) -> Iterator[None]:
             os.close(saved)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    to: Console | None = None,
+) -> None:
+    from rich.table import Table
+
     t = Table(title=title, show_lines=False)
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
         t.add_row(*[_fmt(v) for v in row])
-    console.print(t)
+    (to or console).print(t)
 
 
 def _fmt(value: Any) -> str:
@@ -91,16 +99,37 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def embed_with_progress(ws: Workspace, record: ModelRecord, *, quiet: bool = False) -> EmbedReport:
-    """Batch inference with a progress bar (documents done of planned, time left)."""
-    encoder = artifacts.load_encoder(ws, record)
+def embed_with_progress(
+    ws: Workspace,
+    record: ModelRecord,
+    *,
+    quiet: bool = False,
+    to: Console | None = None,
+    encoder: Encoder | None = None,
+) -> EmbedReport:
+    """Batch inference with a progress bar (documents done of planned, time left) on ``to``
+    (default: the console); ``encoder``: the model's, loaded already."""
+    # here, not at the top: numpy, pyarrow and the model's libraries load only when embedding
+    from embedlake.embeddings.batch import embed
+    from embedlake.models import artifacts
+
+    if encoder is None:
+        encoder = artifacts.load_encoder(ws, record)
     columns = (
-        TextColumn(f"embedding with {record.ref}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
+        progress.TextColumn(f"embedding with {record.ref}"),
+        progress.BarColumn(),
+        progress.MofNCompleteColumn(),
+        progress.TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=quiet) as bar:
+    # drawn on another console (the demo's), library output stays where cli.quiet sends it
+    redirect = to is None
+    with progress.Progress(
+        *columns,
+        console=to or console,
+        disable=quiet,
+        redirect_stdout=redirect,
+        redirect_stderr=redirect,
+    ) as bar:
         task = bar.add_task("embed", total=None)
         return embed(
             ws,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import uuid4
 
 import typer
 
 from embedlake.cli.output import console, emit_json, table
-from embedlake.workspace import Workspace
+from embedlake.cli.progress import StageSteps
+
+if TYPE_CHECKING:
+    from embedlake.workspace import Workspace
 
 Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -54,6 +58,7 @@ def train(
 ) -> None:
     """Train a model and write it into the lake; its arrival starts a release build."""
     from embedlake.training.train import train as train_model
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         prefix, manifest = train_model(
@@ -90,13 +95,23 @@ def register_and_build(w: Workspace, prefix: str) -> dict[str, Any]:
     return build_now(w, record.ref, f"model {record.ref} trained (--now)", publish=True)
 
 
-def build_now(w: Workspace, ref: str, reason: str, *, publish: bool) -> dict[str, Any]:
+def build_now(
+    w: Workspace,
+    ref: str,
+    reason: str,
+    *,
+    publish: bool,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Build a release of a registered model in this process, without the runtime: what
-    ``release``, ``train --now`` and ``demo`` do. Returns the release id and its status."""
-    from embedlake.functions.context import direct_context
+    ``release``, ``train --now`` and ``demo`` do. Returns the release id and its status;
+    ``on_stage`` hears the name of each stage as it starts (a progress display)."""
+    from embedlake.functions.context import Context
     from embedlake.releases.build import build
+    from embedlake.steps import DirectSteps
 
-    ctx = direct_context(w, "build-release", request_id=uuid4().hex)
+    steps = StageSteps(DirectSteps(w), on_stage) if on_stage is not None else None
+    ctx = Context(ws=w, function_name="build-release", request_id=uuid4().hex, steps=steps)
     release_id = build(ctx, w, ref, reason=reason, publish=publish)
     return {"release": release_id, "status": w.catalog.releases.get(release_id).status}
 
@@ -111,6 +126,7 @@ def release(
 ) -> None:
     """Build a release of a model here and now: embed, index, reducer, benchmark, gate."""
     from embedlake.models.resolve import resolve_model
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         record = resolve_model(w, model)
@@ -131,6 +147,8 @@ def release(
 
 def releases(ws: Ws, as_json: Json = False) -> None:
     """Releases: id, model, status, aliases, documents, gate and nDCG@10 per dataset."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         aliases: dict[str, list[str]] = {}
         for name, rid in w.catalog.releases.aliases().items():
@@ -182,6 +200,7 @@ def compare(
 ) -> None:
     """Two releases side by side: metrics, per-query wins/losses, overlap@10, latency."""
     from embedlake.releases.compare import compare as compare_releases
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         rows = compare_releases(w, a, b)
@@ -214,6 +233,7 @@ def publish(
     """Move an alias to a release, through the same gate as the runtime unless forced."""
     from embedlake.releases.publish import actor
     from embedlake.releases.publish import publish as publish_release
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         move = publish_release(w, release, alias, force=force, actor=actor(), reason=reason)
@@ -230,6 +250,7 @@ def rollback(
     """Move an alias one step back: the previous release's encoder, index and reducer."""
     from embedlake.releases.publish import actor
     from embedlake.releases.publish import rollback as rollback_alias
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         move = rollback_alias(w, alias, actor=actor(), reason=reason)
@@ -247,6 +268,7 @@ def catch_up(
     with its own model and chunking: what publish and rollback need of a release far behind."""
     from embedlake.functions.context import direct_context
     from embedlake.releases import coverage
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         done = coverage.catch_up(direct_context(w, "catch-up", uuid4().hex), w, release)
@@ -259,6 +281,7 @@ def catch_up(
 def retain(ws: Ws) -> None:
     """Remove the files of releases no alias needs (see releases.keep_moves)."""
     from embedlake.releases.publish import retain as retain_releases
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         removed = retain_releases(w)
@@ -275,6 +298,7 @@ def map_(
     """Fit the 2D map of a release again (every release build fits one; the `map` settings)."""
     from embedlake.errors import NotFound
     from embedlake.releases.build import map_release
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         release_id = release or w.catalog.releases.alias(w.settings.gate.alias)

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from embedlake.cli.output import console, emit_json, table
-from embedlake.workspace import Workspace
 
 Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -40,6 +39,7 @@ def up(
 
     from embedlake.runtime import Runtime
     from embedlake.runtime.logs import configure
+    from embedlake.workspace import Workspace
 
     configure(log_format, logging.INFO if verbose else logging.WARNING)
 
@@ -69,6 +69,7 @@ def functions(ws: Ws, as_json: Json = False) -> None:
     """Functions with their triggers, concurrency, timeout, retries and last runs."""
     from embedlake.functions.loading import load_functions
     from embedlake.runtime.service import describe
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         rows = describe(load_functions(w))
@@ -91,6 +92,8 @@ def runs(
     as_json: Json = False,
 ) -> None:
     """Invocations: status, attempts, duration, error."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         found = w.catalog.events.invocations(
             function=function, status="dead" if failed else None, limit=limit
@@ -130,6 +133,7 @@ def runs(
 def retry(ws: Ws, run_id: Annotated[str, typer.Argument(help="A dead-lettered run's id.")]) -> None:
     """Re-drive a dead-lettered invocation (it runs when the runtime is up)."""
     from embedlake.runtime.service import redrive
+    from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         new_id = redrive(w, run_id)

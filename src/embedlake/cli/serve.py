@@ -13,7 +13,6 @@ import typer
 
 from embedlake.cli.output import console, emit_json, table
 from embedlake.errors import ConfigError
-from embedlake.workspace import Workspace
 
 Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -44,6 +43,7 @@ def serve(
 
     from embedlake.api.app import FACTORY_ENV, ROLES, create_app
     from embedlake.api.auth import is_loopback
+    from embedlake.workspace import Workspace
 
     if role not in ROLES:
         raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -90,6 +90,8 @@ def create_key(
     as_json: Json = False,
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         pepper = w.settings.api.key_pepper
         plain, key = w.catalog.keys.create(
@@ -108,6 +110,8 @@ def create_key(
 @keys.command("list")
 def list_keys(ws: Ws, as_json: Json = False) -> None:
     """Keys by id, name, scopes and state (never the keys themselves)."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         found = w.catalog.keys.all()
     rows = [
@@ -136,6 +140,8 @@ def list_keys(ws: Ws, as_json: Json = False) -> None:
 @keys.command("revoke")
 def revoke_key(ws: Ws, key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Revoke a key: serving processes refuse it within api.key_cache_seconds."""
+    from embedlake.workspace import Workspace
+
     with Workspace.open(ws) as w:
         w.catalog.keys.revoke(key_id)
     console.print(f"revoked {key_id}", highlight=False)

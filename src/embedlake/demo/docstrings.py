@@ -14,7 +14,7 @@ import logging
 import random
 import sysconfig
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,10 @@ PACKAGES = (
 )
 
 
+CANDIDATES = 2  # candidates parsed per document wanted (see build)
+Progress = Callable[[int, int], None]  # (modules parsed, modules in all)
+
+
 def _roots() -> list[tuple[str, Path]]:
     """(label, folder) for the standard library and the installed packages above."""
     roots = [("stdlib", Path(sysconfig.get_paths()["stdlib"]))]
@@ -89,31 +93,62 @@ def _split(doc: str) -> tuple[str, str]:
     return summary, body
 
 
-def entries(min_body_words: int = 25) -> Iterator[Entry]:
-    for label, root in _roots():
-        for module, path in _modules(label, root):
-            try:
-                tree = ast.parse(path.read_bytes(), filename=str(path))
-            except (SyntaxError, ValueError, UnicodeDecodeError, OSError):
-                continue
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    continue
-                if node.name.startswith("_"):
-                    continue
-                doc = ast.get_docstring(node)
-                if not doc:
-                    continue
-                summary, body = _split(doc)
-                if len(summary.split()) < 4 or len(body.split()) < min_body_words:
-                    continue
-                yield Entry(f"{module}.{node.name}", label, summary, body)
+def _entries_of(module: str, label: str, path: Path, min_body_words: int) -> Iterator[Entry]:
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, UnicodeDecodeError, OSError):
+        return
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if node.name.startswith("_"):
+            continue
+        doc = ast.get_docstring(node)
+        if not doc:
+            continue
+        summary, body = _split(doc)
+        if len(summary.split()) < 4 or len(body.split()) < min_body_words:
+            continue
+        yield Entry(f"{module}.{node.name}", label, summary, body)
 
 
-def build(out: Path, *, max_documents: int = 3000, max_queries: int = 300, seed: int = 0) -> Path:
-    """Write corpus.jsonl, queries.jsonl and qrels/test.tsv under ``out``; returns ``out``."""
+def entries(
+    min_body_words: int = 25,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Iterator[Entry]:
+    """Documents of the modules in a seeded random order (every package is represented in its
+    share), stopping after ``limit`` of them: parsing every module costs tens of seconds on a
+    busy machine, and a corpus of a few thousand needs only a part of them."""
+    modules = [(m, label, p) for label, root in _roots() for m, p in _modules(label, root)]
+    random.Random(seed).shuffle(modules)
+    found = 0
+    for done, (module, label, path) in enumerate(modules, 1):
+        for entry in _entries_of(module, label, path, min_body_words):
+            yield entry
+            found += 1
+        if progress is not None:
+            progress(done, len(modules))
+        if limit is not None and found >= limit:
+            return
+
+
+def build(
+    out: Path,
+    *,
+    max_documents: int = 3000,
+    max_queries: int = 300,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Path:
+    """Write corpus.jsonl, queries.jsonl and qrels/test.tsv under ``out``; returns ``out``.
+
+    Modules are parsed until there are ``CANDIDATES`` times ``max_documents`` candidates, room
+    for the duplicates dropped below and for a sample that is not the whole pool."""
     seen: dict[str, Entry] = {}
-    for entry in entries():
+    for entry in entries(limit=CANDIDATES * max_documents, seed=seed, progress=progress):
         seen.setdefault(entry.id, entry)
     # A summary shared by several documents (inherited boilerplate) cannot name one of them.
     counts = Counter(e.summary.lower() for e in seen.values())
