@@ -50,6 +50,15 @@ def test_migrations_build_exactly_the_declared_schema(catalog: Catalog) -> None:
     assert migrate.current(catalog.engine) == migrate.head()
 
 
+def test_the_head_read_without_alembic_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    assert migrate.head() == ScriptDirectory.from_config(config).get_current_head()
+
+
 def test_an_unmigrated_catalog_is_refused(catalog: Catalog) -> None:
     with pytest.raises(ConfigError, match="embedlake migrate"):
         catalog.check_schema()
