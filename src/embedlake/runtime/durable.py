@@ -1,12 +1,17 @@
 """Durable invocations on DBOS workflows.
 
-- ``invoke`` (one per event and function, id ``<event id>:<function>``, on the function's queue, so
-  the queue's concurrency is the function's): runs attempts, sleeps durably between them with
-  exponential back-off and full jitter, and dead-letters the invocation after its last attempt, or
-  after its first when the failure is permanent (:func:`~embedlake.runtime.core.permanent`).
+- ``invoke`` (one per event and function, id ``<event id>:<function>``, started by the runtime's
+  dispatcher when the function has a free slot, so its concurrency is the function's): runs
+  attempts, sleeps durably between them with exponential back-off and full jitter, and
+  dead-letters the invocation after its last attempt, or after its first when the failure is
+  permanent (:func:`~embedlake.runtime.core.permanent`).
 - ``attempt`` (a child workflow with the function's timeout): runs the handler. Its steps and
   fan-outs are checkpoints: after a crash DBOS replays it, returning finished steps' results.
-- ``map_item`` (a fan-out task on the compute queue): runs ``fn(ws, item)`` on the engine.
+- ``map_item`` (a fan-out task, a child workflow): runs ``fn(ws, item)`` on the engine, whose pool
+  bounds how many run at once.
+
+Each invocation writes few checkpoints: the dispatcher's claim records it running at attempt 1,
+so ``invoke`` records only the attempts after the first.
 
 DBOS registers workflows globally per process, so they find the running runtime through
 :func:`active`: whatever :class:`ActiveRuntime` describes (the service's ``Runtime``).
@@ -17,10 +22,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from dbos import DBOS, Queue, SetWorkflowID, SetWorkflowTimeout, StepOptions
+from dbos import DBOS, SetWorkflowID, SetWorkflowTimeout, StepOptions
 from dbos import error as dbos_errors
 from dbos._registrations import get_func_info  # see set_recovery_limit
 
@@ -38,7 +42,6 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 INVOKE = "embedlake.invoke"
-COMPUTE_QUEUE = "embedlake-compute"
 MAX_RECOVERY_ATTEMPTS = 10  # the default of runtime.max_recovery_attempts (set_recovery_limit)
 
 
@@ -50,6 +53,8 @@ class ActiveRuntime(Protocol):
     poll_interval: float
     retry_base: float
     engine: Engine | None
+
+    def finished(self, function: str, run_id: str) -> None: ...
 
 
 _runtime: ActiveRuntime | None = None
@@ -81,10 +86,6 @@ def set_recovery_limit(attempts: int) -> None:
         info.max_recovery_attempts = attempts
 
 
-def queue_name(function: str) -> str:
-    return f"fn-{function}"
-
-
 def backoff(base: float, attempt: int) -> float:
     """Full jitter: uniform in [0, base·2^(attempt-1)], at least a tenth of the base."""
     return max(base / 10, random.uniform(0, base * 2 ** (attempt - 1)))
@@ -110,15 +111,21 @@ def _describe(exc: BaseException, timeout: float) -> str:
 
 @DBOS.workflow(name=INVOKE, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
 def invoke(function: str, event: dict[str, Any]) -> str:
-    runtime = active()
-    spec = runtime.functions[function]
     run_id = DBOS.workflow_id
     assert run_id is not None
-    first = datetime.now(UTC)
-    DBOS.run_step({"name": "started"}, _update, run_id, status="running", started_at=first)
+    try:
+        return _invoke(function, event, run_id)
+    finally:
+        active().finished(function, run_id)
+
+
+def _invoke(function: str, event: dict[str, Any], run_id: str) -> str:
+    runtime = active()
+    spec = runtime.functions[function]
     error = ""
     for attempt in range(1, spec.retries + 2):
-        DBOS.run_step({"name": f"attempt {attempt}"}, _update, run_id, attempts=attempt)
+        if attempt > 1:  # the claim recorded the first
+            DBOS.run_step({"name": f"attempt {attempt}"}, _update, run_id, attempts=attempt)
         with SetWorkflowID(f"{run_id}#{attempt}"), SetWorkflowTimeout(spec.timeout):
             handle = DBOS.start_workflow(run_attempt, function, event, run_id, attempt)
         try:
@@ -173,13 +180,6 @@ def _run_task(ref: str, item: Any) -> Any:
     return engine.run(ref, item)
 
 
-def queue_for(name: str) -> Queue:
-    queue = DBOS.retrieve_queue(name)
-    if queue is None:
-        raise ConfigError(f"queue {name!r} is not registered (is the runtime started?)")
-    return queue
-
-
 class DurableSteps:
     """Steps as DBOS steps; a fan-out as one queued workflow per item, joined in order."""
 
@@ -190,10 +190,9 @@ class DurableSteps:
     def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
         ref = task_ref(fn)
         parent = DBOS.workflow_id
-        queue = queue_for(COMPUTE_QUEUE)
         handles = []
         for number, item in enumerate(items):
             with SetWorkflowID(f"{parent}:{name}:{number}"):
-                handles.append(queue.enqueue(map_item, ref, item))
+                handles.append(DBOS.start_workflow(map_item, ref, item))
         poll = active().poll_interval
         return [h.get_result(polling_interval_sec=poll) for h in handles]
