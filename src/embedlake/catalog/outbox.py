@@ -225,16 +225,22 @@ class Events:
             for function, n in slots.items():
                 if n <= 0:
                     continue
-                oldest = (
-                    select(c.id)
-                    .where(c.function == function, c.status == "queued")
-                    .order_by(c.enqueued_at)
-                    .limit(n)
-                    .with_for_update(skip_locked=True)
+                # two statements, not UPDATE … WHERE id IN (SELECT … LIMIT n): PostgreSQL may
+                # run such a subquery more than once and update more than n rows
+                oldest = list(
+                    conn.execute(
+                        select(c.id)
+                        .where(c.function == function, c.status == "queued")
+                        .order_by(c.enqueued_at)
+                        .limit(n)
+                        .with_for_update(skip_locked=True)
+                    ).scalars()
                 )
+                if not oldest:
+                    continue
                 stmt = (
                     update(invocations)
-                    .where(c.id.in_(oldest.scalar_subquery()), c.status == "queued")
+                    .where(c.id.in_(oldest), c.status == "queued")
                     .values(status="running", attempts=1, started_at=now, finished_at=None)
                     .returning(c.id, c.function, c.event_id)
                 )
