@@ -127,6 +127,11 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def wake(self) -> Wake | None:
+        """What the dispatcher sleeps on (None before the start)."""
+        return self._wake
+
     def _adopt_unstarted(self) -> None:
         """Start invocations claimed before a crash whose workflow DBOS never recorded (the
         crash fell between the claim's commit and the start). One DBOS knows is its own to

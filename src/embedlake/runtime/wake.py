@@ -29,6 +29,7 @@ class Wake:
         self._stop = threading.Event()
         self._cancel = on_work(str(engine.url), self.set)
         self._listener: threading.Thread | None = None
+        self.listening = threading.Event()  # PostgreSQL: the LISTEN connection is open
         if engine.dialect.name == "postgresql":
             url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = threading.Thread(
@@ -60,12 +61,14 @@ class Wake:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
                     self.set()  # what was written while not listening
                     while not self._stop.is_set():
                         # the timeout only bounds how long a stop waits: it runs no query
                         for _ in conn.notifies(timeout=1.0):
                             self.set()
             except Exception as exc:
+                self.listening.clear()
                 if self._stop.is_set():
                     return
                 log.warning("LISTEN %s lost (%s); again in %g s", CHANNEL, exc, LISTEN_RETRY)
