@@ -18,7 +18,11 @@ from typing import Any
 
 from croniter import croniter
 from dbos import DBOS, DBOSConfig, SetWorkflowID
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy import create_engine, make_url
+from sqlalchemy import event as sa_event
 
+from embedlake.catalog.sqlite_writers import connection_factory
 from embedlake.errors import InputError
 from embedlake.events import Event
 from embedlake.functions import Functions
@@ -36,20 +40,51 @@ log = logging.getLogger(__name__)
 __all__ = ["CURSOR", "Runtime", "describe", "redrive", "watchers"]
 
 ROUTE_BATCH = 500  # outbox events routed per transaction
+IDLE_POLL = 3600.0  # seconds: the polls of DBOS features the runtime does not use
 
 
 def _dbos_config(ws: Workspace, functions: Functions) -> DBOSConfig:
     # every running invocation holds two executor threads (``invoke`` waits on its attempt), so
     # the pool has room for all of them and for the fan-out items they wait on
     held = 2 * sum(spec.concurrency for spec in functions)
-    return {
+    url = ws.settings.runtime_database_url()
+    config: DBOSConfig = {
         "name": "embedlake",
-        "system_database_url": ws.settings.runtime_database_url(),
+        "system_database_url": url,
         "console_log_level": "WARNING",
         "run_migrations": True,
         "max_executor_threads": held + ws.settings.runtime.max_workers * 4,
         "executor_id": ws.settings.executor_id(),
+        # DBOS's schedules and its SQLite notification poller are unused here: their polls
+        # are idle work (our schedules are the dispatcher's; results come from futures)
+        "scheduler_polling_interval_sec": IDLE_POLL,
+        "notification_listener_polling_interval_sec": IDLE_POLL,
     }
+    if url.startswith("sqlite"):
+        config["system_database_engine"] = sqlite_system_engine(url)
+    return config
+
+
+def sqlite_system_engine(url: str) -> SAEngine:
+    """DBOS's SQLite system database as DBOS makes it (IMMEDIATE transactions, a long busy
+    timeout, foreign keys), in WAL mode with ``synchronous=NORMAL`` as the catalog is: DBOS's
+    default rollback journal syncs the disk at every commit and blocks writers while anyone
+    reads, which capped the runtime near 9 invocations a second."""
+    factory = connection_factory(str(make_url(url).database))  # writers queue, see there
+    engine = create_engine(url, pool_size=16, max_overflow=16, connect_args={"factory": factory})
+
+    @sa_event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
+        for pragma in (
+            "busy_timeout=30000",
+            "foreign_keys=ON",
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+        ):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    return engine
 
 
 def watchers(ws: Workspace, prefixes: list[str]) -> list[Loop]:
