@@ -41,6 +41,7 @@ __all__ = ["CURSOR", "Runtime", "describe", "redrive", "watchers"]
 
 ROUTE_BATCH = 500  # outbox events routed per transaction
 IDLE_POLL = 3600.0  # seconds: the polls of DBOS features the runtime does not use
+NOTIFY_COALESCE = 1.0  # seconds: DBOS's notifier's sleep, also the most a stop waits for it
 
 
 def _dbos_config(ws: Workspace, functions: Functions) -> DBOSConfig:
@@ -55,10 +56,12 @@ def _dbos_config(ws: Workspace, functions: Functions) -> DBOSConfig:
         "run_migrations": True,
         "max_executor_threads": held + ws.settings.runtime.max_workers * 4,
         "executor_id": ws.settings.executor_id(),
-        # DBOS's schedules and its SQLite notification poller are unused here: their polls
-        # are idle work (our schedules are the dispatcher's; results come from futures)
+        # idle work of DBOS features the runtime does not use: its schedules (ours are the
+        # dispatcher's) are polled every 30 s, and on PostgreSQL its notifier wakes every 10 ms
+        # to flush DBOS events and streams. (Its SQLite notification poller only sleeps when
+        # nobody waits, and a long sleep would hold DBOS.destroy up to its 10 s join.)
         "scheduler_polling_interval_sec": IDLE_POLL,
-        "notification_listener_polling_interval_sec": IDLE_POLL,
+        "notification_coalesce_sec": NOTIFY_COALESCE,
     }
     if url.startswith("sqlite"):
         config["system_database_engine"] = sqlite_system_engine(url)
