@@ -54,7 +54,7 @@ def test_the_release_is_built_with_the_fastest_form_that_keeps_ndcg(
     rows = report["forms"]
     assert set(rows) == {"model", "onnx-fp32", "onnx-int8"}
     med = report["evaluation"]["datasets"]["med"]
-    assert med["of_queries"] == 30 and 5 <= med["queries"] <= 30 and med["documents"] == 400
+    assert med["of_queries"] == 30 and 25 <= med["queries"] <= 30 and med["documents"] == 400
     # timed in interleaved rounds on the same documents; the spread of the per-round ratios is
     # reported with each form's speed-up
     timing = report["timing"]

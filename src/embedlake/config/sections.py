@@ -283,14 +283,14 @@ class ServingSettings(_Section):
         description="each gate dataset's queries the forms are judged on, at most (a sample)",
     )
     eval_documents: int = Field(
-        default=400,
+        default=300,
         ge=10,
-        description="each gate dataset's evaluation corpus for the forms: the judged documents "
-        "of its sampled queries (queries are dropped until those fit), then other live documents "
-        "up to this many",
+        description="each gate dataset's evaluation corpus for the forms, this many documents: "
+        "the judged documents of its sampled queries (a sample where they are more than 3/4 of "
+        "it), then other live documents; both sides rank the same corpus",
     )
     speed_documents: int = Field(
-        default=32,
+        default=16,
         ge=8,
         description="live documents each form and the model encode per timed round; the int8 "
         "form is calibrated on them too",

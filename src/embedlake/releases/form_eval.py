@@ -4,9 +4,10 @@ documents and gate queries, chosen once per build (the same for every form, and 
 - speed: ``serving.speed_documents`` live documents, encoded by every form and the model in
   ``serving.speed_rounds`` interleaved rounds (the order rotates each round); wall seconds per
   round, and the process's CPU seconds alongside (reported, not ruled on);
-- quality: on each gate dataset, at most ``serving.eval_queries`` of its queries and a corpus of
-  their judged documents, then other live documents, up to ``serving.eval_documents``: per-query
-  nDCG@10 of exact search (the paired test's input);
+- quality: on each gate dataset, at most ``serving.eval_queries`` of its queries over a corpus of
+  ``serving.eval_documents``: their judged documents (a sample where there are more than
+  ``JUDGED_SHARE`` of it) and other live documents; per-query nDCG@10 of exact search, judged
+  within that corpus (the paired test's input: the form and the model rank the same corpus);
 - fidelity: cosine of a form's vectors to the model's on that corpus.
 """
 
@@ -26,6 +27,8 @@ from embedlake.ingest.datasets import Dataset
 from embedlake.releases import gate
 from embedlake.workspace import Workspace
 
+JUDGED_SHARE = 0.75  # of an evaluation corpus, the most that is judged documents
+
 
 @dataclass
 class Slice:
@@ -33,6 +36,7 @@ class Slice:
 
     dataset: Dataset
     query_ids: list[str]
+    qrels: dict[str, dict[str, int]]  # the judgments of the documents in its corpus
     rows: list[int]  # rows of ``Evaluation.doc_ids`` that are its corpus
 
 
@@ -65,26 +69,25 @@ class Evaluation:
         slices: list[Slice] = []
         for dataset in gate.gate_datasets(ws, held_out):
             judged_of = {
-                q: sorted(d for d in dataset.qrels.get(q, {}) if d in live) for q in dataset.queries
+                q: {d for d in dataset.qrels.get(q, {}) if d in live} for q in dataset.queries
             }
-            candidates = sorted(q for q, docs in judged_of.items() if docs)
-            rng.shuffle(candidates)
-            # queries in random order while their judged documents fit in the corpus cap
-            queries: list[str] = []
-            judged: set[str] = set()
-            for q in candidates[: settings.eval_queries]:
-                more = judged | set(judged_of[q])
-                if queries and len(more) > settings.eval_documents:
-                    continue
-                queries.append(q)
-                judged = more
+            queries = sorted(q for q, docs in judged_of.items() if docs)
+            queries = sorted(rng.sample(queries, min(settings.eval_queries, len(queries))))
+            judged = sorted(set().union(*(judged_of[q] for q in queries)))
+            # at most JUDGED_SHARE of the corpus judged (a sample where more are), the rest other
+            # live documents: both sides rank the same corpus, so the comparison stays paired
+            keep = max(1, int(settings.eval_documents * JUDGED_SHARE))
+            judged = sorted(rng.sample(judged, min(keep, len(judged))))
+            kept = set(judged)
+            queries = [q for q in queries if judged_of[q] & kept]
             if not queries:
                 continue
-            others = [d for d in everyone if d not in judged]
+            others = [d for d in everyone if d not in kept]
             fill = max(0, settings.eval_documents - len(judged))
-            corpus = sorted(judged) + rng.sample(others, min(fill, len(others)))
+            corpus = judged + rng.sample(others, min(fill, len(others)))
+            qrels = {q: {d: g for d, g in dataset.qrels[q].items() if d in kept} for q in queries}
             slices.append(
-                Slice(dataset, sorted(queries), [rows.setdefault(d, len(rows)) for d in corpus])
+                Slice(dataset, queries, qrels, [rows.setdefault(d, len(rows)) for d in corpus])
             )
         if not slices:  # fidelity on a sample of the corpus instead
             for d in rng.sample(everyone, min(settings.eval_documents, len(everyone))):
@@ -131,7 +134,6 @@ class Evaluation:
             queries = encoder.encode(texts, batch_size=batch_size)
             found = top_k(queries, vectors[s.rows], [self.doc_ids[r] for r in s.rows], 10)
             run = {q: dict(hits) for q, hits in zip(s.query_ids, found, strict=True)}
-            qrels = {q: s.dataset.qrels[q] for q in s.query_ids}
-            ndcg = metrics.per_query(run, qrels)["ndcg@10"]
+            ndcg = metrics.per_query(run, s.qrels)["ndcg@10"]
             per_query[s.dataset.name] = [ndcg[q] for q in s.query_ids]
         return Scored(vectors, per_query)
