@@ -206,6 +206,7 @@ class _Judged:
         row: dict[str, Any] = {
             "docs_per_s": round(rate, 1),
             "cpu_s": round(float(np.median(self.cpu[name])), 3),
+            "ndcg@10": None,  # filled where the form is judged (the demo prints every row's)
         }
         if name != REFERENCE:
             row.update(self.speeds[name].row())
