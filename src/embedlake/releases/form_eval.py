@@ -2,8 +2,8 @@
 documents and gate queries, chosen once per build (the same for every form, and every retry).
 
 - speed: ``serving.speed_documents`` live documents, encoded by every form and the model in
-  ``serving.speed_rounds`` interleaved rounds (the order rotates each round); wall seconds per
-  round, and the process's CPU seconds alongside (reported, not ruled on);
+  ``serving.speed_rounds`` interleaved rounds (the order rotates each round); wall and CPU
+  seconds per round;
 - quality: on each gate dataset, at most ``serving.eval_queries`` of its queries over a corpus of
   ``serving.eval_documents``: their judged documents (a sample where there are more than
   ``JUDGED_SHARE`` of it) and other live documents; per-query nDCG@10 of exact search, judged

@@ -1,7 +1,8 @@
 """The rule that picks a release's serving form, from numbers already measured (no model here).
 
 - Speed: every form and the model itself encode the same batch in interleaved rounds (the order
-  rotates each round), so a burst of load on a shared machine hits them all alike. A form's
+  rotates each round), so a burst of load on a shared machine hits them all alike, timed by the
+  process's CPU seconds (wall seconds on a GPU: the caller's choice). A form's
   speed-up is the median over rounds of (model's seconds ÷ form's seconds) in that round; its
   spread is the lowest and highest of those per-round ratios. A form counts as faster only when
   it was faster in every round (the whole spread above 1): a speed-up within the noise is none.
