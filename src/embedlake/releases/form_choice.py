@@ -181,9 +181,8 @@ class _Judged:
         self.speeds: dict[str, Speed] = speedups(self.wall if self.basis == "wall" else self.cpu)
         self.speed_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        reference = evaluation.score(encoders[REFERENCE], batch)
         self.rows: dict[str, dict[str, Any]] = {REFERENCE: self._speed_row(REFERENCE)}
-        self.rows[REFERENCE]["ndcg@10"] = reference.means()
+        reference: Scored | None = None  # scored once, when the first form is judged
         passed: dict[str, bool] = {}
         fidelity: dict[str, float] = {}
         order = sorted(made, key=lambda n: -self.speeds[n].median)
@@ -197,6 +196,9 @@ class _Judged:
             if winner is not None and not speed.overlaps(self.speeds[winner]):
                 row["not_judged"] = f"slower than {winner}, which passed"
                 continue
+            if reference is None:
+                reference = evaluation.score(encoders[REFERENCE], batch)
+                self.rows[REFERENCE]["ndcg@10"] = reference.means()
             scored = evaluation.score(encoders[name], batch)
             passed[name] = self._judge(row, scored, reference)
             fidelity[name] = row["cosine_mean"] if row["cosine_mean"] is not None else -1.0
