@@ -105,9 +105,11 @@ def test_corpus_and_queries_come_from_the_chosen_form(released: tuple[Workspace,
         if "form_of" in model.manifest
         else model
     )
-    if source.id != model.id:
+    if source.id != model.id and model.manifest["form"] == "onnx-int8":
         theirs = artifacts.load(ws, source).encode(some)
         assert np.einsum("ij,ij->i", theirs, vectors[:64]).mean() < cosine.mean()
+    # (onnx-fp32, which wins where int8's speed cannot be told from it, gives the model's own
+    # vectors to 1e-6: nothing to tell apart)
 
 
 def test_a_node_without_torch_serves_search_with_the_form(
