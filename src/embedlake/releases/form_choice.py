@@ -13,7 +13,7 @@ release's own data (``form_eval``), then judged by ``form_rule``:
   point loss is beyond the policy ``serving.max_ndcg_loss``. Without gate datasets, a form must
   instead keep a mean cosine of ``COSINE_MEAN`` and a min of ``COSINE_MIN`` to the model;
 - quality is measured fastest form first and stops at the first that passes (and any whose speed
-  cannot be told from it): a slower form could not be chosen anyway.
+  lies within its spread): a slower form could not be chosen anyway.
 
 The chosen form is registered as a model of its own (``<name>.<form>@<version>``) and the release is
 built with it: its corpus vectors and its queries both come from that form, never a mix.
@@ -193,7 +193,7 @@ class _Judged:
             if not (speed.faster or settings.torch_free):
                 row["not_judged"] = "not faster than the model in every round"
                 continue
-            if winner is not None and not speed.overlaps(self.speeds[winner]):
+            if winner is not None and not self.speeds[winner].ties(speed):
                 row["not_judged"] = f"slower than {winner}, which passed"
                 continue
             if reference is None:
@@ -285,7 +285,7 @@ def _rule(ws: Workspace, evaluation: Evaluation) -> str:
         )
     if settings.torch_free:
         return f"torch-free forms only (serving.torch_free), even if slower than the model: {rule}"
-    return f"{rule}, and {speed}; a form as fast within the spread and more faithful wins a tie"
+    return f"{rule}, and {speed}; a more faithful form whose speed-up lies within the fastest's spread wins"
 
 
 def _register(

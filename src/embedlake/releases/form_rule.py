@@ -13,7 +13,7 @@
   noise of a 30-query collection a loss; the test alone would let a large loss through on a set
   too small to prove it.
 - Choice: among the forms that passed and are faster, the fastest by median; where a more faithful
-  form's speed cannot be told apart from it (their spreads overlap), that one.
+  form's speed cannot be told apart from it (its median within the fastest's spread), that one.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class Speed:
         """Faster than the model beyond the noise: in every round."""
         return self.low > 1.0
 
-    def overlaps(self, other: Speed) -> bool:
-        return self.low <= other.high and other.low <= self.high
+    def ties(self, slower: Speed) -> bool:
+        """Whether ``slower``'s speed-up lies within this one's spread: not told apart."""
+        return slower.median >= self.low
 
     def row(self) -> dict[str, float]:
         return {
@@ -122,5 +123,5 @@ def pick(
     if not fit:
         return REFERENCE
     fastest = max(fit, key=lambda n: speeds[n].median)
-    ties = [n for n in fit if speeds[n].overlaps(speeds[fastest])]
+    ties = [n for n in fit if speeds[fastest].ties(speeds[n])]
     return max(ties, key=lambda n: (fidelity.get(n, -1.0), speeds[n].median))
