@@ -30,7 +30,7 @@ ENVIRON = {
     "EMBEDLAKE_SERVING__FORMS": '["onnx-fp32", "onnx-int8"]',
     "EMBEDLAKE_SERVING__TORCH_FREE": "true",
     "EMBEDLAKE_SERVING__EVAL_DOCUMENTS": "400",
-    "EMBEDLAKE_SERVING__SPEED_DOCUMENTS": "64",
+    "EMBEDLAKE_SERVING__SPEED_DOCUMENTS": "32",
     "EMBEDLAKE_MAP__METHOD": "pca",
     "EMBEDLAKE_INDEX__ENGINE": "exact",
 }
@@ -53,22 +53,35 @@ def test_the_release_is_built_with_the_fastest_form_that_keeps_ndcg(
     report = release.report["serving_form"]
     rows = report["forms"]
     assert set(rows) == {"model", "onnx-fp32", "onnx-int8"}
-    assert report["evaluation"]["datasets"]["med"]["queries"] == 30
-    reference = rows["model"]["ndcg@10"]["med"]
+    med = report["evaluation"]["datasets"]["med"]
+    assert med["of_queries"] == 30 and 25 <= med["queries"] <= 30 and med["documents"] == 400
+    # timed in interleaved rounds on the same documents; the spread of the per-round ratios is
+    # reported with each form's speed-up
+    timing = report["timing"]
+    assert timing["rounds"] == 5 and timing["documents"] == 32
+    assert all(len(timing["wall_s"][n]) == 5 for n in rows)
     for name in ("onnx-fp32", "onnx-int8"):
         row = rows[name]
-        loss = (reference - row["ndcg@10"]["med"]) / reference
-        assert row["ndcg_loss"]["med"] == pytest.approx(loss, abs=1e-4)
-        assert row["passed"] == (loss <= 0.005)
-    assert rows["onnx-fp32"]["cosine_min"] >= 0.999  # the same model, another runtime
-    # torch_free: the fastest passing form serves, faster than the model or not (the search
-    # nodes cannot run the model); a build where none passes is refused (test below)
+        assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
+    # torch_free: judged fastest first until one passes; the quality of a judged form is paired
+    # per query against the model's, and it passed when neither significantly worse nor beyond
+    # the loss policy
+    judged = [n for n in ("onnx-fp32", "onnx-int8") if "passed" in rows[n]]
+    assert judged, rows
+    for name in judged:
+        quality = rows[name]["quality"]["med"]
+        reference = quality["ndcg@10_model"]
+        loss = (reference - quality["ndcg@10"]) / reference
+        assert rows[name]["ndcg_loss"]["med"] == pytest.approx(loss, abs=1e-4)
+        assert rows[name]["passed"] == (loss <= 0.02 and quality["p_worse"] >= 0.05)
+    if "onnx-fp32" in judged:
+        assert rows["onnx-fp32"]["cosine_min"] >= 0.999  # the same model, another runtime
     assert report["rule"].startswith("torch-free forms only")
-    passing = [n for n in ("onnx-fp32", "onnx-int8") if rows[n]["passed"]]
-    expected = max(passing, key=lambda n: rows[n]["docs_per_s"])
-    assert report["form"] == expected
+    passing = [n for n in judged if rows[n]["passed"]]
+    assert report["form"] in passing
+    assert set(report["seconds"]) == {"make", "speed", "quality", "total"}
     model = ws.catalog.registry.model_by_id(release.model_id)
-    assert model.name == f"minilm.{expected}" and model.manifest["form_of"] == report["of"]
+    assert model.name == f"minilm.{report['form']}" and model.manifest["form_of"] == report["of"]
     assert model.kind == "onnx"
     assert release.status == "published" and ws.catalog.releases.alias("production") == release_id
 
@@ -82,19 +95,21 @@ def test_corpus_and_queries_come_from_the_chosen_form(released: tuple[Workspace,
     assert len(ids) == 1033
     some = [ws.catalog.documents.get(i).full_text for i in ids[:64]]
     again = encoder.encode(some)
-    # ONNX int8 quantises activations per batch (dynamic quantisation): a text's vector moves a
-    # little with the batch it is encoded in, so "the same" is a cosine here, not equality
+    # every form's vectors are independent of their batch (int8 is quantised statically): the
+    # same text gets the same vector, in the release's shards and encoded again here
     cosine = np.einsum("ij,ij->i", again, vectors[:64])
-    assert cosine.min() >= 0.98 and cosine.mean() >= 0.995
+    assert cosine.min() >= 0.9999
     # and they are the form's, not the model's: the source model's vectors are further away
     source = (
         ws.catalog.registry.model(model.manifest["form_of"])
         if "form_of" in model.manifest
         else model
     )
-    if source.id != model.id:
+    if source.id != model.id and model.manifest["form"] == "onnx-int8":
         theirs = artifacts.load(ws, source).encode(some)
         assert np.einsum("ij,ij->i", theirs, vectors[:64]).mean() < cosine.mean()
+    # (onnx-fp32, which wins where int8's speed cannot be told from it, gives the model's own
+    # vectors to 1e-6: nothing to tell apart)
 
 
 def test_a_node_without_torch_serves_search_with_the_form(

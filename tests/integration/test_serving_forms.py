@@ -1,5 +1,6 @@
-"""Serving forms of the built-in MiniLM: each within its tolerance of torch-fp32 on real texts, the
-light path without torch, length-sorted batching, and clear errors for broken folders.
+"""Serving forms of the built-in MiniLM: each within its tolerance of torch-fp32 on real texts, each
+text's vector the same alone as in a batch of mixed lengths, the light path without torch,
+length-sorted batching, and clear errors for broken folders.
 
 Each form is made once per session (exports take tens of seconds) and shared by the tests.
 """
@@ -26,12 +27,13 @@ from tests.conftest import collection, run_without_torch
 
 MadeForm = tuple[Path, dict[str, Any]]
 # Against torch-fp32 on TEXTS: (least mean cosine, least single cosine). Measured here (2-core
-# EPYC with VNNI and AVX512-BF16): onnx-fp32 1.0000/1.0000, onnx-int8 0.994/0.989, torch-bf16
-# 1.0000/0.9999; the bounds leave room for other CPUs' kernels.
+# EPYC with VNNI and AVX512-BF16): onnx-fp32 1.0000/1.0000, onnx-int8 (static, calibrated on
+# other Cranfield abstracts) 0.990/0.981, torch-bf16 1.0000/0.9999; the bounds leave room for
+# other CPUs' kernels.
 TOLERANCE = {
     "torch-fp32": (0.99999, 0.99999),
     "onnx-fp32": (0.9999, 0.999),
-    "onnx-int8": (0.99, 0.97),
+    "onnx-int8": (0.985, 0.96),
     "torch-bf16": (0.995, 0.99),
     "cuda-fp16": (0.995, 0.99),
 }
@@ -40,17 +42,28 @@ TOLERANCE = {
 STATIC_MIN_OVERLAP = 0.35
 
 
-def _texts() -> tuple[list[str], list[str]]:
-    """150 queries and 150 passages (title + abstract) of the Cranfield collection."""
+# A text's vector alone against the same text in a batch of mixed lengths: at least this cosine.
+# Measured here: 1.000000 for torch-fp32, onnx-fp32, onnx-int8 (static) and static; 0.99989 for
+# torch-bf16, whose bf16 roundings follow the padded shape of the batch (the stated tolerance of
+# the half-precision forms). The dynamic int8 form of issue 8 gave 0.9865.
+BATCH_INDEPENDENT = 0.9999
+HALF_PRECISION_BATCH_INDEPENDENT = 0.9998
+HALF = ("torch-bf16", "cuda-fp16")
+
+
+def _texts() -> tuple[list[str], list[str], list[str]]:
+    """150 queries and 150 passages (title + abstract) of the Cranfield collection, and 32 other
+    passages to calibrate the int8 form on (the collection's own texts, as a release does)."""
     folder = collection("cranfield")
     with (folder / "queries.jsonl").open(encoding="utf-8") as f:
         queries = [json.loads(line)["text"] for _, line in zip(range(150), f, strict=False)]
     with (folder / "corpus.jsonl").open(encoding="utf-8") as f:
-        docs = [json.loads(line) for _, line in zip(range(150), f, strict=False)]
-    return queries, [f"{d['title']} {d['text']}".strip() for d in docs]
+        docs = [json.loads(line) for _, line in zip(range(182), f, strict=False)]
+    passages = [f"{d['title']} {d['text']}".strip() for d in docs]
+    return queries, passages[:150], passages[150:]
 
 
-QUERIES, PASSAGES = _texts()
+QUERIES, PASSAGES, CALIBRATION = _texts()
 TEXTS = QUERIES + PASSAGES
 
 
@@ -65,7 +78,14 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], MadeForm]:
             reason = unavailable_reason(name)
             if reason is not None:
                 pytest.skip(f"{name} {reason}")
-            cache[name] = (root / name, make(name, builtin_path(), root / name))
+            fields = make(
+                name,
+                builtin_path(),
+                root / name,
+                calibration=CALIBRATION,
+                export_cache=root / "export",  # the ONNX forms share one export, as in a build
+            )
+            cache[name] = (root / name, fields)
         return cache[name]
 
     return get
@@ -104,6 +124,29 @@ def test_each_form_is_within_its_tolerance_of_torch_fp32(
     print(f"{name}: cosine mean {cosine.mean():.5f} min {cosine.min():.5f}")
     assert cosine.mean() >= least_mean, f"{name}: mean cosine {cosine.mean():.5f}"
     assert cosine.min() >= least_one, f"{name}: lowest cosine {cosine.min():.5f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*TOLERANCE, "static"])
+def test_a_texts_vector_does_not_depend_on_its_batch(
+    name: str, made: Callable[[str], MadeForm]
+) -> None:
+    """The same text alone and in a batch of mixed lengths (short queries, full abstracts, one past
+    the length limit, one empty) gets the same vector: no form quantises or pads per batch in a
+    way that leaks between texts (the dynamic int8 form did: cosine 0.99 to itself)."""
+    encoder = _load(made(name))
+    texts = [TEXTS[i] for i in (151, 3, 290, 0, 160, 7, 299, 42, 17, 222)]
+    texts += ["", "wing " * 600]
+    alone = np.vstack([encoder.encode([t], batch_size=1) for t in texts])
+    for batch_size in (len(texts), 5):
+        mixed = encoder.encode(texts, batch_size=batch_size)
+        # a text with no known token (the empty one, for the static form) is the zero vector
+        empty = ~alone.any(axis=1)
+        assert not mixed[empty].any()
+        cosine = np.sum(alone * mixed, axis=1)[~empty]
+        print(f"{name}, batches of {batch_size}: least cosine alone vs batched {cosine.min():.6f}")
+        least = HALF_PRECISION_BATCH_INDEPENDENT if name in HALF else BATCH_INDEPENDENT
+        assert cosine.min() >= least, f"{name}: {cosine.round(6).tolist()}"
 
 
 @pytest.mark.slow
@@ -175,7 +218,10 @@ def test_a_form_registers_as_a_model_with_its_manifest_fields(
     )
     assert (record.kind, record.dim, record.manifest["form"]) == ("onnx", 384, "onnx-int8")
     assert record.manifest["precision"] == "int8"
-    assert record.manifest["serving"]["quantization"]["per_channel"] is True
+    quantization = record.manifest["serving"]["quantization"]
+    assert quantization["per_channel"] is True
+    assert quantization["method"] == "onnxruntime.quantization.quantize_static"
+    assert quantization["calibration_texts"] == len(CALIBRATION)
 
 
 @pytest.mark.slow

@@ -249,9 +249,9 @@ class ReleaseSettings(_Section):
 
 class ServingSettings(_Section):
     """The serving form a release's sentence-transformers model is served in (its corpus vectors
-    and its queries both): the fastest of `serving.forms` whose nDCG@10 on the gate datasets stays
-    within `serving.max_ndcg_loss` (relative) of the model itself; none passing: the model
-    itself."""
+    and its queries both): the fastest of `serving.forms` that is faster than the model beyond the
+    noise of the timing and keeps its quality on the gate datasets (not significantly worse per
+    query, and within `serving.max_ndcg_loss`); none passing: the model itself."""
 
     forms: list[Literal["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8", "static"]] = Field(
         default=["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8"],
@@ -259,24 +259,47 @@ class ServingSettings(_Section):
         "in (`torch-bf16` needs native bf16, `cuda-fp16` a CUDA device; others are skipped); each "
         "is measured on the release's evaluation data and the fastest that keeps nDCG@10 is "
         "registered as `<name>.<form>@<version>` and builds the release (corpus and queries); "
+        "`onnx-int8` is calibrated on the collection's own texts; "
         "`static` (model2vec, another and much weaker model) may be added; `[]`: the model "
         "itself. See [releases](releases.md#serving-forms)",
     )
     max_ndcg_loss: float = Field(
-        default=0.005,
+        default=0.02,
         ge=0,
         le=1,
-        description="the relative nDCG@10 loss a form may cost on every gate dataset "
-        "(0.005 = 0.5%)",
+        description="the policy: the most a form may lose in mean nDCG@10 (relative) on any gate "
+        "dataset, even where the loss is not significant (0.02 = 2%)",
+    )
+    significance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="a form significantly worse than the model on a gate dataset (one-sided "
+        "Wilcoxon signed-rank test on per-query nDCG@10, p below this) is refused",
+    )
+    eval_queries: int = Field(
+        default=100,
+        ge=5,
+        description="each gate dataset's queries the forms are judged on, at most (a sample)",
     )
     eval_documents: int = Field(
-        default=2_000,
+        default=300,
         ge=10,
-        description="each gate dataset's evaluation corpus for the forms: its judged documents, "
-        "then other live documents up to this many",
+        description="each gate dataset's evaluation corpus for the forms, this many documents: "
+        "the judged documents of its sampled queries (a sample where they are more than 3/4 of "
+        "it), then other live documents; both sides rank the same corpus",
     )
     speed_documents: int = Field(
-        default=256, ge=8, description="live documents each form (and the model) is timed on"
+        default=16,
+        ge=8,
+        description="live documents each form and the model encode per timed round; the int8 "
+        "form is calibrated on them too",
+    )
+    speed_rounds: int = Field(
+        default=5,
+        ge=2,
+        description="timed rounds, interleaved (the order rotates each round): a form counts as "
+        "faster only when it was faster than the model in every round",
     )
     torch_free: bool = Field(
         default=False,

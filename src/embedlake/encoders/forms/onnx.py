@@ -6,25 +6,27 @@
   wrong states for padded batches (max error 1.3 on MiniLM), so it is not used.
 - Fuse: onnxruntime's transformer optimizer (SkipLayerNormalization, BiasGelu), offline level 0:
   the CPU-specific rewrites happen at load time on the serving machine.
-- Quantise (int8): dynamic, per-channel int8 weights, MatMul with constant weights only (the
-  attention products and the embedding lookup stay fp32), full 8-bit range where VNNI computes
-  it without saturation. See docs/decisions/0012-serving-forms.md for the measurements.
+- Quantise (int8): static, calibrated on the collection's own texts, so that a vector never
+  depends on its batch (``forms/int8.py``; docs/decisions/0019-forms-selection-and-static-int8.md).
+  One export and fusion serves both ONNX forms of a build (``export_cache``).
 - Verify: the form's vectors against sentence-transformers on probe texts; a form that drifts
   past its tolerance is refused, not written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedlake.encoders import hardware
+from embedlake.encoders.forms import int8
 from embedlake.encoders.forms.source import Source
 from embedlake.encoders.onnx import MODEL, TOKENIZER, OnnxEncoder, ServingConfig
 from embedlake.errors import InputError
@@ -42,22 +44,44 @@ PROBES = [
 # Minimum cosine to sentence-transformers on the probes; the tests check the same promise on
 # hundreds of real texts (tests/integration/test_serving_forms.py).
 MIN_COSINE = {"fp32": 0.999, "int8": 0.95}
+# Calibration texts where the caller has none of its collection's own (tests, the benchmark): the
+# probes, and sentences of several domains and lengths
+DEFAULT_CALIBRATION = [
+    *PROBES,
+    "The patient was treated with antibiotics and recovered within two weeks.",
+    "Quarterly earnings rose 4% as demand for memory chips recovered in Asia.",
+    "How do I reset my password?",
+    "The committee will meet on Tuesday to discuss the revised budget for the library.",
+    " ".join(["Cells were cultured in medium with serum and the growth rate was measured"] * 12),
+    "information retrieval evaluation with graded relevance judgments",
+    "Large language models are trained on text from the web, books and code.",
+]
 
 
 def make(
-    source: Path, out: Path, info: Source, *, precision: str, form: str, max_seq_length: int
+    source: Path,
+    out: Path,
+    info: Source,
+    *,
+    precision: str,
+    form: str,
+    max_seq_length: int,
+    calibration: Sequence[str] | None = None,
+    export_cache: Path | None = None,
 ) -> dict[str, Any]:
+    """The form in ``out``. ``calibration``: texts for the int8 form's activation ranges (the
+    collection's own; else ``DEFAULT_CALIBRATION``). ``export_cache``: a folder where the fused
+    fp32 export is kept for the next ONNX form of the same source (one export per build)."""
     if precision not in MIN_COSINE:
         raise InputError(f"ONNX forms are fp32 or int8, not {precision}")
     if not (source / TOKENIZER).is_file():
         raise InputError(f"{source}: no {TOKENIZER} (ONNX forms need a fast tokenizer)")
     with tempfile.TemporaryDirectory(prefix="embedlake-onnx-") as tmp:
-        raw = Path(tmp) / "exported.onnx"
-        inputs, details = export(source, raw)
-        fused = Path(tmp) / "fused.onnx"
-        details["fusions"] = fuse(raw, fused, source)
+        fused, inputs, details = exported(source, Path(tmp), export_cache)
         if precision == "int8":
-            details["quantization"] = quantize(fused, out / MODEL)
+            texts = list(calibration or DEFAULT_CALIBRATION)
+            feeds = int8.feeds(texts, source / TOKENIZER, inputs, max_seq_length)
+            details["quantization"] = int8.quantize(fused, out / MODEL, feeds)
         else:
             shutil.copyfile(fused, out / MODEL)
     shutil.copyfile(source / TOKENIZER, out / TOKENIZER)
@@ -74,6 +98,25 @@ def make(
     config.write(out)
     details["probe_min_cosine"] = verify(source, out, MIN_COSINE[precision], max_seq_length)
     return {"dim": info.dim, **details}
+
+
+def exported(
+    source: Path, tmp: Path, cache: Path | None
+) -> tuple[Path, tuple[str, ...], dict[str, Any]]:
+    """The source exported and fused (from ``cache`` when an earlier form of this build made it):
+    the fused model's path, its inputs, and how it was made."""
+    folder = cache if cache is not None else tmp
+    fused, facts = folder / "fused.onnx", folder / "export.json"
+    if cache is not None and fused.is_file() and facts.is_file():
+        known = json.loads(facts.read_text(encoding="utf-8"))
+        return fused, tuple(known["inputs"]), dict(known["details"])
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = folder / "exported.onnx"
+    inputs, details = export(source, raw)
+    details["fusions"] = fuse(raw, fused, source)
+    raw.unlink()
+    facts.write_text(json.dumps({"inputs": inputs, "details": details}), encoding="utf-8")
+    return fused, inputs, details
 
 
 def export(source: Path, path: Path) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -99,9 +142,12 @@ def export(source: Path, path: Path) -> tuple[tuple[str, ...], dict[str, Any]]:
 
     example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=4096)
+    exporter_log = logging.getLogger("torch.onnx")  # "torchvision is not installed", ...
+    level = exporter_log.level
     with warnings.catch_warnings(), torch.no_grad():
         # the exporter warns about its own internals (pytree specs, renamed axes)
         warnings.simplefilter("ignore")
+        exporter_log.setLevel(logging.ERROR)
         try:
             torch.onnx.export(
                 States(),
@@ -117,14 +163,14 @@ def export(source: Path, path: Path) -> tuple[tuple[str, ...], dict[str, Any]]:
             )
         except Exception as exc:  # torch.export raises many unrelated types
             raise InputError(f"{source}: the ONNX export failed: {exc}") from exc
+        finally:
+            exporter_log.setLevel(level)
     exporter = {"exporter": "torch.onnx.export(dynamo=True)", "opset": OPSET}
     return names, {**exporter, "torch": torch.__version__, "model_type": model.config.model_type}
 
 
 def fuse(raw: Path, out: Path, source: Path) -> dict[str, int]:
     """onnxruntime's transformer fusions where it knows the architecture, else a plain copy."""
-    import json
-
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
@@ -143,31 +189,6 @@ def fuse(raw: Path, out: Path, source: Path) -> dict[str, int]:
     optimised.save_model_to_file(str(out), use_external_data_format=False)
     stats = optimised.get_fused_operator_statistics()
     return {name: int(n) for name, n in stats.items() if n}
-
-
-def quantize(fp32: Path, out: Path) -> dict[str, Any]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    settings: dict[str, Any] = {
-        "method": "onnxruntime.quantization.quantize_dynamic",
-        "weight_type": "QInt8",
-        "per_channel": True,
-        # 7-bit weights avoid the u8×s8 saturation of pre-VNNI AVX2/AVX-512 kernels; with VNNI
-        # the full range is exact and more accurate
-        "reduce_range": not hardware.vnni(),
-        "op_types": ["MatMul"],
-        "matmul_const_b_only": True,
-    }
-    quantize_dynamic(
-        str(fp32),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=settings["per_channel"],
-        reduce_range=settings["reduce_range"],
-        op_types_to_quantize=settings["op_types"],
-        extra_options={"MatMulConstBOnly": settings["matmul_const_b_only"]},
-    )
-    return settings
 
 
 def verify(source: Path, folder: Path, min_cosine: float, max_seq_length: int) -> float:
