@@ -26,7 +26,7 @@ from embedlake.search.snippets import Snippets, snippet
 from embedlake.workspace import Workspace
 from tests.conftest import collection
 
-ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__AUTH": "open"}
+ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa"}
 QUERIES = ["kidney stones", "blood pressure in children", "cancer of the lung", "heart surgery"]
 
 
@@ -144,6 +144,7 @@ def test_a_catalog_without_a_cheap_change_check_is_always_read(ws: Workspace) ->
 @pytest.fixture
 def client(root: Path) -> Iterator[tuple[TestClient, Searcher]]:
     with Workspace.open(root, environ=ENV) as ws, TestClient(create_app(ws, follow=False)) as c:
+        c.headers["Authorization"] = f"Bearer {ws.catalog.keys.create(['admin'], 'test')[0]}"
         searcher = c.app.state.serving.get().searcher  # type: ignore[attr-defined]
         searcher.snippets.reload()
         yield c, searcher

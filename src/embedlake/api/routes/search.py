@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 
-from embedlake.api import problems, schemas
+from embedlake.api import bodies, problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import Served, ServingState
 from embedlake.errors import ModelMismatch
@@ -21,22 +22,36 @@ router = APIRouter(tags=["search"], responses=problems.RESPONSES)
 
 
 def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
-    """Serialised here, in one pass: FastAPI would re-validate the model and encode it through
-    ``jsonable_encoder``, ~0.12 ms a request (measured by bench/api.py)."""
-    body = schemas.SearchResponse(
-        release=served.release_id,
-        alias=alias,
-        model=served.model.ref,
-        results=[schemas.Hit(**vars(h)) for h in hits],
-    )
-    return Response(body.model_dump_json(), media_type="application/json")
+    """A ``SearchResponse``, serialised here without building the models: the hits are the
+    searcher's own typed values, and validating them again cost more than writing them
+    (bench/api_profile.py)."""
+    body = {
+        "release": served.release_id,
+        "alias": alias,
+        "model": served.model.ref,
+        "results": [vars(h) for h in hits],
+    }
+    raw = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(raw.encode(), media_type="application/json")
 
 
-async def _work(request: Request, fn: Callable[..., T], *args: Any) -> T:
+async def _work(request: Request, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
     """Run a search on the app's search threads: as many as cores, not the default pool's 40,
-    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py)."""
-    pool = request.app.state.search_pool
-    return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py).
+
+    ``inline`` (a search of bounded cost: no filter, no hybrid): when no other search is in
+    flight, run it here on the event loop instead. Handing it to a thread and back (two wake-ups
+    and two GIL hand-overs) cost a lone client as much as the API's own work; with no other
+    search running, nothing waits on the loop meanwhile but a request that would queue anyway."""
+    state = request.app.state
+    if inline and not getattr(state, "searches_in_flight", 0):
+        return fn(*args)
+    state.searches_in_flight = getattr(state, "searches_in_flight", 0) + 1
+    try:
+        pool = state.search_pool
+        return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+    finally:
+        state.searches_in_flight -= 1
 
 
 async def _served(
@@ -48,17 +63,29 @@ async def _served(
     return served, served.searcher
 
 
-@router.post("/v1/search", response_model=schemas.SearchResponse, dependencies=[require("search")])
-async def search(body: schemas.SearchRequest, request: Request) -> Response:
+@router.post(
+    "/v1/search",
+    response_model=schemas.SearchResponse,
+    dependencies=[require("search")],
+    openapi_extra={"requestBody": bodies.openapi_body(schemas.SearchRequest)},
+)
+async def search(request: Request) -> Response:
     """The ``k`` nearest documents of a text query, a vector or a document, optionally filtered
     by metadata, from a release or the release behind an alias (default ``production``)."""
+    body = bodies.parse(schemas.SearchRequest, await request.body())
     api = request.app.state.settings.api
     check_search(api, k=body.k, query=body.query, where=body.filter)
     served, searcher = await _served(request, body.release, body.alias)
     alias = None if body.release else body.alias or request.app.state.serving.default_alias
+    bounded = body.filter is None  # a filter's catalog query has no bound worth blocking on
     if body.query is not None:
         if body.mode == "hybrid":
             hits = await _work(request, searcher.hybrid, body.query, body.k, body.filter)
+        elif bounded and not getattr(request.app.state, "searches_in_flight", 0):
+            # alone: encode and search in one go, without the batcher's queue and thread (a
+            # batch needs company, and there is none); the encoder is the batcher's own
+            request.app.state.metrics.batch_size.observe(1)  # a batch of one, all the same
+            hits = searcher.search_many([body.query], body.k)[0]
         else:
             vectors = await served.batcher.encode([body.query])
             rows = await _work(request, searcher.search_encoded, vectors, body.k, body.filter)
@@ -70,7 +97,9 @@ async def search(body: schemas.SearchRequest, request: Request) -> Response:
                 f"{served.release_id or served.key} serves {served.model.ref}: embed the query "
                 "with that model (POST /v1/embed) or search a release of yours"
             )
-        rows = await _work(request, searcher.search_vectors, [body.vector], body.k, body.filter)
+        rows = await _work(
+            request, searcher.search_vectors, [body.vector], body.k, body.filter, inline=bounded
+        )
         hits = rows[0]
     else:
         assert body.id is not None
