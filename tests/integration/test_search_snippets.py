@@ -166,7 +166,9 @@ def test_results_by_http_equal_the_results_in_process(client: tuple[TestClient, 
         assert [h["id"] for h in got] == [h["id"] for h in expected]
         for g, e in zip(got, expected, strict=True):
             assert g["score"] == pytest.approx(e["score"], abs=1e-6)
-            assert (g["title"], g["snippet"], g["source"]) == (e["title"], e["snippet"], e["source"])
+            assert {f: g[f] for f in ("title", "snippet", "source")} == {
+                f: e[f] for f in ("title", "snippet", "source")
+            }
         by_text = c.post("/v1/search", json={"query": query, "k": 7})
         assert by_text.json()["results"] == _hits(searcher.search(query, 7))
 

@@ -39,7 +39,9 @@ def parse(model: type[M], raw: bytes) -> M:
         raise RequestValidationError([invalid]) from None
     except (UnicodeDecodeError, RecursionError) as exc:
         invalid = {"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error"}
-        raise RequestValidationError([{**invalid, "input": {}, "ctx": {"error": str(exc)}}]) from None
+        raise RequestValidationError(
+            [{**invalid, "input": {}, "ctx": {"error": str(exc)}}]
+        ) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

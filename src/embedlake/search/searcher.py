@@ -200,7 +200,6 @@ class Searcher:
             todo, fetch = again, fetch * 4
         return out
 
-
     def _shown(self, ids: Collection[str]) -> dict[str, Shown]:
         """What each live document among ``ids`` shows: from the in-memory copy when it is
         current, else from the catalog (deleted documents are absent either way)."""
@@ -214,4 +213,3 @@ class Searcher:
 def _check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
-

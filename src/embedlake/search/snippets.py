@@ -41,6 +41,12 @@ RELOAD_SHARE = 0.1  # reloads take at most this share of the wall time
 RELOAD_MIN_GAP = 1.0  # seconds between two reloads, at least
 
 
+# every live document's id, title, source and the start of its text
+_LIVE = select(t.c.id, t.c.title, t.c.source, func.substr(t.c.text, 1, HEAD_CHARS)).where(
+    t.c.deleted_at.is_(None)
+)
+
+
 class Shown(NamedTuple):
     """What a hit shows of its document."""
 
@@ -134,11 +140,8 @@ class Snippets:
         at = self._version()
         entries: dict[str, Shown] = {}
         sources: dict[str, str] = {}  # one string per source, not one per document
-        query = select(
-            t.c.id, t.c.title, t.c.source, func.substr(t.c.text, 1, HEAD_CHARS)
-        ).where(t.c.deleted_at.is_(None))
         with self._engine.connect() as conn:
-            for doc_id, title, source, head in conn.execute(query):
+            for doc_id, title, source, head in conn.execute(_LIVE):
                 source = sources.setdefault(source, sys.intern(source))
                 entries[doc_id] = Shown(title, snippet(head), source)
         self._state = (at, entries)
