@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -37,21 +38,29 @@ def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
 
 async def _work(request: Request, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
     """Run a search on the app's search threads: as many as cores, not the default pool's 40,
-    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py).
-
-    ``inline`` (a search of bounded cost: no filter, no hybrid): when no other search is in
-    flight, run it here on the event loop instead. Handing it to a thread and back (two wake-ups
-    and two GIL hand-overs) cost a lone client as much as the API's own work; with no other
-    search running, nothing waits on the loop meanwhile but a request that would queue anyway."""
-    state = request.app.state
-    if inline and not getattr(state, "searches_in_flight", 0):
+    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py); or, ``inline``,
+    here on the event loop (see ``_alone``)."""
+    if inline:
         return fn(*args)
-    state.searches_in_flight = getattr(state, "searches_in_flight", 0) + 1
+    pool = request.app.state.search_pool
+    return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+
+
+@asynccontextmanager
+async def _alone(request: Request) -> AsyncIterator[bool]:
+    """Whether this is the only search request in the process: then a search of bounded cost
+    runs on the event loop. Handing it to a thread and back (two wake-ups, two GIL hand-overs)
+    cost a lone client as much as the API's own work, and with no other request to serve the
+    loop has nothing else to do meanwhile. Before counting, the request yields once, so that
+    requests that arrived together all count each other: under load, searches stay on the pool
+    and run in parallel (the index releases the GIL)."""
+    state = request.app.state
+    state.searching = getattr(state, "searching", 0) + 1
     try:
-        pool = state.search_pool
-        return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+        await asyncio.sleep(0)
+        yield state.searching == 1
     finally:
-        state.searches_in_flight -= 1
+        state.searching -= 1
 
 
 async def _served(
@@ -75,13 +84,18 @@ async def search(request: Request) -> Response:
     body = bodies.parse(schemas.SearchRequest, await request.body())
     api = request.app.state.settings.api
     check_search(api, k=body.k, query=body.query, where=body.filter)
+    async with _alone(request) as alone:
+        return await _search(request, body, inline=alone and body.filter is None)
+
+
+async def _search(request: Request, body: schemas.SearchRequest, *, inline: bool) -> Response:
+    """``inline``: alone, and a search of bounded cost (no filter: its catalog query is not)."""
     served, searcher = await _served(request, body.release, body.alias)
     alias = None if body.release else body.alias or request.app.state.serving.default_alias
-    bounded = body.filter is None  # a filter's catalog query has no bound worth blocking on
     if body.query is not None:
         if body.mode == "hybrid":
             hits = await _work(request, searcher.hybrid, body.query, body.k, body.filter)
-        elif bounded and not getattr(request.app.state, "searches_in_flight", 0):
+        elif inline:
             # alone: encode and search in one go, without the batcher's queue and thread (a
             # batch needs company, and there is none); the encoder is the batcher's own
             request.app.state.metrics.batch_size.observe(1)  # a batch of one, all the same
@@ -98,7 +112,7 @@ async def search(request: Request) -> Response:
                 "with that model (POST /v1/embed) or search a release of yours"
             )
         rows = await _work(
-            request, searcher.search_vectors, [body.vector], body.k, body.filter, inline=bounded
+            request, searcher.search_vectors, [body.vector], body.k, body.filter, inline=inline
         )
         hits = rows[0]
     else:
