@@ -3,10 +3,10 @@ called directly in one event loop (no uvicorn, no sockets), beside the in-proces
 
 Prints requests/s by vector and by text through the app, the in-process anchors of the same run
 (``index.search``, ``search_vectors``, ``search``), their ratios, and with ``--profile`` the
-functions with the most own time (cProfile over the by-vector requests). A tool for finding the
+functions with the most own time (cProfile over the by-vector requests, or by text). A tool for finding the
 API's own overhead; the claim itself is measured over HTTP by bench/api_search.py.
 
-    .venv/bin/python bench/api_profile.py WORKSPACE [--requests 2000] [--profile]
+    .venv/bin/python bench/api_profile.py WORKSPACE [--requests 2000] [--profile [--text]]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ async def run(args: argparse.Namespace) -> None:
             if args.profile:
                 profile = cProfile.Profile()
                 profile.enable()
-                await app_rate(post, by_vector, args.requests)
+                await app_rate(post, by_text if args.text else by_vector, args.requests)
                 profile.disable()
                 out = io.StringIO()
                 pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(35)
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--text", action="store_true", help="profile the requests by text")
     asyncio.run(run(parser.parse_args()))
 
 
