@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 
-from embedlake.api import bodies, problems, schemas
+from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import Served, ServingState
 from embedlake.errors import ModelMismatch
@@ -76,12 +76,10 @@ async def _served(
     "/v1/search",
     response_model=schemas.SearchResponse,
     dependencies=[require("search")],
-    openapi_extra={"requestBody": bodies.openapi_body(schemas.SearchRequest)},
 )
-async def search(request: Request) -> Response:
+async def search(body: schemas.SearchRequest, request: Request) -> Response:
     """The ``k`` nearest documents of a text query, a vector or a document, optionally filtered
     by metadata, from a release or the release behind an alias (default ``production``)."""
-    body = bodies.parse(schemas.SearchRequest, await request.body())
     api = request.app.state.settings.api
     check_search(api, k=body.k, query=body.query, where=body.filter)
     async with _alone(request) as alone:
