@@ -281,8 +281,11 @@ def _release(ws: Workspace, best: str) -> None:
         highlight=False,
     )
     for name, row in form.get("forms", {}).items():
+        # forms slower than the first one that passed are not scored (releases/form_choice.py)
+        ndcg = row.get("ndcg@10")
         screen.print(
-            f"  {name:<11} {row['docs_per_s']:8.1f} docs/s  nDCG@10 {row['ndcg@10']}"
+            f"  {name:<11} {row['docs_per_s']:8.1f} docs/s  "
+            + ("not judged" if ndcg is None else f"nDCG@10 {ndcg}")
             + (f"  passed: {row['passed']}" if "passed" in row else ""),
             highlight=False,
         )
