@@ -12,8 +12,7 @@ by text (``{"query", "k": 10}``), at 1 connection (wrk -t1 -c1) and 16 (-t2 -c16
 
 Anchor A, in this process while the servers idle: ``searcher.index.search`` one query at a time on
 the same vectors (same ef_search, so the same recall@10, measured against exact search), and
-``searcher.search_vectors`` (adds the titles and snippets of the hits: from memory since issue 20,
-search/snippets.py; the store is loaded before the rounds, as the server's is by its warm-up).
+``searcher.search_vectors`` (adds the hydration of titles and snippets from the catalog).
 Anchor B: the bare FastAPI app of bench/api_bare.py, with the settings `embedlake serve` uses, and
 the same app also running ``search_vectors`` (no target: what is left is the API's own layer).
 
@@ -360,7 +359,6 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with Workspace.open(root) as ws:
         key = ws.catalog.keys.create(["admin"], "bench-api")[0]
         searcher = Searcher(ws)
-        searcher.snippets.reload()  # steady state, as in the server once warmed up
         ef_search = searcher.index.ef_search  # type: ignore[attr-defined]
         load = query_load(ws, searcher, info["collections"], args.queries)
         found = [[d for d, _ in searcher.index.search(r, K)[0]] for r in load.rows]

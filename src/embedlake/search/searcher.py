@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -22,7 +22,6 @@ from embedlake.reduce.store import load_reducer
 from embedlake.search.bm25 import Bm25
 from embedlake.search.hybrid import rrf
 from embedlake.search.load import load_index, resolve
-from embedlake.search.snippets import Shown, Snippets, snippet
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -70,8 +69,6 @@ class Searcher:
         self.encoder: Encoder = encoder or artifacts.load_encoder(ws, self.model)
         self.index = load_index(ws, self.record)
         self._ws = ws
-        # titles and snippets of the hits, from memory while the catalog is unchanged
-        self.snippets = Snippets.of(ws.catalog.engine)
         self._bm25: Bm25 | None = None
         self._bm25_lock = threading.Lock()
 
@@ -147,9 +144,9 @@ class Searcher:
         ][:depth]
         fused = rrf([[h.id for h in dense], lexical])
         top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
-        found = self._shown(top)
+        found = self._ws.catalog.documents.summaries(top)
         return [
-            Hit(d, fused[d], found[d].title, found[d].snippet, found[d].source)
+            Hit(d, fused[d], found[d].title, _snippet(found[d].head), found[d].source)
             for d in top
             if d in found
         ][:k]
@@ -190,26 +187,25 @@ class Searcher:
                 )
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed)
-            found = self._shown({d for row in raw for d, _ in row})
+            found = documents.summaries(list({d for row in raw for d, _ in row}))
             again = []
             for n, row in zip(todo, raw, strict=True):
                 live = [(d, s) for d, s in row if d in found and d != exclude][:k]
-                out[n] = [Hit(d, s, *found[d]) for d, s in live]
+                out[n] = [
+                    Hit(d, s, found[d].title, _snippet(found[d].head), found[d].source)
+                    for d, s in live
+                ]
                 if len(live) < k and len(row) == fetch and fetch < len(self.index):
                     again.append(n)  # the index may hold more live documents further down
             todo, fetch = again, fetch * 4
         return out
 
-    def _shown(self, ids: Collection[str]) -> dict[str, Shown]:
-        """What each live document among ``ids`` shows: from the in-memory copy when it is
-        current, else from the catalog (deleted documents are absent either way)."""
-        shown = self.snippets.shown(ids)
-        if shown is not None:
-            return shown
-        found = self._ws.catalog.documents.summaries(list(ids))
-        return {d: Shown(f.title, snippet(f.head), f.source) for d, f in found.items()}
-
 
 def _check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text[: limit * 2].split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

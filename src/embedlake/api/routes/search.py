@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -23,44 +21,22 @@ router = APIRouter(tags=["search"], responses=problems.RESPONSES)
 
 
 def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
-    """A ``SearchResponse``, serialised here without building the models: the hits are the
-    searcher's own typed values, and validating them again cost more than writing them
-    (bench/api_profile.py)."""
-    body = {
-        "release": served.release_id,
-        "alias": alias,
-        "model": served.model.ref,
-        "results": [vars(h) for h in hits],
-    }
-    raw = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return Response(raw.encode(), media_type="application/json")
+    """Serialised here, in one pass: FastAPI would re-validate the model and encode it through
+    ``jsonable_encoder``, ~0.12 ms a request (measured by bench/api.py)."""
+    body = schemas.SearchResponse(
+        release=served.release_id,
+        alias=alias,
+        model=served.model.ref,
+        results=[schemas.Hit(**vars(h)) for h in hits],
+    )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
-async def _work(request: Request, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+async def _work(request: Request, fn: Callable[..., T], *args: Any) -> T:
     """Run a search on the app's search threads: as many as cores, not the default pool's 40,
-    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py); or, ``inline``,
-    here on the event loop (see ``_alone``)."""
-    if inline:
-        return fn(*args)
+    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py)."""
     pool = request.app.state.search_pool
     return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
-
-
-@asynccontextmanager
-async def _alone(request: Request) -> AsyncIterator[bool]:
-    """Whether this is the only search request in the process: then a search of bounded cost
-    runs on the event loop. Handing it to a thread and back (two wake-ups, two GIL hand-overs)
-    cost a lone client as much as the API's own work, and with no other request to serve the
-    loop has nothing else to do meanwhile. Before counting, the request yields once, so that
-    requests that arrived together all count each other: under load, searches stay on the pool
-    and run in parallel (the index releases the GIL)."""
-    state = request.app.state
-    state.searching = getattr(state, "searching", 0) + 1
-    try:
-        await asyncio.sleep(0)
-        yield state.searching == 1
-    finally:
-        state.searching -= 1
 
 
 async def _served(
@@ -72,32 +48,17 @@ async def _served(
     return served, served.searcher
 
 
-@router.post(
-    "/v1/search",
-    response_model=schemas.SearchResponse,
-    dependencies=[require("search")],
-)
+@router.post("/v1/search", response_model=schemas.SearchResponse, dependencies=[require("search")])
 async def search(body: schemas.SearchRequest, request: Request) -> Response:
     """The ``k`` nearest documents of a text query, a vector or a document, optionally filtered
     by metadata, from a release or the release behind an alias (default ``production``)."""
     api = request.app.state.settings.api
     check_search(api, k=body.k, query=body.query, where=body.filter)
-    async with _alone(request) as alone:
-        return await _search(request, body, inline=alone and body.filter is None)
-
-
-async def _search(request: Request, body: schemas.SearchRequest, *, inline: bool) -> Response:
-    """``inline``: alone, and a search of bounded cost (no filter: its catalog query is not)."""
     served, searcher = await _served(request, body.release, body.alias)
     alias = None if body.release else body.alias or request.app.state.serving.default_alias
     if body.query is not None:
         if body.mode == "hybrid":
             hits = await _work(request, searcher.hybrid, body.query, body.k, body.filter)
-        elif inline:
-            # alone: encode and search in one go, without the batcher's queue and thread (a
-            # batch needs company, and there is none); the encoder is the batcher's own
-            request.app.state.metrics.batch_size.observe(1)  # a batch of one, all the same
-            hits = searcher.search_many([body.query], body.k)[0]
         else:
             vectors = await served.batcher.encode([body.query])
             rows = await _work(request, searcher.search_encoded, vectors, body.k, body.filter)
@@ -109,9 +70,7 @@ async def _search(request: Request, body: schemas.SearchRequest, *, inline: bool
                 f"{served.release_id or served.key} serves {served.model.ref}: embed the query "
                 "with that model (POST /v1/embed) or search a release of yours"
             )
-        rows = await _work(
-            request, searcher.search_vectors, [body.vector], body.k, body.filter, inline=inline
-        )
+        rows = await _work(request, searcher.search_vectors, [body.vector], body.k, body.filter)
         hits = rows[0]
     else:
         assert body.id is not None
