@@ -6,7 +6,6 @@ from embedlake import Workspace
 from embedlake.config import GateSettings
 from embedlake.errors import Conflict, InputError
 from embedlake.evaluate.bench import Result
-from embedlake.releases.form_choice import pick
 from embedlake.releases.gate import decide
 from embedlake.releases.publish import rollback
 
@@ -74,19 +73,3 @@ def test_without_datasets_only_the_first_release_passes() -> None:
     assert decide(GateSettings(), [], None)["passed"]
     blind = decide(GateSettings(), [], [])
     assert not blind["passed"] and "no benchmark dataset" in blind["note"]
-
-
-def test_the_serving_form_is_the_fastest_passing_one_and_faster_than_the_model() -> None:
-    rows = {
-        "model": {"docs_per_s": 100.0},
-        "onnx-fp32": {"docs_per_s": 90.0, "passed": True},
-        "onnx-int8": {"docs_per_s": 300.0, "passed": False},
-        "torch-bf16": {"docs_per_s": 150.0, "passed": True},
-    }
-    assert pick(rows) == "torch-bf16"
-    assert pick(rows, torch_free=True) == "torch-bf16"  # pick ranks; choose() filters candidates
-    del rows["torch-bf16"]
-    assert pick(rows) == "model"  # onnx-fp32 keeps quality but is slower than the model
-    assert pick(rows, torch_free=True) == "onnx-fp32"  # where the model cannot serve, it must
-    rows["onnx-fp32"]["passed"] = False
-    assert pick(rows, torch_free=True) == "model"  # none passed: choose() refuses the build
