@@ -38,7 +38,8 @@ def emit_json(data: Any) -> None:
     out.flush()
 
 
-def _fileno(stream: TextIO) -> int | None:
+def fileno(stream: TextIO) -> int | None:
+    """The stream's file descriptor; None for one without (a test runner's in-memory stream)."""
     try:
         return stream.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
@@ -54,7 +55,7 @@ def json_mode(enabled: bool = True) -> Iterator[None]:
         return
     stdout, stderr = sys.stdout, sys.stderr
     stdout.flush()
-    out_fd, err_fd = _fileno(stdout), _fileno(stderr)
+    out_fd, err_fd = fileno(stdout), fileno(stderr)
     saved = None
     if out_fd is not None and err_fd is not None:
         saved = os.dup(out_fd)

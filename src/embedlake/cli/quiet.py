@@ -9,7 +9,6 @@ console the caller draws on keeps the terminal.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import sys
@@ -20,6 +19,8 @@ from typing import TextIO
 
 from rich.console import Console
 
+from embedlake.cli.output import fileno
+
 # Read by the libraries when they are imported or start a bar; the demo imports them later.
 QUIET_ENVIRONMENT = {
     "TQDM_DISABLE": "1",  # tqdm reads TQDM_* when it is imported
@@ -28,13 +29,6 @@ QUIET_ENVIRONMENT = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "TOKENIZERS_PARALLELISM": "false",  # else a warning when the process forks after use
 }
-
-
-def _fileno(stream: TextIO) -> int | None:
-    try:
-        return stream.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return None  # a test runner's in-memory stream
 
 
 @contextmanager
@@ -78,7 +72,7 @@ def _descriptors_to(log: TextIO, console: Console) -> Iterator[None]:
     (where the streams have no descriptor, as under a test runner, Python's streams only)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    fds = [fd for fd in (_fileno(sys.stdout), _fileno(sys.stderr)) if fd is not None]
+    fds = [fd for fd in (fileno(sys.stdout), fileno(sys.stderr)) if fd is not None]
     previous = console.file
     if len(fds) < 2:
         stdout, stderr = sys.stdout, sys.stderr
