@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +38,35 @@ def _shards(ws: Workspace) -> dict[int, object]:
         return {r.shard: r.finished_at for r in conn.execute(select(embedding_shards))}
 
 
-def _up(path: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+@contextmanager
+def _up(
+    path: Path, log: Path, *extra: str, env: dict[str, str] = ENV
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`embedlake up` as a child process, killed on the way out whatever the test did (a
+    failed assertion must not leave a runtime running into the next test)."""
     with log.open("ab") as out:
-        return subprocess.Popen(
+        child = subprocess.Popen(
             [sys.executable, "-m", "embedlake.cli.app", "up", str(path), *extra],
-            env={**os.environ, **ENV},
+            env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+
+
+def _wait_for_shards(ws: Workspace, child: subprocess.Popen[bytes], log: Path, n: int) -> None:
+    # generous: on a 2-core machine shared with another test worker the model's first shards
+    # can take minutes; the bound only stops a hung runtime from hanging the suite
+    deadline = time.monotonic() + 900
+    while len(_shards(ws)) < n:
+        assert child.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -54,16 +77,11 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
     path, log = tmp_path / "ws", tmp_path / "up.log"
     with Workspace.init(path, environ=ENV) as ws:
         resolve_model(ws, "minilm")  # registered up front, so the run is all embedding
-    child = _up(path, log)
     target = path / "lake" / "raw" / "cran" / "subset.jsonl"
-    target.parent.mkdir(parents=True)
-    target.write_bytes(corpus.read_bytes())  # dropped by hand while the runtime runs
-    with Workspace.open(path, environ=ENV) as ws:
-        deadline = time.monotonic() + 300
-        while len(_shards(ws)) < 2:
-            assert child.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with _up(path, log) as child, Workspace.open(path, environ=ENV) as ws:
+        target.parent.mkdir(parents=True)
+        target.write_bytes(corpus.read_bytes())  # dropped by hand while the runtime runs
+        _wait_for_shards(ws, child, log, 2)
         child.send_signal(signal.SIGKILL)
         child.wait()
         before = _shards(ws)
@@ -71,8 +89,8 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
         n_shards = -(-total // SHARD)
         assert 2 <= len(before) < n_shards, "the kill must land mid-job"
 
-    restarted = _up(path, log, "--until-idle", "--timeout", "600")
-    assert restarted.wait(timeout=700) == 0, log.read_text()
+    with _up(path, log, "--until-idle", "--timeout", "900") as restarted:
+        assert restarted.wait(timeout=1000) == 0, log.read_text()
 
     with Workspace.open(path, environ=ENV) as ws:
         after = _shards(ws)
@@ -101,26 +119,24 @@ def test_kill_9_during_a_release_build_then_restart(tmp_path: Path) -> None:
     corpus.write_text("\n".join(lines) + "\n")
     path, log = tmp_path / "ws", tmp_path / "up.log"
     env = {**ENV, "EMBEDLAKE_EMBED__MODEL": "lsa"}
+    # the serving-form choice has its own tests (test_release_forms): here the release serves
+    # the model itself, so the time to the first shards is the build's, not the forms' timing
+    runtime_env = {**ENV, "EMBEDLAKE_SERVING__FORMS": "[]"}
     with Workspace.init(path, environ=env) as ws:
         ingest_path(ws, corpus)
         # a model delivered into the lake (as one trained elsewhere would be): its manifest's
         # arrival is an event the runtime handles when it starts
         prefix, _ = artifacts.write_folder(ws, builtin_path(), name="mini", kind=KIND)
-    child = _up(path, log)
-    with Workspace.open(path, environ=env) as ws:
-        deadline = time.monotonic() + 300
-        while len(_shards(ws)) < 2:
-            assert child.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with _up(path, log, env=runtime_env) as child, Workspace.open(path, environ=env) as ws:
+        _wait_for_shards(ws, child, log, 2)
         child.send_signal(signal.SIGKILL)
         child.wait()
         before = _shards(ws)
         [building] = ws.catalog.releases.all()
         assert building.status == "building"
         assert ws.catalog.releases.alias("production") is None  # nothing half-built is live
-    restarted = _up(path, log, "--until-idle", "--timeout", "600")
-    assert restarted.wait(timeout=700) == 0, log.read_text()
+    with _up(path, log, "--until-idle", "--timeout", "900", env=runtime_env) as restarted:
+        assert restarted.wait(timeout=1000) == 0, log.read_text()
     with Workspace.open(path, environ=env) as ws:
         after = _shards(ws)
         assert {n: after[n] for n in before} == before  # resumed, not redone
@@ -129,9 +145,6 @@ def test_kill_9_during_a_release_build_then_restart(tmp_path: Path) -> None:
         assert ws.catalog.releases.alias("production") == release.id
         assert release.snapshot["documents"] == ws.catalog.documents.count()
         searcher = Searcher(ws)
-        # the release serves mini, or the serving form of mini this CPU makes fastest (torch-bf16
-        # where the CPU has native bf16): which one is the hardware's choice, not this test's
-        served = searcher.model
-        assert served.name == "mini" or served.manifest["form_of"].startswith("mini@"), served
+        assert searcher.model.name == "mini", searcher.model
         assert searcher.record.n_vectors == 280
         assert f"{prefix}/manifest.json" in {o.key for o in ws.lake.list(prefix)}

@@ -60,14 +60,18 @@ def test_killed_embedding_resumes_without_redoing_finished_shards(tmp_path: Path
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    with Workspace.open(path, environ=env) as ws:
-        deadline = time.monotonic() + 300
-        while len(_shards(ws)) < 2:
-            assert child.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "no shard finished in 300 s"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
+    try:
+        with Workspace.open(path, environ=env) as ws:
+            # generous: the bound only stops a hung child from hanging the suite
+            deadline = time.monotonic() + 900
+            while len(_shards(ws)) < 2:
+                assert child.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "no shard finished in 900 s"
+                time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)  # also when the wait failed: no child outlives the test
         child.wait()
+    with Workspace.open(path, environ=env) as ws:
         before = _shards(ws)
         n_shards = -(-total // SHARD)
         assert 2 <= len(before) < n_shards, "the kill must land mid-run"
