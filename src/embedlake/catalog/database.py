@@ -37,6 +37,10 @@ class Database:
             f"catalog-{id(self)}", default=None
         )
         self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        # callbacks of the open outermost transaction, run once it committed (after_commit)
+        self._committed: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+            f"catalog-commit-{id(self)}", default=None
+        )
 
     def on_record(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """Be told of every record the lake must keep (see ``catalog.journal``)."""
@@ -59,12 +63,25 @@ class Database:
         if active is not None:
             yield active
             return
+        callbacks: list[Callable[[], None]] = []
         with translate_errors("transaction"), self.engine.begin() as conn:
-            token = self._active.set(conn)
+            token, pending = self._active.set(conn), self._committed.set(callbacks)
             try:
                 yield conn
             finally:
                 self._active.reset(token)
+                self._committed.reset(pending)
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the open transaction committed (at once outside one; never if it
+        rolls back): a wake-up sent before the commit could let the woken reader miss the row."""
+        pending = self._committed.get()
+        if pending is None:
+            callback()
+        elif callback not in pending:
+            pending.append(callback)
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:

@@ -1,18 +1,45 @@
-"""The event outbox, the lake objects seen, the runtime's cursor and the invocation log."""
+"""The event outbox, the lake objects seen, the runtime's cursor and the invocation log.
+
+Work for the runtime (an event added, an invocation queued) is announced when its transaction
+commits, so that a sleeping runtime wakes on work instead of polling: to the listeners of this
+process (:func:`on_work`; the SQLite writer is in-process) and, on PostgreSQL, with a
+``NOTIFY`` on :data:`CHANNEL` that commits with the row (runtime/wake.py listens).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, text, update
 
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import events, invocations, lake_objects, runtime_state
 from embedlake.errors import NotFound
 from embedlake.events import Event
 from embedlake.lake import ObjectEvent
+
+CHANNEL = "embedlake_work"  # PostgreSQL NOTIFY channel of new events and queued invocations
+
+_listeners: dict[str, list[Callable[[], None]]] = {}  # database URL → callbacks
+_listeners_lock = threading.Lock()
+
+
+def on_work(url: str, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` after each commit in this process that adds work to the database at
+    ``url`` (its engine's URL, as ``str(engine.url)``); returns the function that unsubscribes."""
+    with _listeners_lock:
+        _listeners.setdefault(url, []).append(callback)
+
+    def cancel() -> None:
+        with _listeners_lock:
+            if callback in _listeners.get(url, []):
+                _listeners[url].remove(callback)
+
+    return cancel
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,20 @@ class Invocation:
 class Events:
     def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
+        self._url = str(catalog.engine.url)
+        self._postgres = catalog.engine.dialect.name == "postgresql"
+
+    def _announce(self, conn: Connection) -> None:
+        """Tell the runtime there is work, once this transaction commits."""
+        if self._postgres:  # delivered at commit, one per transaction and payload
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        self._catalog.after_commit(self._wake)
+
+    def _wake(self) -> None:
+        with _listeners_lock:
+            callbacks = list(_listeners.get(self._url, ()))
+        for callback in callbacks:
+            callback()
 
     # -- the outbox --------------------------------------------------------------------------
     def add(self, event: Event) -> bool:
@@ -46,6 +87,8 @@ class Events:
             added = conn.execute(
                 stmt.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq)
             ).first()
+            if added is not None:
+                self._announce(conn)
         return added is not None
 
     def add_object_event(self, event: ObjectEvent) -> None:
@@ -146,6 +189,8 @@ class Events:
             added = conn.execute(
                 stmt.on_conflict_do_nothing(index_elements=["id"]).returning(invocations.c.id)
             ).first()
+            if added is not None:
+                self._announce(conn)
         return added is not None
 
     def invocation_update(self, run_id: str, **values: Any) -> None:
@@ -169,17 +214,71 @@ class Events:
             row = conn.execute(stmt).first()
         return None if row is None else int(row[0])
 
-    def finish_invocation(self, run_id: str, status: str, error: str | None) -> None:
-        """Record how the invocation ended, and its duration since it was started."""
-        now = datetime.now(UTC)
-        started = self.invocation(run_id).started_at or now
-        self.invocation_update(
-            run_id,
-            status=status,
-            error=error,
-            finished_at=now,
-            seconds=(now - started).total_seconds(),
+    def claim_queued(self, slots: dict[str, int]) -> list[tuple[str, str, Event]]:
+        """Mark up to ``slots[function]`` queued invocations of each function running, oldest
+        first, in one transaction; (invocation id, function, event) of each claimed. On
+        PostgreSQL the rows are locked with SKIP LOCKED: workers claiming at once share the
+        queue instead of waiting on each other; an UPDATE that lost a race claims nothing."""
+        c, now = invocations.c, datetime.now(UTC)
+        claimed: list[tuple[str, str, str]] = []
+        with self._catalog.begin() as conn:
+            for function, n in slots.items():
+                if n <= 0:
+                    continue
+                # two statements, not UPDATE … WHERE id IN (SELECT … LIMIT n): PostgreSQL may
+                # run such a subquery more than once and update more than n rows
+                oldest = list(
+                    conn.execute(
+                        select(c.id)
+                        .where(c.function == function, c.status == "queued")
+                        .order_by(c.enqueued_at)
+                        .limit(n)
+                        .with_for_update(skip_locked=True)
+                    ).scalars()
+                )
+                if not oldest:
+                    continue
+                stmt = (
+                    update(invocations)
+                    .where(c.id.in_(oldest), c.status == "queued")
+                    .values(status="running", attempts=1, started_at=now, finished_at=None)
+                    .returning(c.id, c.function, c.event_id)
+                )
+                claimed += [(r.id, r.function, r.event_id) for r in conn.execute(stmt)]
+            if not claimed:
+                return []
+            wanted = {e for _, _, e in claimed}
+            found = conn.execute(select(events).where(events.c.id.in_(wanted)))
+            by_id = {r.id: Event(r.type, r.subject, r.data, r.id, _utc(r.time)) for r in found}
+        return [(run_id, function, by_id[e]) for run_id, function, e in claimed]
+
+    def unfinished(self) -> list[tuple[str, str, Event]]:
+        """Invocations claimed (running or retrying) and not finished: (id, function, event)."""
+        c, e = invocations.c, events.c
+        query = (
+            select(c.id.label("run_id"), c.function, e.id, e.type, e.subject, e.data, e.time)
+            .join(events, e.id == c.event_id)
+            .where(c.status.in_(["running", "retrying"]))
         )
+        with self._catalog.connect() as conn:
+            return [
+                (r.run_id, r.function, Event(r.type, r.subject, r.data, r.id, _utc(r.time)))
+                for r in conn.execute(query)
+            ]
+
+    def finish_invocation(self, run_id: str, status: str, error: str | None) -> None:
+        """Record how the invocation ended, and its duration since it was started (one
+        transaction: a read and an update)."""
+        now = datetime.now(UTC)
+        c = invocations.c
+        with self._catalog.begin() as conn:
+            started = conn.execute(select(c.started_at).where(c.id == run_id)).scalar()
+            seconds = (now - (now if started is None else _utc(started))).total_seconds()
+            conn.execute(
+                update(invocations)
+                .where(c.id == run_id)
+                .values(status=status, error=error, finished_at=now, seconds=seconds)
+            )
 
     def invocation(self, run_id: str) -> Invocation:
         found = self.invocations(ids=[run_id])

@@ -7,13 +7,21 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.dialects.sqlite import insert as insert
 
+from embedlake.catalog.sqlite_writers import connection_factory
+
 
 def connect(url: str) -> Engine:
     # a serving process searches from several threads at once: with SQLAlchemy's default pool
     # (5 + 10 overflow) connections were closed and reopened under load, each with a cold cache
     database = make_url(url).database
     in_memory = database in (None, "", ":memory:")  # one shared connection: no pool to size
-    engine = create_engine(url) if in_memory else create_engine(url, pool_size=16, max_overflow=16)
+    if in_memory:
+        engine = create_engine(url)
+    else:  # writers of this process queue on a lock, not in SQLite's sleeping busy handler
+        factory = connection_factory(str(database))
+        engine = create_engine(
+            url, pool_size=16, max_overflow=16, connect_args={"factory": factory}
+        )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:

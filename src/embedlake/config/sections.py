@@ -339,7 +339,18 @@ class RuntimeSettings(_Section):
         "shrinks when idle)",
     )
     poll_interval: float = Field(
-        default=0.05, gt=0, description="seconds between looks at the event outbox and the queues"
+        default=0.05,
+        gt=0,
+        description="seconds between looks of a caller waiting for a result (a fan-out's items "
+        "recovered after a crash, `embedlake up --until-idle`); the runtime itself does not poll",
+    )
+    wake_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds an idle runtime sleeps before it looks at the outbox unannounced: "
+        "work is announced (in-process on SQLite, LISTEN/NOTIFY on PostgreSQL), so this is the "
+        "safety net, and the longest wait for an event another process writes to a SQLite "
+        "catalog without a file in the watched lake",
     )
     system_database: str = Field(
         default="sqlite:///runtime.db",

@@ -1,12 +1,19 @@
 """Durable invocations on DBOS workflows.
 
-- ``invoke`` (one per event and function, id ``<event id>:<function>``, on the function's queue, so
-  the queue's concurrency is the function's): runs attempts, sleeps durably between them with
-  exponential back-off and full jitter, and dead-letters the invocation after its last attempt, or
-  after its first when the failure is permanent (:func:`~embedlake.runtime.core.permanent`).
+- ``invoke`` (one per event and function, id ``<event id>:<function>``, started by the runtime's
+  dispatcher when the function has a free slot, so its concurrency is the function's): runs
+  attempts, sleeps durably between them with exponential back-off and full jitter, and
+  dead-letters the invocation after its last attempt, or after its first when the failure is
+  permanent (:func:`~embedlake.runtime.core.permanent`).
 - ``attempt`` (a child workflow with the function's timeout): runs the handler. Its steps and
   fan-outs are checkpoints: after a crash DBOS replays it, returning finished steps' results.
-- ``map_item`` (a fan-out task on the compute queue): runs ``fn(ws, item)`` on the engine.
+- ``map_item`` (a fan-out task, a child workflow): runs ``fn(ws, item)`` on the engine, whose pool
+  bounds how many run at once.
+
+Each invocation writes few checkpoints: the dispatcher's claim records it running at attempt 1,
+so ``invoke`` records only the attempts after the first, and a successful attempt records its
+own success (measured: a child workflow costs ~3.5 ms of CPU, a step ~2 ms; see
+docs/decisions/0017-runtime-wake-on-work.md).
 
 DBOS registers workflows globally per process, so they find the running runtime through
 :func:`active`: whatever :class:`ActiveRuntime` describes (the service's ``Runtime``).
@@ -17,10 +24,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from dbos import DBOS, Queue, SetWorkflowID, SetWorkflowTimeout, StepOptions
+from dbos import DBOS, SetWorkflowID, SetWorkflowTimeout, StepOptions
 from dbos import error as dbos_errors
 from dbos._registrations import get_func_info  # see set_recovery_limit
 
@@ -38,7 +44,6 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 INVOKE = "embedlake.invoke"
-COMPUTE_QUEUE = "embedlake-compute"
 MAX_RECOVERY_ATTEMPTS = 10  # the default of runtime.max_recovery_attempts (set_recovery_limit)
 
 
@@ -50,6 +55,8 @@ class ActiveRuntime(Protocol):
     poll_interval: float
     retry_base: float
     engine: Engine | None
+
+    def finished(self, function: str, run_id: str) -> None: ...
 
 
 _runtime: ActiveRuntime | None = None
@@ -81,10 +88,6 @@ def set_recovery_limit(attempts: int) -> None:
         info.max_recovery_attempts = attempts
 
 
-def queue_name(function: str) -> str:
-    return f"fn-{function}"
-
-
 def backoff(base: float, attempt: int) -> float:
     """Full jitter: uniform in [0, base·2^(attempt-1)], at least a tenth of the base."""
     return max(base / 10, random.uniform(0, base * 2 ** (attempt - 1)))
@@ -110,15 +113,21 @@ def _describe(exc: BaseException, timeout: float) -> str:
 
 @DBOS.workflow(name=INVOKE, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
 def invoke(function: str, event: dict[str, Any]) -> str:
-    runtime = active()
-    spec = runtime.functions[function]
     run_id = DBOS.workflow_id
     assert run_id is not None
-    first = datetime.now(UTC)
-    DBOS.run_step({"name": "started"}, _update, run_id, status="running", started_at=first)
+    try:
+        return _invoke(function, event, run_id)
+    finally:
+        active().finished(function, run_id)
+
+
+def _invoke(function: str, event: dict[str, Any], run_id: str) -> str:
+    runtime = active()
+    spec = runtime.functions[function]
     error = ""
     for attempt in range(1, spec.retries + 2):
-        DBOS.run_step({"name": f"attempt {attempt}"}, _update, run_id, attempts=attempt)
+        if attempt > 1:  # the claim recorded the first
+            DBOS.run_step({"name": f"attempt {attempt}"}, _update, run_id, attempts=attempt)
         with SetWorkflowID(f"{run_id}#{attempt}"), SetWorkflowTimeout(spec.timeout):
             handle = DBOS.start_workflow(run_attempt, function, event, run_id, attempt)
         try:
@@ -128,8 +137,7 @@ def invoke(function: str, event: dict[str, Any]) -> str:
             if permanent(exc):  # it would fail the same way again: no retry
                 break
         else:
-            DBOS.run_step({"name": "succeeded"}, _finish, run_id, "succeeded", None)
-            return "succeeded"
+            return "succeeded"  # recorded by the attempt itself
         if attempt <= spec.retries:
             delay = DBOS.run_step(
                 {"name": f"back-off {attempt}"}, backoff, runtime.retry_base, attempt
@@ -158,6 +166,9 @@ def run_attempt(function: str, event: dict[str, Any], run_id: str, attempt: int)
     with invocation_ids(function=function, invocation=run_id, event=event_id):
         log.info("attempt %d", attempt)
         spec.handler(Event.from_json(event), ctx)
+    # here, not as a step of ``invoke``: a step is a checkpoint more per invocation, and the
+    # attempt's own completion is already one (a crash before it runs the attempt again)
+    _finish(run_id, "succeeded", None)
 
 
 @DBOS.workflow(name="embedlake.map_item", max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
@@ -173,13 +184,6 @@ def _run_task(ref: str, item: Any) -> Any:
     return engine.run(ref, item)
 
 
-def queue_for(name: str) -> Queue:
-    queue = DBOS.retrieve_queue(name)
-    if queue is None:
-        raise ConfigError(f"queue {name!r} is not registered (is the runtime started?)")
-    return queue
-
-
 class DurableSteps:
     """Steps as DBOS steps; a fan-out as one queued workflow per item, joined in order."""
 
@@ -190,10 +194,9 @@ class DurableSteps:
     def map(self, name: str, fn: Task, items: Sequence[Any]) -> list[Any]:
         ref = task_ref(fn)
         parent = DBOS.workflow_id
-        queue = queue_for(COMPUTE_QUEUE)
         handles = []
         for number, item in enumerate(items):
             with SetWorkflowID(f"{parent}:{name}:{number}"):
-                handles.append(queue.enqueue(map_item, ref, item))
+                handles.append(DBOS.start_workflow(map_item, ref, item))
         poll = active().poll_interval
         return [h.get_result(polling_interval_sec=poll) for h in handles]

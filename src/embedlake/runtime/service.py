@@ -1,32 +1,37 @@
-"""The runtime: DBOS launched over the workspace, a dispatcher thread and watcher threads."""
+"""The runtime: DBOS launched over the workspace, a dispatcher thread and watcher threads.
+
+The dispatcher sleeps until work is announced (runtime/wake.py) or a schedule is due: it routes
+new outbox events to queued invocations, claims as many as each function has free slots, and
+starts each as a DBOS workflow under its invocation id. A finished invocation frees its slot and
+wakes the dispatcher. DBOS's own queues are not used: their runner polls the database per queue
+(docs/decisions/0017-runtime-wake-on-work.md).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from croniter import croniter
-from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy import create_engine, make_url
+from sqlalchemy import event as sa_event
 
+from embedlake.catalog.sqlite_writers import connection_factory
 from embedlake.errors import InputError
 from embedlake.events import Event
-from embedlake.functions import Functions, FunctionSpec
+from embedlake.functions import Functions
 from embedlake.functions.loading import load_functions
-from embedlake.runtime.core import CURSOR, route, schedule_event
-from embedlake.runtime.durable import (
-    COMPUTE_QUEUE,
-    INVOKE,
-    activate,
-    invoke,
-    queue_for,
-    queue_name,
-    set_recovery_limit,
-)
+from embedlake.runtime.core import CURSOR, route_queued, schedule_event
+from embedlake.runtime.durable import activate, invoke, set_recovery_limit
 from embedlake.runtime.engines import Engine, open_engine
 from embedlake.runtime.s3events import remote_watchers
+from embedlake.runtime.wake import Wake
 from embedlake.runtime.watch import Loop, Watcher, scan
 from embedlake.workspace import Workspace
 
@@ -34,16 +39,55 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CURSOR", "Runtime", "describe", "redrive", "watchers"]
 
+ROUTE_BATCH = 500  # outbox events routed per transaction
+IDLE_POLL = 3600.0  # seconds: the polls of DBOS features the runtime does not use
+NOTIFY_COALESCE = 1.0  # seconds: DBOS's notifier's sleep, also the most a stop waits for it
 
-def _dbos_config(ws: Workspace) -> DBOSConfig:
-    return {
+
+def _dbos_config(ws: Workspace, functions: Functions) -> DBOSConfig:
+    # every running invocation holds two executor threads (``invoke`` waits on its attempt), so
+    # the pool has room for all of them and for the fan-out items they wait on
+    held = 2 * sum(spec.concurrency for spec in functions)
+    url = ws.settings.runtime_database_url()
+    config: DBOSConfig = {
         "name": "embedlake",
-        "system_database_url": ws.settings.runtime_database_url(),
+        "system_database_url": url,
         "console_log_level": "WARNING",
         "run_migrations": True,
-        "max_executor_threads": ws.settings.runtime.max_workers * 4,
+        "max_executor_threads": held + ws.settings.runtime.max_workers * 4,
         "executor_id": ws.settings.executor_id(),
+        # idle work of DBOS features the runtime does not use: its schedules (ours are the
+        # dispatcher's) are polled every 30 s, and on PostgreSQL its notifier wakes every 10 ms
+        # to flush DBOS events and streams. (Its SQLite notification poller only sleeps when
+        # nobody waits, and a long sleep would hold DBOS.destroy up to its 10 s join.)
+        "scheduler_polling_interval_sec": IDLE_POLL,
+        "notification_coalesce_sec": NOTIFY_COALESCE,
     }
+    if url.startswith("sqlite"):
+        config["system_database_engine"] = sqlite_system_engine(url)
+    return config
+
+
+def sqlite_system_engine(url: str) -> SAEngine:
+    """DBOS's SQLite system database as DBOS makes it (IMMEDIATE transactions, a long busy
+    timeout, foreign keys), in WAL mode with ``synchronous=NORMAL`` as the catalog is: DBOS's
+    default rollback journal syncs the disk at every commit and blocks writers while anyone
+    reads, which capped the runtime near 9 invocations a second."""
+    factory = connection_factory(str(make_url(url).database))  # writers queue, see there
+    engine = create_engine(url, pool_size=16, max_overflow=16, connect_args={"factory": factory})
+
+    @sa_event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
+        for pragma in (
+            "busy_timeout=30000",
+            "foreign_keys=ON",
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+        ):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    return engine
 
 
 def watchers(ws: Workspace, prefixes: list[str]) -> list[Loop]:
@@ -62,11 +106,15 @@ class Runtime:
         self.functions = load_functions(ws, functions)
         settings = ws.settings.runtime
         self.poll_interval = settings.poll_interval
+        self.wake_timeout = settings.wake_timeout
         self.retry_base = settings.retry_base_seconds
         self.engine: Engine | None = None
         self._stop = threading.Event()
+        self._wake: Wake | None = None
         self._threads: list[threading.Thread] = []
         self._watchers: list[Loop] = []
+        self._running: dict[str, set[str]] = defaultdict(set)  # function → invocations started here
+        self._lock = threading.Lock()
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> Runtime:
@@ -77,19 +125,10 @@ class Runtime:
         activate(self)
         set_recovery_limit(settings.max_recovery_attempts)
         self.engine = open_engine(self.ws.settings, self.ws)
-        DBOS(config=_dbos_config(self.ws))
+        self._wake = Wake(self.ws.catalog.engine)
+        DBOS(config=_dbos_config(self.ws, self.functions))
         DBOS.launch()  # recovers every invocation a crash interrupted
-        for spec in self.functions:
-            DBOS.register_queue(
-                queue_name(spec.name),
-                worker_concurrency=spec.concurrency,
-                polling_interval_sec=self.poll_interval,
-            )
-        DBOS.register_queue(
-            COMPUTE_QUEUE,
-            worker_concurrency=self.ws.settings.runtime.max_workers,
-            polling_interval_sec=self.poll_interval,
-        )
+        self._adopt_unstarted()
         found = scan(self.ws, self.ws.settings.runtime.watch_prefixes)
         if found:
             log.info("start-up scan: %d objects changed while the runtime was down", found)
@@ -104,6 +143,8 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake is not None:
+            self._wake.set()
         for watcher in self._watchers:
             watcher.stop()
         for watcher in self._watchers:
@@ -112,6 +153,8 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout=5)
         DBOS.destroy(destroy_registry=False)
+        if self._wake is not None:
+            self._wake.close()
         if self.engine is not None:
             self.engine.close()
         activate(None)
@@ -122,32 +165,80 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def wake(self) -> Wake | None:
+        """What the dispatcher sleeps on (None before the start)."""
+        return self._wake
+
+    def _adopt_unstarted(self) -> None:
+        """Start invocations claimed before a crash whose workflow DBOS never recorded (the
+        crash fell between the claim's commit and the start). One DBOS knows is its own to
+        recover, here (DBOS.launch) or by the worker that runs it."""
+        names = {spec.name for spec in self.functions}
+        for run_id, function, event in self.ws.catalog.events.unfinished():
+            if function in names and DBOS.get_workflow_status(run_id) is None:
+                log.info("starting %s: claimed before a crash, never started", run_id)
+                self._start(function, event, run_id)
+
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
+        assert self._wake is not None
         last_tick = datetime.now(UTC)
         while not self._stop.is_set():
             try:
-                moved = self.dispatch_once()
+                self.dispatch_once()
                 last_tick = self._schedules(last_tick)
             except Exception:
                 log.exception("dispatcher error; retrying")
-                moved = 0
-            if not moved:
                 self._stop.wait(self.poll_interval)
+                continue
+            self._wake.wait(self._sleep_for(last_tick))
 
     def dispatch_once(self) -> int:
-        """Enqueue an invocation for every (new event, matching function); returns events seen.
+        """Route every new event to its queued invocations, then claim and start as many queued
+        invocations as the functions have free slots; returns events routed.
 
-        The cursor moves after the enqueue: a crash in between re-enqueues the same invocation
-        ids, which DBOS treats as the same workflows (at least once, never twice); so an
-        invocation recorded before is enqueued again too.
+        The routing commits before the claim and the claim before the start: a crash after
+        the routing leaves invocations queued (claimed at the next start), one after a claim
+        leaves them claimed and unstarted (``_adopt_unstarted``).
         """
-        return route(self.ws, self.functions, self._enqueue, start_recorded=True).events
+        routed = total = route_queued(self.ws, self.functions, limit=ROUTE_BATCH)
+        while routed == ROUTE_BATCH:  # a full batch: more may wait
+            routed = route_queued(self.ws, self.functions, limit=ROUTE_BATCH)
+            total += routed
+        with self._lock:
+            slots = {s.name: s.concurrency - len(self._running[s.name]) for s in self.functions}
+        for run_id, function, event in self.ws.catalog.events.claim_queued(slots):
+            self._start(function, event, run_id)
+        return total
 
-    def _enqueue(self, spec: FunctionSpec, event: Event, run_id: str) -> None:
-        """Start an invocation: DBOS's ``invoke`` workflow, id ``run_id``, on the function's queue."""
+    def _start(self, function: str, event: Event, run_id: str) -> None:
+        """Start DBOS's ``invoke`` workflow for an invocation, under its id (DBOS starts one
+        workflow per id, however often asked); its slot is held until ``finished``."""
+        with self._lock:
+            self._running[function].add(run_id)
         with SetWorkflowID(run_id):
-            queue_for(queue_name(spec.name)).enqueue(invoke, spec.name, event.to_json())
+            DBOS.start_workflow(invoke, function, event.to_json())
+
+    def finished(self, function: str, run_id: str) -> None:
+        """An invocation ended (``invoke`` returned or raised): its slot is free for the next."""
+        with self._lock:
+            self._running[function].discard(run_id)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _sleep_for(self, last: datetime) -> float:
+        """Seconds until the next schedule is due, at most ``wake_timeout``."""
+        due: list[datetime] = [
+            croniter(trigger.cron, last).get_next(datetime)
+            for spec in self.functions
+            for trigger in spec.triggers
+            if trigger.cron is not None
+        ]
+        if not due:
+            return self.wake_timeout
+        until: float = (min(due) - datetime.now(UTC)).total_seconds()
+        return max(0.0, min(self.wake_timeout, until))
 
     def _schedules(self, last: datetime) -> datetime:
         """Raise the schedule events due since ``last``; the new ``last``."""
@@ -186,7 +277,8 @@ class Runtime:
 
 
 def redrive(ws: Workspace, run_id: str) -> str:
-    """Enqueue a dead-lettered invocation again, as a new invocation; returns its id."""
+    """Queue a dead-lettered invocation again, as a new invocation; returns its id. The runtime
+    claims it like any queued invocation (woken by the announcement of the new row)."""
     events = ws.catalog.events
     invocation = events.invocation(run_id)
     if invocation.status != "dead":
@@ -198,16 +290,6 @@ def redrive(ws: Workspace, run_id: str) -> str:
     )
     new_id = f"{base}~{number}"
     events.invocation_queued(new_id, invocation.function, event.id)
-    client = DBOSClient(system_database_url=ws.settings.runtime_database_url())
-    try:
-        options: EnqueueOptions = {
-            "workflow_name": INVOKE,
-            "queue_name": queue_name(invocation.function),
-            "workflow_id": new_id,
-        }
-        client.enqueue(options, invocation.function, event.to_json())
-    finally:
-        client.destroy()
     return new_id
 
 

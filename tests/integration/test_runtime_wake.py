@@ -1,0 +1,140 @@
+"""A runtime that sleeps: no catalog work while idle, woken by work as it is written.
+
+Functional, not timing: the safety timeout (``runtime.wake_timeout``) is an hour in these tests,
+so an invocation that finishes was started because its event was announced, in this process on
+SQLite, by PostgreSQL's NOTIFY from another process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from embedlake import Workspace
+from embedlake.events import Event
+from embedlake.functions import Functions, on_event
+from embedlake.functions.context import Context
+from embedlake.runtime import Runtime
+from embedlake.runtime.service import redrive
+
+IDLE_WINDOW = 60.0  # seconds of idleness watched: the issue's minute
+SLEEPY = {
+    "EMBEDLAKE_RUNTIME__WAKE_TIMEOUT": "3600",  # an hour: only an announcement wakes the runtime
+    "EMBEDLAKE_RUNTIME__RETRY_BASE_SECONDS": "0.05",
+    "EMBEDLAKE_RUNTIME__WATCH": "false",
+}
+
+sleepy = Functions()
+_calls: list[str] = []
+
+
+@sleepy.function(on=on_event("test.wake"), concurrency=2, retries=0)
+def note(event: Event, ctx: Context) -> None:
+    _calls.append(event.subject)
+
+
+@sleepy.function(on=on_event("test.refuse"), retries=0)
+def refuse(event: Event, ctx: Context) -> None:
+    raise RuntimeError("no")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    url: str = request.getfixturevalue("postgres").database()
+    return {"EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """Every SQL statement sent through ``engine`` while the block runs, from any thread."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        with lock:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _until(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the runtime never finished the work"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_an_idle_runtime_does_no_catalog_work_for_a_minute(tmp_path: Path) -> None:
+    # the built-in functions, the lake watcher on: `embedlake up` as a user starts it
+    with Workspace.init(tmp_path / "ws") as ws, Runtime(ws) as runtime:
+        ws.catalog.events.add(Event("test.nobody", "warm-up"))  # one pass of real work first
+        assert runtime.wait_idle(60)
+        time.sleep(1.0)  # the pass that follows the wait's last look
+        with statements(ws.catalog.engine) as seen:
+            time.sleep(IDLE_WINDOW)
+        assert seen == []
+        # and it is asleep, not dead: an event still runs
+        ws.catalog.events.add(Event("test.nobody", "after"))
+        assert runtime.wait_idle(60)
+        assert int(ws.catalog.events.get_state("dispatch.cursor")) == ws.catalog.events.latest_seq()
+
+
+def test_events_wake_the_runtime_with_an_hour_long_safety_timeout(
+    tmp_path: Path, backend: dict[str, str]
+) -> None:
+    _calls.clear()
+    with Workspace.init(tmp_path / "ws", environ={**SLEEPY, **backend}) as ws, Runtime(ws, sleepy):
+        for n in range(5):  # one at a time: each is a wake-up of a sleeping dispatcher
+            ws.catalog.events.add(Event("test.wake", f"one-{n}"))
+            _until(lambda n=n: len(_calls) == n + 1)
+        for n in range(20):  # a burst: more than the concurrency, so finishing wakes it too
+            ws.catalog.events.add(Event("test.wake", f"burst-{n}"))
+        _until(lambda: len(_calls) == 25)
+        ws.catalog.events.add(Event("test.refuse", "x"))
+        _until(lambda: {i.status for i in ws.catalog.events.invocations()} == {"succeeded", "dead"})
+        [dead] = ws.catalog.events.invocations(function="refuse")
+        again = redrive(ws, dead.id)  # a queued invocation, announced like an event
+        _until(lambda: ws.catalog.events.invocation(again).status == "dead")
+    assert sorted(_calls) == sorted(
+        [f"one-{n}" for n in range(5)] + [f"burst-{n}" for n in range(20)]
+    )
+
+
+def test_an_event_another_process_writes_wakes_the_runtime_by_notify(
+    tmp_path: Path, postgres: Any
+) -> None:
+    _calls.clear()
+    url = postgres.database()
+    env = {**SLEEPY, "EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
+    path = tmp_path / "ws"
+    with Workspace.init(path, environ=env) as ws, Runtime(ws, sleepy) as runtime:
+        assert runtime.wake is not None
+        assert runtime.wake.listening.wait(30)  # written after: only its NOTIFY can wake us
+        time.sleep(0.2)  # the wake-up the listener gives itself on connecting is spent
+        writer = (
+            "import sys; from pathlib import Path\n"
+            "from embedlake import Workspace; from embedlake.events import Event\n"
+            "env = dict(EMBEDLAKE_CATALOG__URL=sys.argv[2])\n"
+            "with Workspace.open(Path(sys.argv[1]), environ=env) as w:\n"
+            "    w.catalog.events.add(Event('test.wake', 'from-another-process'))\n"
+        )
+        subprocess.run([sys.executable, "-c", writer, str(path), url], check=True)
+        _until(lambda: _calls == ["from-another-process"])
+        [run] = ws.catalog.events.invocations(function="note")
+        _until(lambda: ws.catalog.events.invocation(run.id).status == "succeeded")
