@@ -11,10 +11,14 @@ previous one ends. Other processes are still waited out by the busy handler.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Self
+
+log = logging.getLogger(__name__)
 
 WAIT = 30.0  # seconds a writer queues here before it goes on to SQLite's own busy wait
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN")
@@ -45,17 +49,39 @@ class _Cursor(sqlite3.Cursor):
             conn._after()
 
 
+class _Owner:
+    """The thread holding a file's lock (its ident), or None."""
+
+    def __init__(self) -> None:
+        self._ident: int | None = None
+
+    def get(self) -> int | None:
+        return self._ident
+
+    def set(self, ident: int | None) -> None:
+        self._ident = ident
+
+
 class _Connection(sqlite3.Connection):
     lock: threading.Lock  # set on the subclass made per database file
+    owner: _Owner  # and who holds it
     _held = False
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or _Cursor)
 
     def _before(self, sql: str) -> None:
-        if not self._held and not self.in_transaction and _writes(sql):
-            # a timeout, not a deadlock, when a thread writes on two connections at once
-            self._held = self.lock.acquire(timeout=WAIT)
+        if self._held or self.in_transaction or not _writes(sql):
+            return
+        if self.owner.get() == threading.get_ident():
+            # this thread already writes on another connection to the file: waiting here
+            # would wait on itself; SQLite's busy handler decides, as it would without us
+            return
+        self._held = self.lock.acquire(timeout=WAIT)
+        if self._held:
+            self.owner.set(threading.get_ident())
+        else:
+            log.warning("waited %g s for this process's other SQLite writer; going on", WAIT)
 
     def _after(self) -> None:
         if self._held and not self.in_transaction:  # a statement outside a transaction
@@ -63,6 +89,7 @@ class _Connection(sqlite3.Connection):
 
     def _release(self) -> None:
         self._held = False
+        self.owner.set(None)
         self.lock.release()
 
     def commit(self) -> None:
@@ -92,5 +119,17 @@ def connection_factory(database: str) -> type[sqlite3.Connection]:
     key = str(Path(database).resolve())
     with _classes_lock:
         if key not in _classes:
-            _classes[key] = type("SerialWriter", (_Connection,), {"lock": threading.Lock()})
+            shared = {"lock": threading.Lock(), "owner": _Owner()}
+            _classes[key] = type("SerialWriter", (_Connection,), shared)
         return _classes[key]
+
+
+def _after_fork_in_child() -> None:
+    # a child forked while another thread of the parent wrote would inherit a held lock that
+    # nobody in the child can release: it starts with fresh ones
+    for cls in _classes.values():
+        cls.lock = threading.Lock()  # type: ignore[attr-defined]
+        cls.owner = _Owner()  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
