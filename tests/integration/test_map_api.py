@@ -38,6 +38,14 @@ def test_releases_with_maps_and_their_points_ids_and_labels(api: Api) -> None:
     # of 1,036 documents, three have a language (en, en, de), two a year (1990, 1991), three
     # another source: the language tells most (0.031 bits; source 0.029, year 0.022)
     assert index["default_field"] == "lang"
+    # chosen when the map was fitted and kept in its report (a request samples nothing); a map
+    # fitted before they were kept has them computed per request, to the same answer
+    report = api.ws.catalog.releases.get(api.second).report
+    assert (report["map"]["fields"], report["map"]["default_field"]) == (index["fields"], "lang")
+    older = {k: v for k, v in report["map"].items() if k not in ("fields", "default_field")}
+    api.ws.catalog.releases.update(api.second, report={**report, "map": older})
+    again = api.call("GET", "/v1/map", "search").json()
+    assert (again["fields"], again["default_field"]) == (index["fields"], "lang")
 
     points = api.call("GET", f"/v1/map/{api.second}/points", "search")
     assert points.headers["content-type"] == "application/octet-stream"

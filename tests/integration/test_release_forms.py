@@ -29,8 +29,6 @@ pytestmark = pytest.mark.slow
 ENVIRON = {
     "EMBEDLAKE_SERVING__FORMS": '["onnx-fp32", "onnx-int8"]',
     "EMBEDLAKE_SERVING__TORCH_FREE": "true",
-    "EMBEDLAKE_SERVING__EVAL_DOCUMENTS": "400",
-    "EMBEDLAKE_SERVING__SPEED_DOCUMENTS": "32",
     "EMBEDLAKE_MAP__METHOD": "pca",
     "EMBEDLAKE_INDEX__ENGINE": "exact",
 }
@@ -54,11 +52,11 @@ def test_the_release_is_built_with_the_fastest_form_that_keeps_ndcg(
     rows = report["forms"]
     assert set(rows) == {"model", "onnx-fp32", "onnx-int8"}
     med = report["evaluation"]["datasets"]["med"]
-    assert med["of_queries"] == 30 and 25 <= med["queries"] <= 30 and med["documents"] == 400
+    assert med["of_queries"] == 30 and 25 <= med["queries"] <= 30 and med["documents"] == 300
     # timed in interleaved rounds on the same documents; the spread of the per-round ratios is
     # reported with each form's speed-up
     timing = report["timing"]
-    assert timing["rounds"] == 5 and timing["documents"] == 32
+    assert timing["rounds"] == 5 and timing["documents"] == 16
     assert all(len(timing["wall_s"][n]) == 5 for n in rows)
     for name in ("onnx-fp32", "onnx-int8"):
         row = rows[name]
@@ -163,7 +161,20 @@ def test_choosing_again_reuses_the_registered_form(released: tuple[Workspace, st
     again, but an export need not be byte-identical: the registered form is kept, not replaced."""
     ws, release_id = released
     model = ws.catalog.registry.model_by_id(ws.catalog.releases.get(release_id).model_id)
-    again = choose(ws, model.manifest["form_of"], {})
+    # the claim is about what is registered, not the measurement: small samples, and a policy
+    # that a few queries' noise cannot fail, so the same form is chosen again
+    small = {
+        **ENVIRON,
+        "EMBEDLAKE_SERVING__FORMS": json.dumps([model.manifest["form"]]),
+        "EMBEDLAKE_SERVING__EVAL_DOCUMENTS": "60",
+        "EMBEDLAKE_SERVING__EVAL_QUERIES": "10",
+        "EMBEDLAKE_SERVING__SPEED_DOCUMENTS": "8",
+        "EMBEDLAKE_SERVING__SPEED_ROUNDS": "2",
+        "EMBEDLAKE_SERVING__MAX_NDCG_LOSS": "0.5",
+        "EMBEDLAKE_SERVING__SIGNIFICANCE": "1e-9",
+    }
+    with Workspace.open(ws.settings.workspace, environ=small) as again_ws:
+        again = choose(again_ws, model.manifest["form_of"], {})
     assert again["model"] == model.ref
     assert [m.ref for m in ws.catalog.registry.list_models() if m.name == model.name] == [model.ref]
 
@@ -177,15 +188,14 @@ def test_torch_free_never_publishes_a_release_its_nodes_cannot_serve(tmp_path: P
         {"_id": f"d{i}", "text": f"{kinds[i % 3][0]} flow over a {kinds[i % 3][1]} wing, case {i}"}
         for i in range(60)
     ]
-    environ = {**ENVIRON, "EMBEDLAKE_SERVING__SPEED_DOCUMENTS": "16"}
-    with Workspace.init(tmp_path / "ws", environ=environ) as ws:
+    with Workspace.init(tmp_path / "ws", environ=ENVIRON) as ws:
         ingest_path(ws, write_jsonl(tmp_path / "wings.jsonl", rows), source="wings")
         prefix, _ = train(ws, name="lsa-live", kind="lsa", components=8)
         live = _build(ws, artifacts.register_from_lake(ws, prefix)[0].ref, "live", publish=True)
         assert ws.catalog.releases.alias("production") == live["release"]
         minilm = resolve_model(ws, "minilm").ref
 
-    torch_only = {**environ, "EMBEDLAKE_SERVING__FORMS": '["torch-bf16"]'}
+    torch_only = {**ENVIRON, "EMBEDLAKE_SERVING__FORMS": '["torch-bf16"]'}
     with (
         Workspace.open(tmp_path / "ws", environ=torch_only) as ws,
         pytest.raises(ConfigError, match=r"serving\.torch_free: minilm@.* needs torch"),
@@ -196,7 +206,7 @@ def test_torch_free_never_publishes_a_release_its_nodes_cannot_serve(tmp_path: P
     bf16 = tmp_path / "minilm-bf16"
     shutil.copytree(builtin_path(), bf16)
     (bf16 / "serving.json").write_text(json.dumps({"form": "torch-bf16", "precision": "bf16"}))
-    with Workspace.open(tmp_path / "ws", environ=environ) as ws:
+    with Workspace.open(tmp_path / "ws", environ=ENVIRON) as ws:
         form = artifacts.publish_folder(
             ws, bf16, name="minilm.torch-bf16", kind=KIND,
             extra={"form": "torch-bf16", "form_of": minilm, "precision": "bf16"},
@@ -204,7 +214,7 @@ def test_torch_free_never_publishes_a_release_its_nodes_cannot_serve(tmp_path: P
         with pytest.raises(ConfigError, match=r"is its torch-bf16 form: release the model it"):
             choose(ws, form.ref, {})
 
-    static = {**environ, "EMBEDLAKE_SERVING__FORMS": '["static"]'}
+    static = {**ENVIRON, "EMBEDLAKE_SERVING__FORMS": '["static"]'}
     with Workspace.open(tmp_path / "ws", environ=static) as ws:
         with pytest.raises(InputError, match=r"no torch-free form of minilm@.* keeps its quality"):
             _build(ws, minilm, "static only", publish=True)

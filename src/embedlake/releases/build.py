@@ -27,7 +27,7 @@ from embedlake.embeddings.batch import embed_in_steps
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import NotFound
 from embedlake.index.exact import ExactIndex
-from embedlake.reduce import projection, topics
+from embedlake.reduce import maps, projection, topics
 from embedlake.reduce.pca import PcaReducer
 from embedlake.reduce.store import read_reducer
 from embedlake.releases import coverage, form_choice, gate
@@ -149,7 +149,11 @@ def map_release(ws: Workspace, release_id: str) -> float:
     fitted = projection.fit(ids, reduced, ws.settings.map)
     topics.label(ws, fitted, ws.settings.map)
     fitted.save(ws.lake, release.prefix)
-    _merge_report(ws, release_id, map=fitted.meta)
+    # the fields to colour by, chosen here once (a sample of the live documents), not by every
+    # request for the map's index
+    offered = maps.fields(ws)
+    meta = {**fitted.meta, "fields": offered.offered, "default_field": offered.default}
+    _merge_report(ws, release_id, map=meta)
     return time.perf_counter() - started
 
 

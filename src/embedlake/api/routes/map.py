@@ -38,6 +38,20 @@ def map_index(request: Request) -> schemas.MapIndex:
     held: dict[str, list[str]] = {}
     for alias, release_id in ws.catalog.releases.aliases().items():
         held.setdefault(release_id, []).append(alias)
+    mapped = [
+        r
+        for r in reversed(ws.catalog.releases.all())
+        if "map" in r.report and r.status not in ("removed", "failed", "building")
+    ]
+    alias = request.app.state.serving.default_alias
+    # the fields chosen when the served map was fitted (the alias's, else the newest map's); for
+    # a map fitted before they were stored, computed here
+    served = [r for r in mapped if alias in held.get(r.id, [])] or mapped[:1]
+    fitted = served[0].report["map"] if served else {}
+    if "fields" in fitted:
+        offered = maps.Fields(fitted["fields"], fitted["default_field"])
+    else:
+        offered = maps.fields(ws)
     releases = [
         schemas.MapRelease(
             id=r.id,
@@ -46,15 +60,10 @@ def map_index(request: Request) -> schemas.MapIndex:
             method=r.report["map"]["method"],
             documents=r.report["map"]["n"],
         )
-        for r in reversed(ws.catalog.releases.all())
-        if "map" in r.report and r.status not in ("removed", "failed", "building")
+        for r in mapped
     ]
-    offered = maps.fields(ws)
     return schemas.MapIndex(
-        alias=request.app.state.serving.default_alias,
-        releases=releases,
-        fields=offered.offered,
-        default_field=offered.default,
+        alias=alias, releases=releases, fields=offered.offered, default_field=offered.default
     )
 
 
