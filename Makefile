@@ -28,7 +28,7 @@ lint: install
 # fixtures (workspaces with a built release) are built once; the ten slowest tests are listed
 TEST_JOBS ?= auto
 test: lint
-	$(VENV)/bin/pytest -n $(TEST_JOBS) --dist loadfile --durations=10
+	$(VENV)/bin/pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --durations=10
 
 # docs/settings.md is written from the settings' descriptions (tests/unit/test_settings_docs.py)
 docs: install
