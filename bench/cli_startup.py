@@ -53,6 +53,7 @@ def export_src(rev: str, into: Path) -> Path:
 
 
 def small_workspace(into: Path, env: dict[str, str]) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
     ws, docs = into / "ws", into / "docs.jsonl"
     docs.write_text(
         "".join(json.dumps({"_id": str(n), "text": f"document {n}"}) + "\n" for n in range(3))
@@ -74,12 +75,14 @@ def main() -> None:
             "after": ROOT / "src",
         }
         envs = {k: {**os.environ, "PYTHONPATH": str(src)} for k, src in sides.items()}
-        ws = small_workspace(Path(tmp), envs["after"])
+        # a workspace per side, made by that side: the settings file one side writes names
+        # settings the other may not know
+        spaces = {side: small_workspace(Path(tmp) / side, env) for side, env in envs.items()}
         # `-m embedlake.cli.app`: the module both sides have (`-m embedlake` is new)
         runs: dict[str, tuple[list[str], dict[str, str]]] = {"python -c pass": (
             [sys.executable, "-c", "pass"], dict(os.environ))}  # fmt: skip
         for side, env in envs.items():
-            for name, rest in (("--help", ["--help"]), ("status", ["status", str(ws)])):
+            for name, rest in (("--help", ["--help"]), ("status", ["status", str(spaces[side])])):
                 argv = [sys.executable, "-m", "embedlake.cli.app", *rest]
                 runs[f"{name} ({side})"] = (argv, env)
         for argv, env in runs.values():  # warm the file cache and the bytecode
