@@ -138,3 +138,30 @@ def test_an_event_another_process_writes_wakes_the_runtime_by_notify(
         _until(lambda: _calls == ["from-another-process"])
         [run] = ws.catalog.events.invocations(function="note")
         _until(lambda: ws.catalog.events.invocation(run.id).status == "succeeded")
+
+
+def test_an_invocation_whose_start_failed_is_queued_again_and_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DBOS cannot start a claimed invocation once (its database unreachable, say): that one and
+    the rest of its batch go back to the queue with their slots, and run without a restart."""
+    from embedlake.runtime import service
+
+    real, failed = service.DBOS.start_workflow, []
+
+    def start_once_failing(*args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append(args[1:2])  # the function whose start failed
+            raise RuntimeError("DBOS's system database is unreachable")
+        return real(*args, **kwargs)
+
+    _calls.clear()
+    with Workspace.init(tmp_path / "ws", environ=SLEEPY) as ws, Runtime(ws, sleepy):
+        monkeypatch.setattr(service.DBOS, "start_workflow", start_once_failing)
+        for n in range(3):  # more than `note`'s two slots
+            ws.catalog.events.add(Event("test.wake", f"n{n}"))
+        _until(lambda: sorted(_calls) == ["n0", "n1", "n2"])
+        runs = ws.catalog.events.invocations(function="note")
+        _until(lambda: {ws.catalog.events.invocation(r.id).status for r in runs} == {"succeeded"})
+        assert failed == [("note",)]
+        assert [ws.catalog.events.invocation(r.id).attempts for r in runs] == [1, 1, 1]

@@ -200,7 +200,8 @@ class Runtime:
 
         The routing commits before the claim and the claim before the start: a crash after
         the routing leaves invocations queued (claimed at the next start), one after a claim
-        leaves them claimed and unstarted (``_adopt_unstarted``).
+        leaves them claimed and unstarted (``_adopt_unstarted``). A start that fails (DBOS's
+        database unreachable) puts its invocation and the rest of the batch back in the queue.
         """
         routed = total = route_queued(self.ws, self.functions, limit=ROUTE_BATCH)
         while routed == ROUTE_BATCH:  # a full batch: more may wait
@@ -208,9 +209,25 @@ class Runtime:
             total += routed
         with self._lock:
             slots = {s.name: s.concurrency - len(self._running[s.name]) for s in self.functions}
-        for run_id, function, event in self.ws.catalog.events.claim_queued(slots):
-            self._start(function, event, run_id)
+        claimed = self.ws.catalog.events.claim_queued(slots)
+        for n, (run_id, function, event) in enumerate(claimed):
+            try:
+                self._start(function, event, run_id)
+            except Exception:
+                for unstarted, name, _ in claimed[n:]:
+                    self._unclaim(name, unstarted)
+                raise
         return total
+
+    def _unclaim(self, function: str, run_id: str) -> None:
+        """An invocation claimed and not started: its slot freed, and queued again so that the
+        next claim starts it (else it would wait, claimed, for the next restart). Starting it
+        twice is harmless: DBOS runs one workflow per id."""
+        with self._lock:
+            self._running[function].discard(run_id)
+        self.ws.catalog.events.invocation_update(
+            run_id, status="queued", attempts=0, started_at=None
+        )
 
     def _start(self, function: str, event: Event, run_id: str) -> None:
         """Start DBOS's ``invoke`` workflow for an invocation, under its id (DBOS starts one
