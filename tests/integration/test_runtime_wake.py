@@ -165,3 +165,35 @@ def test_an_invocation_whose_start_failed_is_queued_again_and_runs(
         _until(lambda: {ws.catalog.events.invocation(r.id).status for r in runs} == {"succeeded"})
         assert failed == [("note",)]
         assert [ws.catalog.events.invocation(r.id).attempts for r in runs] == [1, 1, 1]
+
+
+def test_an_event_that_commits_after_a_later_one_is_still_routed(
+    tmp_path: Path, postgres: Any
+) -> None:
+    """PostgreSQL numbers an event when it is inserted and shows it when its transaction commits:
+    the router reads #n+1 while #n is in flight, routes #n+1, and routes #n once it commits (the
+    cursor waits below it meanwhile)."""
+    from embedlake.runtime.core import CURSOR
+    from embedlake.runtime.router import Router
+
+    url = postgres.database()
+    env = {**SLEEPY, "EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
+    path = tmp_path / "ws"
+    with Workspace.init(path, environ=env) as ws, Workspace.open(path, environ=env) as other:
+        router = Router(ws, sleepy)
+
+        def queued() -> set[str]:
+            return {i.event_id for i in ws.catalog.events.invocations()}
+
+        with other.catalog.begin():  # another writer's transaction, still open
+            other.catalog.events.add(Event("test.wake", "slow", id="slow"))
+            ws.catalog.events.add(Event("test.wake", "fast", id="fast"))
+            assert router.route() == 1
+            assert queued() == {"fast"}
+            assert router.gaps.waited(time.monotonic()) != []
+            cursor = int(ws.catalog.events.get_state(CURSOR, "0"))
+            assert cursor < ws.catalog.events.latest_seq()  # not past the missing one
+        assert router.route() == 1  # committed now: routed
+        assert queued() == {"fast", "slow"}
+        assert router.gaps.waited(time.monotonic()) == []
+        assert int(ws.catalog.events.get_state(CURSOR, "0")) == ws.catalog.events.latest_seq()

@@ -160,21 +160,3 @@ def route(
                 started += 1
         events.set_state(CURSOR, str(seq))
     return Routed(len(batch), started)
-
-
-def route_queued(ws: Workspace, functions: Functions, *, limit: int = 500) -> int:
-    """Record the queued invocations of up to ``limit`` outbox events after the cursor and move
-    the cursor past them, in one transaction (one commit for the batch); returns events read.
-
-    Nothing starts here: a worker claims queued invocations (``Events.claim_queued``), so a
-    crash loses nothing and several workers share the work.
-    """
-    events = ws.catalog.events
-    with ws.catalog.begin():
-        batch = events.after(int(events.get_state(CURSOR, "0")), limit=limit)
-        for _, event in batch:
-            for spec in functions.matching(event):
-                queue_invocation(ws, event, spec)
-        if batch:
-            events.set_state(CURSOR, str(batch[-1][0]))
-    return len(batch)
