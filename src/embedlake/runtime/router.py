@@ -38,12 +38,17 @@ class Gaps:
         self._since: dict[int, float] = {}
 
     def missed(self, seqs: range, now: float) -> None:
+        if len(seqs) > MAX_WAITED:  # a jump of the sequence, not transactions in flight
+            log.warning("outbox: %d numbers missing before #%d; waiting for the last %d only",
+                        len(seqs), seqs.stop, MAX_WAITED)  # fmt: skip
+            seqs = seqs[-MAX_WAITED:]
         for seq in seqs:
             self._since.setdefault(seq, now)
-        while len(self._since) > MAX_WAITED:
-            oldest = min(self._since, key=self._since.__getitem__)
-            log.warning("outbox: gave up waiting for event #%d (too many missing)", oldest)
-            del self._since[oldest]
+        if len(self._since) > MAX_WAITED:  # the oldest are given up
+            keep = sorted(self._since, key=self._since.__getitem__)[-MAX_WAITED:]
+            log.warning("outbox: gave up waiting for %d events (too many missing)",
+                        len(self._since) - len(keep))  # fmt: skip
+            self._since = {seq: self._since[seq] for seq in keep}
 
     def seen(self, seq: int) -> None:
         self._since.pop(seq, None)
@@ -84,13 +89,14 @@ class Router:
         if waited:
             with self.ws.catalog.begin():
                 late = events.at(waited)
-                for seq, event in late:
+                for _, event in late:
                     self._queue(event)
-                    self.gaps.seen(seq)
+            for seq, _ in late:  # once committed: a rolled-back pass looks again
+                self.gaps.seen(seq)
             routed += len(late)
         while True:
+            last = self._last
             with self.ws.catalog.begin():
-                last = self._last
                 if last is None:
                     last = int(events.get_state(CURSOR, "0"))
                 batch = events.after(last, limit=self.limit)
@@ -98,11 +104,11 @@ class Router:
                     self.gaps.missed(range(last + 1, seq), now)
                     self._queue(event)
                     last = seq
-                self._last = last
                 waiting = self.gaps.waited(now)
                 cursor = waiting[0] - 1 if waiting else last
                 if cursor != int(events.get_state(CURSOR, "0")):
                     events.set_state(CURSOR, str(cursor))
+            self._last = last  # once committed: a rolled-back batch is read again
             routed += len(batch)
             if len(batch) < self.limit:
                 return routed
