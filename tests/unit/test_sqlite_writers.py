@@ -3,9 +3,11 @@ for the first to commit and then writes; a thread never waits on itself."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +83,18 @@ def test_a_thread_writing_on_two_connections_does_not_wait_on_itself(
     thread.join(30)
     assert not thread.is_alive(), "the thread waited on its own lock"
     assert outcome == ["database is locked"]
+
+
+def test_a_child_forked_while_a_thread_writes_starts_with_a_free_lock(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    _table(path)
+    first = _connect(path)
+    _insert(first, 1)  # this process holds the file's lock
+    factory: Any = connection_factory(str(path))
+    assert factory.lock.locked()
+    pid = os.fork()
+    if pid == 0:  # the child: the lock it inherited is a fresh one
+        os._exit(0 if connection_factory(str(path)).lock.acquire(timeout=1) else 1)  # type: ignore[attr-defined]
+    _, status = os.waitpid(pid, 0)
+    first.rollback()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -84,10 +84,14 @@ class Events:
         # RETURNING, not rowcount: PostgreSQL inserts into a table with a serial key return the
         # key implicitly, and then the driver reports no row count
         with self._catalog.begin() as conn:
-            # a repeated delivery is answered before the INSERT: on PostgreSQL an insert that
+            # on PostgreSQL a repeated delivery is answered before the INSERT: an insert that
             # meets the id spends a sequence number all the same, a gap the runtime's router
-            # would wait on (runtime/router.py); the conflict clause covers a concurrent twin
-            if conn.execute(select(events.c.seq).where(events.c.id == event.id)).first():
+            # would wait on (runtime/router.py); the conflict clause covers a concurrent twin.
+            # SQLite spends no number on a conflict: no extra query there
+            if (
+                self._postgres
+                and conn.execute(select(events.c.seq).where(events.c.id == event.id)).first()
+            ):
                 return False
             added = conn.execute(
                 stmt.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq)

@@ -74,6 +74,7 @@ class Router:
         self.ws, self.functions, self.limit = ws, functions, limit
         self.gaps = Gaps()
         self._last: int | None = None  # the highest number read; from the cursor at first
+        self._saved: int | None = None  # the cursor as this router last wrote or read it
 
     @property
     def last(self) -> int | None:
@@ -98,7 +99,7 @@ class Router:
             last = self._last
             with self.ws.catalog.begin():
                 if last is None:
-                    last = int(events.get_state(CURSOR, "0"))
+                    last = self._saved = int(events.get_state(CURSOR, "0"))
                 batch = events.after(last, limit=self.limit)
                 for seq, event in batch:
                     self.gaps.missed(range(last + 1, seq), now)
@@ -106,9 +107,9 @@ class Router:
                     last = seq
                 waiting = self.gaps.waited(now)
                 cursor = waiting[0] - 1 if waiting else last
-                if cursor != int(events.get_state(CURSOR, "0")):
+                if cursor != self._saved:  # written on change only, not read back every pass
                     events.set_state(CURSOR, str(cursor))
-            self._last = last  # once committed: a rolled-back batch is read again
+            self._last, self._saved = last, cursor  # once committed: a rollback reads again
             routed += len(batch)
             if len(batch) < self.limit:
                 return routed
