@@ -34,7 +34,7 @@ from tests.e2e.test_serve import Server, cli
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__RELOAD_SECONDS": "0.2"}  # UMAP maps
+ENV = {"EMBEDLAKE_EMBED__MODEL": "lsa", "EMBEDLAKE_API__RELOAD_SECONDS": "3600"}  # UMAP maps
 SHOTS = ROOT / "test-artifacts" / "map"
 LENGTHS = ("under 100 words", "100-149 words", "150-199 words", "200 words or more")
 EDGE = 6  # CSS pixels: the radius of the largest point drawn (a selected one, with its outline)

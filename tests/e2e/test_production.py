@@ -29,7 +29,7 @@ FAST = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
     "EMBEDLAKE_MAP__METHOD": "pca",
     "EMBEDLAKE_API__AUTH": "open",
-    "EMBEDLAKE_API__RELOAD_SECONDS": "0.2",
+    "EMBEDLAKE_API__RELOAD_SECONDS": "3600",  # only an announcement swaps
     "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05",
 }
 

@@ -28,7 +28,7 @@ from tests.conftest import ROOT, collection
 
 ENV = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
-    "EMBEDLAKE_API__RELOAD_SECONDS": "0.2",
+    "EMBEDLAKE_API__RELOAD_SECONDS": "3600",  # only an announcement swaps
     "EMBEDLAKE_MAP__METHOD": "pca",
 }
 

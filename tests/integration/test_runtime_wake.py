@@ -7,6 +7,7 @@ SQLite, by PostgreSQL's NOTIFY from another process.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -116,25 +117,24 @@ def test_events_wake_the_runtime_with_an_hour_long_safety_timeout(
     )
 
 
-def test_an_event_another_process_writes_wakes_the_runtime_by_notify(
-    tmp_path: Path, postgres: Any
+def test_an_event_another_process_writes_wakes_the_runtime(
+    tmp_path: Path, backend: dict[str, str]
 ) -> None:
+    """Heard by PostgreSQL's NOTIFY, or on SQLite by watching the catalog's files."""
     _calls.clear()
-    url = postgres.database()
-    env = {**SLEEPY, "EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
+    env = {**SLEEPY, **backend}
     path = tmp_path / "ws"
     with Workspace.init(path, environ=env) as ws, Runtime(ws, sleepy) as runtime:
         assert runtime.wake is not None
-        assert runtime.wake.listening.wait(30)  # written after: only its NOTIFY can wake us
+        assert runtime.wake.listening.wait(30)  # written after: only its announcement wakes us
         time.sleep(0.2)  # the wake-up the listener gives itself on connecting is spent
         writer = (
-            "import sys; from pathlib import Path\n"
+            "import json, sys; from pathlib import Path\n"
             "from embedlake import Workspace; from embedlake.events import Event\n"
-            "env = dict(EMBEDLAKE_CATALOG__URL=sys.argv[2])\n"
-            "with Workspace.open(Path(sys.argv[1]), environ=env) as w:\n"
+            "with Workspace.open(Path(sys.argv[1]), environ=json.loads(sys.argv[2])) as w:\n"
             "    w.catalog.events.add(Event('test.wake', 'from-another-process'))\n"
         )
-        subprocess.run([sys.executable, "-c", writer, str(path), url], check=True)
+        subprocess.run([sys.executable, "-c", writer, str(path), json.dumps(backend)], check=True)
         _until(lambda: _calls == ["from-another-process"])
         [run] = ws.catalog.events.invocations(function="note")
         _until(lambda: ws.catalog.events.invocation(run.id).status == "succeeded")

@@ -1,10 +1,13 @@
 """What a serving process serves, and the hot swap when an alias moves.
 
 Each process follows the aliases it has been asked for (the gate's alias, ``production``, from the
-start). A background thread looks at the catalog's aliases every ``api.reload_seconds``; when one
-moved (a publish or rollback from the CLI, the API, the runtime or another machine), it loads the new
-release (encoder, index, reducer) while requests go on, then swaps one dictionary entry. A request
-holds the ``Served`` it started with, so in-flight requests finish on the old release and none fails.
+start). A background thread looks at the catalog's aliases whenever a serving change is announced
+(an alias move or a rebuilt index: catalog/announce.py; heard through catalog/wake.py, from this
+process, over PostgreSQL's LISTEN, or by watching a SQLite catalog's files), and at the latest
+every ``api.reload_seconds``. When an alias moved (a publish or rollback from the CLI, the API, the
+runtime or another machine), it loads the new release (encoder, index, reducer) while requests go
+on, then swaps one dictionary entry. A request holds the ``Served`` it started with, so in-flight
+requests finish on the old release and none fails.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 
 from embedlake.api.batching import Batcher
 from embedlake.api.metrics import Metrics
+from embedlake.catalog.announce import SERVING
 from embedlake.catalog.registry import ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
+from embedlake.catalog.wake import Wake
 from embedlake.encoders import Encoder
 from embedlake.errors import EmbedlakeError, InputError, NotFound
 from embedlake.models import artifacts
@@ -87,6 +92,7 @@ class ServingState:
         self._failed: dict[str, str] = {}  # alias → error, logged once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake: Wake | None = None
         if start:
             self._thread = threading.Thread(target=self._follow, name="alias-follow", daemon=True)
             self._thread.start()
@@ -193,12 +199,18 @@ class ServingState:
             log.info("alias %r: now serving %s (was %s)", alias, served.key, before.key)
 
     def _follow(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception:  # the follower must outlive any one failure
-                log.exception("alias refresh failed")
-            self._stop.wait(self._api.reload_seconds)
+        # made here, not in __init__: a SQLite watch or a LISTEN connection per follower only
+        wake = Wake(self._ws.catalog.engine, SERVING, watch_file=True)
+        self._wake = wake
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.refresh()
+                except Exception:  # the follower must outlive any one failure
+                    log.exception("alias refresh failed")
+                wake.wait(self._api.reload_seconds)
+        finally:
+            wake.close()
 
     # -- loading -------------------------------------------------------------------------
 
@@ -255,5 +267,7 @@ class ServingState:
 
     def close(self) -> None:
         self._stop.set()
+        if self._wake is not None:
+            self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

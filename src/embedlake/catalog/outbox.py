@@ -1,45 +1,24 @@
 """The event outbox, the lake objects seen, the runtime's cursor and the invocation log.
 
-Work for the runtime (an event added, an invocation queued) is announced when its transaction
-commits, so that a sleeping runtime wakes on work instead of polling: to the listeners of this
-process (:func:`on_work`; the SQLite writer is in-process) and, on PostgreSQL, with a
-``NOTIFY`` on :data:`CHANNEL` that commits with the row (runtime/wake.py listens).
+Work for the runtime (an event added, an invocation queued) is announced on
+:data:`~embedlake.catalog.announce.WORK` when its transaction commits, so that a sleeping
+runtime wakes on work instead of polling (catalog/announce.py, catalog/wake.py).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, text, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
+from embedlake.catalog.announce import WORK, announce
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import events, invocations, lake_objects, runtime_state
 from embedlake.errors import NotFound
 from embedlake.events import Event
 from embedlake.lake import ObjectEvent
-
-CHANNEL = "embedlake_work"  # PostgreSQL NOTIFY channel of new events and queued invocations
-
-_listeners: dict[str, list[Callable[[], None]]] = {}  # database URL → callbacks
-_listeners_lock = threading.Lock()
-
-
-def on_work(url: str, callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` after each commit in this process that adds work to the database at
-    ``url`` (its engine's URL, as ``str(engine.url)``); returns the function that unsubscribes."""
-    with _listeners_lock:
-        _listeners.setdefault(url, []).append(callback)
-
-    def cancel() -> None:
-        with _listeners_lock:
-            if callback in _listeners.get(url, []):
-                _listeners[url].remove(callback)
-
-    return cancel
 
 
 @dataclass(frozen=True)
@@ -59,20 +38,11 @@ class Invocation:
 class Events:
     def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
-        self._url = str(catalog.engine.url)
         self._postgres = catalog.engine.dialect.name == "postgresql"
 
     def _announce(self, conn: Connection) -> None:
         """Tell the runtime there is work, once this transaction commits."""
-        if self._postgres:  # delivered at commit, one per transaction and payload
-            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
-        self._catalog.after_commit(self._wake)
-
-    def _wake(self) -> None:
-        with _listeners_lock:
-            callbacks = list(_listeners.get(self._url, ()))
-        for callback in callbacks:
-            callback()
+        announce(self._catalog, conn, WORK)
 
     # -- the outbox --------------------------------------------------------------------------
     def add(self, event: Event) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from embedlake.catalog import journal
+from embedlake.catalog.announce import SERVING, announce
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import embedded, embedding_runs, embedding_shards, indexes, models
 from embedlake.errors import CatalogError, Conflict, NotFound
@@ -278,6 +279,8 @@ class Registry:
             self._catalog.journal(
                 journal.index_key(index_id), {"id": index_id, "model": model, **row}
             )
+            # before any release is published, the API serves the newest index
+            announce(self._catalog, conn, SERVING)
         return IndexRecord(index_id, model_id, engine, params, n_vectors, prefix, now)
 
     def index(self, index_id: int) -> IndexRecord:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from embedlake.catalog import journal
+from embedlake.catalog.announce import SERVING, announce
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import alias_moves, aliases, releases
 from embedlake.errors import Conflict, NotFound
@@ -94,6 +95,8 @@ class Releases:
         with self._catalog.begin() as conn:
             conn.execute(update(releases).where(releases.c.id == release_id).values(**values))
             self._journal(conn, release_id)
+            if "index_id" in values:  # a served release's index was rebuilt: serve the new one
+                announce(self._catalog, conn, SERVING)
 
     def _journal(self, conn: Connection, release_id: str) -> None:
         """The release as it now stands, for the lake (``catalog.journal``)."""
@@ -164,6 +167,7 @@ class Releases:
             key = conn.execute(alias_moves.insert().values(**move)).inserted_primary_key
             assert key is not None
             self._catalog.journal(journal.move_key(name, key[0]), {"id": key[0], **move})
+            announce(self._catalog, conn, SERVING)  # the API's hot swap
         return AliasMove(name, current, to_release, kind, actor, reason, now)
 
     def history(self, name: str | None = None) -> list[AliasMove]:

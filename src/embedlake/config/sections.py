@@ -507,9 +507,12 @@ class ApiSettings(_Section):
         default=64, gt=0, description="dynamic batching: texts embedded together at most"
     )
     reload_seconds: float = Field(
-        default=1.0,
+        default=30.0,
         gt=0,
-        description="how often, in seconds, each serving process looks for alias moves (hot swap)",
+        description="the longest, in seconds, a serving process goes without looking for alias "
+        "moves (hot swap): moves and rebuilt indexes are announced (in-process, LISTEN/NOTIFY on "
+        "PostgreSQL, the SQLite catalog's files watched) and served at once, so this only bounds "
+        "a missed announcement",
     )
     max_loaded: int = Field(
         default=3,

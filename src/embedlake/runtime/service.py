@@ -1,6 +1,6 @@
 """The runtime: DBOS launched over the workspace, a dispatcher thread and watcher threads.
 
-The dispatcher sleeps until work is announced (runtime/wake.py) or a schedule is due: it routes
+The dispatcher sleeps until work is announced (catalog/wake.py) or a schedule is due: it routes
 new outbox events to queued invocations, claims as many as each function has free slots, and
 starts each as a DBOS workflow under its invocation id. A finished invocation frees its slot and
 wakes the dispatcher. DBOS's own queues are not used: their runner polls the database per queue
@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy import event as sa_event
 
 from embedlake.catalog.sqlite_writers import connection_factory
+from embedlake.catalog.wake import Wake
 from embedlake.errors import InputError
 from embedlake.events import Event
 from embedlake.functions import Functions
@@ -32,7 +33,6 @@ from embedlake.runtime.durable import activate, invoke, set_recovery_limit
 from embedlake.runtime.engines import Engine, open_engine
 from embedlake.runtime.router import Router
 from embedlake.runtime.s3events import remote_watchers
-from embedlake.runtime.wake import Wake
 from embedlake.runtime.watch import Loop, Watcher, scan
 from embedlake.workspace import Workspace
 
@@ -127,7 +127,7 @@ class Runtime:
         activate(self)
         set_recovery_limit(settings.max_recovery_attempts)
         self.engine = open_engine(self.ws.settings, self.ws)
-        self._wake = Wake(self.ws.catalog.engine)
+        self._wake = Wake(self.ws.catalog.engine, watch_file=True)  # also other processes
         DBOS(config=_dbos_config(self.ws, self.functions))
         DBOS.launch()  # recovers every invocation a crash interrupted
         self._adopt_unstarted()

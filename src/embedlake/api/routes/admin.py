@@ -54,7 +54,7 @@ async def publish_release(
     alias: str, body: schemas.Publish, request: Request, actor: Admin
 ) -> schemas.AliasMove:
     """Point ``alias`` at a release (through the gate unless ``force``); this process swaps to
-    it before answering, the others within ``api.reload_seconds``."""
+    it before answering, the others when the move is announced (api/state.py)."""
     ws: Workspace = request.app.state.ws
     move = await run_in_threadpool(
         lambda: publish(ws, body.release, alias, force=body.force, actor=actor, reason=body.reason)
