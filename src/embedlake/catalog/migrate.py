@@ -12,10 +12,9 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
-
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
@@ -61,6 +60,8 @@ def head() -> str:
 
 def current(engine: Engine) -> str | None:
     """The revision the catalog's schema is at; None for an empty database."""
+    from sqlalchemy import inspect, text  # here: `head` is read without SQLAlchemy (catalog.peek)
+
     with engine.connect() as conn:
         if not inspect(conn).has_table(_VERSION_TABLE):
             return None

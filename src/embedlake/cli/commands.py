@@ -17,6 +17,7 @@ from embedlake.errors import InputError
 
 if TYPE_CHECKING:
     from embedlake.catalog.registry import ModelRecord
+    from embedlake.config import Settings
     from embedlake.ingest.datasets import Dataset
     from embedlake.workspace import Workspace
 
@@ -349,13 +350,13 @@ def models(ws: Ws, as_json: Json = False) -> None:
         table("models", ["model", "kind", "dim", "hash", "embedded"], rows)
 
 
-def status(ws: Ws, as_json: Json = False) -> None:
-    """Documents, models, coverage, indexes and datasets of a workspace."""
+def _status_opened(settings: Settings) -> dict[str, object]:
+    """What `status` shows, from the opened workspace (any catalog)."""
     from embedlake.workspace import Workspace
 
-    with Workspace.open(ws) as w:
+    with Workspace.from_settings(settings) as w:
         reg = w.catalog.registry
-        data = {
+        return {
             "workspace": str(w.settings.workspace),
             "lake": w.lake.url,
             "documents": w.catalog.documents.count(),
@@ -364,6 +365,33 @@ def status(ws: Ws, as_json: Json = False) -> None:
             ],
             "datasets": [d.name for d in w.catalog.benchmarks.list_datasets()],
         }
+
+
+def _status_peeked(settings: Settings) -> dict[str, object] | None:
+    """The same from a SQLite catalog read without SQLAlchemy (catalog/peek.py), or None."""
+    from embedlake.catalog.peek import sqlite_counts
+
+    url, prefix = settings.catalog_url(), "sqlite:///"
+    if not url.startswith(prefix) or "?" in url:
+        return None
+    counts = sqlite_counts(Path(url[len(prefix) :]))
+    if counts is None:
+        return None
+    return {
+        "workspace": str(settings.workspace),
+        "lake": settings.resolve(settings.lake.url),
+        "documents": counts.documents,
+        "models": [{"model": ref, "embedded": n} for ref, n in counts.models],
+        "datasets": counts.datasets,
+    }
+
+
+def status(ws: Ws, as_json: Json = False) -> None:
+    """Documents, models, coverage, indexes and datasets of a workspace."""
+    from embedlake.config import Settings
+
+    settings = Settings.load(ws)
+    data = _status_peeked(settings) or _status_opened(settings)
     if as_json:
         emit_json(data)
     else:

@@ -1,0 +1,56 @@
+"""What `embedlake status` shows, read from a SQLite catalog with the standard library alone.
+
+Opening a workspace imports SQLAlchemy and the repositories (~0.2 s of the command's ~0.55 s on
+these machines, docs/benchmarks.md section 15), for four counts. On the embedded default this
+module answers them through ``sqlite3``, read-only, and only when the schema is at the revision
+this code knows; otherwise (no catalog, another revision, PostgreSQL) the caller opens the
+workspace, whose checks say what is wrong. The queries mirror the repositories' (``count``,
+``list_models``, ``count_embedded``, ``list_datasets``); tests/unit/test_status_peek.py compares
+both on the same workspace.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedlake.catalog import migrate
+
+BUSY_MS = 5000  # a writer holding the database (rare in WAL mode) is waited for this long
+
+
+@dataclass(frozen=True)
+class Counts:
+    documents: int  # live ones
+    models: list[tuple[str, int]]  # (name@version, documents embedded), in registration order
+    datasets: list[str]  # sorted by name
+
+
+def sqlite_counts(path: Path) -> Counts | None:
+    """The counts of the SQLite catalog at ``path``, or None when this cannot answer."""
+    if not path.is_file():
+        return None
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_MS / 1000)) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            if row is None or row[0] != migrate.head():
+                return None
+            (documents,) = conn.execute(
+                "SELECT count(*) FROM documents WHERE deleted_at IS NULL"
+            ).fetchone()
+            embedded = dict(
+                conn.execute("SELECT model_id, count(*) FROM embedded GROUP BY model_id").fetchall()
+            )
+            models = [
+                (f"{name}@{version}", int(embedded.get(model_id, 0)))
+                for model_id, name, version in conn.execute(
+                    "SELECT id, name, version FROM models ORDER BY id"
+                )
+            ]
+            datasets = [r[0] for r in conn.execute("SELECT name FROM datasets ORDER BY name")]
+    except sqlite3.Error:  # no schema yet, a damaged file: the full path explains
+        return None
+    return Counts(int(documents), models, datasets)
