@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -185,9 +186,11 @@ def test_the_dispatcher_raises_one_event_per_due_cron_tick(tmp_path: Path) -> No
 def test_the_event_core_routes_each_event_once_and_claims_each_invocation_once(
     ws: Workspace,
 ) -> None:
-    """What the local runtime and the AWS handlers share (runtime/core.py): a queued invocation
-    per (event, matching function), the cursor after each event, one claim at a time."""
-    from embedlake.runtime.core import CURSOR, claim, finish, invocation_id, route
+    """What the local runtime and the AWS handlers share (runtime/router.py, runtime/core.py): a
+    queued invocation per (event, matching function), started once, the cursor after it, one
+    claim at a time."""
+    from embedlake.runtime.core import CURSOR, claim, finish, invocation_id
+    from embedlake.runtime.router import Router
 
     chained = Functions()
 
@@ -197,15 +200,18 @@ def test_the_event_core_routes_each_event_once_and_claims_each_invocation_once(
     event = Event(DOCUMENTS_CHANGED, "src", {"changed": 1}, id="e1")
     ws.catalog.events.add(event)
     started: list[str] = []
-    assert route(ws, chained, lambda spec, ev, run_id: started.append(run_id)) == (1, 1)
+
+    def router() -> Router:  # one per AWS dispatch call
+        return Router(ws, chained, persist=True, start=lambda s, e, run_id: started.append(run_id))
+
+    assert router().route() == 1
     run_id = invocation_id(event, chained["follow"])
     assert started == [run_id] == ["e1:follow"]
     assert ws.catalog.events.get_state(CURSOR) == str(ws.catalog.events.latest_seq())
-    assert route(ws, chained, lambda *_: started.append("again")) == (0, 0)
+    assert router().route() == 0
 
     ws.catalog.events.set_state(CURSOR, "0")  # a dispatcher that crashed before the cursor moved
-    assert route(ws, chained, lambda *_: started.append("again")) == (1, 0)  # recorded: not again
-    assert route(ws, chained, lambda *_: None, start_recorded=True) == (0, 0)
+    assert router().route() == 1 and started == [run_id]  # routed again, recorded: not started
 
     assert claim(ws, run_id, stale_after=60) == 1
     assert claim(ws, run_id, stale_after=60) is None  # running elsewhere
@@ -216,6 +222,58 @@ def test_the_event_core_routes_each_event_once_and_claims_each_invocation_once(
     done = ws.catalog.events.invocation(run_id)
     assert (done.status, done.attempts, done.error) == ("succeeded", 2, None)
     assert done.seconds is not None and done.seconds >= 0
+
+
+def test_a_dispatcher_of_one_pass_remembers_the_numbers_it_waits_for(ws: Workspace) -> None:
+    """The AWS dispatcher routes in one Lambda call and is gone: the outbox numbers it read past
+    (an event committing late on PostgreSQL, simulated here by a row taken out and put back) are
+    kept in the catalog with when they were first missed, so the next call routes the late event,
+    and gives a number up after the grace instead of waiting below it for ever."""
+    from sqlalchemy import delete, insert, select
+
+    from embedlake.catalog.schema import events as table
+    from embedlake.runtime.core import CURSOR
+    from embedlake.runtime.router import WAITED, Router
+
+    chained = Functions()
+
+    @chained.function(on=on_event(DOCUMENTS_CHANGED))
+    def follow(event: Event, ctx: object) -> None: ...
+
+    started: list[str] = []
+    for n in (1, 2, 3):
+        ws.catalog.events.add(Event(DOCUMENTS_CHANGED, "src", id=f"e{n}"))
+    with ws.catalog.begin() as conn:  # e2 "in flight": its number taken, its row not visible
+        row = dict(conn.execute(select(table).where(table.c.id == "e2")).one()._mapping)
+        conn.execute(delete(table).where(table.c.id == "e2"))
+
+    def call(grace: float = 300.0) -> int:
+        router = Router(ws, chained, persist=True, start=lambda s, e, i: started.append(e.id))
+        router.gaps.grace = grace
+        return router.route()
+
+    assert call() == 2 and started == ["e1", "e3"]
+    cursor = ws.catalog.events.get_state(CURSOR)
+    waited = ws.catalog.events.get_state(WAITED)
+    assert int(cursor) == row["seq"] - 1 and list(json.loads(waited)) == [str(row["seq"])]
+    assert call() == 1 and started == ["e1", "e3"]  # e3 read again, not started again
+    assert ws.catalog.events.get_state(WAITED) == waited  # first missed: still the first call
+
+    with ws.catalog.begin() as conn:  # e2 commits
+        conn.execute(insert(table).values(**row))
+    assert call() >= 1 and started == ["e1", "e3", "e2"]
+    assert json.loads(ws.catalog.events.get_state(WAITED)) == {}
+    assert ws.catalog.events.get_state(CURSOR) == str(ws.catalog.events.latest_seq())
+
+    for n in (4, 5):  # a number that never comes (a rolled-back insert): given up after the grace
+        ws.catalog.events.add(Event(DOCUMENTS_CHANGED, "src", id=f"e{n}"))
+    with ws.catalog.begin() as conn:
+        conn.execute(delete(table).where(table.c.id == "e4"))
+    assert call() == 1 and started[-1] == "e5"
+    assert ws.catalog.events.get_state(CURSOR) != str(ws.catalog.events.latest_seq())
+    call(grace=0.0)
+    assert ws.catalog.events.get_state(CURSOR) == str(ws.catalog.events.latest_seq())
+    assert json.loads(ws.catalog.events.get_state(WAITED)) == {}
 
 
 def test_a_context_counts_the_events_it_emitted(ws: Workspace) -> None:

@@ -20,7 +20,7 @@ from embedlake.aws.payloads import invoke_payload
 from embedlake.events import Event
 from embedlake.functions import FunctionSpec
 from embedlake.runtime.core import invocation_id
-from embedlake.runtime.core import route as route_outbox
+from embedlake.runtime.router import Router
 
 log = logging.getLogger(__name__)
 LOST_AFTER = timedelta(minutes=15)  # a queued invocation nobody started: invoked again
@@ -67,20 +67,26 @@ def route(box: Container, invoker: Invoker, context: object = None) -> dict[str,
     """Give each new (outbox event, matching function) an invocation row, then start it; invoke
     again the failed invocations due for a retry and the queued ones nobody started.
 
-    The row is inserted before the invoke and the cursor moves after it: two dispatchers at once,
-    or one that crashed half-way, never start one invocation twice (the row exists), and one lost
-    between row and invoke is found by the sweep."""
+    The rows of a batch commit before their invokes: two dispatchers at once, or one that
+    crashed half-way, never start one invocation twice (the row exists), and one lost between
+    row and invoke is found by the sweep."""
+
+    started: list[str] = []
 
     def start(spec: FunctionSpec, event: Event, run_id: str) -> None:
+        started.append(run_id)
         _start(box, invoker, spec, event)
 
-    seen = started = 0
+    # one call of this Lambda is one pass: the router keeps the outbox numbers it waits for (an
+    # event committed late, runtime/router.py) in the catalog, for the next call
+    router = Router(box.ws, box.functions, limit=100, persist=True, start=start)
+    seen = 0
     while seconds_left(context) * 1000 > _DISPATCH_MARGIN_MS:
-        routed = route_outbox(box.ws, box.functions, start, limit=100)
-        if not routed.events:
+        routed = router.route(max_batches=1)
+        if not routed:
             break
-        seen, started = seen + routed.events, started + routed.started
-    return {"events": seen, "invoked": started, "retried": _sweep(box, invoker)}
+        seen += routed
+    return {"events": seen, "invoked": len(started), "retried": _sweep(box, invoker)}
 
 
 def _sweep(box: Container, invoker: Invoker) -> int:

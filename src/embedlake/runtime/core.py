@@ -5,6 +5,8 @@
     a handler's ctx.emit ─────────────────────────────────────┘    invocation per (event, function)
                                                                     ──start──▶ claim … finish
 
+(The routing itself is runtime/router.py's, shared by the local dispatcher and the AWS one.)
+
 One core, so that an event id, an invocation id and an invocation's record mean the same whoever
 runs it: ``embedlake runs`` lists local and Lambda invocations alike, and the writer, a scan and a
 bucket notification noticing one object raise one event. The SQL is the catalog's
@@ -15,13 +17,12 @@ invoke, a Batch job) is the caller's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
 
 from embedlake.errors import ConfigError, InputError, NotFound
 from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED, SCHEDULE, Event
-from embedlake.functions import Functions, FunctionSpec
+from embedlake.functions import FunctionSpec
 from embedlake.lake import created_event_id
 from embedlake.workspace import Workspace
 
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 
 CURSOR = "dispatch.cursor"  # runtime_state: the outbox sequence number routed last
 MAX_ERROR = 4000  # characters of an error the invocation log keeps
-
-Start = Callable[[FunctionSpec, Event, str], object]
-"""Starts an invocation recorded as queued: ``start(spec, event, invocation id)``."""
-
-
-class Routed(NamedTuple):
-    events: int  # events read from the outbox
-    started: int  # invocations handed to the start callback
 
 
 def invocation_id(event: Event, spec: FunctionSpec) -> str:
@@ -132,31 +125,3 @@ def finish(ws: Workspace, run_id: str, status: str, error: str | None) -> None:
     ws.catalog.events.finish_invocation(
         run_id, status, None if error is None else error[:MAX_ERROR]
     )
-
-
-def route(
-    ws: Workspace,
-    functions: Functions,
-    start: Start,
-    *,
-    limit: int = 500,
-    start_recorded: bool = False,
-) -> Routed:
-    """Route up to ``limit`` outbox events after the cursor: each (event, matching function) gets
-    its queued invocation, then goes to ``start``; the cursor moves after each event.
-
-    The row is written before the start and the cursor moves after it, so a crash in between
-    routes the event again. ``start_recorded``: start an invocation recorded before as well, for a
-    start that is idempotent itself (DBOS's enqueue under the invocation id), so that a crash
-    between row and start loses nothing; otherwise a recorded one is left to whoever recorded it.
-    """
-    events = ws.catalog.events
-    batch = events.after(int(events.get_state(CURSOR, "0")), limit=limit)
-    started = 0
-    for seq, event in batch:
-        for spec in functions.matching(event):
-            if queue_invocation(ws, event, spec) or start_recorded:
-                start(spec, event, invocation_id(event, spec))
-                started += 1
-        events.set_state(CURSOR, str(seq))
-    return Routed(len(batch), started)

@@ -11,31 +11,50 @@ writer at a time, has no such gaps.
 
 The persisted cursor (``runtime_state``) is where a restarted router starts: never past a number
 still waited for. Routing is idempotent (one invocation per event and function), so a restart, or
-two workers routing the same events, queue nothing twice.
+two workers routing the same events, queue nothing twice. A router that lives for one pass (the
+AWS dispatcher, one Lambda call each) persists the numbers it waits for, with when each was first
+missed, beside the cursor (``persist``): else every call would start the grace anew and the cursor
+would wait below a rolled-back number for ever.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 
 from embedlake.events import Event
-from embedlake.functions import Functions
-from embedlake.runtime.core import CURSOR, queue_invocation
+from embedlake.functions import Functions, FunctionSpec
+from embedlake.runtime.core import CURSOR, invocation_id, queue_invocation
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 GRACE = 300.0  # seconds a missing number is waited for: longer than any transaction should run
 MAX_WAITED = 10_000  # numbers waited for at once, at most (the oldest are given up first)
+WAITED = "dispatch.waited"  # runtime_state: {number: first missed, unix seconds}, when persisted
+
+Start = Callable[[FunctionSpec, Event, str], object]
+"""Starts an invocation the router queued: ``start(spec, event, invocation id)``."""
 
 
 class Gaps:
-    """Sequence numbers read past and not seen, with when they were first missed."""
+    """Sequence numbers read past and not seen, with when they were first missed (wall-clock
+    seconds, so that another process can carry on from a saved copy)."""
 
     def __init__(self, grace: float = GRACE) -> None:
         self.grace = grace
         self._since: dict[int, float] = {}
+
+    def dumps(self) -> str:
+        return json.dumps({str(seq): t for seq, t in sorted(self._since.items())})
+
+    @classmethod
+    def loads(cls, text: str, grace: float = GRACE) -> Gaps:
+        gaps = cls(grace)
+        gaps._since = {int(seq): float(t) for seq, t in json.loads(text or "{}").items()}
+        return gaps
 
     def missed(self, seqs: range, now: float) -> None:
         if len(seqs) > MAX_WAITED:  # a jump of the sequence, not transactions in flight
@@ -68,32 +87,47 @@ class Gaps:
 
 
 class Router:
-    """Routes new outbox events (and late ones) to queued invocations, one transaction a batch."""
+    """Routes new outbox events (and late ones) to queued invocations, one transaction a batch;
+    ``start`` (optional) is called for each invocation queued, once its batch committed."""
 
-    def __init__(self, ws: Workspace, functions: Functions, *, limit: int = 500) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        functions: Functions,
+        *,
+        limit: int = 500,
+        persist: bool = False,
+        start: Start | None = None,
+    ) -> None:
         self.ws, self.functions, self.limit = ws, functions, limit
+        self.persist, self.start = persist, start
         self.gaps = Gaps()
         self._last: int | None = None  # the highest number read; from the cursor at first
         self._saved: int | None = None  # the cursor as this router last wrote or read it
+        self._saved_gaps = "{}"  # the waited numbers as last written or read (persist)
 
     @property
     def last(self) -> int | None:
         """The highest sequence number read so far (None before the first pass)."""
         return self._last
 
-    def route(self) -> int:
-        """Route every event not routed yet; returns how many were routed."""
+    def route(self, max_batches: int | None = None) -> int:
+        """Route every event not routed yet (or ``max_batches`` batches of them); returns how
+        many were routed."""
         events = self.ws.catalog.events
-        now = time.monotonic()
+        now = time.time()
         routed = 0
+        if self.persist and self._last is None:  # the first pass: carry on from the saved one
+            self._saved_gaps = events.get_state(WAITED, "{}")
+            self.gaps = Gaps.loads(self._saved_gaps, self.gaps.grace)
         waited = self.gaps.waited(now)
         if waited:
             with self.ws.catalog.begin():
                 late = events.at(waited)
-                for _, event in late:
-                    self._queue(event)
+                queued = [q for _, event in late for q in self._queue(event)]
             for seq, _ in late:  # once committed: a rolled-back pass looks again
                 self.gaps.seen(seq)
+            self._started(queued)
             routed += len(late)
         while True:
             last = self._last
@@ -101,19 +135,36 @@ class Router:
                 if last is None:
                     last = self._saved = int(events.get_state(CURSOR, "0"))
                 batch = events.after(last, limit=self.limit)
+                queued = []
                 for seq, event in batch:
                     self.gaps.missed(range(last + 1, seq), now)
-                    self._queue(event)
+                    queued += self._queue(event)
                     last = seq
                 waiting = self.gaps.waited(now)
                 cursor = waiting[0] - 1 if waiting else last
                 if cursor != self._saved:  # written on change only, not read back every pass
                     events.set_state(CURSOR, str(cursor))
-            self._last, self._saved = last, cursor  # once committed: a rollback reads again
+                gaps = self.gaps.dumps() if self.persist else self._saved_gaps
+                if gaps != self._saved_gaps:
+                    events.set_state(WAITED, gaps)
+            # once committed: a rollback reads again
+            self._last, self._saved, self._saved_gaps = last, cursor, gaps
+            self._started(queued)
             routed += len(batch)
-            if len(batch) < self.limit:
+            if max_batches is not None:
+                max_batches -= 1
+            if len(batch) < self.limit or max_batches == 0:
                 return routed
 
-    def _queue(self, event: Event) -> None:
-        for spec in self.functions.matching(event):
-            queue_invocation(self.ws, event, spec)
+    def _queue(self, event: Event) -> list[tuple[FunctionSpec, Event]]:
+        """Queue the event's invocations; those new (a repeated delivery finds them queued)."""
+        return [
+            (spec, event)
+            for spec in self.functions.matching(event)
+            if queue_invocation(self.ws, event, spec)
+        ]
+
+    def _started(self, queued: list[tuple[FunctionSpec, Event]]) -> None:
+        if self.start is not None:
+            for spec, event in queued:
+                self.start(spec, event, invocation_id(event, spec))

@@ -265,7 +265,7 @@ class Runtime:
         sleep = self.wake_timeout
         if due:
             sleep = min(sleep, (min(due) - datetime.now(UTC)).total_seconds())
-        gap = self._router.gaps.next_due(time.monotonic())
+        gap = self._router.gaps.next_due(time.time())
         if gap is not None:
             sleep = min(sleep, gap)
         return max(0.0, sleep)
