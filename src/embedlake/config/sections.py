@@ -511,6 +511,14 @@ class ApiSettings(_Section):
         gt=0,
         description="how often, in seconds, each serving process looks for alias moves (hot swap)",
     )
+    summary_cache: int = Field(
+        default=50_000,
+        ge=0,
+        description="titles and snippets of search results each serving process keeps in memory, "
+        "at most this many documents' (about 1 KB each; least recently shown dropped first); any "
+        "change committed to a SQLite catalog empties it, so a deleted document never shows. "
+        "`0`, or a PostgreSQL catalog: read from the catalog on every search",
+    )
     max_loaded: int = Field(
         default=3,
         ge=1,
