@@ -126,3 +126,21 @@ def test_postgresql_reads_the_catalog_every_time(postgres: Any) -> None:
     finally:
         catalog.engine.dispose()
         other.engine.dispose()
+
+
+def test_bodies_read_as_the_standard_library_reads_them(served: Any) -> None:
+    """The search routes parse JSON with pydantic's parser (api/fastjson.py); what it refuses
+    is read by ``json.loads``, so errors and the few bodies only that one takes are unchanged."""
+    _, _, client = served
+    post = lambda raw: client.post(  # noqa: E731
+        "/v1/search", content=raw, headers={"Content-Type": "application/json"}
+    )
+    broken = post(b'{"query": "kidney", "k": 3,}')
+    assert broken.status_code == 422, broken.text
+    assert "error at character 27" in broken.json()["detail"]  # where json.loads stops
+    nan = post(b'{"vector": [NaN, 1.0], "model": "lsa@x", "k": 3}')
+    assert nan.status_code == 422 and "finite" in nan.text
+    with_bom = post('\ufeff{"query": "kidney stones", "k": 3}'.encode())
+    assert with_bom.status_code == 200 and len(with_bom.json()["results"]) == 3
+    surrogate = post(b'{"query": "kidney \\ud800 stones", "k": 3}')
+    assert surrogate.status_code == 200 and len(surrogate.json()["results"]) == 3

@@ -11,13 +11,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
+from embedlake.api.fastjson import FastJsonRoute
 from embedlake.api.state import Served, ServingState
 from embedlake.errors import ModelMismatch
 from embedlake.search.limits import check_search
 from embedlake.search.searcher import Hit, Searcher
 
 T = TypeVar("T")
-router = APIRouter(tags=["search"], responses=problems.RESPONSES)
+router = APIRouter(tags=["search"], responses=problems.RESPONSES, route_class=FastJsonRoute)
 
 
 def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
