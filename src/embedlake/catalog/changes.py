@@ -57,6 +57,8 @@ def watch(engine: Engine) -> DataVersion | None:
     if engine.dialect.name != "sqlite":
         return None
     path = engine.url.database
-    if path in (None, "", ":memory:") or path.startswith("file::memory:"):
+    # a URI filename (``file:...?mode=ro``) would be opened here as a plain name, a file of its
+    # own whose version never moves: no cache for those, rather than a stale one
+    if path in (None, "", ":memory:") or path.startswith("file:") or engine.url.query.get("uri"):
         return None
     return DataVersion(path)
