@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from embedlake.api import create_app
+from embedlake.api.routes.search import INLINE_MAX_SECONDS
 from embedlake.catalog import open_catalog
 from embedlake.catalog.changes import watch
 from embedlake.catalog.documents import Document
@@ -144,3 +145,19 @@ def test_bodies_read_as_the_standard_library_reads_them(served: Any) -> None:
     assert with_bom.status_code == 200 and len(with_bom.json()["results"]) == 3
     surrogate = post(b'{"query": "kidney \\ud800 stones", "k": 3}')
     assert surrogate.status_code == 422 and "valid string" in surrogate.text  # as before
+
+
+def test_a_slow_kind_of_search_runs_on_the_threads(served: Any) -> None:
+    """Each kind of search keeps a moving average of its calls' seconds; above
+    ``INLINE_MAX_SECONDS`` it leaves the event loop, and is measured there until quick again."""
+    _, app, client = served
+    seconds: dict[str, float] = app.state.search_seconds
+    vector = client.post("/v1/embed", json={"texts": ["heart failure"]}).json()
+    by_vector = {"vector": vector["vectors"][0], "model": vector["model"]}
+    quick = _search(client, **by_vector)
+    assert "search_vectors" in seconds and "search_many" not in seconds
+    seconds["search_vectors"] = 1000 * INLINE_MAX_SECONDS  # as if its calls had been slow
+    assert _search(client, **by_vector) == quick  # on a search thread: the same answer
+    assert seconds["search_vectors"] < 1000 * INLINE_MAX_SECONDS  # and measured there
+    assert _search(client, query="heart failure")
+    assert "search_many" in seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -34,8 +35,11 @@ def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
 
 
 # A search short enough to run on the event loop itself: no filter (whose catalog query can take
-# long) and a small k. Bounds how long the loop may be held by one request.
+# long), a small k, and a kind of search whose calls have lately taken at most INLINE_MAX_SECONDS
+# (an exact scan of millions of vectors, pgvector's round trip or a large encoder take longer,
+# and run on the threads even for a lone client: probes and other requests must not wait on them)
 INLINE_MAX_K = 100
+INLINE_MAX_SECONDS = 0.005
 
 
 async def _work(request: Request, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
@@ -45,10 +49,27 @@ async def _work(request: Request, fn: Callable[..., T], *args: Any, short: bool 
     thread and back costs ~0.1-0.5 ms (two thread wake-ups), as much as the search itself, and
     a lone client gains nothing from it. Requests that arrive meanwhile wait that long, then
     see each other and go to the threads."""
-    if short and _alone():
-        return fn(*args)
+    seconds: dict[str, float] = request.app.state.search_seconds
+    if short and seconds.get(fn.__name__, 0.0) <= INLINE_MAX_SECONDS and _alone():
+        return _timed(seconds, fn, *args)
     pool = request.app.state.search_pool
-    return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(
+        pool, partial(_timed, seconds, fn, *args)
+    )
+
+
+def _timed(seconds: dict[str, float], fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, its duration folded into ``seconds[fn.__name__]`` (a moving average,
+    wherever it ran: a kind that became quick again may run inline again)."""
+    started = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        _fold(seconds, fn.__name__, time.perf_counter() - started)
+
+
+def _fold(seconds: dict[str, float], kind: str, took: float) -> None:
+    seconds[kind] = 0.8 * seconds.get(kind, took) + 0.2 * took
 
 
 def _alone() -> bool:
@@ -110,11 +131,16 @@ async def _text(
     short; else encoded with the texts of concurrent requests (dynamic batching), then searched
     on the search threads."""
     assert body.query is not None
-    if body.filter is None and body.k <= INLINE_MAX_K and _alone():
-        request.app.state.metrics.batch_size.observe(1)  # an encoder call of one text
-        return searcher.search_many([body.query], body.k)[0]
+    if body.filter is None and body.k <= INLINE_MAX_K:
+        seconds: dict[str, float] = request.app.state.search_seconds
+        if seconds.get("search_many", 0.0) <= INLINE_MAX_SECONDS and _alone():
+            request.app.state.metrics.batch_size.observe(1)  # an encoder call of one text
+            return _timed(seconds, searcher.search_many, [body.query], body.k)[0]
+    started = time.perf_counter()
     vectors = await served.batcher.encode([body.query])
     rows = await _work(request, searcher.search_encoded, vectors, body.k, body.filter)
+    if body.filter is None:  # what the inline path would have cost, waits for company included
+        _fold(request.app.state.search_seconds, "search_many", time.perf_counter() - started)
     return rows[0]
 
 
