@@ -54,6 +54,7 @@ def create_app(
         state = ServingState(ws, metrics, need_index=role != "embed", start=follow)
         app.state.serving = state
         app.state.search_pool = ThreadPoolExecutor(os.cpu_count() or 2, "search")
+        app.state.search_seconds = {}  # kind of search → seconds a call lately (routes/search.py)
         try:
             yield
         finally:

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from embedlake.api.batching import Batcher
 from embedlake.api.metrics import Metrics
 from embedlake.catalog.announce import SERVING
+from embedlake.catalog.changes import watch
 from embedlake.catalog.registry import ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.catalog.wake import Wake
@@ -32,6 +33,7 @@ from embedlake.reduce import maps
 from embedlake.reduce.maps import MapData
 from embedlake.search.load import resolve
 from embedlake.search.searcher import Searcher
+from embedlake.search.summaries import Summaries
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,10 @@ class ServingState:
         self._followed: dict[str, Served] = {}
         self._pinned: OrderedDict[str, Served] = OrderedDict()
         self._encoders: dict[int, tuple[Encoder, Batcher]] = {}
+        # results' titles and snippets, kept in memory for every release this process serves
+        self.summaries = Summaries(
+            ws.catalog.documents, watch(ws.catalog.engine), self._api.summary_cache
+        )
         self._lock = threading.RLock()  # loading, and any change to _pinned
         self._refresh_lock = threading.Lock()
         self._failed: dict[str, str] = {}  # alias → error, logged once
@@ -235,7 +241,13 @@ class ServingState:
         encoder, batcher = self._encoder(model)
         searcher = None
         if self._need_index:
-            searcher = Searcher(ws, release=release_id, index_id=record.id, encoder=encoder)
+            searcher = Searcher(
+                ws,
+                release=release_id,
+                index_id=record.id,
+                encoder=encoder,
+                summaries=self.summaries,
+            )
         log.info("loaded %s (model %s)", key, model.ref)
         return Served(key, release, model, encoder, batcher, searcher)
 
@@ -271,3 +283,4 @@ class ServingState:
             self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.summaries.close()

@@ -514,6 +514,14 @@ class ApiSettings(_Section):
         "PostgreSQL, the SQLite catalog's files watched) and served at once, so this only bounds "
         "a missed announcement",
     )
+    summary_cache: int = Field(
+        default=50_000,
+        ge=0,
+        description="titles and snippets of search results each serving process keeps in memory, "
+        "at most this many documents' (about 1 KB each; least recently shown dropped first); any "
+        "change committed to a SQLite catalog empties it, so a deleted document never shows. "
+        "`0`, or a PostgreSQL catalog: read from the catalog on every search",
+    )
     max_loaded: int = Field(
         default=3,
         ge=1,

@@ -22,6 +22,7 @@ from embedlake.reduce.store import load_reducer
 from embedlake.search.bm25 import Bm25
 from embedlake.search.hybrid import rrf
 from embedlake.search.load import load_index, resolve
+from embedlake.search.summaries import Summaries
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,11 @@ class Searcher:
         alias: str | None = None,
         index_id: int | None = None,
         encoder: Encoder | None = None,
+        summaries: Summaries | None = None,
     ) -> None:
-        """Serve what ``resolve`` picks; ``encoder`` reuses one already loaded for the model."""
+        """Serve what ``resolve`` picks; ``encoder`` reuses one already loaded for the model;
+        ``summaries`` shows results' titles and snippets (a serving process shares one that keeps
+        them in memory; by default each search reads them from the catalog)."""
         self.release, self.record = resolve(
             ws, model_ref, release=release, alias=alias, index_id=index_id
         )
@@ -69,6 +73,7 @@ class Searcher:
         self.encoder: Encoder = encoder or artifacts.load_encoder(ws, self.model)
         self.index = load_index(ws, self.record)
         self._ws = ws
+        self._summaries = summaries if summaries is not None else Summaries(ws.catalog.documents)
         self._bm25: Bm25 | None = None
         self._bm25_lock = threading.Lock()
 
@@ -144,12 +149,8 @@ class Searcher:
         ][:depth]
         fused = rrf([[h.id for h in dense], lexical])
         top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
-        found = self._ws.catalog.documents.summaries(top)
-        return [
-            Hit(d, fused[d], found[d].title, _snippet(found[d].head), found[d].source)
-            for d in top
-            if d in found
-        ][:k]
+        found = self._summaries.get(top)
+        return [Hit(d, fused[d], *found[d]) for d in top if d in found][:k]
 
     def bm25(self) -> Bm25:
         """A BM25 index over the live corpus, built on first use (for hybrid search)."""
@@ -187,14 +188,11 @@ class Searcher:
                 )
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed)
-            found = documents.summaries(list({d for row in raw for d, _ in row}))
+            found = self._summaries.get([d for row in raw for d, _ in row])
             again = []
             for n, row in zip(todo, raw, strict=True):
                 live = [(d, s) for d, s in row if d in found and d != exclude][:k]
-                out[n] = [
-                    Hit(d, s, found[d].title, _snippet(found[d].head), found[d].source)
-                    for d, s in live
-                ]
+                out[n] = [Hit(d, s, *found[d]) for d, s in live]
                 if len(live) < k and len(row) == fetch and fetch < len(self.index):
                     again.append(n)  # the index may hold more live documents further down
             todo, fetch = again, fetch * 4
@@ -204,8 +202,3 @@ class Searcher:
 def _check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text[: limit * 2].split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

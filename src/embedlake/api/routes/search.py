@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -11,13 +12,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
+from embedlake.api.fastjson import FastJsonRoute
 from embedlake.api.state import Served, ServingState
 from embedlake.errors import ModelMismatch
 from embedlake.search.limits import check_search
 from embedlake.search.searcher import Hit, Searcher
 
 T = TypeVar("T")
-router = APIRouter(tags=["search"], responses=problems.RESPONSES)
+router = APIRouter(tags=["search"], responses=problems.RESPONSES, route_class=FastJsonRoute)
 
 
 def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
@@ -32,11 +34,54 @@ def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-async def _work(request: Request, fn: Callable[..., T], *args: Any) -> T:
+# A search short enough to run on the event loop itself: no filter (whose catalog query can take
+# long), a small k, and a kind of search whose calls have lately taken at most INLINE_MAX_SECONDS
+# (an exact scan of millions of vectors, pgvector's round trip or a large encoder take longer,
+# and run on the threads even for a lone client: probes and other requests must not wait on them)
+INLINE_MAX_K = 100
+INLINE_MAX_SECONDS = 0.005
+
+
+async def _work(request: Request, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
     """Run a search on the app's search threads: as many as cores, not the default pool's 40,
-    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py)."""
+    which on 2 cores made 16 concurrent clients slower than 1 (bench/api.py). A ``short`` one
+    runs right here when no other request is being served or waits to start: the hop to a
+    thread and back costs ~0.1-0.5 ms (two thread wake-ups), as much as the search itself, and
+    a lone client gains nothing from it. Requests that arrive meanwhile wait that long, then
+    see each other and go to the threads."""
+    seconds: dict[str, float] = request.app.state.search_seconds
+    if short and seconds.get(fn.__name__, 0.0) <= INLINE_MAX_SECONDS and _alone():
+        return _timed(seconds, fn, *args)
     pool = request.app.state.search_pool
-    return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(
+        pool, partial(_timed, seconds, fn, *args)
+    )
+
+
+def _timed(seconds: dict[str, float], fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, its duration folded into ``seconds[fn.__name__]`` (a moving average,
+    wherever it ran: a kind that became quick again may run inline again)."""
+    started = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        _fold(seconds, fn.__name__, time.perf_counter() - started)
+
+
+def _fold(seconds: dict[str, float], kind: str, took: float) -> None:
+    seconds[kind] = 0.8 * seconds.get(kind, took) + 0.2 * took
+
+
+def _alone() -> bool:
+    """No request task of this event loop but the current one, running or waiting to start.
+    Counting tasks, not requests that entered the app: requests read in the same turn of the
+    loop have their tasks created before any runs, so a count kept by the app would see one
+    at a time, and every request would run inline, one after another on one core."""
+    me = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not me and task.get_coro().__qualname__.endswith(".run_asgi"):  # type: ignore[union-attr]
+            return False
+    return True
 
 
 async def _served(
@@ -60,9 +105,7 @@ async def search(body: schemas.SearchRequest, request: Request) -> Response:
         if body.mode == "hybrid":
             hits = await _work(request, searcher.hybrid, body.query, body.k, body.filter)
         else:
-            vectors = await served.batcher.encode([body.query])
-            rows = await _work(request, searcher.search_encoded, vectors, body.k, body.filter)
-            hits = rows[0]
+            hits = await _text(request, served, searcher, body)
     elif body.vector is not None:
         if body.model != served.model.ref:
             raise ModelMismatch(
@@ -70,12 +113,35 @@ async def search(body: schemas.SearchRequest, request: Request) -> Response:
                 f"{served.release_id or served.key} serves {served.model.ref}: embed the query "
                 "with that model (POST /v1/embed) or search a release of yours"
             )
-        rows = await _work(request, searcher.search_vectors, [body.vector], body.k, body.filter)
+        short = body.filter is None and body.k <= INLINE_MAX_K
+        rows = await _work(
+            request, searcher.search_vectors, [body.vector], body.k, body.filter, short=short
+        )
         hits = rows[0]
     else:
         assert body.id is not None
         hits = await _work(request, searcher.more_like, body.id, body.k, body.filter)
     return _response(served, alias, hits)
+
+
+async def _text(
+    request: Request, served: Served, searcher: Searcher, body: schemas.SearchRequest
+) -> list[Hit]:
+    """A dense search by text: encoded and searched at once when the request is alone and
+    short; else encoded with the texts of concurrent requests (dynamic batching), then searched
+    on the search threads."""
+    assert body.query is not None
+    if body.filter is None and body.k <= INLINE_MAX_K:
+        seconds: dict[str, float] = request.app.state.search_seconds
+        if seconds.get("search_many", 0.0) <= INLINE_MAX_SECONDS and _alone():
+            request.app.state.metrics.batch_size.observe(1)  # an encoder call of one text
+            return _timed(seconds, searcher.search_many, [body.query], body.k)[0]
+    started = time.perf_counter()
+    vectors = await served.batcher.encode([body.query])
+    rows = await _work(request, searcher.search_encoded, vectors, body.k, body.filter)
+    if body.filter is None:  # what the inline path would have cost, waits for company included
+        _fold(request.app.state.search_seconds, "search_many", time.perf_counter() - started)
+    return rows[0]
 
 
 @router.get(
