@@ -19,8 +19,8 @@ folder (the *source*) by ``make``; ``available`` says which forms this machine c
 
 Making a form needs the full install (torch, transformers, onnx, model2vec's distiller); serving the
 onnx and static forms needs only the light one, the openvino forms the light one plus the
-``openvino`` extra (docs/decisions/0021-openvino-forms.md). No form's vectors depend on the batch a text is
-encoded in (the int8 forms are quantised statically for that). Every form folder holds a
+``openvino`` extra (docs/decisions/0021-openvino-forms.md). No form's vectors depend on the batch
+a text is encoded in (the int8 forms are quantised statically for that). Every form folder holds a
 ``serving.json`` naming its form, so that two forms of one model never share a content hash (and
 so a cached encoder).
 """

@@ -8,7 +8,8 @@
   the CPU-specific rewrites happen at load time on the serving machine.
 - Quantise (int8): static, calibrated on the collection's own texts, so that a vector never
   depends on its batch (``forms/int8.py``; docs/decisions/0019-forms-selection-and-static-int8.md).
-  One export and fusion serves both ONNX forms of a build (``export_cache``).
+  One export and fusion serves both ONNX forms of a build and the OpenVINO forms (``export_cache``),
+  and one calibrated int8 graph both int8 forms.
 - Verify: the form's vectors against sentence-transformers on probe texts; a form that drifts
   past its tolerance is refused, not written.
 """
