@@ -91,6 +91,14 @@ class OpenVinoEncoder(OnnxEncoder):
             raise InputError(
                 f"{folder / MODEL_XML}: not a loadable OpenVINO model: {exc}"
             ) from None
+        running = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        if running != config["INFERENCE_PRECISION_HINT"]:  # the plugin chose otherwise
+            log.warning(
+                "OpenVINO form %s asked for %s inference and runs %s",
+                folder,
+                config["INFERENCE_PRECISION_HINT"],
+                running,
+            )
         graph_inputs = {i.get_any_name() for i in self.compiled.inputs}
         if graph_inputs != set(self.config.inputs):
             raise InputError(
