@@ -313,7 +313,7 @@ class ServingSettings(_Section):
         default=16,
         ge=8,
         description="live documents each form and the model encode per timed round; the int8 "
-        "form is calibrated on them too",
+        "forms are calibrated on them too",
     )
     speed_rounds: int = Field(
         default=5,
