@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e '.[models,dev,ray,production,aws]'
+	$(PY) -m pip install --quiet -e '.[models,openvino,dev,ray,production,aws]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -20,10 +20,15 @@ torch-fp32 per query (one-sided Wilcoxon on per-query nDCG@10, p ≥ 0.05) and l
 vectors independent of their batch (cosine ≥ 0.9999). The int8 form is calibrated on 32 documents
 of the benchmarked corpora (the collection's own texts, as a release does).
 
+The OpenVINO forms (openvino-fp32, -bf16 where the CPU has native bf16, -int8 over onnx-int8's
+graph; the `openvino` extra) are among the forms offered and so measured by default. `--threads N`
+runs every side on N threads (torch's, onnxruntime's intra-op and OpenVINO's inference threads; by
+default every core this process may use), for the 1-vs-2-thread comparison of a small server.
+
 `--selection`: the release's own selection (`form_choice.choose`, default settings) on a workspace
 of med (1,033 documents, 30 judged queries), timed: the wall and CPU seconds of the whole stage.
 
-    .venv/bin/python bench/inference.py [--collections med,cisi,cranfield] [--rounds 3]
+    .venv/bin/python bench/inference.py [--collections med,cisi,cranfield] [--rounds 3] [--threads N]
     .venv/bin/python bench/inference.py --selection
 """
 
@@ -167,7 +172,7 @@ def text_sets(tokenizer: Tokenizer, collections: list[str], n_long: int) -> dict
 
 
 def make_forms(
-    names: list[str], source: Path, tmp: Path, calibration: list[str]
+    names: list[str], source: Path, tmp: Path, calibration: list[str], threads: int | None = None
 ) -> tuple[dict[str, Encoder], dict[str, dict[str, Any]]]:
     """Each form made from MiniLM in ``tmp`` and loaded as a release would: encoders, manifests."""
     encoders: dict[str, Encoder] = {}
@@ -183,7 +188,10 @@ def make_forms(
             export_cache=tmp / "export",
         )
         built[name] = {**fields, "build_seconds": round(time.perf_counter() - started, 1)}
-        encoders[name] = load_folder(tmp / name, fields, device="cpu")
+        options: dict[str, Any] = {"device": "cpu"}
+        if threads and fields["kind"] in ("onnx", "openvino"):
+            options["threads"] = threads  # torch's sides follow torch.set_num_threads
+        encoders[name] = load_folder(tmp / name, fields, **options)
         print(f"made {name} in {built[name]['build_seconds']} s", flush=True)
     return encoders, built
 
@@ -321,13 +329,15 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], Outcome, dict, li
     """Make the forms, time them against the anchor, compare their vectors and quality."""
     collections, names = args.collections.split(","), args.forms.split(",")
     source = builtin_path()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     anchor = SentenceTransformer(str(source), device="cpu", local_files_only=True)
     anchor.max_seq_length = MAX_LEN
     sets = text_sets(minilm_tokenizer(source), collections, args.long)
     pool = [t for c in collections for t in corpus(c)[1]]
     calibration = random.Random(0).sample(pool, 32)  # the collections' own texts
     with tempfile.TemporaryDirectory(prefix="embedlake-forms-") as tmp:
-        encoders, built = make_forms(names, source, Path(tmp), calibration)
+        encoders, built = make_forms(names, source, Path(tmp), calibration, args.threads)
 
         def anchor_encode(texts: list[str]) -> Any:
             return anchor.encode(texts, batch_size=BATCH, normalize_embeddings=True)
@@ -410,6 +420,7 @@ def main() -> None:
     parser.add_argument("--forms", default=",".join(forms.available()))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--long", type=int, default=256, help="passages of ≥ 256 word pieces")
+    parser.add_argument("--threads", type=int, default=0, help="threads of every side (0: all)")
     parser.add_argument("--selection", action="store_true", help="time the release's selection")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -439,6 +450,7 @@ def main() -> None:
             "batch_size": BATCH,
             "max_seq_length": MAX_LEN,
             "torch_threads": torch.get_num_threads(),
+            "threads": args.threads or hardware.cores(),
             "load_average": {"start": load_before, "end": load_after},
             "forms": facts["forms"],
             "docs_per_s": out.rates,

@@ -57,6 +57,7 @@ def test_the_images_install_on_their_base(build: Path, tmp_path: Path, artifact:
     names = resolve(build / artifact / "requirements.txt", IMAGE_GLIBC, tmp_path / "image.json")
     assert {"faiss-cpu", "onnxruntime", "fastapi", "mangum", "awslambdaric"} <= names
     assert "boto3" in names  # called by embedlake itself, and not in Debian's Python
+    assert "openvino" in names  # the default serving.forms name openvino forms (decision 0021)
     # the light image: nothing of the training stack comes in by the back door
     training = {"torch", "transformers", "sentence-transformers", "onnx", "onnxscript"}
     assert (names & training == set()) == (artifact == "light")

@@ -17,7 +17,7 @@ from embedlake.aws import HEAVY
 from embedlake.aws import package as packaging
 from embedlake.aws.cfn import aws_cron, dump_yaml, function_env_var, logical_id
 from embedlake.aws.template import LAMBDA_MAX_TIMEOUT, TemplateOptions, build_template
-from embedlake.config import Settings
+from embedlake.config import Settings, default_toml
 from embedlake.errors import ConfigError
 from embedlake.events import Event
 from embedlake.functions import Functions, object_created, on_event, schedule
@@ -367,3 +367,21 @@ def test_aws_package_refuses_a_folder_with_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not empty"):
         packaging.package(Settings(), tmp_path / "build")
     assert (tmp_path / "build" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("forms", "openvino"), [(None, True), ('["onnx-fp32", "onnx-int8"]', False)]
+)
+def test_the_images_carry_openvino_only_where_a_form_may_need_it(
+    tmp_path: Path, forms: str | None, openvino: bool
+) -> None:
+    """Both images install the openvino extra (about 180 MB) when serving.forms names an
+    openvino form, as the default does, so a release in that form is servable; not otherwise."""
+    (tmp_path / "embedlake.toml").write_text(default_toml())
+    environ = {"EMBEDLAKE_SERVING__TORCH_FREE": "true"}
+    if forms is not None:
+        environ["EMBEDLAKE_SERVING__FORMS"] = forms
+    packaging.package(Settings.load(tmp_path, environ), tmp_path / "build")
+    for image in ("light", "image"):
+        lines = (tmp_path / "build" / image / "requirements.txt").read_text().splitlines()
+        assert any(line.startswith("openvino") for line in lines) == openvino, (image, lines)

@@ -62,6 +62,7 @@ EXTRAS = {
         "boto3>=1.34",
     ],
     "aws": ["mangum>=0.17,<1"],
+    "openvino": ["openvino>=2026.4,<2027"],
 }
 
 
@@ -90,6 +91,12 @@ def requirements(extras: tuple[str, ...], exclude: frozenset[str] = frozenset())
         if (extra is None or extra[1] in extras) and name not in exclude:
             wanted.append(spec.strip())
     return wanted + [r for e in extras if e not in found for r in EXTRAS[e]]
+
+
+def _serving_extras(settings: Settings) -> tuple[str, ...]:
+    """The extras the serving forms of ``serving.forms`` need on a node that serves them: the
+    ``openvino`` extra (about 180 MB) only where an openvino form may be chosen."""
+    return ("openvino",) if any(f.startswith("openvino-") for f in settings.serving.forms) else ()
 
 
 def _copy_source(settings: Settings, dest: Path) -> list[str]:
@@ -211,7 +218,10 @@ def package(
         settings, out / "light", sorted(n for n, f in by_name.items() if f["package"] == "light")
     )
     if any(f["package"] == "image" for f in by_name.values()):
-        full = requirements(("models", "production", "aws"), exclude=frozenset({"torch"}))
+        full = requirements(
+            ("models", "production", "aws", *_serving_extras(settings)),
+            exclude=frozenset({"torch"}),
+        )
         full.append(RUNTIME_CLIENT)
         torch_version = importlib.metadata.version("torch").split("+")[0]
         image = out / "image"
@@ -244,7 +254,8 @@ def _light_image(settings: Settings, folder: Path, functions: list[str]) -> dict
     FastAPI) with the production backends, Mangum and the runtime interface client."""
     # named, not only left to the extras: an install whose metadata predates the models extra
     # lists torch among the core requirements
-    light = [*requirements(("production", "aws"), exclude=_names(EXTRAS["models"])), RUNTIME_CLIENT]
+    extras = ("production", "aws", *_serving_extras(settings))
+    light = [*requirements(extras, exclude=_names(EXTRAS["models"])), RUNTIME_CLIENT]
     (folder / "app").mkdir(parents=True)
     contents = _copy_source(settings, folder / "app")
     (folder / "requirements.txt").write_text("\n".join(light) + "\n", encoding="utf-8")

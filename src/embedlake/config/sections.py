@@ -253,13 +253,33 @@ class ServingSettings(_Section):
     noise of the timing and keeps its quality on the gate datasets (not significantly worse per
     query, and within `serving.max_ndcg_loss`); none passing: the model itself."""
 
-    forms: list[Literal["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8", "static"]] = Field(
-        default=["torch-bf16", "cuda-fp16", "onnx-fp32", "onnx-int8"],
+    forms: list[
+        Literal[
+            "torch-bf16",
+            "cuda-fp16",
+            "onnx-fp32",
+            "onnx-int8",
+            "openvino-fp32",
+            "openvino-bf16",
+            "openvino-int8",
+            "static",
+        ]
+    ] = Field(
+        default=[
+            "torch-bf16",
+            "cuda-fp16",
+            "onnx-fp32",
+            "onnx-int8",
+            "openvino-bf16",
+            "openvino-int8",
+        ],
         description="the serving forms a release of a sentence-transformers model may be served "
-        "in (`torch-bf16` needs native bf16, `cuda-fp16` a CUDA device; others are skipped); each "
+        "in (`torch-bf16` needs native bf16, `cuda-fp16` a CUDA device, the `openvino-*` forms "
+        "the `openvino` extra and `openvino-bf16` native bf16 too; others are skipped); each "
         "is measured on the release's evaluation data and the fastest that keeps nDCG@10 is "
         "registered as `<name>.<form>@<version>` and builds the release (corpus and queries); "
-        "`onnx-int8` is calibrated on the collection's own texts; "
+        "the int8 forms are calibrated on the collection's own texts; `openvino-fp32` (as fast "
+        "as `onnx-fp32` here) may be added; "
         "`static` (model2vec, another and much weaker model) may be added; `[]`: the model "
         "itself. See [releases](releases.md#serving-forms)",
     )
@@ -293,7 +313,7 @@ class ServingSettings(_Section):
         default=16,
         ge=8,
         description="live documents each form and the model encode per timed round; the int8 "
-        "form is calibrated on them too",
+        "forms are calibrated on them too",
     )
     speed_rounds: int = Field(
         default=5,
@@ -304,7 +324,7 @@ class ServingSettings(_Section):
     torch_free: bool = Field(
         default=False,
         description="search nodes without torch (the light install, the AWS API's serve image): "
-        "only onnx and static forms compete, the fastest passing one serves even where the model "
+        "only onnx, openvino and static forms compete, the fastest passing one serves even where the model "
         "is faster, and a build where none passes fails (the live release stays)",
     )
 

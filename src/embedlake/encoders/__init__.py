@@ -3,7 +3,8 @@
 Every model lives in the lake as a self-describing folder, ``models/<name>/<version>/``, whose
 ``manifest.json`` says its kind, dimension and content hash; ``KINDS`` maps a kind to the module that
 loads it, imported lazily (torch is only imported when a sentence-transformers model is used; the
-onnx and model2vec kinds never import it). ``encoders.forms`` makes the fast serving forms of a model.
+onnx, openvino and model2vec kinds never import it). ``encoders.forms`` makes the fast serving
+forms of a model.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ KINDS: dict[str, str] = {
     "sentence-transformers": "embedlake.encoders.sentence_transformers",
     "lsa": "embedlake.encoders.lsa",
     "onnx": "embedlake.encoders.onnx",
+    "openvino": "embedlake.encoders.openvino",
     "model2vec": "embedlake.encoders.static",
 }
 
@@ -54,6 +56,11 @@ def load_folder(folder: Path, manifest: dict[str, Any], **options: Any) -> Encod
         encoder: Encoder = importlib.import_module(module_name).load(folder, manifest, **options)
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
+        if missing == "openvino":
+            raise ConfigError(
+                f"a {kind} model needs openvino, which this install lacks: "
+                "pip install 'embedlake[openvino]', or serve releases in another form"
+            ) from None
         if missing not in TRAINING_STACK:
             raise
         raise ConfigError(

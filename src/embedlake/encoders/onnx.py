@@ -101,6 +101,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
 class OnnxEncoder:
     kind = KIND
+    files: tuple[str, ...] = (MODEL,)  # the model's files in the folder, besides the tokenizer
 
     def __init__(
         self,
@@ -116,13 +117,25 @@ class OnnxEncoder:
         if device not in ("cpu", "auto"):
             log.info("ONNX form %s runs on the CPU, not on %s", folder, device)
         self.config = ServingConfig.read(folder)
-        for name in (MODEL, TOKENIZER):
+        for name in (*self.files, TOKENIZER):
             if not (folder / name).is_file():
-                raise InputError(f"{folder}: no {name} (an ONNX model folder needs one)")
+                raise InputError(f"{folder}: no {name} (an {self.kind} model folder needs one)")
         try:
             self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
         except Exception as exc:  # the Rust side raises a bare Exception
             raise InputError(f"{folder / TOKENIZER}: not a loadable tokenizer: {exc}") from None
+        self.output = self._open(folder, threads)
+        self.dim = self.config.dim
+        self.max_seq_length = min(
+            max_seq_length or self.config.max_seq_length, self.config.max_seq_length
+        )
+        self.tokenizer.no_padding()  # padding is done per batch below
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        padding = self.tokenizer.token_to_id("[PAD]")
+        self.pad_id = 0 if padding is None else padding
+
+    def _open(self, folder: Path, threads: int | None) -> str:
+        """Load the model file for this runtime; the name of the token-states output."""
         try:
             self.session = ort.InferenceSession(
                 str(folder / MODEL), session_options(threads), providers=["CPUExecutionProvider"]
@@ -142,15 +155,7 @@ class OnnxEncoder:
                 f"{folder}: {MODEL} outputs {output.name} of shape {output.shape}, expected "
                 f"(batch, tokens, {self.config.dim})"
             )
-        self.output = output.name
-        self.dim = self.config.dim
-        self.max_seq_length = min(
-            max_seq_length or self.config.max_seq_length, self.config.max_seq_length
-        )
-        self.tokenizer.no_padding()  # padding is done per batch below
-        self.tokenizer.enable_truncation(self.max_seq_length)
-        padding = self.tokenizer.token_to_id("[PAD]")
-        self.pad_id = 0 if padding is None else padding
+        return str(output.name)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -172,13 +177,18 @@ class OnnxEncoder:
             mask[row, : len(enc.ids)] = 1
         feed: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids, "attention_mask": mask}
         feed["token_type_ids"] = np.zeros_like(ids)
-        states = self.session.run([self.output], {k: feed[k] for k in self.config.inputs})[0]
+        states = self._states({k: feed[k] for k in self.config.inputs})
         if self.config.pooling == "cls":
             pooled = states[:, 0]
         else:
             weights = mask[..., None].astype(np.float32)
             pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return normalise(pooled) if self.config.normalize else pooled.astype(np.float32)
+
+    def _states(self, feed: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        """The token states (batch × tokens × dim) of one padded batch."""
+        states: npt.NDArray[np.float32] = self.session.run([self.output], feed)[0]
+        return states
 
 
 def load(folder: Path, manifest: dict[str, Any], **options: Any) -> OnnxEncoder:

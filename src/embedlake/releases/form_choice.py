@@ -107,7 +107,7 @@ def _candidates(ws: Workspace, model: ModelRecord) -> tuple[list[str], dict[str,
         fix = (
             f"is its {form_already} form: release the model it was made of instead"
             if form_already
-            else "serving.forms names no torch-free form: add onnx-fp32 or onnx-int8"
+            else "serving.forms names no torch-free form: add onnx-fp32, onnx-int8 or an openvino form"
         )
         raise ConfigError(f"serving.torch_free: {model.ref} needs torch to serve, and {fix}")
     return wanted, skipped

@@ -10,12 +10,17 @@ folder (the *source*) by ``make``; ``available`` says which forms this machine c
     onnx-fp32     onnx                   onnxruntime + tokenizers      min cosine ≥ 0.999
     onnx-int8     onnx                   onnxruntime + tokenizers      mean cosine ≥ 0.985
                                          (static int8, calibrated)
+    openvino-fp32 openvino               OpenVINO + tokenizers         min cosine ≥ 0.999
+    openvino-bf16 openvino               OpenVINO, CPU with native     mean cosine ≥ 0.995
+                                         bf16 that OpenVINO supports
+    openvino-int8 openvino               OpenVINO (onnx-int8's graph)  mean cosine ≥ 0.985
     static        model2vec              model2vec (numpy)             another model: a fast first
                                                                        stage, not a replacement
 
 Making a form needs the full install (torch, transformers, onnx, model2vec's distiller); serving the
-onnx and static forms needs only the light one. No form's vectors depend on the batch a text is
-encoded in (the int8 form is quantised statically for that). Every form folder holds a
+onnx and static forms needs only the light one, the openvino forms the light one plus the
+``openvino`` extra (docs/decisions/0021-openvino-forms.md). No form's vectors depend on the batch
+a text is encoded in (the int8 forms are quantised statically for that). Every form folder holds a
 ``serving.json`` naming its form, so that two forms of one model never share a content hash (and
 so a cached encoder).
 """
@@ -55,6 +60,9 @@ FORMS: dict[str, Form] = {
         Form("cuda-fp16", "sentence-transformers", "fp16", "mean cosine >= 0.995"),
         Form("onnx-fp32", "onnx", "fp32", "min cosine >= 0.999"),
         Form("onnx-int8", "onnx", "int8", "mean cosine >= 0.985"),
+        Form("openvino-fp32", "openvino", "fp32", "min cosine >= 0.999"),
+        Form("openvino-bf16", "openvino", "bf16", "mean cosine >= 0.995"),
+        Form("openvino-int8", "openvino", "int8", "mean cosine >= 0.985"),
         Form("static", "model2vec", "fp32", "another model (top-10 overlap reported)"),
     )
 }
@@ -74,7 +82,14 @@ def needs_torch(name: str) -> bool:
 
 def unavailable_reason(name: str) -> str | None:
     """Why this machine cannot make and serve the form, or None when it can."""
-    form(name)
+    spec = form(name)
+    if spec.kind == "openvino":
+        from embedlake.encoders import openvino
+
+        if not openvino.installed():
+            return "needs openvino (pip install 'embedlake[openvino]')"
+        if spec.precision == "bf16" and not openvino.native_bf16():
+            return "needs a CPU with native bfloat16 (avx512_bf16 or amx_bf16) and OpenVINO's BF16"
     if name == "torch-bf16" and not hardware.native_bf16():
         return "needs a CPU with native bfloat16 (avx512_bf16 or amx_bf16)"
     if name == "cuda-fp16" and not hardware.cuda():
@@ -120,6 +135,19 @@ def make(
             from embedlake.encoders.forms.onnx import make as make_onnx
 
             details = make_onnx(
+                source,
+                out,
+                info,
+                precision=spec.precision,
+                form=spec.name,
+                max_seq_length=max_seq_length,
+                calibration=calibration,
+                export_cache=export_cache,
+            )
+        elif spec.kind == "openvino":
+            from embedlake.encoders.forms.openvino import make as make_openvino
+
+            details = make_openvino(
                 source,
                 out,
                 info,

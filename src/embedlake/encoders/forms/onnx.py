@@ -8,13 +8,15 @@
   the CPU-specific rewrites happen at load time on the serving machine.
 - Quantise (int8): static, calibrated on the collection's own texts, so that a vector never
   depends on its batch (``forms/int8.py``; docs/decisions/0019-forms-selection-and-static-int8.md).
-  One export and fusion serves both ONNX forms of a build (``export_cache``).
+  One export and fusion serves both ONNX forms of a build and the OpenVINO forms (``export_cache``),
+  and one calibrated int8 graph both int8 forms.
 - Verify: the form's vectors against sentence-transformers on probe texts; a form that drifts
   past its tolerance is refused, not written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -79,9 +81,10 @@ def make(
     with tempfile.TemporaryDirectory(prefix="embedlake-onnx-") as tmp:
         fused, inputs, details = exported(source, Path(tmp), export_cache)
         if precision == "int8":
-            texts = list(calibration or DEFAULT_CALIBRATION)
-            feeds = int8.feeds(texts, source / TOKENIZER, inputs, max_seq_length)
-            details["quantization"] = int8.quantize(fused, out / MODEL, feeds)
+            quantized, details["quantization"] = quantize(
+                fused, source, inputs, max_seq_length, calibration, export_cache
+            )
+            shutil.copyfile(quantized, out / MODEL)
         else:
             shutil.copyfile(fused, out / MODEL)
     shutil.copyfile(source / TOKENIZER, out / TOKENIZER)
@@ -117,6 +120,29 @@ def exported(
     raw.unlink()
     facts.write_text(json.dumps({"inputs": inputs, "details": details}), encoding="utf-8")
     return fused, inputs, details
+
+
+def quantize(
+    fused: Path,
+    source: Path,
+    inputs: Sequence[str],
+    max_seq_length: int,
+    calibration: Sequence[str] | None,
+    cache: Path | None,
+) -> tuple[Path, dict[str, Any]]:
+    """The fused export statically quantised on the calibration texts (``DEFAULT_CALIBRATION``
+    where none): the int8 model's path (beside ``fused``, which is in ``cache`` or a temporary
+    folder) and how it was made. Kept in ``cache`` for the next int8 form of the build (onnx-int8
+    and openvino-int8 serve the same quantised graph), keyed by what it was calibrated on."""
+    texts = list(calibration or DEFAULT_CALIBRATION)
+    key = hashlib.sha256(json.dumps([texts, max_seq_length]).encode("utf-8")).hexdigest()[:16]
+    path, facts = fused.parent / f"int8-{key}.onnx", fused.parent / f"int8-{key}.json"
+    if cache is not None and path.is_file() and facts.is_file():
+        return path, dict(json.loads(facts.read_text(encoding="utf-8")))
+    feeds = int8.feeds(texts, source / TOKENIZER, inputs, max_seq_length)
+    settings = int8.quantize(fused, path, feeds)
+    facts.write_text(json.dumps(settings), encoding="utf-8")
+    return path, settings
 
 
 def export(source: Path, path: Path) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -191,17 +217,24 @@ def fuse(raw: Path, out: Path, source: Path) -> dict[str, int]:
     return {name: int(n) for name, n in stats.items() if n}
 
 
-def verify(source: Path, folder: Path, min_cosine: float, max_seq_length: int) -> float:
-    """The lowest cosine between the form and sentence-transformers on the probe texts."""
+def verify(
+    source: Path,
+    folder: Path,
+    min_cosine: float,
+    max_seq_length: int,
+    encoder: type[OnnxEncoder] = OnnxEncoder,
+) -> float:
+    """The lowest cosine between the form (loaded as ``encoder``) and sentence-transformers on the
+    probe texts."""
     from embedlake.encoders.sentence_transformers import SentenceTransformerEncoder
 
     reference = SentenceTransformerEncoder(source, device="cpu", max_seq_length=max_seq_length)
     expected = reference.encode(PROBES, batch_size=4)
-    got = OnnxEncoder(folder).encode(PROBES, batch_size=4)
+    got = encoder(folder).encode(PROBES, batch_size=4)
     worst = float(np.min(np.sum(expected * got, axis=1)))
     if worst < min_cosine:
         raise InputError(
-            f"{source}: the ONNX form disagrees with sentence-transformers (lowest cosine "
+            f"{source}: the {encoder.kind} form disagrees with sentence-transformers (lowest cosine "
             f"{worst:.4f} on probe texts, expected ≥ {min_cosine})"
         )
     return round(worst, 5)
