@@ -18,7 +18,6 @@ from typing import Any
 
 from croniter import croniter
 from dbos import DBOS, DBOSConfig, SetWorkflowID
-from dbos._dbos import _get_or_create_dbos_registry  # see _quiet_internal_queue
 from sqlalchemy import Engine as SAEngine
 from sqlalchemy import create_engine, make_url
 from sqlalchemy import event as sa_event
@@ -68,14 +67,6 @@ def _dbos_config(ws: Workspace, functions: Functions) -> DBOSConfig:
     if url.startswith("sqlite"):
         config["system_database_engine"] = sqlite_system_engine(url)
     return config
-
-
-def _quiet_internal_queue() -> None:
-    """DBOS polls its internal queue every second (a dequeue, several statements), for features
-    the runtime does not use (resumed and forked workflows, its scheduler, Kafka): hourly instead.
-    DBOS 3 sets no other interval for that queue (dbos is pinned below 4, as for
-    ``durable.set_recovery_limit``); its queue manager still lists queues once a second."""
-    _get_or_create_dbos_registry().get_internal_queue()._polling_interval_sec = IDLE_POLL
 
 
 def sqlite_system_engine(url: str) -> SAEngine:
@@ -138,7 +129,6 @@ class Runtime:
         self.engine = open_engine(self.ws.settings, self.ws)
         self._wake = Wake(self.ws.catalog.engine, watch_file=True)  # also other processes
         DBOS(config=_dbos_config(self.ws, self.functions))
-        _quiet_internal_queue()
         DBOS.launch()  # recovers every invocation a crash interrupted
         self._adopt_unstarted()
         found = scan(self.ws, self.ws.settings.runtime.watch_prefixes)
