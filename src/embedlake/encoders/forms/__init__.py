@@ -27,6 +27,7 @@ so a cached encoder).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
@@ -131,23 +132,9 @@ def make(
     try:
         if spec.kind == "sentence-transformers":
             details = _torch(spec, source, out, max_seq_length)
-        elif spec.kind == "onnx":
-            from embedlake.encoders.forms.onnx import make as make_onnx
-
-            details = make_onnx(
-                source,
-                out,
-                info,
-                precision=spec.precision,
-                form=spec.name,
-                max_seq_length=max_seq_length,
-                calibration=calibration,
-                export_cache=export_cache,
-            )
-        elif spec.kind == "openvino":
-            from embedlake.encoders.forms.openvino import make as make_openvino
-
-            details = make_openvino(
+        elif spec.kind in ("onnx", "openvino"):  # both from the build's one ONNX export
+            maker = importlib.import_module(f"embedlake.encoders.forms.{spec.kind}")
+            details = maker.make(
                 source,
                 out,
                 info,
