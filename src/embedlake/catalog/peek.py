@@ -42,7 +42,9 @@ def sqlite_counts(path: Path) -> Counts | None:
                 "SELECT count(*) FROM documents WHERE deleted_at IS NULL"
             ).fetchone()
             embedded = dict(
-                conn.execute("SELECT model_id, count(*) FROM embedded GROUP BY model_id").fetchall()
+                conn.execute(
+                    "SELECT model_id, count(DISTINCT doc_id) FROM embedded GROUP BY model_id"
+                ).fetchall()
             )
             models = [
                 (f"{name}@{version}", int(embedded.get(model_id, 0)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, select, update
 
@@ -40,6 +40,7 @@ class RunRecord:
     n_documents: int
     n_shards: int
     plan_key: str
+    chunker: str = ""  # the Chunking.key of its vectors
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,49 @@ class IndexRecord:
     n_vectors: int
     prefix: str
     created_at: datetime
+
+
+class Covered(NamedTuple):
+    """One document a shard embedded: its content, its number of passages and the characters
+    of it that no passage holds (0: all of it is embedded)."""
+
+    doc_id: str
+    content_hash: str
+    passages: int = 1
+    cut: int = 0
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What was embedded of a set of documents: documents, passages, and the documents (and
+    characters) that were cut because they were longer than the chunking allows."""
+
+    documents: int = 0
+    passages: int = 0
+    cut_documents: int = 0
+    cut_chars: int = 0
+
+    def add(self, passages: int, cut: int) -> Cut:
+        return Cut(
+            self.documents + 1,
+            self.passages + passages,
+            self.cut_documents + (cut > 0),
+            self.cut_chars + cut,
+        )
+
+    def describe(self) -> dict[str, int]:
+        return {
+            "documents": self.documents,
+            "passages": self.passages,
+            "cut_documents": self.cut_documents,
+            "cut_characters": self.cut_chars,
+        }
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(
+        row.id, row.model_id, row.status, row.n_documents, row.n_shards, row.plan_key, row.chunker
+    )
 
 
 def _new_id(key: Any) -> int:
@@ -133,33 +177,43 @@ class Registry:
             return [_model(r) for r in conn.execute(select(models).order_by(models.c.id))]
 
     # -- embedding runs ---------------------------------------------------------------------
-    def open_run(self, model_id: int) -> RunRecord | None:
-        """The unfinished run of a model, if a previous `embed` stopped half way."""
+    def open_run(self, model_id: int, chunker: str = "") -> RunRecord | None:
+        """The unfinished run of a model and chunking, if a previous `embed` stopped half way."""
         with self._catalog.connect() as conn:
             row = conn.execute(
                 select(embedding_runs)
-                .where(embedding_runs.c.model_id == model_id, embedding_runs.c.status == "running")
+                .where(
+                    embedding_runs.c.model_id == model_id,
+                    embedding_runs.c.chunker == chunker,
+                    embedding_runs.c.status == "running",
+                )
                 .order_by(embedding_runs.c.id.desc())
                 .limit(1)
             ).first()
-        return (
-            None
-            if row is None
-            else RunRecord(
-                row.id, row.model_id, row.status, row.n_documents, row.n_shards, row.plan_key
-            )
-        )
+        return None if row is None else _run(row)
+
+    def latest_chunker(self, model_id: int) -> str:
+        """The chunking of the model's newest embedding run ("" when it has none): what a
+        caller that names no chunking reads."""
+        with self._catalog.connect() as conn:
+            found = conn.execute(
+                select(embedding_runs.c.chunker)
+                .where(embedding_runs.c.model_id == model_id)
+                .order_by(embedding_runs.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return str(found or "")
 
     def run(self, run_id: int) -> RunRecord:
         with self._catalog.connect() as conn:
             row = conn.execute(select(embedding_runs).where(embedding_runs.c.id == run_id)).first()
         if row is None:
             raise NotFound(f"embedding run {run_id} does not exist")
-        return RunRecord(
-            row.id, row.model_id, row.status, row.n_documents, row.n_shards, row.plan_key
-        )
+        return _run(row)
 
-    def start_run(self, model_id: int, n_documents: int, n_shards: int, plan_key: str) -> RunRecord:
+    def start_run(
+        self, model_id: int, n_documents: int, n_shards: int, plan_key: str, chunker: str = ""
+    ) -> RunRecord:
         with self._catalog.begin() as conn:
             run_key = conn.execute(
                 embedding_runs.insert().values(
@@ -168,10 +222,13 @@ class Registry:
                     n_documents=n_documents,
                     n_shards=n_shards,
                     plan_key=plan_key,
+                    chunker=chunker,
                     started_at=datetime.now(UTC),
                 )
             ).inserted_primary_key
-        return RunRecord(_new_id(run_key), model_id, "running", n_documents, n_shards, plan_key)
+        return RunRecord(
+            _new_id(run_key), model_id, "running", n_documents, n_shards, plan_key, chunker
+        )
 
     def done_shards(self, run_id: int) -> set[int]:
         with self._catalog.connect() as conn:
@@ -181,9 +238,9 @@ class Registry:
             return {r.shard for r in rows}
 
     def finish_shard(
-        self, run: RunRecord, shard: int, key: str, coverage: Sequence[tuple[str, str]]
+        self, run: RunRecord, shard: int, key: str, coverage: Sequence[Covered]
     ) -> bool:
-        """Record a written shard and the (doc id, content hash) pairs it covers, atomically.
+        """Record a written shard and the documents it covers, atomically.
 
         False when the shard was recorded already (a repeated delivery of the same work)."""
         insert = self._catalog.insert
@@ -204,16 +261,26 @@ class Registry:
             if coverage:
                 stmt = insert(embedded).values(
                     [
-                        dict(model_id=run.model_id, doc_id=d, content_hash=h, shard_key=key)
-                        for d, h in coverage
+                        dict(
+                            model_id=run.model_id,
+                            chunker=run.chunker,
+                            doc_id=c.doc_id,
+                            content_hash=c.content_hash,
+                            shard_key=key,
+                            passages=c.passages,
+                            cut=c.cut,
+                        )
+                        for c in coverage
                     ]
                 )
                 conn.execute(
                     stmt.on_conflict_do_update(
-                        index_elements=["model_id", "doc_id"],
+                        index_elements=["model_id", "chunker", "doc_id"],
                         set_=dict(
                             content_hash=stmt.excluded.content_hash,
                             shard_key=stmt.excluded.shard_key,
+                            passages=stmt.excluded.passages,
+                            cut=stmt.excluded.cut,
                         ),
                     )
                 )
@@ -235,17 +302,33 @@ class Registry:
                 .values(status="done", finished_at=now, seconds=seconds)
             )
 
-    def coverage(self, model_id: int) -> dict[str, tuple[str, str]]:
-        """doc id → (content hash, shard key) of everything the model has embedded."""
+    def coverage(self, model_id: int, chunker: str = "") -> dict[str, tuple[str, str]]:
+        """doc id → (content hash, shard key) of everything the model has embedded with the
+        chunking ``chunker``."""
         with self._catalog.connect() as conn:
             rows = conn.execute(
                 select(embedded.c.doc_id, embedded.c.content_hash, embedded.c.shard_key).where(
-                    embedded.c.model_id == model_id
+                    embedded.c.model_id == model_id, embedded.c.chunker == chunker
                 )
             )
             return {r.doc_id: (r.content_hash, r.shard_key) for r in rows}
 
+    def cut(self, model_id: int, chunker: str, doc_ids: Sequence[str] | None = None) -> Cut:
+        """Passages, and documents cut, among what the model embedded with ``chunker`` (of
+        ``doc_ids`` only, when given: a release's documents)."""
+        query = select(embedded.c.doc_id, embedded.c.passages, embedded.c.cut).where(
+            embedded.c.model_id == model_id, embedded.c.chunker == chunker
+        )
+        wanted = None if doc_ids is None else set(doc_ids)
+        out = Cut()
+        with self._catalog.connect() as conn:
+            for row in conn.execute(query):
+                if wanted is None or row.doc_id in wanted:
+                    out = out.add(row.passages, row.cut)
+        return out
+
     def forget_coverage(self, model_id: int, doc_ids: Sequence[str]) -> None:
+        """Forget the documents' vectors of every chunking of the model."""
         with self._catalog.begin() as conn:
             conn.execute(
                 delete(embedded).where(
@@ -254,12 +337,13 @@ class Registry:
             )
 
     def count_embedded(self, model_id: int) -> int:
+        """Documents the model has embedded (in any chunking)."""
         with self._catalog.connect() as conn:
             return int(
                 conn.execute(
-                    select(func.count())
-                    .select_from(embedded)
-                    .where(embedded.c.model_id == model_id)
+                    select(func.count(func.distinct(embedded.c.doc_id))).where(
+                        embedded.c.model_id == model_id
+                    )
                 ).scalar_one()
             )
 

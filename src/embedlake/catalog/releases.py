@@ -28,6 +28,12 @@ class ReleaseRecord:
     created_at: datetime
     finished_at: datetime | None
 
+    @property
+    def chunker(self) -> str:
+        """The key of the chunking its vectors were made with ("": whole documents, as every
+        release before passages)."""
+        return str(self.report.get("chunking", {}).get("key", ""))
+
 
 @dataclass(frozen=True)
 class AliasMove:

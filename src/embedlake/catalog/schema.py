@@ -123,6 +123,7 @@ embedding_runs = Table(
     Column("n_documents", Integer, nullable=False),
     Column("n_shards", Integer, nullable=False),
     Column("plan_key", Text, nullable=False),
+    Column("chunker", String(64), nullable=False, server_default=""),  # Chunking.key
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("seconds", Float, nullable=True),
@@ -138,15 +139,18 @@ embedding_shards = Table(
     Column("finished_at", DateTime(timezone=True), nullable=False),
 )
 
-# Which content of which document a model has embedded, and where the vector lies: the coverage that
-# incremental embedding and index building read.
+# Which content of which document a model has embedded with which chunking, and where its
+# passages' vectors lie: the coverage that incremental embedding and index building read.
 embedded = Table(
     "embedded",
     metadata,
     Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("chunker", String(64), primary_key=True),  # Chunking.key ("": whole documents)
     Column("doc_id", String(512), primary_key=True),
     Column("content_hash", String(64), nullable=False),
     Column("shard_key", Text, nullable=False),
+    Column("passages", Integer, nullable=False),
+    Column("cut", Integer, nullable=False),  # characters of the document no passage holds
 )
 
 indexes = Table(

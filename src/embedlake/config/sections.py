@@ -124,6 +124,45 @@ class EmbedSettings(_Section):
     lsa_components: int = Field(default=256, gt=1, description="SVD components of an LSA model")
 
 
+class PassagesSettings(_Section):
+    """Long documents: a document longer than the encoder's window is split into passages (by
+    the encoder's own tokenizer, on sentence and paragraph boundaries where possible, the title
+    with every passage), and documents are ranked by their passages. Part of a release's
+    identity: changing these means new vectors and a new release."""
+
+    enabled: bool = Field(
+        default=True,
+        description="split long documents into passages; `false` embeds each document as one "
+        "text, cut at the encoder's window (every cut is counted and reported)",
+    )
+    size: int = Field(
+        default=0,
+        ge=0,
+        description="tokens per passage, title and special tokens included; 0 means the "
+        "encoder's window (256 for all-MiniLM-L6-v2 as served here)",
+    )
+    overlap: int = Field(
+        default=-1,
+        ge=-1,
+        description="tokens two neighbouring passages share; -1 means an eighth of the size",
+    )
+    max_per_document: int = Field(
+        default=64,
+        gt=0,
+        le=4096,
+        description="passages kept per document; a longer document's tail is not embedded, "
+        "and is counted as cut",
+    )
+    aggregate: Literal["max", "sum"] = Field(
+        default="max",
+        description="a document's score from its passages' scores: `max` (its best passage, "
+        "MaxP) or `sum` (the sum of its best `aggregate_top` passages)",
+    )
+    aggregate_top: int = Field(
+        default=3, gt=0, le=64, description='passages summed by `aggregate = "sum"`'
+    )
+
+
 class IndexSettings(_Section):
     """The ANN index each release builds."""
 

@@ -25,6 +25,7 @@ from embedlake.config.sections import (
     IngestSettings,
     LakeSettings,
     MapSettings,
+    PassagesSettings,
     ReduceSettings,
     ReleaseSettings,
     RuntimeSettings,
@@ -50,6 +51,7 @@ class Settings(BaseModel):
     catalog: CatalogSettings = CatalogSettings()
     ingest: IngestSettings = IngestSettings()
     embed: EmbedSettings = EmbedSettings()
+    passages: PassagesSettings = PassagesSettings()
     index: IndexSettings = IndexSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     gate: GateSettings = GateSettings()

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from embedlake.catalog.registry import ModelRecord
+from embedlake.embeddings.passages import Chunking
 from embedlake.embeddings.plan import open_run, pending_shards, read_plan
 from embedlake.embeddings.shards import embed_shard, embed_shard_task
-from embedlake.encoders import Encoder
+from embedlake.encoders import Encoder, token_window
+from embedlake.models import artifacts
 from embedlake.steps import Steps
 from embedlake.workspace import Workspace
 
@@ -40,14 +42,26 @@ class EmbedReport:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
 
+def chunking_for(ws: Workspace, model: ModelRecord, encoder: Encoder | None = None) -> Chunking:
+    """The chunking the workspace's ``[passages]`` settings give the model's encoder."""
+    window = token_window(encoder or artifacts.load_encoder(ws, model))
+    return Chunking.resolve(ws.settings.passages, None if window is None else window.tokens)
+
+
 def embed(
-    ws: Workspace, model: ModelRecord, encoder: Encoder, progress: Progress | None = None
+    ws: Workspace,
+    model: ModelRecord,
+    encoder: Encoder,
+    progress: Progress | None = None,
+    chunking: Chunking | None = None,
 ) -> EmbedReport:
-    """Embed what ``model`` is missing, shard after shard; resumes an interrupted run."""
+    """Embed what ``model`` is missing, shard after shard; resumes an interrupted run. The
+    chunking is the settings' unless given."""
     started = time.perf_counter()
     registry = ws.catalog.registry
-    resumed = registry.open_run(model.id) is not None
-    run = open_run(ws, model)
+    chunking = chunking or chunking_for(ws, model, encoder)
+    resumed = registry.open_run(model.id, chunking.key) is not None
+    run = open_run(ws, model, chunking)
     if run is None:
         return EmbedReport(model.ref, None, 0, 0, False, time.perf_counter() - started)
     shards = read_plan(ws, run.plan_key)
@@ -69,13 +83,16 @@ def embed(
 MAX_ROUNDS = 5  # plans in one call: documents keep arriving while a large corpus is embedded
 
 
-def embed_in_steps(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> int:
-    """Embed what the model lacks as checkpointed steps, one fan-out task per shard, until it
-    covers every live document; returns the number embedded. ``label`` names the steps and the
-    fan-out, so it must differ between calls in one invocation (it does: it holds the model)."""
+def embed_in_steps(
+    ctx: Steps, ws: Workspace, model_ref: str, label: str, chunker: str | None = None
+) -> int:
+    """Embed what the model lacks with the chunking ``chunker`` (a ``Chunking.key``; None: the
+    settings') as checkpointed steps, one fan-out task per shard, until it covers every live
+    document; returns the number embedded. ``label`` names the steps and the fan-out, so it must
+    differ between calls in one invocation (it does: it holds the model)."""
     embedded = 0
     for round_ in range(MAX_ROUNDS):
-        run_id = ctx.step(f"{label} {round_} plan", _plan_id, ws, model_ref)
+        run_id = ctx.step(f"{label} {round_} plan", _plan_id, ws, model_ref, chunker)
         if run_id is None:
             break
         shards = ctx.step(f"{label} {round_} pending", _pending, ws, run_id)
@@ -87,8 +104,10 @@ def embed_in_steps(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> int
     return embedded
 
 
-def _plan_id(ws: Workspace, ref: str) -> int | None:
-    run = open_run(ws, ws.catalog.registry.model(ref))
+def _plan_id(ws: Workspace, ref: str, chunker: str | None) -> int | None:
+    model = ws.catalog.registry.model(ref)
+    chunking = chunking_for(ws, model) if chunker is None else Chunking.from_key(chunker)
+    run = open_run(ws, model, chunking)
     return None if run is None else run.id
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +30,31 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
         """Row i is the unit-length vector of ``texts[i]``."""
         ...
+
+
+@dataclass(frozen=True)
+class TokenWindow:
+    """What an encoder reads of a text: ``tokens`` tokens (special tokens included) of its
+    ``tokenizer`` (a ``tokenizers.Tokenizer`` with truncation and padding off, for counting)."""
+
+    tokenizer: Any
+    tokens: int
+
+
+def token_window(encoder: Encoder) -> TokenWindow | None:
+    """The encoder's window, or None for an encoder that reads whole texts (LSA)."""
+    window = getattr(encoder, "token_window", None)
+    return None if window is None else window()
+
+
+def counting_tokenizer(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` that neither truncates nor pads (the encoder's own keeps both)."""
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
 
 
 KINDS: dict[str, str] = {

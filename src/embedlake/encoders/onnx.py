@@ -26,7 +26,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from embedlake.encoders import Vectors, normalise
+from embedlake.encoders import TokenWindow, Vectors, counting_tokenizer, normalise
 from embedlake.encoders.hardware import cores
 from embedlake.errors import InputError
 
@@ -133,6 +133,12 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(self.max_seq_length)
         padding = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if padding is None else padding
+        self._window: TokenWindow | None = None
+
+    def token_window(self) -> TokenWindow:
+        if self._window is None:
+            self._window = TokenWindow(counting_tokenizer(self.tokenizer), self.max_seq_length)
+        return self._window
 
     def _open(self, folder: Path, threads: int | None) -> str:
         """Load the model file for this runtime; the name of the token-states output."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlake.encoders import Vectors, hardware, normalise
+from embedlake.encoders import TokenWindow, Vectors, counting_tokenizer, hardware, normalise
 from embedlake.encoders.hub import offline
 from embedlake.errors import ConfigError, InputError
 
@@ -101,6 +101,13 @@ class SentenceTransformerEncoder:
         if dim is None:
             raise InputError(f"{folder}: the model does not declare its embedding dimension")
         self.dim = int(dim)
+        self._window: TokenWindow | None = None
+
+    def token_window(self) -> TokenWindow:
+        if self._window is None:
+            tokenizer = counting_tokenizer(self.model.tokenizer.backend_tokenizer)
+            self._window = TokenWindow(tokenizer, int(self.model.max_seq_length or 512))
+        return self._window
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
         if not texts:  # sentence-transformers returns a shapeless empty result

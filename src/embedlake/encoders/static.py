@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlake.encoders import Vectors, normalise
+from embedlake.encoders import TokenWindow, Vectors, counting_tokenizer, normalise
 from embedlake.encoders.hub import offline
 from embedlake.errors import InputError
 
@@ -42,6 +42,13 @@ class StaticEncoder:
             raise InputError(f"{folder}: not a loadable model2vec model: {exc}") from None
         self.max_length = max_seq_length or _serving(folder).get("max_seq_length", 512)
         self.dim = int(self.model.dim)
+        self._window: TokenWindow | None = None
+
+    def token_window(self) -> TokenWindow:
+        if self._window is None:
+            tokenizer = counting_tokenizer(self.model.tokenizer)
+            self._window = TokenWindow(tokenizer, int(self.max_length))
+        return self._window
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
         if not texts:

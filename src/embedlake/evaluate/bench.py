@@ -2,6 +2,8 @@
 
 For a dense model: quality of the ANN index (nDCG@10, recall@100, MRR@10, MAP), ANN recall@10 against
 exact search over the same vectors, and search throughput (one query at a time, after encoding).
+An index of passages is judged on documents, ranked by their passages as the searcher ranks them
+(``[passages] aggregate``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import InputError
 from embedlake.evaluate import metrics
 from embedlake.index.exact import ExactIndex
+from embedlake.index.keys import doc_of
 from embedlake.ingest.datasets import Dataset
 from embedlake.models import artifacts
 from embedlake.reduce.pca import PcaReducer
 from embedlake.search.bm25 import Bm25
 from embedlake.search.load import load_index
+from embedlake.search.passages import collapse
 from embedlake.workspace import Workspace
 
 DEPTH = 100
@@ -70,8 +74,13 @@ def bench_index(
 ) -> Result:
     """Quality, ANN recall against exact search, and single-query QPS of one index."""
     index = load_index(ws, record)
-    ids, vectors = read_vectors(ws, model)
-    _check_corpus(ws, dataset, set(ids))
+    ids, vectors = read_vectors(ws, model, str(record.params.get("chunker", "")))
+    docs = {doc_of(i) for i in ids}
+    _check_corpus(ws, dataset, docs)
+    # passages fetched per query so that DEPTH distinct documents come back
+    per_doc = -(-len(ids) // max(len(docs), 1))
+    fetch = min(len(ids), DEPTH * min(2 * per_doc, 10)) if per_doc > 1 else DEPTH
+    aggregate, top = ws.settings.passages.aggregate, ws.settings.passages.aggregate_top
     encoder = artifacts.load_encoder(ws, model)
     qids = list(dataset.queries)
     queries = encoder.encode(
@@ -82,9 +91,20 @@ def bench_index(
     exact = ExactIndex(vectors.shape[1])
     exact.add(ids, vectors)
     started = time.perf_counter()
-    approx = [index.search(queries[i : i + 1], DEPTH)[0] for i in range(len(qids))]
+    approx = [
+        [
+            (d, s)
+            for d, s, _ in collapse(
+                index.search(queries[i : i + 1], fetch)[0], DEPTH, aggregate, top
+            )
+        ]
+        for i in range(len(qids))
+    ]
     seconds = time.perf_counter() - started
-    truth = exact.search(queries, 10)
+    truth = [
+        [(d, s) for d, s, _ in collapse(row, 10, aggregate, top)]
+        for row in exact.search(queries, 10 if per_doc == 1 else min(len(ids), 10 * 2 * per_doc))
+    ]
     run = {q: dict(r) for q, r in zip(qids, approx, strict=True)}
     per_query = metrics.per_query(run, dataset.qrels)
     means = {m: sum(v.values()) / len(v) for m, v in per_query.items()}

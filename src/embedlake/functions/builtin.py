@@ -48,10 +48,17 @@ def embed_new(event: Event, ctx: Context) -> dict[str, int]:
     indexed before its model embedded everything) is caught up. Which models serve, and the
     re-indexing, are ``releases.serving``'s."""
     embedded: dict[str, int] = {}
-    for ref in ctx.step("serving models", serving.serving_models, ctx.ws):
-        embedded[ref] = embed_in_steps(ctx, ctx.ws, ref, f"embed {ref}")
-        if embedded[ref]:
-            ctx.step(f"index {ref}", serving.reindex, ctx.ws, ref)
+    for ref, chunker in ctx.step("serving models", serving.serving_models, ctx.ws):
+        # a model served with two chunkings (a rollback kept) has vectors of each
+        name = ref if not chunker else f"{ref} {chunker}"
+        embedded[name] = embed_in_steps(ctx, ctx.ws, ref, f"embed {name}", chunker)
+        if embedded[name]:
+            key = (
+                chunker
+                if chunker is not None
+                else ctx.ws.catalog.registry.latest_chunker(ctx.ws.catalog.registry.model(ref).id)
+            )
+            ctx.step(f"index {name}", serving.reindex, ctx.ws, ref, key)
     for release_id in ctx.step("releases behind", serving.releases_behind, ctx.ws):
         embedded[release_id] = coverage.catch_up(ctx, ctx.ws, release_id)
     return embedded

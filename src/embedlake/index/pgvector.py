@@ -172,7 +172,8 @@ class PgvectorIndex:
         matches itself, a list any of its items."""
         queries = check_vectors(queries, self.dim)
         condition, params = _where_sql(where)
-        source = sql.SQL("{} AS v JOIN {} AS d ON d.id = v.id")
+        # a passage's key is its document's id, then chr(31) and its span (embeddings.passages)
+        source = sql.SQL("{} AS v JOIN {} AS d ON d.id = split_part(v.id, chr(31), 1)")
         statements = _search_sql(source.format(self._name, sql.Identifier(documents)), condition)
         return self._search(queries, k, statements, params, k)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,7 +126,8 @@ def embeddings(ws: Workspace, keys: list[str], rows: Rows) -> None:
         parts = key.split("/")  # embeddings/<name>/<version>/runs/<run>/<file>
         if len(parts) == 6 and parts[3] == "runs":
             runs["/".join(parts[:5])].append(key)
-    covered: dict[tuple[int, str], tuple[str, str]] = {}
+    # (model id, chunking, doc id) → (content hash, shard key, passages, characters cut)
+    covered: dict[tuple[int, str, str], tuple[str, str, int, int]] = {}
     live = {d["id"]: d["content_hash"] for d in rows.tables[t.documents.name]}
     for number, (folder, files) in enumerate(sorted(runs.items()), start=1):
         _, name, version, _, _ = folder.split("/")
@@ -136,14 +137,17 @@ def embeddings(ws: Workspace, keys: list[str], rows: Rows) -> None:
             rows.lost.append(f"embedding run {folder}/: {what}")
             continue
         _run(ws, number, model, folder, sorted(files), rows, covered, live)
-    for (model_id, doc_id), (content_hash, shard) in covered.items():
+    for (model_id, chunker, doc_id), (content_hash, shard, passages, cut) in covered.items():
         rows.add(
             t.embedded,
             {
                 "model_id": model_id,
+                "chunker": chunker,
                 "doc_id": doc_id,
                 "content_hash": content_hash,
                 "shard_key": shard,
+                "passages": passages,
+                "cut": cut,
             },
         )
 
@@ -155,18 +159,22 @@ def _run(
     folder: str,
     files: list[str],
     rows: Rows,
-    covered: dict[tuple[int, str], tuple[str, str]],
+    covered: dict[tuple[int, str, str], tuple[str, str, int, int]],
     live: dict[str, str],
 ) -> None:
     now = datetime.now(UTC)
     plan = pq.read_table(io.BytesIO(ws.lake.get(f"{folder}/plan.parquet")), columns=["shard"])
     planned = set(plan.column("shard").to_pylist())
+    chunker = (plan.schema.metadata or {}).get(b"chunker", b"").decode()
     done = 0
     for key in files:
         leaf = key.rsplit("/", 1)[1]
         if not (leaf.startswith("shard-") and leaf.endswith(".parquet")):
             continue
-        table = pq.read_table(io.BytesIO(ws.lake.get(key)), columns=["id", "content_hash"])
+        buf = io.BytesIO(ws.lake.get(key))
+        names = pq.ParquetFile(buf).schema_arrow.names  # the vectors are not needed here
+        columns = [c for c in ("id", "doc", "content_hash", "cut") if c in names]
+        table = pq.read_table(buf, columns=columns)
         meta = table.schema.metadata or {}
         if meta.get(b"model_hash", b"").decode() != model[1]:
             rows.lost.append(f"embedding shard {key}: not written by its folder's model")
@@ -183,13 +191,16 @@ def _run(
                 "finished_at": now,
             },
         )
-        for doc_id, content_hash in zip(
-            table.column("id").to_pylist(), table.column("content_hash").to_pylist(), strict=True
+        docs = table.column("doc" if "doc" in table.column_names else "id").to_pylist()
+        cuts = table.column("cut").to_pylist() if "cut" in table.column_names else [0] * len(docs)
+        passages = Counter(docs)
+        for doc_id, content_hash, cut in zip(
+            docs, table.column("content_hash").to_pylist(), cuts, strict=True
         ):
             # a vector of the document's current text wins over one of an older text
-            held = covered.get((model[0], doc_id))
+            held = covered.get((model[0], chunker, doc_id))
             if held is None or live.get(doc_id) != held[0]:
-                covered[(model[0], doc_id)] = (content_hash, key)
+                covered[(model[0], chunker, doc_id)] = (content_hash, key, passages[doc_id], cut)
     finished = done == len(planned)
     rows.add(
         t.embedding_runs,
@@ -200,6 +211,7 @@ def _run(
             "n_documents": plan.num_rows,
             "n_shards": len(planned),
             "plan_key": f"{folder}/plan.parquet",
+            "chunker": chunker,
             "started_at": now,
             "finished_at": now if finished else None,
             "seconds": None,

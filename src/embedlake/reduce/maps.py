@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedlake.index import VectorIndex
+from embedlake.index.keys import doc_of
 from embedlake.reduce import projection
 from embedlake.workspace import Workspace
 
@@ -133,14 +134,21 @@ def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: in
     fitted = projection.Projection.load(ws.lake, prefix)
     live = set(ws.catalog.documents.live_hashes())
     row = {doc_id: n for n, doc_id in enumerate(fitted.ids)}
-    late = [i for i in index.ids() if i not in row and i in live]
+    # the index holds passages: a document that arrived since the fit is placed from the mean of
+    # its passages' vectors, like the fitted ones (release build)
+    keys: dict[str, list[str]] = {}
+    for key in index.ids():
+        doc = doc_of(key)
+        if doc not in row and doc in live:
+            keys.setdefault(doc, []).append(key)
+    late = [d for d, held in keys.items() if any(index.vector(k) is not None for k in held)]
     coords = fitted.coords
     if late:
-        vectors = np.stack([v for i in late if (v := index.vector(i)) is not None])
+        vectors = np.stack([_mean([index.vector(k) for k in keys[d]]) for d in late])
 
         def neighbours(queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-            hits = index.search(queries, k * 2 + 10)
-            return [[(row[d], 1.0 - s) for d, s in hits_ if d in row][:k] for hits_ in hits]
+            hits = index.search(queries, k * 4 + 10)
+            return [_nearest_documents(hits_, row, k) for hits_ in hits]
 
         placed = projection.place(vectors, neighbours, fitted.coords, k)
         coords = np.vstack([coords, placed])
@@ -155,6 +163,27 @@ def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: in
         len(late),
         _live_topics(fitted.topics, set(ids) & live),
     )
+
+
+def _mean(vectors: list[np.ndarray | None]) -> np.ndarray:
+    found = np.vstack([v for v in vectors if v is not None]).mean(axis=0)
+    norm = float(np.linalg.norm(found))
+    out: np.ndarray = found / norm if norm > 0 else found
+    return out
+
+
+def _nearest_documents(
+    hits: list[tuple[str, float]], row: dict[str, int], k: int
+) -> list[tuple[int, float]]:
+    """Passage hits → (row of the fitted document, cosine distance), each document once."""
+    out: dict[int, float] = {}
+    for key, score in hits:
+        n = row.get(doc_of(key))
+        if n is not None and n not in out:
+            out[n] = 1.0 - score
+            if len(out) == k:
+                break
+    return list(out.items())
 
 
 def _live_topics(topics: dict[str, Any], live: set[str]) -> dict[str, Any]:

@@ -23,8 +23,8 @@ import numpy as np
 
 from embedlake import steps
 from embedlake.catalog.releases import ReleaseRecord
-from embedlake.embeddings.batch import embed_in_steps
-from embedlake.embeddings.vectors import read_vectors
+from embedlake.embeddings.batch import chunking_for, embed_in_steps
+from embedlake.embeddings.vectors import document_vectors, read_vectors
 from embedlake.errors import NotFound
 from embedlake.index.exact import ExactIndex
 from embedlake.reduce import maps, projection, topics
@@ -57,13 +57,15 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     model_ref = chosen["model"]
     release_id = ctx.step("create", _create, ws, model_ref, ctx.request_id, reason)
     ctx.step("form report", _form_report, ws, release_id, chosen["report"])
+    # how documents become passages: fixed here, for every stage and every later update
+    chunker = ctx.step("chunking", _chunking, ws, release_id)
     stages: dict[str, float] = {"serving_form": time.perf_counter() - started}
-    stages["embed"] = _embed_all(ctx, ws, model_ref, "embed")
+    stages["embed"] = _embed_all(ctx, ws, model_ref, "embed", chunker)
     # the heavy stages run on the compute engine (a Ray actor in production), like the shards
     stages["reducer"] = _heavy(ctx, "reducer", _reduce, release_id)
     stages["map"] = _heavy(ctx, "map", map_release, release_id)
     stages["index"] = _heavy(ctx, "index", coverage.index_release, release_id)
-    late = _embed_all(ctx, ws, model_ref, "catch-up")
+    late = _embed_all(ctx, ws, model_ref, "catch-up", chunker)
     if ctx.step("late documents", coverage.lacking, ws, release_id):
         stages["catch_up"] = late + _heavy(ctx, "re-index", coverage.index_release, release_id)
     stages["benchmark"] = ctx.step("benchmark and gate", _benchmark, ws, release_id, stages)
@@ -88,6 +90,15 @@ def _form_report(ws: Workspace, release_id: str, report: dict[str, Any]) -> None
     _merge_report(ws, release_id, serving_form=report)
 
 
+def _chunking(ws: Workspace, release_id: str) -> str:
+    """The release's chunking, from the settings and its model's window, into its report."""
+    release = ws.catalog.releases.get(release_id)
+    if "chunking" not in release.report:
+        model = ws.catalog.registry.model_by_id(release.model_id)
+        _merge_report(ws, release_id, chunking=chunking_for(ws, model).describe())
+    return ws.catalog.releases.get(release_id).chunker
+
+
 def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:
     model = ws.catalog.registry.model(model_ref)
     release_id = release_id_for(model.name, request_id)
@@ -98,18 +109,19 @@ def _create(ws: Workspace, model_ref: str, request_id: str, reason: str) -> str:
     return release_id
 
 
-def _embed_all(ctx: Steps, ws: Workspace, model_ref: str, label: str) -> float:
+def _embed_all(ctx: Steps, ws: Workspace, model_ref: str, label: str, chunker: str) -> float:
     started = time.perf_counter()
-    embed_in_steps(ctx, ws, model_ref, f"{label} {model_ref}")
+    embed_in_steps(ctx, ws, model_ref, f"{label} {model_ref}", chunker)
     return time.perf_counter() - started
 
 
 def _reduce(ws: Workspace, release_id: str) -> float:
-    """Fit PCA on the release's vectors; store it, the reduced vectors, and its recall cost."""
+    """Fit PCA on the release's passage vectors (what its index holds); store it, the reduced
+    vectors, and its recall cost."""
     started = time.perf_counter()
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
-    ids, vectors = read_vectors(ws, model)
+    ids, vectors = read_vectors(ws, model, release.chunker)
     settings = ws.settings.reduce
     reducer = PcaReducer.fit(vectors, variance=settings.variance, components=settings.components)
     reduced = reducer.transform(vectors)
@@ -138,11 +150,12 @@ def _reduce(ws: Workspace, release_id: str) -> float:
 
 def map_release(ws: Workspace, release_id: str) -> float:
     """Fit the release's 2D map on its PCA-reduced vectors, and its regions' topic labels, and
-    store them beside the release."""
+    store them beside the release. One point per document, at the mean of its passages'
+    vectors (docs/decisions/0022-passages.md)."""
     started = time.perf_counter()
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
-    ids, vectors = read_vectors(ws, model)
+    ids, vectors = document_vectors(*read_vectors(ws, model, release.chunker))
     reducer = read_reducer(ws, release)
     dims = min(ws.settings.map.pca_dims, reducer.dim)
     reduced = (vectors - reducer.mean) @ reducer.components[:dims].T
@@ -199,6 +212,10 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
         against=production_id if production else None,
         alias=alias,
         gate=decision,
+        # what its documents became: passages, and any document longer than the chunking keeps
+        passages=ws.catalog.registry.cut(
+            model.id, release.chunker, list(ws.catalog.documents.live_hashes())
+        ).describe(),
         stages={**stages, "benchmark": seconds},
         datasets={
             r.dataset: {

@@ -31,13 +31,12 @@ FILE = "coverage.json"
 HASH_CHARS = 16  # of a content hash: enough to tell two versions of a document apart
 
 
-def current(ws: Workspace, model: ModelRecord) -> dict[str, str]:
-    """doc id → content hash of every live document the model has embedded at its current content:
-    what an index of the model built now holds."""
+def current(ws: Workspace, model: ModelRecord, chunker: str) -> dict[str, str]:
+    """doc id → content hash of every live document the model has embedded at its current content
+    with the chunking ``chunker``: what an index of the model built now holds."""
     live = ws.catalog.documents.live_hashes()
-    return {
-        d: h for d, (h, _) in ws.catalog.registry.coverage(model.id).items() if live.get(d) == h
-    }
+    covered = ws.catalog.registry.coverage(model.id, chunker)
+    return {d: h for d, (h, _) in covered.items() if live.get(d) == h}
 
 
 def record(ws: Workspace, release_id: str, index_id: int, held: dict[str, str]) -> None:
@@ -66,8 +65,8 @@ def index_release(ws: Workspace, release_id: str) -> float:
     started = time.perf_counter()
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
-    held = current(ws, model)
-    built = build_index(ws, model, reducer=load_reducer(ws, release))
+    held = current(ws, model, release.chunker)
+    built = build_index(ws, model, reducer=load_reducer(ws, release), chunker=release.chunker)
     record(ws, release_id, built.index_id, held)
     return time.perf_counter() - started
 
@@ -90,7 +89,7 @@ def _estimate(ws: Workspace, release: ReleaseRecord, live: dict[str, str]) -> in
     model has embedded now gives a lower bound; any gap at all makes it behind."""
     assert release.index_id is not None
     indexed = ws.catalog.registry.index(release.index_id).n_vectors
-    embedded = current(ws, ws.catalog.registry.model_by_id(release.model_id))
+    embedded = current(ws, ws.catalog.registry.model_by_id(release.model_id), release.chunker)
     return max(len(live) - indexed, len(live) - len(embedded), 0)
 
 
@@ -100,8 +99,9 @@ def catch_up(ctx: Steps, ws: Workspace, release_id: str) -> int:
     behind = ctx.step(f"lacking {release_id}", lacking, ws, release_id)
     if not behind:
         return 0
-    model = ws.catalog.registry.model_by_id(ws.catalog.releases.get(release_id).model_id)
-    embed_in_steps(ctx, ws, model.ref, f"catch-up {release_id}")
+    release = ws.catalog.releases.get(release_id)
+    model = ws.catalog.registry.model_by_id(release.model_id)
+    embed_in_steps(ctx, ws, model.ref, f"catch-up {release_id}", release.chunker)
     ctx.map(f"re-index {release_id}", index_release, [release_id])
     log.info("release %s caught up %d documents", release_id, behind)
     return int(behind)

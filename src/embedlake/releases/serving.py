@@ -34,28 +34,39 @@ def indexed_models(ws: Workspace) -> list[ModelRecord]:
     return found
 
 
-def serving_models(ws: Workspace) -> list[str]:
-    """Models of aliased releases; else models that have an index; else the configured one."""
-    releases = ws.catalog.releases
-    aliased = {releases.get(r).model_id for r in set(releases.aliases().values())}
+def serving_models(ws: Workspace) -> list[tuple[str, str | None]]:
+    """(model ref, chunking key) of aliased releases; else of models that have an index; else
+    the configured model with the settings' chunking (None)."""
+    registry, releases = ws.catalog.registry, ws.catalog.releases
+    aliased = {
+        (r.model_id, r.chunker) for r in (releases.get(r) for r in set(releases.aliases().values()))
+    }
     if aliased:
-        return [ws.catalog.registry.model_by_id(m).ref for m in sorted(aliased)]
-    refs = [model.ref for model in indexed_models(ws)]
-    return refs or [resolve_model(ws, ws.settings.embed.model).ref]
+        return [(registry.model_by_id(m).ref, c) for m, c in sorted(aliased)]
+    indexed: list[tuple[str, str | None]] = [
+        (m.ref, str(registry.latest_index(m.id).params.get("chunker", "")))
+        for m in indexed_models(ws)
+    ]
+    return indexed or [(resolve_model(ws, ws.settings.embed.model).ref, None)]
 
 
-def reindex(ws: Workspace, ref: str) -> int:
-    """Index a model's vectors again and point each aliased release of it to the new index (its
-    own reduced one where the release's PCA backs its index); returns the model's new index id."""
+def reindex(ws: Workspace, ref: str, chunker: str) -> int:
+    """Index a model's vectors of one chunking again and point each aliased release of them to
+    the new index (its own reduced one where the release's PCA backs its index); returns the
+    model's new index id."""
     model = ws.catalog.registry.model(ref)
     releases = ws.catalog.releases
-    held = coverage.current(ws, model)
-    index_id = build_index(ws, model).index_id
+    held = coverage.current(ws, model, chunker)
+    index_id = build_index(ws, model, chunker=chunker).index_id
     for release_id in sorted(set(releases.aliases().values())):
         release = releases.get(release_id)
-        if release.model_id == model.id:
+        if release.model_id == model.id and release.chunker == chunker:
             reducer = load_reducer(ws, release)
-            own = build_index(ws, model, reducer=reducer).index_id if reducer else index_id
+            own = (
+                build_index(ws, model, reducer=reducer, chunker=chunker).index_id
+                if reducer
+                else index_id
+            )
             coverage.record(ws, release_id, own, held)
     return index_id
 

@@ -16,6 +16,7 @@ from embedlake import index as vector_index
 from embedlake.catalog.registry import ModelRecord
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import ConfigError, NotFound
+from embedlake.index.keys import doc_of
 from embedlake.reduce.pca import PcaReducer
 from embedlake.workspace import Workspace
 
@@ -27,7 +28,7 @@ class BuildReport:
     index_id: int
     model: str
     engine: str
-    n_vectors: int
+    n_vectors: int  # passages (a document that fits the window is one)
     missing: int  # live documents the model has not embedded yet
     seconds: float
 
@@ -67,18 +68,23 @@ def catalog_url(ws: Workspace) -> str:
 
 
 def build_index(
-    ws: Workspace, model: ModelRecord, engine: str | None = None, reducer: PcaReducer | None = None
+    ws: Workspace,
+    model: ModelRecord,
+    engine: str | None = None,
+    reducer: PcaReducer | None = None,
+    chunker: str | None = None,
 ) -> BuildReport:
-    """Index the model's vectors (reduced by ``reducer`` first, when a release's PCA backs its
-    index)."""
+    """Index the model's passage vectors of the chunking ``chunker`` (None: its newest run's),
+    reduced by ``reducer`` first when a release's PCA backs its index."""
     started = time.perf_counter()
     engine = engine or ws.settings.index.engine
-    ids, vectors = read_vectors(ws, model)
+    chunker = ws.catalog.registry.latest_chunker(model.id) if chunker is None else chunker
+    ids, vectors = read_vectors(ws, model, chunker)
     if not ids:
         raise NotFound(
             f"model {model.ref} has no vectors: run `embedlake embed --model {model.ref}` first"
         )
-    missing = ws.catalog.documents.count() - len(ids)
+    missing = ws.catalog.documents.count() - len({doc_of(i) for i in ids})
     if missing:
         log.warning("%d live documents are not embedded by %s yet", missing, model.ref)
     dim = model.dim
@@ -93,7 +99,12 @@ def build_index(
             for path in sorted(Path(tmp).iterdir()):
                 with path.open("rb") as f:
                     ws.lake.put_file(f"{prefix}/{path.name}", f)
-        params = {**index.params(), "dim": dim, "reduced": reducer is not None}
+        params = {
+            **index.params(),
+            "dim": dim,
+            "reduced": reducer is not None,
+            "chunker": chunker,
+        }
         record = ws.catalog.registry.add_index(
             model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
         )

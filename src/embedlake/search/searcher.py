@@ -1,7 +1,10 @@
 """Build an index from a model's vectors, load it back, and answer nearest-neighbour queries.
 
 A query is always embedded by the model the index was built from (its identity is checked), so
-vectors of two models never meet.
+vectors of two models never meet, and split the way the index's documents were (a query longer
+than the window is the mean of its passages, never cut). The index holds passages; a search
+returns documents, each once, ranked by their passages (``search.passages``), with the passage
+that matched.
 """
 
 from __future__ import annotations
@@ -9,25 +12,38 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
 import numpy as np
 
-from embedlake.encoders import Encoder
+from embedlake.catalog.documents import Document
+from embedlake.embeddings.passages import Chunking, Splitter
+from embedlake.encoders import Encoder, normalise, token_window
 from embedlake.errors import InputError
 from embedlake.index import Matrix, check_vectors
+from embedlake.index.keys import doc_of, span_of
 from embedlake.models import artifacts
 from embedlake.reduce.store import load_reducer
 from embedlake.search.bm25 import Bm25
 from embedlake.search.hybrid import rrf
 from embedlake.search.load import load_index, resolve
-from embedlake.search.summaries import Summaries
+from embedlake.search.passages import collapse, keys_by_document
+from embedlake.search.summaries import Summaries, snippet
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The passage of a document that matched: its text and character offsets in the text."""
+
+    text: str
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,7 @@ class Hit:
     title: str
     snippet: str
     source: str
+    passage: Passage | None = None  # None: the document is one passage (all of it matched)
 
 
 class FiltersInSql(Protocol):
@@ -76,12 +93,46 @@ class Searcher:
         self._summaries = summaries if summaries is not None else Summaries(ws.catalog.documents)
         self._bm25: Bm25 | None = None
         self._bm25_lock = threading.Lock()
+        # the index's documents were split this way: queries are too (legacy indexes: "")
+        self.chunking = Chunking.from_key(str(self.record.params.get("chunker", "")))
+        self._aggregate = ws.settings.passages.aggregate, ws.settings.passages.aggregate_top
+        self._splitter: Splitter | None = None
+        self._keys: dict[str, list[str]] | None = None
+        self.cut_texts = 0  # texts longer than the chunking allows, cut (for the metrics)
+
+    def splitter(self) -> Splitter:
+        if self._splitter is None:
+            self._splitter = Splitter(self.chunking, token_window(self.encoder))
+        return self._splitter
 
     def encode(self, texts: list[str]) -> Matrix:
-        """Texts as vectors of this model (before any reduction)."""
+        """Texts as vectors of this model (before any reduction); a text longer than the window
+        is split like the index's documents and the mean of its passages (passages off: cut at
+        the window, and counted)."""
         if any(not t.strip() for t in texts):
             raise InputError("text is empty")
-        return self.encoder.encode(texts, batch_size=self._ws.settings.embed.batch_size)
+        batch = self._ws.settings.embed.batch_size
+        splitter = self.splitter()
+        short = splitter.short_chars
+        if short is None or all(len(t) <= short for t in texts):
+            return self.encoder.encode(texts, batch_size=batch)
+        pieces: list[str] = []
+        owner: list[int] = []
+        for n, text in enumerate(texts):
+            parts, cut = ([text], 0) if len(text) <= short else splitter.split_text(text)
+            self.cut_texts += cut > 0
+            pieces += parts
+            owner += [n] * len(parts)
+        vectors = self.encoder.encode(pieces, batch_size=batch)
+        return _pool(vectors, owner, len(texts))
+
+    def encode_document(self, doc: Document) -> Matrix:
+        """A document's vector as its passages make it: the mean of their vectors."""
+        [split] = self.splitter().split_many([(doc.id, doc.title, doc.text)])
+        vectors = self.encoder.encode(
+            [p.text for p in split.passages], batch_size=self._ws.settings.embed.batch_size
+        )
+        return _pool(vectors, [0] * len(vectors), 1)
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         return self.search_many([query], k)[0]
@@ -128,13 +179,30 @@ class Searcher:
         """Neighbours of a document (itself left out): its indexed vector, or its text embedded
         now when the release was built before the document arrived."""
         _check_k(k)
-        vector = self.index.vector(doc_id)
+        vector = self._document_vector(doc_id)
         doc = self._ws.catalog.documents.get(doc_id)  # NotFound for unknown or deleted ids
         if vector is None:
-            hits = self.search_encoded(self.encode([doc.full_text]), k + 1, where)[0]
+            hits = self.search_encoded(self.encode_document(doc), k + 1, where)[0]
             return [h for h in hits if h.id != doc_id][:k]
         allowed = self._allowed(where)
         return self._search(vector[None, :], k, allowed, exclude=doc_id, where=where)[0]
+
+    def _document_vector(self, doc_id: str) -> Matrix | None:
+        """A document's indexed vector: the mean of its passages' (in the index's space)."""
+        keys = self.passage_keys().get(doc_id)
+        if keys is None:
+            return self.index.vector(doc_id)
+        found = [v for key in keys if (v := self.index.vector(key)) is not None]
+        if not found:
+            return None
+        pooled: Matrix = _pool(np.vstack(found), [0] * len(found), 1)[0]
+        return pooled
+
+    def passage_keys(self) -> dict[str, list[str]]:
+        """The index's passage keys of each document split into several (read once)."""
+        if self._keys is None:
+            self._keys = keys_by_document(self.index.ids()) if self.chunking.enabled else {}
+        return self._keys
 
     def hybrid(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         """Dense and BM25 results fused by reciprocal rank (RRF, k=60, Cormack et al. 2009)."""
@@ -147,24 +215,44 @@ class Searcher:
             for d, _ in self.bm25().search([query], depth * 2)[0]
             if allowed is None or d in allowed
         ][:depth]
+        passages = collapse(self.bm25().search([query], depth * 4)[0], depth * 2)
+        lexical = [d for d, _, _ in passages if allowed is None or d in allowed][:depth]
         fused = rrf([[h.id for h in dense], lexical])
         top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
         found = self._summaries.get(top)
-        return [Hit(d, fused[d], *found[d]) for d in top if d in found][:k]
+        matched = {h.id: h.passage for h in dense}
+        hits = [Hit(d, fused[d], *found[d], matched.get(d)) for d in top if d in found][:k]
+        best = {d: key for d, _, key in passages}  # a document only BM25 found: its passage
+        return self._with_passages(
+            hits, [best[h.id] for h in hits if h.passage is None and h.id in best]
+        )
 
     def bm25(self) -> Bm25:
-        """A BM25 index over the live corpus, built on first use (for hybrid search)."""
+        """A BM25 index over the live corpus's passages (the units of the dense index), built
+        on first use (for hybrid search)."""
         with self._bm25_lock:
             if self._bm25 is None:
-                docs = list(self._ws.catalog.documents.iter_live())
-                self._bm25 = Bm25([d.id for d in docs], [d.full_text for d in docs], stem=True)
+                split = self.passage_keys()
+                keys: list[str] = []
+                texts: list[str] = []
+                for d in self._ws.catalog.documents.iter_live():
+                    for key in split.get(d.id, [d.id]):
+                        span = span_of(key)
+                        body = d.text if span is None else d.text[span[0] : span[1]]
+                        keys.append(key)
+                        texts.append(f"{d.title} {body}".strip() if d.title else body)
+                self._bm25 = Bm25(keys, texts, stem=True)
             return self._bm25
 
     def _allowed(self, where: Mapping[str, Any] | None) -> set[str] | None:
-        """The ids a filter keeps, for an index that cannot apply it in SQL itself."""
+        """The passage keys a filter keeps, for an index that cannot apply it in SQL itself."""
         if where is None or getattr(self.index, "filters_in_sql", False):
             return None
-        return self._ws.catalog.documents.ids_where(where)
+        docs = self._ws.catalog.documents.ids_where(where)
+        split = self.passage_keys()
+        if not split:
+            return docs
+        return {key for d in docs for key in split.get(d, [d])}
 
     def _search(
         self,
@@ -174,11 +262,14 @@ class Searcher:
         exclude: str = "",
         where: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        """Vectors in the index's space → hits of live documents. Deleted documents are still in
-        the index until the next build, so fetch more and hydrate until ``k`` live ones remain.
-        An index with ``filters_in_sql`` gets ``where`` itself and leaves deleted ones out."""
+        """Vectors in the index's space → hits of ``k`` distinct live documents, ranked by their
+        passages. Deleted documents are still in the index until the next build, and a document
+        may fill several places with its passages, so fetch more and hydrate until ``k`` live
+        documents remain. An index with ``filters_in_sql`` gets ``where`` itself and leaves
+        deleted ones out."""
         documents = self._ws.catalog.documents
         in_sql = where if getattr(self.index, "filters_in_sql", False) else None
+        aggregate, top = self._aggregate
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         todo, fetch = list(range(len(vectors))), k + 10
         while todo:
@@ -188,15 +279,42 @@ class Searcher:
                 )
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed)
-            found = self._summaries.get([d for row in raw for d, _ in row])
+            ranked = [collapse(row, fetch, aggregate, top) for row in raw]
+            found = self._summaries.get([d for row in ranked for d, _, _ in row])
             again = []
-            for n, row in zip(todo, raw, strict=True):
-                live = [(d, s) for d, s in row if d in found and d != exclude][:k]
-                out[n] = [Hit(d, s, *found[d]) for d, s in live]
+            for n, row, docs in zip(todo, raw, ranked, strict=True):
+                live = [(d, s, key) for d, s, key in docs if d in found and d != exclude][:k]
+                out[n] = [Hit(d, s, *found[d]) for d, s, _ in live]
                 if len(live) < k and len(row) == fetch and fetch < len(self.index):
                     again.append(n)  # the index may hold more live documents further down
+                elif any(doc != key for doc, _, key in live):
+                    out[n] = self._with_passages(out[n], [key for _, _, key in live])
             todo, fetch = again, fetch * 4
         return out
+
+    def _with_passages(self, hits: list[Hit], keys: list[str]) -> list[Hit]:
+        """Hits of documents split into passages get the passage that matched (its text read
+        from the catalog: the summaries hold only a document's start)."""
+        spans = {doc_of(key): span for key in keys if (span := span_of(key)) is not None}
+        docs = self._ws.catalog.documents.get_many(list(spans))
+        out = []
+        for hit in hits:
+            span, doc = spans.get(hit.id), docs.get(hit.id)
+            if span is None or doc is None:
+                out.append(hit)
+                continue
+            text = doc.text[span[0] : span[1]]
+            out.append(replace(hit, snippet=snippet(text), passage=Passage(text, *span)))
+        return out
+
+
+def _pool(vectors: Matrix, owner: list[int], n: int) -> Matrix:
+    """Row i: the renormalised mean of the rows of ``vectors`` that ``owner`` gives to i."""
+    if len(owner) == n:
+        return vectors
+    sums = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+    np.add.at(sums, np.asarray(owner), vectors)
+    return normalise(sums)
 
 
 def _check_k(k: int) -> None:
