@@ -69,9 +69,31 @@ class Metrics:
             ["alias"],
             registry=r,
         )
+        self.texts_split = Counter(
+            "embedlake_texts_split",
+            "Texts longer than the encoder's window embedded as the mean of their passages.",
+            ["route"],
+            registry=r,
+        )
+        self.texts_cut = Counter(
+            "embedlake_texts_cut",
+            "Texts cut at the encoder's window (with passages off, or over the passage cap).",
+            ["route"],
+            registry=r,
+        )
+        self.cut_documents = Gauge(
+            "embedlake_release_cut_documents",
+            "Documents of the release behind each alias that were cut (longer than its "
+            "chunking keeps): their tail is not searchable.",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self._serving: dict[str, tuple[str, str, str]] = {}
 
-    def serving(self, alias: str, release: str, model: str, vectors: int) -> None:
+    def serving(
+        self, alias: str, release: str, model: str, vectors: int, cut_documents: int = 0
+    ) -> None:
         """Record what ``alias`` serves now (the previous release's series is dropped)."""
         before = self._serving.get(alias)
         if before is not None:
@@ -79,6 +101,7 @@ class Metrics:
         self._serving[alias] = (alias, release, model)
         self.release.labels(alias, release, model).set(1)
         self.index_vectors.labels(alias).set(vectors)
+        self.cut_documents.labels(alias).set(cut_documents)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

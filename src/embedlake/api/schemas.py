@@ -55,6 +55,12 @@ class Target(_Body):
 
 class EmbedRequest(Target):
     texts: list[Text] = Field(min_length=1, fail_fast=True)
+    long: Literal["refuse", "pool"] = Field(
+        "refuse",
+        description="a text longer than the encoder's window: `refuse` it (422, naming the "
+        "window), or `pool`: split it as the release splits documents and return the mean of "
+        "its passages' vectors. Never cut.",
+    )
 
 
 class EmbedResponse(BaseModel):
@@ -62,6 +68,9 @@ class EmbedResponse(BaseModel):
     release: str | None = Field(description="the release whose encoder it is")
     dim: int
     vectors: list[list[float]]
+    passages: list[int] = Field(
+        description="passages each vector is the mean of (1: the text fitted the window)"
+    )
 
 
 class SearchRequest(Target):
@@ -96,12 +105,23 @@ class SearchRequest(Target):
         return self
 
 
+class Passage(BaseModel):
+    text: str
+    start: int = Field(description="character offset in the document's text where it starts")
+    end: int = Field(description="character offset where it ends (exclusive)")
+
+
 class Hit(BaseModel):
     id: str
     score: float
     title: str
-    snippet: str
+    snippet: str = Field(description="the passage that matched, or the document's start")
     source: str
+    passage: Passage | None = Field(
+        None,
+        description="the passage of a long document that matched (null: the document is one "
+        "passage, all of it matched)",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -26,7 +26,8 @@ from embedlake.catalog.changes import watch
 from embedlake.catalog.registry import ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.catalog.wake import Wake
-from embedlake.encoders import Encoder
+from embedlake.embeddings.passages import Chunking, Splitter
+from embedlake.encoders import Encoder, token_window
 from embedlake.errors import EmbedlakeError, InputError, NotFound
 from embedlake.models import artifacts
 from embedlake.reduce import maps
@@ -49,6 +50,7 @@ class Served:
     encoder: Encoder
     batcher: Batcher
     searcher: Searcher | None  # None in the embed role, which needs no index
+    splitter: Splitter  # how the release splits a text longer than the window
     _map: MapData | None = None
     _map_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -199,7 +201,14 @@ class ServingState:
         before = self._followed.get(alias)
         self._followed = {**self._followed, alias: served}  # one atomic assignment
         vectors = len(served.searcher.index) if served.searcher is not None else 0
-        self._metrics.serving(alias, served.release_id or served.key, served.model.ref, vectors)
+        cut = served.release.report.get("passages", {}) if served.release is not None else {}
+        self._metrics.serving(
+            alias,
+            served.release_id or served.key,
+            served.model.ref,
+            vectors,
+            int(cut.get("cut_documents", 0)),
+        )
         if before is not None:
             self._metrics.swaps.labels(alias).inc()
             log.info("alias %r: now serving %s (was %s)", alias, served.key, before.key)
@@ -248,8 +257,15 @@ class ServingState:
                 encoder=encoder,
                 summaries=self.summaries,
             )
+        splitter = (
+            searcher.splitter()
+            if searcher is not None
+            else Splitter(
+                Chunking.from_key(str(record.params.get("chunker", ""))), token_window(encoder)
+            )
+        )
         log.info("loaded %s (model %s)", key, model.ref)
-        return Served(key, release, model, encoder, batcher, searcher)
+        return Served(key, release, model, encoder, batcher, searcher, splitter)
 
     def _encoder(self, model: ModelRecord) -> tuple[Encoder, Batcher]:
         cached = self._encoders.get(model.id)

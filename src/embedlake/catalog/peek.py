@@ -24,7 +24,8 @@ BUSY_MS = 5000  # a writer holding the database (rare in WAL mode) is waited for
 @dataclass(frozen=True)
 class Counts:
     documents: int  # live ones
-    models: list[tuple[str, int]]  # (name@version, documents embedded), in registration order
+    # (name@version, documents embedded, of them cut), in registration order
+    models: list[tuple[str, int, int]]
     datasets: list[str]  # sorted by name
 
 
@@ -41,13 +42,16 @@ def sqlite_counts(path: Path) -> Counts | None:
             (documents,) = conn.execute(
                 "SELECT count(*) FROM documents WHERE deleted_at IS NULL"
             ).fetchone()
-            embedded = dict(
-                conn.execute(
-                    "SELECT model_id, count(DISTINCT doc_id) FROM embedded GROUP BY model_id"
-                ).fetchall()
-            )
+            embedded = {
+                model_id: (n, cut)
+                for model_id, n, cut in conn.execute(
+                    "SELECT model_id, count(DISTINCT doc_id), "
+                    "count(DISTINCT CASE WHEN cut > 0 THEN doc_id END) FROM embedded "
+                    "GROUP BY model_id"
+                )
+            }
             models = [
-                (f"{name}@{version}", int(embedded.get(model_id, 0)))
+                (f"{name}@{version}", *_pair(embedded.get(model_id, (0, 0))))
                 for model_id, name, version in conn.execute(
                     "SELECT id, name, version FROM models ORDER BY id"
                 )
@@ -56,3 +60,7 @@ def sqlite_counts(path: Path) -> Counts | None:
     except sqlite3.Error:  # no schema yet, a damaged file: the full path explains
         return None
     return Counts(int(documents), models, datasets)
+
+
+def _pair(row: tuple[int, int]) -> tuple[int, int]:
+    return int(row[0]), int(row[1])

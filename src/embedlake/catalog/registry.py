@@ -336,16 +336,16 @@ class Registry:
                 )
             )
 
-    def count_embedded(self, model_id: int) -> int:
-        """Documents the model has embedded (in any chunking)."""
+    def count_embedded(self, model_id: int, *, cut: bool = False) -> int:
+        """Documents the model has embedded (in any chunking); with ``cut``, those of them that
+        were longer than their chunking keeps (or, passages off, than the window)."""
+        query = select(func.count(func.distinct(embedded.c.doc_id))).where(
+            embedded.c.model_id == model_id
+        )
+        if cut:
+            query = query.where(embedded.c.cut > 0)
         with self._catalog.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count(func.distinct(embedded.c.doc_id))).where(
-                        embedded.c.model_id == model_id
-                    )
-                ).scalar_one()
-            )
+            return int(conn.execute(query).scalar_one())
 
     # -- indexes ----------------------------------------------------------------------------
     def add_index(

@@ -236,10 +236,21 @@ def search(
             }
         )
     else:
+        # a long document's hit shows the passage that matched, and where it lies
         table(
             f"{query!r} ({searcher.model.ref})",
-            ["#", "score", "id", "title", "snippet"],
-            [(n, h.score, h.id, h.title, h.snippet) for n, h in enumerate(hits, 1)],
+            ["#", "score", "id", "title", "passage", "snippet"],
+            [
+                (
+                    n,
+                    h.score,
+                    h.id,
+                    h.title,
+                    f"{h.passage.start}-{h.passage.end}" if h.passage else "all",
+                    h.snippet,
+                )
+                for n, h in enumerate(hits, 1)
+            ],
         )
 
 
@@ -361,7 +372,12 @@ def _status_opened(settings: Settings) -> dict[str, object]:
             "lake": w.lake.url,
             "documents": w.catalog.documents.count(),
             "models": [
-                {"model": m.ref, "embedded": reg.count_embedded(m.id)} for m in reg.list_models()
+                {
+                    "model": m.ref,
+                    "embedded": reg.count_embedded(m.id),
+                    "cut": reg.count_embedded(m.id, cut=True),
+                }
+                for m in reg.list_models()
             ],
             "datasets": [d.name for d in w.catalog.benchmarks.list_datasets()],
         }
@@ -381,7 +397,7 @@ def _status_peeked(settings: Settings) -> dict[str, object] | None:
         "workspace": str(settings.workspace),
         "lake": settings.resolve(settings.lake.url),
         "documents": counts.documents,
-        "models": [{"model": ref, "embedded": n} for ref, n in counts.models],
+        "models": [{"model": ref, "embedded": n, "cut": cut} for ref, n, cut in counts.models],
         "datasets": counts.datasets,
     }
 

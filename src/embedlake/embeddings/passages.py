@@ -124,6 +124,16 @@ class Splitter:
             return None
         return (self.chunking.size or self.window.tokens) - self._specials
 
+    def window_tokens(self, text: str) -> int | None:
+        """How many tokens ``text`` has beyond what the encoder's window reads (0: it fits;
+        None: no window, every text fits)."""
+        if self.window is None:
+            return None
+        if len(text) <= self.window.tokens - self._specials:
+            return 0
+        n = len(self.window.tokenizer.encode(text, add_special_tokens=False).ids)
+        return max(0, n + self._specials - self.window.tokens)
+
     def split_many(self, docs: list[tuple[str, str, str]]) -> list[Split]:
         """``(id, title, text)`` each → its passages."""
         if self.window is None:

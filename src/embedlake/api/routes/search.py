@@ -29,7 +29,10 @@ def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
         release=served.release_id,
         alias=alias,
         model=served.model.ref,
-        results=[schemas.Hit(**vars(h)) for h in hits],
+        results=[
+            schemas.Hit(**{**vars(h), "passage": vars(h.passage) if h.passage else None})
+            for h in hits
+        ],
     )
     return Response(body.model_dump_json(), media_type="application/json")
 
@@ -131,6 +134,16 @@ async def _text(
     short; else encoded with the texts of concurrent requests (dynamic batching), then searched
     on the search threads."""
     assert body.query is not None
+    short = searcher.splitter().short_chars
+    if short is not None and len(body.query) > short:  # maybe longer than the window: split
+        before = searcher.cut_texts
+        hits = await _work(request, searcher.search_many, [body.query], body.k, body.filter)
+        metrics = request.app.state.metrics
+        if searcher.cut_texts > before:
+            metrics.texts_cut.labels("search").inc()
+        elif searcher.splitter().window_tokens(body.query):
+            metrics.texts_split.labels("search").inc()
+        return hits[0]
     if body.filter is None and body.k <= INLINE_MAX_K:
         seconds: dict[str, float] = request.app.state.search_seconds
         if seconds.get("search_many", 0.0) <= INLINE_MAX_SECONDS and _alone():

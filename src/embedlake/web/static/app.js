@@ -258,7 +258,9 @@ async function hover(view, i) {
   if (doc && tip.dataset.id === id) tip.textContent = doc.title || doc.text.slice(0, 100);
 }
 
-async function pick(view, id) {
+// passage: where the search matched in a long document ({start, end} in its text), marked and
+// scrolled to; null for a document that is one passage
+async function pick(view, id, passage = null) {
   view.highlight([id]);
   const panel = $("panel");
   panel.hidden = false;
@@ -269,10 +271,18 @@ async function pick(view, id) {
   const title = document.createElement("h2");
   title.textContent = doc.title || doc.id;
   const text = document.createElement("p");
-  text.textContent = doc.text;
+  let mark = null;
+  if (passage) {
+    mark = document.createElement("mark");
+    mark.textContent = doc.text.slice(passage.start, passage.end);
+    text.append(doc.text.slice(0, passage.start), mark, doc.text.slice(passage.end));
+  } else {
+    text.textContent = doc.text;
+  }
   const meta = document.createElement("small");
   meta.textContent = `${doc.id} · ${doc.source}`;
   article.append(title, meta, text);
+  if (mark) mark.scrollIntoView({ block: "center" });
   const found = await (await api(`/v1/documents/${encodeURIComponent(id)}/neighbours?k=10&release=${encodeURIComponent(view.release)}`)).json();
   list(`Nearest neighbours in ${view.release}`, found.results, view);
 }
@@ -287,7 +297,13 @@ function list(heading, hits, view) {
     const score = document.createElement("small");
     score.textContent = ` ${hit.score.toFixed(3)}`;
     item.append(score);
-    item.addEventListener("click", () => pick(view, hit.id));
+    if (hit.passage) {  // a long document: the passage that matched
+      const where = document.createElement("div");
+      where.className = "passage";
+      where.textContent = hit.snippet;
+      item.append(where);
+    }
+    item.addEventListener("click", () => pick(view, hit.id, hit.passage));
     return item;
   }));
 }
