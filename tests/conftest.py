@@ -169,3 +169,34 @@ def run_without_torch(script: str, *args: str, stdin: str | None = None) -> Any:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
+
+
+# -- passages: what an index of passages holds, rebuilt from the catalog for checks ---------------
+
+
+def passage_texts(ws: Workspace, keys: list[str]) -> list[str]:
+    """What the encoder read for each passage key: the document's text, or its title and the
+    passage's span (embeddings.passages)."""
+    from embedlake.index.keys import doc_of, span_of
+
+    docs = ws.catalog.documents.get_many(list({doc_of(k) for k in keys}))
+    out = []
+    for key in keys:
+        doc, span = docs[doc_of(key)], span_of(key)
+        body = doc.text if span is None else doc.text[span[0] : span[1]]
+        out.append(doc.full_text if span is None else f"{doc.title} {body}".strip())
+    return out
+
+
+def top_documents(keys: list[str], scores: Any, k: int) -> list[str]:
+    """The ``k`` best documents by their best passage (MaxP), from passage keys and scores."""
+    from embedlake.search.passages import collapse
+
+    order = sorted(range(len(keys)), key=lambda i: -float(scores[i]))
+    return [d for d, _, _ in collapse([(keys[i], float(scores[i])) for i in order], k)]
+
+
+def documents_of(keys: list[str]) -> set[str]:
+    from embedlake.index.keys import doc_of
+
+    return {doc_of(k) for k in keys}

@@ -22,7 +22,7 @@ from embedlake.embeddings.vectors import read_vectors
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
 from embedlake.search.searcher import Searcher
-from tests.conftest import collection
+from tests.conftest import collection, documents_of, passage_texts
 
 SHARD = 40
 ENV = {
@@ -100,11 +100,10 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
         assert {"ingest", "embed-new"} <= set(statuses)
         assert set(statuses.values()) == {"succeeded"}
         searcher = Searcher(ws)
-        assert searcher.record.n_vectors == total
-        ids, vectors = read_vectors(ws, searcher.model)
+        ids, vectors = read_vectors(ws, searcher.model)  # passages: a long document has several
+        assert searcher.record.n_vectors == len(ids) and len(documents_of(ids)) == total
         encoder = artifacts.load_encoder(ws, searcher.model)
-        docs = ws.catalog.documents.get_many(ids)
-        expected = encoder.encode([docs[d].full_text for d in ids])  # the uninterrupted result
+        expected = encoder.encode(passage_texts(ws, ids))  # the uninterrupted result
         assert np.allclose(vectors, expected, atol=1e-4)
 
 
@@ -146,5 +145,5 @@ def test_kill_9_during_a_release_build_then_restart(tmp_path: Path) -> None:
         assert release.snapshot["documents"] == ws.catalog.documents.count()
         searcher = Searcher(ws)
         assert searcher.model.name == "mini", searcher.model
-        assert searcher.record.n_vectors == 280
+        assert len(documents_of(searcher.index.ids())) == 280
         assert f"{prefix}/manifest.json" in {o.key for o in ws.lake.list(prefix)}

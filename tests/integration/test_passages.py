@@ -136,6 +136,10 @@ def test_the_cli_and_the_api_show_the_passage_that_matched(ws: Workspace) -> Non
         assert found[0]["passage"]["end"] == hit["passage"]["end"]
         like = client.get("/v1/documents/report/neighbours?k=10").json()["results"]
         assert len({h["id"] for h in like}) == 10 and "report" not in {h["id"] for h in like}
+        # the map: one point per document, placed from its passages
+        release = response.json()["release"]
+        ids = client.get(f"/v1/map/{release}/ids?limit=1000").json()
+        assert sorted(ids) == sorted(ws.catalog.documents.live_hashes())
         hybrid = client.post("/v1/search", json={"query": QUERY, "k": 3, "mode": "hybrid"})
         assert hybrid.json()["results"][0]["id"] == "report"
         assert "Baikal" in hybrid.json()["results"][0]["passage"]["text"]
@@ -237,3 +241,79 @@ def test_other_chunking_settings_make_another_release_beside_the_first(
         with _client(ws) as client:
             metrics = client.get("/metrics").text
             assert 'embedlake_release_cut_documents{alias="production"} 1.0' in metrics
+
+
+def test_the_maps_panel_marks_the_passage_that_matched(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    """In a real browser (Debian's Chromium), against `embedlake serve` on loopback."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_map_browser import ARGS, CHROMIUM, SHOTS
+    from tests.e2e.test_serve import Server
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    root = tmp_path / "ws"
+    shutil.copytree(template["root"], root)
+    server = Server(root, tmp_path / "serve.log", env=ENV)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-state=ready]", timeout=120_000)
+            page.fill("#query", QUERY)
+            page.click("#search button")
+            page.wait_for_function(
+                "() => /results highlighted/.test(document.getElementById('status').textContent)"
+            )
+            first = page.eval_on_selector(
+                "#list li", "li => [li.dataset.id, li.querySelector('.passage')?.textContent]"
+            )
+            assert first[0] == "report" and first[1]  # the passage's start, under its title
+            page.click("#list li[data-id='report']")
+            page.wait_for_function(
+                "() => document.querySelector('#doc mark')?.textContent.includes('Baikal')",
+                timeout=20_000,
+            )
+            marked = page.eval_on_selector(
+                "#doc p", "p => [p.textContent, p.querySelector('mark').textContent]"
+            )
+            assert marked[0].endswith(marked[1]) and LAST in marked[1]  # the last passage
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "7-passage.png"))
+            browser.close()
+        assert errors == []
+    finally:
+        server.stop()
+
+
+def test_k_distinct_documents_under_filters_with_pgvector(postgres: Any, tmp_path: Path) -> None:
+    """The pgvector engine applies filters and tombstones in SQL: joined on the document a
+    passage key belongs to."""
+    env = {
+        **ENV,
+        "EMBEDLAKE_CATALOG__URL": postgres.database(),
+        "EMBEDLAKE_INDEX__ENGINE": "pgvector",
+    }
+    docs = _documents()[-31:]  # 30 abstracts and the report
+    with Workspace.init(tmp_path / "ws", environ=env) as ws:
+        ingest_path(ws, write_jsonl(tmp_path / "docs.jsonl", docs), source="mixed")
+        model = resolve_model(ws, "minilm")
+        embed(ws, model, artifacts.load_encoder(ws, model))
+        searcher = Searcher(ws, index_id=build_index(ws, model).index_id)
+        assert searcher.index.engine == "pgvector" and len(_report_keys(searcher)) > 20
+        cases = [(None, 20, 20), ({"kind": "abstract"}, 10, 10), ({"kind": "report"}, 5, 1)]
+        for where, k, expect in cases:
+            [hits] = searcher.search_many([QUERY], k, where)
+            ids = [h.id for h in hits]
+            assert len(ids) == len(set(ids)) == expect, (where, ids)
+        assert searcher.search_many([QUERY], 1, {"kind": "report"})[0][0].passage is not None
+        delete_document(ws, "report")
+        for where in (None, {"kind": ["report", "abstract"]}):
+            [hits] = searcher.search_many([QUERY], 10, where)
+            assert "report" not in [h.id for h in hits] and len(hits) == 10
+        searcher.index.drop()  # type: ignore[attr-defined]

@@ -23,7 +23,14 @@ from embedlake.models.resolve import resolve_model
 from embedlake.releases.form_choice import choose
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
-from tests.conftest import collection, run_without_torch, write_jsonl
+from tests.conftest import (
+    collection,
+    documents_of,
+    passage_texts,
+    run_without_torch,
+    top_documents,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.slow
 ENVIRON = {
@@ -92,8 +99,8 @@ def test_corpus_and_queries_come_from_the_chosen_form(released: tuple[Workspace,
     model = ws.catalog.registry.model_by_id(release.model_id)
     encoder = artifacts.load(ws, model)
     ids, vectors = read_vectors(ws, model)
-    assert len(ids) == 1033
-    some = [ws.catalog.documents.get(i).full_text for i in ids[:64]]
+    assert len(documents_of(ids)) == 1033
+    some = passage_texts(ws, ids[:64])
     again = encoder.encode(some)
     # every form's vectors are independent of their batch (int8 is quantised statically): the
     # same text gets the same vector, in the release's shards and encoded again here
@@ -153,8 +160,7 @@ def test_a_node_without_torch_serves_search_with_the_form(
     # the same hits as searching the release's vectors with the form's query vector here
     encoder = artifacts.load(ws, model)
     ids, vectors = read_vectors(ws, model)
-    scores = vectors @ encoder.encode([query])[0]
-    expected = [ids[i] for i in np.argsort(-scores)[:5]]
+    expected = top_documents(ids, vectors @ encoder.encode([query])[0], 5)
     assert [hit["id"] for hit in out["body"]["results"]] == expected
 
 

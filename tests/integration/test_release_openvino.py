@@ -19,7 +19,13 @@ from embedlake.ingest import ingest_path
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
 from embedlake.workspace import Workspace
-from tests.conftest import collection, run_without_torch, write_jsonl
+from tests.conftest import (
+    collection,
+    passage_texts,
+    run_without_torch,
+    top_documents,
+    write_jsonl,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -84,7 +90,7 @@ def test_the_release_is_served_in_the_openvino_form(released: tuple[Workspace, s
     # the corpus vectors are the form's: encoded again, alone or in other batches, the same
     encoder = artifacts.load(ws, model)
     ids, vectors = read_vectors(ws, model)
-    some = [ws.catalog.documents.get(i).full_text for i in ids[:24]]
+    some = passage_texts(ws, ids[:24])
     cosine = np.einsum("ij,ij->i", encoder.encode(some, batch_size=5), vectors[:24])
     assert cosine.min() >= 0.9999
 
@@ -115,5 +121,5 @@ def test_a_node_without_torch_searches_with_the_openvino_form(
     assert out["heavy"] == [] and out["body"]["release"] == release_id
     encoder = artifacts.load(ws, model)
     ids, vectors = read_vectors(ws, model)
-    expected = [ids[i] for i in np.argsort(-(vectors @ encoder.encode([query])[0]))[:5]]
+    expected = top_documents(ids, vectors @ encoder.encode([query])[0], 5)
     assert [hit["id"] for hit in out["body"]["results"]] == expected

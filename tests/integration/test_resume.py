@@ -16,12 +16,12 @@ from sqlalchemy import select
 
 from embedlake import Workspace
 from embedlake.catalog.schema import embedding_shards
-from embedlake.embeddings.batch import embed
+from embedlake.embeddings.batch import chunking_for, embed
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.ingest import ingest_path
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
-from tests.conftest import collection
+from tests.conftest import collection, documents_of, passage_texts
 
 SHARD = 40
 
@@ -75,7 +75,8 @@ def test_killed_embedding_resumes_without_redoing_finished_shards(tmp_path: Path
         before = _shards(ws)
         n_shards = -(-total // SHARD)
         assert 2 <= len(before) < n_shards, "the kill must land mid-run"
-        run = ws.catalog.registry.open_run(record.id)
+        chunker = chunking_for(ws, record).key
+        run = ws.catalog.registry.open_run(record.id, chunker)
         assert run is not None and run.status == "running"
 
         encoder = artifacts.load_encoder(ws, record)
@@ -85,13 +86,12 @@ def test_killed_embedding_resumes_without_redoing_finished_shards(tmp_path: Path
         after = _shards(ws)
         assert len(after) == n_shards
         assert {n: after[n] for n in before} == before  # finished shards were not redone
-        assert ws.catalog.registry.open_run(record.id) is None
+        assert ws.catalog.registry.open_run(record.id, chunker) is None
 
         ids, vectors = read_vectors(ws, record)
-        assert len(ids) == total
-        docs = ws.catalog.documents.get_many(ids)
+        assert len(documents_of(ids)) == total
         sample = ids[:: max(1, len(ids) // 25)]
-        expected = encoder.encode([docs[d].full_text for d in sample])
+        expected = encoder.encode(passage_texts(ws, sample))
         got = vectors[[ids.index(d) for d in sample]]
         assert np.allclose(got, expected, atol=1e-4)
         assert json.loads(ws.lake.get(f"{record.prefix}/manifest.json"))["dim"] == 384

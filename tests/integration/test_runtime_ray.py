@@ -13,6 +13,7 @@ import pytest
 import ray
 
 from embedlake import Workspace
+from embedlake.embeddings.batch import chunking_for
 from embedlake.embeddings.plan import open_run, pending_shards
 from embedlake.embeddings.shards import embed_shard_task
 from embedlake.embeddings.vectors import read_vectors
@@ -26,7 +27,7 @@ from embedlake.runtime import Runtime
 from embedlake.runtime.engines import open_engine
 from embedlake.runtime.ray import RayEngine
 from embedlake.search.searcher import Searcher
-from tests.conftest import collection
+from tests.conftest import collection, documents_of, passage_texts
 from tests.integration.test_runtime import FAST, _drop
 
 RAY = {**FAST, "EMBEDLAKE_RUNTIME__ENGINE": "ray", "EMBEDLAKE_EMBED__SHARD_SIZE": "300"}
@@ -50,10 +51,9 @@ def test_a_dropped_file_is_embedded_by_ray_actors(tmp_path: Path, local_ray: Non
             assert (engine.size, engine.gpus_per_actor) == (2, 0)  # one actor per CPU, no GPU
         assert {i.status for i in ws.catalog.events.invocations()} == {"succeeded"}
         searcher = Searcher(ws)
-        assert searcher.record.n_vectors == 1033
-        ids, vectors = read_vectors(ws, searcher.model)
-        docs = ws.catalog.documents.get_many(ids[:20])
-        expected = artifacts.load(ws, searcher.model).encode([docs[d].full_text for d in ids[:20]])
+        ids, vectors = read_vectors(ws, searcher.model)  # passages of the documents
+        assert searcher.record.n_vectors == len(ids) and len(documents_of(ids)) == 1033
+        expected = artifacts.load(ws, searcher.model).encode(passage_texts(ws, ids[:20]))
         assert np.allclose(vectors[:20], expected, atol=1e-5)  # same vectors as in-process
 
 
@@ -78,7 +78,8 @@ def die_once_then_embed(ws: Workspace, item: tuple[str, int, int, str]) -> int:
 
 
 def _plan(ws: Workspace, model_ref: str) -> tuple[int, list[int]]:
-    run = open_run(ws, ws.catalog.registry.model(model_ref))
+    model = ws.catalog.registry.model(model_ref)
+    run = open_run(ws, model, chunking_for(ws, model))
     assert run is not None
     return run.id, pending_shards(ws, run)
 

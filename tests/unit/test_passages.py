@@ -3,6 +3,8 @@ documents ranked by their passages."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
@@ -86,7 +88,7 @@ def test_a_long_document_is_split_within_the_window_title_in_every_passage(
         assert doc_of(p.key) == "d" and span_of(p.key) == (p.start, p.end)
     # every character of the text is in a passage, and neighbours overlap
     assert passages[0].start == 0 and passages[-1].end == len(text)
-    assert all(b.start < a.end for a, b in zip(passages, passages[1:], strict=False))
+    assert all(b.start < a.end for a, b in itertools.pairwise(passages))
     assert "Lake Baikal" in passages[-1].text
     # on sentence boundaries: each passage begins a sentence
     assert all(text[p.start :].startswith("Sentence") for p in passages[:-1])
