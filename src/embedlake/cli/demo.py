@@ -218,8 +218,10 @@ def _embed_and_index(ws: Workspace, evaluation: Dataset, spec: str) -> Result:
     )
     with working(screen, "indexing"):
         built = build_index(ws, record)
+    documents = ws.catalog.documents.count() - built.missing
     screen.print(
-        f"{built.engine} index over {built.n_vectors:,} vectors ({built.seconds:.1f} s)",
+        f"{built.engine} index over {built.n_vectors:,} passages of {documents:,} documents "
+        f"({built.seconds:.1f} s; a document longer than the model's window is split)",
         highlight=False,
     )
     with working(screen, f"benchmarking {record.ref}") as w:

@@ -135,21 +135,29 @@ class Splitter:
         return max(0, n + self._specials - self.window.tokens)
 
     def split_many(self, docs: list[tuple[str, str, str]]) -> list[Split]:
-        """``(id, title, text)`` each → its passages."""
+        """``(id, title, text)`` each → its passages. The tokenizer and the splitter work on
+        the whole batch at once, on every core (both are Rust, and release the GIL)."""
         if self.window is None:
             return [Split([_whole(d, t, x)], 0) for d, t, x in docs]
         whole = [_join(t, x) for _, t, x in docs]
-        counts = [len(e.ids) for e in self.window.tokenizer.encode_batch(whole, False)]
+        counts = [
+            len(e.ids) for e in self.window.tokenizer.encode_batch(whole, add_special_tokens=False)
+        ]
         limit = (self.chunking.size or self.window.tokens) - self._specials
-        out = []
-        for (doc_id, title, text), full, n in zip(docs, whole, counts, strict=True):
-            if n <= limit:
-                out.append(Split([_whole(doc_id, title, text)], 0))
+        out: list[Split | None] = [None] * len(docs)
+        long: list[int] = []
+        for n, ((doc_id, title, text), full, count) in enumerate(
+            zip(docs, whole, counts, strict=True)
+        ):
+            if count <= limit:
+                out[n] = Split([_whole(doc_id, title, text)], 0)
             elif not self.chunking.enabled:
-                out.append(Split([_whole(doc_id, title, text)], len(full) - self._fits(full)))
+                out[n] = Split([_whole(doc_id, title, text)], len(full) - self._fits(full))
             else:
-                out.append(self._passages(doc_id, title, text))
-        return out
+                long.append(n)
+        for n, split in zip(long, self._passages([docs[n] for n in long]), strict=True):
+            out[n] = split
+        return [s for s in out if s is not None]
 
     def split_text(self, text: str) -> tuple[list[str], int]:
         """A free text (a query, a text sent to /v1/embed) → its passages and the characters
@@ -164,17 +172,35 @@ class Splitter:
         last = self.window.tokens - self._specials - 1
         return enc.offsets[last][1] if last < len(enc.offsets) else len(text)
 
-    def _passages(self, doc_id: str, title: str, text: str) -> Split:
+    def _passages(self, docs: list[tuple[str, str, str]]) -> list[Split]:
+        """Documents longer than a passage, split; those whose titles leave the same room are
+        split together."""
         assert self.window is not None
-        size, tokenizer = self.chunking.size, self.window.tokenizer
-        title_tokens = tokenizer.encode(title, add_special_tokens=False) if title else None
+        size = self.chunking.size
         most = size // 4  # a long title would leave the text no room: it is shortened
-        if title_tokens is not None and len(title_tokens.ids) > most:
-            title = title[: title_tokens.offsets[most - 1][1]]
-        used = min(len(title_tokens.ids), most) + 1 if title_tokens is not None else 0
-        capacity = size - self._specials - used - 1  # a token spare: joining may add one
-        overlap = min(self.chunking.overlap, capacity // 2)
-        chunks = self._splitter(capacity, overlap).chunk_indices(text)
+        titled = [t for _, t, _ in docs if t]
+        tokenizer = self.window.tokenizer
+        encoded = iter(tokenizer.encode_batch(titled, add_special_tokens=False) if titled else [])
+        groups: dict[int, list[tuple[int, str]]] = {}
+        for n, (_, title, _) in enumerate(docs):
+            used = 0
+            if title:
+                tokens = next(encoded)
+                if len(tokens.ids) > most:
+                    title = title[: tokens.offsets[most - 1][1]]
+                used = min(len(tokens.ids), most) + 1
+            capacity = size - self._specials - used - 1  # a token spare: joining may add one
+            groups.setdefault(capacity, []).append((n, title))
+        out: list[Split] = [Split([], 0)] * len(docs)
+        for capacity, members in groups.items():
+            overlap = min(self.chunking.overlap, capacity // 2)
+            texts = [docs[n][2] for n, _ in members]
+            chunked = self._splitter(capacity, overlap).chunk_all_indices(texts)
+            for (n, title), chunks in zip(members, chunked, strict=True):
+                out[n] = self._split(docs[n][0], title, docs[n][2], chunks)
+        return out
+
+    def _split(self, doc_id: str, title: str, text: str, chunks: list[tuple[int, str]]) -> Split:
         if not chunks:  # only whitespace after all
             return Split([_whole(doc_id, title, text)], 0)
         kept = chunks[: self.chunking.max_passages]

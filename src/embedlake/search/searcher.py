@@ -210,11 +210,6 @@ class Searcher:
         depth = max(100, k)
         dense = self.search_many([query], depth, where)[0]
         allowed = self._ws.catalog.documents.ids_where(where) if where else None
-        lexical = [
-            d
-            for d, _ in self.bm25().search([query], depth * 2)[0]
-            if allowed is None or d in allowed
-        ][:depth]
         passages = collapse(self.bm25().search([query], depth * 4)[0], depth * 2)
         lexical = [d for d, _, _ in passages if allowed is None or d in allowed][:depth]
         fused = rrf([[h.id for h in dense], lexical])
