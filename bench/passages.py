@@ -15,6 +15,7 @@ The encoder is all-MiniLM-L6-v2 at its window of 256 word pieces, in bfloat16 wh
 native bf16 (the same encoder for both sides: only the passages differ).
 
     .venv/bin/python bench/passages.py [--collections med,cisi] [--known 300] [--distractors 1000]
+    .venv/bin/python bench/passages.py --size 128 --name passages-128   # smaller passages
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ def main() -> None:
     parser.add_argument("--known-collections", default=",".join(KNOWN))
     parser.add_argument("--known", type=int, default=300, help="long documents per collection")
     parser.add_argument("--distractors", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=0, help="passages.size (0: the window)")
+    parser.add_argument("--name", default="passages", help="the result file's name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     precision = "bf16" if hardware.native_bf16() else "fp32"
@@ -207,19 +210,19 @@ def main() -> None:
     )
     window = token_window(encoder)
     assert window is not None
-    on = Chunking.resolve(PassagesSettings(), window.tokens)
+    on = Chunking.resolve(PassagesSettings(size=args.size), window.tokens)
     sides = {"off": Side(encoder, Chunking()), "on": Side(encoder, on)}
     print(f"MiniLM {precision}, window {window.tokens}, passages {on.key}", flush=True)
     results: dict[str, Any] = {"precision": precision, "chunking": on.describe()}
     for name in [c for c in args.collections.split(",") if c]:
         results.setdefault("judged", {})[name] = judged(name, sides)
-        write_result("passages", {**results, "complete": False})
+        write_result(args.name, {**results, "complete": False})
     for name in [c for c in args.known_collections.split(",") if c]:
         results.setdefault("known_item", {})[name] = known_item(
             name, sides, args.known, args.distractors
         )
-        write_result("passages", {**results, "complete": False})
-    write_result("passages", {**results, "complete": True})
+        write_result(args.name, {**results, "complete": False})
+    write_result(args.name, {**results, "complete": True})
 
     rows = []
     for name, r in results.get("judged", {}).items():

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 COLUMNS = ["ndcg@10", "recall@100", "mrr@10", "ann_recall@10", "qps"]
 LOG = "demo.log"
+# A first look reads fewer docstrings: with passages, the long ones cost two to three times as
+# much to embed, and the demo must serve its map within 4 minutes of a quiet 2-core machine
+# (docs/benchmarks.md, section 15: 323 s with 3,000 docstrings).
+FIRST_LOOK_DOCUMENTS = 2000
+FULL_DOCUMENTS = 3000
 # A first look measures one serving form on a smaller evaluation corpus (the full stage measures
 # every form of serving.forms on serving.eval_documents): torch-bf16 where the CPU runs bf16
 # natively (no export to make, and the fastest form there), else onnx-int8. Measured on a quiet
@@ -57,12 +62,19 @@ def demo(
         list[str] | None,
         typer.Option("--model", "-m", help=("Models to compare (default: lsa and minilm).")),
     ] = None,
-    max_documents: Annotated[int, typer.Option(help="Size of the docstrings corpus.")] = 3000,
+    max_documents: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Size of the docstrings corpus (default {FIRST_LOOK_DOCUMENTS:,}; "
+            f"{FULL_DOCUMENTS:,} with --full)."
+        ),
+    ] = None,
     full: Annotated[
         bool,
         typer.Option(
             help="Run every step in full: every serving form of `serving.forms` on "
-            "`serving.eval_documents` documents (a first look measures one form on fewer)."
+            "`serving.eval_documents` documents (a first look measures one form on fewer), "
+            f"on {FULL_DOCUMENTS:,} docstrings."
         ),
     ] = False,
     serve: Annotated[
@@ -84,7 +96,7 @@ def demo(
             highlight=False,
         )
         with _timed(times, "corpus"):
-            folder = dataset or _docstrings_corpus(ws, max_documents)
+            folder = dataset or _docstrings_corpus(ws, _corpus_size(max_documents, full))
         with _timed(times, "ingest"):
             evaluation = _ingest(ws, folder)
         with _timed(times, "bm25"):
@@ -158,6 +170,22 @@ def _shortened(ws: Workspace, best: str, full: bool) -> None:
     )
 
 
+def _corpus_size(asked: int | None, full: bool) -> int:
+    """The docstrings to read: a first look takes fewer (their long ones are split into
+    passages, each embedded twice: by the model, then by the release's serving form), and says
+    so."""
+    if asked is not None:
+        return asked
+    if full:
+        return FULL_DOCUMENTS
+    screen.print(
+        f"[yellow]shortened:[/] a corpus of {FIRST_LOOK_DOCUMENTS:,} docstrings (in full: "
+        f"{FULL_DOCUMENTS:,}); `--full` or `--max-documents` reads more",
+        highlight=False,
+    )
+    return FIRST_LOOK_DOCUMENTS
+
+
 def _docstrings_corpus(ws: Workspace, max_documents: int) -> Path:
     """The default corpus, built once per workspace from the installed Python (no download)."""
     from embedlake.demo import docstrings
@@ -219,11 +247,13 @@ def _embed_and_index(ws: Workspace, evaluation: Dataset, spec: str) -> Result:
     with working(screen, "indexing"):
         built = build_index(ws, record)
     documents = ws.catalog.documents.count() - built.missing
-    screen.print(
-        f"{built.engine} index over {built.n_vectors:,} passages of {documents:,} documents "
-        f"({built.seconds:.1f} s; a document longer than the model's window is split)",
-        highlight=False,
+    split = (
+        f"{built.n_vectors:,} passages of {documents:,} documents (those longer than the "
+        "model's window are split)"
+        if built.n_vectors > documents
+        else f"{documents:,} documents"
     )
+    screen.print(f"{built.engine} index over {split} ({built.seconds:.1f} s)", highlight=False)
     with working(screen, f"benchmarking {record.ref}") as w:
         result = benchmark.bench_model(ws, evaluation, record.ref)
     screen.print(f"benchmarked ({w.seconds:.1f} s)", highlight=False)
