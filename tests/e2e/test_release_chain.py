@@ -28,6 +28,9 @@ ENV = {
     # (training and embedding take half as long; med's abstracts average ~250)
     "EMBEDLAKE_SERVING__FORMS": "[]",
     "EMBEDLAKE_EMBED__MAX_SEQ_LENGTH": "128",
+    # whole documents: at 128 word pieces most abstracts would be two or three passages, and
+    # passages have their own tests (test_passages)
+    "EMBEDLAKE_PASSAGES__ENABLED": "false",
 }
 
 

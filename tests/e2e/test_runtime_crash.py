@@ -27,6 +27,9 @@ from tests.conftest import collection, documents_of, passage_texts
 SHARD = 40
 ENV = {
     "EMBEDLAKE_EMBED__MODEL": "minilm",
+    # whole documents: the claim is resumption, and passages have their own tests (test_passages;
+    # test_resume resumes a run of passages)
+    "EMBEDLAKE_PASSAGES__ENABLED": "false",
     "EMBEDLAKE_EMBED__SHARD_SIZE": str(SHARD),
     "EMBEDLAKE_RUNTIME__POLL_INTERVAL": "0.05",
     "EMBEDLAKE_RUNTIME__MAX_WORKERS": "1",

@@ -153,6 +153,9 @@ def test_embed_refuses_a_text_over_the_window_or_pools_its_passages(ws: Workspac
         assert "texts[1]" in refused.json()["detail"] and "128 tokens" in refused.json()["detail"]
         pooled = client.post("/v1/embed", json={"texts": ["short", report], "long": "pool"})
         body = pooled.json()
+        # every passage is a text to embed: a request's passages have a limit of their own
+        many = client.post("/v1/embed", json={"texts": [report] * 30, "long": "pool"})
+        assert many.status_code == 413 and "api.max_passages" in many.json()["detail"]
         assert body["passages"][0] == 1 and body["passages"][1] > 20
         assert abs(sum(x * x for x in body["vectors"][1]) - 1) < 1e-4
         # a long query is searched as the mean of its passages, never cut

@@ -34,7 +34,7 @@ def test_the_peeked_status_is_the_opened_one(tmp_path: Path) -> None:
     assert peeked == _status_opened(settings)
     assert peeked is not None
     assert peeked["documents"] == 1033 + 3 and peeked["datasets"] == ["alpha", "med", "zeta"]
-    assert peeked["models"] == [{"model": model.ref, "embedded": 1033 + 3}]
+    assert peeked["models"] == [{"model": model.ref, "embedded": 1033 + 3, "cut": 0}]
 
 
 def test_no_peek_where_it_cannot_be_sure(tmp_path: Path) -> None:

@@ -531,6 +531,12 @@ class ApiSettings(_Section):
         gt=0,
         description="texts per `/v1/embed` request and documents per `POST /v1/documents`",
     )
+    max_passages: int = Field(
+        default=1024,
+        gt=0,
+        description='passages per `/v1/embed` request with `"long": "pool"` (a text over the '
+        "encoder's window counts each of its passages; checked before any is embedded)",
+    )
     max_text_chars: int = Field(default=20_000, gt=0, description="characters per text or query")
     max_k: int = Field(
         default=1000,

@@ -17,7 +17,7 @@ from embedlake.api.auth import require
 from embedlake.api.limits import check_texts
 from embedlake.api.state import Served, ServingState
 from embedlake.encoders import normalise
-from embedlake.errors import InputError
+from embedlake.errors import InputError, TooLarge
 
 router = APIRouter(tags=["embed"], responses=problems.RESPONSES)
 
@@ -61,12 +61,20 @@ async def _long(
                 )
     pieces: list[str] = []
     owner: list[int] = []
+    cut = 0  # passages off: a long text is one passage, cut at the window
     for n, (text, extra) in enumerate(zip(body.texts, over, strict=True)):
-        parts = (await asyncio.to_thread(splitter.split_text, text))[0] if extra else [text]
+        parts, lost = (await asyncio.to_thread(splitter.split_text, text)) if extra else ([text], 0)
+        cut += lost > 0
         pieces += parts
         owner += [n] * len(parts)
+    most = request.app.state.settings.api.max_passages
+    if len(pieces) > most:
+        raise TooLarge(
+            f"the texts make {len(pieces):,} passages; the limit is {most:,} (api.max_passages)"
+        )
     metrics = request.app.state.metrics
-    metrics.texts_split.labels("embed").inc(sum(1 for extra in over if extra))
+    metrics.texts_split.labels("embed").inc(sum(1 for extra in over if extra) - cut)
+    metrics.texts_cut.labels("embed").inc(cut)
     vectors = await served.batcher.encode(pieces)
     counts = np.bincount(owner, minlength=len(body.texts))
     sums = np.zeros((len(body.texts), vectors.shape[1]), dtype=np.float32)
