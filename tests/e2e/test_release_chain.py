@@ -1,6 +1,7 @@
-"""The whole loop with a real model: a published MiniLM release; fine-tuning on half of a
-collection's judged queries; the chain runs by itself and publishes only if the gate passes on the
-held-out half; a bad model is rejected; searches are answered throughout; rollback is exact."""
+"""The whole loop with a real model: a published MiniLM release; fine-tuning on a collection's
+train split (hard negatives, the epoch chosen on its dev split); the chain runs by itself and
+publishes only if the "certified gain" gate passes on every test query; a bad model is rejected
+with its interval in the report; searches are answered throughout; rollback is exact."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 from embedlake import Workspace
 from embedlake.functions.context import direct_context
 from embedlake.ingest import ingest_path
+from embedlake.ingest.datasets import split_copy
 from embedlake.models.resolve import resolve_model
 from embedlake.releases.build import build
+from embedlake.releases.gate import CERTIFIED_GAIN, NO_REGRESSION
 from embedlake.releases.publish import rollback
 from embedlake.runtime import Runtime
 from embedlake.training.train import train
@@ -31,13 +34,17 @@ ENV = {
     # whole documents: at 128 word pieces most abstracts would be two or three passages, and
     # passages have their own tests (test_passages)
     "EMBEDLAKE_PASSAGES__ENABLED": "false",
+    # publish only what is shown to be better
+    "EMBEDLAKE_GATE__POLICY": "certified_gain",
 }
 
 
 @pytest.mark.slow
 def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
+    med = tmp_path / "split" / "med"  # med with 40% of its queries in train.tsv, 10% in dev.tsv
+    splits = split_copy(collection("med"), med, train=0.4, dev=0.1, seed=0)
     with Workspace.init(tmp_path / "ws", environ=ENV) as ws:
-        ingest_path(ws, collection("med"))
+        ingest_path(ws, med)
         base = build(
             direct_context(ws, "test", "base"),
             ws,
@@ -47,14 +54,24 @@ def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
         assert ws.catalog.releases.alias("production") == base
         before = _top(ws)
         with Runtime(ws) as runtime, Searching(ws) as searching:
-            prefix, manifest = train(ws, name="med-ft", pairs=f"qrels:{collection('med')}")
+            prefix, manifest = train(ws, name="med-ft", pairs=f"qrels:{med}")
             split = manifest["training_data"]
-            assert set(split["train_queries"]).isdisjoint(split["heldout_queries"])
-            assert len(split["train_queries"]) == len(split["heldout_queries"]) == 15
+            assert split["split"] == "collection"
+            assert (split["train_queries"], split["dev_queries"], split["heldout_queries"]) == (
+                splits["train"],
+                splits["dev"],
+                splits["test"],
+            )
+            assert manifest["training_data"]["hard_negatives"]["mined"] > 0
+            assert manifest["params"]["dev"]["best_epoch"] == 1
             assert runtime.wait_idle(1800)
             tuned = next(r for r in ws.catalog.releases.all() if r.id.startswith("med-ft"))
-            assert tuned.report["datasets"]["med"]["queries"] == 15  # held-out queries only
-            passed = tuned.report["gate"]["passed"]
+            assert tuned.report["datasets"]["med"]["queries"] == 15  # every test query
+            gate = tuned.report["gate"]
+            [certified] = [r for r in gate["rules"] if r["rule"] == CERTIFIED_GAIN]
+            passed = gate["passed"]
+            # the index's recall holds, so the interval alone decides
+            assert passed == (certified["change"]["low"] > 0)
             assert tuned.status == ("published" if passed else "rejected")
             assert ws.catalog.releases.alias("production") == (tuned.id if passed else base)
 
@@ -62,6 +79,10 @@ def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
             assert runtime.wait_idle(600)
             bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
             assert bad.status == "rejected"
+            # rejected with its interval: worse on the test queries beyond doubt
+            [loss] = [r for r in bad.report["gate"]["rules"] if r["rule"] == NO_REGRESSION]
+            assert not loss["passed"] and loss["change"]["high"] < 0
+            assert loss["change"]["p_value"] < 0.01
             assert ws.catalog.releases.alias("production") == (tuned.id if passed else base)
         assert searching.errors == [] and searching.answered > 0
         if passed:

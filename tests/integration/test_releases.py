@@ -13,6 +13,7 @@ import pytest
 
 from embedlake import Workspace
 from embedlake.events import MODEL_REJECTED
+from embedlake.releases.gate import NO_REGRESSION
 from embedlake.releases.publish import publish, rollback
 from embedlake.runtime import Runtime
 from embedlake.search.searcher import Searcher
@@ -94,8 +95,12 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
             assert runtime.wait_idle(300)
             bad = next(r for r in ws.catalog.releases.all() if r.id.startswith("lsa-bad"))
             assert bad.status == "rejected"
-            [rule] = [r for r in bad.report["gate"]["rules"] if r["rule"].startswith("ndcg")]
-            assert not rule["passed"] and rule["margin"] < -0.3
+            rules = {(r["rule"], r["mode"]): r for r in bad.report["gate"]["rules"]}
+            rule = rules[NO_REGRESSION, "dense"]
+            assert not rule["passed"] and rule["margin"] < -0.3 and rule["change"]["high"] < 0
+            # hybrid (BM25 holds it up) and BM25 alone are gated too: BM25 did not move
+            assert rules[NO_REGRESSION, "bm25"]["change"]["delta"] == 0.0
+            assert rules[NO_REGRESSION, "hybrid"]["change"]["delta"] < 0
             assert ws.catalog.releases.alias("production") == first.id
             assert _top(ws) == before
 
@@ -244,12 +249,26 @@ def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -
         publish(ws, second, alias="staging", force=True)
         with pytest.raises(Exception, match="already points"):
             publish(ws, second, alias="staging")
-        rows = compare(ws, first, second)
-        [row] = rows
-        assert row["wins"] + row["losses"] + row["ties"] == row["queries"] == 30
+        compared = compare(ws, first, second)
+        [row] = compared["datasets"]
+        change = row["ndcg@10_change"]
+        assert change["wins"] + change["losses"] + change["ties"] == row["queries"] == 30
         assert 0 <= row["overlap@10"] <= 1 and row[first]["ndcg@10"] > 0
-        low, high = row["ndcg@10_diff_ci95"]
-        assert low <= row["ndcg@10_diff"] <= high
+        assert change["low"] <= change["delta"] <= change["high"] and 0 < change["p_value"] <= 1
+        assert change["delta"] == pytest.approx(
+            row[second]["ndcg@10"] - row[first]["ndcg@10"], abs=1e-9
+        )
+        # the same rules as the gate, with the same statistics
+        [rule] = [
+            r
+            for r in compared["gate"]["rules"]
+            if r["rule"] == NO_REGRESSION and r["mode"] == "dense"
+        ]
+        assert rule["change"] == change
+        # BM25 and hybrid compared on the same queries (the same corpus: BM25 does not move)
+        modes = {m["mode"]: m for m in compared["modes"]}
+        assert set(modes) == {"bm25", "hybrid"}
+        assert modes["bm25"]["ndcg@10_change"]["delta"] == 0.0
         with Runtime(ws) as runtime:
             new = tmp_path / "new.jsonl"
             new.write_text(
@@ -304,5 +323,6 @@ def test_a_release_runs_its_heavy_stages_as_fan_outs_on_the_engine(ws: Workspace
         ("reducer", "_reduce"),
         ("map", "map_release"),
         ("index", "index_release"),
+        ("hybrid", "prepare"),
     ]
     assert ws.catalog.releases.get(released).status == "published"

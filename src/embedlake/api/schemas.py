@@ -90,7 +90,7 @@ class SearchRequest(Target):
         "(sizes limited by the `api.max_filter_*` settings)",
     )
     mode: Literal["dense", "hybrid"] = Field(
-        "dense", description="hybrid: BM25 and dense fused by reciprocal rank (text queries)"
+        "dense", description="hybrid: BM25 and dense fused as the release fitted (text queries)"
     )
 
     @model_validator(mode="after")

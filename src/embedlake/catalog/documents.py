@@ -266,6 +266,16 @@ class Documents:
                 ).scalar_one()
             )
 
+    def version(self) -> str:
+        """Changes whenever a document is added, changed or deleted: rows (deleted ones stay),
+        the latest update and the latest delete. One aggregate query, nothing loaded; what is
+        derived from the whole corpus (a release's BM25) records it to know it is still whole."""
+        with self._catalog.connect() as conn:
+            row = conn.execute(
+                select(func.count(), func.max(t.c.updated_at), func.max(t.c.deleted_at))
+            ).one()
+        return f"{row[0]}|{row[1]}|{row[2]}"
+
     def live_hashes(self) -> dict[str, str]:
         """id → content hash of every live document (what a model must have embedded)."""
         with self._catalog.connect() as conn:

@@ -39,11 +39,14 @@ def train(
     pairs: Annotated[
         str | None,
         typer.Option(
-            help="qrels:PATH (judged queries of a BEIR folder, split train/held-out) or self:title."
+            help="qrels:PATH (a BEIR folder: its train.tsv and dev.tsv, or a seeded split of "
+            "test.tsv), self:title or self:span (no labels)."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split, the order and the weights.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 1,
+    epochs: Annotated[
+        int | None, typer.Option(help="Fine-tuning epochs (default: [training] epochs).")
+    ] = None,
     components: Annotated[
         int | None, typer.Option(help="LSA: SVD components (default from settings).")
     ] = None,
@@ -136,17 +139,15 @@ def release(
         emit_json({**out, "report": report})
         return
     console.print(f"release {out['release']} of {record.ref}: {out['status']}", highlight=False)
+    from embedlake.releases.gate import describe
+
     for rule in report.get("gate", {}).get("rules", []):
-        mark = "pass" if rule["passed"] else "FAIL"
-        console.print(
-            f"  {mark} {rule['rule']} on {rule['dataset']}: {rule['value']:.4f} vs "
-            f"{rule['threshold']:.4f} ({rule['margin']:+.4f})",
-            highlight=False,
-        )
+        console.print(f"  {describe(rule)}", highlight=False)
 
 
 def releases(ws: Ws, as_json: Json = False) -> None:
-    """Releases: id, model, status, aliases, documents, gate and nDCG@10 per dataset."""
+    """Releases: id, model, status, aliases, documents, gate, and per dataset nDCG@10 on the
+    gate's queries with the paired change against the release it was gated against."""
     from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
@@ -164,8 +165,15 @@ def releases(ws: Ws, as_json: Json = False) -> None:
                     "aliases": aliases.get(r.id, []),
                     "documents": r.snapshot.get("documents"),
                     "gate": None if not gate else ("passed" if gate.get("passed") else "failed"),
+                    # each release measured on its own gate's queries: the count says which,
+                    # and the change is paired, against what it was gated against
+                    "against": r.report.get("against"),
                     "ndcg@10": {
-                        d: round(v["release"]["ndcg@10"], 4)
+                        d: {
+                            "value": round(v["release"]["ndcg@10"], 4),
+                            "queries": v.get("queries"),
+                            "change": v.get("change"),
+                        }
                         for d, v in r.report.get("datasets", {}).items()
                     },
                     "created_at": r.created_at,
@@ -176,7 +184,7 @@ def releases(ws: Ws, as_json: Json = False) -> None:
     else:
         table(
             "releases",
-            ["release", "model", "status", "aliases", "documents", "gate", "nDCG@10"],
+            ["release", "model", "status", "aliases", "documents", "gate", "nDCG@10", "against"],
             [
                 (
                     r["release"],
@@ -185,11 +193,22 @@ def releases(ws: Ws, as_json: Json = False) -> None:
                     ", ".join(r["aliases"]),
                     r["documents"],
                     r["gate"],
-                    ", ".join(f"{d} {v}" for d, v in r["ndcg@10"].items()),
+                    "; ".join(_ndcg(d, v) for d, v in r["ndcg@10"].items()),
+                    r["against"] or "",
                 )
                 for r in rows
             ],
         )
+
+
+def _ndcg(dataset: str, v: dict[str, Any]) -> str:
+    """``med 0.6512 (15 q), +0.0120 [−0.0100 … +0.0300] vs against``: the value alone cannot be
+    compared across releases gated on different queries; the paired change can."""
+    text = f"{dataset} {v['value']:.4f} ({v['queries']} q)"
+    c = v.get("change")
+    if c:
+        text += f", {c['delta']:+.4f} [{c['low']:+.4f} … {c['high']:+.4f}]"
+    return text
 
 
 def compare(
@@ -198,29 +217,54 @@ def compare(
     b: Annotated[str, typer.Argument(help="Another release.")],
     as_json: Json = False,
 ) -> None:
-    """Two releases side by side: metrics, per-query wins/losses, overlap@10, latency."""
+    """Two releases on the same queries: metrics, the change of nDCG@10 with its confidence
+    interval and p-value, overlap@10, and what the gate's policy decides for B replacing A."""
     from embedlake.releases.compare import compare as compare_releases
+    from embedlake.releases.gate import describe
     from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
-        rows = compare_releases(w, a, b)
+        out = compare_releases(w, a, b)
     if as_json:
-        emit_json(rows)
+        emit_json(out)
         return
-    for row in rows:
+    for row in out["datasets"]:
         metrics = ["ndcg@10", "recall@100", "mrr@10", "ann_recall@10", "qps"]
         table(
             f"{row['dataset']} ({row['queries']} queries)",
             ["metric", a, b],
             [(m, row[a][m], row[b][m]) for m in metrics],
         )
-        low, high = row["ndcg@10_diff_ci95"]
+        c = row["ndcg@10_change"]
         console.print(
-            f"  nDCG@10 {b} − {a}: {row['ndcg@10_diff']:+.4f} (95% CI {low:+.4f} … "
-            f"{high:+.4f}); wins {row['wins']}, losses {row['losses']}, ties "
-            f"{row['ties']}; overlap@10 {row['overlap@10']:.3f}",
+            f"  nDCG@10 {b} − {a}: {_change(c)}; wins {c['wins']}, losses {c['losses']}, ties "
+            f"{c['ties']}; overlap@10 {row['overlap@10']:.3f}",
             highlight=False,
         )
+    for m in out["modes"]:
+        console.print(
+            f"{m['dataset']} ({m['mode']}): nDCG@10 {m[a]:.4f} → {m[b]:.4f}, "
+            f"{_change(m['ndcg@10_change'])}",
+            highlight=False,
+        )
+    if out["all"] is not None:
+        console.print(f"all datasets (each counted once): {_change(out['all'])}", highlight=False)
+    gate = out["gate"]
+    console.print(
+        f"gate ({gate.get('policy', 'no_regression')}), {b} replacing {a}: "
+        + ("passes" if gate["passed"] else "fails"),
+        highlight=False,
+    )
+    for rule in gate["rules"]:
+        console.print(f"  {describe(rule)}", highlight=False)
+
+
+def _change(c: dict[str, Any]) -> str:
+    level = round(100 * c["confidence"])
+    return (
+        f"{c['delta']:+.4f} ({level}% CI {c['low']:+.4f} … {c['high']:+.4f}, "
+        f"p {c['p_value']:.3g}, {c['queries']} queries)"
+    )
 
 
 def publish(

@@ -204,11 +204,41 @@ class GateSettings(_Section):
         default="production",
         description="the alias a new release is benchmarked against and moved to when it passes",
     )
+    policy: Literal["no_regression", "certified_gain"] = Field(
+        default="no_regression",
+        description="no_regression: the change of nDCG@10 against the alias's release, on the "
+        "same queries, has a lower confidence bound above −max_ndcg_drop; certified_gain: also "
+        "above min_gain (publish only what is shown to be better)",
+    )
+    certify: Literal["aggregate", "each"] = Field(
+        default="aggregate",
+        description="certified_gain over all datasets together (each counted once), or on each",
+    )
     max_ndcg_drop: float = Field(
-        default=0.005,
+        default=0.05,
         ge=0,
-        description="a release may lose at most this much nDCG@10 against the alias's release, "
-        "per dataset",
+        le=1,
+        description="tolerance: the lower confidence bound of the nDCG@10 change may not fall "
+        "below −this, per dataset and in aggregate",
+    )
+    min_gain: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="certified_gain: the lower confidence bound of the nDCG@10 change must be "
+        "above this",
+    )
+    confidence: float = Field(
+        default=0.95,
+        ge=0.5,
+        lt=1,
+        description="confidence level of the gate's intervals (paired bootstrap over queries)",
+    )
+    resamples: int = Field(
+        default=10_000,
+        ge=1000,
+        le=100_000,
+        description="bootstrap resamples (and sign flips of the p-value) per comparison",
     )
     min_ann_recall: float = Field(
         default=0.95,
@@ -251,7 +281,57 @@ class TrainingSettings(_Section):
     base: str = Field(default="minilm", description="the model fine-tuning starts from")
     pairs: str = Field(
         default="self:title",
-        description="training pairs: `self:title` (no labels needed) or `qrels:PATH`",
+        description="training pairs: `qrels:PATH` (a BEIR folder: its train.tsv, else a seeded "
+        "split of test.tsv), or with no labels `self:title` or `self:span` (a span of a document "
+        "against the rest of it)",
+    )
+    epochs: int = Field(
+        default=1, ge=1, le=100, description="fine-tuning epochs (with dev queries, the best kept)"
+    )
+    batch_size: int = Field(default=32, ge=2, le=4096, description="fine-tuning batch size")
+    learning_rate: float = Field(default=2e-5, gt=0, le=1, description="fine-tuning learning rate")
+    loss: Literal["mnrl", "cached_mnrl", "gist"] = Field(
+        default="mnrl",
+        description="mnrl: multiple-negatives ranking; cached_mnrl: the same with GradCache (large "
+        "batches in little memory); gist: GISTEmbed, the starting model as guide against false "
+        "in-batch negatives",
+    )
+    hard_negatives: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="hard negatives mined per training pair (0: in-batch negatives only)",
+    )
+    negative_sources: list[Literal["bm25", "live"]] = Field(
+        default=["bm25", "live"],
+        description="where hard negatives are mined: BM25 and/or the live release's model",
+    )
+    negative_ranks: list[int] = Field(
+        default=[3, 50],
+        min_length=2,
+        max_length=2,
+        description="the rank window [first, last) negatives are taken from in each source's "
+        "ranking (skipping the very top, where unjudged answers are likeliest)",
+    )
+    negative_margin: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="a candidate the live model scores above (1 − this) × the positive's score is "
+        "taken for an unjudged answer and not used as a negative",
+    )
+    mining_corpus: int = Field(
+        default=20_000,
+        ge=100,
+        le=1_000_000,
+        description="documents ranked for mining and for the dev evaluation: those the pairs "
+        "point to plus a seeded sample of the rest",
+    )
+    dev_share: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="without a dev.tsv: the share of the training queries kept to choose the epoch",
     )
     name: str = Field(
         default="auto", description="name of the retrained models (versions are content hashes)"

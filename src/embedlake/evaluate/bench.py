@@ -35,6 +35,7 @@ class Result:
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     top10: dict[str, list[str]] = field(default_factory=dict, repr=False)  # query → result ids
+    mode: str = "dense"  # or "bm25", "hybrid": how the release searched
 
 
 def _check_corpus(ws: Workspace, dataset: Dataset, ids: set[str]) -> None:

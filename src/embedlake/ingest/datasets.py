@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from embedlake.workspace import Workspace
 
 PREFIX = "benchmarks"
+FITTING_SPLITS = ("dev", "train")  # in order of preference for fitting on
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,23 @@ def load_folder(path: Path, split: str = "test", id_prefix: str = "") -> Dataset
 def register_beir(
     ws: Workspace, path: Path, *, name: str, id_prefix: str = "", split: str = "test"
 ) -> Dataset:
-    """Copy a BEIR folder's queries and judgments into ``benchmarks/<name>/`` and record it."""
+    """Copy a BEIR folder's queries and judgments into ``benchmarks/<name>/`` and record it. The
+    ``split`` judgments are what the gate evaluates on; a ``train.tsv`` or ``dev.tsv`` beside
+    them is kept too (``qrels-train.tsv``, ``qrels-dev.tsv``) for what is fitted on judged
+    queries the gate never sees (a release's hybrid fusion)."""
     dataset = load_folder(path, split, id_prefix)
     prefix = f"{PREFIX}/{name}"
     ws.lake.put(f"{prefix}/queries.jsonl", (path / "queries.jsonl").read_bytes())
     ws.lake.put(f"{prefix}/qrels.tsv", (path / "qrels" / f"{split}.tsv").read_bytes())
+    extra = [s for s in FITTING_SPLITS if s != split and (path / "qrels" / f"{s}.tsv").is_file()]
+    for other in extra:
+        load_folder(path, other, id_prefix)  # refused here if broken, not when a release fits
+        ws.lake.put(f"{prefix}/qrels-{other}.tsv", (path / "qrels" / f"{other}.tsv").read_bytes())
     ws.lake.put(
         f"{prefix}/dataset.json",
-        json.dumps({"name": name, "id_prefix": id_prefix, "split": split}).encode(),
+        json.dumps(
+            {"name": name, "id_prefix": id_prefix, "split": split, "other_splits": extra}
+        ).encode(),
     )
     ws.catalog.benchmarks.put_dataset(
         name, prefix, len(dataset.queries), sum(len(v) for v in dataset.qrels.values())
@@ -97,17 +107,60 @@ def register_beir(
     return dataset
 
 
-def load_registered(ws: Workspace, name: str) -> Dataset:
+def load_registered(ws: Workspace, name: str, split: str | None = None) -> Dataset:
+    """The registered dataset's gate judgments, or (``split`` "train" or "dev") the other
+    judgments registered with it (NotFound if it has none)."""
     record = ws.catalog.benchmarks.dataset(name)
+    qrels = f"{record.prefix}/qrels.tsv" if split is None else f"{record.prefix}/qrels-{split}.tsv"
     try:
         meta = json.loads(ws.lake.get(f"{record.prefix}/dataset.json"))
+        if split is not None and split not in meta.get("other_splits", []):
+            raise NotFound(f"benchmark dataset {name!r} has no {split} judgments")
         return parse(
             name,
             ws.lake.get(f"{record.prefix}/queries.jsonl"),
-            ws.lake.get(f"{record.prefix}/qrels.tsv"),
+            ws.lake.get(qrels),
             meta.get("id_prefix", ""),
         )
-    except NotFound:
-        raise NotFound(
-            f"benchmark dataset {name!r}: files missing under {record.prefix}/"
-        ) from None
+    except NotFound as exc:
+        if split is not None:
+            raise
+        raise NotFound(f"benchmark dataset {name!r}: files missing under {record.prefix}/") from exc
+
+
+def split_copy(
+    source: Path, target: Path, *, train: float, dev: float = 0.0, seed: int = 0
+) -> dict[str, list[str]]:
+    """Copy a BEIR folder that has test judgments only into ``target`` (named like the source, so
+    that it registers as the same dataset), moving a seeded share of its judged queries into
+    ``qrels/train.tsv`` and ``qrels/dev.tsv``: how to try training splits on a collection that
+    ships none. The corpus is linked, not copied. Returns the query ids of each split."""
+    import random
+    import shutil
+
+    rows = list(
+        csv.reader(io.StringIO((source / "qrels" / "test.tsv").read_text()), delimiter="\t")
+    )
+    header = rows[0] if rows and rows[0][:1] == ["query-id"] else None
+    body = rows[1:] if header else rows
+    qids = sorted({r[0] for r in body if len(r) == 3})
+    random.Random(seed).shuffle(qids)
+    n_train, n_dev = round(len(qids) * train), round(len(qids) * dev)
+    if n_train < 1 or len(qids) - n_train - n_dev < 1:
+        raise InputError(f"{source}: {len(qids)} judged queries are too few to split")
+    splits = {
+        "train": sorted(qids[:n_train]),
+        "dev": sorted(qids[n_train : n_train + n_dev]),
+        "test": sorted(qids[n_train + n_dev :]),
+    }
+    (target / "qrels").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "queries.jsonl", target / "queries.jsonl")
+    if (source / "corpus.jsonl").exists() and not (target / "corpus.jsonl").exists():
+        (target / "corpus.jsonl").symlink_to((source / "corpus.jsonl").resolve())
+    for split, ids in splits.items():
+        wanted = set(ids)
+        if ids:
+            with (target / "qrels" / f"{split}.tsv").open("w", newline="") as out:
+                writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+                writer.writerows(([header] if header else []) + [r for r in body if r[0] in wanted])
+    return splits

@@ -30,7 +30,7 @@ from embedlake.index.exact import ExactIndex
 from embedlake.reduce import maps, projection, topics
 from embedlake.reduce.pca import PcaReducer
 from embedlake.reduce.store import read_reducer
-from embedlake.releases import coverage, form_choice, gate
+from embedlake.releases import coverage, form_choice, gate, hybrid
 from embedlake.releases.publish import publish
 from embedlake.workspace import Workspace
 
@@ -68,6 +68,8 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     late = _embed_all(ctx, ws, model_ref, "catch-up", chunker)
     if ctx.step("late documents", coverage.lacking, ws, release_id):
         stages["catch_up"] = late + _heavy(ctx, "re-index", coverage.index_release, release_id)
+    # BM25 over the release's passages and its fitted hybrid fusion, before it is judged
+    stages["hybrid"] = _heavy(ctx, "hybrid", hybrid.prepare, release_id)
     stages["benchmark"] = ctx.step("benchmark and gate", _benchmark, ws, release_id, stages)
     if publish:
         ctx.step("conclude", _conclude, ws, release_id)
@@ -203,6 +205,12 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
         production = releases.get(production_id)
     judged = gate.judge(ws, release, production)
     ours, theirs, decision = judged.candidate, judged.production, judged.decision
+    changes = {
+        (r["dataset"], r.get("mode", "dense")): r["change"]
+        for r in decision["rules"]
+        if r["rule"] == gate.NO_REGRESSION
+    }
+    dense = [r for r in ours if r.mode == "dense"]
     seconds = time.perf_counter() - started
     model = ws.catalog.registry.model_by_id(release.model_id)
     report = _merge_report(
@@ -224,8 +232,27 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
                 "production": next(
                     (p.metrics for p in theirs or [] if p.dataset == r.dataset), None
                 ),
+                # the paired change against production on these same queries (None: first)
+                "change": changes.get((r.dataset, "dense")),
+                # BM25 alone and hybrid (the release's fusion) on the same queries
+                "modes": {
+                    m.mode: {
+                        "ndcg@10": m.metrics["ndcg@10"],
+                        "production": next(
+                            (
+                                p.metrics["ndcg@10"]
+                                for p in theirs or []
+                                if (p.dataset, p.mode) == (m.dataset, m.mode)
+                            ),
+                            None,
+                        ),
+                        "change": changes.get((m.dataset, m.mode)),
+                    }
+                    for m in ours
+                    if m.dataset == r.dataset and m.mode != "dense"
+                },
             }
-            for r in ours
+            for r in dense
         },
     )
     releases.update(release_id, status="built")

@@ -1,44 +1,54 @@
-"""Two releases side by side on the gate's datasets: metrics, per-query wins and losses with a
-bootstrap confidence interval of the nDCG@10 difference, overlap@10 of their results, latency."""
+"""Two releases side by side on the gate's datasets: metrics, the paired change of nDCG@10 with its
+confidence interval and p-value (the gate's own statistics), overlap@10 of their results, latency,
+and what the gate's policy would decide for ``b`` against ``a``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from embedlake.releases import gate
 from embedlake.workspace import Workspace
 
 
-def compare(ws: Workspace, a: str, b: str, *, resamples: int = 2000) -> list[dict[str, Any]]:
+def compare(ws: Workspace, a: str, b: str) -> dict[str, Any]:
+    """``{"datasets": [per dataset], "gate": the policy's decision for b replacing a}``."""
     releases = ws.catalog.releases
     ra, rb = releases.get(a), releases.get(b)
     datasets = gate.gate_datasets(ws, gate.held_out(ws, ra.model_id, rb.model_id))
-    rows = []
-    for left, right in zip(
-        gate.benchmark(ws, ra, datasets), gate.benchmark(ws, rb, datasets), strict=True
-    ):
-        qa, qb = left.per_query["ndcg@10"], right.per_query["ndcg@10"]
-        diffs = np.array([qb[q] - qa[q] for q in qa])
-        rng = np.random.default_rng(0)
-        means = rng.choice(diffs, size=(resamples, len(diffs)), replace=True).mean(axis=1)
+    left_results, right_results = gate.benchmark(ws, ra, datasets), gate.benchmark(ws, rb, datasets)
+    decision = gate.decide(ws.settings.gate, right_results, left_results)
+    changes = {
+        (r["dataset"], r["mode"]): r["change"]
+        for r in decision["rules"]
+        if r.get("change") is not None and r["rule"] == gate.NO_REGRESSION
+    }
+    rows, modes = [], []
+    for left, right in zip(left_results, right_results, strict=True):
+        if left.mode != "dense":  # BM25 and hybrid: nDCG@10 and its change only
+            modes.append(
+                {
+                    "dataset": left.dataset,
+                    "mode": left.mode,
+                    a: left.metrics["ndcg@10"],
+                    b: right.metrics["ndcg@10"],
+                    "ndcg@10_change": changes[left.dataset, left.mode],
+                }
+            )
+            continue
         overlap = [len(set(left.top10[q]) & set(right.top10[q])) / 10 for q in left.top10]
         rows.append(
             {
                 "dataset": left.dataset,
-                "queries": len(diffs),
+                "queries": len(left.per_query["ndcg@10"]),
                 a: left.metrics,
                 b: right.metrics,
-                "ndcg@10_diff": float(diffs.mean()),
-                "ndcg@10_diff_ci95": [
-                    float(np.percentile(means, 2.5)),
-                    float(np.percentile(means, 97.5)),
-                ],
-                "wins": int((diffs > 1e-9).sum()),
-                "losses": int((diffs < -1e-9).sum()),
-                "ties": int((np.abs(diffs) <= 1e-9).sum()),
-                "overlap@10": float(np.mean(overlap)) if overlap else 0.0,
+                "ndcg@10_change": changes[left.dataset, "dense"],
+                "overlap@10": sum(overlap) / len(overlap) if overlap else 0.0,
             }
         )
-    return rows
+    return {
+        "datasets": rows,
+        "modes": modes,
+        "all": changes.get((gate.ALL, "dense")),
+        "gate": decision,
+    }

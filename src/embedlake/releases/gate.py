@@ -13,9 +13,12 @@ from typing import Any
 
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.config import GateSettings
+from embedlake.evaluate import fusion
 from embedlake.evaluate.bench import Result, bench_index
+from embedlake.evaluate.paired import aggregate, changes
 from embedlake.ingest.datasets import Dataset, load_registered
 from embedlake.reduce.store import load_reducer
+from embedlake.search.searcher import Searcher
 from embedlake.workspace import Workspace
 
 
@@ -29,6 +32,12 @@ class Judgement:
     decision: dict[str, Any]
 
 
+# the rules on the change of nDCG@10 (their names start with the metric: tests and reports key on it)
+NO_REGRESSION = "ndcg@10 change: lower bound ≥ −max_ndcg_drop"
+CERTIFIED_GAIN = "ndcg@10 change: lower bound > min_gain"
+ALL = "all datasets"  # the aggregate's row: each dataset counts once
+
+
 @dataclass(frozen=True)
 class Rule:
     rule: str
@@ -36,6 +45,8 @@ class Rule:
     value: float
     threshold: float
     passed: bool
+    change: dict[str, Any] | None = None  # the paired comparison the value comes from
+    mode: str = "dense"  # the search mode it was measured in (dense, bm25, hybrid)
 
     @property
     def margin(self) -> float:
@@ -43,12 +54,14 @@ class Rule:
 
 
 def held_out(ws: Workspace, *model_ids: int) -> dict[str, list[str]]:
-    """dataset → query ids that one of these models was trained on (never used by the gate)."""
+    """dataset → query ids that one of these models was trained on or chose its epoch by
+    (never used by the gate)."""
     out: dict[str, list[str]] = {}
     for model_id in model_ids:
         data = ws.catalog.registry.model_by_id(model_id).manifest.get("training_data", {})
-        if data.get("dataset") and data.get("train_queries"):
-            out.setdefault(data["dataset"], []).extend(data["train_queries"])
+        seen = data.get("train_queries", []) + data.get("dev_queries", [])
+        if data.get("dataset") and seen:
+            out.setdefault(data["dataset"], []).extend(seen)
     return out
 
 
@@ -75,25 +88,39 @@ def gate_datasets(ws: Workspace, held_out: dict[str, list[str]]) -> list[Dataset
     return out
 
 
-def benchmark(ws: Workspace, release: ReleaseRecord, datasets: list[Dataset]) -> list[Result]:
+def benchmark(
+    ws: Workspace, release: ReleaseRecord, datasets: list[Dataset], *, modes: bool = True
+) -> list[Result]:
+    """The release on each dataset: its dense index, then (``modes``) BM25 alone and hybrid
+    search with the release's fusion, on the same queries."""
     registry = ws.catalog.registry
     model = registry.model_by_id(release.model_id)
     assert release.index_id is not None
     record = registry.index(release.index_id)
     reducer = load_reducer(ws, release)
-    return [
-        bench_index(ws, d, model, record, system=release.id, reducer=reducer)
-        for d in datasets
-        if d.queries
-    ]
+    judged = [d for d in datasets if d.queries]
+    out = [bench_index(ws, d, model, record, system=release.id, reducer=reducer) for d in judged]
+    if modes and judged:
+        searcher = Searcher(ws, release=release.id)
+        for d in judged:
+            out += fusion.results(fusion.sides(searcher, d), d, searcher.fusion, release.id)
+    return out
 
 
 def decide(
     policy: GateSettings, candidate: list[Result], production: list[Result] | None
 ) -> dict[str, Any]:
-    """Every rule with its value, threshold, margin and verdict; passed if all pass."""
+    """Every rule with its value, threshold, margin and verdict; passed if all pass.
+
+    Against a live release the rules are on the paired per-query change of nDCG@10
+    (``evaluate.paired``), in each search mode the results cover (dense, BM25, hybrid): each
+    dataset's and the mode's aggregate lower confidence bound must stay above −``max_ndcg_drop``
+    ("no regression"); the ``certified_gain`` policy also needs the dense mode's lower bound above
+    ``min_gain``, in aggregate or (``certify = "each"``) on every dataset."""
     rules: list[Rule] = []
     for result in candidate:
+        if "ann_recall@10" not in result.metrics:  # BM25 and hybrid have no index of their own
+            continue
         recall = result.metrics["ann_recall@10"]
         rules.append(
             Rule(
@@ -115,25 +142,69 @@ def decide(
             "note": "no benchmark dataset is registered: ingest a BEIR folder (or publish "
             "with --force)",
         }
-    theirs = {r.dataset: r.metrics["ndcg@10"] for r in production}
-    for result in candidate:
-        if result.dataset in theirs:
-            threshold = theirs[result.dataset] - policy.max_ndcg_drop
-            ndcg = result.metrics["ndcg@10"]
+    theirs = {(r.dataset, r.mode): r for r in production}
+    by_mode: dict[str, dict[str, Any]] = {}
+    for r in candidate:
+        if (r.dataset, r.mode) in theirs:
+            base = theirs[r.dataset, r.mode].per_query["ndcg@10"]
+            by_mode.setdefault(r.mode, {})[r.dataset] = changes(base, r.per_query["ndcg@10"])
+    certify = policy.policy == "certified_gain"
+    for mode, per_dataset in by_mode.items():
+        stats = {
+            name: aggregate([d], confidence=policy.confidence, resamples=policy.resamples)
+            for name, d in per_dataset.items()
+        }
+        if len(per_dataset) > 1:
+            stats[ALL] = aggregate(
+                list(per_dataset.values()),
+                confidence=policy.confidence,
+                resamples=policy.resamples,
+            )
+        for name, change in stats.items():
+            floor = -policy.max_ndcg_drop
             rules.append(
                 Rule(
-                    "ndcg@10 ≥ production − max_ndcg_drop",
-                    result.dataset,
-                    ndcg,
-                    threshold,
-                    ndcg >= threshold,
+                    NO_REGRESSION, name, change.low, floor, change.low >= floor, change.row(), mode
                 )
             )
+            wanted = name == ALL or len(stats) == 1 or policy.certify == "each"
+            if certify and mode == "dense" and wanted:
+                rules.append(
+                    Rule(
+                        CERTIFIED_GAIN,
+                        name,
+                        change.low,
+                        policy.min_gain,
+                        change.low > policy.min_gain,
+                        change.row(),
+                        mode,
+                    )
+                )
     return {
         "passed": all(r.passed for r in rules),
         "first_release": False,
+        "policy": policy.policy,
         "rules": [_row(r) for r in rules],
     }
+
+
+def describe(rule: dict[str, Any]) -> str:
+    """One rule as a line: its verdict, the change with its interval and p-value, the bound."""
+    mark = "pass" if rule["passed"] else "FAIL"
+    change = rule.get("change")
+    where = rule["dataset"] + ("" if rule.get("mode", "dense") == "dense" else f" ({rule['mode']})")
+    if change is None:
+        return (
+            f"{mark} {rule['rule']} on {rule['dataset']}: {rule['value']:.4f} vs "
+            f"{rule['threshold']:.4f} ({rule['margin']:+.4f})"
+        )
+    level = round(100 * change["confidence"])
+    return (
+        f"{mark} {rule['rule']} on {where}: change {change['delta']:+.4f} "
+        f"({level}% CI {change['low']:+.4f} … {change['high']:+.4f}, p {change['p_value']:.3g}, "
+        f"{change['queries']} queries), lower bound {rule['value']:+.4f} vs "
+        f"{rule['threshold']:+.4f}"
+    )
 
 
 def _row(rule: Rule) -> dict[str, Any]:

@@ -63,11 +63,7 @@ def publish(
         ):
             gated = _regate(ws, release_id, current)
         if not gated.get("passed"):
-            failed = [
-                f"{r['rule']} on {r['dataset']}: {r['value']:.4f} vs {r['threshold']:.4f}"
-                for r in gated.get("rules", [])
-                if not r["passed"]
-            ]
+            failed = [gate.describe(r) for r in gated.get("rules", []) if not r["passed"]]
             if gated.get("note"):
                 failed.append(str(gated["note"]))
             raise InputError(

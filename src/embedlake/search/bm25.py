@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
+
+IDS = "ids.json"  # beside bm25s's own files: the id of each row, and whether it stems
 
 
 class Bm25:
@@ -13,16 +18,29 @@ class Bm25:
 
     def __init__(self, ids: Sequence[str], texts: Sequence[str], *, stem: bool = False) -> None:
         self.ids = list(ids)
-        self._stemmer = None
-        if stem:
-            import Stemmer
-
-            self._stemmer = Stemmer.Stemmer("english")
+        self.stem = stem
+        self._stemmer = _stemmer(stem)
         self._retriever = bm25s.BM25()
         tokens = bm25s.tokenize(
             list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False
         )
         self._retriever.index(tokens, show_progress=False)
+
+    def save(self, folder: Path) -> None:
+        """bm25s's arrays and vocabulary, and the ids, into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._retriever.save(str(folder), show_progress=False)
+        (folder / IDS).write_text(json.dumps({"ids": self.ids, "stem": self.stem}))
+
+    @classmethod
+    def load(cls, folder: Path, *, mmap: bool = True) -> Bm25:
+        """What :meth:`save` wrote, memory-mapped unless the folder is temporary."""
+        meta = json.loads((folder / IDS).read_text())
+        out = cls.__new__(cls)
+        out.ids, out.stem = list(meta["ids"]), bool(meta["stem"])
+        out._stemmer = _stemmer(out.stem)
+        out._retriever = bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False)
+        return out
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         tokens = bm25s.tokenize(
@@ -36,3 +54,11 @@ class Bm25:
                 [(self.ids[int(d)], float(s)) for d, s in zip(row_d, row_s, strict=True) if s > 0]
             )
         return out
+
+
+def _stemmer(stem: bool) -> Any:
+    if not stem:
+        return None
+    import Stemmer
+
+    return Stemmer.Stemmer("english")

@@ -14,6 +14,7 @@ from embedlake.catalog.registry import IndexRecord
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.errors import NotFound
 from embedlake.index import VectorIndex
+from embedlake.search.bm25 import Bm25
 from embedlake.search.build import catalog_url
 from embedlake.workspace import Workspace
 
@@ -40,6 +41,23 @@ def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
             ):
                 shutil.copyfileobj(src, dst)
         return vector_index.load(record.engine, Path(tmp), **overrides)
+
+
+BM25_FOLDER = "bm25"  # under a release's prefix: the BM25 it built over its passages
+
+
+def load_bm25(ws: Workspace, prefix: str) -> Bm25:
+    """A BM25 saved in the lake: in place when the lake is local (memory-mapped), else read."""
+    first = next(iter(ws.lake.list(prefix)), None)
+    if first is None:
+        raise NotFound(f"no BM25 under {prefix}/")
+    local = ws.lake.local_path(first.key)
+    if local is not None:
+        return Bm25.load(Path(local).parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        for info in ws.lake.list(prefix):
+            (Path(tmp) / info.key.rsplit("/", 1)[1]).write_bytes(ws.lake.get(info.key))
+        return Bm25.load(Path(tmp), mmap=False)
 
 
 def resolve(

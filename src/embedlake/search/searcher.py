@@ -26,8 +26,8 @@ from embedlake.index.keys import doc_of, span_of
 from embedlake.models import artifacts
 from embedlake.reduce.store import load_reducer
 from embedlake.search.bm25 import Bm25
-from embedlake.search.hybrid import rrf
-from embedlake.search.load import load_index, resolve
+from embedlake.search.hybrid import Fusion, fuse
+from embedlake.search.load import BM25_FOLDER, load_bm25, load_index, resolve
 from embedlake.search.passages import collapse, keys_by_document
 from embedlake.search.summaries import Summaries, snippet
 from embedlake.workspace import Workspace
@@ -92,6 +92,8 @@ class Searcher:
         self._ws = ws
         self._summaries = summaries if summaries is not None else Summaries(ws.catalog.documents)
         self._bm25: Bm25 | None = None
+        hybrid = (self.release.report.get("hybrid") or {}) if self.release is not None else {}
+        self.fusion = Fusion.from_report(hybrid.get("fusion"))  # what the release fitted
         self._bm25_lock = threading.Lock()
         # the index's documents were split this way: queries are too (legacy indexes: "")
         self.chunking = Chunking.from_key(str(self.record.params.get("chunker", "")))
@@ -205,14 +207,13 @@ class Searcher:
         return self._keys
 
     def hybrid(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
-        """Dense and BM25 results fused by reciprocal rank (RRF, k=60, Cormack et al. 2009)."""
+        """Dense and BM25 results fused the way the release fitted (``self.fusion``; RRF k=60 for
+        a release that fitted none), each document once."""
         _check_k(k)
-        depth = max(100, k)
-        dense = self.search_many([query], depth, where)[0]
-        allowed = self._ws.catalog.documents.ids_where(where) if where else None
-        passages = collapse(self.bm25().search([query], depth * 4)[0], depth * 2)
-        lexical = [d for d, _, _ in passages if allowed is None or d in allowed][:depth]
-        fused = rrf([[h.id for h in dense], lexical])
+        [(dense, passages)] = self.sides([query], max(100, k), where)
+        fused = fuse(
+            [(h.id, h.score) for h in dense], [(d, s) for d, s, _ in passages], self.fusion
+        )
         top = sorted(fused, key=lambda d: -fused[d])[: k * 2 + 10]
         found = self._summaries.get(top)
         matched = {h.id: h.passage for h in dense}
@@ -222,22 +223,38 @@ class Searcher:
             hits, [best[h.id] for h in hits if h.passage is None and h.id in best]
         )
 
+    def sides(
+        self, queries: list[str], depth: int, where: Mapping[str, Any] | None = None
+    ) -> list[tuple[list[Hit], list[tuple[str, float, str]]]]:
+        """Both halves of hybrid search, per query: ``depth`` dense hits, and ``depth`` documents
+        by their best BM25 passage (document id, score, passage key)."""
+        dense = self.search_many(queries, depth, where)
+        allowed = self._ws.catalog.documents.ids_where(where) if where else None
+        out = []
+        for hits, lexical in zip(dense, self.bm25().search(queries, depth * 4), strict=True):
+            passages = collapse(lexical, depth * 2)
+            kept = [p for p in passages if allowed is None or p[0] in allowed][:depth]
+            out.append((hits, kept))
+        return out
+
     def bm25(self) -> Bm25:
-        """A BM25 index over the live corpus's passages (the units of the dense index), built
-        on first use (for hybrid search)."""
+        """BM25 over the live corpus's passages (the units of the dense index): the one the
+        release built, while the corpus is still the one it was built on; else built now."""
         with self._bm25_lock:
             if self._bm25 is None:
-                split = self.passage_keys()
-                keys: list[str] = []
-                texts: list[str] = []
-                for d in self._ws.catalog.documents.iter_live():
-                    for key in split.get(d.id, [d.id]):
-                        span = span_of(key)
-                        body = d.text if span is None else d.text[span[0] : span[1]]
-                        keys.append(key)
-                        texts.append(f"{d.title} {body}".strip() if d.title else body)
-                self._bm25 = Bm25(keys, texts, stem=True)
+                self._bm25 = self._release_bm25() or passage_bm25(self._ws, self.passage_keys())
             return self._bm25
+
+    def _release_bm25(self) -> Bm25 | None:
+        if self.release is None:
+            return None
+        saved = (self.release.report.get("hybrid") or {}).get("bm25")
+        if not saved:
+            return None
+        if saved.get("documents_version") != self._ws.catalog.documents.version():
+            log.info("release %s: the corpus changed since its BM25 was built", self.release.id)
+            return None
+        return load_bm25(self._ws, f"{self.release.prefix}/{BM25_FOLDER}")
 
     def _allowed(self, where: Mapping[str, Any] | None) -> set[str] | None:
         """The passage keys a filter keeps, for an index that cannot apply it in SQL itself."""
@@ -315,3 +332,17 @@ def _pool(vectors: Matrix, owner: list[int], n: int) -> Matrix:
 def _check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
+
+
+def passage_bm25(ws: Workspace, split: Mapping[str, list[str]]) -> Bm25:
+    """BM25 (stemmed) over every live document, one row per passage key of ``split`` (a document
+    not in it is one row), each passage with its document's title."""
+    keys: list[str] = []
+    texts: list[str] = []
+    for d in ws.catalog.documents.iter_live():
+        for key in split.get(d.id, [d.id]):
+            span = span_of(key)
+            body = d.text if span is None else d.text[span[0] : span[1]]
+            keys.append(key)
+            texts.append(f"{d.title} {body}".strip() if d.title else body)
+    return Bm25(keys, texts, stem=True)

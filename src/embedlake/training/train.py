@@ -7,10 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from embedlake.encoders import lsa, sentence_transformers
+from embedlake.encoders import Encoder, lsa, sentence_transformers
 from embedlake.errors import InputError
+from embedlake.ingest.datasets import Dataset
 from embedlake.models import artifacts
 from embedlake.models.resolve import BUILTIN_MINILM, fitted_lsa
+from embedlake.training.finetune import DevSet, Recipe
+from embedlake.training.negatives import Mining, corpus_for, mine
 from embedlake.training.pairs import from_spec
 from embedlake.workspace import Workspace
 
@@ -23,11 +26,12 @@ def train(
     base: str = BUILTIN_MINILM,
     pairs: str | None = None,
     seed: int = 0,
-    epochs: int = 1,
-    batch_size: int = 32,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     components: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Returns the model's lake prefix and manifest."""
+    """Returns the model's lake prefix and manifest. ``epochs`` and ``batch_size`` override
+    ``[training]``, which gives everything else (loss, hard negatives, dev share)."""
     artifacts.check_name(name)
     if kind == lsa.KIND:
         with fitted_lsa(ws, components, seed) as (folder, extra):
@@ -35,9 +39,40 @@ def train(
     if kind != sentence_transformers.KIND:
         raise InputError(f"unknown model kind {kind!r}: lsa or sentence-transformers")
     if pairs is None:
-        raise InputError("fine-tuning needs --pairs (qrels:PATH or self:title)")
+        raise InputError("fine-tuning needs --pairs (qrels:PATH, self:title or self:span)")
+    settings = ws.settings.training
+    recipe = Recipe(
+        epochs=epochs or settings.epochs,
+        batch_size=batch_size or settings.batch_size,
+        learning_rate=settings.learning_rate,
+        loss=settings.loss,
+        seed=seed,
+    )
     base_folder = _base_folder(ws, base)
-    training_pairs = from_spec(ws, pairs, seed=seed)
+    training_pairs = from_spec(ws, pairs, seed=seed, dev_share=settings.dev_share)
+    wanted = _texts(ws, set(training_pairs.positive_ids) | _judged(training_pairs.dev))
+    live = ((d.id, d.full_text) for d in ws.catalog.documents.iter_live())
+    corpus = corpus_for(wanted, live, settings.mining_corpus, seed)
+    negatives, mined = None, None
+    if settings.hard_negatives:
+        first, last = settings.negative_ranks
+        mining = Mining(
+            count=settings.hard_negatives,
+            first=first,
+            last=last,
+            margin=settings.negative_margin,
+            sources=tuple(settings.negative_sources),
+            corpus_limit=settings.mining_corpus,
+            seed=seed,
+        )
+        negatives, mined = mine(
+            training_pairs,
+            corpus,
+            _live_encoder(ws, base_folder),
+            mining,
+            batch_size=ws.settings.embed.batch_size,
+        )
+    dev = None if training_pairs.dev is None else DevSet(training_pairs.dev, corpus)
     from embedlake.training.finetune import finetune
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,9 +80,9 @@ def train(
             base_folder,
             training_pairs,
             Path(tmp),
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
+            recipe=recipe,
+            negatives=negatives,
+            dev=dev,
             max_seq_length=ws.settings.embed.max_seq_length,
             device=ws.settings.embed.device,
         )
@@ -62,6 +97,7 @@ def train(
                 "params": params,
                 "training_data": {
                     **training_pairs.info,
+                    "hard_negatives": mined,
                     "corpus_hash": ws.catalog.documents.corpus_hash(),
                 },
             },
@@ -70,6 +106,27 @@ def train(
                 "max_seq_length": ws.settings.embed.max_seq_length,
             },
         )
+
+
+def _judged(dev: Dataset | None) -> set[str]:
+    return set() if dev is None else {d for rel in dev.qrels.values() for d, g in rel.items() if g}
+
+
+def _texts(ws: Workspace, ids: set[str]) -> dict[str, str]:
+    docs = ws.catalog.documents.get_many(sorted(ids))
+    return {doc_id: doc.full_text for doc_id, doc in docs.items()}
+
+
+def _live_encoder(ws: Workspace, base_folder: Path) -> Encoder:
+    """The model hard negatives are mined with: the live release's (whatever its kind), or the
+    model being fine-tuned when nothing is live yet."""
+    live = ws.catalog.releases.alias(ws.settings.gate.alias)
+    if live is not None:
+        release = ws.catalog.releases.get(live)
+        return artifacts.load_encoder(ws, ws.catalog.registry.model_by_id(release.model_id))
+    return sentence_transformers.SentenceTransformerEncoder(
+        base_folder, device=ws.settings.embed.device
+    )
 
 
 def _base_folder(ws: Workspace, base: str) -> Path:

@@ -1,0 +1,94 @@
+"""A release's hybrid mode, prepared with the release: BM25 over its passages, built and saved beside
+it (so that the first hybrid request does not build it), and its fusion fitted on judged queries
+the gate never evaluates on, then recorded in the report (``report["hybrid"]``) for the searcher.
+
+Queries to fit on, per registered dataset, first found: the dataset's registered dev judgments, its
+train judgments, then the dev or train queries of the release's own model (a seeded split of the
+test judgments, which the gate leaves out for that model). None anywhere: RRF k = 60, unfitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from embedlake.catalog.releases import ReleaseRecord
+from embedlake.errors import NotFound
+from embedlake.evaluate import fusion
+from embedlake.ingest.datasets import FITTING_SPLITS, Dataset, load_registered
+from embedlake.search.hybrid import Fusion
+from embedlake.search.load import BM25_FOLDER
+from embedlake.search.searcher import Searcher
+from embedlake.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def prepare(ws: Workspace, release_id: str) -> float:
+    """Build and save the release's BM25, fit its fusion; returns the seconds it took."""
+    started = time.perf_counter()
+    release = ws.catalog.releases.get(release_id)
+    searcher = Searcher(ws, release=release_id)
+    version = ws.catalog.documents.version()  # read first: a change while building shows later
+    bm25 = searcher.bm25()
+    with tempfile.TemporaryDirectory() as tmp:
+        bm25.save(Path(tmp))
+        for path in sorted(Path(tmp).iterdir()):
+            ws.lake.put(f"{release.prefix}/{BM25_FOLDER}/{path.name}", path.read_bytes())
+    sets = fitting_sets(ws, release)
+    part: dict[str, Any] = {
+        "bm25": {"documents_version": version, "rows": len(bm25.ids)},
+        "fusion": Fusion().describe(),
+        "fitted_on": [],
+    }
+    if sets:
+        both = [(fusion.sides(searcher, d), d) for d, _ in sets]
+        chosen, means = fusion.fit(both)
+        part.update(
+            fusion=chosen.describe(),
+            fitted_on=[
+                {"dataset": d.name, "queries": len(d.queries), "from": how} for d, how in sets
+            ],
+            candidates={name: round(value, 4) for name, value in means.items()},
+        )
+        log.info("release %s: hybrid fusion %s fitted on %s", release_id, chosen.name, sets)
+    latest = ws.catalog.releases.get(release_id)
+    ws.catalog.releases.update(release_id, report={**latest.report, "hybrid": part})
+    return time.perf_counter() - started
+
+
+def fitting_sets(ws: Workspace, release: ReleaseRecord) -> list[tuple[Dataset, str]]:
+    """(judged queries to fit on, where they came from) per registered dataset that has any."""
+    names = ws.settings.gate.datasets or [d.name for d in ws.catalog.benchmarks.list_datasets()]
+    trained = ws.catalog.registry.model_by_id(release.model_id).manifest.get("training_data", {})
+    out = []
+    for name in names:
+        test = load_registered(ws, name)
+        found = None
+        for split in FITTING_SPLITS:
+            try:
+                other = load_registered(ws, name, split)
+            except NotFound:
+                continue
+            keep = sorted(set(other.queries) - set(test.queries))  # never a query the gate uses
+            if keep:
+                found = (_subset(other, keep), f"{split} judgments")
+                break
+        if found is None and trained.get("dataset") == name:
+            for key in ("dev_queries", "train_queries"):
+                keep = sorted(set(trained.get(key, [])) & set(test.queries))
+                if keep:
+                    found = (_subset(test, keep), f"the model's {key.split('_')[0]} queries")
+                    break
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def _subset(dataset: Dataset, qids: list[str]) -> Dataset:
+    return Dataset(
+        dataset.name, {q: dataset.queries[q] for q in qids}, {q: dataset.qrels[q] for q in qids}
+    )
