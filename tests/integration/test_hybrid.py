@@ -58,8 +58,13 @@ def test_the_release_fits_its_fusion_on_dev_queries_and_serves_it(
         hybrid = report["hybrid"]
         [fitted] = hybrid["fitted_on"]
         dev, test = load_folder(folder, "dev"), load_folder(folder, "test")
-        assert fitted == {"dataset": "med", "queries": len(dev.queries), "from": "dev judgments"}
-        assert not set(dev.queries) & set(test.queries)  # the gate's queries never fit
+        train_split = load_folder(folder, "train")
+        assert fitted == {
+            "dataset": "med",
+            "queries": len(dev.queries) + len(train_split.queries),
+            "from": "dev and train judgments",
+        }
+        assert not (set(dev.queries) | set(train_split.queries)) & set(test.queries)
         best = max(hybrid["candidates"].values())
         fusion = Fusion.from_report(hybrid["fusion"])
         assert hybrid["candidates"][fusion.name] == best and len(hybrid["candidates"]) == 16
@@ -99,3 +104,26 @@ def test_a_changed_corpus_rebuilds_bm25_instead_of_serving_a_stale_one(
         searcher = Searcher(ws)
         assert searcher._release_bm25() is None  # the corpus moved on: built anew
         assert "fresh" in {d for d, _, _ in searcher.sides(["zygomatic xylophone"], 10)[0][1]}
+
+
+def test_a_fine_tuned_model_fits_its_fusion_without_its_training_queries(
+    released: tuple[Workspace, str, Path],
+) -> None:
+    from embedlake.releases.hybrid import fitting_sets
+
+    ws, _, folder = released
+    with ws:
+        trained_on = sorted(load_folder(folder, "train").queries)
+        model = ws.catalog.registry.add_model(
+            name="tuned",
+            version="1",
+            kind="lsa",
+            dim=2,
+            content_hash="h",
+            prefix="p",
+            manifest={"training_data": {"dataset": "med", "train_queries": trained_on}},
+        )
+        ws.catalog.releases.create("tuned-r", model.id, "test")
+        [(dataset, source)] = fitting_sets(ws, ws.catalog.releases.get("tuned-r"))
+        assert source == "dev judgments"
+        assert sorted(dataset.queries) == sorted(load_folder(folder, "dev").queries)

@@ -269,6 +269,20 @@ def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -
         modes = {m["mode"]: m for m in compared["modes"]}
         assert set(modes) == {"bm25", "hybrid"}
         assert modes["bm25"]["ndcg@10_change"]["delta"] == 0.0
+        # the CLI says the same: the interval, the p-value and the policy's verdict
+        from typer.testing import CliRunner
+
+        from embedlake.cli.app import app
+
+        shown = CliRunner().invoke(app, ["compare", str(ws.settings.workspace), first, second])
+        assert shown.exit_code == 0, shown.output
+        p_value = f"p {change['p_value']:.3g}, 30 queries"
+        assert f"{change['delta']:+.4f} (95% CI {change['low']:+.4f}" in shown.output
+        assert p_value in shown.output and "med (hybrid): nDCG@10" in shown.output
+        assert "gate (no_regression), " in shown.output
+        listed = CliRunner().invoke(app, ["releases", str(ws.settings.workspace), "--json"])
+        row_b = next(r for r in json.loads(listed.output) if r["release"] == second)
+        assert row_b["ndcg@10"]["med"]["queries"] == 30 and row_b["against"] == first
         with Runtime(ws) as runtime:
             new = tmp_path / "new.jsonl"
             new.write_text(

@@ -148,3 +148,17 @@ def test_fine_tuning_keeps_its_best_epoch_on_the_dev_queries(ws: Workspace, med:
     assert len(dev["ndcg@10_per_epoch"]) == 2 and 0 < dev["ndcg@10_before"] <= 1
     assert dev["best_epoch"] == 1 + int(np.argmax(dev["ndcg@10_per_epoch"]))
     assert (out / "model" / "config.json").is_file()
+
+
+def test_a_broken_train_split_is_refused_before_anything_is_ingested(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    from embedlake.errors import InputError
+
+    folder = tmp_path / "split" / "med"
+    split_copy(collection("med"), folder, train=0.4, seed=1)
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n1\t2\n")
+    with pytest.raises(InputError, match=r"train\.tsv: med qrels line 2: expected 3"):
+        ingest_path(ws, folder)
+    assert ws.catalog.documents.count() == 0
+    assert ws.catalog.benchmarks.list_datasets() == []

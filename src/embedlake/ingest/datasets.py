@@ -77,7 +77,10 @@ def load_folder(path: Path, split: str = "test", id_prefix: str = "") -> Dataset
     for needed in (queries, qrels):
         if not needed.is_file():
             raise InputError(f"{path} is not a BEIR dataset: {needed.name} is missing")
-    return parse(path.resolve().name, queries.read_bytes(), qrels.read_bytes(), id_prefix)
+    try:
+        return parse(path.resolve().name, queries.read_bytes(), qrels.read_bytes(), id_prefix)
+    except InputError as exc:
+        raise InputError(f"{qrels}: {exc}") from None  # which split's file was broken
 
 
 def register_beir(
@@ -87,13 +90,11 @@ def register_beir(
     ``split`` judgments are what the gate evaluates on; a ``train.tsv`` or ``dev.tsv`` beside
     them is kept too (``qrels-train.tsv``, ``qrels-dev.tsv``) for what is fitted on judged
     queries the gate never sees (a release's hybrid fusion)."""
-    dataset = load_folder(path, split, id_prefix)
+    dataset, extra = check_judgments(path, id_prefix, split)
     prefix = f"{PREFIX}/{name}"
     ws.lake.put(f"{prefix}/queries.jsonl", (path / "queries.jsonl").read_bytes())
     ws.lake.put(f"{prefix}/qrels.tsv", (path / "qrels" / f"{split}.tsv").read_bytes())
-    extra = [s for s in FITTING_SPLITS if s != split and (path / "qrels" / f"{s}.tsv").is_file()]
     for other in extra:
-        load_folder(path, other, id_prefix)  # refused here if broken, not when a release fits
         ws.lake.put(f"{prefix}/qrels-{other}.tsv", (path / "qrels" / f"{other}.tsv").read_bytes())
     ws.lake.put(
         f"{prefix}/dataset.json",
@@ -105,6 +106,18 @@ def register_beir(
         name, prefix, len(dataset.queries), sum(len(v) for v in dataset.qrels.values())
     )
     return dataset
+
+
+def check_judgments(
+    path: Path, id_prefix: str = "", split: str = "test"
+) -> tuple[Dataset, list[str]]:
+    """Parse a BEIR folder's ``split`` judgments and any dev or train ones beside them (an
+    InputError names the first broken file); the dataset and the other splits found."""
+    dataset = load_folder(path, split, id_prefix)
+    extra = [s for s in FITTING_SPLITS if s != split and (path / "qrels" / f"{s}.tsv").is_file()]
+    for other in extra:
+        load_folder(path, other, id_prefix)
+    return dataset, extra
 
 
 def load_registered(ws: Workspace, name: str, split: str | None = None) -> Dataset:

@@ -68,11 +68,14 @@ def ingest_path(
         raise InputError(f"{path}: no such file or folder")
     source = check_source(source or _default_source(path))
     if path.is_dir() and (path / "corpus.jsonl").is_file():
-        from embedlake.ingest.datasets import register_beir
+        from embedlake.ingest.datasets import check_judgments, register_beir
 
+        judged = (path / "queries.jsonl").is_file() and (path / "qrels").is_dir()
+        if judged:
+            check_judgments(path, id_prefix)  # a broken judgment file ingests nothing
         files = [(path / "corpus.jsonl", "corpus.jsonl")]
         reports = [_ingest_file(ws, f, rel, source, id_prefix) for f, rel in files]
-        if (path / "queries.jsonl").is_file() and (path / "qrels").is_dir():
+        if judged:
             register_beir(ws, path, name=source, id_prefix=id_prefix)
         return reports
     if path.is_dir():

@@ -2,8 +2,9 @@
 it (so that the first hybrid request does not build it), and its fusion fitted on judged queries
 the gate never evaluates on, then recorded in the report (``report["hybrid"]``) for the searcher.
 
-Queries to fit on, per registered dataset, first found: the dataset's registered dev judgments, its
-train judgments, then the dev or train queries of the release's own model (a seeded split of the
+Queries to fit on, per registered dataset: its registered dev and train judgments (train only if
+the release's model was not trained on them: fitting on queries the model has learnt would favour
+the dense side), else the dev or train queries of the release's own model (a seeded split of the
 test judgments, which the gate leaves out for that model). None anywhere: RRF k = 60, unfitted.
 """
 
@@ -61,30 +62,42 @@ def prepare(ws: Workspace, release_id: str) -> float:
 
 
 def fitting_sets(ws: Workspace, release: ReleaseRecord) -> list[tuple[Dataset, str]]:
-    """(judged queries to fit on, where they came from) per registered dataset that has any."""
+    """(judged queries to fit on, where they came from) per registered dataset that has any:
+    every registered dev and train query the release's model was not trained on, else the
+    model's own dev or train queries of a seeded split. Never a query of the gate's judgments."""
     names = ws.settings.gate.datasets or [d.name for d in ws.catalog.benchmarks.list_datasets()]
     trained = ws.catalog.registry.model_by_id(release.model_id).manifest.get("training_data", {})
     out = []
     for name in names:
         test = load_registered(ws, name)
-        found = None
+        seen = set(trained.get("train_queries", [])) if trained.get("dataset") == name else set()
+        queries: dict[str, str] = {}
+        qrels: dict[str, dict[str, int]] = {}
+        used = []
         for split in FITTING_SPLITS:
             try:
                 other = load_registered(ws, name, split)
             except NotFound:
                 continue
-            keep = sorted(set(other.queries) - set(test.queries))  # never a query the gate uses
-            if keep:
-                found = (_subset(other, keep), f"{split} judgments")
-                break
-        if found is None and trained.get("dataset") == name:
+            fresh = set(other.queries) - set(test.queries) - seen
+            if fresh:
+                used.append(split)
+                queries.update({q: other.queries[q] for q in fresh})
+                qrels.update({q: other.qrels[q] for q in fresh})
+        if queries:
+            out.append(
+                (
+                    _subset(Dataset(name, queries, qrels), sorted(queries)),
+                    " and ".join(used) + " judgments",
+                )
+            )
+            continue
+        if trained.get("dataset") == name:
             for key in ("dev_queries", "train_queries"):
                 keep = sorted(set(trained.get(key, [])) & set(test.queries))
                 if keep:
-                    found = (_subset(test, keep), f"the model's {key.split('_')[0]} queries")
+                    out.append((_subset(test, keep), f"the model's {key.split('_')[0]} queries"))
                     break
-        if found is not None:
-            out.append(found)
     return out
 
 

@@ -39,7 +39,6 @@ class Mining:
     last: int = 50
     margin: float = 0.05
     sources: tuple[str, ...] = SOURCES
-    corpus_limit: int = 20_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +78,7 @@ def mine(
     rng = random.Random(mining.seed)
     used: dict[str, int] = {}  # anchor → candidates taken so far (its pairs get different ones)
     out: list[list[str]] = []
+    # mined, random top-ups (guarded or not), and candidates the guard dropped (summed over pairs)
     counts = {"mined": 0, "random": 0, "unguarded": 0, "guarded": 0}
     for i, (anchor, positive_id) in enumerate(zip(pairs.anchors, _ids(pairs), strict=True)):
         q = at[anchor]

@@ -12,7 +12,7 @@ from embedlake.errors import InputError
 from embedlake.ingest.datasets import Dataset
 from embedlake.models import artifacts
 from embedlake.models.resolve import BUILTIN_MINILM, fitted_lsa
-from embedlake.training.finetune import DevSet, Recipe
+from embedlake.training.finetune import DevSet, Recipe, finetune
 from embedlake.training.negatives import Mining, corpus_for, mine
 from embedlake.training.pairs import from_spec
 from embedlake.workspace import Workspace
@@ -62,7 +62,6 @@ def train(
             last=last,
             margin=settings.negative_margin,
             sources=tuple(settings.negative_sources),
-            corpus_limit=settings.mining_corpus,
             seed=seed,
         )
         negatives, mined = mine(
@@ -73,8 +72,6 @@ def train(
             batch_size=ws.settings.embed.batch_size,
         )
     dev = None if training_pairs.dev is None else DevSet(training_pairs.dev, corpus)
-    from embedlake.training.finetune import finetune
-
     with tempfile.TemporaryDirectory() as tmp:
         params = finetune(
             base_folder,
