@@ -2,7 +2,7 @@
 the fine-tuned release, BM25+stem and hybrid search, each with its paired 95% interval against the
 base on the same test queries.
 
-    .venv/bin/python bench/finetune.py [--collections cranfield,cisi,npl,lisa,med,cacm] [--epochs 2]
+    .venv/bin/python bench/finetune.py [--collections med,lisa,cranfield,npl,cisi,cacm] [--epochs 1]
 
 None of the shared collections ships a training split, so each is copied with a seeded 40% of its
 judged queries moved to ``train.tsv`` and 10% to ``dev.tsv`` (``split_copy``); the test half is what
@@ -128,8 +128,8 @@ def run(root: Path, name: str, epochs: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--collections", default="cranfield,cisi,npl,lisa,med,cacm")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--collections", default="med,lisa,cranfield,npl,cisi,cacm")
+    parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:

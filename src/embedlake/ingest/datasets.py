@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,13 @@ class Dataset:
     name: str
     queries: dict[str, str]  # only queries with at least one relevant judgment
     qrels: dict[str, dict[str, int]]  # query id → doc id → grade (ids carry the workspace prefix)
+
+    def only(self, qids: Iterable[str]) -> Dataset:
+        """The same dataset with these of its queries (sorted), and their judgments."""
+        keep = sorted(set(qids) & self.queries.keys())
+        return Dataset(
+            self.name, {q: self.queries[q] for q in keep}, {q: self.qrels[q] for q in keep}
+        )
 
 
 MAX_JSON_DEPTH = 64  # of a query line: a query is {"_id", "text", "metadata"?}

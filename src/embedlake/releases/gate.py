@@ -82,8 +82,7 @@ def gate_datasets(ws: Workspace, held_out: dict[str, list[str]]) -> list[Dataset
         dataset = load_registered(ws, name)
         trained = set(held_out.get(name, []))
         if trained:
-            keep = {q: t for q, t in dataset.queries.items() if q not in trained}
-            dataset = Dataset(name, keep, {q: dataset.qrels[q] for q in keep})
+            dataset = dataset.only(set(dataset.queries) - trained)
         out.append(dataset)
     return out
 

@@ -85,23 +85,12 @@ def fitting_sets(ws: Workspace, release: ReleaseRecord) -> list[tuple[Dataset, s
                 queries.update({q: other.queries[q] for q in fresh})
                 qrels.update({q: other.qrels[q] for q in fresh})
         if queries:
-            out.append(
-                (
-                    _subset(Dataset(name, queries, qrels), sorted(queries)),
-                    " and ".join(used) + " judgments",
-                )
-            )
+            out.append((Dataset(name, queries, qrels), " and ".join(used) + " judgments"))
             continue
         if trained.get("dataset") == name:
             for key in ("dev_queries", "train_queries"):
                 keep = sorted(set(trained.get(key, [])) & set(test.queries))
                 if keep:
-                    out.append((_subset(test, keep), f"the model's {key.split('_')[0]} queries"))
+                    out.append((test.only(keep), f"the model's {key.split('_')[0]} queries"))
                     break
     return out
-
-
-def _subset(dataset: Dataset, qids: list[str]) -> Dataset:
-    return Dataset(
-        dataset.name, {q: dataset.queries[q] for q in qids}, {q: dataset.qrels[q] for q in qids}
-    )

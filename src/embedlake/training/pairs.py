@@ -104,14 +104,7 @@ def _seeded_split(
     learn, held = qids[:cut], sorted(qids[cut:])
     n_dev = round(len(learn) * dev_share) if len(learn) >= 5 else 0
     dev_ids, train_ids = learn[:n_dev], learn[n_dev:]
-    return _subset(test, train_ids), _subset(test, dev_ids) if dev_ids else None, held
-
-
-def _subset(dataset: Dataset, qids: list[str]) -> Dataset:
-    keep = sorted(qids)
-    return Dataset(
-        dataset.name, {q: dataset.queries[q] for q in keep}, {q: dataset.qrels[q] for q in keep}
-    )
+    return test.only(train_ids), test.only(dev_ids) if dev_ids else None, held
 
 
 def _judged_pairs(ws: Workspace, path: Path, train: Dataset) -> Pairs:
