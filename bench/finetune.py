@@ -85,8 +85,8 @@ def run(root: Path, name: str, epochs: int) -> dict[str, Any]:
         )
         test = load_registered(ws, name)
         releases = ws.catalog.releases
-        [base_result] = gate.benchmark(ws, releases.get(base_release), [test])
-        [ft_result] = gate.benchmark(ws, releases.get(ft_release), [test])
+        [base_result] = gate.benchmark(ws, releases.get(base_release), [test], modes=False)
+        [ft_result] = gate.benchmark(ws, releases.get(ft_release), [test], modes=False)
         base_pq, ft_pq = base_result.per_query["ndcg@10"], ft_result.per_query["ndcg@10"]
         bm25 = bench_bm25(ws, test)
         bm25s = bench_bm25(ws, test, stem=True)

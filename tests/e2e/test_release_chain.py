@@ -44,8 +44,10 @@ ENV = {
 
 @pytest.mark.slow
 def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
-    med = tmp_path / "split" / "med"  # med with 40% of its queries in train.tsv, 10% in dev.tsv
-    splits = split_copy(collection("med"), med, train=0.4, dev=0.1, seed=0)
+    # med with a quarter of its queries in train.tsv and a tenth in dev.tsv (a short training: the
+    # loop is the claim here; bench/finetune.py measures what training gains)
+    med = tmp_path / "split" / "med"
+    splits = split_copy(collection("med"), med, train=0.25, dev=0.1, seed=0)
     with Workspace.init(tmp_path / "ws", environ=ENV) as ws:
         ingest_path(ws, med)
         base = build(
@@ -69,7 +71,8 @@ def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
             assert manifest["params"]["dev"]["best_epoch"] == 1
             assert runtime.wait_idle(1800)
             tuned = next(r for r in ws.catalog.releases.all() if r.id.startswith("med-ft"))
-            assert tuned.report["datasets"]["med"]["queries"] == 15  # every test query
+            # every test query
+            assert tuned.report["datasets"]["med"]["queries"] == len(splits["test"]) == 19
             gate = tuned.report["gate"]
             [certified] = [r for r in gate["rules"] if r["rule"] == CERTIFIED_GAIN]
             passed = gate["passed"]
