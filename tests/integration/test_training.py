@@ -162,3 +162,22 @@ def test_a_broken_train_split_is_refused_before_anything_is_ingested(
         ingest_path(ws, folder)
     assert ws.catalog.documents.count() == 0
     assert ws.catalog.benchmarks.list_datasets() == []
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected"),
+    [
+        ("mnrl", "MultipleNegativesRankingLoss"),
+        ("cached_mnrl", "CachedMultipleNegativesRankingLoss"),
+        ("gist", "GISTEmbedLoss"),
+    ],
+)
+def test_each_loss_setting_trains_with_its_loss(loss: str, expected: str) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from embedlake.encoders.sentence_transformers import builtin_path
+    from embedlake.training.finetune import Recipe, make_loss
+
+    model = SentenceTransformer(str(builtin_path()), device="cpu", local_files_only=True)
+    made = make_loss(Recipe(loss=loss), model, builtin_path(), "cpu")  # type: ignore[arg-type]
+    assert type(made).__name__ == expected

@@ -125,7 +125,7 @@ def finetune(
         model=model,
         args=args,
         train_dataset=HfDataset.from_dict(columns),
-        loss=_loss(recipe, model, base, device),
+        loss=make_loss(recipe, model, base, device),
         evaluator=evaluator,
     )
     # the trainer prints its metrics to stdout (a library must not: a `--json` caller parses it);
@@ -162,7 +162,7 @@ def finetune(
     }
 
 
-def _loss(recipe: Recipe, model: Any, base: Path, device: str) -> Any:
+def make_loss(recipe: Recipe, model: Any, base: Path, device: str) -> Any:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
 

@@ -183,7 +183,8 @@ def span(text: str, rng: random.Random) -> tuple[int, int]:
     one, or a window of words where the sentences are too long or too short."""
     low, high = SPAN_WORDS
     starts = [0] + [m.end() for m in _SENTENCE.finditer(text)]
-    rng.shuffle(order := list(range(len(starts))))
+    order = list(range(len(starts)))
+    rng.shuffle(order)
     for i in order[:8]:
         end = i
         while end + 1 < len(starts) and len(text[starts[i] : starts[end + 1]].split()) < low:
