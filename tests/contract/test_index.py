@@ -18,7 +18,7 @@ import pytest
 from embedlake import index as vector_index
 from embedlake.errors import InputError
 from embedlake.evaluate.metrics import ann_recall
-from embedlake.index import ENGINES, VectorIndex
+from embedlake.index import ENGINES, VectorIndex, tune
 
 
 def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -167,6 +167,46 @@ def test_recall_against_exact(approximate: Engine) -> None:
     index.add(ids, vecs)
     truth, approx = _ids(exact.search(queries, 10)), _ids(index.search(queries, 10))
     assert ann_recall(approx, truth) >= approximate.min_recall  # default ef_search 128 / rescore
+
+
+def test_the_effort_is_tuned_to_a_recall_target_that_unseen_queries_meet(
+    approximate: Engine, tmp_path: Path
+) -> None:
+    """The build's tuning (``index/tune.py``): the smallest effort of the ladder that reaches
+    the target on the held-back sample is set, saved with the index, and met by new queries."""
+    target, n = 0.9, 5000
+    vecs, queries = _unit(n, 32, seed=3), _unit(200, 32, seed=6)
+    ids = [str(i) for i in range(n)]
+    index = approximate.make(32)
+    tuning = tune.add_tuned(index, ids, vecs, target, sample=500)
+    assert tuning is not None and len(index) == n and tuning.sample == 500
+    assert tuning.reached and tuning.recall >= target
+    found = tune.knob(index)
+    assert found is not None
+    knob, ladder = found
+    assert getattr(index, knob) == index.params()[knob] == tuning.value
+    # the smallest that reached it: each cheaper one was tried and fell short
+    assert [e for e in ladder if e < tuning.value] == list(tuning.curve)[:-1]
+    assert all(recall < target for recall in list(tuning.curve.values())[:-1])
+    exact = vector_index.create("exact", 32)
+    exact.add(ids, vecs)
+    truth = _ids(exact.search(queries, 10))
+    # within the sample's error (500 queries): on these vectors HNSW's ef 10 gets 0.70
+    assert ann_recall(_ids(index.search(queries, 10)), truth) >= target - 0.03
+    index.save(tmp_path)
+    assert getattr(approximate.load(tmp_path), knob) == tuning.value
+
+
+def test_nothing_is_tuned_without_a_knob_or_a_sample() -> None:
+    vecs = _unit(200, 16)
+    ids = [str(i) for i in range(200)]
+    exact = vector_index.create("exact", 16)
+    assert tune.add_tuned(exact, ids, vecs, 0.95) is None and len(exact) == 200  # recall is 1
+    small = vector_index.create("hnsw", 16, ef_search=77)
+    assert tune.add_tuned(small, ids[:99], vecs[:99], 0.95) is None  # 19 to hold back: too few
+    off = vector_index.create("hnsw", 16, ef_search=77)
+    assert tune.add_tuned(off, ids, vecs, 0.0) is None  # target 0: tuning off
+    assert len(small) == 99 and len(off) == 200 and small.params()["ef_search"] == 77
 
 
 def test_unknown_engine() -> None:

@@ -50,6 +50,9 @@ def test_cranfield_with_lsa_matches_the_reference_values(tmp_path: Path) -> None
     assert embedded["embedded"] == 1398
     built = run_json("index", ws)
     assert (built["engine"], built["n_vectors"]) == ("hnsw", 1398)
+    tuning = built["tuning"]  # ef_search tuned to the default target on a fifth held back
+    assert (tuning["knob"], tuning["sample"], tuning["reached"]) == ("ef_search", 279, True)
+    assert tuning["recall"] >= 0.95 and tuning["value"] in map(int, tuning["curve"])
     hits = run_json("search", ws, "heat transfer in slabs", "-k", "5")
     assert len(hits["hits"]) == 5 and hits["model"].startswith("lsa@")
     rows = _by_system(run_json("bench", ws))  # the dataset registered at ingest

@@ -15,7 +15,7 @@ from embedlake.cli.releases import register_and_build
 from embedlake.errors import InputError
 from embedlake.ingest import ingest_path
 from embedlake.ingest.datasets import load_folder, split_copy
-from embedlake.search.hybrid import Fusion, fuse
+from embedlake.search.hybrid import CANDIDATES, Fusion, fuse
 from embedlake.search.load import BM25_FOLDER
 from embedlake.search.searcher import Searcher
 from embedlake.training.train import train
@@ -33,6 +33,12 @@ def test_fuse_and_its_settings() -> None:
     assert weighted["a"] == pytest.approx(0.7 * 1 + 0.3 * 0)
     assert weighted["c"] == pytest.approx(0.7 * 0 + 0.3 * 1)
     assert weighted["b"] == pytest.approx(0.7 * 0.5)
+    # tmm: each side over its theoretical floor (cosine −1, BM25 0) up to its best
+    tmm = fuse(dense, lexical, Fusion("tmm", weight=0.5))
+    assert tmm["a"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 12)
+    assert tmm["c"] == pytest.approx(0.5 * 1.1 / 1.9 + 0.5 * 1)
+    assert tmm["d"] == pytest.approx(0.5 * 6 / 12)
+    assert fuse([("a", -1.0)], [("b", 0.0)], Fusion("tmm")) == {"a": 0.0, "b": 0.0}
     assert Fusion.from_report(None) == Fusion("rrf", 60)
     for bad in ({"method": "max", "k": 1, "weight": 0.5}, {"method": "rrf", "k": 0, "weight": 0}):
         with pytest.raises(InputError, match="hybrid fusion"):
@@ -67,7 +73,8 @@ def test_the_release_fits_its_fusion_on_dev_queries_and_serves_it(
         assert not (set(dev.queries) | set(train_split.queries)) & set(test.queries)
         best = max(hybrid["candidates"].values())
         fusion = Fusion.from_report(hybrid["fusion"])
-        assert hybrid["candidates"][fusion.name] == best and len(hybrid["candidates"]) == 16
+        assert hybrid["candidates"][fusion.name] == best
+        assert list(hybrid["candidates"]) == [c.name for c in CANDIDATES]
         # BM25 was built with the release and is what the searcher loads
         prefix = ws.catalog.releases.get(release_id).prefix
         assert ws.lake.exists(f"{prefix}/{BM25_FOLDER}/ids.json")
@@ -127,3 +134,21 @@ def test_a_fine_tuned_model_fits_its_fusion_without_its_training_queries(
         [(dataset, source)] = fitting_sets(ws, ws.catalog.releases.get("tuned-r"))
         assert source == "dev judgments"
         assert sorted(dataset.queries) == sorted(load_folder(folder, "dev").queries)
+
+
+def test_a_release_with_few_queries_to_fit_on_keeps_the_live_fusion(
+    released: tuple[Workspace, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule of ``releases/hybrid.py``: under ``MIN_QUERIES`` (raised here above med's 18
+    fitting queries) the fusion of the release behind the alias is kept, and said so."""
+    from embedlake.releases import hybrid as release_hybrid
+
+    ws, first, _ = released
+    monkeypatch.setattr(release_hybrid, "MIN_QUERIES", 1000)
+    with ws:
+        live = ws.catalog.releases.get(first).report["hybrid"]
+        model = train(ws, name="lsa-b", kind="lsa", components=48)[0]
+        second = register_and_build(ws, model)["release"]
+        part = ws.catalog.releases.get(second).report["hybrid"]
+    assert part["kept_from"] == first and part["fusion"] == live["fusion"]
+    assert part["fitted_on"] and list(part["candidates"]) == [c.name for c in CANDIDATES]

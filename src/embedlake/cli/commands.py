@@ -192,6 +192,14 @@ def index(
             f"vectors of {report.model} in {report.seconds:.1f} s",
             highlight=False,
         )
+        if report.tuning:
+            t = report.tuning
+            console.print(
+                f"{t['knob']} {t['value']}: recall@10 {t['recall']:.3f} against exact search "
+                f"(target {t['target']:.2f}{'' if t['reached'] else ', not reached'}, "
+                f"{t['sample']} held-back vectors)",
+                highlight=False,
+            )
         if report.missing:
             console.print(
                 f"[yellow]{report.missing} documents are not embedded yet: run "

@@ -143,6 +143,14 @@ def release(
 
     for rule in report.get("gate", {}).get("rules", []):
         console.print(f"  {describe(rule)}", highlight=False)
+    tuned = (report.get("index") or {}).get("tuning")
+    if tuned:
+        reached = "reaches" if tuned["reached"] else "falls short of the target at"
+        console.print(
+            f"  index: {tuned['knob']} {tuned['value']} {reached} recall@10 "
+            f"{tuned['recall']:.3f} (target {tuned['target']:.2f}, {tuned['sample']} sampled)",
+            highlight=False,
+        )
 
 
 def releases(ws: Ws, as_json: Json = False) -> None:

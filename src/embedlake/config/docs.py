@@ -84,6 +84,8 @@ def default_toml() -> str:
             text = _plain(field.description or "")
             if is_secret(field):  # named, with the variables that set it, but never a value
                 fields.append(_comment(f"{key}: {text}; {_secret_note(section, key)}"))
+            elif getattr(values, key) is None:  # toml has no null: unset unless written here
+                fields.append([*_comment(text), f"# {key} = (unset)"])
             else:
                 fields.append([*_comment(text), f"{key} = {_toml_value(getattr(values, key))}"])
         parts.append("\n".join(head) + "\n" + "\n\n".join("\n".join(f) for f in fields) + "\n")
@@ -102,6 +104,8 @@ def settings_markdown() -> str:
             meaning, default = field.description or "", "none"
             if is_secret(field):
                 meaning += "; " + _secret_note(section, key, code="`")
+            elif getattr(values, key) is None:
+                default = "unset"
             else:
                 default = f"`{_toml_value(getattr(values, key))}`"
             rows.append(f"| `{section}.{key}` | {default} | {_cell(meaning)} |")

@@ -174,8 +174,30 @@ class IndexSettings(_Section):
     )
     m: int = Field(default=32, ge=4, description="HNSW graph degree")
     ef_construction: int = Field(default=200, ge=8, description="HNSW build-time candidate list")
-    ef_search: int = Field(
-        default=128, ge=1, description="HNSW search-time candidate list (recall against speed)"
+    ef_search: int | None = Field(
+        default=None,
+        ge=1,
+        description="HNSW search-time candidate list (recall against speed), for `hnsw` and "
+        "`pgvector`; unset: the smallest that reaches `recall_target`, measured when the index is "
+        "built and saved with it; a number here overrides it, at build and when loaded",
+    )
+    recall_target: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="the recall@10 against exact search each index is tuned to when it is built: "
+        "the smallest `ef_search` (or, quantised `exact`, `rescore`) that reaches it, with a sample "
+        "of the vectors held back from the index as queries, is kept, and recorded in the "
+        "index's params and the release report; `0`: no tuning (`ef_search` 128, "
+        "`rescore` 10)",
+    )
+    tune_sample: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="vectors held back and searched to measure recall when an index is tuned "
+        "(at most a fifth of them; under 20, nothing is tuned); a recall near 0.95 measured on 500 "
+        "is within about ±0.01",
     )
     quantization: Literal["none", "int8", "binary"] = Field(
         default="none",
@@ -185,14 +207,14 @@ class IndexSettings(_Section):
         "[decision 0013](decisions/0013-quantised-search.md)); set at build time and saved with "
         "the index",
     )
-    rescore: int = Field(
-        default=10,
+    rescore: int | None = Field(
+        default=None,
         ge=0,
         description="quantised `exact` index: the best k × `rescore` candidates by their codes are "
         "re-scored with their fp32 vectors (only those rows are read) and the top k returned with "
-        "exact scores; `0` returns the codes' approximate scores. Also applied when an index is "
-        "loaded. Recall@10 against fp32 at 10: int8 1.00; binary 0.98 on MiniLM vectors but 0.54 "
-        "on hard synthetic ones (0.94 at 50): check a binary index against `gate.min_ann_recall`",
+        "exact scores; `0` returns the codes' approximate scores. Unset: the smallest that "
+        "reaches `recall_target`, measured at build and saved; a number here overrides it, at "
+        "build and when loaded",
     )
 
 

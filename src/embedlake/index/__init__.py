@@ -72,6 +72,16 @@ def load(engine: str, folder: Path, **overrides: Any) -> VectorIndex:
     return index
 
 
+TUNED_K = 10  # an index's effort is tuned for (and its recall measured at) this many hits
+
+
+def effort_for(effort: int, k: int) -> int:
+    """An HNSW candidate list for ``k`` hits from one tuned for ``TUNED_K``: the same effort per
+    hit, so that a deeper search keeps about the recall the tuning measured (a list of only
+    ``k`` finds noticeably fewer of the true top ``k`` once ``k`` outgrows the tuned list)."""
+    return max(effort, k, -(-effort * k // TUNED_K))
+
+
 def check_vectors(vectors: Any, dim: int) -> Matrix:
     """A C-contiguous float32 matrix of the right width with only finite values, or InputError."""
     from embedlake.errors import InputError

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from embedlake.errors import InputError
-from embedlake.index import Matrix, check_vectors, top_k
+from embedlake.index import Matrix, check_vectors, effort_for, top_k
 
 # a filter keeping at most this share of the index (or this many vectors) is scanned exactly
 _SCAN_SHARE = 0.05
@@ -40,6 +40,7 @@ class HnswIndex:
         self._pos: dict[str, int] = {}
         self._removed: set[int] = set()
         self._params: Any = None
+        self._selector: Any = None
 
     def __len__(self) -> int:
         return len(self._ids) - len(self._removed)
@@ -59,20 +60,25 @@ class HnswIndex:
             pos = self._pos.pop(doc_id, None)
             if pos is not None:
                 self._removed.add(pos)
-        self._params = None
+        self._params = self._selector = None
 
-    def _search_params(self) -> Any:
-        if self._params is None or self._params.efSearch != self.ef_search:
+    def _search_params(self, ef: int) -> Any:
+        if self._params is None or self._params.efSearch != ef:
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
-            params.efSearch = self.ef_search
+            params.efSearch = ef
             if self._removed:
-                # Keep a reference: faiss does not own the selector.
-                self._selector_ids = np.fromiter(self._removed, dtype=np.int64)
-                self._batch = faiss.IDSelectorBatch(self._selector_ids)
-                self._selector = faiss.IDSelectorNot(self._batch)
-                params.sel = self._selector
+                params.sel = self._removed_selector()
             self._params = params
         return self._params
+
+    def _removed_selector(self) -> Any:
+        """Every label but the removed ones (kept until the next removal: built in O(removed))."""
+        if self._selector is None:
+            # Keep references: faiss owns neither the selector nor its ids.
+            self._selector_ids = np.fromiter(self._removed, dtype=np.int64)
+            self._batch = faiss.IDSelectorBatch(self._selector_ids)
+            self._selector = faiss.IDSelectorNot(self._batch)
+        return self._selector
 
     def search(
         self, queries: Matrix, k: int, allowed: Collection[str] | None = None
@@ -83,10 +89,12 @@ class HnswIndex:
         if allowed is not None:
             return self._search_filtered(queries, k, allowed)
         k = min(k, len(self._ids))
-        if self._removed:
-            scores, labels = self._index.search(queries, k, params=self._search_params())
+        ef = effort_for(self.ef_search, k)
+        if self._removed or ef != self.ef_search:
+            scores, labels = self._index.search(queries, k, params=self._search_params(ef))
         else:
             # the plain call: SearchParameters cost a few microseconds per query in the wrapper
+            # (the index's own efSearch is only ever the tuned one: threads may share it)
             self._index.hnsw.efSearch = self.ef_search
             scores, labels = self._index.search(queries, k)
         return self._hits(labels, scores)
@@ -106,7 +114,7 @@ class HnswIndex:
         if len(rows) <= max(_SCAN_MIN, _SCAN_SHARE * len(self._ids)):
             return self._scan(queries, rows, k)
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
-        params.efSearch = max(self.ef_search, k)
+        params.efSearch = effort_for(self.ef_search, k)
         selector = faiss.IDSelectorBatch(rows)
         params.sel = selector
         scores, labels = self._index.search(queries, min(k, len(rows)), params=params)
@@ -164,7 +172,7 @@ class HnswIndex:
         index._ids = ids
         index._pos = {doc_id: n for n, doc_id in enumerate(ids)}
         index._removed = set()
-        index._params = None
+        index._params = index._selector = None
         return index
 
 

@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from embedlake.errors import ConfigError, InputError, NotFound
-from embedlake.index import Matrix, check_vectors
+from embedlake.index import Matrix, check_vectors, effort_for
 from embedlake.index.pgpool import Pool, Session, conninfo, scalar
 
 R = TypeVar("R")
@@ -190,7 +190,7 @@ class PgvectorIndex:
         keeps, and that decides between the HNSW index and a scan of the matching rows."""
         if self._count and not self._built:
             self.build()
-        ef, (ann, exact) = min(max(self.ef_search, k), _MAX_EF), statements
+        ef, (ann, exact) = min(effort_for(self.ef_search, k), _MAX_EF), statements
         prepare = None if filters is None else False
 
         def run(session: Session) -> Hits:

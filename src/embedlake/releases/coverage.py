@@ -68,6 +68,11 @@ def index_release(ws: Workspace, release_id: str) -> float:
     held = current(ws, model, release.chunker)
     built = build_index(ws, model, reducer=load_reducer(ws, release), chunker=release.chunker)
     record(ws, release_id, built.index_id, held)
+    latest = ws.catalog.releases.get(release_id)
+    index = {"id": built.index_id, "engine": built.engine, "vectors": built.n_vectors}
+    ws.catalog.releases.update(
+        release_id, report={**latest.report, "index": {**index, "tuning": built.tuning}}
+    )
     return time.perf_counter() - started
 
 

@@ -16,11 +16,15 @@ from embedlake import index as vector_index
 from embedlake.catalog.registry import ModelRecord
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import ConfigError, NotFound
+from embedlake.index import tune
 from embedlake.index.keys import doc_of
+from embedlake.index.quantize import DEFAULT_RESCORE
 from embedlake.reduce.pca import PcaReducer
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+UNTUNED_EF = 128  # HNSW's candidate list where nothing is tuned (faiss's and pgvector's examples)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class BuildReport:
     n_vectors: int  # passages (a document that fits the window is one)
     missing: int  # live documents the model has not embedded yet
     seconds: float
+    tuning: dict[str, Any] | None = None  # the search effort measured to reach the recall target
 
 
 def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
@@ -41,7 +46,7 @@ def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {
         "m": s.m,
         "ef_construction": s.ef_construction,
-        "ef_search": s.ef_search,
+        "ef_search": s.ef_search or UNTUNED_EF,  # the start; tuned after the vectors are added
     }
     if s.quantization != "none" and s.engine != "exact":
         raise ConfigError(
@@ -49,7 +54,8 @@ def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
             f"{s.engine!r}: set [index] engine to exact, or quantization to none"
         )
     if engine == "exact":
-        params.update(quantization=s.quantization, rescore=s.rescore)
+        rescore = DEFAULT_RESCORE if s.rescore is None else s.rescore
+        params.update(quantization=s.quantization, rescore=rescore)
     if engine == "pgvector":
         params["url"] = catalog_url(ws)
     return params
@@ -92,7 +98,7 @@ def build_index(
         vectors, dim = reducer.transform(vectors), reducer.dim
     index = vector_index.create(engine, dim, **index_params(ws, engine))
     try:
-        index.add(ids, vectors)
+        tuning = _add_tuned(ws, index, ids, vectors)
         prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory() as tmp:
             index.save(Path(tmp))
@@ -104,6 +110,7 @@ def build_index(
             "dim": dim,
             "reduced": reducer is not None,
             "chunker": chunker,
+            "tuning": tuning,
         }
         record = ws.catalog.registry.add_index(
             model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
@@ -114,5 +121,30 @@ def build_index(
             drop()
         raise
     return BuildReport(
-        record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started
+        record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started, tuning
     )
+
+
+def _add_tuned(
+    ws: Workspace, index: vector_index.VectorIndex, ids: list[str], vectors: Any
+) -> dict[str, Any] | None:
+    """Add the vectors, tuning the index's effort knob to ``[index] recall_target`` unless the
+    settings fix it."""
+    s = ws.settings.index
+    found = tune.knob(index)
+    fixed = found is not None and getattr(s, found[0]) is not None
+    target = 0.0 if fixed else s.recall_target
+    tuning = tune.add_tuned(index, ids, vectors, target, s.tune_sample)
+    if tuning is None:
+        return None
+    log.info(
+        "%s index: %s %d reaches recall@10 %.3f (target %.2f, %d sampled, %.1f s)",
+        index.engine,
+        tuning.knob,
+        tuning.value,
+        tuning.recall,
+        tuning.target,
+        tuning.sample,
+        tuning.seconds,
+    )
+    return tuning.describe()
