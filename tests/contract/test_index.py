@@ -69,8 +69,14 @@ QUANTISED = {
 }
 
 
+# IVF over RaBitQ codes before its build tunes nprobe: 16 of 78 lists hold 0.62 of the top 10 of
+# structureless random 32-dimensional vectors (the tuning test below brings it to the target)
+UNTUNED = {"rabitq": 0.6}
+
+
 def _engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    name, options, min_recall = QUANTISED.get(str(request.param), (request.param, {}, 0.95))
+    floor = UNTUNED.get(str(request.param), 0.95)
+    name, options, min_recall = QUANTISED.get(str(request.param), (request.param, {}, floor))
     params = {"url": request.getfixturevalue("pg_url")} if name == "pgvector" else {}
     engine = Engine(name, {**params, **options}, min_recall)
     yield engine
@@ -194,7 +200,9 @@ def test_the_effort_is_tuned_to_a_recall_target_that_unseen_queries_meet(
     # within the sample's error (500 queries): on these vectors HNSW's ef 10 gets 0.70
     assert ann_recall(_ids(index.search(queries, 10)), truth) >= target - 0.03
     index.save(tmp_path)
-    assert getattr(approximate.load(tmp_path), knob) == tuning.value
+    loaded = approximate.load(tmp_path)
+    assert getattr(loaded, knob) == tuning.value
+    assert all(getattr(loaded, name) == value for name, value in tuning.settled.items())
 
 
 def test_nothing_is_tuned_without_a_knob_or_a_sample() -> None:

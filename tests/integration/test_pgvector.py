@@ -210,7 +210,7 @@ def test_a_saved_index_whose_table_is_gone_is_not_found(corpus: Corpus, tmp_path
 def test_pgvector_needs_a_postgresql_catalog(ws: Workspace) -> None:
     ws.settings.index.engine = "pgvector"
     with pytest.raises(ConfigError, match="must be PostgreSQL"):
-        index_params(ws)
+        index_params(ws, "pgvector")
 
 
 TAGGED = [

@@ -16,7 +16,9 @@ from embedlake.errors import InputError, ModelMismatch, NotFound
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
+from embedlake.index.rabitq import lists_for
 from embedlake.search.build import build_index
+from embedlake.search.load import load_index
 from embedlake.search.searcher import Searcher
 from tests.conftest import collection, write_jsonl
 
@@ -80,6 +82,33 @@ def test_search_finds_relevant_documents_and_hides_deleted_ones(ws: Workspace) -
     assert top not in [h.id for h in Searcher(ws).search("heat transfer in slabs", 5)]
     rebuilt = build_index(ws, record)
     assert rebuilt.n_vectors == 1397
+
+
+def test_the_auto_engine_compresses_a_large_collection_and_serves_its_tuned_effort(
+    ws: Workspace,
+) -> None:
+    ws.settings.index.compress_above = 1000  # cranfield's 1,398 documents count as large here
+    ingest_path(ws, collection("cranfield"))
+    record, _ = _embed(ws)
+    built = build_index(ws, record)
+    assert built.engine == "rabitq" and built.tuning is not None
+    assert (built.tuning["knob"], built.tuning["reached"]) == ("nprobe", True)
+    served = load_index(ws, ws.catalog.registry.index(built.index_id))  # what serving loads
+    assert served.params() == {
+        "nlist": lists_for(1398 - built.tuning["sample"]),  # the lists trained before the sample
+        "nprobe": built.tuning["value"],
+        "rescore": built.tuning["settled"]["rescore"],
+    }
+    hits = Searcher(ws).search("heat transfer in slabs", 5)
+    assert len(hits) == 5 and any("slab" in h.title for h in hits)
+    delete_document(ws, hits[0].id)
+    assert hits[0].id not in [h.id for h in Searcher(ws).search("heat transfer in slabs", 5)]
+    ws.settings.index.nprobe = 7  # a number in the settings is kept, not tuned
+    fixed = build_index(ws, record)
+    assert fixed.tuning is None
+    assert load_index(ws, ws.catalog.registry.index(fixed.index_id)).params()["nprobe"] == 7
+    ws.settings.index.compress_above = 2_000_000
+    assert build_index(ws, record).engine == "hnsw"
 
 
 def test_search_input_errors(ws: Workspace, tmp_path: Path) -> None:

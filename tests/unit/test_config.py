@@ -17,7 +17,7 @@ def _workspace(tmp_path: Path, toml: str = "") -> Path:
 
 def test_defaults_when_the_file_is_empty(tmp_path: Path) -> None:
     s = Settings.load(_workspace(tmp_path), environ={})
-    assert s.index.engine == "hnsw"
+    assert s.index.engine == "auto"
     assert s.embed.batch_size == 32
     assert s.workspace == tmp_path.resolve()
 
@@ -31,7 +31,7 @@ def test_default_toml_lists_every_setting_but_the_secrets() -> None:
     text = default_toml()
     written = tomllib.loads(text)
     secrets = {("lake", "secret_access_key"), ("catalog", "password"), ("api", "key_pepper")}
-    unset = {("index", "ef_search"), ("index", "rescore")}  # toml has no null: commented out
+    unset = {("index", k) for k in ("ef_search", "rescore", "nprobe")}  # toml has no null
     for name, field in Settings.model_fields.items():
         section = field.annotation
         if isinstance(section, type) and issubclass(section, BaseModel):

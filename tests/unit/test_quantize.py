@@ -149,13 +149,14 @@ def test_settings_refuse_bad_values_and_other_engines(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"index\.rescore"):
         Settings.load(tmp_path, environ={"EMBEDLAKE_INDEX__QUANTIZATION": "int8",
                                          "EMBEDLAKE_INDEX__RESCORE": "-2"})  # fmt: skip
-    assert IndexSettings().rescore == quantize.DEFAULT_RESCORE
+    assert IndexSettings().rescore is None  # tuned at build, from DEFAULT_RESCORE untuned
     environ = {"EMBEDLAKE_INDEX__QUANTIZATION": "int8"}
     with (
         Workspace.init(tmp_path / "ws", environ=environ) as ws,
         pytest.raises(ConfigError, match="exact engine only"),
     ):
-        index_params(ws)  # the default engine, hnsw
+        index_params(ws, "hnsw")  # the default engine, auto
     environ["EMBEDLAKE_INDEX__ENGINE"] = "exact"
     with Workspace.init(tmp_path / "ws2", environ=environ) as ws:
-        assert index_params(ws)["quantization"] == "int8"
+        assert index_params(ws, "exact")["quantization"] == "int8"
+        assert index_params(ws, "exact")["rescore"] == quantize.DEFAULT_RESCORE

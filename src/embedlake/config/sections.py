@@ -166,11 +166,32 @@ class PassagesSettings(_Section):
 class IndexSettings(_Section):
     """The ANN index each release builds."""
 
-    engine: Literal["hnsw", "exact", "pgvector"] = Field(
-        default="hnsw",
-        description="`hnsw` (faiss), `exact` (brute force over every vector), both files in the "
-        "lake loaded by each serving process; or `pgvector` (vectors and HNSW index in the "
-        "PostgreSQL catalog: needs a `postgresql` catalog URL)",
+    engine: Literal["auto", "hnsw", "rabitq", "exact", "pgvector"] = Field(
+        default="auto",
+        description="`hnsw` (faiss, fp32 vectors in a graph); `rabitq` (faiss IVF over RaBitQ "
+        "codes, ~64 bytes a 384-d vector in memory, fp32 vectors memory-mapped for re-scoring; "
+        "see [decision 0024](decisions/0024-search-effort-and-compressed-index.md)); `exact` "
+        "(brute force over every vector): files in the lake loaded by each serving process; "
+        "`pgvector` (vectors and HNSW index in the PostgreSQL catalog: needs a `postgresql` "
+        "catalog URL); `auto`: `rabitq` above `compress_above` vectors or where an HNSW graph "
+        "over fp32 would take more than half of this machine's memory, else `hnsw`",
+    )
+    compress_above: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="`engine = auto`: from this many vectors on, the compressed `rabitq` engine",
+    )
+    nlist: int = Field(
+        default=0,
+        ge=0,
+        description="`rabitq`: inverted lists (k-means clusters); 0: about 4·√n of the vectors "
+        "indexed, with at least 64 vectors a list",
+    )
+    nprobe: int | None = Field(
+        default=None,
+        ge=1,
+        description="`rabitq`: lists a search visits; unset: the smallest that reaches "
+        "`recall_target`, measured at build and saved; a number here overrides it",
     )
     m: int = Field(default=32, ge=4, description="HNSW graph degree")
     ef_construction: int = Field(default=200, ge=8, description="HNSW build-time candidate list")
@@ -210,9 +231,10 @@ class IndexSettings(_Section):
     rescore: int | None = Field(
         default=None,
         ge=0,
-        description="quantised `exact` index: the best k × `rescore` candidates by their codes are "
-        "re-scored with their fp32 vectors (only those rows are read) and the top k returned with "
-        "exact scores; `0` returns the codes' approximate scores. Unset: the smallest that "
+        description="quantised `exact` and `rabitq` indexes: the best k × `rescore` candidates by "
+        "their codes are re-scored with their fp32 vectors (only those rows are read) and the top "
+        "k returned with exact scores; `0` (`exact` only) returns the codes' approximate scores. "
+        "Unset: the smallest that "
         "reaches `recall_target`, measured at build and saved; a number here overrides it, at "
         "build and when loaded",
     )

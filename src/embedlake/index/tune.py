@@ -38,6 +38,12 @@ LADDERS: dict[str, tuple[str, tuple[int, ...]]] = {
     "hnsw": ("ef_search", _EF),
     "pgvector": ("ef_search", _EF),  # pgvector's hnsw.ef_search stops at 1000
     "exact": ("rescore", (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100)),
+    "rabitq": ("nprobe", (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)),
+}
+# a second knob settled first, with the main one at its largest: how many candidates a compressed
+# code needs re-scored depends on the data (RaBitQ's estimate is rougher in fewer dimensions)
+SETTLED_FIRST: dict[str, tuple[str, tuple[int, ...]]] = {
+    "rabitq": ("rescore", (2, 3, 5, 10, 20, 50, 100)),
 }
 
 
@@ -51,6 +57,7 @@ class Tuning:
     sample: int  # queries measured
     curve: dict[int, float]  # every effort tried → its recall, cheapest first
     seconds: float
+    settled: dict[str, int]  # a knob settled first (SETTLED_FIRST), and its value
 
     def describe(self) -> dict[str, Any]:
         return {**asdict(self), "curve": {str(v): round(r, 4) for v, r in self.curve.items()}}
@@ -70,10 +77,12 @@ def add_tuned(
     target: float,
     sample: int = 500,
     seed: int = 0,
+    settle: bool = True,
 ) -> Tuning | None:
     """Add ``vectors`` to ``index`` as ``ids``, tuning its knob on the way: a seeded sample
     (``sample`` rows, at most a fifth) is held back, the rest added, the smallest effort whose
     recall@10 on the held-back rows as queries reaches ``target`` set, then the sample added.
+    A knob of ``SETTLED_FIRST`` is settled before, unless ``settle`` is False (the caller set it).
     None (everything added, the effort left as it was) for an index without a knob or with too
     few vectors to measure."""
     found = knob(index)
@@ -91,14 +100,14 @@ def add_tuned(
     queries = np.ascontiguousarray(vectors[held])
     scores, _ = q.scan(queries, vectors, K, ~held)
     kth = scores[:, K - 1]  # a hit scores at least the exact k-th of the rows in the index
-    curve: dict[int, float] = {}
-    for effort in ladder:
-        setattr(index, name, effort)
-        answers = index.search(queries, K)
-        hits = sum(s >= t - _TIE for answer, t in zip(answers, kth, strict=True) for _, s in answer)
-        curve[effort] = float(hits) / (K * size)
-        if curve[effort] >= target:
-            break
+    settled: dict[str, int] = {}
+    first = SETTLED_FIRST.get(index.engine) if settle else None
+    if first is not None:
+        setattr(index, name, ladder[-1])
+        rough = _climb(index, *first, queries, kth, target)
+        settled[first[0]] = next((e for e, r in rough.items() if r >= target), first[1][-1])
+        setattr(index, first[0], settled[first[0]])
+    curve = _climb(index, name, ladder, queries, kth, target)
     value = next((e for e, r in curve.items() if r >= target), ladder[-1])
     setattr(index, name, value)
     index.add([ids[r] for r in np.flatnonzero(held).tolist()], queries)
@@ -111,6 +120,7 @@ def add_tuned(
         size,
         curve,
         time.perf_counter() - started,
+        settled,
     )
     if not tuning.reached:
         log.warning(
@@ -122,3 +132,24 @@ def add_tuned(
             target,
         )
     return tuning
+
+
+def _climb(
+    index: VectorIndex,
+    name: str,
+    ladder: tuple[int, ...],
+    queries: Matrix,
+    kth: Any,
+    target: float,
+) -> dict[int, float]:
+    """Recall@10 of each effort of ``ladder`` in turn, up to the first that reaches ``target``
+    (a hit scores at least the exact k-th score ``kth`` of its query)."""
+    curve: dict[int, float] = {}
+    for effort in ladder:
+        setattr(index, name, effort)
+        answers = index.search(queries, K)
+        hits = sum(s >= t - _TIE for answer, t in zip(answers, kth, strict=True) for _, s in answer)
+        curve[effort] = float(hits) / (K * len(queries))
+        if curve[effort] >= target:
+            break
+    return curve

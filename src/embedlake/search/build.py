@@ -5,6 +5,7 @@ pgvector, in the catalog database).
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 UNTUNED_EF = 128  # HNSW's candidate list where nothing is tuned (faiss's and pgvector's examples)
+UNTUNED_NPROBE = 16  # rabitq's lists visited where nothing is tuned
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,22 @@ class BuildReport:
     tuning: dict[str, Any] | None = None  # the search effort measured to reach the recall target
 
 
-def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
+def choose_engine(ws: Workspace, n: int, dim: int) -> str:
+    """The engine of ``[index] engine``; for ``auto``, ``rabitq`` (codes in memory) when the
+    vectors are over ``compress_above`` or an HNSW graph over them in fp32 would take more than
+    half of this machine's memory, else ``hnsw``."""
+    s = ws.settings.index
+    if s.engine != "auto":
+        return s.engine
+    hnsw_bytes = n * (4 * dim + 2 * 4 * s.m)  # fp32 vector + level-0 links (upper levels ~3%)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return "rabitq" if n > s.compress_above or hnsw_bytes > memory // 2 else "hnsw"
+
+
+def index_params(ws: Workspace, engine: str) -> dict[str, Any]:
     """What ``index.create`` needs besides the dimension (pgvector: the catalog's URL, with its
     password: never log these)."""
     s = ws.settings.index
-    engine = engine or s.engine
     params: dict[str, Any] = {
         "m": s.m,
         "ef_construction": s.ef_construction,
@@ -53,9 +66,11 @@ def index_params(ws: Workspace, engine: str | None = None) -> dict[str, Any]:
             f"[index] quantization = {s.quantization!r} applies to the exact engine only, not "
             f"{s.engine!r}: set [index] engine to exact, or quantization to none"
         )
+    rescore = DEFAULT_RESCORE if s.rescore is None else s.rescore
     if engine == "exact":
-        rescore = DEFAULT_RESCORE if s.rescore is None else s.rescore
         params.update(quantization=s.quantization, rescore=rescore)
+    if engine == "rabitq":
+        params.update(nlist=s.nlist, nprobe=s.nprobe or UNTUNED_NPROBE, rescore=max(rescore, 1))
     if engine == "pgvector":
         params["url"] = catalog_url(ws)
     return params
@@ -83,7 +98,6 @@ def build_index(
     """Index the model's passage vectors of the chunking ``chunker`` (None: its newest run's),
     reduced by ``reducer`` first when a release's PCA backs its index."""
     started = time.perf_counter()
-    engine = engine or ws.settings.index.engine
     chunker = ws.catalog.registry.latest_chunker(model.id) if chunker is None else chunker
     ids, vectors = read_vectors(ws, model, chunker)
     if not ids:
@@ -96,6 +110,7 @@ def build_index(
     dim = model.dim
     if reducer is not None:
         vectors, dim = reducer.transform(vectors), reducer.dim
+    engine = engine or choose_engine(ws, len(ids), dim)
     index = vector_index.create(engine, dim, **index_params(ws, engine))
     try:
         tuning = _add_tuned(ws, index, ids, vectors)
@@ -134,7 +149,9 @@ def _add_tuned(
     found = tune.knob(index)
     fixed = found is not None and getattr(s, found[0]) is not None
     target = 0.0 if fixed else s.recall_target
-    tuning = tune.add_tuned(index, ids, vectors, target, s.tune_sample)
+    settle = tune.SETTLED_FIRST.get(index.engine)
+    free = settle is not None and getattr(s, settle[0]) is None
+    tuning = tune.add_tuned(index, ids, vectors, target, s.tune_sample, settle=free)
     if tuning is None:
         return None
     log.info(

@@ -28,6 +28,7 @@ def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
     overrides: dict[str, Any] = {
         "ef_search": ws.settings.index.ef_search,
         "rescore": ws.settings.index.rescore,
+        "nprobe": ws.settings.index.nprobe,
     }
     if record.engine == "pgvector":
         overrides["url"] = catalog_url(ws)
