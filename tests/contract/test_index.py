@@ -217,6 +217,31 @@ def test_nothing_is_tuned_without_a_knob_or_a_sample() -> None:
     assert len(small) == 99 and len(off) == 200 and small.params()["ef_search"] == 77
 
 
+@pytest.mark.parametrize("module", ["hnsw", "rabitq"])
+def test_a_broad_filter_walks_the_index_with_a_selector_and_is_never_short(
+    module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a filter takes when it keeps too many rows to scan (forced here: no scan),
+    with tombstones, and answered exactly when the walk comes back short."""
+    monkeypatch.setattr(f"embedlake.index.{module}._SCAN_MIN", 0)
+    monkeypatch.setattr(f"embedlake.index.{module}._SCAN_SHARE", 0.0)
+    n, vecs = 4000, _unit(4000, 32, seed=8)
+    ids = [f"d{i}" for i in range(n)]
+    index = vector_index.create(module, 32)
+    tune.add_tuned(index, ids, vecs, 0.95)
+    index.remove(["d1", "d2"])
+    allowed = {f"d{i}" for i in range(0, n, 3)} | {"d1"}
+    queries = _unit(30, 32, seed=9)
+    got = index.search(queries, 10, allowed)
+    exact = vector_index.create("exact", 32)
+    live = sorted(allowed - {"d1"})
+    exact.add(live, vecs[[int(i[1:]) for i in live]])
+    assert all(len(row) == 10 and {d for d, _ in row} <= allowed - {"d1"} for row in got)
+    assert ann_recall(_ids(got), _ids(exact.search(queries, 10))) >= 0.8
+    few = {"d1", "d3", "d6"}  # a filter of fewer live rows than k: all of them, none short
+    assert sorted(d for d, _ in index.search(queries[:1], 10, few)[0]) == ["d3", "d6"]
+
+
 def test_unknown_engine() -> None:
     from embedlake.errors import ConfigError
 
