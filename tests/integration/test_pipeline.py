@@ -98,6 +98,7 @@ def test_the_auto_engine_compresses_a_large_collection_and_serves_its_tuned_effo
         "nlist": lists_for(1398 - built.tuning["sample"]),  # the lists trained before the sample
         "nprobe": built.tuning["value"],
         "rescore": built.tuning["settled"]["rescore"],
+        "bits": 7,
     }
     hits = Searcher(ws).search("heat transfer in slabs", 5)
     assert len(hits) == 5 and any("slab" in h.title for h in hits)

@@ -187,6 +187,13 @@ class IndexSettings(_Section):
         description="`rabitq`: inverted lists (k-means clusters); 0: about 4·√n of the vectors "
         "indexed, with at least 64 vectors a list",
     )
+    bits: int = Field(
+        default=7,
+        ge=1,
+        le=9,
+        description="`rabitq`: bits a dimension of its codes (7: ~350 bytes a 384-d vector; "
+        "fewer bits need more candidates re-scored for the same recall)",
+    )
     nprobe: int | None = Field(
         default=None,
         ge=1,

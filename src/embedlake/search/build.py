@@ -70,7 +70,8 @@ def index_params(ws: Workspace, engine: str) -> dict[str, Any]:
     if engine == "exact":
         params.update(quantization=s.quantization, rescore=rescore)
     if engine == "rabitq":
-        params.update(nlist=s.nlist, nprobe=s.nprobe or UNTUNED_NPROBE, rescore=max(rescore, 1))
+        nprobe = s.nprobe or UNTUNED_NPROBE
+        params.update(nlist=s.nlist, nprobe=nprobe, rescore=max(rescore, 1), bits=s.bits)
     if engine == "pgvector":
         params["url"] = catalog_url(ws)
     return params
