@@ -13,10 +13,10 @@ from embedlake.catalog.schema import embedded
 from embedlake.embeddings.batch import embed
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.errors import InputError, ModelMismatch, NotFound
+from embedlake.index.rabitq import lists_for
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
-from embedlake.index.rabitq import lists_for
 from embedlake.search.build import build_index
 from embedlake.search.load import load_index
 from embedlake.search.searcher import Searcher
