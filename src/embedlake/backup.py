@@ -254,6 +254,7 @@ def _restore_database_index(ws: Workspace, fs: Any, root: str, index_id: int) ->
         saved = np.load(io.BytesIO(f.read()))
     params = {**index_params(ws, "pgvector")}
     params.update(m=record.params["m"], ef_construction=record.params["ef_construction"])
+    params["ef_search"] = record.params.get("ef_search", params["ef_search"])  # as it was tuned
     index = vector_index.create("pgvector", int(record.params["dim"]), **params)
     try:
         index.add([str(i) for i in saved["ids"]], saved["vectors"])

@@ -85,6 +85,12 @@ def test_train_release_gate_publish_reject_and_roll_back(ws: Workspace, tmp_path
         assert ws.lake.exists(f"{first.prefix}/reducer/pca_components.npy")
         assert 0 < first.report["reducer"]["dims"] < 256
         assert 0 < first.report["reducer"]["recall@10_vs_full"] <= 1
+        # the index's search effort, tuned to the recall target at build, is what serving uses
+        index = first.report["index"]
+        assert index["id"] == first.index_id and index["tuning"]["reached"]
+        assert index["tuning"]["recall"] >= ws.settings.index.recall_target
+        served = Searcher(ws).index
+        assert getattr(served, index["tuning"]["knob"]) == index["tuning"]["value"]
         model = ws.catalog.registry.model_by_id(first.model_id)
         assert "Gate: passed" in ws.lake.get(f"{model.prefix}/card.md").decode()
         before = _top(ws)
