@@ -1,7 +1,8 @@
 """Search effort tuned to a recall target, measured when an index is built.
 
 Each approximate engine has one knob that trades recall for speed: the candidate list of an HNSW
-walk (``ef_search``, faiss and pgvector alike) or, for a quantised ``exact`` index, how many
+walk (``ef_search``, faiss and pgvector alike), the lists an IVF search visits (``nprobe``,
+``rabitq``, whose ``rescore`` is settled first) or, for a quantised ``exact`` index, how many
 candidates per hit are re-scored with their fp32 vectors (``rescore``). A fixed default is a cost
 nobody chose (HNSW's 128 reaches recall 1.000 on collections where 16–32 reach 0.95), so the build
 holds a seeded sample of the vectors back, adds the rest, measures recall@10 against exact search
