@@ -10,7 +10,8 @@ against exact (brute-force inner product) search. Two vector sets:
 
 embedlake is measured as built in memory and as saved + loaded back (the serving path, which
 memory-maps the faiss file). Claims: embedlake QPS ≥ 0.9× raw faiss QPS; recall@10 ≥ 0.95 at
-the default ef_search (128).
+ef_search 128 (the fixed default before builds tuned it: ``bench/ann_engines.py`` measures the
+engines at their tuned effort against hnswlib).
 
     .venv/bin/python bench/ann.py [--sets npl,synthetic] [--n 100000] [--ef 16,32,64,128,256]
 """
