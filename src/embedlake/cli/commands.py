@@ -173,7 +173,8 @@ def index(
         ),
     ] = None,
     engine: Annotated[
-        str | None, typer.Option(help="hnsw or exact (default: from settings).")
+        str | None,
+        typer.Option(help="auto, hnsw, rabitq, exact or pgvector (default: from settings)."),
     ] = None,
     as_json: Json = False,
 ) -> None:

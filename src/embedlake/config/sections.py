@@ -168,8 +168,9 @@ class IndexSettings(_Section):
 
     engine: Literal["auto", "hnsw", "rabitq", "exact", "pgvector"] = Field(
         default="auto",
-        description="`hnsw` (faiss, fp32 vectors in a graph); `rabitq` (faiss IVF over RaBitQ "
-        "codes, ~64 bytes a 384-d vector in memory, fp32 vectors memory-mapped for re-scoring; "
+        description="`hnsw` (faiss, fp32 vectors in a graph); `rabitq` (rabitqlib's IVF over "
+        "RaBitQ codes, ~360 bytes a 384-d vector at 7 bits in memory, fp32 vectors memory-mapped "
+        "for re-scoring; "
         "see [decision 0024](decisions/0024-search-effort-and-compressed-index.md)); `exact` "
         "(brute force over every vector): files in the lake loaded by each serving process; "
         "`pgvector` (vectors and HNSW index in the PostgreSQL catalog: needs a `postgresql` "
@@ -214,10 +215,12 @@ class IndexSettings(_Section):
         ge=0,
         le=1,
         description="the recall@10 against exact search each index is tuned to when it is built: "
-        "the smallest `ef_search` (or, quantised `exact`, `rescore`) that reaches it, with a sample "
+        "the smallest `ef_search` (`rabitq`: `nprobe`, its `rescore` settled first; quantised "
+        "`exact`: `rescore`) that reaches it, with a sample "
         "of the vectors held back from the index as queries, is kept, and recorded in the "
         "index's params and the release report; `0`: no tuning (`ef_search` 128, "
-        "`rescore` 10)",
+        "`nprobe` 16, `rescore` 10). A workspace made before tuning has `ef_search = 128` and "
+        "`rescore = 10` written in its file: delete those lines to have them tuned",
     )
     tune_sample: int = Field(
         default=500,
@@ -241,9 +244,8 @@ class IndexSettings(_Section):
         description="quantised `exact` and `rabitq` indexes: the best k × `rescore` candidates by "
         "their codes are re-scored with their fp32 vectors (only those rows are read) and the top "
         "k returned with exact scores; `0` (`exact` only) returns the codes' approximate scores. "
-        "Unset: the smallest that "
-        "reaches `recall_target`, measured at build and saved; a number here overrides it, at "
-        "build and when loaded",
+        "Unset: the smallest that reaches `recall_target`, measured at build and saved (with "
+        "`nprobe` set, `rescore` stays 10); a number here overrides it, at build and when loaded",
     )
 
 

@@ -63,13 +63,16 @@ class HnswIndex:
         self._params = self._selector = None
 
     def _search_params(self, ef: int) -> Any:
-        if self._params is None or self._params.efSearch != ef:
+        """Parameters for a walk of ``ef`` that skips removed labels, kept per ``ef`` (threads
+        searching with different k each find their own; a removal clears them)."""
+        params = self._params.get(ef) if self._params is not None else None
+        if params is None:
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
             params.efSearch = ef
             if self._removed:
                 params.sel = self._removed_selector()
-            self._params = params
-        return self._params
+            self._params = {**(self._params or {}), ef: params}
+        return params
 
     def _removed_selector(self) -> Any:
         """Every label but the removed ones (kept until the next removal: built in O(removed))."""

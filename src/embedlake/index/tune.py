@@ -103,8 +103,8 @@ def add_tuned(
     kth = scores[:, K - 1]  # a hit scores at least the exact k-th of the rows in the index
     settled: dict[str, int] = {}
     first = SETTLED_FIRST.get(index.engine) if settle else None
-    if first is not None:
-        setattr(index, name, ladder[-1])
+    if first is not None:  # with every list visited (or the ladder's most), codes alone decide
+        setattr(index, name, max(ladder[-1], getattr(index, "nlist", 0)))
         rough = _climb(index, *first, queries, kth, target)
         settled[first[0]] = next((e for e, r in rough.items() if r >= target), first[1][-1])
         setattr(index, first[0], settled[first[0]])

@@ -63,10 +63,12 @@ def prepare(ws: Workspace, release_id: str) -> float:
             ],
             candidates={name: round(value, 4) for name, value in means.items()},
         )
-        kept = _live_fusion(ws, release_id)
-        if sum(len(d.queries) for d, _ in sets) < MIN_QUERIES and kept is not None:
-            part.update(fusion=kept[1], kept_from=kept[0])
-        log.info("release %s: hybrid fusion %s (fitted on %s)", release_id, part["fusion"], sets)
+    kept = _live_fusion(ws, release_id)
+    if sum(len(d.queries) for d, _ in sets) < MIN_QUERIES and kept is not None:
+        part.update(fusion=kept[1], kept_from=kept[0])
+    log.info(
+        "release %s: hybrid fusion %s (%d fitting sets)", release_id, part["fusion"], len(sets)
+    )
     latest = ws.catalog.releases.get(release_id)
     ws.catalog.releases.update(release_id, report={**latest.report, "hybrid": part})
     return time.perf_counter() - started

@@ -49,7 +49,7 @@ def choose_engine(ws: Workspace, n: int, dim: int) -> str:
         return s.engine
     hnsw_bytes = n * (4 * dim + 2 * 4 * s.m)  # fp32 vector + level-0 links (upper levels ~3%)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return "rabitq" if n > s.compress_above or hnsw_bytes > memory // 2 else "hnsw"
+    return "rabitq" if n >= s.compress_above or hnsw_bytes > memory // 2 else "hnsw"
 
 
 def index_params(ws: Workspace, engine: str) -> dict[str, Any]:
@@ -61,10 +61,10 @@ def index_params(ws: Workspace, engine: str) -> dict[str, Any]:
         "ef_construction": s.ef_construction,
         "ef_search": s.ef_search or UNTUNED_EF,  # the start; tuned after the vectors are added
     }
-    if s.quantization != "none" and s.engine != "exact":
+    if s.quantization != "none" and engine != "exact":
         raise ConfigError(
             f"[index] quantization = {s.quantization!r} applies to the exact engine only, not "
-            f"{s.engine!r}: set [index] engine to exact, or quantization to none"
+            f"{engine!r}: set [index] engine to exact, or quantization to none"
         )
     rescore = DEFAULT_RESCORE if s.rescore is None else s.rescore
     if engine == "exact":
@@ -84,7 +84,7 @@ def catalog_url(ws: Workspace) -> str:
         raise ConfigError(
             f"index engine 'pgvector' keeps its vectors in the catalog database, which must be "
             f"PostgreSQL with pgvector; this catalog is {url.get_backend_name()}: set [catalog] "
-            f"url to a postgresql+psycopg:// URL, or [index] engine to hnsw or exact"
+            f"url to a postgresql+psycopg:// URL, or [index] engine to hnsw, rabitq or exact"
         )
     return url.render_as_string(hide_password=False)
 
@@ -111,7 +111,8 @@ def build_index(
     dim = model.dim
     if reducer is not None:
         vectors, dim = reducer.transform(vectors), reducer.dim
-    engine = engine or choose_engine(ws, len(ids), dim)
+    if engine in (None, "auto"):
+        engine = choose_engine(ws, len(ids), dim)
     index = vector_index.create(engine, dim, **index_params(ws, engine))
     try:
         tuning = _add_tuned(ws, index, ids, vectors)
@@ -149,7 +150,7 @@ def _add_tuned(
     s = ws.settings.index
     found = tune.knob(index)
     fixed = found is not None and getattr(s, found[0]) is not None
-    target = 0.0 if fixed else s.recall_target
+    target = 0.0 if fixed else s.recall_target  # a knob the settings fix is not tuned
     settle = tune.SETTLED_FIRST.get(index.engine)
     free = settle is not None and getattr(s, settle[0]) is None
     tuning = tune.add_tuned(index, ids, vectors, target, s.tune_sample, settle=free)

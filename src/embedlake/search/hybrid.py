@@ -8,9 +8,10 @@ Three fusions:
 - ``tmm``: the same sum after theoretical min-max normalisation (Bruch, Gai and Ingber 2023, "An
   analysis of fusion functions for hybrid retrieval"): each side's floor is the lowest score its
   function can give (cosine −1, BM25 0) instead of the lowest it returned, so a query whose
-  results all score alike on one side keeps them close there instead of spread over 0–1. On the
-  six judged collections, fitted on their train and dev queries, it was within a point of the
-  best family on each (docs/benchmarks.md, section 7).
+  results all score alike on one side keeps them close there instead of spread over 0–1 (with
+  ``passages.aggregate = "sum"`` dense scores can fall below −1: they are normalised the same
+  way, only not bounded by 0). Measured on the six judged collections: docs/benchmarks.md,
+  section 7.
 
 A release fits one of them on judged queries it is not gated on (``evaluate/fusion.py``) and
 records it; RRF with k = 60, the paper's constant, serves where nothing was fitted.
