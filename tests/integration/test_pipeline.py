@@ -95,7 +95,7 @@ def test_the_auto_engine_compresses_a_large_collection_and_serves_its_tuned_effo
     assert (built.tuning["knob"], built.tuning["reached"]) == ("nprobe", True)
     served = load_index(ws, ws.catalog.registry.index(built.index_id))  # what serving loads
     assert served.params() == {
-        "nlist": lists_for(1398 - built.tuning["sample"]),  # the lists trained before the sample
+        "nlist": lists_for(1398),  # for all: trained on a sample drawn before any is added
         "nprobe": built.tuning["value"],
         "rescore": built.tuning["settled"]["rescore"],
         "bits": 7,
@@ -110,6 +110,34 @@ def test_the_auto_engine_compresses_a_large_collection_and_serves_its_tuned_effo
     assert load_index(ws, ws.catalog.registry.index(fixed.index_id)).params()["nprobe"] == 7
     ws.settings.index.compress_above = 2_000_000
     assert build_index(ws, record).engine == "hnsw"
+
+
+@pytest.mark.parametrize("engine", ["hnsw", "rabitq"])
+def test_a_build_with_a_small_memory_setting_streams_the_shards_in_batches(
+    ws: Workspace, tmp_path: Path, engine: str
+) -> None:
+    """``[index] build_memory`` of 1 MiB: batches of 128 LSA vectors from 7 shards, rabitq's
+    lists trained on a 256-vector sample; the index is whole and current all the same."""
+    ws.settings.embed.shard_size = 200
+    ws.settings.index.engine, ws.settings.index.build_memory = engine, 1
+    ingest_path(ws, collection("cranfield"))
+    record, _ = _embed(ws)
+    changed = ws.catalog.documents.get("7")
+    rewritten = write_jsonl(tmp_path / "c.jsonl", [{"_id": "7", "text": "rewritten"}])
+    ingest_path(ws, rewritten, source=changed.source)  # an update
+    delete_document(ws, "8")  # deleted and changed after they were embedded
+    built = build_index(ws, record)
+    assert (built.n_vectors, built.missing) == (1396, 1)  # "7" waits to be embedded again
+    assert built.tuning is not None and built.tuning["reached"]
+    served = load_index(ws, ws.catalog.registry.index(built.index_id))
+    ids, vectors = read_vectors(ws, record)  # what a build that reads them all would index
+    assert sorted(served.ids()) == ids and "7" not in ids and "8" not in ids
+    for row in (0, 700, len(ids) - 1):
+        assert np.allclose(served.vector(ids[row]), vectors[row], atol=1e-6)
+    if engine == "rabitq":
+        assert served.params()["nlist"] == 256 // 64  # what a 1 MiB budget trains well
+    hits = Searcher(ws).search(changed.text[:200], 5)
+    assert len(hits) == 5 and "7" not in [h.id for h in hits]
 
 
 def test_search_input_errors(ws: Workspace, tmp_path: Path) -> None:

@@ -12,7 +12,14 @@ from sqlalchemy import delete, func, select, update
 from embedlake.catalog import journal
 from embedlake.catalog.announce import SERVING, announce
 from embedlake.catalog.database import Database
-from embedlake.catalog.schema import embedded, embedding_runs, embedding_shards, indexes, models
+from embedlake.catalog.schema import (
+    documents,
+    embedded,
+    embedding_runs,
+    embedding_shards,
+    indexes,
+    models,
+)
 from embedlake.errors import CatalogError, Conflict, NotFound
 
 
@@ -312,6 +319,51 @@ class Registry:
                 )
             )
             return {r.doc_id: (r.content_hash, r.shard_key) for r in rows}
+
+    def shard_keys(self, model_id: int, chunker: str) -> list[str]:
+        """The shards holding the model's current vectors of the chunking ``chunker``, sorted."""
+        with self._catalog.connect() as conn:
+            rows = conn.execute(
+                select(embedded.c.shard_key)
+                .where(embedded.c.model_id == model_id, embedded.c.chunker == chunker)
+                .distinct()
+                .order_by(embedded.c.shard_key)
+            )
+            return [r.shard_key for r in rows]
+
+    def count_current(self, model_id: int, chunker: str) -> tuple[int, int]:
+        """(passages, documents) of the live documents whose current text the model has
+        embedded with the chunking ``chunker``: counted in the database."""
+        with self._catalog.connect() as conn:
+            row = conn.execute(
+                select(func.coalesce(func.sum(embedded.c.passages), 0), func.count())
+                .select_from(embedded)
+                .join(documents, documents.c.id == embedded.c.doc_id)
+                .where(
+                    embedded.c.model_id == model_id,
+                    embedded.c.chunker == chunker,
+                    documents.c.deleted_at.is_(None),
+                    documents.c.content_hash == embedded.c.content_hash,
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def live_in_shard(self, model_id: int, chunker: str, shard_key: str) -> dict[str, str]:
+        """doc id → content hash of the live documents whose current vectors (of the model and
+        chunking) are in ``shard_key``: embedded from the text the document has now."""
+        with self._catalog.connect() as conn:
+            rows = conn.execute(
+                select(embedded.c.doc_id, embedded.c.content_hash)
+                .join(documents, documents.c.id == embedded.c.doc_id)
+                .where(
+                    embedded.c.model_id == model_id,
+                    embedded.c.chunker == chunker,
+                    embedded.c.shard_key == shard_key,
+                    documents.c.deleted_at.is_(None),
+                    documents.c.content_hash == embedded.c.content_hash,
+                )
+            )
+            return {r.doc_id: r.content_hash for r in rows}
 
     def cut(self, model_id: int, chunker: str, doc_ids: Sequence[str] | None = None) -> Cut:
         """Passages, and documents cut, among what the model embedded with ``chunker`` (of

@@ -151,6 +151,7 @@ embedded = Table(
     Column("shard_key", Text, nullable=False),
     Column("passages", Integer, nullable=False),
     Column("cut", Integer, nullable=False),  # characters of the document no passage holds
+    Index("ix_embedded_shard", "model_id", "chunker", "shard_key"),  # streamed index builds
 )
 
 indexes = Table(

@@ -230,6 +230,14 @@ class IndexSettings(_Section):
         "(at most a fifth of them; under 20, nothing is tuned); a recall near 0.95 measured on 500 "
         "is within about ±0.01",
     )
+    build_memory: int = Field(
+        default=2_048,
+        ge=1,
+        le=1_048_576,
+        description="MiB an index build may hold besides the index itself: the vectors are read "
+        "from their shards in batches of an eighth of it (and one shard's file), and `rabitq` "
+        "trains its lists on a sample of at most half of it, never all the vectors at once",
+    )
     quantization: Literal["none", "int8", "binary"] = Field(
         default="none",
         description="`exact` engine only: `none` scans the fp32 vectors; `int8` (a byte a "

@@ -4,6 +4,7 @@ documents' own vectors made of their passages."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,46 +15,66 @@ from embedlake.index.keys import doc_of
 from embedlake.workspace import Workspace
 
 
+class VectorStream:
+    """The passage vectors of every live document ``model`` covers with the chunking
+    ``chunker``, read a shard at a time in batches of at most ``rows``, never all at once; it can
+    be read more than once (a build reads it twice). Each pass checks that every shard was written
+    by this model with this chunking; after a pass, ``documents`` and ``vectors`` count what it
+    read. A document that is one passage has its id as key."""
+
+    def __init__(self, ws: Workspace, model: ModelRecord, chunker: str, rows: int = 65_536):
+        self.ws, self.model, self.chunker, self.rows = ws, model, chunker, max(1, rows)
+        self.documents = self.vectors = 0
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        registry, model = self.ws.catalog.registry, self.model
+        documents = vectors = 0
+        for key in registry.shard_keys(model.id, self.chunker):
+            wanted = registry.live_in_shard(model.id, self.chunker, key)
+            if not wanted:
+                continue
+            documents += len(wanted)
+            shard = pq.ParquetFile(io.BytesIO(self.ws.lake.get(key)))
+            self._check(key, shard.schema_arrow.metadata or {})
+            for batch in shard.iter_batches(batch_size=self.rows):
+                ids = batch.column("id").to_pylist()
+                # shards written before passages hold whole documents: the key is the id
+                docs = batch.column("doc").to_pylist() if "doc" in batch.schema.names else ids
+                hashes = batch.column("content_hash").to_pylist()
+                rows = [
+                    n
+                    for n, (d, h) in enumerate(zip(docs, hashes, strict=True))
+                    if wanted.get(d) == h
+                ]
+                if not rows:
+                    continue
+                flat = batch.column("vector").flatten().to_numpy()
+                matrix = flat.reshape(-1, model.dim)[rows].astype(np.float32, copy=False)
+                vectors += len(rows)
+                yield [ids[n] for n in rows], np.ascontiguousarray(matrix)
+        self.documents, self.vectors = documents, vectors
+
+    def _check(self, key: str, meta: dict[bytes, bytes]) -> None:
+        if meta.get(b"model_hash", b"").decode() != self.model.content_hash:
+            raise ModelMismatch(f"shard {key} was not written by model {self.model.ref}")
+        if meta.get(b"chunker", b"").decode() != self.chunker:
+            raise ModelMismatch(f"shard {key} was not split with chunking {self.chunker!r}")
+
+
 def read_vectors(
     ws: Workspace, model: ModelRecord, chunker: str | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """The passage keys and vectors of every live document the model covers with the chunking
-    ``chunker`` (None: that of its newest run), sorted by key. A document that is one passage
-    has its id as key."""
-    registry = ws.catalog.registry
-    chunker = registry.latest_chunker(model.id) if chunker is None else chunker
-    covered = registry.coverage(model.id, chunker)
-    live = ws.catalog.documents.live_hashes()
-    wanted = {d: h for d, (h, _) in covered.items() if live.get(d) == h}
-    by_shard: dict[str, set[str]] = {}
-    for doc_id in wanted:
-        by_shard.setdefault(covered[doc_id][1], set()).add(doc_id)
+    """Every vector of ``VectorStream`` at once, sorted by key (``chunker`` None: that of the
+    model's newest run). For what needs them all in memory; an index build streams them."""
+    chunker = ws.catalog.registry.latest_chunker(model.id) if chunker is None else chunker
     ids: list[str] = []
     parts: list[np.ndarray] = []
-    for key in sorted(by_shard):
-        table = pq.read_table(io.BytesIO(ws.lake.get(key)))
-        meta = table.schema.metadata or {}
-        if meta.get(b"model_hash", b"").decode() != model.content_hash:
-            raise ModelMismatch(f"shard {key} was not written by model {model.ref}")
-        if meta.get(b"chunker", b"").decode() != chunker:
-            raise ModelMismatch(f"shard {key} was not split with chunking {chunker!r}")
-        keep = by_shard[key]
-        shard_ids = table.column("id").to_pylist()
-        # shards written before passages hold whole documents: the key is the document's id
-        docs = table.column("doc").to_pylist() if "doc" in table.column_names else shard_ids
-        hashes = table.column("content_hash").to_pylist()
-        rows = [
-            n
-            for n, (d, h) in enumerate(zip(docs, hashes, strict=True))
-            if d in keep and wanted[d] == h
-        ]
-        flat = table.column("vector").combine_chunks().flatten().to_numpy()
-        matrix = flat.reshape(-1, model.dim)[rows]
-        ids.extend(shard_ids[n] for n in rows)
+    for batch_ids, matrix in VectorStream(ws, model, chunker):
+        ids.extend(batch_ids)
         parts.append(matrix)
     if not ids:
         return [], np.empty((0, model.dim), dtype=np.float32)
-    vectors = np.vstack(parts).astype(np.float32, copy=False)
+    vectors = np.vstack(parts)
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
     return [ids[i] for i in order], np.ascontiguousarray(vectors[order])
 

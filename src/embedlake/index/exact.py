@@ -19,6 +19,7 @@ import numpy as np
 from embedlake.errors import InputError
 from embedlake.index import Matrix, check_vectors
 from embedlake.index import quantize as q
+from embedlake.index.rows import Rows
 
 # a filter keeping less than this share of the vectors is answered from a copy of its rows
 # (reading those rows beats reading all of them), a broad one by a full scan that skips the rest
@@ -40,11 +41,16 @@ class ExactIndex:
         self._codes = q.make(self.quantization, dim)
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
-        self._vectors: Matrix = np.empty((0, dim), dtype=np.float32)
+        self._rows = Rows(dim)
         self._live = np.empty(0, dtype=bool)
 
     def __len__(self) -> int:
         return len(self._pos)
+
+    @property
+    def _vectors(self) -> Matrix:
+        matrix: Matrix = self._rows.matrix
+        return matrix
 
     @property
     def codes_nbytes(self) -> int:
@@ -59,7 +65,7 @@ class ExactIndex:
         start = len(self._ids)
         self._ids.extend(ids)
         self._pos.update({doc_id: start + n for n, doc_id in enumerate(ids)})
-        self._vectors = np.vstack([self._vectors, vectors]) if start else vectors.copy()
+        self._rows.append(vectors)
         self._live = np.concatenate([self._live, np.ones(len(ids), dtype=bool)])
         if self._codes is not None:
             self._codes.extend(self._vectors, start)
@@ -143,6 +149,6 @@ class ExactIndex:
         index._codes = q.load(folder, index.dim)
         index._ids = ids
         index._pos = {doc_id: n for n, doc_id in enumerate(ids)}
-        index._vectors = vectors
+        index._rows = Rows(index.dim, base=vectors)
         index._live = np.ones(len(ids), dtype=bool)
         return index

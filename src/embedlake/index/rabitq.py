@@ -33,6 +33,7 @@ import rabitqlib
 from embedlake.errors import InputError
 from embedlake.index import TUNED_K, Matrix, check_vectors
 from embedlake.index import quantize as q
+from embedlake.index.rows import Rows
 
 OPTIONS, CODES, CENTRES = "rabitq.json", "index.rabitq", "centroids.npy"
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
@@ -79,10 +80,16 @@ class RabitqIndex:
         self._centres: Any = None
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
-        self._vectors: Any = np.empty((0, dim), dtype=np.float32)
+        self._rows = Rows(dim, spill=True)  # fp32 rows on disk: only re-scored
+        self._shares: Any = None  # each list's share of a training sample (``train``)
+        self._expected = 0  # the vectors ``train`` was told to expect
 
     def __len__(self) -> int:
         return len(self._pos)
+
+    @property
+    def _vectors(self) -> Any:
+        return self._rows.matrix
 
     @property
     def codes_nbytes(self) -> int:
@@ -98,32 +105,63 @@ class RabitqIndex:
             return
         self.remove([i for i in ids if i in self._pos])  # re-adding an id replaces it
         start = len(self._ids)
-        if self._index is None:
-            self._index = self._build(vectors)
-        else:
-            added = self._index.add(self._padded(vectors), None, _threads())
-            if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
-                raise RuntimeError(f"rabitq index: rows numbered from {added[0]}, not {start}")
+        self._code(vectors, start)
         self._ids.extend(ids)
         self._pos.update({doc_id: start + n for n, doc_id in enumerate(ids)})
-        self._vectors = np.vstack([self._vectors, vectors]) if start else vectors.copy()
+        self._rows.append(vectors)
 
-    def _build(self, vectors: Matrix, centres: Any = None) -> Any:
-        """An index of ``vectors`` (rows 0…n-1), on ``centres`` or new ones from k-means."""
+    def train(self, sample: Matrix, expected: int) -> None:
+        """Fit the lists' centres on ``sample``, a uniform sample of the ``expected`` vectors
+        about to be added (in batches of any size): ``nlist`` from ``expected`` when unset, and
+        each list's room reserved in proportion to its share of the sample, so that adding a
+        batch does not copy every list it adds to. Without it, the first ``add`` trains on its
+        own vectors."""
+        sample = check_vectors(sample, self.dim)
+        # as many lists as the vectors call for, and the sample can train
+        self.nlist = self.nlist or min(lists_for(expected), max(1, len(sample) // _TRAIN_PER_LIST))
+        self._centres = self._kmeans(self._padded(sample))
+        _, nearest = self._nearest(self._padded(sample))
+        self._shares = np.bincount(nearest, minlength=len(self._centres)) / max(len(sample), 1)
+        self._expected = expected
+
+    def _code(self, vectors: Matrix, start: int) -> None:
+        """Code ``vectors`` as rows ``start``… (the index built at the first, with its lists
+        trained on them unless ``train`` came first)."""
         padded = self._padded(vectors)
-        if centres is None:
-            self.nlist = self.nlist or lists_for(len(vectors))
-            sample = min(len(vectors), self.nlist * 256)  # faiss samples 256 a list at most
-            rows = np.sort(np.random.default_rng(0).choice(len(vectors), sample, replace=False))
-            kmeans = faiss.Kmeans(self._width, self.nlist, niter=20, seed=0, spherical=True)
-            kmeans.train(padded[rows])
-            centres = kmeans.centroids
-        self._centres = np.ascontiguousarray(centres, dtype=np.float32)
+        if self._index is None:
+            if self._centres is None:
+                self.nlist = self.nlist or lists_for(len(vectors))
+                self._centres = self._kmeans(padded)
+            self._index = self._build(padded)
+            return
+        added = self._index.add(padded, None, _threads())
+        if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
+            raise RuntimeError(f"rabitq index: rows numbered from {added[0]}, not {start}")
+
+    def _kmeans(self, padded: Matrix) -> Any:
+        """Spherical k-means centres of ``nlist`` lists, on at most 256 rows a list."""
+        sample = min(len(padded), self.nlist * 256)  # faiss samples 256 a list at most
+        rows = np.sort(np.random.default_rng(0).choice(len(padded), sample, replace=False))
+        kmeans = faiss.Kmeans(self._width, self.nlist, niter=20, seed=0, spherical=True)
+        kmeans.train(padded[rows])
+        return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+
+    def _nearest(self, padded: Matrix) -> tuple[Any, Any]:
         nearest = faiss.IndexFlatIP(self._width)
         nearest.add(self._centres)
-        _, assigned = nearest.search(padded, 1)
-        index = rabitqlib.IvfIndex(self._width, len(vectors), len(self._centres), self.bits, "ip")
-        index.build(padded, self._centres, assigned[:, 0].astype(np.uint32), _threads())
+        scores, lists = nearest.search(padded, 1)
+        return scores[:, 0], lists[:, 0]
+
+    def _build(self, padded: Matrix) -> Any:
+        """An index of ``padded`` (rows 0…n-1) on the lists' centres, with room reserved for
+        the vectors ``train`` expects."""
+        _, lists = self._nearest(padded)
+        index = rabitqlib.IvfIndex(self._width, len(padded), len(self._centres), self.bits, "ip")
+        index.build(padded, self._centres, lists.astype(np.uint32), _threads())
+        if self._shares is not None:
+            for cluster, share in enumerate(self._shares.tolist()):
+                # 20% and a few rows over its sampled share: a list that outgrows it is copied
+                index.reserve(cluster, int(share * self._expected * 1.2) + 8)
         return index
 
     def _padded(self, vectors: Any) -> Matrix:
@@ -209,13 +247,16 @@ class RabitqIndex:
 
     def _compact(self) -> None:
         """Leave the removed rows out: the live ones renumbered and coded again on the same
-        lists' centres (no k-means)."""
+        lists' centres (no k-means), ``_GATHER`` rows at a time."""
         keep = np.array(sorted(self._pos.values()), dtype=np.int64)
-        vectors = np.asarray(self._vectors[keep], dtype=np.float32)
+        previous = self._rows  # read from while the new rows are written
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._pos = {doc_id: n for n, doc_id in enumerate(self._ids)}
-        self._vectors = vectors
-        self._index = self._build(vectors, self._centres) if len(keep) else None
+        self._rows, self._index = Rows(self.dim, spill=True), None
+        for start in range(0, len(keep), _GATHER):
+            block = np.asarray(previous.matrix[keep[start : start + _GATHER]], dtype=np.float32)
+            self._code(block, start)
+            self._rows.append(block)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -244,7 +285,7 @@ class RabitqIndex:
             index._centres = np.load(folder / CENTRES)
         index._ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
         index._pos = {doc_id: n for n, doc_id in enumerate(index._ids)}
-        index._vectors = vectors
+        index._rows = Rows(index.dim, spill=True, base=vectors)
         return index
 
 

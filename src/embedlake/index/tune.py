@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -71,6 +71,9 @@ def knob(index: VectorIndex) -> tuple[str, tuple[int, ...]] | None:
     return LADDERS.get(index.engine)
 
 
+Batches = Iterable[tuple[Sequence[str], Matrix]]
+
+
 def add_tuned(
     index: VectorIndex,
     ids: Sequence[str],
@@ -80,27 +83,131 @@ def add_tuned(
     seed: int = 0,
     settle: bool = True,
 ) -> Tuning | None:
-    """Add ``vectors`` to ``index`` as ``ids``, tuning its knob on the way: a seeded sample
-    (``sample`` rows, at most a fifth) is held back, the rest added, the smallest effort whose
-    recall@10 on the held-back rows as queries reaches ``target`` set, then the sample added.
-    A knob of ``SETTLED_FIRST`` is settled before, unless ``settle`` is False (the caller set it).
-    None (everything added, the effort left as it was) for an index without a knob or with too
-    few vectors to measure."""
+    """``add_streamed`` of vectors already in memory."""
+    return add_streamed(index, [(ids, vectors)], target, sample, seed, settle)
+
+
+def add_streamed(
+    index: VectorIndex,
+    batches: Batches,
+    target: float,
+    sample: int = 500,
+    seed: int = 0,
+    settle: bool = True,
+    train: int = 0,
+) -> Tuning | None:
+    """Add every batch of ``batches`` (ids, vectors; iterable twice) to ``index``, tuning its
+    knob on the way, with memory bounded by a batch and the samples, never all the vectors.
+
+    The first pass draws seeded uniform samples: ``sample`` rows to hold back (at most a fifth)
+    and, for an index that trains (``rabitq``'s lists), ``train`` rows to train it on. The second
+    adds every row but the held-back ones and keeps each held-back row's exact top-10 scores
+    among them. Then the smallest effort whose recall@10 on the held-back rows as queries
+    reaches ``target`` is set, and the held-back rows added. A knob of ``SETTLED_FIRST`` is
+    settled before, unless ``settle`` is False (the caller set it). None (everything added, the
+    effort left as it was) for an index without a knob or with too few vectors to measure."""
     found = knob(index)
-    size = min(sample, len(ids) // 5)
-    if found is None or target <= 0 or size < _MIN_SAMPLE:
-        index.add(ids, vectors)
+    tunes = found is not None and target > 0
+    trains = train > 0 and callable(getattr(index, "train", None))
+    if not (tunes or trains):
+        for ids, vectors in batches:
+            index.add(ids, vectors)
         return None
-    name, ladder = found
     started = time.perf_counter()
-    vectors = np.asarray(vectors, dtype=np.float32)  # no copy when they are already
-    held = np.zeros(len(ids), dtype=bool)
-    held[np.random.default_rng(seed).choice(len(ids), size, replace=False)] = True
-    rest = np.flatnonzero(~held)
-    index.add([ids[r] for r in rest.tolist()], vectors[rest])
-    queries = np.ascontiguousarray(vectors[held])
-    scores, _ = q.scan(queries, vectors, K, ~held)
-    kth = scores[:, K - 1]  # a hit scores at least the exact k-th of the rows in the index
+    held, trainer = _Reservoir(sample if tunes else 0, seed), _Reservoir(train, seed + 1)
+    n = 0
+    for ids, vectors in batches:
+        held.offer(ids, vectors, n)
+        if trains:
+            trainer.offer(ids, vectors, n)
+        n += len(ids)
+    if trains and n:
+        index.train(trainer.matrix(), n)  # type: ignore[attr-defined]  # checked above
+    size = min(sample, n // 5)
+    if not tunes or size < _MIN_SAMPLE:
+        held = _Reservoir(0, seed)
+    held.shrink(size, seed)
+    queries, kept = held.matrix(), set(held.ids)
+    best = np.full((len(queries), K), -np.inf, dtype=np.float32)
+    for ids, vectors in batches:
+        rows = [r for r, i in enumerate(ids) if i not in kept] if kept else None
+        if rows is not None and len(rows) < len(ids):
+            ids, vectors = [ids[r] for r in rows], np.asarray(vectors)[rows]
+        index.add(ids, vectors)
+        if len(queries) and len(ids):
+            scores, _ = q.scan(queries, np.asarray(vectors, np.float32), min(K, len(ids)))
+            merged = np.hstack([best, scores])
+            best = -np.sort(-merged, axis=1)[:, :K]
+    if not len(queries):
+        return None
+    assert found is not None  # a sample is only held back to tune
+    tuning = _tune(index, found, queries, best[:, K - 1], target, settle, started)
+    index.add(held.ids, queries)
+    return tuning
+
+
+class _Reservoir:
+    """A seeded uniform sample of at most ``size`` rows of a stream (Algorithm R, a batch at a
+    time): their ids, vectors and positions in the stream."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self._rng = size, np.random.default_rng(seed)
+        self.ids: list[str] = []
+        self.positions: list[int] = []
+        self._vectors: list[Any] = []
+
+    def offer(self, ids: Sequence[str], vectors: Matrix, first: int) -> None:
+        """Rows ``first``… of the stream: each replaces a random sampled row with the
+        probability that keeps the sample uniform."""
+        if not self.size:
+            return
+        fill = min(max(self.size - len(self.ids), 0), len(ids))
+        for r in range(fill):
+            self._keep(None, ids[r], vectors[r], first + r)
+        if fill == len(ids):
+            return
+        positions = np.arange(first + fill, first + len(ids))
+        slots = self._rng.integers(0, positions + 1)  # row p is kept with chance size / (p + 1)
+        for r in np.flatnonzero(slots < self.size).tolist():
+            self._keep(int(slots[r]), ids[fill + r], vectors[fill + r], int(positions[r]))
+
+    def _keep(self, slot: int | None, doc_id: str, vector: Any, position: int) -> None:
+        row = np.array(vector, dtype=np.float32)
+        if slot is None:
+            self.ids.append(doc_id)
+            self._vectors.append(row)
+            self.positions.append(position)
+        else:
+            self.ids[slot], self._vectors[slot], self.positions[slot] = doc_id, row, position
+
+    def shrink(self, size: int, seed: int) -> None:
+        """Keep a seeded uniform subset of ``size`` rows, in stream order."""
+        chosen = list(range(len(self.ids)))
+        if size < len(self.ids):
+            chosen = np.random.default_rng(seed).choice(len(self.ids), size, replace=False).tolist()
+        order = sorted(chosen, key=lambda r: self.positions[r])
+        self.ids = [self.ids[r] for r in order]
+        self._vectors = [self._vectors[r] for r in order]
+        self.positions = [self.positions[r] for r in order]
+
+    def matrix(self) -> Matrix:
+        if not self._vectors:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.ascontiguousarray(np.vstack(self._vectors), dtype=np.float32)
+
+
+def _tune(
+    index: VectorIndex,
+    found: tuple[str, tuple[int, ...]],
+    queries: Matrix,
+    kth: Any,
+    target: float,
+    settle: bool,
+    started: float,
+) -> Tuning:
+    """Set the smallest effort of the knob ``found`` whose recall@10 on ``queries`` reaches
+    ``target`` (a hit scores at least the exact k-th score ``kth`` of its query)."""
+    name, ladder = found
     settled: dict[str, int] = {}
     first = SETTLED_FIRST.get(index.engine) if settle else None
     if first is not None:  # with every list visited (or the ladder's most), codes alone decide
@@ -111,14 +218,13 @@ def add_tuned(
     curve = _climb(index, name, ladder, queries, kth, target)
     value = next((e for e, r in curve.items() if r >= target), ladder[-1])
     setattr(index, name, value)
-    index.add([ids[r] for r in np.flatnonzero(held).tolist()], queries)
     tuning = Tuning(
         name,
         value,
         curve[value],
         target,
         curve[value] >= target,
-        size,
+        len(queries),
         curve,
         time.perf_counter() - started,
         settled,

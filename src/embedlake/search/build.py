@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,9 @@ from uuid import uuid4
 
 from embedlake import index as vector_index
 from embedlake.catalog.registry import ModelRecord
-from embedlake.embeddings.vectors import read_vectors
+from embedlake.embeddings.vectors import VectorStream
 from embedlake.errors import ConfigError, NotFound
 from embedlake.index import tune
-from embedlake.index.keys import doc_of
 from embedlake.index.quantize import DEFAULT_RESCORE
 from embedlake.reduce.pca import PcaReducer
 from embedlake.workspace import Workspace
@@ -100,22 +100,26 @@ def build_index(
     reduced by ``reducer`` first when a release's PCA backs its index."""
     started = time.perf_counter()
     chunker = ws.catalog.registry.latest_chunker(model.id) if chunker is None else chunker
-    ids, vectors = read_vectors(ws, model, chunker)
-    if not ids:
+    budget = ws.settings.index.build_memory * 2**20
+    stream = VectorStream(ws, model, chunker, rows=budget // 8 // (4 * model.dim))
+    n, documents = ws.catalog.registry.count_current(model.id, chunker)
+    if not n:
         raise NotFound(
             f"model {model.ref} has no vectors: run `embedlake embed --model {model.ref}` first"
         )
-    missing = ws.catalog.documents.count() - len({doc_of(i) for i in ids})
+    missing = ws.catalog.documents.count() - documents
     if missing:
         log.warning("%d live documents are not embedded by %s yet", missing, model.ref)
-    dim = model.dim
-    if reducer is not None:
-        vectors, dim = reducer.transform(vectors), reducer.dim
+    dim = model.dim if reducer is None else reducer.dim
+    batches = stream if reducer is None else _Reduced(stream, reducer)
     if engine in (None, "auto"):
-        engine = choose_engine(ws, len(ids), dim)
+        engine = choose_engine(ws, n, dim)
     index = vector_index.create(engine, dim, **index_params(ws, engine))
     try:
-        tuning = _add_tuned(ws, index, ids, vectors)
+        # a training sample takes at most half the budget (held twice while it is stacked)
+        train = budget // 2 // (2 * 4 * dim)
+        tuning = _add_tuned(ws, index, batches, train)
+        n = stream.vectors  # what was read and added (a document may change meanwhile)
         prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory() as tmp:
             index.save(Path(tmp))
@@ -130,7 +134,7 @@ def build_index(
             "tuning": tuning,
         }
         record = ws.catalog.registry.add_index(
-            model_id=model.id, engine=engine, params=params, n_vectors=len(ids), prefix=prefix
+            model_id=model.id, engine=engine, params=params, n_vectors=n, prefix=prefix
         )
     except BaseException:
         drop = getattr(index, "drop", None)  # an engine that stores outside the lake (pgvector)
@@ -138,12 +142,12 @@ def build_index(
             drop()
         raise
     return BuildReport(
-        record.id, model.ref, engine, len(ids), missing, time.perf_counter() - started, tuning
+        record.id, model.ref, engine, n, missing, time.perf_counter() - started, tuning
     )
 
 
 def _add_tuned(
-    ws: Workspace, index: vector_index.VectorIndex, ids: list[str], vectors: Any
+    ws: Workspace, index: vector_index.VectorIndex, batches: tune.Batches, train: int
 ) -> dict[str, Any] | None:
     """Add the vectors, tuning the index's effort knob to ``[index] recall_target`` unless the
     settings fix it."""
@@ -153,7 +157,7 @@ def _add_tuned(
     target = 0.0 if fixed else s.recall_target  # a knob the settings fix is not tuned
     settle = tune.SETTLED_FIRST.get(index.engine)
     free = settle is not None and getattr(s, settle[0]) is None
-    tuning = tune.add_tuned(index, ids, vectors, target, s.tune_sample, settle=free)
+    tuning = tune.add_streamed(index, batches, target, s.tune_sample, settle=free, train=train)
     if tuning is None:
         return None
     log.info(
@@ -167,3 +171,14 @@ def _add_tuned(
         tuning.seconds,
     )
     return tuning.describe()
+
+
+class _Reduced:
+    """The batches of a stream, reduced by a release's PCA (iterable as often as the stream)."""
+
+    def __init__(self, stream: VectorStream, reducer: PcaReducer) -> None:
+        self.stream, self.reducer = stream, reducer
+
+    def __iter__(self) -> Iterator[tuple[list[str], Any]]:
+        for ids, vectors in self.stream:
+            yield ids, self.reducer.transform(vectors)
