@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from embedlake import Workspace
 from embedlake.catalog import Catalog, migrate, open_catalog
 from embedlake.catalog.documents import Document
+from embedlake.catalog.registry import Covered
 from embedlake.catalog.schema import metadata
 from embedlake.errors import ConfigError, Conflict, EmbedlakeError, NotFound
 
@@ -118,6 +119,35 @@ def test_iter_live_pages_through_everything_in_order(ws: Workspace) -> None:
     ws.catalog.documents.upsert([_doc(f"{i:04d}") for i in range(2500)])
     ids = [d.id for d in ws.catalog.documents.iter_live(batch=300)]
     assert ids == [f"{i:04d}" for i in range(2500)]
+
+
+def test_what_a_model_lacks_and_holds_is_asked_of_the_database(ws: Workspace) -> None:
+    """The queries an embedding plan and a streamed index build make instead of loading every
+    id: lacking (an anti-join in keyset pages), the current vectors by shard, and their count."""
+    docs, reg = ws.catalog.documents, ws.catalog.registry
+    docs.upsert([_doc(f"{i:02d}", text=f"text {i}") for i in range(12)])
+    model = reg.add_model(
+        name="m", version="1", kind="lsa", dim=4, content_hash="aa", prefix="p", manifest={}
+    )
+    hashes = {d.id: d.content_hash for d in docs.iter_live()}
+    run = reg.start_run(model.id, 8, 2, "plan", "c1")
+    shard_of = {f"{i:02d}": f"s{i % 2}" for i in range(8)}
+    for shard in (0, 1):
+        covered = [
+            Covered(d, hashes[d], passages=3) for d, s in shard_of.items() if s == f"s{shard}"
+        ]
+        reg.finish_shard(run, shard, f"s{shard}", covered)
+    docs.upsert([_doc("03", text="changed")])  # embedded at an older text
+    docs.delete("04")  # embedded, then deleted
+    lacking = list(reg.lacking(model.id, "c1", page=2))
+    assert [d for d, _ in lacking] == ["03", "08", "09", "10", "11"]
+    assert dict(lacking)["03"] == docs.get("03").content_hash
+    assert [d for d, _ in reg.lacking(model.id, "other")] == [d.id for d in docs.iter_live()]
+    assert reg.shard_keys(model.id, "c1") == ["s0", "s1"]
+    assert sorted(reg.live_in_shard(model.id, "c1", "s1")) == ["01", "05", "07"]  # 03 changed
+    assert sorted(reg.live_in_shard(model.id, "c1", "s0")) == ["00", "02", "06"]  # 04 deleted
+    assert reg.count_current(model.id, "c1") == (18, 6)  # 3 passages each
+    assert reg.count_current(model.id, "other") == (0, 0)
 
 
 def test_a_failure_inside_upsert_commits_nothing(ws: Workspace) -> None:

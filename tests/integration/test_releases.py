@@ -340,7 +340,7 @@ def test_a_release_runs_its_heavy_stages_as_fan_outs_on_the_engine(ws: Workspace
     stages = [m for m in steps.mapped if not m[0].startswith(("embed", "catch-up"))]
     assert stages == [
         ("serving form", "_serving_form"),
-        ("reducer", "_reduce"),
+        ("reducer", "reduce_release"),
         ("map", "map_release"),
         ("index", "index_release"),
         ("hybrid", "prepare"),

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from embedlake import index as vector_index
+from embedlake.embeddings.vectors import document_batches, document_vectors
 from embedlake.index import tune
+from embedlake.index.keys import passage_key
 
 
 class Batches:
@@ -68,3 +70,19 @@ def test_batches_give_every_vector_once_and_a_tuning_unseen_queries_meet(engine:
     found = [{d for d, _ in row} for row in streamed.search(queries, 10)]
     recall = np.mean([len(t & f) / 10 for t, f in zip(truth, found, strict=True)])
     assert recall >= 0.9 - 0.04  # the target, within the 300-query sample's error
+
+
+def test_document_vectors_a_batch_at_a_time_keep_each_document_whole() -> None:
+    """A document whose passages a batch boundary splits comes out once, the mean of them all
+    (what ``document_vectors`` gives for everything at once)."""
+    keys = ["a", passage_key("b", 0, 9), passage_key("b", 9, 20), passage_key("b", 20, 31), "c"]
+    keys += [passage_key("d", 0, 5), passage_key("d", 5, 9)]
+    vectors = np.random.default_rng(0).standard_normal((len(keys), 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # as every encoder's are
+    whole_ids, whole = document_vectors(keys, vectors)
+    for size in (1, 2, 3, len(keys)):
+        batches = [(keys[s : s + size], vectors[s : s + size]) for s in range(0, len(keys), size)]
+        parts = list(document_batches(batches))
+        ids = [d for part_ids, _ in parts for d in part_ids]
+        assert ids == whole_ids == ["a", "b", "c", "d"]
+        assert np.allclose(np.vstack([v for _, v in parts]), whole, atol=1e-6)

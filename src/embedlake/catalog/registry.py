@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -347,6 +347,35 @@ class Registry:
                 )
             ).one()
         return int(row[0]), int(row[1])
+
+    def lacking(self, model_id: int, chunker: str, page: int = 20_000) -> Iterator[tuple[str, str]]:
+        """(doc id, content hash) of every live document the model has not embedded with the
+        chunking ``chunker`` at its current text, in id order: an anti-join read in keyset
+        pages, so neither side is loaded whole."""
+        last = ""
+        while True:
+            with self._catalog.connect() as conn:
+                rows = conn.execute(
+                    select(documents.c.id, documents.c.content_hash)
+                    .outerjoin(
+                        embedded,
+                        (embedded.c.doc_id == documents.c.id)
+                        & (embedded.c.model_id == model_id)
+                        & (embedded.c.chunker == chunker),
+                    )
+                    .where(
+                        documents.c.deleted_at.is_(None),
+                        documents.c.id > last,
+                        embedded.c.content_hash.is_(None)
+                        | (embedded.c.content_hash != documents.c.content_hash),
+                    )
+                    .order_by(documents.c.id)
+                    .limit(page)
+                ).all()
+            yield from ((r.id, r.content_hash) for r in rows)
+            if len(rows) < page:
+                return
+            last = rows[-1].id
 
     def live_in_shard(self, model_id: int, chunker: str, shard_key: str) -> dict[str, str]:
         """doc id → content hash of the live documents whose current vectors (of the model and

@@ -104,6 +104,12 @@ class Releases:
             if "index_id" in values:  # a served release's index was rebuilt: serve the new one
                 announce(self._catalog, conn, SERVING)
 
+    def merge_report(self, release_id: str, **parts: Any) -> dict[str, Any]:
+        """Set ``parts`` in the release's report, keeping its other keys; the report now."""
+        report = {**self.get(release_id).report, **parts}
+        self.update(release_id, report=report)
+        return report
+
     def _journal(self, conn: Connection, release_id: str) -> None:
         """The release as it now stands, for the lake (``catalog.journal``)."""
         row = conn.execute(select(releases).where(releases.c.id == release_id)).first()

@@ -349,7 +349,7 @@ def map_(
 ) -> None:
     """Fit the 2D map of a release again (every release build fits one; the `map` settings)."""
     from embedlake.errors import NotFound
-    from embedlake.releases.build import map_release
+    from embedlake.releases.reduce import map_release
     from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:

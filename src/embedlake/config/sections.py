@@ -324,6 +324,14 @@ class ReduceSettings(_Section):
     components: int = Field(
         default=0, ge=0, description="a fixed number of PCA components instead (0: by variance)"
     )
+    fit_sample: int = Field(
+        default=100_000,
+        ge=3,
+        le=10_000_000,
+        description="PCA is fitted on a seeded uniform sample of this many of a release's "
+        "vectors (all of them when fewer), read a batch at a time: a collection of any size "
+        "fits in the memory of the sample",
+    )
     back_index: bool = Field(
         default=False,
         description="build each release's index on its PCA-reduced vectors (queries are reduced "

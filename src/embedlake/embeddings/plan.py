@@ -25,12 +25,7 @@ def embeddings_prefix(model: ModelRecord) -> str:
 def plan(ws: Workspace, model: ModelRecord, chunking: Chunking) -> list[list[tuple[str, str]]]:
     """Shards of (doc id, content hash) that the model lacks, with this chunking, or has for an
     older text."""
-    covered = ws.catalog.registry.coverage(model.id, chunking.key)
-    todo = [
-        (doc_id, h)
-        for doc_id, h in sorted(ws.catalog.documents.live_hashes().items())
-        if covered.get(doc_id, ("",))[0] != h
-    ]
+    todo = list(ws.catalog.registry.lacking(model.id, chunking.key))
     size = ws.settings.embed.shard_size
     return [todo[i : i + size] for i in range(0, len(todo), size)]
 

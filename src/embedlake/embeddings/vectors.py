@@ -4,7 +4,7 @@ documents' own vectors made of their passages."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -91,3 +91,26 @@ def document_vectors(keys: list[str], vectors: np.ndarray) -> tuple[list[str], n
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return list(row), np.ascontiguousarray(sums / norms, dtype=np.float32)
+
+
+def document_batches(
+    batches: Iterable[tuple[list[str], np.ndarray]],
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``document_vectors`` of a stream of passage batches, a batch at a time: a document whose
+    passages a batch boundary splits (they are consecutive in a shard) is held over to the
+    next batch, so each document comes out once, made of all its passages."""
+    keys: list[str] = []
+    held: list[np.ndarray] = []
+    for ids, vectors in batches:
+        keys, held = keys + ids, [*held, vectors]
+        last = doc_of(keys[-1])
+        cut = len(keys)
+        while cut and doc_of(keys[cut - 1]) == last:
+            cut -= 1
+        if not cut:  # one document so far: wait for its end
+            continue
+        stacked = np.vstack(held)
+        yield document_vectors(keys[:cut], stacked[:cut])
+        keys, held = keys[cut:], [stacked[cut:]]
+    if keys:
+        yield document_vectors(keys, np.vstack(held))

@@ -27,7 +27,7 @@ import numpy as np
 
 from embedlake.index import TUNED_K as K
 from embedlake.index import Matrix, VectorIndex
-from embedlake.index import quantize as q
+from embedlake.index.stream import Reservoir, RunningTopK
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def add_streamed(
             index.add(ids, vectors)
         return None
     started = time.perf_counter()
-    held, trainer = _Reservoir(sample if tunes else 0, seed), _Reservoir(train, seed + 1)
+    held, trainer = Reservoir(sample if tunes else 0, seed), Reservoir(train, seed + 1)
     n = 0
     for ids, vectors in batches:
         held.offer(ids, vectors, n)
@@ -125,75 +125,23 @@ def add_streamed(
         index.train(trainer.matrix(), n)  # type: ignore[attr-defined]  # checked above
     size = min(sample, n // 5)
     if not tunes or size < _MIN_SAMPLE:
-        held = _Reservoir(0, seed)
+        held = Reservoir(0, seed)
     held.shrink(size, seed)
     queries, kept = held.matrix(), set(held.ids)
-    best = np.full((len(queries), K), -np.inf, dtype=np.float32)
+    truth = RunningTopK(queries, K)
     for ids, vectors in batches:
         rows = [r for r, i in enumerate(ids) if i not in kept] if kept else None
         if rows is not None and len(rows) < len(ids):
             ids, vectors = [ids[r] for r in rows], np.asarray(vectors)[rows]
         index.add(ids, vectors)
-        if len(queries) and len(ids):
-            scores, _ = q.scan(queries, np.asarray(vectors, np.float32), min(K, len(ids)))
-            merged = np.hstack([best, scores])
-            best = -np.sort(-merged, axis=1)[:, :K]
+        if len(queries):
+            truth.add(ids, vectors)
     if not len(queries):
         return None
     assert found is not None  # a sample is only held back to tune
-    tuning = _tune(index, found, queries, best[:, K - 1], target, settle, started)
+    tuning = _tune(index, found, queries, truth.scores[:, K - 1], target, settle, started)
     index.add(held.ids, queries)
     return tuning
-
-
-class _Reservoir:
-    """A seeded uniform sample of at most ``size`` rows of a stream (Algorithm R, a batch at a
-    time): their ids, vectors and positions in the stream."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self._rng = size, np.random.default_rng(seed)
-        self.ids: list[str] = []
-        self.positions: list[int] = []
-        self._vectors: list[Any] = []
-
-    def offer(self, ids: Sequence[str], vectors: Matrix, first: int) -> None:
-        """Rows ``first``… of the stream: each replaces a random sampled row with the
-        probability that keeps the sample uniform."""
-        if not self.size:
-            return
-        fill = min(max(self.size - len(self.ids), 0), len(ids))
-        for r in range(fill):
-            self._keep(None, ids[r], vectors[r], first + r)
-        if fill == len(ids):
-            return
-        positions = np.arange(first + fill, first + len(ids))
-        slots = self._rng.integers(0, positions + 1)  # row p is kept with chance size / (p + 1)
-        for r in np.flatnonzero(slots < self.size).tolist():
-            self._keep(int(slots[r]), ids[fill + r], vectors[fill + r], int(positions[r]))
-
-    def _keep(self, slot: int | None, doc_id: str, vector: Any, position: int) -> None:
-        row = np.array(vector, dtype=np.float32)
-        if slot is None:
-            self.ids.append(doc_id)
-            self._vectors.append(row)
-            self.positions.append(position)
-        else:
-            self.ids[slot], self._vectors[slot], self.positions[slot] = doc_id, row, position
-
-    def shrink(self, size: int, seed: int) -> None:
-        """Keep a seeded uniform subset of ``size`` rows, in stream order."""
-        chosen = list(range(len(self.ids)))
-        if size < len(self.ids):
-            chosen = np.random.default_rng(seed).choice(len(self.ids), size, replace=False).tolist()
-        order = sorted(chosen, key=lambda r: self.positions[r])
-        self.ids = [self.ids[r] for r in order]
-        self._vectors = [self._vectors[r] for r in order]
-        self.positions = [self.positions[r] for r in order]
-
-    def matrix(self) -> Matrix:
-        if not self._vectors:
-            return np.empty((0, 0), dtype=np.float32)
-        return np.ascontiguousarray(np.vstack(self._vectors), dtype=np.float32)
 
 
 def _tune(

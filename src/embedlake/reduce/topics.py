@@ -1,7 +1,7 @@
 """Topic labels for a map's regions: clusters of the 2D map at a few levels (coarse to fine), each
 named by the keywords that set its documents apart, as Embedding Atlas and Nomic Atlas label theirs.
 
-Fitted with the map (``releases.build.map_release``) and stored beside it as ``topics.json``:
+Fitted with the map (``releases.reduce.map_release``) and stored beside it as ``topics.json``:
 
 - the clusters are k-means (scikit-learn, seeded) of the *2D* coordinates, so a label names a
   region the reader sees, not a neighbourhood the projection may have torn apart;

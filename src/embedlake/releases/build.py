@@ -10,27 +10,17 @@ before the gate has passed. Called directly (CLI, tests), the same code runs the
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
-
-import numpy as np
 
 from embedlake import steps
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.embeddings.batch import chunking_for, embed_in_steps
-from embedlake.embeddings.vectors import document_vectors, read_vectors
 from embedlake.errors import NotFound
-from embedlake.index.exact import ExactIndex
-from embedlake.reduce import maps, projection, topics
-from embedlake.reduce.pca import PcaReducer
-from embedlake.reduce.store import read_reducer
-from embedlake.releases import coverage, form_choice, gate, hybrid
+from embedlake.releases import coverage, form_choice, gate, hybrid, reduce
 from embedlake.releases.publish import publish
 from embedlake.workspace import Workspace
 
@@ -62,8 +52,8 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     stages: dict[str, float] = {"serving_form": time.perf_counter() - started}
     stages["embed"] = _embed_all(ctx, ws, model_ref, "embed", chunker)
     # the heavy stages run on the compute engine (a Ray actor in production), like the shards
-    stages["reducer"] = _heavy(ctx, "reducer", _reduce, release_id)
-    stages["map"] = _heavy(ctx, "map", map_release, release_id)
+    stages["reducer"] = _heavy(ctx, "reducer", reduce.reduce_release, release_id)
+    stages["map"] = _heavy(ctx, "map", reduce.map_release, release_id)
     stages["index"] = _heavy(ctx, "index", coverage.index_release, release_id)
     late = _embed_all(ctx, ws, model_ref, "catch-up", chunker)
     if ctx.step("late documents", coverage.lacking, ws, release_id):
@@ -89,7 +79,7 @@ def _serving_form(ws: Workspace, model_ref: str) -> dict[str, Any]:
 
 
 def _form_report(ws: Workspace, release_id: str, report: dict[str, Any]) -> None:
-    _merge_report(ws, release_id, serving_form=report)
+    ws.catalog.releases.merge_report(release_id, serving_form=report)
 
 
 def _chunking(ws: Workspace, release_id: str) -> str:
@@ -97,7 +87,7 @@ def _chunking(ws: Workspace, release_id: str) -> str:
     release = ws.catalog.releases.get(release_id)
     if "chunking" not in release.report:
         model = ws.catalog.registry.model_by_id(release.model_id)
-        _merge_report(ws, release_id, chunking=chunking_for(ws, model).describe())
+        ws.catalog.releases.merge_report(release_id, chunking=chunking_for(ws, model).describe())
     return ws.catalog.releases.get(release_id).chunker
 
 
@@ -115,83 +105,6 @@ def _embed_all(ctx: Steps, ws: Workspace, model_ref: str, label: str, chunker: s
     started = time.perf_counter()
     embed_in_steps(ctx, ws, model_ref, f"{label} {model_ref}", chunker)
     return time.perf_counter() - started
-
-
-def _reduce(ws: Workspace, release_id: str) -> float:
-    """Fit PCA on the release's passage vectors (what its index holds); store it, the reduced
-    vectors, and its recall cost."""
-    started = time.perf_counter()
-    release = ws.catalog.releases.get(release_id)
-    model = ws.catalog.registry.model_by_id(release.model_id)
-    ids, vectors = read_vectors(ws, model, release.chunker)
-    settings = ws.settings.reduce
-    reducer = PcaReducer.fit(vectors, variance=settings.variance, components=settings.components)
-    reduced = reducer.transform(vectors)
-    with tempfile.TemporaryDirectory() as tmp:
-        reducer.save(Path(tmp))
-        for path in sorted(Path(tmp).iterdir()):
-            ws.lake.put(f"{release.prefix}/reducer/{path.name}", path.read_bytes())
-    buf = io.BytesIO()
-    np.save(buf, reduced)
-    ws.lake.put(f"{release.prefix}/reduced_vectors.npy", buf.getvalue())
-    ws.lake.put(f"{release.prefix}/reduced_ids.json", json.dumps(ids).encode())
-    cost = _recall_cost(ids, vectors, reduced)
-    _merge_report(
-        ws,
-        release_id,
-        reducer={
-            "backs_index": settings.back_index,
-            "dims": reducer.dim,
-            "from_dims": model.dim,
-            "explained_variance": reducer.explained,
-            "recall@10_vs_full": cost,
-        },
-    )
-    return time.perf_counter() - started
-
-
-def map_release(ws: Workspace, release_id: str) -> float:
-    """Fit the release's 2D map on its PCA-reduced vectors, and its regions' topic labels, and
-    store them beside the release. One point per document, at the mean of its passages'
-    vectors (docs/decisions/0022-passages.md)."""
-    started = time.perf_counter()
-    release = ws.catalog.releases.get(release_id)
-    model = ws.catalog.registry.model_by_id(release.model_id)
-    ids, vectors = document_vectors(*read_vectors(ws, model, release.chunker))
-    reducer = read_reducer(ws, release)
-    dims = min(ws.settings.map.pca_dims, reducer.dim)
-    reduced = (vectors - reducer.mean) @ reducer.components[:dims].T
-    fitted = projection.fit(ids, reduced, ws.settings.map)
-    topics.label(ws, fitted, ws.settings.map)
-    fitted.save(ws.lake, release.prefix)
-    # the fields to colour by, chosen here once (a sample of the live documents), not by every
-    # request for the map's index
-    offered = maps.fields(ws)
-    meta = {**fitted.meta, "fields": offered.offered, "default_field": offered.default}
-    _merge_report(ws, release_id, map=meta)
-    return time.perf_counter() - started
-
-
-def _recall_cost(ids: list[str], full: np.ndarray, reduced: np.ndarray, n: int = 200) -> float:
-    """recall@10 of exact search on reduced vectors against exact search on full ones."""
-    rng = np.random.default_rng(0)
-    sample = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
-    truth, approx = ExactIndex(full.shape[1]), ExactIndex(reduced.shape[1])
-    truth.add(ids, full)
-    approx.add(ids, reduced)
-    t = truth.search(full[sample], 11)
-    a = approx.search(reduced[sample], 11)
-    hits = [
-        len({d for d, _ in x[1:]} & {d for d, _ in y[1:]}) / 10 for x, y in zip(t, a, strict=True)
-    ]
-    return float(np.mean(hits))
-
-
-def _merge_report(ws: Workspace, release_id: str, **parts: Any) -> dict[str, Any]:
-    release = ws.catalog.releases.get(release_id)
-    report = {**release.report, **parts}
-    ws.catalog.releases.update(release_id, report=report)
-    return report
 
 
 def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> float:
@@ -213,8 +126,7 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
     dense = [r for r in ours if r.mode == "dense"]
     seconds = time.perf_counter() - started
     model = ws.catalog.registry.model_by_id(release.model_id)
-    report = _merge_report(
-        ws,
+    report = ws.catalog.releases.merge_report(
         release_id,
         model=model.ref,
         against=production_id if production else None,

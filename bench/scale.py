@@ -1,0 +1,179 @@
+"""A large collection end to end on this machine: each stage's wall time and peak memory.
+
+Synthetic short documents (~1 KB: words drawn with lisa's unigram frequencies, as
+``bench/ingest.py``), then the CLI as a user runs it, each stage in its own process whose peak
+resident memory is read from ``wait4``'s rusage: ``init``, ``ingest``, ``embed --model lsa``,
+``index`` (streamed from the shards, ``[index] build_memory``), ``status``. Then search on the
+built index in one process, one query at a time (one thread): p50/p99 latency and recall@10
+against exact search, on LSA encodings of held-out synthetic texts.
+
+Anchor, in the same run on the same vectors: the index built the way it was before builds were
+streamed (every vector read into memory, then added), in its own process.
+
+    .venv/bin/python bench/scale.py --docs 1000000 --engine rabitq
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import table, write_result
+
+HERE = Path(__file__).resolve().parent
+EMBEDLAKE = [sys.executable, "-m", "embedlake"]
+
+
+def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` to its end: wall seconds, peak RSS in MiB (its own, from wait4), its stdout."""
+    started = time.perf_counter()
+    with log.open("ab") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_mib": round(usage.ru_maxrss / 1024),
+        "stdout": out.decode(errors="replace"),
+    }
+
+
+def child_read_all(ws_path: str, engine: str) -> None:
+    """The anchor: the index built from every vector in memory (the path before streaming)."""
+    from embedlake import Workspace
+    from embedlake import index as vector_index
+    from embedlake.embeddings.vectors import read_vectors
+    from embedlake.index import tune
+    from embedlake.search.build import index_params
+
+    with Workspace.open(Path(ws_path)) as ws:
+        model = ws.catalog.registry.model("lsa")
+        ids, vectors = read_vectors(ws, model)
+        index = vector_index.create(engine, model.dim, **index_params(ws, engine))
+        tuning = tune.add_tuned(index, ids, vectors, ws.settings.index.recall_target)
+    print(json.dumps({"n": len(ids), "tuning": tuning.describe() if tuning else None}))
+
+
+def child_search(ws_path: str, queries: int) -> None:
+    """p50/p99 of one-query searches on the newest index, and recall@10 against exact search
+    over the same vectors, on LSA encodings of held-out synthetic texts."""
+    import faiss
+
+    from embedlake import Workspace
+    from embedlake.embeddings.vectors import read_vectors
+    from embedlake.index import top_k
+    from embedlake.models import artifacts
+    from embedlake.search.load import load_index
+
+    faiss.omp_set_num_threads(1)
+    texts = [json.loads(line)["text"] for line in Path(ws_path, "queries.jsonl").open()]
+    with Workspace.open(Path(ws_path)) as ws:
+        model = ws.catalog.registry.model("lsa")
+        record = ws.catalog.registry.latest_index(model.id)
+        index = load_index(ws, record)
+        encoded = artifacts.load(ws, model).encode(texts[:queries])
+        for q in encoded[:20]:  # warm the pages the first searches touch
+            index.search(q[None, :], 10)
+        latencies, found = [], []
+        for q in encoded:
+            started = time.perf_counter()
+            hits = index.search(q[None, :], 10)[0]
+            latencies.append(time.perf_counter() - started)
+            found.append({d for d, _ in hits})
+        ids, vectors = read_vectors(ws, model)
+    truth = [{d for d, _ in row} for row in top_k(encoded, vectors, ids, 10)]
+    recall = float(np.mean([len(t & f) / 10 for t, f in zip(truth, found, strict=True)]))
+    ms = np.array(latencies) * 1000
+    print(
+        json.dumps(
+            {
+                "queries": len(encoded),
+                "p50_ms": round(float(np.percentile(ms, 50)), 3),
+                "p99_ms": round(float(np.percentile(ms, 99)), 3),
+                "recall@10": round(recall, 4),
+                "engine": record.engine,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--engine", default="auto")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, help="build the workspace here and keep it")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "read-all":
+            child_read_all(*rest)
+        else:
+            child_search(rest[0], int(rest[1]))
+        return
+
+    sys.path.insert(0, str(HERE))
+    from ingest import generate
+
+    tmp = tempfile.TemporaryDirectory()
+    root = args.keep or Path(tmp.name)
+    root.mkdir(parents=True, exist_ok=True)
+    ws, log = root / "ws", root / "scale.log"
+    corpus = root / "docs.jsonl"
+    generate(corpus, args.docs, seed=0)
+    stages: dict[str, dict[str, Any]] = {}
+    stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
+    generate(ws / "queries.jsonl", args.queries, seed=1)  # held-out texts, as queries
+    stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)
+    stages["embed"] = measured([*EMBEDLAKE, "embed", str(ws), "--model", "lsa"], log)
+    stages["index"] = measured(
+        [*EMBEDLAKE, "index", str(ws), "--model", "lsa", "--engine", args.engine, "--json"], log
+    )
+    built = json.loads(stages["index"]["stdout"])
+    engine = built["engine"]
+    stages["index (read all: anchor)"] = measured(
+        [sys.executable, __file__, "--child", "read-all", str(ws), engine], log
+    )
+    stages["status"] = measured([*EMBEDLAKE, "status", str(ws)], log)
+    search = measured(
+        [sys.executable, __file__, "--child", "search", str(ws), str(args.queries)], log
+    )
+    served = json.loads(search["stdout"])
+    rows = [[name, s["seconds"], s["peak_mib"]] for name, s in stages.items()]
+    print(table(["stage", "seconds", "peak MiB"], rows))
+    streamed, anchor = stages["index"], stages["index (read all: anchor)"]
+    print(
+        f"index {engine}: streamed {streamed['seconds']} s at {streamed['peak_mib']} MiB; read "
+        f"all {anchor['seconds']} s at {anchor['peak_mib']} MiB (peak ratio "
+        f"{streamed['peak_mib'] / anchor['peak_mib']:.2f}); tuning {built.get('tuning')}"
+    )
+    print(f"search, one thread: {served}")
+    write_result(
+        f"scale_{args.docs}_{engine}",
+        {
+            "docs": args.docs,
+            "engine": engine,
+            "stages": {k: {**v, "stdout": None} for k, v in stages.items()},
+            "index": built,
+            "search": served,
+        },
+    )
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
