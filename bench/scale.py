@@ -1,7 +1,10 @@
 """A large collection end to end on this machine: each stage's wall time and peak memory.
 
-Synthetic short documents (~1 KB: words drawn with lisa's unigram frequencies, as
-``bench/ingest.py``), then the CLI as a user runs it, each stage in its own process whose peak
+Synthetic short documents made of real sentences (``generate``: ~1 KB each, a run of sentences of
+one of the ~65,000 documents of the shared collections with about a fifth swapped for sentences of
+other documents of its collection, so the collection has the topical structure of real text:
+documents of words drawn independently have none, and no ANN engine reaches its recall on them
+at a useful effort), then the CLI as a user runs it, each stage in its own process whose peak
 resident memory is read from ``wait4``'s rusage: ``init``, ``ingest``, ``embed --model lsa``,
 ``index`` (streamed from the shards, ``[index] build_memory``), ``status``. Then search on the
 built index in one process, one query at a time (one thread): p50/p99 latency and recall@10
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,10 +31,52 @@ from typing import Any
 
 import numpy as np
 
-from _common import table, write_result
+from _common import DATA, table, write_result
 
 HERE = Path(__file__).resolve().parent
 EMBEDLAKE = [sys.executable, "-m", "embedlake"]
+
+
+def _sources() -> list[tuple[str, list[str]]]:
+    """(collection, sentences) of every document of the shared collections with 3 or more."""
+    out = []
+    for folder in sorted(p for p in DATA.iterdir() if (p / "corpus.jsonl").is_file()):
+        with (folder / "corpus.jsonl").open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                text = " ".join(f"{row.get('title', '')}. {row['text']}".split())
+                sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 20]
+                if len(sentences) >= 3:
+                    out.append((folder.name, sentences))
+    return out
+
+
+def generate(path: Path, n: int, seed: int = 0) -> None:
+    """``n`` JSONL documents of ~1,000 characters made of real sentences (module docstring)."""
+    sources = _sources()
+    by_collection: dict[str, list[int]] = {}
+    for number, (name, _) in enumerate(sources):
+        by_collection.setdefault(name, []).append(number)
+    rng = np.random.default_rng(seed)
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            name, sentences = sources[int(rng.integers(len(sources)))]
+            start = int(rng.integers(len(sentences)))
+            picked, size = [], 0
+            while size < 1000 and len(picked) < 40:
+                if rng.random() < 0.2:  # a sentence of another document of the collection
+                    other = sources[int(rng.choice(by_collection[name]))][1]
+                    sentence = other[int(rng.integers(len(other)))]
+                else:
+                    sentence = sentences[(start + len(picked)) % len(sentences)]
+                picked.append(sentence)
+                size += len(sentence) + 1
+            doc = {
+                "_id": f"d{i:08d}",
+                "title": " ".join(picked[0].split()[:8]),
+                "text": " ".join(picked[1:]),
+            }
+            out.write(json.dumps(doc) + "\n")
 
 
 def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -79,7 +125,8 @@ def child_search(ws_path: str, queries: int) -> None:
     from embedlake.search.load import load_index
 
     faiss.omp_set_num_threads(1)
-    texts = [json.loads(line)["text"] for line in Path(ws_path, "queries.jsonl").open()]
+    lines = Path(ws_path, "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines]
     with Workspace.open(Path(ws_path)) as ws:
         model = ws.catalog.registry.model("lsa")
         record = ws.catalog.registry.latest_index(model.id)
@@ -125,9 +172,6 @@ def main() -> None:
         else:
             child_search(rest[0], int(rest[1]))
         return
-
-    sys.path.insert(0, str(HERE))
-    from ingest import generate
 
     tmp = tempfile.TemporaryDirectory()
     root = args.keep or Path(tmp.name)

@@ -140,6 +140,24 @@ def test_a_build_with_a_small_memory_setting_streams_the_shards_in_batches(
     assert len(hits) == 5 and "7" not in [h.id for h in hits]
 
 
+def test_lsa_is_fitted_on_a_sample_and_embeds_every_document(ws: Workspace) -> None:
+    ws.settings.embed.lsa_fit_sample = 300
+    ingest_path(ws, collection("med"))
+    record, report = _embed(ws)
+    assert record.manifest["training_data"]["documents"] == 300
+    assert record.manifest["training_data"]["live_documents"] == 1033
+    assert report.embedded == 1033 and ws.catalog.registry.count_current(record.id, "") == (
+        1033,
+        1033,
+    )
+    ws.settings.embed.lsa_fit_sample = 200_000  # all of med: another model
+    from embedlake.models.resolve import fit_lsa
+
+    whole = fit_lsa(ws, name="lsa-all")
+    assert whole.manifest["training_data"]["documents"] == 1033
+    assert whole.content_hash != record.content_hash
+
+
 def test_search_input_errors(ws: Workspace, tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="embedlake index"):
         Searcher(ws)

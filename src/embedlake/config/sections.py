@@ -122,6 +122,14 @@ class EmbedSettings(_Section):
         description="word pieces a sentence-transformers model reads; longer texts are truncated",
     )
     lsa_components: int = Field(default=256, gt=1, description="SVD components of an LSA model")
+    lsa_fit_sample: int = Field(
+        default=200_000,
+        ge=2,
+        le=100_000_000,
+        description="an LSA model is fitted on a seeded uniform sample of this many live "
+        "documents (all of them when fewer), so that fitting one on a large collection holds a "
+        "sample's texts, not the collection's; every document is then embedded",
+    )
 
 
 class PassagesSettings(_Section):

@@ -110,6 +110,11 @@ class RabitqIndex:
         self._pos.update({doc_id: start + n for n, doc_id in enumerate(ids)})
         self._rows.append(vectors)
 
+    def sample_for(self, expected: int) -> int:
+        """Rows ``train`` wants for ``expected`` vectors: twice the fewest that train each list
+        well (faiss's k-means uses at most 256 a list)."""
+        return 2 * _TRAIN_PER_LIST * (self.nlist or lists_for(expected))
+
     def train(self, sample: Matrix, expected: int) -> None:
         """Fit the lists' centres on ``sample``, a uniform sample of the ``expected`` vectors
         about to be added (in batches of any size): ``nlist`` from ``expected`` when unset, and

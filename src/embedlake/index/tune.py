@@ -39,7 +39,8 @@ LADDERS: dict[str, tuple[str, tuple[int, ...]]] = {
     "hnsw": ("ef_search", _EF),
     "pgvector": ("ef_search", _EF),  # pgvector's hnsw.ef_search stops at 1000
     "exact": ("rescore", (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100)),
-    "rabitq": ("nprobe", (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)),
+    # up to every list the index has (``knob``): structureless vectors need most of them
+    "rabitq": ("nprobe", (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)),
 }
 # a second knob settled first, with the main one at its largest: how many candidates a compressed
 # code needs re-scored depends on the data (RaBitQ's estimate is rougher in fewer dimensions)
@@ -68,7 +69,14 @@ def knob(index: VectorIndex) -> tuple[str, tuple[int, ...]] | None:
     """The index's effort knob and its ladder; None where there is nothing to tune."""
     if index.engine == "exact" and getattr(index, "quantization", "none") == "none":
         return None
-    return LADDERS.get(index.engine)
+    found = LADDERS.get(index.engine)
+    lists = int(getattr(index, "nlist", 0))
+    if found is None or not lists:
+        return found
+    name, ladder = found
+    while ladder[-1] * 1.5 < lists:  # on by half again: 768, 1152, …
+        ladder = (*ladder, int(ladder[-1] * 1.5))
+    return name, (*(e for e in ladder if e < lists), lists)
 
 
 Batches = Iterable[tuple[Sequence[str], Matrix]]
@@ -138,6 +146,7 @@ def add_streamed(
             truth.add(ids, vectors)
     if not len(queries):
         return None
+    found = knob(index)  # again: an IVF index's ladder ends at its lists, known once trained
     assert found is not None  # a sample is only held back to tune
     tuning = _tune(index, found, queries, truth.scores[:, K - 1], target, settle, started)
     index.add(held.ids, queries)

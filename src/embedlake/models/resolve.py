@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,11 @@ def register_folder(ws: Workspace, path: Path) -> ModelRecord:
 def fitted_lsa(
     ws: Workspace, n_components: int | None = None, seed: int = 0
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """An LSA fitted on every live document, saved in a temporary folder, with the manifest
-    fields that describe it (its version is then the hash of what was fitted)."""
-    texts = [d.full_text for d in ws.catalog.documents.iter_live()]
+    """An LSA fitted on the live documents (a seeded sample of ``[embed] lsa_fit_sample`` of
+    them on a large collection), saved in a temporary folder, with the manifest fields that
+    describe it (its version is then the hash of what was fitted)."""
+    size = ws.settings.embed.lsa_fit_sample
+    texts = _sample((d.full_text for d in ws.catalog.documents.iter_live()), size, seed)
     encoder = lsa.LsaEncoder.fit(
         texts, n_components=n_components or ws.settings.embed.lsa_components, seed=seed
     )
@@ -83,6 +86,7 @@ def fitted_lsa(
         "params": {"n_components": encoder.dim, "seed": seed},
         "training_data": {
             "documents": len(texts),
+            "live_documents": ws.catalog.documents.count(),
             "corpus_hash": ws.catalog.documents.corpus_hash(),
         },
     }
@@ -95,3 +99,18 @@ def fit_lsa(ws: Workspace, name: str = lsa.KIND) -> ModelRecord:
     """Fit and register an LSA now (the CLI's `embed --model lsa` path)."""
     with fitted_lsa(ws) as (folder, extra):
         return artifacts.publish_folder(ws, folder, name=name, kind=lsa.KIND, extra=extra)
+
+
+def _sample(items: Iterable[str], size: int, seed: int) -> list[str]:
+    """A seeded uniform sample of ``size`` of ``items`` (Algorithm R), in their order; all of
+    them, in order, when there are no more than ``size``."""
+    rng = random.Random(seed)
+    kept: list[tuple[int, str]] = []
+    for n, item in enumerate(items):
+        if n < size:
+            kept.append((n, item))
+        else:
+            slot = rng.randrange(n + 1)
+            if slot < size:
+                kept[slot] = (n, item)
+    return [item for _, item in sorted(kept)]

@@ -116,8 +116,10 @@ def build_index(
         engine = choose_engine(ws, n, dim)
     index = vector_index.create(engine, dim, **index_params(ws, engine))
     try:
-        # a training sample takes at most half the budget (held twice while it is stacked)
-        train = budget // 2 // (2 * 4 * dim)
+        # an index that trains on a sample (rabitq's lists) gets what it asks for, within half
+        # the budget (the sample is held twice while it is stacked)
+        wants = getattr(index, "sample_for", None)
+        train = min(wants(n), budget // 2 // (2 * 4 * dim)) if wants else 0
         tuning = _add_tuned(ws, index, batches, train)
         n = stream.vectors  # what was read and added (a document may change meanwhile)
         prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
