@@ -35,7 +35,7 @@ from sqlalchemy import DateTime, Table, func, select, text, update
 
 from embedlake import index as vector_index
 from embedlake.catalog import migrate
-from embedlake.catalog.schema import indexes, metadata
+from embedlake.catalog.schema import KEPT_BY_TRIGGERS, indexes, metadata
 from embedlake.errors import Conflict, InputError, NotFound
 from embedlake.lake import Lake, open_lake
 from embedlake.search.build import index_params
@@ -45,6 +45,8 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 FORMAT = "embedlake-snapshot/1"
+# the counts kept by triggers are rebuilt by the rows restored, not copied
+_TABLES = [t for t in metadata.sorted_tables if t.name not in KEPT_BY_TRIGGERS]
 _CHUNK = 1 << 20
 _BATCH = 2_000
 
@@ -68,7 +70,7 @@ def export(ws: Workspace, dest: str, *, lake: bool = True) -> Snapshot:
     # one read transaction: the tables agree with each other (PostgreSQL gives a consistent
     # snapshot; SQLite in WAL mode too, for the life of the transaction)
     with ws.catalog.connect() as conn:
-        for table in metadata.sorted_tables:
+        for table in _TABLES:
             n = 0
             order = list(table.primary_key.columns)
             with (
@@ -156,7 +158,7 @@ def _location(ws: Workspace, url: str) -> tuple[Any, str]:
 
 def _check_empty(ws: Workspace) -> None:
     with ws.catalog.connect() as conn:
-        for table in metadata.sorted_tables:
+        for table in _TABLES:
             if conn.execute(select(func.count()).select_from(table)).scalar_one():
                 raise Conflict(
                     f"the workspace's catalog is not empty (table {table.name}): import into a "
@@ -195,7 +197,7 @@ def _restore_catalog(
 ) -> dict[str, int]:
     counts: dict[str, int] = {}
     with ws.catalog.begin() as conn:  # all or nothing
-        for table in metadata.sorted_tables:
+        for table in _TABLES:
             rows = 0
             for batch in _read_rows(fs, f"{root}/catalog/{table.name}.jsonl.gz", table):
                 if table.name == "lake_objects":  # seen as this lake reports them

@@ -51,6 +51,49 @@ def test_migrations_build_exactly_the_declared_schema(catalog: Catalog) -> None:
     assert migrate.current(catalog.engine) == migrate.head()
 
 
+def test_counts_start_from_the_rows_a_catalog_already_holds(url: str) -> None:
+    """Migration 0006 on a catalog with data: the kept counts start at its rows' counts, and the
+    triggers follow the writes after it."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        migrate.upgrade(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO documents (id, source, title, text, metadata, content_hash, "
+                    "created_at, updated_at, deleted_at) VALUES "
+                    "('a', 's', '', 't', '{}', 'h', :now, :now, NULL), "
+                    "('b', 's', '', 't', '{}', 'h', :now, :now, :now), "
+                    "('c', 's', '', 't', '{}', 'h', :now, :now, NULL)"
+                ),
+                {"now": "2026-12-05 00:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO models (id, name, version, kind, dim, content_hash, prefix, "
+                    "manifest, created_at) VALUES (7, 'm', '1', 'lsa', 4, 'x', 'p', '{}', :now)"
+                ),
+                {"now": "2026-12-05 00:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO embedded (model_id, chunker, doc_id, content_hash, shard_key, "
+                    "passages, cut) VALUES (7, 'c', 'a', 'h', 's', 1, 0), (7, 'c', 'b', 'h', 's', "
+                    "2, 9), (7, '', 'a', 'h', 's', 1, 0)"
+                )
+            )
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE documents SET deleted_at = NULL WHERE id = 'b'"))
+        with engine.connect() as conn:
+            kept = dict(conn.execute(text("SELECT name, value FROM counts")).all())
+        assert kept == {"documents": 3, "embedded:7:c": 2, "embedded:7:": 1, "cut:7:c": 1}
+    finally:
+        engine.dispose()
+
+
 def test_the_head_read_without_alembic_is_alembics_head() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -148,6 +191,58 @@ def test_what_a_model_lacks_and_holds_is_asked_of_the_database(ws: Workspace) ->
     assert sorted(reg.live_in_shard(model.id, "c1", "s0")) == ["00", "02", "06"]  # 04 deleted
     assert reg.count_current(model.id, "c1") == (18, 6)  # 3 passages each
     assert reg.count_current(model.id, "other") == (0, 0)
+
+
+def test_the_kept_counts_follow_every_write(ws: Workspace) -> None:
+    """Live documents and each model's embedded documents per chunking are counts the database
+    keeps by triggers (migration 0006): after each kind of write they equal a count of the rows."""
+    from sqlalchemy import func, select
+
+    from embedlake.catalog.schema import documents, embedded
+
+    docs, reg = ws.catalog.documents, ws.catalog.registry
+    model = reg.add_model(
+        name="m", version="1", kind="lsa", dim=4, content_hash="aa", prefix="p", manifest={}
+    )
+
+    def check() -> None:
+        with ws.catalog.connect() as conn:
+            live = conn.execute(
+                select(func.count()).select_from(documents).where(documents.c.deleted_at.is_(None))
+            ).scalar_one()
+            rows = {
+                (c, cut): conn.execute(
+                    select(func.count())
+                    .select_from(embedded)
+                    .where(embedded.c.chunker == c, *([embedded.c.cut > 0] if cut else []))
+                ).scalar_one()
+                for c in ("", "c1")
+                for cut in (False, True)
+            }
+        assert docs.count() == live
+        for (c, cut), n in rows.items():
+            assert reg.count_embedded(model.id, cut=cut, chunker=c) == n
+
+    docs.upsert([_doc(f"{i}") for i in range(6)])
+    check()
+    docs.upsert([_doc("1", text="changed"), _doc("9")])  # an update and an insert in one
+    docs.delete("2")
+    docs.delete("3")
+    docs.upsert([_doc("3")])  # revived
+    check()
+    run = reg.start_run(model.id, 4, 1, "plan", "c1")
+    reg.finish_shard(run, 0, "s0", [Covered(d, "h", 2, cut=5 * (d == "0")) for d in "0145"])
+    run2 = reg.start_run(model.id, 2, 1, "plan2", "")
+    reg.finish_shard(run2, 0, "s1", [Covered("0", "h"), Covered("1", "h", 1, cut=3)])
+    check()
+    assert reg.count_embedded(model.id) == 2  # the newest run's chunking: ""
+    assert reg.count_embedded(model.id, chunker="c1", cut=True) == 1
+    run3 = reg.start_run(model.id, 2, 1, "plan3", "c1")  # "0" embedded again, no longer cut
+    reg.finish_shard(run3, 0, "s2", [Covered("0", "h2", 2, cut=0), Covered("9", "h", 1, cut=1)])
+    check()
+    reg.forget_coverage(model.id, ["1", "4"])
+    check()
+    assert reg.count_embedded(model.id, chunker="c1") == 3  # 0, 5 and 9
 
 
 def test_a_failure_inside_upsert_commits_nothing(ws: Workspace) -> None:

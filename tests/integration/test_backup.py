@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embedlake import Workspace
@@ -92,8 +93,9 @@ def test_a_pgvector_workspace_round_trips_with_its_vectors(
     with Workspace.init(tmp_path / "ws", environ=env) as ws:
         ingest_path(ws, collection("med"))
         _build_now(ws, train(ws, name="lsa-a", kind="lsa", components=64)[0])
-        assert Searcher(ws).index.engine == "pgvector"
-        before = _answers(ws)
+        index = Searcher(ws).index
+        assert index.engine == "pgvector"
+        before, vectors = _answers(ws), {i: index.vector(i) for i in index.ids()}
         snap = export(ws, str(tmp_path / "snap"), lake=False)
     assert not snap.lake_copied
     # the same bucket (the lake is its own backup: --no-lake), a new database
@@ -103,7 +105,16 @@ def test_a_pgvector_workspace_round_trips_with_its_vectors(
         import_(restored, str(tmp_path / "snap"))
         searcher = Searcher(restored)
         assert searcher.index.engine == "pgvector" and len(searcher.index) == 1033
-        assert _answers(restored) == before
+        assert sorted(searcher.index.ids()) == sorted(vectors)
+        assert all(np.array_equal(searcher.index.vector(i), v) for i, v in vectors.items())
+        # the same effort over an HNSW graph built in one go, where the build added a tuning
+        # sample to a built one: approximate answers may differ in a rank or two
+        after = _answers(restored)
+        assert after[0][0] == before[0][0]
+        overlap = [
+            len({d for d, _ in a} & {d for d, _ in b}) for a, b in zip(after, before, strict=True)
+        ]
+        assert sum(overlap) >= 0.9 * 10 * len(QUERIES)
     # a SQLite workspace cannot take pgvector indexes: refused before anything is written
     with Workspace.init(tmp_path / "sqlite", environ=FAST) as small:
         with pytest.raises(ConfigError, match="PostgreSQL"):

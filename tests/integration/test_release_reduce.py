@@ -41,7 +41,9 @@ def test_the_reducer_fits_a_sample_and_reduces_every_vector_in_batches(ws: Works
     table = pq.read_table(io.BytesIO(ws.lake.get(f"{release.prefix}/{REDUCED}")))
     ids, vectors = read_vectors(ws, model)
     assert sorted(table.column("id").to_pylist()) == ids and "3" not in ids
-    stored = dict(zip(table.column("id").to_pylist(), table.column("vector").to_pylist()))
+    stored = dict(
+        zip(table.column("id").to_pylist(), table.column("vector").to_pylist(), strict=True)
+    )
     for row in (0, 500, len(ids) - 1):
         expected = reducer.transform(vectors[row : row + 1])[0]
         assert np.allclose(stored[ids[row]], expected, atol=1e-5)

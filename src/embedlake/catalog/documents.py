@@ -29,8 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from embedlake.catalog.database import Database
+from embedlake.catalog.schema import counts, ingest_runs
 from embedlake.catalog.schema import documents as t
-from embedlake.catalog.schema import ingest_runs
 from embedlake.errors import InputError, NotFound
 
 # SQLite allows 32k bound parameters; stay well below for IN (...) lists.
@@ -259,12 +259,10 @@ class Documents:
             raise NotFound(f"document {doc_id!r} does not exist")
 
     def count(self) -> int:
+        """Live documents: the count the database keeps (migration 0006), not a scan."""
         with self._catalog.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).select_from(t).where(t.c.deleted_at.is_(None))
-                ).scalar_one()
-            )
+            value = conn.execute(select(counts.c.value).where(counts.c.name == "documents"))
+            return int(value.scalar() or 0)
 
     def version(self) -> str:
         """Changes whenever a document is added, changed or deleted: rows (deleted ones stay),

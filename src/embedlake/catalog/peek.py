@@ -5,7 +5,8 @@ these machines, docs/benchmarks.md section 15), for four counts. On the embedded
 module answers them through ``sqlite3``, read-only, and only when the schema is at the revision
 this code knows; otherwise (no catalog, another revision, PostgreSQL) the caller opens the
 workspace, whose checks say what is wrong. The queries mirror the repositories' (``count``,
-``list_models``, ``count_embedded``, ``list_datasets``); tests/unit/test_status_peek.py compares
+``list_models``, ``count_embedded``, ``list_datasets``), and like them read the counts the database
+keeps (migration 0006) rather than counting rows; tests/unit/test_status_peek.py compares
 both on the same workspace.
 """
 
@@ -40,21 +41,13 @@ def sqlite_counts(path: Path) -> Counts | None:
             if row is None or row[0] != migrate.head():
                 return None
             (documents,) = conn.execute(
-                "SELECT count(*) FROM documents WHERE deleted_at IS NULL"
+                "SELECT coalesce(sum(value), 0) FROM counts WHERE name = 'documents'"
             ).fetchone()
-            embedded = {
-                model_id: (n, cut)
-                for model_id, n, cut in conn.execute(
-                    "SELECT model_id, count(DISTINCT doc_id), "
-                    "count(DISTINCT CASE WHEN cut > 0 THEN doc_id END) FROM embedded "
-                    "GROUP BY model_id"
-                )
-            }
             models = [
-                (f"{name}@{version}", *_pair(embedded.get(model_id, (0, 0))))
+                (f"{name}@{version}", *_embedded(conn, model_id))
                 for model_id, name, version in conn.execute(
                     "SELECT id, name, version FROM models ORDER BY id"
-                )
+                ).fetchall()
             ]
             datasets = [r[0] for r in conn.execute("SELECT name FROM datasets ORDER BY name")]
     except sqlite3.Error:  # no schema yet, a damaged file: the full path explains
@@ -62,5 +55,19 @@ def sqlite_counts(path: Path) -> Counts | None:
     return Counts(int(documents), models, datasets)
 
 
-def _pair(row: tuple[int, int]) -> tuple[int, int]:
-    return int(row[0]), int(row[1])
+def _embedded(conn: sqlite3.Connection, model_id: int) -> tuple[int, int]:
+    """(embedded, cut) documents of the model's newest chunking, from the kept counts."""
+    newest = conn.execute(
+        "SELECT chunker FROM embedding_runs WHERE model_id = ? ORDER BY id DESC LIMIT 1",
+        (model_id,),
+    ).fetchone()
+    chunker = newest[0] if newest else ""
+    found = dict(
+        conn.execute(
+            "SELECT name, value FROM counts WHERE name IN (?, ?)",
+            (f"embedded:{model_id}:{chunker}", f"cut:{model_id}:{chunker}"),
+        ).fetchall()
+    )
+    return int(found.get(f"embedded:{model_id}:{chunker}", 0)), int(
+        found.get(f"cut:{model_id}:{chunker}", 0)
+    )

@@ -13,6 +13,7 @@ from embedlake.catalog import journal
 from embedlake.catalog.announce import SERVING, announce
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import (
+    counts,
     documents,
     embedded,
     embedding_runs,
@@ -417,16 +418,17 @@ class Registry:
                 )
             )
 
-    def count_embedded(self, model_id: int, *, cut: bool = False) -> int:
-        """Documents the model has embedded (in any chunking); with ``cut``, those of them that
-        were longer than their chunking keeps (or, passages off, than the window)."""
-        query = select(func.count(func.distinct(embedded.c.doc_id))).where(
-            embedded.c.model_id == model_id
-        )
-        if cut:
-            query = query.where(embedded.c.cut > 0)
+    def count_embedded(
+        self, model_id: int, *, cut: bool = False, chunker: str | None = None
+    ) -> int:
+        """Documents the model has embedded with the chunking ``chunker`` (None: that of its
+        newest run); with ``cut``, those of them longer than the chunking keeps (or, passages
+        off, than the window). Read from the counts the database keeps (migration 0006)."""
+        chunker = self.latest_chunker(model_id) if chunker is None else chunker
+        name = f"{'cut' if cut else 'embedded'}:{model_id}:{chunker}"
         with self._catalog.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            value = conn.execute(select(counts.c.value).where(counts.c.name == name)).scalar()
+        return int(value or 0)
 
     # -- indexes ----------------------------------------------------------------------------
     def add_index(

@@ -154,6 +154,16 @@ embedded = Table(
     Index("ix_embedded_shard", "model_id", "chunker", "shard_key"),  # streamed index builds
 )
 
+# kept by triggers (migration 0006): live documents, and each model's embedded documents per
+# chunking ("embedded:<model id>:<chunking>", "cut:…"), so counting them scans nothing
+KEPT_BY_TRIGGERS = ("counts",)  # rebuilt from the other tables' rows: never copied or cleared
+counts = Table(
+    "counts",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
 indexes = Table(
     "indexes",
     metadata,

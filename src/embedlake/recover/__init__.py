@@ -78,7 +78,8 @@ def recover(ws: Workspace, *, force: bool = False) -> RecoveryReport:
     with ws.catalog.begin() as conn:
         if force:
             for table in reversed(t.metadata.sorted_tables):
-                if table.name not in _KEEP:
+                # the kept counts follow the deletes and inserts (their triggers)
+                if table.name not in _KEEP and table.name not in t.KEPT_BY_TRIGGERS:
                     conn.execute(delete(table))
         for table in t.metadata.sorted_tables:
             batch = rows.tables.get(table.name, [])
@@ -98,7 +99,7 @@ def recover(ws: Workspace, *, force: bool = False) -> RecoveryReport:
 def _check_empty(ws: Workspace, force: bool) -> None:
     with ws.catalog.connect() as conn:
         for table in t.metadata.sorted_tables:
-            if table.name in _KEEP:
+            if table.name in _KEEP or table.name in t.KEPT_BY_TRIGGERS:
                 continue
             if conn.execute(select(func.count()).select_from(table)).scalar_one() and not force:
                 raise Conflict(
