@@ -54,9 +54,10 @@ def _sources() -> list[tuple[str, list[str]]]:
 def generate(path: Path, n: int, seed: int = 0) -> None:
     """``n`` JSONL documents of ~1,000 characters made of real sentences (module docstring)."""
     sources = _sources()
-    by_collection: dict[str, list[int]] = {}
+    members: dict[str, list[int]] = {}
     for number, (name, _) in enumerate(sources):
-        by_collection.setdefault(name, []).append(number)
+        members.setdefault(name, []).append(number)
+    by_collection = {name: np.array(numbers) for name, numbers in members.items()}
     rng = np.random.default_rng(seed)
     with path.open("w", encoding="utf-8") as out:
         for i in range(n):
@@ -65,7 +66,8 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
             picked, size = [], 0
             while size < 1000 and len(picked) < 40:
                 if rng.random() < 0.2:  # a sentence of another document of the collection
-                    other = sources[int(rng.choice(by_collection[name]))][1]
+                    pool = by_collection[name]
+                    other = sources[int(pool[rng.integers(len(pool))])][1]
                     sentence = other[int(rng.integers(len(other)))]
                 else:
                     sentence = sentences[(start + len(picked)) % len(sentences)]
@@ -163,6 +165,11 @@ def main() -> None:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="build the workspace here and keep it")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --keep: the workspace a run left there, from its index stage on",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -178,12 +185,13 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     ws, log = root / "ws", root / "scale.log"
     corpus = root / "docs.jsonl"
-    generate(corpus, args.docs, seed=0)
     stages: dict[str, dict[str, Any]] = {}
-    stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
-    generate(ws / "queries.jsonl", args.queries, seed=1)  # held-out texts, as queries
-    stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)
-    stages["embed"] = measured([*EMBEDLAKE, "embed", str(ws), "--model", "lsa"], log)
+    if not (args.reuse and args.keep and (ws / "embedlake.toml").is_file()):
+        generate(corpus, args.docs, seed=0)
+        stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
+        generate(ws / "queries.jsonl", args.queries, seed=1)  # held-out texts, as queries
+        stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)
+        stages["embed"] = measured([*EMBEDLAKE, "embed", str(ws), "--model", "lsa"], log)
     stages["index"] = measured(
         [*EMBEDLAKE, "index", str(ws), "--model", "lsa", "--engine", args.engine, "--json"], log
     )
@@ -207,7 +215,7 @@ def main() -> None:
     )
     print(f"search, one thread: {served}")
     write_result(
-        f"scale_{args.docs}_{engine}",
+        f"scale_{args.docs}_{engine}" + ("_reused" if "embed" not in stages else ""),
         {
             "docs": args.docs,
             "engine": engine,

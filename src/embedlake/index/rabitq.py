@@ -145,10 +145,11 @@ class RabitqIndex:
 
     def _kmeans(self, padded: Matrix) -> Any:
         """Spherical k-means centres of ``nlist`` lists, on at most 256 rows a list."""
-        sample = min(len(padded), self.nlist * 256)  # faiss samples 256 a list at most
-        rows = np.sort(np.random.default_rng(0).choice(len(padded), sample, replace=False))
+        if len(padded) > self.nlist * 256:  # faiss samples 256 a list at most
+            rng = np.random.default_rng(0)
+            padded = padded[np.sort(rng.choice(len(padded), self.nlist * 256, replace=False))]
         kmeans = faiss.Kmeans(self._width, self.nlist, niter=20, seed=0, spherical=True)
-        kmeans.train(padded[rows])
+        kmeans.train(padded)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
     def _nearest(self, padded: Matrix) -> tuple[Any, Any]:

@@ -5,47 +5,47 @@ row seen (``RunningTopK``). Index builds, the release's PCA and its recall cost 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from embedlake.index import Matrix
 from embedlake.index import quantize as q
+from embedlake.index.rows import Rows
 
 
 class Reservoir:
     """A seeded uniform sample of at most ``size`` rows of a stream (Algorithm R, a batch at a
-    time): their ids, vectors and positions in the stream."""
+    time): their ids, vectors and positions in the stream. The vectors are kept in one growing
+    matrix (``Rows``), so the sample costs its own size, with no object per row."""
 
     def __init__(self, size: int, seed: int) -> None:
         self.size, self._rng = size, np.random.default_rng(seed)
         self.ids: list[str] = []
         self.positions: list[int] = []
-        self._vectors: list[Any] = []
+        self._rows: Rows | None = None  # made at the first offer, when the width is known
 
     def offer(self, ids: Sequence[str], vectors: Matrix, first: int) -> None:
         """Rows ``first``… of the stream: each replaces a random sampled row with the
         probability that keeps the sample uniform."""
-        if not self.size:
+        if not self.size or not len(ids):
             return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self._rows is None:
+            self._rows = Rows(vectors.shape[1])
         fill = min(max(self.size - len(self.ids), 0), len(ids))
-        for r in range(fill):
-            self._keep(None, ids[r], vectors[r], first + r)
+        if fill:
+            self._rows.append(vectors[:fill])
+            self.ids.extend(ids[:fill])
+            self.positions.extend(range(first, first + fill))
         if fill == len(ids):
             return
         positions = np.arange(first + fill, first + len(ids))
         slots = self._rng.integers(0, positions + 1)  # row p is kept with chance size / (p + 1)
+        kept = self._rows.matrix
         for r in np.flatnonzero(slots < self.size).tolist():
-            self._keep(int(slots[r]), ids[fill + r], vectors[fill + r], int(positions[r]))
-
-    def _keep(self, slot: int | None, doc_id: str, vector: Any, position: int) -> None:
-        row = np.array(vector, dtype=np.float32)
-        if slot is None:
-            self.ids.append(doc_id)
-            self._vectors.append(row)
-            self.positions.append(position)
-        else:
-            self.ids[slot], self._vectors[slot], self.positions[slot] = doc_id, row, position
+            slot = int(slots[r])
+            kept[slot] = vectors[fill + r]
+            self.ids[slot], self.positions[slot] = ids[fill + r], int(positions[r])
 
     def shrink(self, size: int, seed: int) -> None:
         """Keep a seeded uniform subset of ``size`` rows, in stream order."""
@@ -54,13 +54,18 @@ class Reservoir:
             chosen = np.random.default_rng(seed).choice(len(self.ids), size, replace=False).tolist()
         order = sorted(chosen, key=lambda r: self.positions[r])
         self.ids = [self.ids[r] for r in order]
-        self._vectors = [self._vectors[r] for r in order]
         self.positions = [self.positions[r] for r in order]
+        if self._rows is not None:
+            kept = np.asarray(self._rows.matrix)[order]
+            self._rows = Rows(self._rows.dim)
+            self._rows.append(kept)
 
     def matrix(self) -> Matrix:
-        if not self._vectors:
+        """The sampled vectors, one row per id (a view, until the next offer)."""
+        if self._rows is None:
             return np.empty((0, 0), dtype=np.float32)
-        return np.ascontiguousarray(np.vstack(self._vectors), dtype=np.float32)
+        matrix: Matrix = self._rows.matrix
+        return matrix
 
 
 class RunningTopK:
