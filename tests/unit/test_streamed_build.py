@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from embedlake import index as vector_index
 from embedlake.embeddings.vectors import document_batches, document_vectors
 from embedlake.index import tune
 from embedlake.index.keys import passage_key
+from embedlake.index.rows import Rows
 
 
 class Batches:
@@ -86,3 +88,24 @@ def test_document_vectors_a_batch_at_a_time_keep_each_document_whole() -> None:
         ids = [d for part_ids, _ in parts for d in part_ids]
         assert ids == whole_ids == ["a", "b", "c", "d"]
         assert np.allclose(np.vstack([v for _, v in parts]), whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_rows_append_read_and_save_in_both_forms(spill: bool, tmp_path: Path) -> None:
+    """``index.rows.Rows``: rows appended in batches read back as one matrix, saved as .npy,
+    and a loaded file's rows (read-only) extended by copying them first."""
+    rng = np.random.default_rng(0)
+    first, more = rng.random((3_000, 8), dtype=np.float32), rng.random((7, 8), dtype=np.float32)
+    rows = Rows(8, spill=spill)
+    assert rows.matrix.shape == (0, 8)
+    for start in range(0, 3_000, 1_100):
+        rows.append(first[start : start + 1_100])
+    assert len(rows) == 3_000 and np.array_equal(rows.matrix, first)
+    rows.save(tmp_path / "a.npy")
+    loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert np.array_equal(loaded, first)
+    grown = Rows(8, spill=spill, base=loaded)
+    grown.append(more)
+    grown.save(tmp_path / "b.npy")
+    assert np.array_equal(np.load(tmp_path / "b.npy"), np.vstack([first, more]))
+    assert np.array_equal(loaded, first)  # the loaded file itself is never written

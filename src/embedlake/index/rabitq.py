@@ -247,7 +247,7 @@ class RabitqIndex:
         if self._index is not None:
             self._index.save(str(folder / CODES))
             np.save(folder / CENTRES, self._centres)
-        np.save(folder / "vectors.npy", np.asarray(self._vectors, dtype=np.float32))
+        self._rows.save(folder / "vectors.npy")
         (folder / "ids.json").write_text(json.dumps(self._ids), encoding="utf-8")
         (folder / OPTIONS).write_text(json.dumps(self.params()), encoding="utf-8")
 

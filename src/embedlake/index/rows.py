@@ -11,8 +11,10 @@ buffer or the file only if rows are added to them.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import weakref
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -72,6 +74,18 @@ class Rows:
                 self._buffer = grown
             self._buffer[self._n : need] = vectors
         self._n += len(vectors)
+
+    def save(self, path: Path) -> None:
+        """The rows as a ``.npy`` file; spilled ones copied from their file a block at a time,
+        not read through the memory map (whose pages would count as this process's memory)."""
+        if self._file is None:
+            np.save(path, np.asarray(self.matrix, dtype=np.float32))
+            return
+        with path.open("wb") as out:
+            header = {"descr": "<f4", "fortran_order": False, "shape": (self._n, self.dim)}
+            np.lib.format.write_array_header_1_0(out, header)
+            self._file.seek(0)
+            shutil.copyfileobj(self._file, out, 1 << 20)
 
     def _adopt_base(self) -> None:
         """Copy a loaded index's rows into this object's own storage, to append after them."""
