@@ -191,6 +191,9 @@ def test_what_a_model_lacks_and_holds_is_asked_of_the_database(ws: Workspace) ->
     assert sorted(reg.live_in_shard(model.id, "c1", "s0")) == ["00", "02", "06"]  # 04 deleted
     assert reg.count_current(model.id, "c1") == (18, 6)  # 3 passages each
     assert reg.count_current(model.id, "other") == (0, 0)
+    assert reg.cut(model.id, "c1").describe()["passages"] == 24  # 8 documents, 3 passages each
+    live = reg.cut(model.id, "c1", live=True)  # 04 deleted; 03 live, at an older text
+    assert (live.documents, live.passages, live.cut_documents) == (7, 21, 0)
 
 
 def test_the_kept_counts_follow_every_write(ws: Workspace) -> None:
@@ -237,6 +240,12 @@ def test_the_kept_counts_follow_every_write(ws: Workspace) -> None:
     check()
     assert reg.count_embedded(model.id) == 2  # the newest run's chunking: ""
     assert reg.count_embedded(model.id, chunker="c1", cut=True) == 1
+    assert reg.cut(model.id, "c1").describe() == {
+        "documents": 4,
+        "passages": 8,
+        "cut_documents": 1,
+        "cut_characters": 5,
+    }
     run3 = reg.start_run(model.id, 2, 1, "plan3", "c1")  # "0" embedded again, no longer cut
     reg.finish_shard(run3, 0, "s2", [Covered("0", "h2", 2, cut=0), Covered("9", "h", 1, cut=1)])
     check()

@@ -395,19 +395,26 @@ class Registry:
             )
             return {r.doc_id: r.content_hash for r in rows}
 
-    def cut(self, model_id: int, chunker: str, doc_ids: Sequence[str] | None = None) -> Cut:
-        """Passages, and documents cut, among what the model embedded with ``chunker`` (of
-        ``doc_ids`` only, when given: a release's documents)."""
-        query = select(embedded.c.doc_id, embedded.c.passages, embedded.c.cut).where(
-            embedded.c.model_id == model_id, embedded.c.chunker == chunker
+    def cut(self, model_id: int, chunker: str, live: bool = False) -> Cut:
+        """Passages, and documents cut, among what the model embedded with ``chunker`` (of the
+        live documents only, with ``live``: a release's), summed in the database."""
+        query = (
+            select(
+                func.count(),
+                func.coalesce(func.sum(embedded.c.passages), 0),
+                func.count().filter(embedded.c.cut > 0),
+                func.coalesce(func.sum(embedded.c.cut), 0),
+            )
+            .select_from(embedded)
+            .where(embedded.c.model_id == model_id, embedded.c.chunker == chunker)
         )
-        wanted = None if doc_ids is None else set(doc_ids)
-        out = Cut()
+        if live:
+            query = query.join(documents, documents.c.id == embedded.c.doc_id).where(
+                documents.c.deleted_at.is_(None)
+            )
         with self._catalog.connect() as conn:
-            for row in conn.execute(query):
-                if wanted is None or row.doc_id in wanted:
-                    out = out.add(row.passages, row.cut)
-        return out
+            row = conn.execute(query).one()
+        return Cut(*(int(v) for v in row))
 
     def forget_coverage(self, model_id: int, doc_ids: Sequence[str]) -> None:
         """Forget the documents' vectors of every chunking of the model."""

@@ -4,13 +4,17 @@ row seen (``RunningTopK``). Index builds, the release's PCA and its recall cost 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from embedlake.index import Matrix
 from embedlake.index import quantize as q
 from embedlake.index.rows import Rows
+
+T = TypeVar("T")
 
 
 class Reservoir:
@@ -93,3 +97,18 @@ class RunningTopK:
             [d for d, s in zip(row_i, row_s, strict=True) if s > -np.inf]
             for row_i, row_s in zip(self._ids.tolist(), self.scores.tolist(), strict=True)
         ]
+
+
+def sample_of(items: Iterable[T], size: int, seed: int) -> list[T]:
+    """A seeded uniform sample of ``size`` of ``items`` (Algorithm R), in their order; all of
+    them, in order, when there are no more than ``size``."""
+    rng = random.Random(seed)
+    kept: list[tuple[int, T]] = []
+    for n, item in enumerate(items):
+        if n < size:
+            kept.append((n, item))
+        else:
+            slot = rng.randrange(n + 1)
+            if slot < size:
+                kept[slot] = (n, item)
+    return [item for _, item in sorted(kept, key=lambda pair: pair[0])]

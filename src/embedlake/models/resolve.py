@@ -8,9 +8,8 @@
 
 from __future__ import annotations
 
-import random
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from embedlake.catalog.registry import ModelRecord
 from embedlake.encoders import lsa, sentence_transformers
 from embedlake.errors import InputError, NotFound
+from embedlake.index.stream import sample_of
 from embedlake.models import artifacts
 from embedlake.workspace import Workspace
 
@@ -77,7 +77,7 @@ def fitted_lsa(
     them on a large collection), saved in a temporary folder, with the manifest fields that
     describe it (its version is then the hash of what was fitted)."""
     size = ws.settings.embed.lsa_fit_sample
-    texts = _sample((d.full_text for d in ws.catalog.documents.iter_live()), size, seed)
+    texts = sample_of((d.full_text for d in ws.catalog.documents.iter_live()), size, seed)
     encoder = lsa.LsaEncoder.fit(
         texts, n_components=n_components or ws.settings.embed.lsa_components, seed=seed
     )
@@ -99,18 +99,3 @@ def fit_lsa(ws: Workspace, name: str = lsa.KIND) -> ModelRecord:
     """Fit and register an LSA now (the CLI's `embed --model lsa` path)."""
     with fitted_lsa(ws) as (folder, extra):
         return artifacts.publish_folder(ws, folder, name=name, kind=lsa.KIND, extra=extra)
-
-
-def _sample(items: Iterable[str], size: int, seed: int) -> list[str]:
-    """A seeded uniform sample of ``size`` of ``items`` (Algorithm R), in their order; all of
-    them, in order, when there are no more than ``size``."""
-    rng = random.Random(seed)
-    kept: list[tuple[int, str]] = []
-    for n, item in enumerate(items):
-        if n < size:
-            kept.append((n, item))
-        else:
-            slot = rng.randrange(n + 1)
-            if slot < size:
-                kept[slot] = (n, item)
-    return [item for _, item in sorted(kept)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 
 from embedlake.index import VectorIndex
 from embedlake.index.keys import doc_of
+from embedlake.index.stream import sample_of
 from embedlake.reduce import projection
 from embedlake.workspace import Workspace
 
@@ -86,12 +86,10 @@ class Fields:
 def fields(ws: Workspace) -> Fields:
     """The fields a map can be coloured by, from a seeded sample of the live documents: ``source``
     and the metadata fields with scalar (or list) values, 2 to MAX_CATEGORIES of them."""
-    live = sorted(ws.catalog.documents.live_hashes())
-    sample = random.Random(0).sample(live, min(_SAMPLE, len(live)))
-    docs = ws.catalog.documents.get_many(sample).values()
-    counts: dict[str, Counter[str]] = {"source": Counter(d.source for d in docs)}
-    for doc in docs:
-        for name, value in doc.metadata.items():
+    docs = sample_of(ws.catalog.documents.iter_fields(), _SAMPLE, seed=0)  # no text read
+    counts: dict[str, Counter[str]] = {"source": Counter(source for _, source, _ in docs)}
+    for _, _, metadata in docs:
+        for name, value in metadata.items():
             if name != "source" and not isinstance(value, dict):
                 counts.setdefault(name, Counter())[_category(value)] += 1
     for counter in counts.values():

@@ -133,9 +133,7 @@ def _benchmark(ws: Workspace, release_id: str, stages: dict[str, float]) -> floa
         alias=alias,
         gate=decision,
         # what its documents became: passages, and any document longer than the chunking keeps
-        passages=ws.catalog.registry.cut(
-            model.id, release.chunker, list(ws.catalog.documents.live_hashes())
-        ).describe(),
+        passages=ws.catalog.registry.cut(model.id, release.chunker, live=True).describe(),
         stages={**stages, "benchmark": seconds},
         datasets={
             r.dataset: {
