@@ -76,8 +76,8 @@ class Rows:
         self._n += len(vectors)
 
     def save(self, path: Path) -> None:
-        """The rows as a ``.npy`` file; spilled ones copied from their file a block at a time,
-        not read through the memory map (whose pages would count as this process's memory)."""
+        """The rows as a ``.npy`` file; spilled ones copied from their file a block at a time
+        rather than read through the memory map."""
         if self._file is None:
             np.save(path, np.asarray(self.matrix, dtype=np.float32))
             return
