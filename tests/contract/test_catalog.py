@@ -187,9 +187,12 @@ def test_what_a_model_lacks_and_holds_is_asked_of_the_database(ws: Workspace) ->
     assert dict(lacking)["03"] == docs.get("03").content_hash
     assert [d for d, _ in reg.lacking(model.id, "other")] == [d.id for d in docs.iter_live()]
     assert reg.shard_keys(model.id, "c1") == ["s0", "s1"]
-    assert sorted(reg.live_in_shard(model.id, "c1", "s1")) == ["01", "05", "07"]  # 03 changed
-    assert sorted(reg.live_in_shard(model.id, "c1", "s0")) == ["00", "02", "06"]  # 04 deleted
+    assert sorted(reg.current(model.id, "c1", "s1")) == ["01", "05", "07"]  # 03 changed
+    assert sorted(reg.current(model.id, "c1", "s0")) == ["00", "02", "06"]  # 04 deleted
     assert reg.count_current(model.id, "c1") == (18, 6)  # 3 passages each
+    assert reg.current(model.id, "c1") == {
+        d: hashes[d] for d in ("00", "01", "02", "05", "06", "07")
+    }
     assert reg.count_current(model.id, "other") == (0, 0)
     assert reg.cut(model.id, "c1").describe()["passages"] == 24  # 8 documents, 3 passages each
     live = reg.cut(model.id, "c1", live=True)  # 04 deleted; 03 live, at an older text

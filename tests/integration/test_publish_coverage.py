@@ -170,7 +170,7 @@ def _wait_embedded(ws: Workspace, ids: list[str]) -> None:
     deadline = time.monotonic() + 120
     production = ws.catalog.releases.alias("production")
     assert production is not None
-    model_id = ws.catalog.releases.get(production).model_id
-    while not set(ids) <= set(ws.catalog.registry.coverage(model_id)):
+    release = ws.catalog.releases.get(production)
+    while not set(ids) <= set(ws.catalog.registry.current(release.model_id, release.chunker)):
         assert time.monotonic() < deadline, "embed-new never embedded the new documents"
         time.sleep(0.05)

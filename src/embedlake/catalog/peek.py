@@ -62,12 +62,14 @@ def _embedded(conn: sqlite3.Connection, model_id: int) -> tuple[int, int]:
         (model_id,),
     ).fetchone()
     chunker = newest[0] if newest else ""
+    names = count_name("embedded", model_id, chunker), count_name("cut", model_id, chunker)
     found = dict(
-        conn.execute(
-            "SELECT name, value FROM counts WHERE name IN (?, ?)",
-            (f"embedded:{model_id}:{chunker}", f"cut:{model_id}:{chunker}"),
-        ).fetchall()
+        conn.execute("SELECT name, value FROM counts WHERE name IN (?, ?)", names).fetchall()
     )
-    return int(found.get(f"embedded:{model_id}:{chunker}", 0)), int(
-        found.get(f"cut:{model_id}:{chunker}", 0)
-    )
+    return int(found.get(names[0], 0)), int(found.get(names[1], 0))
+
+
+def count_name(kind: str, model_id: int, chunker: str) -> str:
+    """The ``counts`` row of a model's ``embedded`` (or ``cut``) documents of a chunking, as
+    migration 0006's triggers name it."""
+    return f"{kind}:{model_id}:{chunker}"

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, update
 from embedlake.catalog import journal
 from embedlake.catalog.announce import SERVING, announce
 from embedlake.catalog.database import Database
+from embedlake.catalog.peek import count_name
 from embedlake.catalog.schema import (
     counts,
     documents,
@@ -310,17 +311,6 @@ class Registry:
                 .values(status="done", finished_at=now, seconds=seconds)
             )
 
-    def coverage(self, model_id: int, chunker: str = "") -> dict[str, tuple[str, str]]:
-        """doc id → (content hash, shard key) of everything the model has embedded with the
-        chunking ``chunker``."""
-        with self._catalog.connect() as conn:
-            rows = conn.execute(
-                select(embedded.c.doc_id, embedded.c.content_hash, embedded.c.shard_key).where(
-                    embedded.c.model_id == model_id, embedded.c.chunker == chunker
-                )
-            )
-            return {r.doc_id: (r.content_hash, r.shard_key) for r in rows}
-
     def shard_keys(self, model_id: int, chunker: str) -> list[str]:
         """The shards holding the model's current vectors of the chunking ``chunker``, sorted."""
         with self._catalog.connect() as conn:
@@ -335,18 +325,11 @@ class Registry:
     def count_current(self, model_id: int, chunker: str) -> tuple[int, int]:
         """(passages, documents) of the live documents whose current text the model has
         embedded with the chunking ``chunker``: counted in the database."""
+        query = _current(
+            select(func.coalesce(func.sum(embedded.c.passages), 0), func.count()), model_id, chunker
+        )
         with self._catalog.connect() as conn:
-            row = conn.execute(
-                select(func.coalesce(func.sum(embedded.c.passages), 0), func.count())
-                .select_from(embedded)
-                .join(documents, documents.c.id == embedded.c.doc_id)
-                .where(
-                    embedded.c.model_id == model_id,
-                    embedded.c.chunker == chunker,
-                    documents.c.deleted_at.is_(None),
-                    documents.c.content_hash == embedded.c.content_hash,
-                )
-            ).one()
+            row = conn.execute(query).one()
         return int(row[0]), int(row[1])
 
     def lacking(self, model_id: int, chunker: str, page: int = 20_000) -> Iterator[tuple[str, str]]:
@@ -378,22 +361,15 @@ class Registry:
                 return
             last = rows[-1].id
 
-    def live_in_shard(self, model_id: int, chunker: str, shard_key: str) -> dict[str, str]:
-        """doc id → content hash of the live documents whose current vectors (of the model and
-        chunking) are in ``shard_key``: embedded from the text the document has now."""
+    def current(self, model_id: int, chunker: str, shard_key: str | None = None) -> dict[str, str]:
+        """doc id → content hash of the live documents whose current text the model has embedded
+        with the chunking ``chunker`` (in ``shard_key`` only, when given): what an index of the
+        model built now holds."""
+        query = _current(select(embedded.c.doc_id, embedded.c.content_hash), model_id, chunker)
+        if shard_key is not None:
+            query = query.where(embedded.c.shard_key == shard_key)
         with self._catalog.connect() as conn:
-            rows = conn.execute(
-                select(embedded.c.doc_id, embedded.c.content_hash)
-                .join(documents, documents.c.id == embedded.c.doc_id)
-                .where(
-                    embedded.c.model_id == model_id,
-                    embedded.c.chunker == chunker,
-                    embedded.c.shard_key == shard_key,
-                    documents.c.deleted_at.is_(None),
-                    documents.c.content_hash == embedded.c.content_hash,
-                )
-            )
-            return {r.doc_id: r.content_hash for r in rows}
+            return {r.doc_id: r.content_hash for r in conn.execute(query)}
 
     def cut(self, model_id: int, chunker: str, live: bool = False) -> Cut:
         """Passages, and documents cut, among what the model embedded with ``chunker`` (of the
@@ -432,7 +408,7 @@ class Registry:
         newest run); with ``cut``, those of them longer than the chunking keeps (or, passages
         off, than the window). Read from the counts the database keeps (migration 0006)."""
         chunker = self.latest_chunker(model_id) if chunker is None else chunker
-        name = f"{'cut' if cut else 'embedded'}:{model_id}:{chunker}"
+        name = count_name("cut" if cut else "embedded", model_id, chunker)
         with self._catalog.connect() as conn:
             value = conn.execute(select(counts.c.value).where(counts.c.name == name)).scalar()
         return int(value or 0)
@@ -478,3 +454,18 @@ class Registry:
         return IndexRecord(
             row.id, row.model_id, row.engine, row.params, row.n_vectors, row.prefix, row.created_at
         )
+
+
+def _current(query: Any, model_id: int, chunker: str) -> Any:
+    """``query`` over the model's coverage rows of ``chunker`` whose document is live at the
+    text that was embedded."""
+    return (
+        query.select_from(embedded)
+        .join(documents, documents.c.id == embedded.c.doc_id)
+        .where(
+            embedded.c.model_id == model_id,
+            embedded.c.chunker == chunker,
+            documents.c.deleted_at.is_(None),
+            documents.c.content_hash == embedded.c.content_hash,
+        )
+    )

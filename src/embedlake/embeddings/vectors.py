@@ -30,7 +30,7 @@ class VectorStream:
         registry, model = self.ws.catalog.registry, self.model
         documents = vectors = 0
         for key in registry.shard_keys(model.id, self.chunker):
-            wanted = registry.live_in_shard(model.id, self.chunker, key)
+            wanted = registry.current(model.id, self.chunker, key)
             if not wanted:
                 continue
             documents += len(wanted)

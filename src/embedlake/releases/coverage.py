@@ -34,9 +34,7 @@ HASH_CHARS = 16  # of a content hash: enough to tell two versions of a document 
 def current(ws: Workspace, model: ModelRecord, chunker: str) -> dict[str, str]:
     """doc id → content hash of every live document the model has embedded at its current content
     with the chunking ``chunker``: what an index of the model built now holds."""
-    live = ws.catalog.documents.live_hashes()
-    covered = ws.catalog.registry.coverage(model.id, chunker)
-    return {d: h for d, (h, _) in covered.items() if live.get(d) == h}
+    return ws.catalog.registry.current(model.id, chunker)
 
 
 def record(ws: Workspace, release_id: str, index_id: int, held: dict[str, str]) -> None:
