@@ -55,6 +55,7 @@ COLLECT_JS = """
 () => ({
   ready: window.__readyAt,
   points: window.embedlakeMap.views()[0].ids.length,
+  marks: Object.fromEntries(performance.getEntriesByType("mark").map((m) => [m.name, m.startTime])),
   resources: performance.getEntriesByType("resource").map((e) => ({
     name: e.name, start: e.startTime, end: e.responseEnd, transfer: e.transferSize,
     encoded: e.encodedBodySize, decoded: e.decodedBodySize,
@@ -125,6 +126,8 @@ def one_load(browser: Any, url: str) -> dict[str, Any]:
         "first_map_request_s": min((r["start"] for r in data), default=0.0) / 1000,
         "last_map_response_s": max((r["end"] for r in data), default=0.0) / 1000,
         "by_kind": by_kind,
+        # the page's own marks (app.js): points fetched, all data in, drawn; seconds
+        "marks": {name.rsplit(":", 1)[-1]: at / 1000 for name, at in got["marks"].items()},
     }
 
 

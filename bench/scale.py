@@ -35,6 +35,8 @@ from _common import DATA, table, write_result
 
 HERE = Path(__file__).resolve().parent
 EMBEDLAKE = [sys.executable, "-m", "embedlake"]
+JSON = {"Content-Type": "application/json"}
+STARTS = ["ingest", "index", "release", "serve"]  # where a run starts (--start)
 
 
 def _sources() -> list[tuple[str, list[str]]]:
@@ -115,9 +117,11 @@ def child_read_all(ws_path: str, engine: str) -> None:
     print(json.dumps({"n": len(ids), "tuning": tuning.describe() if tuning else None}))
 
 
-def child_search(ws_path: str, queries: int) -> None:
+def child_search(ws_path: str, queries: int, url: str = "") -> None:
     """p50/p99 of one-query searches on the newest index, and recall@10 against exact search
-    over the same vectors, on LSA encodings of held-out synthetic texts."""
+    over the same vectors, on LSA encodings of held-out synthetic texts. With ``url`` (an
+    `embedlake serve` of the published release), the same queries through ``/v1/search`` by
+    vector, one client on one kept-alive connection, measured at the client."""
     import faiss
 
     from embedlake import Workspace
@@ -143,20 +147,94 @@ def child_search(ws_path: str, queries: int) -> None:
             latencies.append(time.perf_counter() - started)
             found.append({d for d, _ in hits})
         ids, vectors = read_vectors(ws, model)
+        del index
+        api: dict[str, Any] = {}
+        if url:
+            api = _http_search(url, model.ref, encoded)
     truth = [{d for d, _ in row} for row in top_k(encoded, vectors, ids, 10)]
-    recall = float(np.mean([len(t & f) / 10 for t, f in zip(truth, found, strict=True)]))
+    out = {"queries": len(encoded), **_latency(latencies, found, truth), "engine": record.engine}
+    if api:
+        out["api"] = _latency(api["latencies"], api["found"], truth)
+    print(json.dumps(out))
+
+
+def _http_search(url: str, model_ref: str, encoded: np.ndarray) -> dict[str, Any]:
+    import httpx
+
+    latencies, found = [], []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        bodies = [json.dumps({"vector": q.tolist(), "model": model_ref, "k": 10}) for q in encoded]
+        for body in bodies[:20]:  # warm
+            client.post("/v1/search", content=body, headers=JSON).raise_for_status()
+        for body in bodies:
+            started = time.perf_counter()
+            response = client.post("/v1/search", content=body, headers=JSON)
+            latencies.append(time.perf_counter() - started)
+            response.raise_for_status()
+            found.append({hit["id"] for hit in response.json()["results"]})
+    return {"latencies": latencies, "found": found}
+
+
+def _latency(
+    latencies: list[float], found: list[set[str]], truth: list[set[str]]
+) -> dict[str, Any]:
     ms = np.array(latencies) * 1000
-    print(
-        json.dumps(
-            {
-                "queries": len(encoded),
-                "p50_ms": round(float(np.percentile(ms, 50)), 3),
-                "p99_ms": round(float(np.percentile(ms, 99)), 3),
-                "recall@10": round(recall, 4),
-                "engine": record.engine,
-            }
+    recall = float(np.mean([len(t & f) / 10 for t, f in zip(truth, found, strict=True)]))
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "recall@10": round(recall, 4),
+    }
+
+
+def _release_stages(report: Any) -> dict[str, float]:
+    """Seconds of each stage of the release build, from its report."""
+    stages = report.get("report", report).get("stages", {})
+    return {name: round(float(seconds), 1) for name, seconds in stages.items()}
+
+
+def _serve(ws: Path, root: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`embedlake serve` of the published release: search through it (in-process beside it, same
+    queries), its peak memory, then the map page's cold and warm loads in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    import map_page
+
+    from _common.servers import free_port, running
+
+    port = free_port()
+    cmd = [*EMBEDLAKE, "serve", str(ws), "--port", str(port)]
+    with running(cmd, port, root / "serve.log", timeout=900, env=map_page.OPEN) as (url, proc):
+        search = measured(
+            [sys.executable, __file__, "--child", "search", str(ws), str(args.queries), url],
+            root / "scale.log",
         )
-    )
+        served = json.loads(search["stdout"])
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=map_page.CHROMIUM, args=map_page.BROWSER_ARGS
+            )
+            try:
+                loads = [map_page.one_load(browser, url) for _ in range(args.map_loads + 1)]
+            finally:
+                browser.close()
+        served["api"]["server_peak_mib"] = _peak_mib(proc.pid)
+    page = {
+        "points": loads[0]["points"],
+        "cold_ready_s": round(loads[0]["ready_s"], 2),
+        "warm_ready_s": [round(r["ready_s"], 2) for r in loads[1:]],
+        "warm_marks_s": [{k: round(v, 2) for k, v in r["marks"].items()} for r in loads[1:]],
+        "by_kind_warm": loads[-1]["by_kind"],
+    }
+    return served, page
+
+
+def _peak_mib(pid: int) -> int:
+    """Peak resident memory of a running process (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return 0
 
 
 def main() -> None:
@@ -166,10 +244,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="build the workspace here and keep it")
     parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="with --keep: the workspace a run left there, from its index stage on",
+        "--start",
+        choices=STARTS,
+        default="ingest",
+        help="with --keep: go on from this stage in the workspace a run left there",
     )
+    parser.add_argument("--map-loads", type=int, default=3, help="warm loads of the map page")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -177,8 +257,13 @@ def main() -> None:
         if kind == "read-all":
             child_read_all(*rest)
         else:
-            child_search(rest[0], int(rest[1]))
+            child_search(rest[0], int(rest[1]), *rest[2:])
         return
+    if args.start != "ingest" and not (
+        args.keep and (args.keep / "ws" / "embedlake.toml").is_file()
+    ):
+        raise SystemExit("--start needs --keep with a workspace a run left there")
+    from_ = STARTS[STARTS.index(args.start) :]
 
     tmp = tempfile.TemporaryDirectory()
     root = args.keep or Path(tmp.name)
@@ -186,42 +271,55 @@ def main() -> None:
     ws, log = root / "ws", root / "scale.log"
     corpus = root / "docs.jsonl"
     stages: dict[str, dict[str, Any]] = {}
-    if not (args.reuse and args.keep and (ws / "embedlake.toml").is_file()):
+    if "ingest" in from_:
         generate(corpus, args.docs, seed=0)
         stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
         generate(ws / "queries.jsonl", args.queries, seed=1)  # held-out texts, as queries
         stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)
         stages["embed"] = measured([*EMBEDLAKE, "embed", str(ws), "--model", "lsa"], log)
-    stages["index"] = measured(
-        [*EMBEDLAKE, "index", str(ws), "--model", "lsa", "--engine", args.engine, "--json"], log
-    )
-    built = json.loads(stages["index"]["stdout"])
-    engine = built["engine"]
-    stages["index (read all: anchor)"] = measured(
-        [sys.executable, __file__, "--child", "read-all", str(ws), engine], log
-    )
-    stages["status"] = measured([*EMBEDLAKE, "status", str(ws)], log)
-    search = measured(
-        [sys.executable, __file__, "--child", "search", str(ws), str(args.queries)], log
-    )
-    served = json.loads(search["stdout"])
+    built: dict[str, Any] = {}
+    if "index" in from_:
+        stages["index"] = measured(
+            [*EMBEDLAKE, "index", str(ws), "--model", "lsa", "--engine", args.engine, "--json"],
+            log,
+        )
+        built = json.loads(stages["index"]["stdout"])
+        stages["index (read all: anchor)"] = measured(
+            [sys.executable, __file__, "--child", "read-all", str(ws), built["engine"]], log
+        )
+        stages["status"] = measured([*EMBEDLAKE, "status", str(ws)], log)
+    released: dict[str, Any] = {}
+    if "release" in from_:
+        # the release as a user builds it: reducer, map, its own index, BM25, gate, publish
+        env = {**os.environ, "EMBEDLAKE_INDEX__ENGINE": args.engine}
+        stages["release"] = measured(
+            [*EMBEDLAKE, "release", str(ws), "--model", "lsa", "--json"], log, env=env
+        )
+        released = _release_stages(json.loads(stages["release"]["stdout"]))
+    served, page = _serve(ws, root, args)
     rows = [[name, s["seconds"], s["peak_mib"]] for name, s in stages.items()]
+    rows += [[f"  release: {name}", seconds, ""] for name, seconds in released.items()]
     print(table(["stage", "seconds", "peak MiB"], rows))
-    streamed, anchor = stages["index"], stages["index (read all: anchor)"]
-    print(
-        f"index {engine}: streamed {streamed['seconds']} s at {streamed['peak_mib']} MiB; read "
-        f"all {anchor['seconds']} s at {anchor['peak_mib']} MiB (peak ratio "
-        f"{streamed['peak_mib'] / anchor['peak_mib']:.2f}); tuning {built.get('tuning')}"
-    )
-    print(f"search, one thread: {served}")
+    if built:
+        streamed, anchor = stages["index"], stages["index (read all: anchor)"]
+        print(
+            f"index {built['engine']}: streamed {streamed['seconds']} s at "
+            f"{streamed['peak_mib']} MiB; read all {anchor['seconds']} s at "
+            f"{anchor['peak_mib']} MiB (peak ratio "
+            f"{streamed['peak_mib'] / anchor['peak_mib']:.2f}); tuning {built.get('tuning')}"
+        )
+    print(f"search, in process (one thread) and through the API (one client): {served}")
+    print(f"map page, headless Chromium: {page}")
     write_result(
-        f"scale_{args.docs}_{engine}" + ("_reused" if "embed" not in stages else ""),
+        f"scale_{args.docs}_{args.engine}" + ("" if "ingest" in from_ else f"_from_{args.start}"),
         {
             "docs": args.docs,
-            "engine": engine,
+            "engine": args.engine,
             "stages": {k: {**v, "stdout": None} for k, v in stages.items()},
+            "release_stages": released,
             "index": built,
             "search": served,
+            "map_page": page,
         },
     )
     tmp.cleanup()

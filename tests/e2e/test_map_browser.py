@@ -159,6 +159,24 @@ def test_the_map_draws_hovers_clicks_searches_and_switches(
     n = _get(site, f"/v1/map/{release}")["points"]
     assert _view(page, "ids.length") == n == 2431
     assert f"{n:,} points" in page.inner_text("#status")
+    # drawn where the server put them (fetched as uint16 pairs: within a grid step, scaled by the
+    # page's margin), fainter where points pile up
+    headers = {"Authorization": f"Bearer {site['key']}"}
+    points = httpx.get(f"{site['url']}/v1/map/{quote(release)}/points", headers=headers)
+    xy = np.frombuffer(points.content, dtype="<f4").reshape(-1, 2)
+    drawn_xy = (
+        np.array(
+            page.evaluate(
+                "() => { const v = window.embedlakeMap.views()[0]; return [...v.x, ...v.y] }"
+            )
+        )
+        .reshape(2, -1)
+        .T
+    )
+    edge = int(np.abs(xy[:, 0]).argmax())
+    fit = drawn_xy[edge, 0] / xy[edge, 0]
+    assert 0.9 < fit < 1 and np.abs(drawn_xy - xy * fit).max() < 2 / 65535
+    assert _view(page, "plot.get('opacityBy')") == "density"
 
     # 1. the canvas is drawn: thousands of coloured pixels, in the two sources' colours (chosen)
     page.select_option("#field", "source")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.conftest import write_jsonl
 from tests.integration.test_api import Api, _open, _problem, api, template
 
 __all__ = ["api", "template"]  # fixtures shared with test_api
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 def _points(response: Any) -> np.ndarray:
@@ -60,6 +62,20 @@ def test_releases_with_maps_and_their_points_ids_and_labels(api: Api) -> None:
     page = api.call("GET", f"/v1/map/{api.second}/points?offset=1000&limit=30", "search")
     assert np.array_equal(_points(page), xy[1000:1030])
     assert api.call("GET", f"/v1/map/{api.second}/ids?offset=1030", "search").json() == ids[1030:]
+
+    # the page's form: uint16 points and ids as lines, gzipped for a client that accepts it
+    # (httpx asks for it and decodes it), the same bytes as plain for one that does not
+    u16 = api.call("GET", f"/v1/map/{api.second}/points?encoding=u16", "search")
+    assert u16.headers["content-encoding"] == "gzip" and u16.headers["vary"] == "Accept-Encoding"
+    grid = np.frombuffer(u16.content, dtype="<u2").reshape(-1, 2) / 32767.5 - 1
+    assert grid.shape == xy.shape and np.abs(grid - xy).max() <= 1 / 65535 + 1e-6
+    plain = api.call("GET", f"/v1/map/{api.second}/points?encoding=u16", "search", headers=IDENTITY)
+    assert "content-encoding" not in plain.headers and plain.content == u16.content
+    text = api.call("GET", f"/v1/map/{api.second}/ids?format=text&offset=1000", "search")
+    assert text.headers["content-type"].startswith("text/plain")
+    assert text.text.split("\n") == ids[1000:] and text.headers["x-total-count"] == "1036"
+    _problem(api.call("GET", f"/v1/map/{api.second}/points?encoding=f16", "search"), 422)
+    _problem(api.call("GET", f"/v1/map/{api.second}/ids?format=csv", "search"), 422)
 
     labels = api.call("GET", f"/v1/map/{api.second}/labels?field=source", "search").json()
     codes = np.frombuffer(base64.b64decode(labels["codes"]), dtype="<u2")
@@ -119,6 +135,17 @@ def test_documents_that_arrive_later_are_placed_and_deleted_ones_leave(
     # placed among its nearest neighbours: closer to t1 ("kidney stones in adults") than most
     distances = np.linalg.norm(xy - late, axis=1)
     assert (distances < distances[ids.index("t1")]).mean() < 0.2, near
+
+
+def test_the_served_map_is_prepared_before_the_page_asks(api: Api) -> None:
+    # a million points take ~15 s to gather: the server does it once it serves the release, so
+    # the first page load does not wait for it (its colours by the default field too)
+    served = api.client.app.state.serving.get()
+    deadline = time.monotonic() + 60
+    while served._map is None or "lang" not in served._map._labels:
+        assert time.monotonic() < deadline, "the served release's map was not prepared"
+        time.sleep(0.05)
+    assert served._map.release == api.second and len(served._map.ids) == 1036
 
 
 def test_map_errors_and_the_page(api: Api) -> None:

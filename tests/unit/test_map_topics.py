@@ -152,7 +152,8 @@ def test_a_label_whose_point_was_deleted_is_not_served() -> None:
         "sampled": 3,
         "levels": [{"clusters": 2, "topics": [{"id": "a", "keywords": ["x"]}, {"id": "b"}]}],
     }
-    live = maps._live_topics(stored, {"b", "c"})
-    assert live["levels"][0]["topics"] == [{"id": "b"}] and live["sampled"] == 3
-    assert stored["levels"][0]["topics"][0]["id"] == "a"  # the stored topics are left alone
-    assert maps._live_topics({}, {"a"}) == {"levels": []}
+    live = maps._live_topics(stored, ["c", "b"])  # the map's points in their order
+    # each label with its point's position among the map's points, for the page
+    assert live["levels"][0]["topics"] == [{"id": "b", "point": 1}] and live["sampled"] == 3
+    assert stored["levels"][0]["topics"][0] == {"id": "a", "keywords": ["x"]}  # left alone
+    assert maps._live_topics({}, ["a"]) == {"levels": []}

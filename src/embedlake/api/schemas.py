@@ -242,6 +242,7 @@ class MapInfo(BaseModel):
 
 class MapTopic(BaseModel):
     id: str = Field(description="the point the label sits on (its cluster's most central)")
+    point: int = Field(description="that point's position in the order of `/ids` and `/points`")
     x: float
     y: float
     size: int = Field(description="points of the map in the cluster when it was fitted")

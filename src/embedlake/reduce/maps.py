@@ -5,10 +5,12 @@ deleted ones. Built on first request and kept with the loaded release."""
 from __future__ import annotations
 
 import base64
+import gzip
 import logging
 import math
+import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 MAX_CATEGORIES = 40  # a colour legend longer than this is unreadable; the rest is "other"
 _SAMPLE = 2000  # documents (a seeded random sample) looked at to offer fields for colouring
 NONE = "(none)"  # the category of a document without the field
+GZIP_LEVEL = 6  # 9 MB of ids in ~0.3 s once, to a quarter of their size
+GZIP_KEPT = 64  # compressed pages kept per map: a million points is 4 pages of each kind
 
 
 @dataclass
@@ -36,17 +40,45 @@ class MapData:
     placed_late: int
     topics: dict[str, Any] = field(default_factory=dict)  # the regions' labels (reduce/topics.py)
     _labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _gzipped: dict[str, bytes] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _labelling: threading.Lock = field(default_factory=threading.Lock)
 
-    def points(self, offset: int, limit: int) -> bytes:
-        """x0, y0, x1, y1, ... as little-endian float32."""
-        return self.coords[offset : offset + limit].astype("<f4").tobytes()
+    def points(self, offset: int, limit: int, encoding: str = "f32") -> bytes:
+        """x0, y0, x1, y1, ... as little-endian float32, or with ``u16`` as uint16 from 0 (-1)
+        to 65535 (1): a grid finer than any screen's pixels in half the bytes."""
+        part: np.ndarray = self.coords[offset : offset + limit]
+        if encoding == "u16":
+            part = np.rint((np.clip(part, -1, 1) + 1) * 32767.5).astype("<u2")
+        return part.astype("<u2" if encoding == "u16" else "<f4").tobytes()
+
+    def ids_text(self, offset: int, limit: int) -> bytes:
+        """The ids, one per line (an id holds no control character: ingest refuses them)."""
+        return "\n".join(self.ids[offset : offset + limit]).encode()
+
+    def compressed(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """``make()`` gzipped, kept by ``key``: the map's pages are large and asked for again
+        by every page load, so each is compressed once (the newest few are kept)."""
+        with self._lock:
+            found = self._gzipped.get(key)
+        if found is None:
+            found = gzip.compress(make(), compresslevel=GZIP_LEVEL, mtime=0)
+            with self._lock:
+                self._gzipped[key] = found
+                while len(self._gzipped) > GZIP_KEPT:
+                    self._gzipped.pop(next(iter(self._gzipped)))
+        return found
 
     def labels(self, ws: Workspace, name: str) -> dict[str, Any]:
         """Per point the category of ``name`` (``source`` or a metadata field), as codes into a
         list of categories (most frequent first; ``other`` past MAX_CATEGORIES, ``(none)``)."""
-        cached = self._labels.get(name)
-        if cached is not None:
+        with self._labelling:  # one at a time: a second asker waits for the first's answer
+            cached = self._labels.get(name)
+            if cached is None:
+                cached = self._labels[name] = self._compute_labels(ws, name)
             return cached
+
+    def _compute_labels(self, ws: Workspace, name: str) -> dict[str, Any]:
         wanted = set(self.ids)
         values: dict[str, str] = {}
         for doc_id, source, metadata in ws.catalog.documents.iter_fields():
@@ -59,14 +91,12 @@ class MapData:
         position = {c: n for n, c in enumerate(top)}
         other = position.get("other", 0)
         codes = np.array([position.get(values.get(i, NONE), other) for i in self.ids], dtype="<u2")
-        out = {
+        return {
             "field": name,
             "categories": top,
             "counts": [counts.get(c, 0) for c in top],
             "codes": base64.b64encode(codes.tobytes()).decode(),
         }
-        self._labels[name] = out
-        return out
 
 
 def _category(value: Any) -> str:
@@ -152,14 +182,15 @@ def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: in
         coords = np.vstack([coords, placed])
     ids = fitted.ids + late
     keep = np.array([i in live for i in ids], dtype=bool)
+    kept = [i for i, k in zip(ids, keep, strict=True) if k]
     log.info("map of %s: %d fitted, %d placed since", release_id, len(fitted), len(late))
     return MapData(
         release_id,
-        [i for i, kept in zip(ids, keep, strict=True) if kept],
+        kept,
         np.ascontiguousarray(coords[keep], dtype=np.float32),
         fitted.meta,
         len(late),
-        _live_topics(fitted.topics, set(ids) & live),
+        _live_topics(fitted.topics, kept),
     )
 
 
@@ -184,10 +215,18 @@ def _nearest_documents(
     return list(out.items())
 
 
-def _live_topics(topics: dict[str, Any], live: set[str]) -> dict[str, Any]:
-    """The map's topics, less those whose point (where the label sits) was deleted since."""
+def _live_topics(topics: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+    """The map's topics, less those whose point (where the label sits) was deleted since, each
+    with its point's position among ``ids`` (the page finds it without an index of every id)."""
+    labelled = {t["id"] for level in topics.get("levels", []) for t in level["topics"]}
+    position = {i: n for n, i in enumerate(ids) if i in labelled}
     levels = [
-        {**level, "topics": [t for t in level["topics"] if t["id"] in live]}
+        {
+            **level,
+            "topics": [
+                {**t, "point": position[t["id"]]} for t in level["topics"] if t["id"] in position
+            ],
+        }
         for level in topics.get("levels", [])
     ]
     return {**topics, "levels": levels}
