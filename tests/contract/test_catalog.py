@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +164,23 @@ def test_iter_live_pages_through_everything_in_order(ws: Workspace) -> None:
     ws.catalog.documents.upsert([_doc(f"{i:04d}") for i in range(2500)])
     ids = [d.id for d in ws.catalog.documents.iter_live(batch=300)]
     assert ids == [f"{i:04d}" for i in range(2500)]
+
+
+def test_the_corpus_hash_is_the_hash_of_every_sorted_pair_in_both_dialects(
+    ws: Workspace,
+) -> None:
+    # ids whose order differs between code points and a natural-language collation (the
+    # catalog sorts by code points on PostgreSQL whatever its collation; this machine has no
+    # natural-language locale and its PostgreSQL no ICU, so only the C order is exercised here)
+    ids = ["b", "B", "a", "Z", "_x", "é", "e", "10", "9", "a b", "ä", "日本"]
+    docs = ws.catalog.documents
+    docs.upsert([_doc(i, f"text of {i}") for i in ids])
+    docs.delete("e")
+    expected = json.dumps(sorted(docs.live_hashes().items())).encode()  # the definition
+    assert docs.corpus_hash() == hashlib.sha256(expected).hexdigest()
+    before = docs.corpus_hash()
+    docs.upsert([_doc("9", "changed")])
+    assert docs.corpus_hash() != before
 
 
 def test_what_a_model_lacks_and_holds_is_asked_of_the_database(ws: Workspace) -> None:

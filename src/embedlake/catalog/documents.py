@@ -281,9 +281,16 @@ class Documents:
             return {r.id: r.content_hash for r in rows}
 
     def corpus_hash(self) -> str:
-        """One hash for the live corpus: every (id, content hash), sorted."""
-        items = sorted(self.live_hashes().items())
-        return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+        """One hash for the live corpus: SHA-256 of the JSON list of every [id, content hash]
+        sorted by id, fed a keyset page at a time (ten million ids are never held at once)."""
+        digest = hashlib.sha256(b"[")
+        rows = self._live_rows((t.c.id, t.c.content_hash), 10_000, codepoints=True)
+        for n, r in enumerate(rows):
+            digest.update(
+                (", " if n else "").encode() + json.dumps([r.id, r.content_hash]).encode()
+            )
+        digest.update(b"]")
+        return digest.hexdigest()
 
     def iter_fields(self, batch: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(id, source, metadata) of every live document, without the text (for labels)."""
@@ -295,15 +302,21 @@ class Documents:
         for r in self._live_rows(tuple(t.c), batch):
             yield Document(r.id, r.source, r.title, r.text, r.metadata)
 
-    def _live_rows(self, columns: tuple[Any, ...], batch: int) -> Iterator[Any]:
-        """``columns`` of every live document in id order, in keyset pages."""
+    def _live_rows(
+        self, columns: tuple[Any, ...], batch: int, *, codepoints: bool = False
+    ) -> Iterator[Any]:
+        """``columns`` of every live document in id order, in keyset pages. ``codepoints``: in
+        the order of Python's ``sorted`` (SQLite's own; PostgreSQL's follows its collation)."""
+        key: Any = t.c.id
+        if codepoints and self._catalog.engine.dialect.name == "postgresql":
+            key = t.c.id.collate("C")
         last = ""
         while True:
             with self._catalog.connect() as conn:
                 rows = conn.execute(
                     select(*columns)
-                    .where(t.c.deleted_at.is_(None), t.c.id > last)
-                    .order_by(t.c.id)
+                    .where(t.c.deleted_at.is_(None), key > last)
+                    .order_by(key)
                     .limit(batch)
                 ).all()
             if not rows:
