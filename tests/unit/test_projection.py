@@ -57,6 +57,24 @@ def test_points_past_the_sample_are_placed_among_their_neighbours() -> None:
     assert _purity(fitted.coords, labels, rest, sample) > 0.95
 
 
+def test_placing_in_batches_places_every_point_as_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, _ = _clusters(n=300)
+    near = projection.neighbours(x[:200])
+    coords = projection._normalise(
+        np.random.default_rng(1).normal(size=(200, 2)).astype(np.float32)
+    )
+    whole = projection.place(x[200:], near, coords, 8)
+    asked: list[int] = []
+
+    def counted(queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        asked.append(len(queries))
+        return near(queries, k)
+
+    monkeypatch.setattr(projection, "PLACE_BATCH", 30)  # 100 points: 30, 30, 30 and 10
+    assert np.array_equal(projection.place(x[200:], counted, coords, 8), whole)
+    assert asked == [30, 30, 30, 10] and np.abs(whole).sum(axis=1).min() > 0
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     lake = open_lake(str(tmp_path / "lake"))
     x, _ = _clusters(n=50)

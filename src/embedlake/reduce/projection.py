@@ -155,18 +155,24 @@ def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
     return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
 
+PLACE_BATCH = 10_000  # queries whose neighbours are held at once (as Python tuples: ~1.6 MB each)
+
+
 def place(queries: np.ndarray, neighbours: Neighbours, coords: Coords, k: int) -> Coords:
-    """Positions for new points from the positions of their ``k`` nearest fitted points."""
+    """Positions for new points from the positions of their ``k`` nearest fitted points, a batch
+    of queries at a time: the neighbours of 950,000 points at once took 1.5 GB."""
     out = np.zeros((len(queries), 2), dtype=np.float32)
-    for n, row in enumerate(neighbours(queries, k)):
-        if not row:
-            continue
-        rows = np.array([r for r, _ in row], dtype=np.int64)
-        d = np.array([dist for _, dist in row], dtype=np.float64)
-        spread = d - d.min()
-        sigma = spread.mean() or 1.0
-        w = np.exp(-spread / sigma)
-        out[n] = (w[:, None] * coords[rows]).sum(axis=0) / w.sum()
+    for start in range(0, len(queries), PLACE_BATCH):
+        found = neighbours(queries[start : start + PLACE_BATCH], k)
+        for n, row in enumerate(found, start=start):
+            if not row:
+                continue
+            rows = np.array([r for r, _ in row], dtype=np.int64)
+            d = np.array([dist for _, dist in row], dtype=np.float64)
+            spread = d - d.min()
+            sigma = spread.mean() or 1.0
+            w = np.exp(-spread / sigma)
+            out[n] = (w[:, None] * coords[rows]).sum(axis=0) / w.sum()
     return out
 
 
