@@ -174,3 +174,52 @@ def _wait_embedded(ws: Workspace, ids: list[str]) -> None:
     while not set(ids) <= set(ws.catalog.registry.current(release.model_id, release.chunker)):
         assert time.monotonic() < deadline, "embed-new never embedded the new documents"
         time.sleep(0.05)
+
+
+def test_the_coverage_snapshot_is_sorted_streamed_and_read_in_either_form(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    from embedlake.catalog.documents import pairs_hash
+
+    release_id = _release(ws, "lsa-a", 16, published=True)
+    release = ws.catalog.releases.get(release_id)
+    with ws.lake.open(f"{release.prefix}/{coverage.FILE}") as f:
+        snapshot = pq.read_table(f).to_pylist()
+    ids = [r["id"] for r in snapshot]
+    assert len(ids) == 1033 and ids == sorted(ids)  # code-point order, as the merge needs
+    live = dict(ws.catalog.documents.iter_live_hashes())
+    assert {r["id"]: r["hash"] for r in snapshot} == {
+        d: h[: coverage.HASH_CHARS] for d, h in live.items()
+    }
+    # the snapshot's hash is the hash of every full pair, as it was when held in one dict
+    assert release.snapshot["corpus_hash"] == pairs_hash(sorted(live.items()))
+    assert release.snapshot["documents"] == 1033
+    assert coverage.lacking(ws, release_id) == 0
+
+    late = _arrive(ws, tmp_path, 3)
+    changed = sorted(live)[500]
+    new_text = write_jsonl(tmp_path / "changed.jsonl", [{"_id": changed, "text": "new"}])
+    assert ingest_path(ws, new_text, source="med")[0].updated == 1
+    ws.catalog.documents.delete(sorted(live)[0])  # a deletion lacks nothing
+    assert coverage.lacking(ws, release_id) == len(late) + 1
+
+    # a release indexed before the snapshot was streamed has a coverage.json: still counted
+    ws.lake.put(
+        f"{release.prefix}/{coverage.OLD_FILE}",
+        json.dumps({d: h[: coverage.HASH_CHARS] for d, h in live.items()}).encode(),
+    )
+    ws.lake.delete(f"{release.prefix}/{coverage.FILE}")
+    assert coverage.lacking(ws, release_id) == len(late) + 1
+
+
+def test_the_merge_counts_what_the_snapshot_lacks() -> None:
+    held = [("A", "h1"), ("a", "h2"), ("b", "h3"), ("é", "h4")]  # sorted by code point
+    live = [("0", "x"), ("A", "h1"), ("a", "changed"), ("c", "h5"), ("é", "h4"), ("日", "h6")]
+    # "0", "c" and "日" are not held, "a" is held at another text; "b" was deleted since
+    assert coverage._missing(live, held) == 4
+    assert coverage._missing(live, []) == len(live)
+    assert coverage._missing([], held) == 0

@@ -42,6 +42,12 @@ class Database:
             f"catalog-commit-{id(self)}", default=None
         )
 
+    def codepoint_order(self, column: Any) -> Any:
+        """``column`` compared and sorted by code points, as Python compares strings: SQLite's
+        own order; on PostgreSQL the "C" collation, whatever the database's (a merge against a
+        sorted file or a hash of a sorted list needs the same order on both sides)."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
     def on_record(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """Be told of every record the lake must keep (see ``catalog.journal``)."""
         self._listeners.append(listener)

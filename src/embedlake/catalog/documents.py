@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -82,6 +82,15 @@ class UpsertResult:
 
 
 Scalar = str | int | float | bool
+
+
+def pairs_hash(pairs: Iterable[tuple[str, str]]) -> str:
+    """SHA-256 of ``json.dumps(list(pairs))``, fed a pair at a time (the list is never built)."""
+    digest = hashlib.sha256(b"[")
+    for n, pair in enumerate(pairs):
+        digest.update((", " if n else "").encode() + json.dumps(list(pair)).encode())
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 def _in(column: Any, values: Sequence[Any], kind: TypeEngine[Any], dialect: str) -> Any:
@@ -280,17 +289,16 @@ class Documents:
             rows = conn.execute(select(t.c.id, t.c.content_hash).where(t.c.deleted_at.is_(None)))
             return {r.id: r.content_hash for r in rows}
 
+    def iter_live_hashes(self, page: int = 20_000) -> Iterator[tuple[str, str]]:
+        """(id, content hash) of every live document, in code-point order of the ids (as
+        Python's ``sorted``), in keyset pages."""
+        for r in self._live_rows((t.c.id, t.c.content_hash), page, codepoints=True):
+            yield r.id, r.content_hash
+
     def corpus_hash(self) -> str:
         """One hash for the live corpus: SHA-256 of the JSON list of every [id, content hash]
         sorted by id, fed a keyset page at a time (ten million ids are never held at once)."""
-        digest = hashlib.sha256(b"[")
-        rows = self._live_rows((t.c.id, t.c.content_hash), 10_000, codepoints=True)
-        for n, r in enumerate(rows):
-            digest.update(
-                (", " if n else "").encode() + json.dumps([r.id, r.content_hash]).encode()
-            )
-        digest.update(b"]")
-        return digest.hexdigest()
+        return pairs_hash(self.iter_live_hashes())
 
     def iter_fields(self, batch: int = 5000) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(id, source, metadata) of every live document, without the text (for labels)."""
@@ -307,9 +315,7 @@ class Documents:
     ) -> Iterator[Any]:
         """``columns`` of every live document in id order, in keyset pages. ``codepoints``: in
         the order of Python's ``sorted`` (SQLite's own; PostgreSQL's follows its collation)."""
-        key: Any = t.c.id
-        if codepoints and self._catalog.engine.dialect.name == "postgresql":
-            key = t.c.id.collate("C")
+        key = self._catalog.codepoint_order(t.c.id) if codepoints else t.c.id
         last = ""
         while True:
             with self._catalog.connect() as conn:

@@ -332,6 +332,22 @@ class Registry:
             row = conn.execute(query).one()
         return int(row[0]), int(row[1])
 
+    def iter_current(
+        self, model_id: int, chunker: str, page: int = 20_000
+    ) -> Iterator[tuple[str, str]]:
+        """``current``'s (doc id, content hash) pairs for the whole corpus, in code-point order
+        of the ids (as Python's ``sorted``), in keyset pages: nothing holds them all."""
+        key = self._catalog.codepoint_order(embedded.c.doc_id)
+        last = ""
+        while True:
+            query = _current(select(embedded.c.doc_id, embedded.c.content_hash), model_id, chunker)
+            with self._catalog.connect() as conn:
+                rows = conn.execute(query.where(key > last).order_by(key).limit(page)).all()
+            yield from ((r.doc_id, r.content_hash) for r in rows)
+            if len(rows) < page:
+                return
+            last = rows[-1].doc_id
+
     def lacking(self, model_id: int, chunker: str, page: int = 20_000) -> Iterator[tuple[str, str]]:
         """(doc id, content hash) of every live document the model has not embedded with the
         chunking ``chunker`` at its current text, in id order: an anti-join read in keyset

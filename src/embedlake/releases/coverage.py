@@ -2,20 +2,30 @@
 
 An alias never points to a release that is behind the catalog (docs/releases.md, Coverage). A
 release's index holds what its model had embedded when the index was built; the (document,
-content hash) pairs it was built from are written beside the release (``coverage.json``), so what
-it lacks is counted exactly: live documents whose current content is not among them. Catching up
-is the build's own code: embed what the release's model lacks (that model is the release's serving
-form, so its own form and chunking), then index the release again (through its own PCA where that
-backs its index).
+content hash) pairs it was built from are written beside the release (``coverage.parquet``,
+sorted by id), so what it lacks is counted exactly: live documents whose current content is not
+among them. Both sides are read in id order a page at a time and merged, so no step holds every
+id (ten million of them would be gigabytes as a Python dict). Catching up is the build's own
+code: embed what the release's model lacks (that model is the release's serving form, so its own
+form and chunking), then index the release again (through its own PCA where that backs its
+index).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedlake.catalog.documents import pairs_hash
 from embedlake.catalog.registry import ModelRecord
 from embedlake.catalog.releases import ReleaseRecord
 from embedlake.embeddings.batch import embed_in_steps
@@ -27,31 +37,70 @@ from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-FILE = "coverage.json"
+FILE = "coverage.parquet"
+OLD_FILE = "coverage.json"  # written by releases indexed before the snapshot was streamed
 HASH_CHARS = 16  # of a content hash: enough to tell two versions of a document apart
+_SCHEMA = pa.schema([("id", pa.string()), ("hash", pa.string())])
+_BATCH = 50_000  # pairs a Parquet row group holds
 
 
-def current(ws: Workspace, model: ModelRecord, chunker: str) -> dict[str, str]:
-    """doc id → content hash of every live document the model has embedded at its current content
-    with the chunking ``chunker``: what an index of the model built now holds."""
-    return ws.catalog.registry.current(model.id, chunker)
+@dataclass(frozen=True)
+class Held:
+    """What an index built now holds: a local Parquet file of (id, hash prefix) sorted by id,
+    how many, and the hash of the full pairs (as ``corpus_hash`` hashes the live corpus)."""
+
+    path: Path
+    documents: int
+    corpus_hash: str
 
 
-def record(ws: Workspace, release_id: str, index_id: int, held: dict[str, str]) -> None:
-    """Point the release at a new index built from ``held`` (taken before the build began, so a
-    document embedded meanwhile makes the release look behind, never ahead), with its snapshot."""
+@contextmanager
+def held(ws: Workspace, model: ModelRecord, chunker: str) -> Iterator[Held]:
+    """The live documents the model has embedded at their current content with ``chunker``,
+    taken now (before a build begins, so a document embedded meanwhile makes the release look
+    behind, never ahead), written to a temporary file for as long as the block runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / FILE
+        counted = [0]
+        with pq.ParquetWriter(path, _SCHEMA, compression="zstd") as writer:
+            pairs = ws.catalog.registry.iter_current(model.id, chunker)
+            digest = pairs_hash(_written(pairs, writer, counted))
+        yield Held(path, counted[0], digest)
+
+
+def _written(
+    pairs: Iterable[tuple[str, str]], writer: pq.ParquetWriter, counted: list[int]
+) -> Iterator[tuple[str, str]]:
+    """``pairs`` passed on as they are written to ``writer`` a batch at a time (the hash prefix
+    only), counted in ``counted[0]``."""
+    ids: list[str] = []
+    hashes: list[str] = []
+    for pair in pairs:
+        ids.append(pair[0])
+        hashes.append(pair[1][:HASH_CHARS])
+        if len(ids) == _BATCH:
+            writer.write_table(pa.table([ids, hashes], schema=_SCHEMA))
+            counted[0] += len(ids)
+            ids, hashes = [], []
+        yield pair
+    if ids:
+        writer.write_table(pa.table([ids, hashes], schema=_SCHEMA))
+        counted[0] += len(ids)
+
+
+def record(ws: Workspace, release_id: str, index_id: int, held: Held) -> None:
+    """Point the release at a new index built from ``held``, with its snapshot."""
     release = ws.catalog.releases.get(release_id)
-    pairs = sorted(held.items())
-    ws.lake.put(
-        f"{release.prefix}/{FILE}",
-        json.dumps({d: h[:HASH_CHARS] for d, h in pairs}).encode(),
-    )
+    with held.path.open("rb") as f:
+        ws.lake.put_file(f"{release.prefix}/{FILE}", f)
+    if ws.lake.exists(f"{release.prefix}/{OLD_FILE}"):
+        ws.lake.delete(f"{release.prefix}/{OLD_FILE}")  # stale now: never read again
     ws.catalog.releases.update(
         release_id,
         index_id=index_id,
         snapshot={
-            "documents": len(pairs),
-            "corpus_hash": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(),
+            "documents": held.documents,
+            "corpus_hash": held.corpus_hash,
             "live_documents": ws.catalog.documents.count(),
         },
     )
@@ -63,9 +112,9 @@ def index_release(ws: Workspace, release_id: str) -> float:
     started = time.perf_counter()
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
-    held = current(ws, model, release.chunker)
-    built = build_index(ws, model, reducer=load_reducer(ws, release), chunker=release.chunker)
-    record(ws, release_id, built.index_id, held)
+    with held(ws, model, release.chunker) as before:
+        built = build_index(ws, model, reducer=load_reducer(ws, release), chunker=release.chunker)
+        record(ws, release_id, built.index_id, before)
     latest = ws.catalog.releases.get(release_id)
     index = {"id": built.index_id, "engine": built.engine, "vectors": built.n_vectors}
     ws.catalog.releases.update(
@@ -77,23 +126,47 @@ def index_release(ws: Workspace, release_id: str) -> float:
 def lacking(ws: Workspace, release_id: str) -> int:
     """How many live documents the release's index does not hold at their current content."""
     release = ws.catalog.releases.get(release_id)
-    live = ws.catalog.documents.live_hashes()
     if release.index_id is None:
-        return len(live)
+        return ws.catalog.documents.count()
+    live = ws.catalog.documents.iter_live_hashes()
+    key = f"{release.prefix}/{FILE}"
+    if ws.lake.exists(key):
+        with ws.lake.open(key) as f:
+            return _missing(live, _snapshot(pq.ParquetFile(f)))
     try:
-        held: dict[str, str] = json.loads(ws.lake.get(f"{release.prefix}/{FILE}"))
+        old: dict[str, str] = json.loads(ws.lake.get(f"{release.prefix}/{OLD_FILE}"))
     except NotFound:
-        return _estimate(ws, release, live)
-    return sum(1 for d, h in live.items() if held.get(d) != h[:HASH_CHARS])
+        return _estimate(ws, release)
+    return sum(1 for d, h in live if old.get(d) != h[:HASH_CHARS])
 
 
-def _estimate(ws: Workspace, release: ReleaseRecord, live: dict[str, str]) -> int:
+def _snapshot(file: pq.ParquetFile) -> Iterator[tuple[str, str]]:
+    for batch in file.iter_batches(batch_size=_BATCH):
+        yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True)
+
+
+def _missing(live: Iterable[tuple[str, str]], held: Iterable[tuple[str, str]]) -> int:
+    """Live (id, hash) pairs whose id is not in ``held`` at that hash's prefix: a merge of two
+    streams sorted by id in code-point order."""
+    rest = iter(held)
+    at = next(rest, None)
+    missing = 0
+    for doc_id, content_hash in live:
+        while at is not None and at[0] < doc_id:
+            at = next(rest, None)
+        if at is None or at[0] != doc_id or at[1] != content_hash[:HASH_CHARS]:
+            missing += 1
+    return missing
+
+
+def _estimate(ws: Workspace, release: ReleaseRecord) -> int:
     """A release indexed before coverage files were written: its index's size against what its
     model has embedded now gives a lower bound; any gap at all makes it behind."""
     assert release.index_id is not None
     indexed = ws.catalog.registry.index(release.index_id).n_vectors
-    embedded = current(ws, ws.catalog.registry.model_by_id(release.model_id), release.chunker)
-    return max(len(live) - indexed, len(live) - len(embedded), 0)
+    live = ws.catalog.documents.count()
+    _, embedded = ws.catalog.registry.count_current(release.model_id, release.chunker)
+    return max(live - indexed, live - embedded, 0)
 
 
 def catch_up(ctx: Steps, ws: Workspace, release_id: str) -> int:

@@ -56,18 +56,18 @@ def reindex(ws: Workspace, ref: str, chunker: str) -> int:
     model's new index id."""
     model = ws.catalog.registry.model(ref)
     releases = ws.catalog.releases
-    held = coverage.current(ws, model, chunker)
-    index_id = build_index(ws, model, chunker=chunker).index_id
-    for release_id in sorted(set(releases.aliases().values())):
-        release = releases.get(release_id)
-        if release.model_id == model.id and release.chunker == chunker:
-            reducer = load_reducer(ws, release)
-            own = (
-                build_index(ws, model, reducer=reducer, chunker=chunker).index_id
-                if reducer
-                else index_id
-            )
-            coverage.record(ws, release_id, own, held)
+    with coverage.held(ws, model, chunker) as held:
+        index_id = build_index(ws, model, chunker=chunker).index_id
+        for release_id in sorted(set(releases.aliases().values())):
+            release = releases.get(release_id)
+            if release.model_id == model.id and release.chunker == chunker:
+                reducer = load_reducer(ws, release)
+                own = (
+                    build_index(ws, model, reducer=reducer, chunker=chunker).index_id
+                    if reducer
+                    else index_id
+                )
+                coverage.record(ws, release_id, own, held)
     return index_id
 
 
