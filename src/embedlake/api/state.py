@@ -212,12 +212,16 @@ class ServingState:
         if before is not None:
             self._metrics.swaps.labels(alias).inc()
             log.info("alias %r: now serving %s (was %s)", alias, served.key, before.key)
-        if served.searcher is not None and served.release is not None:
+        # the map, when this process starts serving or when the one it replaces was asked for
+        # (not at every swap of a server whose map nobody opens)
+        in_use = before is None or before._map is not None
+        if served.searcher is not None and served.release is not None and in_use:
             threading.Thread(target=self._warm_map, args=(served,), daemon=True).start()
 
     def _warm_map(self, served: Served) -> None:
         """Build the map of a release now served, and its colours by the field the page opens
-        with: at a million points that is ~15 s the first page load would otherwise wait."""
+        with: at a million points that is ~15 s of CPU the first page load would otherwise wait
+        for."""
         assert served.release is not None
         fitted = served.release.report.get("map")
         if not fitted:

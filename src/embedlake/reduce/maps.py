@@ -28,7 +28,9 @@ MAX_CATEGORIES = 40  # a colour legend longer than this is unreadable; the rest 
 _SAMPLE = 2000  # documents (a seeded random sample) looked at to offer fields for colouring
 NONE = "(none)"  # the category of a document without the field
 GZIP_LEVEL = 6  # 9 MB of ids in ~0.3 s once, to a quarter of their size
-GZIP_KEPT = 64  # compressed pages kept per map: a million points is 4 pages of each kind
+# compressed pages kept per map (a page load asks for 5 at a million points): at most ~16 × 7 MB
+# however many different pages clients ask for
+GZIP_KEPT = 16
 
 
 @dataclass
@@ -47,10 +49,10 @@ class MapData:
     def points(self, offset: int, limit: int, encoding: str = "f32") -> bytes:
         """x0, y0, x1, y1, ... as little-endian float32, or with ``u16`` as uint16 from 0 (-1)
         to 65535 (1): a grid finer than any screen's pixels in half the bytes."""
-        part: np.ndarray = self.coords[offset : offset + limit]
+        part = self.coords[offset : offset + limit]
         if encoding == "u16":
-            part = np.rint((np.clip(part, -1, 1) + 1) * 32767.5).astype("<u2")
-        return part.astype("<u2" if encoding == "u16" else "<f4").tobytes()
+            return bytes(np.rint((np.clip(part, -1, 1) + 1) * 32767.5).astype("<u2").tobytes())
+        return bytes(part.astype("<f4").tobytes())
 
     def ids_text(self, offset: int, limit: int) -> bytes:
         """The ids, one per line (an id holds no control character: ingest refuses them)."""

@@ -155,7 +155,7 @@ def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
     return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
 
-PLACE_BATCH = 10_000  # queries whose neighbours are held at once (as Python tuples: ~1.6 MB each)
+PLACE_BATCH = 10_000  # queries whose neighbours are held at once (Python tuples: ~16 MB)
 
 
 def place(queries: np.ndarray, neighbours: Neighbours, coords: Coords, k: int) -> Coords:

@@ -114,22 +114,25 @@ class MapView {
     });
   }
 
-  // everything the map needs is asked for at once: the first page of points (which says how many
-  // there are; the other pages follow it in parallel), the ids, the colours and the topics. Points
-  // come as uint16 pairs and ids as lines, gzipped by the server: a million points is ~4 MB of
-  // points and ~2 MB of ids on the wire
+  // everything the map needs is asked for at once: the first page of points and of ids (which
+  // say how many there are; the other pages follow in parallel), the colours and the topics.
+  // Points come as uint16 pairs and ids as lines, gzipped by the server: a million points is
+  // ~4 MB of points and ~2 MB of ids on the wire
   async load(release, field) {
     this.release = release;
     this.heading.textContent = release;
     const base = `/v1/map/${encodeURIComponent(release)}`;
     const page = (offset) => api(`${base}/points?offset=${offset}&limit=${PAGE}&encoding=u16`);
-    const ids = api(`${base}/ids?format=text`).then((r) => r.text());
+    const idPage = (offset) => api(`${base}/ids?format=text&offset=${offset}&limit=${PAGE}`)
+      .then((r) => r.text());
+    const firstIds = idPage(0);
     const topics = api(`${base}/topics`).then((r) => r.json());
     const labels = this.labelsOf(field);
     const first = await page(0);
     const total = Number(first.headers.get("X-Total-Count"));
     const offsets = [];
     for (let offset = PAGE; offset < total; offset += PAGE) offsets.push(offset);
+    const ids = Promise.all([firstIds, ...offsets.map(idPage)]);
     const pages = await Promise.all([
       first.arrayBuffer(),
       ...offsets.map((offset) => page(offset).then((r) => r.arrayBuffer())),
@@ -145,8 +148,7 @@ class MapView {
       }
     }
     performance.mark(`map:${release}:points`); // for bench/scale.py: where a load's time goes
-    const text = await ids;
-    this.ids = total ? text.split("\n") : [];
+    this.ids = total ? (await ids).flatMap((text) => text.split("\n")) : [];
     this.positions = null;
     this.topics = await topics;
     this.topicEls = new Map();
