@@ -113,6 +113,25 @@ def test_a_changed_corpus_rebuilds_bm25_instead_of_serving_a_stale_one(
         assert "fresh" in {d for d, _, _ in searcher.sides(["zygomatic xylophone"], 10)[0][1]}
 
 
+def test_a_large_bm25_is_served_as_saved_rather_than_built_again_in_a_search(
+    released: tuple[Workspace, str, Path], tmp_path: Path
+) -> None:
+    ws, _, _ = released
+    rows = ws.catalog.releases.get(Searcher(ws).release.id).report["hybrid"]["bm25"]["rows"]
+    new = tmp_path / "new.jsonl"
+    new.write_text('{"_id": "fresh", "text": "zygomatic xylophone kidney stones"}\n')
+    ingest_path(ws, new)
+    ws.close()
+    # one passage fewer than the release's BM25 holds is allowed to be built again: not that one
+    env = {"EMBEDLAKE_SERVING__FORMS": "[]", "EMBEDLAKE_RELEASES__BM25_REBUILD_MAX": str(rows - 1)}
+    with Workspace.open(ws.settings.workspace, environ=env) as again:
+        searcher = Searcher(again)
+        saved = searcher._release_bm25()
+        assert saved is not None and len(saved.ids) == rows  # the release's, as it was saved
+        lexical = {d for d, _, _ in searcher.sides(["zygomatic xylophone"], 10)[0][1]}
+        assert "fresh" not in lexical  # not in the saved BM25: the dense side may still find it
+
+
 def test_a_fine_tuned_model_fits_its_fusion_without_its_training_queries(
     released: tuple[Workspace, str, Path],
 ) -> None:

@@ -441,6 +441,16 @@ class ReleaseSettings(_Section):
         "lacks, up to this many; a release further behind is refused with the count (run "
         "`embedlake catch-up`). The runtime's own publish always catches up",
     )
+    bm25_rebuild_max: int = Field(
+        default=200_000,
+        ge=0,
+        description="a release's BM25 (hybrid search) is built and saved with it; once "
+        "documents have changed since, a search process builds it again over the live passages "
+        "when the release's BM25 holds at most this many (~10 s at 100,000 on 2 cores), and "
+        "otherwise serves the saved one until the next release: a search never waits minutes "
+        "and gigabytes for it (6.8 GB and 136 s at a million documents; docs/benchmarks.md, "
+        "section 18). Documents changed since are then found by the dense side only",
+    )
 
 
 class ServingSettings(_Section):

@@ -239,7 +239,8 @@ class Searcher:
 
     def bm25(self) -> Bm25:
         """BM25 over the live corpus's passages (the units of the dense index): the one the
-        release built, while the corpus is still the one it was built on; else built now."""
+        release built, while the corpus is still the one it was built on, or while building it
+        again would be too large (``releases.bm25_rebuild_max``); else built now."""
         with self._bm25_lock:
             if self._bm25 is None:
                 self._bm25 = self._release_bm25() or passage_bm25(self._ws, self.passage_keys())
@@ -252,8 +253,17 @@ class Searcher:
         if not saved:
             return None
         if saved.get("documents_version") != self._ws.catalog.documents.version():
-            log.info("release %s: the corpus changed since its BM25 was built", self.release.id)
-            return None
+            limit = self._ws.settings.releases.bm25_rebuild_max
+            if int(saved.get("rows", 0)) <= limit:
+                log.info("release %s: the corpus changed since its BM25 was built", self.release.id)
+                return None
+            log.warning(
+                "release %s: the corpus changed since its BM25 was built; serving that BM25 "
+                "(%d passages: more than releases.bm25_rebuild_max, %d, to build again here)",
+                self.release.id,
+                int(saved["rows"]),
+                limit,
+            )
         return load_bm25(self._ws, f"{self.release.prefix}/{BM25_FOLDER}")
 
     def _allowed(self, where: Mapping[str, Any] | None) -> set[str] | None:
