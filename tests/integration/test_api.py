@@ -26,6 +26,7 @@ from embedlake.ingest import ingest_path
 from embedlake.ingest.datasets import register_beir
 from embedlake.ingest.pipeline import ingest_object
 from embedlake.releases.publish import publish
+from embedlake.search import searcher as searcher_module
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
 from tests.conftest import collection, write_jsonl
@@ -152,6 +153,46 @@ def test_filters_on_source_and_metadata_return_k_matches(api: Api) -> None:
     assert all(not i.startswith("t") for i in ids(source="med"))
     assert len(ids(source="med")) == 10  # a broad filter still fills k
     _problem(api.search(query="x", filter={"lang": []}), 400, "non-empty list")
+
+
+@pytest.mark.parametrize("broad_fetch", [20_000, 1])
+def test_a_broad_filter_is_checked_on_the_candidates_with_the_same_results(
+    api: Api, monkeypatch: pytest.MonkeyPatch, broad_fetch: int
+) -> None:
+    """Past ``BROAD`` matching documents a filter is not gathered whole for each request: it is
+    checked on the candidates in SQL (and handed whole to the index only for a query that is
+    still short after ``BROAD_FETCH`` candidates); the answers are the same."""
+    wheres: list[dict[str, Any]] = [
+        {"source": "tagged"},
+        {"lang": "en"},
+        {"source": "med"},
+        {"year": 1991},
+        {"lang": "fr"},
+    ]
+
+    def ids(where: dict[str, Any], mode: str = "dense") -> list[str]:
+        response = api.search(query="kidney stones", k=10, filter=where, mode=mode)
+        assert response.status_code == 200, response.text
+        return [h["id"] for h in response.json()["results"]]
+
+    expected = [ids(w, m) for w in wheres for m in ("dense", "hybrid")]
+    whole: list[dict[str, Any]] = []  # filters gathered with every id they match
+    documents = api.ws.catalog.documents
+    ids_where = documents.ids_where
+
+    def spied(where: Any, *, among: Any = None, limit: Any = None) -> set[str]:
+        if among is None and limit is None:
+            whole.append(where)
+        return ids_where(where, among=among, limit=limit)
+
+    monkeypatch.setattr(documents, "ids_where", spied)
+    monkeypatch.setattr(searcher_module, "BROAD", 1)  # every filter matching 2 or more is broad
+    monkeypatch.setattr(searcher_module, "BROAD_FETCH", broad_fetch)
+    assert [ids(w, m) for w in wheres for m in ("dense", "hybrid")] == expected
+    if broad_fetch > 1:
+        assert whole == []  # no request gathered every id a filter matches
+    else:  # the fallback: a query still short is handed every id, for the rare filters only
+        assert {"source": "med"} not in whole and {"lang": "en"} in whole
 
 
 def test_hybrid_search_fuses_bm25_and_dense(api: Api) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -241,11 +241,22 @@ class Documents:
                 out.update({r[0]: Summary(r[1], r[2], r[3]) for r in rows})
         return out
 
-    def ids_where(self, where: Mapping[str, Any]) -> set[str]:
+    def ids_where(
+        self,
+        where: Mapping[str, Any],
+        *,
+        among: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> set[str]:
         """Ids of live documents matching every condition: ``source`` is the document's source,
-        any other key a top-level metadata field; a value matches itself, a list any of its items."""
+        any other key a top-level metadata field; a value matches itself, a list any of its items.
+        ``among``: only those ids are looked at; ``limit``: at most that many come back."""
         query = select(t.c.id).where(t.c.deleted_at.is_(None))
         dialect = self._catalog.engine.dialect.name
+        if among is not None:
+            query = query.where(_in(t.c.id, list(among), String(), dialect))
+        if limit is not None:
+            query = query.limit(limit)
         for key, wanted in where.items():
             values = wanted if isinstance(wanted, list) else [wanted]
             if not values or not all(isinstance(v, str | int | float | bool) for v in values):

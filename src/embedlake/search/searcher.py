@@ -35,6 +35,12 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
+# a filter matching more documents than this is checked in SQL on each search's candidates,
+# rather than handed to the index as a set of every id it matches (all of a million documents:
+# 2.9 s and +480 MB a query, 14.5 ms and +72 MB checked on the candidates; docs/benchmarks.md,
+# section 18); a query still short after BROAD_FETCH candidates gets the whole set
+BROAD = 10_000
+BROAD_FETCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -164,13 +170,13 @@ class Searcher:
         """Queries as this model's encoder made them. A query the model has nothing to say about
         (LSA on words it never saw gives a zero vector) matches nothing."""
         _check_k(k)
-        allowed = self._allowed(where)
+        allowed, broad = self._allowed(where)
         if self.reducer is not None:
             vectors = self.reducer.transform(vectors)
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         rows = [n for n, v in enumerate(vectors) if np.any(v)]
         if rows:
-            found = self._search(vectors[rows], k, allowed, where=where)
+            found = self._search(vectors[rows], k, allowed, where=where, broad=broad)
             for n, hits in zip(rows, found, strict=True):
                 out[n] = hits
         return out
@@ -186,8 +192,10 @@ class Searcher:
         if vector is None:
             hits = self.search_encoded(self.encode_document(doc), k + 1, where)[0]
             return [h for h in hits if h.id != doc_id][:k]
-        allowed = self._allowed(where)
-        return self._search(vector[None, :], k, allowed, exclude=doc_id, where=where)[0]
+        allowed, broad = self._allowed(where)
+        return self._search(vector[None, :], k, allowed, exclude=doc_id, where=where, broad=broad)[
+            0
+        ]
 
     def _document_vector(self, doc_id: str) -> Matrix | None:
         """A document's indexed vector: the mean of its passages' (in the index's space)."""
@@ -229,10 +237,13 @@ class Searcher:
         """Both halves of hybrid search, per query: ``depth`` dense hits, and ``depth`` documents
         by their best BM25 passage (document id, score, passage key)."""
         dense = self.search_many(queries, depth, where)
-        allowed = self._ws.catalog.documents.ids_where(where) if where else None
+        lexical = [collapse(row, depth * 2) for row in self.bm25().search(queries, depth * 4)]
+        allowed = None
+        if where:  # the filter checked on BM25's candidates only, never every matching id
+            candidates = {d for row in lexical for d, _, _ in row}
+            allowed = self._ws.catalog.documents.ids_where(where, among=candidates)
         out = []
-        for hits, lexical in zip(dense, self.bm25().search(queries, depth * 4), strict=True):
-            passages = collapse(lexical, depth * 2)
+        for hits, passages in zip(dense, lexical, strict=True):
             kept = [p for p in passages if allowed is None or p[0] in allowed][:depth]
             out.append((hits, kept))
         return out
@@ -266,11 +277,20 @@ class Searcher:
             )
         return load_bm25(self._ws, f"{self.release.prefix}/{BM25_FOLDER}")
 
-    def _allowed(self, where: Mapping[str, Any] | None) -> set[str] | None:
-        """The passage keys a filter keeps, for an index that cannot apply it in SQL itself."""
+    def _allowed(
+        self, where: Mapping[str, Any] | None
+    ) -> tuple[set[str] | None, Mapping[str, Any] | None]:
+        """For an index that cannot apply a filter in SQL itself: the passage keys a narrow
+        filter keeps (at most ``BROAD`` documents), or a broad filter itself, to be checked on
+        each search's candidates instead of gathering every id it matches."""
         if where is None or getattr(self.index, "filters_in_sql", False):
-            return None
-        docs = self._ws.catalog.documents.ids_where(where)
+            return None, None
+        docs = self._ws.catalog.documents.ids_where(where, limit=BROAD + 1)
+        if len(docs) > BROAD:
+            return None, where
+        return self._keys_of(docs), None
+
+    def _keys_of(self, docs: set[str]) -> set[str]:
         split = self.passage_keys()
         if not split:
             return docs
@@ -283,12 +303,14 @@ class Searcher:
         allowed: set[str] | None,
         exclude: str = "",
         where: Mapping[str, Any] | None = None,
+        broad: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Vectors in the index's space → hits of ``k`` distinct live documents, ranked by their
         passages. Deleted documents are still in the index until the next build, and a document
         may fill several places with its passages, so fetch more and hydrate until ``k`` live
         documents remain. An index with ``filters_in_sql`` gets ``where`` itself and leaves
-        deleted ones out."""
+        deleted ones out; a ``broad`` filter is checked on the candidates of each round in SQL,
+        and a query still short after ``BROAD_FETCH`` candidates gets the filter's every id."""
         documents = self._ws.catalog.documents
         in_sql = where if getattr(self.index, "filters_in_sql", False) else None
         aggregate, top = self._aggregate
@@ -302,6 +324,10 @@ class Searcher:
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed)
             ranked = [collapse(row, fetch, aggregate, top) for row in raw]
+            if broad is not None:
+                candidates = {d for row in ranked for d, _, _ in row}
+                kept = documents.ids_where(broad, among=candidates)
+                ranked = [[p for p in row if p[0] in kept] for row in ranked]
             found = self._summaries.get([d for row in ranked for d, _, _ in row])
             again = []
             for n, row, docs in zip(todo, raw, ranked, strict=True):
@@ -312,6 +338,13 @@ class Searcher:
                 elif any(doc != key for doc, _, key in live):
                     out[n] = self._with_passages(out[n], [key for _, _, key in live])
             todo, fetch = again, fetch * 4
+            if broad is not None and todo and fetch > BROAD_FETCH:
+                # the filter's documents are rare near these queries: hand the index all of them
+                every = self._keys_of(documents.ids_where(broad))
+                rest = self._search(vectors[todo], k, every, exclude, where)
+                for n, hits in zip(todo, rest, strict=True):
+                    out[n] = hits
+                todo = []
         return out
 
     def _with_passages(self, hits: list[Hit], keys: list[str]) -> list[Hit]:
