@@ -99,35 +99,26 @@ def test_the_release_fits_its_fusion_on_dev_queries_and_serves_it(
         assert set(modes) == {"bm25", "hybrid"} and 0 < modes["hybrid"]["ndcg@10"] <= 1
 
 
-def test_a_changed_corpus_rebuilds_bm25_instead_of_serving_a_stale_one(
+def test_a_changed_corpus_rebuilds_bm25_unless_it_is_too_large_to_build_in_a_search(
     released: tuple[Workspace, str, Path], tmp_path: Path
 ) -> None:
-    ws, _, _ = released
+    ws, release, _ = released
     with ws:
         assert Searcher(ws)._release_bm25() is not None
+        rows = ws.catalog.releases.get(release).report["hybrid"]["bm25"]["rows"]
         new = tmp_path / "new.jsonl"
         new.write_text('{"_id": "fresh", "text": "zygomatic xylophone kidney stones"}\n')
         ingest_path(ws, new)
         searcher = Searcher(ws)
         assert searcher._release_bm25() is None  # the corpus moved on: built anew
         assert "fresh" in {d for d, _, _ in searcher.sides(["zygomatic xylophone"], 10)[0][1]}
-
-
-def test_a_large_bm25_is_served_as_saved_rather_than_built_again_in_a_search(
-    released: tuple[Workspace, str, Path], tmp_path: Path
-) -> None:
-    ws, _, _ = released
-    rows = ws.catalog.releases.get(Searcher(ws).release.id).report["hybrid"]["bm25"]["rows"]
-    new = tmp_path / "new.jsonl"
-    new.write_text('{"_id": "fresh", "text": "zygomatic xylophone kidney stones"}\n')
-    ingest_path(ws, new)
-    ws.close()
-    # one passage fewer than the release's BM25 holds is allowed to be built again: not that one
+    # one passage fewer than the release's BM25 holds may be built in a search: not that one,
+    # which is served as the release saved it
     env = {"EMBEDLAKE_SERVING__FORMS": "[]", "EMBEDLAKE_RELEASES__BM25_REBUILD_MAX": str(rows - 1)}
     with Workspace.open(ws.settings.workspace, environ=env) as again:
         searcher = Searcher(again)
         saved = searcher._release_bm25()
-        assert saved is not None and len(saved.ids) == rows  # the release's, as it was saved
+        assert saved is not None and len(saved.ids) == rows
         lexical = {d for d, _, _ in searcher.sides(["zygomatic xylophone"], 10)[0][1]}
         assert "fresh" not in lexical  # not in the saved BM25: the dense side may still find it
 
