@@ -6,14 +6,20 @@ other documents of its collection, so the collection has the topical structure o
 documents of words drawn independently have none, and no ANN engine reaches its recall on them
 at a useful effort), then the CLI as a user runs it, each stage in its own process whose peak
 resident memory is read from ``wait4``'s rusage: ``init``, ``ingest``, ``embed --model lsa``,
-``index`` (streamed from the shards, ``[index] build_memory``), ``status``. Then search on the
-built index in one process, one query at a time (one thread): p50/p99 latency and recall@10
-against exact search, on LSA encodings of held-out synthetic texts.
+``index`` (streamed from the shards, ``[index] build_memory``), ``status``, then ``release``
+(reducer, map, its own index, BM25; its resident memory sampled every 0.5 s and cut into the
+stages by the seconds its report gives each, so the per-stage peaks are approximate; a release
+after the first is published with ``--force``: there is no benchmark dataset). Then, with
+``embedlake serve`` on the published release: search in one process, one query at a time (one
+thread), and the same queries by vector through ``/v1/search`` from one client: p50/p99 latency
+and recall@10 against exact search, on LSA encodings of held-out synthetic texts; then the map
+page in headless Chromium, a cold load and ``--map-loads`` warm ones.
 
 Anchor, in the same run on the same vectors: the index built the way it was before builds were
 streamed (every vector read into memory, then added), in its own process.
 
-    .venv/bin/python bench/scale.py --docs 1000000 --engine rabitq
+    .venv/bin/python bench/scale.py --docs 1000000 --engine rabitq --keep /tmp/scale1m
+    .venv/bin/python bench/scale.py --docs 1000000 --keep /tmp/scale1m --start serve
 """
 
 from __future__ import annotations
