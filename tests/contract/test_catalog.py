@@ -339,6 +339,19 @@ def test_metadata_filters_match_values_and_lists(ws: Workspace) -> None:
     assert docs.ids_where({"lang": "en"}) == {"3"}
 
 
+def test_a_filter_asked_among_some_ids_or_up_to_a_limit(ws: Workspace) -> None:
+    docs = ws.catalog.documents
+    docs.upsert([_doc(str(i), lang="en" if i % 2 else "de") for i in range(10)])
+    docs.delete("3")
+    # among: only those ids are looked at (a deleted one, or one not there, never comes back)
+    assert docs.ids_where({"lang": "en"}, among={"1", "2", "3", "7", "nope"}) == {"1", "7"}
+    assert docs.ids_where({"lang": "en"}, among=set()) == set()
+    # limit: at most that many, all matching (a caller asks limit + 1 to learn there are more)
+    some = docs.ids_where({"lang": "en"}, limit=2)
+    assert len(some) == 2 and some <= {"1", "5", "7", "9"}
+    assert docs.ids_where({"lang": "en"}, limit=10) == {"1", "5", "7", "9"}
+
+
 def test_a_filter_of_many_values_is_one_condition_per_kind(ws: Workspace) -> None:
     """(issue 19) A list of ~1,000 values made SQLite refuse the query ("Expression tree is too
     large") after seconds of building it: one OR per value. Values are now matched with IN."""

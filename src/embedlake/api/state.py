@@ -220,8 +220,8 @@ class ServingState:
 
     def _warm_map(self, served: Served) -> None:
         """Build the map of a release now served, and its colours by the field the page opens
-        with: at a million points that is ~15 s of CPU the first page load would otherwise wait
-        for."""
+        with: at a million points the first page load waited 17 s for them (docs/benchmarks.md,
+        section 18)."""
         assert served.release is not None
         fitted = served.release.report.get("map")
         if not fitted:

@@ -155,12 +155,13 @@ def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
     return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
 
-PLACE_BATCH = 10_000  # queries whose neighbours are held at once (Python tuples: ~16 MB)
+PLACE_BATCH = 10_000  # queries whose neighbours (Python tuples) are held at once
 
 
 def place(queries: np.ndarray, neighbours: Neighbours, coords: Coords, k: int) -> Coords:
     """Positions for new points from the positions of their ``k`` nearest fitted points, a batch
-    of queries at a time: the neighbours of 950,000 points at once took 1.5 GB."""
+    of queries at a time: all 950,000 at once held the map stage at +3,681 MiB (+1,654 now;
+    bench/scale_paths.py)."""
     out = np.zeros((len(queries), 2), dtype=np.float32)
     for start in range(0, len(queries), PLACE_BATCH):
         found = neighbours(queries[start : start + PLACE_BATCH], k)

@@ -249,7 +249,7 @@ class MapView {
   }
 
   async draw(labels) {
-    // a million codes: fromBase64 takes ~2 ms where atob and a copy take ~160 ms
+    // a million codes: fromBase64 decodes natively; atob and a per-character copy are far slower
     const bytes = Uint8Array.fromBase64
       ? Uint8Array.fromBase64(labels.codes)
       : Uint8Array.from(atob(labels.codes), (c) => c.charCodeAt(0));
