@@ -12,7 +12,9 @@ An announcement is a flag, not a message: a woken reader reads whatever the cata
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy import Connection, text
@@ -21,6 +23,10 @@ from embedlake.catalog.database import Database
 
 WORK = "embedlake_work"  # new events and queued invocations
 SERVING = "embedlake_serving"  # alias moves and rebuilt release indexes
+
+# a NOTIFY's payload: this process. Its own listeners heard the commit already, so its LISTEN
+# connection ignores what it announced itself (a second look per event during a burst)
+ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 _listeners: dict[tuple[str, str], list[Callable[[], None]]] = {}  # (database URL, channel)
 _lock = threading.Lock()
@@ -56,13 +62,14 @@ class _Channel:
 
 
 _channels: dict[tuple[str, str], _Channel] = {}
+_NOTIFY = text("SELECT pg_notify(:channel, :origin)")
 
 
 def announce(db: Database, conn: Connection, channel: str) -> None:
     """Announce on ``channel`` once the transaction of ``conn`` commits (never if it rolls back:
     a wake-up sent before the commit could let the woken reader miss the change)."""
     if db.engine.dialect.name == "postgresql":  # delivered at commit, once per transaction
-        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+        conn.execute(_NOTIFY, {"channel": channel, "origin": ORIGIN})
     url = str(db.engine.url)
     with _lock:
         target = _channels.setdefault((url, channel), _Channel(url, channel))

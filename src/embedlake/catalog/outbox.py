@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, Integer, and_, bindparam, func, or_, select, update
 
 from embedlake.catalog.announce import WORK, announce
 from embedlake.catalog.database import Database
@@ -19,6 +19,47 @@ from embedlake.catalog.schema import events, invocations, lake_objects, runtime_
 from embedlake.errors import NotFound
 from embedlake.events import Event
 from embedlake.lake import ObjectEvent
+
+# Statements the dispatcher sends on every pass, built once: building and keying a statement
+# cost more CPU than sending it (a no-op invocation's claim was a third of the runtime's CPU).
+_inv = invocations.c
+_OLDEST_QUEUED = (
+    select(_inv.id)
+    .where(_inv.function == bindparam("function"), _inv.status == "queued")
+    .order_by(_inv.enqueued_at)
+    .limit(bindparam("n", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(invocations)
+    .where(_inv.id.in_(bindparam("ids", expanding=True)), _inv.status == "queued")
+    .values(
+        status="running",
+        attempts=1,
+        started_at=bindparam("claimed_at"),
+        finished_at=None,
+        executor=bindparam("claimed_by"),
+    )
+    .returning(_inv.id, _inv.function, _inv.event_id)
+)
+_SEQ_OF = select(events.c.seq).where(events.c.id == bindparam("event_id"))
+_EVENTS_BY_ID = select(events).where(events.c.id.in_(bindparam("ids", expanding=True)))
+_AFTER = (
+    select(events)
+    .where(events.c.seq > bindparam("seq"))
+    .order_by(events.c.seq)
+    .limit(bindparam("limit", type_=Integer))
+)
+_FINISH = (
+    update(invocations)
+    .where(_inv.id == bindparam("run_id"))
+    .values(
+        status=bindparam("ended_as"),
+        error=bindparam("failure"),
+        finished_at=bindparam("ended_at"),
+        seconds=bindparam("took"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +80,20 @@ class Events:
     def __init__(self, catalog: Database) -> None:
         self._catalog = catalog
         self._postgres = catalog.engine.dialect.name == "postgresql"
+        # the dialect's upserts, built once (see _CLAIM)
+        insert = catalog.insert
+        self._add = (
+            insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq)
+        )
+        self._queue = (
+            insert(invocations)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(invocations.c.id)
+        )
+        state = insert(runtime_state)
+        self._set_state = state.on_conflict_do_update(
+            index_elements=["key"], set_={"value": state.excluded.value}
+        )
 
     def _announce(self, conn: Connection) -> None:
         """Tell the runtime there is work, once this transaction commits."""
@@ -47,10 +102,13 @@ class Events:
     # -- the outbox --------------------------------------------------------------------------
     def add(self, event: Event) -> bool:
         """Persist an event; an event id seen before is ignored (False)."""
-        insert = self._catalog.insert
-        stmt = insert(events).values(
-            id=event.id, type=event.type, subject=event.subject, time=event.time, data=event.data
-        )
+        row = {
+            "id": event.id,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time,
+            "data": event.data,
+        }
         # RETURNING, not rowcount: PostgreSQL inserts into a table with a serial key return the
         # key implicitly, and then the driver reports no row count
         with self._catalog.begin() as conn:
@@ -58,14 +116,9 @@ class Events:
             # meets the id spends a sequence number all the same, a gap the runtime's router
             # would wait on (runtime/router.py); the conflict clause covers a concurrent twin.
             # SQLite spends no number on a conflict: no extra query there
-            if (
-                self._postgres
-                and conn.execute(select(events.c.seq).where(events.c.id == event.id)).first()
-            ):
+            if self._postgres and conn.execute(_SEQ_OF, {"event_id": event.id}).first():
                 return False
-            added = conn.execute(
-                stmt.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq)
-            ).first()
+            added = conn.execute(self._add, row).first()
             if added is not None:
                 self._announce(conn)
         return added is not None
@@ -89,9 +142,7 @@ class Events:
 
     def after(self, seq: int, limit: int = 500) -> list[tuple[int, Event]]:
         with self._catalog.connect() as conn:
-            rows = conn.execute(
-                select(events).where(events.c.seq > seq).order_by(events.c.seq).limit(limit)
-            )
+            rows = conn.execute(_AFTER, {"seq": seq, "limit": limit})
             return [(r.seq, Event(r.type, r.subject, r.data, r.id, _utc(r.time))) for r in rows]
 
     def at(self, seqs: list[int]) -> list[tuple[int, Event]]:
@@ -151,34 +202,31 @@ class Events:
         return default if value is None else str(value)
 
     def set_state(self, key: str, value: str) -> None:
-        insert = self._catalog.insert
-        stmt = insert(runtime_state).values(key=key, value=value)
         with self._catalog.begin() as conn:
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["key"], set_=dict(value=stmt.excluded.value)
-                )
-            )
+            conn.execute(self._set_state, {"key": key, "value": value})
 
     # -- invocations --------------------------------------------------------------------------
     def invocation_queued(self, run_id: str, function: str, event_id: str) -> bool:
         """Record an invocation; False when it was recorded before (a repeated delivery)."""
-        insert = self._catalog.insert
-        stmt = insert(invocations).values(
-            id=run_id,
-            function=function,
-            event_id=event_id,
-            status="queued",
-            attempts=0,
-            enqueued_at=datetime.now(UTC),
-        )
+        return bool(self.invocations_queued([(run_id, function, event_id)]))
+
+    def invocations_queued(self, rows: list[tuple[str, str, str]]) -> set[str]:
+        """Record invocations (id, function, event id) in one statement; the ids that are new
+        (one recorded before is a repeated delivery, left as it is)."""
+        if not rows:
+            return set()
+        now = datetime.now(UTC)
+        values = [
+            {"id": run_id, "function": function, "event_id": event_id, "status": "queued",
+             "attempts": 0, "enqueued_at": now}
+            for run_id, function, event_id in rows
+        ]  # fmt: skip
         with self._catalog.begin() as conn:  # RETURNING, as in add(): rowcount is unreliable
-            added = conn.execute(
-                stmt.on_conflict_do_nothing(index_elements=["id"]).returning(invocations.c.id)
-            ).first()
-            if added is not None:
+            # one statement for the lot: SQLAlchemy's "insertmanyvalues" pages the rows
+            added = set(conn.execute(self._queue, values).scalars())
+            if added:
                 self._announce(conn)
-        return added is not None
+        return added
 
     def invocation_update(self, run_id: str, **values: Any) -> None:
         with self._catalog.begin() as conn:
@@ -201,13 +249,19 @@ class Events:
             row = conn.execute(stmt).first()
         return None if row is None else int(row[0])
 
-    def claim_queued(self, slots: dict[str, int]) -> list[tuple[str, str, Event]]:
+    def claim_queued(
+        self, slots: dict[str, int], executor: str
+    ) -> tuple[datetime, list[tuple[str, str, Event]]]:
         """Mark up to ``slots[function]`` queued invocations of each function running, oldest
-        first, in one transaction; (invocation id, function, event) of each claimed. On
+        first, in one transaction, claimed by ``executor`` (the worker's id: after a crash it
+        takes back what it claimed, see ``unfinished``); the claim's time and (invocation id,
+        function, event) of each claimed. On
         PostgreSQL the rows are locked with SKIP LOCKED: workers claiming at once share the
         queue instead of waiting on each other; an UPDATE that lost a race claims nothing."""
-        c, now = invocations.c, datetime.now(UTC)
+        now = datetime.now(UTC)
         claimed: list[tuple[str, str, str]] = []
+        if not any(n > 0 for n in slots.values()):  # every slot taken: not even a transaction
+            return now, []
         with self._catalog.begin() as conn:
             for function, n in slots.items():
                 if n <= 0:
@@ -215,37 +269,29 @@ class Events:
                 # two statements, not UPDATE … WHERE id IN (SELECT … LIMIT n): PostgreSQL may
                 # run such a subquery more than once and update more than n rows
                 oldest = list(
-                    conn.execute(
-                        select(c.id)
-                        .where(c.function == function, c.status == "queued")
-                        .order_by(c.enqueued_at)
-                        .limit(n)
-                        .with_for_update(skip_locked=True)
-                    ).scalars()
+                    conn.execute(_OLDEST_QUEUED, {"function": function, "n": n}).scalars()
                 )
                 if not oldest:
                     continue
-                stmt = (
-                    update(invocations)
-                    .where(c.id.in_(oldest), c.status == "queued")
-                    .values(status="running", attempts=1, started_at=now, finished_at=None)
-                    .returning(c.id, c.function, c.event_id)
-                )
-                claimed += [(r.id, r.function, r.event_id) for r in conn.execute(stmt)]
+                values = {"ids": oldest, "claimed_at": now, "claimed_by": executor}
+                claimed += [(r.id, r.function, r.event_id) for r in conn.execute(_CLAIM, values)]
             if not claimed:
-                return []
-            wanted = {e for _, _, e in claimed}
-            found = conn.execute(select(events).where(events.c.id.in_(wanted)))
+                return now, []
+            found = conn.execute(_EVENTS_BY_ID, {"ids": list({e for _, _, e in claimed})})
             by_id = {r.id: Event(r.type, r.subject, r.data, r.id, _utc(r.time)) for r in found}
-        return [(run_id, function, by_id[e]) for run_id, function, e in claimed]
+        return now, [(run_id, function, by_id[e]) for run_id, function, e in claimed]
 
-    def unfinished(self) -> list[tuple[str, str, Event]]:
-        """Invocations claimed (running or retrying) and not finished: (id, function, event)."""
+    def unfinished(self, executor: str) -> list[tuple[str, str, Event]]:
+        """Invocations ``executor`` claimed (or that were claimed before claims named their
+        worker) that are running or retrying: (id, function, event)."""
         c, e = invocations.c, events.c
         query = (
             select(c.id.label("run_id"), c.function, e.id, e.type, e.subject, e.data, e.time)
             .join(events, e.id == c.event_id)
-            .where(c.status.in_(["running", "retrying"]))
+            .where(
+                c.status.in_(["running", "retrying"]),
+                or_(c.executor == executor, c.executor.is_(None)),
+            )
         )
         with self._catalog.connect() as conn:
             return [
@@ -253,19 +299,19 @@ class Events:
                 for r in conn.execute(query)
             ]
 
-    def finish_invocation(self, run_id: str, status: str, error: str | None) -> None:
+    def finish_invocation(
+        self, run_id: str, status: str, error: str | None, started: datetime | None = None
+    ) -> None:
         """Record how the invocation ended, and its duration since it was started (one
-        transaction: a read and an update)."""
+        transaction; the start is read from the record unless the caller knows it)."""
         now = datetime.now(UTC)
         c = invocations.c
         with self._catalog.begin() as conn:
-            started = conn.execute(select(c.started_at).where(c.id == run_id)).scalar()
+            if started is None:
+                started = conn.execute(select(c.started_at).where(c.id == run_id)).scalar()
             seconds = (now - (now if started is None else _utc(started))).total_seconds()
-            conn.execute(
-                update(invocations)
-                .where(c.id == run_id)
-                .values(status=status, error=error, finished_at=now, seconds=seconds)
-            )
+            values = {"run_id": run_id, "ended_as": status, "failure": error}
+            conn.execute(_FINISH, {**values, "ended_at": now, "took": seconds})
 
     def invocation(self, run_id: str) -> Invocation:
         found = self.invocations(ids=[run_id])

@@ -76,6 +76,7 @@ invocations = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("seconds", Float, nullable=True),
+    Column("executor", String(128), nullable=True),  # the worker that claimed it (its crash)
     Index("ix_invocations_function", "function"),
     Index("ix_invocations_status", "status"),
 )

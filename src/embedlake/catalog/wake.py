@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from embedlake.catalog.announce import WORK, listen
+from embedlake.catalog.announce import ORIGIN, WORK, listen
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ class Wake:
                     self.set()  # what was written while not listening
                     while not self._stop.is_set():
                         # the timeout only bounds how long a stop waits: it runs no query
-                        for _ in conn.notifies(timeout=1.0):
-                            self.set()
+                        for note in conn.notifies(timeout=1.0):
+                            if note.payload != ORIGIN:  # this process's own were heard
+                                self.set()
             except Exception as exc:
                 self.listening.clear()
                 if self._stop.is_set():

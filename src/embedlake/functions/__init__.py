@@ -109,6 +109,7 @@ class FunctionSpec:
     concurrency: int
     timeout: float  # seconds
     retries: int  # attempts after the first
+    durable: bool = False  # checkpoints (ctx.step, ctx.map): every attempt a DBOS workflow
 
     def matches(self, event: Event) -> bool:
         return any(t.matches(event) for t in self.triggers)
@@ -128,7 +129,12 @@ class Functions:
         concurrency: int = 1,
         timeout: str | float = "10m",
         retries: int = 3,
+        durable: bool = False,
     ) -> Callable[[Handler], Handler]:
+        """Record ``handler`` as a function. ``durable``: it is a long job that checkpoints with
+        ``ctx.step``/``ctx.map``, so every attempt runs as a durable workflow; a short one's
+        first attempt runs directly (one that checkpoints without saying so is handed over at
+        its first step, see runtime/direct.py)."""
         triggers = (on,) if isinstance(on, Trigger) else tuple(on)
         if not triggers:
             raise ConfigError("a function needs at least one trigger")
@@ -141,7 +147,7 @@ class Functions:
             if spec_name in self._specs:
                 raise ConfigError(f"function {spec_name!r} is defined twice")
             self._specs[spec_name] = FunctionSpec(
-                spec_name, handler, triggers, concurrency, seconds, retries
+                spec_name, handler, triggers, concurrency, seconds, retries, durable
             )
             return handler
 

@@ -40,7 +40,9 @@ def ingest(event: Event, ctx: Context) -> dict[str, Any]:
     return report.counts()
 
 
-@functions.function(on=on_event(DOCUMENTS_CHANGED), concurrency=1, timeout="6h", retries=3)
+@functions.function(
+    on=on_event(DOCUMENTS_CHANGED), concurrency=1, timeout="6h", retries=3, durable=True
+)
 def embed_new(event: Event, ctx: Context) -> dict[str, int]:
     """Embed new and changed documents with every serving model, one fan-out task per shard, then
     re-index: the releases aliases point to get the new index, so a published release is never
@@ -97,7 +99,9 @@ def _options(ws: Workspace, prefix: str) -> dict[str, object]:
     return {}
 
 
-@functions.function(on=on_event(MODEL_REGISTERED), concurrency=1, timeout="12h", retries=2)
+@functions.function(
+    on=on_event(MODEL_REGISTERED), concurrency=1, timeout="12h", retries=2, durable=True
+)
 def build_release(event: Event, ctx: Context) -> dict[str, str]:
     """Build a release of the new model; the gate publishes it or rejects it."""
     from embedlake.releases.build import build
@@ -147,7 +151,11 @@ def scheduled_retraining(ws: Workspace) -> Functions:
     if settings.kind and settings.schedule:
 
         @extra.function(
-            on=schedule(settings.schedule), name="retrain-scheduled", timeout="6h", retries=1
+            on=schedule(settings.schedule),
+            name="retrain-scheduled",
+            timeout="6h",
+            retries=1,
+            durable=True,
         )
         def retrain_scheduled(event: Event, ctx: Context) -> dict[str, str]:
             return {"model": ctx.step("train", retrain, ctx.ws)}

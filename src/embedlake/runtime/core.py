@@ -109,6 +109,16 @@ def permanent(exc: BaseException) -> bool:
     return isinstance(exc, InputError | ConfigError)
 
 
+def describe(exc: BaseException) -> str:
+    """How an invocation's record names a failure: the exception's type and message, cut."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+
+
+def timed_out(timeout: float) -> str:
+    """How an invocation's record names an attempt that ran past the function's timeout."""
+    return f"TimeoutError: the attempt ran past the function's timeout of {timeout:g} s"
+
+
 def queue_invocation(ws: Workspace, event: Event, spec: FunctionSpec) -> bool:
     """Record ``spec``'s invocation for ``event`` as queued; False when it exists already."""
     return ws.catalog.events.invocation_queued(invocation_id(event, spec), spec.name, event.id)

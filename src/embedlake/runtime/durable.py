@@ -1,7 +1,8 @@
 """Durable invocations on DBOS workflows.
 
 - ``invoke`` (one per event and function, id ``<event id>:<function>``, started by the runtime's
-  dispatcher when the function has a free slot, so its concurrency is the function's): runs
+  dispatcher when the function has a free slot, so its concurrency is the function's, for a
+  function that checkpoints or after a direct first attempt failed, see runtime/direct.py): runs
   attempts, sleeps durably between them with exponential back-off and full jitter, and
   dead-letters the invocation after its last attempt, or after its first when the failure is
   permanent (:func:`~embedlake.runtime.core.permanent`).
@@ -34,7 +35,7 @@ from embedlake.errors import ConfigError
 from embedlake.events import Event
 from embedlake.functions import Functions
 from embedlake.functions.context import Context
-from embedlake.runtime.core import MAX_ERROR, finish, permanent
+from embedlake.runtime.core import describe, finish, permanent, timed_out
 from embedlake.runtime.engines import Engine, task_ref
 from embedlake.runtime.logs import invocation_ids
 from embedlake.steps import Task
@@ -107,26 +108,34 @@ def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(
         exc, dbos_errors.DBOSAwaitedWorkflowCancelledError | dbos_errors.DBOSWorkflowCancelledError
     ):
-        return f"TimeoutError: the attempt ran past the function's timeout of {timeout:g} s"
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+        return timed_out(timeout)
+    return describe(exc)
 
 
 @DBOS.workflow(name=INVOKE, max_recovery_attempts=MAX_RECOVERY_ATTEMPTS)
-def invoke(function: str, event: dict[str, Any]) -> str:
+def invoke(function: str, event: dict[str, Any], failed: int = 0, error: str = "") -> str:
+    """The invocation's attempts after the ``failed`` ones (the direct first attempt hands over
+    its failure as ``failed`` 1 and its ``error``; runtime/direct.py)."""
     run_id = DBOS.workflow_id
     assert run_id is not None
     try:
-        return _invoke(function, event, run_id)
+        return _invoke(function, event, run_id, failed, error)
     finally:
         active().finished(function, run_id)
 
 
-def _invoke(function: str, event: dict[str, Any], run_id: str) -> str:
+def _invoke(function: str, event: dict[str, Any], run_id: str, failed: int, error: str) -> str:
     runtime = active()
     spec = runtime.functions[function]
-    error = ""
-    for attempt in range(1, spec.retries + 2):
-        if attempt > 1:  # the claim recorded the first
+    for attempt in range(failed + 1, spec.retries + 2):
+        if attempt > 1:  # the one before failed (the claim recorded the first attempt)
+            delay = DBOS.run_step(
+                {"name": f"back-off {attempt - 1}"}, backoff, runtime.retry_base, attempt - 1
+            )
+            DBOS.run_step(
+                {"name": f"failed {attempt - 1}"}, _update, run_id, error=error, status="retrying"
+            )
+            DBOS.sleep(delay)
             DBOS.run_step({"name": f"attempt {attempt}"}, _update, run_id, attempts=attempt)
         with SetWorkflowID(f"{run_id}#{attempt}"), SetWorkflowTimeout(spec.timeout):
             handle = DBOS.start_workflow(run_attempt, function, event, run_id, attempt)
@@ -138,14 +147,6 @@ def _invoke(function: str, event: dict[str, Any], run_id: str) -> str:
                 break
         else:
             return "succeeded"  # recorded by the attempt itself
-        if attempt <= spec.retries:
-            delay = DBOS.run_step(
-                {"name": f"back-off {attempt}"}, backoff, runtime.retry_base, attempt
-            )
-            DBOS.run_step(
-                {"name": f"failed {attempt}"}, _update, run_id, error=error, status="retrying"
-            )
-            DBOS.sleep(delay)
     DBOS.run_step({"name": "dead-lettered"}, _finish, run_id, "dead", error)
     return "dead"
 

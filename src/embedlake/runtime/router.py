@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from embedlake.events import Event
 from embedlake.functions import Functions, FunctionSpec
-from embedlake.runtime.core import CURSOR, invocation_id, queue_invocation
+from embedlake.runtime.core import CURSOR, invocation_id
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Router:
         if waited:
             with self.ws.catalog.begin():
                 late = events.at(waited)
-                queued = [q for _, event in late for q in self._queue(event)]
+                queued = self._queue([event for _, event in late])
             for seq, _ in late:  # once committed: a rolled-back pass looks again
                 self.gaps.seen(seq)
             self._started(queued)
@@ -135,11 +135,10 @@ class Router:
                 if last is None:
                     last = self._saved = int(events.get_state(CURSOR, "0"))
                 batch = events.after(last, limit=self.limit)
-                queued = []
-                for seq, event in batch:
+                for seq, _ in batch:
                     self.gaps.missed(range(last + 1, seq), now)
-                    queued += self._queue(event)
                     last = seq
+                queued = self._queue([event for _, event in batch])
                 waiting = self.gaps.waited(now)
                 cursor = waiting[0] - 1 if waiting else last
                 if cursor != self._saved:  # written on change only, not read back every pass
@@ -156,13 +155,14 @@ class Router:
             if len(batch) < self.limit or max_batches == 0:
                 return routed
 
-    def _queue(self, event: Event) -> list[tuple[FunctionSpec, Event]]:
-        """Queue the event's invocations; those new (a repeated delivery finds them queued)."""
-        return [
-            (spec, event)
-            for spec in self.functions.matching(event)
-            if queue_invocation(self.ws, event, spec)
-        ]
+    def _queue(self, batch: list[Event]) -> list[tuple[FunctionSpec, Event]]:
+        """Queue the events' invocations, in one statement; those new (a repeated delivery
+        finds them queued)."""
+        wanted = [(spec, event) for event in batch for spec in self.functions.matching(event)]
+        new = self.ws.catalog.events.invocations_queued(
+            [(invocation_id(event, spec), spec.name, event.id) for spec, event in wanted]
+        )
+        return [(spec, event) for spec, event in wanted if invocation_id(event, spec) in new]
 
     def _started(self, queued: list[tuple[FunctionSpec, Event]]) -> None:
         if self.start is not None:

@@ -1,10 +1,11 @@
-"""The runtime: DBOS launched over the workspace, a dispatcher thread and watcher threads.
+"""The runtime: a dispatcher thread, watcher threads, and DBOS when durable work needs it.
 
 The dispatcher sleeps until work is announced (catalog/wake.py) or a schedule is due: it routes
 new outbox events to queued invocations, claims as many as each function has free slots, and
-starts each as a DBOS workflow under its invocation id. A finished invocation frees its slot and
-wakes the dispatcher. DBOS's own queues are not used: their runner polls the database per queue
-(docs/decisions/0017-runtime-wake-on-work.md).
+starts each: a first attempt directly on a thread (runtime/direct.py), a function that
+checkpoints as a DBOS workflow under its invocation id (runtime/durable.py). A finished
+invocation frees its slot and wakes the dispatcher. DBOS's own queues are not used: their runner
+polls the database per queue (docs/decisions/0017-runtime-wake-on-work.md, 0028).
 """
 
 from __future__ import annotations
@@ -17,23 +18,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from croniter import croniter
-from dbos import DBOS, DBOSConfig, SetWorkflowID
-from sqlalchemy import Engine as SAEngine
-from sqlalchemy import create_engine, make_url
-from sqlalchemy import event as sa_event
 
-from embedlake.catalog.sqlite_writers import connection_factory
 from embedlake.catalog.wake import Wake
 from embedlake.errors import InputError
 from embedlake.events import Event
 from embedlake.functions import Functions
 from embedlake.functions.loading import load_functions
 from embedlake.runtime.core import CURSOR, schedule_event
-from embedlake.runtime.durable import activate, invoke, set_recovery_limit
+from embedlake.runtime.direct import DirectAttempts
+from embedlake.runtime.durable import activate, set_recovery_limit
 from embedlake.runtime.engines import Engine, open_engine
 from embedlake.runtime.router import Router
 from embedlake.runtime.s3events import remote_watchers
 from embedlake.runtime.watch import Loop, Watcher, scan
+from embedlake.runtime.workflows import Workflows
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -41,54 +39,6 @@ log = logging.getLogger(__name__)
 __all__ = ["CURSOR", "Runtime", "describe", "redrive", "watchers"]
 
 ROUTE_BATCH = 500  # outbox events routed per transaction
-IDLE_POLL = 3600.0  # seconds: the polls of DBOS features the runtime does not use
-NOTIFY_COALESCE = 1.0  # seconds: DBOS's notifier's sleep, also the most a stop waits for it
-
-
-def _dbos_config(ws: Workspace, functions: Functions) -> DBOSConfig:
-    # every running invocation holds two executor threads (``invoke`` waits on its attempt), so
-    # the pool has room for all of them and for the fan-out items they wait on
-    held = 2 * sum(spec.concurrency for spec in functions)
-    url = ws.settings.runtime_database_url()
-    config: DBOSConfig = {
-        "name": "embedlake",
-        "system_database_url": url,
-        "console_log_level": "WARNING",
-        "run_migrations": True,
-        "max_executor_threads": held + ws.settings.runtime.max_workers * 4,
-        "executor_id": ws.settings.executor_id(),
-        # idle work of DBOS features the runtime does not use: its schedules (ours are the
-        # dispatcher's) are polled every 30 s, and on PostgreSQL its notifier wakes every 10 ms
-        # to flush DBOS events and streams. (Its SQLite notification poller only sleeps when
-        # nobody waits, and a long sleep would hold DBOS.destroy up to its 10 s join.)
-        "scheduler_polling_interval_sec": IDLE_POLL,
-        "notification_coalesce_sec": NOTIFY_COALESCE,
-    }
-    if url.startswith("sqlite"):
-        config["system_database_engine"] = sqlite_system_engine(url)
-    return config
-
-
-def sqlite_system_engine(url: str) -> SAEngine:
-    """DBOS's SQLite system database as DBOS makes it (IMMEDIATE transactions, a long busy
-    timeout, foreign keys), in WAL mode with ``synchronous=NORMAL`` as the catalog is: DBOS's
-    default rollback journal syncs the disk at every commit and blocks writers while anyone
-    reads, which capped the runtime near 9 invocations a second."""
-    factory = connection_factory(str(make_url(url).database))  # writers queue, see there
-    engine = create_engine(url, pool_size=16, max_overflow=16, connect_args={"factory": factory})
-
-    @sa_event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = "IMMEDIATE"
-        for pragma in (
-            "busy_timeout=30000",
-            "foreign_keys=ON",
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-        ):
-            dbapi_conn.execute(f"PRAGMA {pragma}")
-
-    return engine
 
 
 def watchers(ws: Workspace, prefixes: list[str]) -> list[Loop]:
@@ -117,6 +67,10 @@ class Runtime:
         self._running: dict[str, set[str]] = defaultdict(set)  # function → invocations started here
         self._router = Router(ws, self.functions, limit=ROUTE_BATCH)
         self._lock = threading.Lock()
+        self._durable = {spec.name for spec in self.functions if spec.durable}  # and learned
+        self._executor = ws.settings.executor_id()
+        self._direct = DirectAttempts(self, sum(spec.concurrency for spec in self.functions))
+        self.workflows = Workflows(ws, self.functions)
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> Runtime:
@@ -128,8 +82,6 @@ class Runtime:
         set_recovery_limit(settings.max_recovery_attempts)
         self.engine = open_engine(self.ws.settings, self.ws)
         self._wake = Wake(self.ws.catalog.engine, watch_file=True)  # also other processes
-        DBOS(config=_dbos_config(self.ws, self.functions))
-        DBOS.launch()  # recovers every invocation a crash interrupted
         self._adopt_unstarted()
         found = scan(self.ws, self.ws.settings.runtime.watch_prefixes)
         if found:
@@ -154,7 +106,8 @@ class Runtime:
                 watcher.join(timeout=5)
         for thread in self._threads:
             thread.join(timeout=5)
-        DBOS.destroy(destroy_registry=False)
+        self._direct.close()
+        self.workflows.close()
         if self._wake is not None:
             self._wake.close()
         if self.engine is not None:
@@ -173,13 +126,14 @@ class Runtime:
         return self._wake
 
     def _adopt_unstarted(self) -> None:
-        """Start invocations claimed before a crash whose workflow DBOS never recorded (the
-        crash fell between the claim's commit and the start). One DBOS knows is its own to
-        recover, here (DBOS.launch) or by the worker that runs it."""
+        """Start again the invocations this worker claimed before a crash that DBOS does not
+        know: direct first attempts, and workflows the crash kept from being recorded. One DBOS
+        knows is its own to recover (launched for it, here, or by the worker that runs it)."""
         names = {spec.name for spec in self.functions}
-        for run_id, function, event in self.ws.catalog.events.unfinished():
-            if function in names and DBOS.get_workflow_status(run_id) is None:
-                log.info("starting %s: claimed before a crash, never started", run_id)
+        unfinished = self.ws.catalog.events.unfinished(self._executor)
+        for run_id, function, event in self.workflows.recover(unfinished):
+            if function in names:
+                log.info("starting %s again: claimed before a crash", run_id)
                 self._start(function, event, run_id)
 
     # -- dispatch --------------------------------------------------------------------------
@@ -194,7 +148,9 @@ class Runtime:
                 log.exception("dispatcher error; retrying")
                 self._stop.wait(self.poll_interval)
                 continue
-            self._wake.wait(self._sleep_for(last_tick))
+            dbos_left = self.workflows.shut_if_idle()  # DBOS sleeps too once its work is done
+            sleep = self._sleep_for(last_tick)
+            self._wake.wait(sleep if dbos_left is None else min(sleep, dbos_left))
 
     def dispatch_once(self) -> int:
         """Route every new event to its queued invocations, then claim and start as many queued
@@ -208,10 +164,10 @@ class Runtime:
         total = self._router.route()
         with self._lock:
             slots = {s.name: s.concurrency - len(self._running[s.name]) for s in self.functions}
-        claimed = self.ws.catalog.events.claim_queued(slots)
+        started, claimed = self.ws.catalog.events.claim_queued(slots, self._executor)
         for n, (run_id, function, event) in enumerate(claimed):
             try:
-                self._start(function, event, run_id)
+                self._start(function, event, run_id, started)
             except Exception:
                 for unstarted, name, _ in claimed[n:]:
                     self._unclaim(name, unstarted)
@@ -228,18 +184,33 @@ class Runtime:
             run_id, status="queued", attempts=0, started_at=None
         )
 
-    def _start(self, function: str, event: Event, run_id: str) -> None:
-        """Start DBOS's ``invoke`` workflow for an invocation, under its id (DBOS starts one
-        workflow per id, however often asked); its slot is held until ``finished``."""
+    def _start(
+        self, function: str, event: Event, run_id: str, started: datetime | None = None
+    ) -> None:
+        """Start a claimed invocation: its first attempt directly, or DBOS's ``invoke`` workflow
+        for a function that checkpoints; its slot is held until ``finished``."""
         with self._lock:
             self._running[function].add(run_id)
-        with SetWorkflowID(run_id):
-            DBOS.start_workflow(invoke, function, event.to_json())
+            durable = function in self._durable
+        if durable:
+            self.durably(function, event, run_id, 0, "")
+        else:
+            self._direct.start(function, event, run_id, started)
+
+    def durably(self, function: str, event: Event, run_id: str, failed: int, error: str) -> None:
+        """Run the invocation's attempts after the first ``failed`` as DBOS's ``invoke`` workflow,
+        under its id (DBOS starts one workflow per id, however often asked). A function handed
+        over from its first attempt (0 failed: it checkpoints) goes to DBOS from now on."""
+        if failed == 0:
+            with self._lock:
+                self._durable.add(function)
+        self.workflows.start(function, event, run_id, failed, error)
 
     def finished(self, function: str, run_id: str) -> None:
         """An invocation ended (``invoke`` returned or raised): its slot is free for the next."""
         with self._lock:
             self._running[function].discard(run_id)
+        self.workflows.ended(run_id)
         if self._wake is not None:
             self._wake.set()
 
