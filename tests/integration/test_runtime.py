@@ -59,8 +59,8 @@ def slow_ok(event: Event, ctx: Context) -> None:
 
 @extra.function(on=on_event("test.slow"), timeout=0.5, retries=0)
 def too_slow(event: Event, ctx: Context) -> None:
-    # no Python thread can be stopped from outside: this sleep ends. DBOS sweeps for workflows
-    # past their deadline once a second, so a timeout is enforced within about a second.
+    # no Python thread can be stopped from outside: this sleep ends, after the attempt was
+    # recorded as timed out (its waiter gives up at the deadline) and the thread left to finish
     time.sleep(3.0)
     ctx.step("after the deadline", _state.__setitem__, "late step", True)  # but this never runs
 

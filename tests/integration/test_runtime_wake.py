@@ -43,6 +43,11 @@ def note(event: Event, ctx: Context) -> None:
     _calls.append(event.subject)
 
 
+@sleepy.function(on=on_event("test.durable"), concurrency=2, retries=0, durable=True)
+def keep(event: Event, ctx: Context) -> None:
+    _calls.append(event.subject)
+
+
 @sleepy.function(on=on_event("test.refuse"), retries=0)
 def refuse(event: Event, ctx: Context) -> None:
     raise RuntimeError("no")
@@ -90,6 +95,7 @@ def test_an_idle_runtime_does_no_catalog_work_for_a_minute(tmp_path: Path) -> No
         with statements(ws.catalog.engine) as seen:
             time.sleep(IDLE_WINDOW)
         assert seen == []
+        assert not runtime.workflows.up  # no durable work: DBOS was never launched to poll
         # and it is asleep, not dead: an event still runs
         ws.catalog.events.add(Event("test.nobody", "after"))
         assert runtime.wait_idle(60)
@@ -143,11 +149,12 @@ def test_an_event_another_process_writes_wakes_the_runtime(
 def test_an_invocation_whose_start_failed_is_queued_again_and_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DBOS cannot start a claimed invocation once (its database unreachable, say): that one and
-    the rest of its batch go back to the queue with their slots, and run without a restart."""
-    from embedlake.runtime import service
+    """DBOS cannot start a claimed invocation of a durable function once (its database
+    unreachable, say): that one and the rest of its batch go back to the queue with their slots,
+    and run without a restart."""
+    from embedlake.runtime import workflows
 
-    real, failed = service.DBOS.start_workflow, []
+    real, failed = workflows.DBOS.start_workflow, []
 
     def start_once_failing(*args: Any, **kwargs: Any) -> Any:
         if not failed:
@@ -157,13 +164,13 @@ def test_an_invocation_whose_start_failed_is_queued_again_and_runs(
 
     _calls.clear()
     with Workspace.init(tmp_path / "ws", environ=SLEEPY) as ws, Runtime(ws, sleepy):
-        monkeypatch.setattr(service.DBOS, "start_workflow", start_once_failing)
-        for n in range(3):  # more than `note`'s two slots
-            ws.catalog.events.add(Event("test.wake", f"n{n}"))
+        monkeypatch.setattr(workflows.DBOS, "start_workflow", start_once_failing)
+        for n in range(3):  # more than `keep`'s two slots
+            ws.catalog.events.add(Event("test.durable", f"n{n}"))
         _until(lambda: sorted(_calls) == ["n0", "n1", "n2"])
-        runs = ws.catalog.events.invocations(function="note")
+        runs = ws.catalog.events.invocations(function="keep")
         _until(lambda: {ws.catalog.events.invocation(r.id).status for r in runs} == {"succeeded"})
-        assert failed == [("note",)]
+        assert failed == [("keep",)]
         assert [ws.catalog.events.invocation(r.id).attempts for r in runs] == [1, 1, 1]
 
 
