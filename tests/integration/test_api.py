@@ -129,6 +129,48 @@ def test_search_by_text_vector_and_document_agree(api: Api) -> None:
     assert [h["id"] for h in same["results"]] == [h["id"] for h in like]
 
 
+def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answers(
+    api: Api,
+) -> None:
+    """api/fastpath.py answers the common search itself, with the bytes the route writes; any
+    other search, and every refusal, is the route's."""
+    state = api.client.app.state  # type: ignore[attr-defined]
+    model = api.search(query="kidney").json()["model"]
+    embedded = api.call("POST", "/v1/embed", "embed", json={"texts": ["kidney failure"]})
+    vector = embedded.json()["vectors"][0]
+    before = state.fast_searches
+    fast = api.search(vector=vector, model=model, k=7)
+    assert state.fast_searches == before + 1
+    assert fast.headers["content-type"] == "application/json"
+    assert fast.headers["x-content-type-options"] == "nosniff"  # the middlewares outside ran
+
+    # the same request through the route: the fast path stood aside for one request
+    state.search_seconds["search_vectors"] = 1.0  # "lately slow": the route's threads run it
+    routed = api.search(vector=vector, model=model, k=7)
+    assert state.fast_searches == before + 1
+    assert routed.content == fast.content
+    state.search_seconds["search_vectors"] = 0.0
+
+    # not its case: each goes to the route, and gets the route's answer
+    others = [
+        api.search(vector=vector, model=model, k=7, filter={"source": "tagged"}),
+        api.search(vector=vector, model=model, k=7, release=api.second),
+        api.search(vector=vector, model=model, k=101),
+        api.search(vector=[0.0] * len(vector), model=model),
+        api.search(vector=vector, model="minilm@1"),
+        api.search(vector=vector),
+        api.call("POST", "/v1/search", "embed", json={"vector": vector, "model": model}),
+        api.client.post("/v1/search", json={"vector": vector, "model": model}),
+        api.call("POST", "/v1/search", content=json.dumps({"vector": vector, "model": model}),
+                 headers={"content-type": "text/plain"}),
+    ]  # fmt: skip
+    assert state.fast_searches == before + 1
+    assert [r.status_code for r in others] == [200, 200, 200, 400, 409, 422, 403, 401, 422]
+    assert others[1].json()["release"] == api.second and others[1].json()["alias"] is None
+    text = api.client.get("/metrics").text
+    assert 'route="/v1/search",status="200"' in text
+
+
 def test_search_a_named_release_or_alias(api: Api) -> None:
     old = api.search(query="kidney", release=api.first).json()
     assert old["release"] == api.first and old["alias"] is None

@@ -1,4 +1,4 @@
-"""When a search may run on the event loop (api/routes/search.py ``_alone``): only when no other
+"""When a search may run on the event loop (api/routes/search.py ``alone``): only when no other
 request task exists, running or waiting to start; requests read in the same turn of the loop see
 each other before any of them runs."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from embedlake.api.routes.search import _alone
+from embedlake.api.routes.search import alone
 
 
 class RequestResponseCycle:
@@ -17,7 +17,7 @@ class RequestResponseCycle:
         self.seen: bool | None = None
 
     async def run_asgi(self) -> None:
-        self.seen = _alone()
+        self.seen = alone()
         if self.started is not None:
             self.started.set()
             await asyncio.sleep(0.05)  # a request waiting on the search threads

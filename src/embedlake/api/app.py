@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from embedlake import __version__
 from embedlake.api import problems
 from embedlake.api.auth import Auth
+from embedlake.api.fastpath import PATH, FastSearch
 from embedlake.api.limits import RequestLimits
 from embedlake.api.metrics import Metrics
 from embedlake.api.routes import admin, documents, embed, probes, search
@@ -88,6 +89,9 @@ def create_app(
             app.include_router(module.router)
         page(app)
     docs(app)
+    if role in ("all", "search"):  # innermost: it sees the body the limits let through
+        [route] = [r for r in search.router.routes if getattr(r, "path", None) == PATH]
+        app.add_middleware(FastSearch, state=app.state, route=route)
     app.add_middleware(RequestLimits, api=ws.settings.api)
     api = ws.settings.api
     app.add_middleware(

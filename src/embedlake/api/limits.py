@@ -62,7 +62,7 @@ class RequestLimits:
         if refusal is not None:
             await problems.from_error(refusal)(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     def _declared(self, declared: bytes) -> InputError | None:
         if not declared.isdigit():
@@ -91,7 +91,7 @@ class RequestLimits:
         return b"".join(chunks), None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """A receive() that hands the app the body already read, then the client's own messages."""
     sent = False
 

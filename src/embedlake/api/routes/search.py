@@ -22,7 +22,7 @@ T = TypeVar("T")
 router = APIRouter(tags=["search"], responses=problems.RESPONSES, route_class=FastJsonRoute)
 
 
-def _response(served: Served, alias: str | None, hits: list[Hit]) -> Response:
+def respond(served: Served, alias: str | None, hits: list[Hit]) -> Response:
     """Serialised here, in one pass: FastAPI would re-validate the model and encode it through
     ``jsonable_encoder``, ~0.12 ms a request (measured by bench/api.py)."""
     body = schemas.SearchResponse(
@@ -53,7 +53,7 @@ async def _work(request: Request, fn: Callable[..., T], *args: Any, short: bool 
     a lone client gains nothing from it. Requests that arrive meanwhile wait that long, then
     see each other and go to the threads."""
     seconds: dict[str, float] = request.app.state.search_seconds
-    if short and seconds.get(fn.__name__, 0.0) <= INLINE_MAX_SECONDS and _alone():
+    if short and seconds.get(fn.__name__, 0.0) <= INLINE_MAX_SECONDS and alone():
         return _timed(seconds, fn, *args)
     pool = request.app.state.search_pool
     return await asyncio.get_running_loop().run_in_executor(
@@ -68,14 +68,14 @@ def _timed(seconds: dict[str, float], fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     finally:
-        _fold(seconds, fn.__name__, time.perf_counter() - started)
+        fold(seconds, fn.__name__, time.perf_counter() - started)
 
 
-def _fold(seconds: dict[str, float], kind: str, took: float) -> None:
+def fold(seconds: dict[str, float], kind: str, took: float) -> None:
     seconds[kind] = 0.8 * seconds.get(kind, took) + 0.2 * took
 
 
-def _alone() -> bool:
+def alone() -> bool:
     """No request task of this event loop but the current one, running or waiting to start.
     Counting tasks, not requests that entered the app: requests read in the same turn of the
     loop have their tasks created before any runs, so a count kept by the app would see one
@@ -124,7 +124,7 @@ async def search(body: schemas.SearchRequest, request: Request) -> Response:
     else:
         assert body.id is not None
         hits = await _work(request, searcher.more_like, body.id, body.k, body.filter)
-    return _response(served, alias, hits)
+    return respond(served, alias, hits)
 
 
 async def _text(
@@ -146,14 +146,14 @@ async def _text(
         return hits[0]
     if body.filter is None and body.k <= INLINE_MAX_K:
         seconds: dict[str, float] = request.app.state.search_seconds
-        if seconds.get("search_many", 0.0) <= INLINE_MAX_SECONDS and _alone():
+        if seconds.get("search_many", 0.0) <= INLINE_MAX_SECONDS and alone():
             request.app.state.metrics.batch_size.observe(1)  # an encoder call of one text
             return _timed(seconds, searcher.search_many, [body.query], body.k)[0]
     started = time.perf_counter()
     vectors = await served.batcher.encode([body.query])
     rows = await _work(request, searcher.search_encoded, vectors, body.k, body.filter)
     if body.filter is None:  # what the inline path would have cost, waits for company included
-        _fold(request.app.state.search_seconds, "search_many", time.perf_counter() - started)
+        fold(request.app.state.search_seconds, "search_many", time.perf_counter() - started)
     return rows[0]
 
 
@@ -174,4 +174,4 @@ async def neighbours(
     served, searcher = await _served(request, release, alias)
     hits = await _work(request, searcher.more_like, doc_id, k)
     alias = None if release else alias or request.app.state.serving.default_alias
-    return _response(served, alias, hits)
+    return respond(served, alias, hits)
