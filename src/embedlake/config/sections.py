@@ -562,7 +562,8 @@ class RuntimeSettings(_Section):
         default=30.0,
         gt=0,
         description="a local worker thread with no work for this many seconds ends (the pool "
-        "shrinks when idle)",
+        "shrinks when idle); DBOS, launched for durable work (retries, functions that "
+        "checkpoint), is shut down after as long without any",
     )
     poll_interval: float = Field(
         default=0.05,
