@@ -72,15 +72,16 @@ def publish(
                 + " (use --force to publish anyway)"
             )
     caught_up = _caught_up(ws, release_id, behind)
-    move = releases.move(
-        alias,
-        release_id,
-        kind="publish",
-        actor=actor,
-        reason=(reason or ("forced" if force else "passed the gate")) + caught_up,
-        expect=current,
-    )
-    releases.update(release_id, status="published")
+    with ws.catalog.begin():  # one transaction: nobody sees the alias on a release "built"
+        move = releases.move(
+            alias,
+            release_id,
+            kind="publish",
+            actor=actor,
+            reason=(reason or ("forced" if force else "passed the gate")) + caught_up,
+            expect=current,
+        )
+        releases.update(release_id, status="published")
     log.info("%s → %s (was %s)", alias, release_id, current)
     return move
 

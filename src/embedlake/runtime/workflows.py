@@ -24,7 +24,7 @@ from sqlalchemy import event as sa_event
 from embedlake.catalog.sqlite_writers import connection_factory
 from embedlake.events import Event
 from embedlake.functions import Functions
-from embedlake.runtime.durable import invoke
+from embedlake.runtime.durable import INVOKE, invoke
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,15 @@ class Workflows:
         DBOS.launch()  # recovers every workflow a crash interrupted
         self._up = True
         self._idle_since = time.monotonic()
+        # what it recovered keeps it up until it ends (``invoke`` reports its end to ``ended``)
+        recovered = DBOS.list_workflows(
+            status=list(RUNNING),
+            name=INVOKE,
+            executor_id=self._ws.settings.executor_id(),
+            load_input=False,
+            load_output=False,
+        )
+        self._running.update(w.workflow_id for w in recovered)
 
     def _shut(self) -> None:
         if self._up:
