@@ -39,6 +39,7 @@ MAX_K = 1000
 # rather than handed to the index as a set of every id it matches (all of a million documents:
 # 2.9 s and +480 MB a query, 14.5 ms and +72 MB checked on the candidates; docs/benchmarks.md,
 # section 18); a query still short after BROAD_FETCH candidates gets the whole set
+SPARE = 10  # hits fetched beyond k at first: deleted documents and passages take places
 BROAD = 10_000
 BROAD_FETCH = 20_000
 
@@ -315,7 +316,7 @@ class Searcher:
         in_sql = where if getattr(self.index, "filters_in_sql", False) else None
         aggregate, top = self._aggregate
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
-        todo, fetch = list(range(len(vectors))), k + 10
+        todo, fetch = list(range(len(vectors))), k + SPARE
         while todo:
             if in_sql is not None:
                 raw = cast(FiltersInSql, self.index).search_where(
