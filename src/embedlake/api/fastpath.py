@@ -86,7 +86,7 @@ class FastSearch:
             return None
         if request.vector is None or request.filter is not None or request.k > INLINE_MAX_K:
             return None
-        served = serving._followed.get(request.alias or serving.default_alias)
+        served = serving.loaded(request.alias)
         if request.release is not None or served is None or served.searcher is None:
             return None  # a pinned release, or an alias not loaded yet: the route loads it
         if request.model != served.model.ref:

@@ -131,10 +131,14 @@ class ServingState:
             served = self._followed[alias]
         return served
 
+    def loaded(self, alias: str | None = None) -> Served | None:
+        """What an alias (default: the gate's) serves, if this process has loaded it already."""
+        return self._followed.get(alias or self.default_alias)
+
     async def aget(self, *, release: str | None = None, alias: str | None = None) -> Served:
         """``get`` for a request: answered at once when loaded, else in the thread pool (a load
         takes seconds and must not block the event loop)."""
-        loaded = self._followed.get(alias or self.default_alias) if release is None else None
+        loaded = self.loaded(alias) if release is None else None
         if loaded is not None:
             return loaded
         return await run_in_threadpool(lambda: self.get(release=release, alias=alias))
