@@ -213,6 +213,7 @@ def test_up_handles_a_dropped_file_and_reports_runs(tmp_path: Path) -> None:
         f["function"]: f for f in json.loads(run("functions", str(ws), "--json", env=env).stdout)
     }
     assert functions["ingest"]["last"] == "succeeded" and functions["ingest"]["runs"] == 1
+    assert (functions["ingest"]["durable"], functions["embed-new"]["durable"]) == (False, True)
     hits = json.loads(run("search", str(ws), "cancer cells", "--json", env=env).stdout)
     assert len(hits["hits"]) == 10
     proc = run("retry", str(ws), runs[0]["id"], ok=False, env=env)

@@ -66,7 +66,7 @@ def up(
 
 
 def functions(ws: Ws, as_json: Json = False) -> None:
-    """Functions with their triggers, concurrency, timeout, retries and last runs."""
+    """Functions with their triggers, concurrency, timeout, retries, whether durable, last runs."""
     from embedlake.functions.loading import load_functions
     from embedlake.runtime.service import describe
     from embedlake.workspace import Workspace

@@ -298,6 +298,7 @@ def describe(functions: Functions) -> list[dict[str, Any]]:
             "concurrency": s.concurrency,
             "timeout": s.timeout,
             "retries": s.retries,
+            "durable": s.durable,  # every attempt a DBOS workflow (else the first runs directly)
         }
         for s in functions
     ]
