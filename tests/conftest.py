@@ -94,6 +94,16 @@ def _unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings that put the catalog and the runtime's queue on each database engine (the
+    embedded SQLite default, and this run's PostgreSQL)."""
+    if request.param == "sqlite":
+        return {}
+    url: str = request.getfixturevalue("postgres").database()
+    return {"EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[object]:
     """A PostgreSQL 18 + pgvector server for the run (the xdist controller's, or one of its own)."""

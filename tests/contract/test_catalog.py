@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -415,6 +416,58 @@ def test_a_new_alias_is_created_once(ws: Workspace) -> None:
         releases.move("other", "A", kind="publish", actor="t", reason="r", expect="X")
     assert releases.alias("other") is None  # the refused move created nothing
     assert releases.aliases() == {"staging": "A"}
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_after_idling(
+    postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """catalog/postgres.py pings a pooled connection that idled over PING_AFTER before using it
+    (a restart, a pooler's timeout): the request gets a new connection, not an error."""
+    import psycopg
+    from sqlalchemy import make_url, text
+
+    from embedlake.catalog import postgres as catalog_postgres
+
+    url = postgres.database()
+    engine = catalog_postgres.connect(url)
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(plain, autocommit=True) as admin:  # the server drops it in the pool
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        monkeypatch.setattr(catalog_postgres, "PING_AFTER", 0.0)  # "it idled long enough"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        engine.dispose()
+
+
+def test_invocations_are_queued_at_once_and_claimed_by_a_named_worker(ws: Workspace) -> None:
+    """The router queues a batch in one statement (new ids back, a repeated delivery left
+    alone); a claim names its worker, and after a crash a worker finds only its own claims."""
+    from embedlake.events import Event
+
+    events = ws.catalog.events
+    event = Event("t.x", "a")
+    events.add(event)
+    rows = [(f"{event.id}:f{i}", "f", event.id) for i in range(2500)]  # pages of insertmanyvalues
+    assert events.invocations_queued(rows[:10]) == {r[0] for r in rows[:10]}
+    assert events.invocations_queued(rows) == {r[0] for r in rows[10:]}
+    assert events.invocations_queued(rows) == set()
+    assert len(events.invocations(function="f")) == 2500
+
+    started, claimed = events.claim_queued({"f": 3}, "worker-a")
+    assert len(claimed) == 3 and all(e.id == event.id for _, _, e in claimed)
+    _, more = events.claim_queued({"f": 2}, "worker-b")
+    assert events.claim_queued({"f": 0}, "worker-a")[1] == []  # no free slot: nothing claimed
+    mine = {run_id for run_id, _, _ in events.unfinished("worker-a")}
+    assert mine == {run_id for run_id, _, _ in claimed}
+    assert {run_id for run_id, _, _ in events.unfinished("worker-b")} == {r for r, _, _ in more}
+    events.finish_invocation(claimed[0][0], "succeeded", None, started)
+    done = events.invocation(claimed[0][0])
+    assert done.status == "succeeded" and done.seconds is not None and done.seconds >= 0
+    assert len(events.unfinished("worker-a")) == 2
 
 
 def test_the_event_outbox_keeps_one_copy_and_orders_by_sequence(ws: Workspace) -> None:

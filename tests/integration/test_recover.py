@@ -30,15 +30,6 @@ from tests.servers import Postgres
 QUERIES = ["kidney failure in children", "cancer cells in mice", "blood pressure"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Settings that put the catalog on each database engine."""
-    if request.param == "sqlite":
-        return {}
-    url: str = request.getfixturevalue("postgres").database()
-    return {"EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
-
-
 @pytest.fixture
 def environ(backend: dict[str, str]) -> Iterator[dict[str, str]]:
     yield {**FAST, **backend}

@@ -236,7 +236,9 @@ def test_a_release_whose_pca_backs_its_index(tmp_path: Path) -> None:
         assert med["ann_recall@10"] >= 0.95 and med["ndcg@10"] > 0.5  # quality kept at 64 dims
 
 
-def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -> None:
+def test_new_documents_reach_every_aliased_release_and_compare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two aliases on releases of two models: embed-new must embed for both (each fan-out of one
     invocation has its own name) and re-index both."""
     from embedlake.cli.releases import build_now
@@ -252,6 +254,20 @@ def test_new_documents_reach_every_aliased_release_and_compare(tmp_path: Path) -
         refs = [artifacts.register_from_lake(ws, p)[0].ref for p in (a, b)]
         first = build_now(ws, refs[0], "a", publish=True)["release"]
         second = build_now(ws, refs[1], "b", publish=False)["release"]
+        # the alias move and the release's status are one transaction: if marking it
+        # published fails, the alias has not moved either (no reader sees it half done)
+        releases, real = ws.catalog.releases, ws.catalog.releases.update
+
+        def failing(release_id: str, **values: Any) -> None:
+            if values.get("status") == "published":
+                raise RuntimeError("the catalog went away")
+            real(release_id, **values)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(releases, "update", failing)
+            with pytest.raises(RuntimeError, match="went away"):
+                publish(ws, second, alias="staging", force=True)
+        assert releases.alias("staging") is None and releases.get(second).status == "built"
         publish(ws, second, alias="staging", force=True)
         with pytest.raises(Exception, match="already points"):
             publish(ws, second, alias="staging")

@@ -72,15 +72,6 @@ def write_doc(event: Event, ctx: Context) -> None:
     ctx.ws.catalog.documents.upsert([Document(event.subject, "burst", "", event.data["text"])])
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Settings that put the catalog and the runtime's queue on each database engine."""
-    if request.param == "sqlite":
-        return {}
-    url: str = request.getfixturevalue("postgres").database()
-    return {"EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
-
-
 def _workspace(tmp_path: Path, backend: dict[str, str]) -> Workspace:
     return Workspace.init(tmp_path / "ws", environ={**FAST, **backend})
 

@@ -53,14 +53,6 @@ def refuse(event: Event, ctx: Context) -> None:
     raise RuntimeError("no")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "sqlite":
-        return {}
-    url: str = request.getfixturevalue("postgres").database()
-    return {"EMBEDLAKE_CATALOG__URL": url, "EMBEDLAKE_RUNTIME__SYSTEM_DATABASE": url}
-
-
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[str]]:
     """Every SQL statement sent through ``engine`` while the block runs, from any thread."""
@@ -144,6 +136,38 @@ def test_an_event_another_process_writes_wakes_the_runtime(
         _until(lambda: _calls == ["from-another-process"])
         [run] = ws.catalog.events.invocations(function="note")
         _until(lambda: ws.catalog.events.invocation(run.id).status == "succeeded")
+
+
+def test_a_process_ignores_its_own_notify_and_hears_another_process(
+    tmp_path: Path, postgres: Any
+) -> None:
+    """A commit that announces work wakes this process's listeners at once; the NOTIFY it also
+    sends carries this process's origin, and this process's LISTEN leaves it (else every event
+    costs the dispatcher a second look). Another origin's NOTIFY wakes it."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    from embedlake.catalog.announce import ORIGIN, WORK
+    from embedlake.catalog.wake import Wake
+
+    url = postgres.database()
+    with Workspace.init(tmp_path / "ws", environ={"EMBEDLAKE_CATALOG__URL": url}) as ws:
+        wake = Wake(ws.catalog.engine)
+        plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            assert wake.listening.wait(30)
+            wake.wait(0.5)  # the wake-up the listener gives itself on connecting
+
+            def notify(origin: str) -> None:
+                with psycopg.connect(plain, autocommit=True) as conn:
+                    conn.execute("SELECT pg_notify(%s, %s)", (WORK, origin))
+
+            notify(ORIGIN)
+            assert not wake.wait(1.5)
+            notify("another-process")
+            assert wake.wait(30)
+        finally:
+            wake.close()
 
 
 def test_an_invocation_whose_start_failed_is_queued_again_and_runs(

@@ -21,7 +21,7 @@ from embedlake.events import Event
 from embedlake.lake import ObjectEvent
 
 # Statements the dispatcher sends on every pass, built once: building and keying a statement
-# cost more CPU than sending it (a no-op invocation's claim was a third of the runtime's CPU).
+# cost more CPU than sending it (the claim's, in a profile of a burst of no-op invocations).
 _inv = invocations.c
 _OLDEST_QUEUED = (
     select(_inv.id)

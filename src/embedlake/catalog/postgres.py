@@ -27,7 +27,7 @@ def connect(url: str) -> Engine:
 def _ping_when_idle(engine: Engine) -> None:
     """Replace a pooled connection the server closed (a restart, a pooler's idle timeout)
     instead of failing a request with it: SQLAlchemy's ``pool_pre_ping`` does it with a round
-    trip at every checkout, a fifth of a no-op invocation's catalog work (docs/decisions/0028).
+    trip at every checkout, one per transaction (docs/decisions/0028).
     A connection used in the last ``PING_AFTER`` s is taken as alive; if the server went away
     within that window, the statement fails once and SQLAlchemy drops the whole pool."""
 

@@ -158,11 +158,15 @@ class Router:
     def _queue(self, batch: list[Event]) -> list[tuple[FunctionSpec, Event]]:
         """Queue the events' invocations, in one statement; those new (a repeated delivery
         finds them queued)."""
-        wanted = [(spec, event) for event in batch for spec in self.functions.matching(event)]
+        wanted = {
+            invocation_id(event, spec): (spec, event)
+            for event in batch
+            for spec in self.functions.matching(event)
+        }
         new = self.ws.catalog.events.invocations_queued(
-            [(invocation_id(event, spec), spec.name, event.id) for spec, event in wanted]
+            [(run_id, spec.name, event.id) for run_id, (spec, event) in wanted.items()]
         )
-        return [(spec, event) for spec, event in wanted if invocation_id(event, spec) in new]
+        return [pair for run_id, pair in wanted.items() if run_id in new]
 
     def _started(self, queued: list[tuple[FunctionSpec, Event]]) -> None:
         if self.start is not None:
