@@ -6,7 +6,7 @@
 #     bash bench/api_fastpath.sh [rounds]      # prints req/s of each side, each round
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WS=${WS:-/tmp/embedlake-bench-api/search-v1-n100000}
+WS=${WS:-/tmp/embedlake-bench-api/search-v2-n100000}
 ROUNDS=${1:-3}
 PORT=8931
 export EMBEDLAKE_INDEX__EF_SEARCH=${EF:-128}

@@ -26,6 +26,10 @@ def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def _normed(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def pg_url(postgres: Any) -> str:
     return str(postgres.database())
@@ -202,6 +206,70 @@ def test_the_effort_is_tuned_to_a_recall_target_that_unseen_queries_meet(
     loaded = approximate.load(tmp_path)
     assert getattr(loaded, knob) == tuning.value
     assert all(getattr(loaded, name) == value for name, value in tuning.settled.items())
+
+
+def test_spare_hits_come_at_the_effort_of_the_needed_ones(engine: Engine) -> None:
+    """What the searcher asks: k + 10 hits, its effort sized for k (``effort_hits``), the ten
+    more only room for deleted documents. An HNSW candidate list (faiss, pgvector) of ef ≥ k + 10
+    holds them already, so the top k are exactly those of a search for k alone."""
+    vecs, queries = _unit(3000, 16, seed=8), _unit(40, 16, seed=9)
+    ids = [str(i) for i in range(3000)]
+    index = engine.make(16)
+    index.add(ids, vecs)
+    exact = vector_index.create("exact", 16)
+    exact.add(ids, vecs)
+    spared = index.search(queries, 20, effort_hits=10)
+    assert all(len(row) == 20 for row in spared)
+    top = [row[:10] for row in spared]
+    assert ann_recall(_ids(top), _ids(exact.search(queries, 10))) >= engine.min_recall
+    if engine.name in ("hnsw", "pgvector"):  # ef 64 either way; without it: ef 128
+        assert _ids(top) == _ids(index.search(queries, 10))
+        assert vector_index.effort_for(64, 20, 10) == 64 and vector_index.effort_for(64, 20) == 128
+        assert vector_index.effort_for(10, 20, 10) == 20  # a list long enough for every hit
+
+
+def _tie_recall(index: VectorIndex, queries: np.ndarray, vecs: np.ndarray) -> float:
+    """Recall@10 against exact search, a hit scoring at least the exact 10th counting (copies)."""
+    kth = -np.partition(-(queries @ vecs.T), 9, axis=1)[:, 9]
+    answers = index.search(queries, 10)
+    hits = sum(s >= t - 1e-5 for row, t in zip(answers, kth, strict=True) for _, s in row)
+    return hits / (10 * len(queries))
+
+
+def test_an_effort_tuned_with_query_like_vectors_meets_the_target_on_queries() -> None:
+    """Every document twice (near copies, as in patents): a held-back document is found at once
+    beside its copy, and an effort tuned on those alone leaves queries far short of the target.
+    Query-like vectors of the held-back ids (``queries_for``; the build embeds spans of their
+    text) make the tuning climb until queries meet it too."""
+    dim, n, target = 32, 3000, 0.9
+    rng = np.random.default_rng(0)
+    centres = _normed(rng.standard_normal((60, dim)))
+    base = _normed(centres[rng.integers(0, 60, n)] + 0.35 * rng.standard_normal((n, dim)))
+    vecs = np.concatenate([base, base])
+    ids = [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)]
+    row_of = {key: row for row, key in enumerate(ids)}
+
+    def query_like(rows: np.ndarray, seed: int) -> np.ndarray:  # between documents
+        noise = np.random.default_rng(seed).standard_normal(rows.shape) / np.sqrt(dim)
+        return _normed(rows + 1.2 * noise)
+
+    def queries_for(keys: Any) -> np.ndarray:
+        made = query_like(vecs[[row_of[k] for k in keys]], 1)
+        made[:10] = 0  # no text to make a query of: left out
+        return made
+
+    fresh = query_like(base[rng.integers(0, n, 300)], 2)
+    alone = vector_index.create("hnsw", dim, m=8, ef_construction=40)
+    by_documents = tune.add_tuned(alone, ids, vecs, target, sample=500)
+    both = vector_index.create("hnsw", dim, m=8, ef_construction=40)
+    tuning = tune.add_tuned(both, ids, vecs, target, sample=500, queries_for=queries_for)
+    assert by_documents is not None and tuning is not None
+    assert by_documents.reached and _tie_recall(alone, fresh, vecs) < target - 0.15
+    assert tuning.sets == {"documents": 500, "spans": 490}
+    assert tuning.reached and min(c[tuning.value] for c in tuning.curves.values()) >= target
+    assert tuning.value > by_documents.value and len(both) == 2 * n
+    assert _tie_recall(both, fresh, vecs) >= target - 0.03  # within the sample's error
+    assert tuning.describe()["curves"]["spans"][str(tuning.value)] >= target
 
 
 def test_nothing_is_tuned_without_a_knob_or_a_sample() -> None:

@@ -53,6 +53,9 @@ def test_cranfield_with_lsa_matches_the_reference_values(tmp_path: Path) -> None
     tuning = built["tuning"]  # ef_search tuned to the default target on a fifth held back
     assert (tuning["knob"], tuning["sample"], tuning["reached"]) == ("ef_search", 279, True)
     assert tuning["recall"] >= 0.95 and tuning["value"] in map(int, tuning["curve"])
+    # and on query-like spans of the held-back passages, all but ones of words LSA never saw
+    assert tuning["sets"]["documents"] == 279 and 270 <= tuning["sets"]["spans"] <= 279
+    assert min(c[str(tuning["value"])] for c in tuning["curves"].values()) >= 0.95
     hits = run_json("search", ws, "heat transfer in slabs", "-k", "5")
     assert len(hits["hits"]) == 5 and hits["model"].startswith("lsa@")
     rows = _by_system(run_json("bench", ws))  # the dataset registered at ingest

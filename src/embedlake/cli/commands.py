@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from embedlake.cli.output import console, embed_with_progress, emit_json, table
+from embedlake.cli.output import console, embed_with_progress, emit_json, measured_on, table
 from embedlake.errors import InputError
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def index(
             console.print(
                 f"{t['knob']} {t['value']}: recall@10 {t['recall']:.3f} against exact search "
                 f"(target {t['target']:.2f}{'' if t['reached'] else ', not reached'}, "
-                f"{t['sample']} held-back vectors)",
+                f"{measured_on(t)})",
                 highlight=False,
             )
         if report.missing:

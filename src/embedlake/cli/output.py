@@ -138,3 +138,10 @@ def embed_with_progress(
             encoder,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+
+
+def measured_on(tuning: dict[str, Any]) -> str:
+    """What an index's tuning measured recall on (a tuning made before spans: the sample)."""
+    sets = tuning.get("sets") or {"documents": tuning["sample"]}
+    names = {"documents": "held-back vectors", "spans": "query-like spans of them"}
+    return " and ".join(f"{n} {names.get(name, name)}" for name, n in sets.items())

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import typer
 
-from embedlake.cli.output import console, emit_json, table
+from embedlake.cli.output import console, emit_json, measured_on, table
 from embedlake.cli.progress import StageSteps
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def release(
         reached = "reaches" if tuned["reached"] else "falls short of the target at"
         console.print(
             f"  index: {tuned['knob']} {tuned['value']} {reached} recall@10 "
-            f"{tuned['recall']:.3f} (target {tuned['target']:.2f}, {tuned['sample']} sampled)",
+            f"{tuned['recall']:.3f} (target {tuned['target']:.2f}, on {measured_on(tuned)})",
             highlight=False,
         )
 

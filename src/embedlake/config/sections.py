@@ -224,8 +224,9 @@ class IndexSettings(_Section):
         le=1,
         description="the recall@10 against exact search each index is tuned to when it is built: "
         "the smallest `ef_search` (`rabitq`: `nprobe`, its `rescore` settled first; quantised "
-        "`exact`: `rescore`) that reaches it, with a sample "
-        "of the vectors held back from the index as queries, is kept, and recorded in the "
+        "`exact`: `rescore`) that reaches it, with a sample of the vectors held back from "
+        "the index as queries and a span of 8-32 words of each embedded as a query, is kept "
+        "(a served search for k hits runs at the effort of k), and recorded in the "
         "index's params and the release report; `0`: no tuning (`ef_search` 128, "
         "`nprobe` 16, `rescore` 10). A workspace made before tuning has `ef_search = 128` and "
         "`rescore = 10` written in its file: delete those lines to have them tuned",

@@ -29,9 +29,16 @@ class VectorIndex(Protocol):
     def add(self, ids: Sequence[str], vectors: Matrix) -> None: ...
     def remove(self, ids: Sequence[str]) -> None: ...
     def search(
-        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+        self,
+        queries: Matrix,
+        k: int,
+        allowed: Collection[str] | None = None,
+        effort_hits: int | None = None,
     ) -> list[list[tuple[str, float]]]:
-        """Top ``k`` per query, best first; only among ``allowed`` ids when given (a filter)."""
+        """Top ``k`` per query, best first; only among ``allowed`` ids when given (a filter).
+        ``effort_hits`` (≤ k): how many of the hits the search effort is sized for, where the
+        caller fetches the rest only as spares (the searcher's room for deleted documents), so
+        that they cost no more effort than the tuning measured; default ``k``."""
         ...
 
     def vector(self, doc_id: str) -> Matrix | None:
@@ -77,11 +84,13 @@ def load(engine: str, folder: Path, **overrides: Any) -> VectorIndex:
 TUNED_K = 10  # an index's effort is tuned for (and its recall measured at) this many hits
 
 
-def effort_for(effort: int, k: int) -> int:
+def effort_for(effort: int, k: int, effort_hits: int | None = None) -> int:
     """An HNSW candidate list for ``k`` hits from one tuned for ``TUNED_K``: the same effort per
     hit, so that a deeper search keeps about the recall the tuning measured (a list of only
-    ``k`` finds noticeably fewer of the true top ``k`` once ``k`` outgrows the tuned list)."""
-    return max(effort, k, -(-effort * k // TUNED_K))
+    ``k`` finds noticeably fewer of the true top ``k`` once ``k`` outgrows the tuned list).
+    With ``effort_hits``, the effort of that many hits, and a list long enough for ``k``."""
+    hits = k if effort_hits is None else min(effort_hits, k)
+    return max(effort, k, -(-effort * hits // TUNED_K))
 
 
 def check_vectors(vectors: Any, dim: int) -> Matrix:

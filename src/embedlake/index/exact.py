@@ -77,7 +77,11 @@ class ExactIndex:
                 self._live[pos] = False
 
     def search(
-        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+        self,
+        queries: Matrix,
+        k: int,
+        allowed: Collection[str] | None = None,
+        effort_hits: int | None = None,  # unused: a scan's effort is its k (and rescore)
     ) -> list[list[tuple[str, float]]]:
         queries = check_vectors(queries, self.dim)
         mask = self._selection(allowed)

@@ -84,15 +84,19 @@ class HnswIndex:
         return self._selector
 
     def search(
-        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+        self,
+        queries: Matrix,
+        k: int,
+        allowed: Collection[str] | None = None,
+        effort_hits: int | None = None,
     ) -> list[list[tuple[str, float]]]:
         queries = check_vectors(queries, self.dim)
         if not self._ids:
             return [[] for _ in range(len(queries))]
         if allowed is not None:
-            return self._search_filtered(queries, k, allowed)
+            return self._search_filtered(queries, k, allowed, effort_hits)
         k = min(k, len(self._ids))
-        ef = effort_for(self.ef_search, k)
+        ef = effort_for(self.ef_search, k, effort_hits)
         if self._removed or ef != self.ef_search:
             scores, labels = self._index.search(queries, k, params=self._search_params(ef))
         else:
@@ -111,13 +115,13 @@ class HnswIndex:
         ]
 
     def _search_filtered(
-        self, queries: Matrix, k: int, allowed: Collection[str]
+        self, queries: Matrix, k: int, allowed: Collection[str], effort_hits: int | None
     ) -> list[list[tuple[str, float]]]:
         rows = np.array(sorted(self._pos[i] for i in allowed if i in self._pos), dtype=np.int64)
         if len(rows) <= max(_SCAN_MIN, _SCAN_SHARE * len(self._ids)):
             return self._scan(queries, rows, k)
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
-        params.efSearch = effort_for(self.ef_search, k)
+        params.efSearch = effort_for(self.ef_search, k, effort_hits)
         selector = faiss.IDSelectorBatch(rows)
         params.sel = selector
         scores, labels = self._index.search(queries, min(k, len(rows)), params=params)

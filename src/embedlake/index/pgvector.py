@@ -155,16 +155,28 @@ class PgvectorIndex:
                 self._run("building the HNSW index", lambda c: c.execute(self._sql["hnsw"]))
                 self._built = True
 
-    def search(self, queries: Matrix, k: int, allowed: Collection[str] | None = None) -> Hits:
+    def search(
+        self,
+        queries: Matrix,
+        k: int,
+        allowed: Collection[str] | None = None,
+        effort_hits: int | None = None,
+    ) -> Hits:
         queries = check_vectors(queries, self.dim)
+        ef = min(effort_for(self.ef_search, k, effort_hits), _MAX_EF)
         if allowed is None:
-            return self._search(queries, k, self._top, None, min(k, self._count))
+            return self._search(queries, k, self._top, None, min(k, self._count), ef)
         if not allowed:
             return [[] for _ in range(len(queries))]
-        return self._search(queries, k, self._allowed, {"ids": list(allowed)}, k)
+        return self._search(queries, k, self._allowed, {"ids": list(allowed)}, k, ef)
 
     def search_where(
-        self, queries: Matrix, k: int, where: Mapping[str, Any], documents: str = "documents"
+        self,
+        queries: Matrix,
+        k: int,
+        where: Mapping[str, Any],
+        documents: str = "documents",
+        effort_hits: int | None = None,
     ) -> Hits:
         """Top ``k`` among the vectors of live documents (``deleted_at IS NULL`` in the
         ``documents`` table) matching ``where``, with the meaning of ``Documents.ids_where``:
@@ -175,7 +187,8 @@ class PgvectorIndex:
         # a passage's key is its document's id, then chr(31) and its span (embeddings.passages)
         source = sql.SQL("{} AS v JOIN {} AS d ON d.id = split_part(v.id, chr(31), 1)")
         statements = _search_sql(source.format(self._name, sql.Identifier(documents)), condition)
-        return self._search(queries, k, statements, params, k)
+        ef = min(effort_for(self.ef_search, k, effort_hits), _MAX_EF)
+        return self._search(queries, k, statements, params, k, ef)
 
     def _search(
         self,
@@ -184,13 +197,14 @@ class PgvectorIndex:
         statements: tuple[sql.Composed, sql.Composed],
         filters: dict[str, Any] | None,
         expect: int,
+        ef: int,
     ) -> Hits:
         """Each query by the ANN statement, by the exact one when it finds fewer than ``expect``.
         A filtered query is never prepared: a generic plan would not see how many rows the filter
         keeps, and that decides between the HNSW index and a scan of the matching rows."""
         if self._count and not self._built:
             self.build()
-        ef, (ann, exact) = min(effort_for(self.ef_search, k), _MAX_EF), statements
+        ann, exact = statements
         prepare = None if filters is None else False
 
         def run(session: Session) -> Hits:

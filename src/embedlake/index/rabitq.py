@@ -182,7 +182,11 @@ class RabitqIndex:
             self._index.remove(np.array(rows, dtype=np.uint32))
 
     def search(
-        self, queries: Matrix, k: int, allowed: Collection[str] | None = None
+        self,
+        queries: Matrix,
+        k: int,
+        allowed: Collection[str] | None = None,
+        effort_hits: int | None = None,
     ) -> list[list[tuple[str, float]]]:
         queries = check_vectors(queries, self.dim)
         rows: Any = None  # the rows a filter keeps (None: every live row)
@@ -197,7 +201,8 @@ class RabitqIndex:
         wanted = k * self.rescore
         if rows is not None:  # fetch deeper as the filter is narrower
             wanted = math.ceil(wanted * len(self._pos) / len(rows))
-        nprobe = max(self.nprobe, -(-self.nprobe * k // TUNED_K))  # the same effort per hit
+        hits = k if effort_hits is None else min(effort_hits, k)
+        nprobe = max(self.nprobe, -(-self.nprobe * hits // TUNED_K))  # the same effort per hit
         found, _ = self._index.search(
             self._padded(queries), min(wanted, self._index.max_elements), nprobe, None, 1
         )

@@ -11,6 +11,13 @@ reaches the target; then it adds the sample. Held out, not searched with themsel
 vector already in an HNSW graph is found with its neighbours by the edges that join them, which
 overstates recall (0.98 measured that way where new queries got 0.69, at the same ef).
 
+A document's vector is still an easy query: it lies where the documents lie, often beside a near
+copy of itself. Real queries are shorter and lie between documents, and an effort tuned on document
+vectors alone fell short for them where documents have near copies (``ef_search`` 10 tuned to
+0.95 gave real queries 0.857 on 130k LSA vectors; docs/benchmarks.md, section 17). So the caller
+may give query-like vectors too (``queries_for``: the build embeds a span of 8–32 words of each
+held-back passage, as a query is embedded), and the effort chosen reaches the target on both.
+
 Ties count: an approximate hit scoring at least the exact k-th score is a hit, so duplicate vectors
 do not turn a right answer into a miss. An exact fp32 index has no knob (its recall is 1).
 """
@@ -19,8 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,13 +63,25 @@ class Tuning:
     recall: float  # recall@10 the sample measured at ``value``
     target: float
     reached: bool  # False: no effort of the ladder reached the target; its largest is kept
-    sample: int  # queries measured
-    curve: dict[int, float]  # every effort tried → its recall, cheapest first
+    sample: int  # held-back vectors measured as queries
+    # every effort tried → its recall (the least of the sets'), cheapest first
+    curve: dict[int, float]
     seconds: float
     settled: dict[str, int]  # a knob settled first (SETTLED_FIRST), and its value
+    # each set of queries measured ("documents": the held-back vectors; "spans": query-like
+    # vectors of them) → its size and its curve
+    sets: dict[str, int] = field(default_factory=dict)
+    curves: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        return {**asdict(self), "curve": {str(v): round(r, 4) for v, r in self.curve.items()}}
+        def rounded(curve: dict[int, float]) -> dict[str, float]:
+            return {str(v): round(r, 4) for v, r in curve.items()}
+
+        return {
+            **asdict(self),
+            "curve": rounded(self.curve),
+            "curves": {name: rounded(c) for name, c in self.curves.items()},
+        }
 
 
 def knob(index: VectorIndex) -> tuple[str, tuple[int, ...]] | None:
@@ -80,6 +99,8 @@ def knob(index: VectorIndex) -> tuple[str, tuple[int, ...]] | None:
 
 
 Batches = Iterable[tuple[Sequence[str], Matrix]]
+# the held-back ids → one query-like vector each, in the index's space (a zero row: none)
+QueriesFor = Callable[[Sequence[str]], Matrix]
 
 
 def add_tuned(
@@ -90,9 +111,12 @@ def add_tuned(
     sample: int = 500,
     seed: int = 0,
     settle: bool = True,
+    queries_for: QueriesFor | None = None,
 ) -> Tuning | None:
     """``add_streamed`` of vectors already in memory."""
-    return add_streamed(index, [(ids, vectors)], target, sample, seed, settle)
+    return add_streamed(
+        index, [(ids, vectors)], target, sample, seed, settle, queries_for=queries_for
+    )
 
 
 def add_streamed(
@@ -103,17 +127,19 @@ def add_streamed(
     seed: int = 0,
     settle: bool = True,
     train: int = 0,
+    queries_for: QueriesFor | None = None,
 ) -> Tuning | None:
     """Add every batch of ``batches`` (ids, vectors; iterable twice) to ``index``, tuning its
     knob on the way, with memory bounded by a batch and the samples, never all the vectors.
 
     The first pass draws seeded uniform samples: ``sample`` rows to hold back (at most a fifth)
     and, for an index that trains (``rabitq``'s lists), ``train`` rows to train it on. The second
-    adds every row but the held-back ones and keeps each held-back row's exact top-10 scores
-    among them. Then the smallest effort whose recall@10 on the held-back rows as queries
-    reaches ``target`` is set, and the held-back rows added. A knob of ``SETTLED_FIRST`` is
-    settled before, unless ``settle`` is False (the caller set it). None (everything added, the
-    effort left as it was) for an index without a knob or with too few vectors to measure."""
+    adds every row but the held-back ones and keeps the exact top-10 scores among them of each
+    held-back row and of each query-like vector ``queries_for`` gives for the held-back ids.
+    Then the smallest effort whose recall@10 reaches ``target`` on both sets of queries is set,
+    and the held-back rows added. A knob of ``SETTLED_FIRST`` is settled before, unless
+    ``settle`` is False (the caller set it). None (everything added, the effort left as it was)
+    for an index without a knob or with too few vectors to measure."""
     found = knob(index)
     tunes = found is not None and target > 0
     trains = train > 0 and callable(getattr(index, "train", None))
@@ -136,43 +162,60 @@ def add_streamed(
         held = Reservoir(0, seed)
     held.shrink(size, seed)
     queries, kept = held.matrix(), set(held.ids)
-    truth = RunningTopK(queries, K)
+    sets = {"documents": queries}
+    if len(queries) and queries_for is not None:
+        sets["spans"] = _unit_rows(queries_for(held.ids))
+    truths = {name: RunningTopK(q, K) for name, q in sets.items() if len(q)}
     for ids, vectors in batches:
         rows = [r for r, i in enumerate(ids) if i not in kept] if kept else None
         if rows is not None and len(rows) < len(ids):
             ids, vectors = [ids[r] for r in rows], np.asarray(vectors)[rows]
         index.add(ids, vectors)
-        if len(queries):
+        for truth in truths.values():
             truth.add(ids, vectors)
     if not len(queries):
         return None
     found = knob(index)  # again: an IVF index's ladder ends at its lists, known once trained
     assert found is not None  # a sample is only held back to tune
-    tuning = _tune(index, found, queries, truth.scores[:, K - 1], target, settle, started)
+    measured = [(name, sets[name], t.scores[:, K - 1]) for name, t in truths.items()]
+    tuning = _tune(index, found, measured, target, settle, started)
     index.add(held.ids, queries)
     return tuning
+
+
+def _unit_rows(vectors: Matrix) -> Matrix:
+    """The non-zero rows of ``vectors`` at unit length (a query the model has nothing to say
+    about, such as LSA's on unseen words, is no query)."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or not len(array):
+        return np.zeros((0, 0), dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    keep = norms[:, 0] > 0
+    return np.ascontiguousarray(array[keep] / norms[keep])
+
+
+Measured = list[tuple[str, Matrix, Any]]  # (name, queries, exact k-th score of each)
 
 
 def _tune(
     index: VectorIndex,
     found: tuple[str, tuple[int, ...]],
-    queries: Matrix,
-    kth: Any,
+    measured: Measured,
     target: float,
     settle: bool,
     started: float,
 ) -> Tuning:
-    """Set the smallest effort of the knob ``found`` whose recall@10 on ``queries`` reaches
-    ``target`` (a hit scores at least the exact k-th score ``kth`` of its query)."""
+    """Set the smallest effort of the knob ``found`` whose recall@10 reaches ``target`` on each
+    set of ``measured`` queries (a hit scores at least the exact k-th score of its query)."""
     name, ladder = found
     settled: dict[str, int] = {}
     first = SETTLED_FIRST.get(index.engine) if settle else None
     if first is not None:  # with every list visited (or the ladder's most), codes alone decide
         setattr(index, name, max(ladder[-1], getattr(index, "nlist", 0)))
-        rough = _climb(index, *first, queries, kth, target)
+        rough, _ = _climb(index, *first, measured, target)
         settled[first[0]] = next((e for e, r in rough.items() if r >= target), first[1][-1])
         setattr(index, first[0], settled[first[0]])
-    curve = _climb(index, name, ladder, queries, kth, target)
+    curve, curves = _climb(index, name, ladder, measured, target)
     value = next((e for e, r in curve.items() if r >= target), ladder[-1])
     setattr(index, name, value)
     tuning = Tuning(
@@ -181,10 +224,12 @@ def _tune(
         curve[value],
         target,
         curve[value] >= target,
-        len(queries),
+        len(measured[0][1]),
         curve,
         time.perf_counter() - started,
         settled,
+        {set_name: len(queries) for set_name, queries, _ in measured},
+        curves,
     )
     if not tuning.reached:
         log.warning(
@@ -202,18 +247,22 @@ def _climb(
     index: VectorIndex,
     name: str,
     ladder: tuple[int, ...],
-    queries: Matrix,
-    kth: Any,
+    measured: Measured,
     target: float,
-) -> dict[int, float]:
+) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
     """Recall@10 of each effort of ``ladder`` in turn, up to the first that reaches ``target``
-    (a hit scores at least the exact k-th score ``kth`` of its query)."""
+    on every set of queries: the least of the sets' recalls, and each set's."""
     curve: dict[int, float] = {}
+    curves: dict[str, dict[int, float]] = {set_name: {} for set_name, _, _ in measured}
     for effort in ladder:
         setattr(index, name, effort)
-        answers = index.search(queries, K)
-        hits = sum(s >= t - _TIE for answer, t in zip(answers, kth, strict=True) for _, s in answer)
-        curve[effort] = float(hits) / (K * len(queries))
+        for set_name, queries, kth in measured:
+            answers = index.search(queries, K)
+            hits = sum(
+                s >= t - _TIE for answer, t in zip(answers, kth, strict=True) for _, s in answer
+            )
+            curves[set_name][effort] = float(hits) / (K * len(queries))
+        curve[effort] = min(c[effort] for c in curves.values())
         if curve[effort] >= target:
             break
-    return curve
+    return curve, curves

@@ -21,6 +21,7 @@ from embedlake.errors import ConfigError, NotFound
 from embedlake.index import tune
 from embedlake.index.quantize import DEFAULT_RESCORE
 from embedlake.reduce.pca import PcaReducer
+from embedlake.search.tuning_queries import span_queries
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def build_index(
         # the budget (the sample is held twice while it is stacked)
         wants = getattr(index, "sample_for", None)
         train = min(wants(n), budget // 2 // (2 * 4 * dim)) if wants else 0
-        tuning = _add_tuned(ws, index, batches, train)
+        tuning = _add_tuned(ws, index, batches, train, span_queries(ws, model, reducer))
         n = stream.vectors  # what was read and added (a document may change meanwhile)
         prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory() as tmp:
@@ -149,9 +150,14 @@ def build_index(
 
 
 def _add_tuned(
-    ws: Workspace, index: vector_index.VectorIndex, batches: tune.Batches, train: int
+    ws: Workspace,
+    index: vector_index.VectorIndex,
+    batches: tune.Batches,
+    train: int,
+    queries_for: tune.QueriesFor,
 ) -> dict[str, Any] | None:
-    """Add the vectors, tuning the index's effort knob to ``[index] recall_target`` unless the
+    """Add the vectors, tuning the index's effort knob to ``[index] recall_target`` (on the
+    held-back vectors and on the query-like spans ``queries_for`` makes of them) unless the
     settings fix it."""
     s = ws.settings.index
     found = tune.knob(index)
@@ -159,17 +165,19 @@ def _add_tuned(
     target = 0.0 if fixed else s.recall_target  # a knob the settings fix is not tuned
     settle = tune.SETTLED_FIRST.get(index.engine)
     free = settle is not None and getattr(s, settle[0]) is None
-    tuning = tune.add_streamed(index, batches, target, s.tune_sample, settle=free, train=train)
+    tuning = tune.add_streamed(
+        index, batches, target, s.tune_sample, settle=free, train=train, queries_for=queries_for
+    )
     if tuning is None:
         return None
     log.info(
-        "%s index: %s %d reaches recall@10 %.3f (target %.2f, %d sampled, %.1f s)",
+        "%s index: %s %d reaches recall@10 %.3f (target %.2f; queries: %s; %.1f s)",
         index.engine,
         tuning.knob,
         tuning.value,
         tuning.recall,
         tuning.target,
-        tuning.sample,
+        ", ".join(f"{n} {name}" for name, n in tuning.sets.items()),
         tuning.seconds,
     )
     return tuning.describe()

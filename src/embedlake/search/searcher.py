@@ -68,7 +68,12 @@ class FiltersInSql(Protocol):
     (``filters_in_sql = True``: pgvector), instead of being handed the allowed ids."""
 
     def search_where(
-        self, queries: Matrix, k: int, where: Mapping[str, Any], documents: str = "documents"
+        self,
+        queries: Matrix,
+        k: int,
+        where: Mapping[str, Any],
+        documents: str = "documents",
+        effort_hits: int | None = None,
     ) -> list[list[tuple[str, float]]]: ...
 
 
@@ -317,13 +322,18 @@ class Searcher:
         aggregate, top = self._aggregate
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         todo, fetch = list(range(len(vectors))), k + SPARE
+        # an index of whole documents: the first round's effort is that of k hits, as the
+        # tuning measured it, and the spares (room for deleted documents) cost no more (an HNSW
+        # list of ef ≥ fetch holds them anyway). Passages, or a round after a short one: every
+        # hit fetched may be needed, at the effort of as many.
+        effort: int | None = None if self.passage_keys() else k
         while todo:
             if in_sql is not None:
                 raw = cast(FiltersInSql, self.index).search_where(
-                    vectors[todo], fetch, in_sql, documents.table_name
+                    vectors[todo], fetch, in_sql, documents.table_name, effort_hits=effort
                 )
             else:
-                raw = self.index.search(vectors[todo], fetch, allowed)
+                raw = self.index.search(vectors[todo], fetch, allowed, effort_hits=effort)
             ranked = [collapse(row, fetch, aggregate, top) for row in raw]
             if broad is not None:
                 candidates = {d for row in ranked for d, _, _ in row}
@@ -338,7 +348,7 @@ class Searcher:
                     again.append(n)  # the index may hold more live documents further down
                 elif any(doc != key for doc, _, key in live):
                     out[n] = self._with_passages(out[n], [key for _, _, key in live])
-            todo, fetch = again, fetch * 4
+            todo, fetch, effort = again, fetch * 4, None
             if broad is not None and todo and fetch > BROAD_FETCH:
                 # the filter's documents are rare near these queries: hand the index all of them
                 every = self._keys_of(documents.ids_where(broad))
