@@ -24,9 +24,13 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-# every core (TEST_JOBS=0: one process); a test file stays on one worker, so its module-scoped
-# fixtures (workspaces with a built release) are built once; the ten slowest tests are listed
-TEST_JOBS ?= auto
+# a worker per core and one more (TEST_JOBS=0: one process): many tests wait on servers,
+# subprocesses or a minute of idleness, and each worker computes on one thread
+# (tests/conftest.py), so a third worker on two cores took the suite from 15:05 to 13:09
+# (18:32 with two workers of two threads each; one clone, 2026-12-06). A test file stays on one
+# worker, so its module-scoped fixtures (workspaces with a built release) are built once; the ten
+# slowest tests are listed
+TEST_JOBS ?= $(shell python3 -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
 test: lint
 	$(VENV)/bin/pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --durations=10
 

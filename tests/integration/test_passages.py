@@ -118,6 +118,8 @@ def test_a_sentence_from_the_end_of_a_long_document_finds_it_and_the_passage(
     embed(ws, model, artifacts.load_encoder(ws, model), chunking=Chunking())
     whole = Searcher(ws, index_id=build_index(ws, model, engine="exact", chunker="").index_id)
     assert whole.chunking.key == "" and "report" not in [h.id for h in whole.search(QUERY, 3)]
+    # a search of whole documents sizes its effort for k; one of passages for all it fetches
+    assert (whole.whole, searcher.whole) == (True, False)
 
 
 def test_the_cli_and_the_api_show_the_passage_that_matched(ws: Workspace) -> None:

@@ -74,6 +74,7 @@ def test_search_finds_relevant_documents_and_hides_deleted_ones(ws: Workspace) -
     built = build_index(ws, record)
     assert built.n_vectors == 1398 and built.missing == 0
     searcher = Searcher(ws)
+    assert searcher.record.params["whole"] and searcher.whole  # one vector a document
     hits = searcher.search("heat transfer in slabs", 5)
     assert len(hits) == 5
     assert any("slab" in h.title for h in hits)

@@ -134,6 +134,7 @@ def build_index(
             "dim": dim,
             "reduced": reducer is not None,
             "chunker": chunker,
+            "whole": n == documents,  # every document one vector: no passages (the searcher)
             "tuning": tuning,
         }
         record = ws.catalog.registry.add_index(

@@ -110,6 +110,8 @@ class Searcher:
         # the index's documents were split this way: queries are too (legacy indexes: "")
         self.chunking = Chunking.from_key(str(self.record.params.get("chunker", "")))
         self._aggregate = ws.settings.passages.aggregate, ws.settings.passages.aggregate_top
+        # the index holds one vector per document (its build said so, or nothing is split)
+        self.whole = bool(self.record.params.get("whole")) or not self.chunking.enabled
         self._splitter: Splitter | None = None
         self._keys: dict[str, list[str]] | None = None
         self.cut_texts = 0  # texts longer than the chunking allows, cut (for the metrics)
@@ -326,7 +328,7 @@ class Searcher:
         # tuning measured it, and the spares (room for deleted documents) cost no more (an HNSW
         # list of ef ≥ fetch holds them anyway). Passages, or a round after a short one: every
         # hit fetched may be needed, at the effort of as many.
-        effort: int | None = None if self.passage_keys() else k
+        effort: int | None = k if self.whole else None
         while todo:
             if in_sql is not None:
                 raw = cast(FiltersInSql, self.index).search_where(
