@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-# Each xdist worker computes with one thread (torch, faiss and ONNX Runtime read this, and so do
-# the subprocesses tests start): two workers of two threads each on two cores oversubscribe them,
-# and spinning OpenMP threads waste the difference. Before anything imports torch.
+# Each xdist worker computes with one thread (torch and faiss read this, and so do the
+# subprocesses tests start): workers of two threads each on two cores oversubscribe them, and
+# spinning OpenMP threads waste the difference (Makefile: TEST_JOBS). Before anything imports torch.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
