@@ -39,3 +39,17 @@ def test_a_whole_document_gives_a_span_of_its_title_and_text_and_short_ones_all_
 
 def test_a_document_gone_since_it_was_embedded_gives_no_span() -> None:
     assert span_text(None, "gone", random.Random(0)) == ""
+
+
+def test_a_long_passage_gives_whole_consecutive_words_from_a_window_of_it() -> None:
+    words = [f"word{i}" for i in range(20_000)]  # ~180 kB: never split whole
+    long = Document("l", "s", "", " ".join(words))
+    rng = random.Random(2)
+    firsts = set()
+    for _ in range(30):
+        span = span_text(long, "l", rng).split()
+        first = words.index(span[0])
+        assert span == words[first : first + len(span)]  # whole words, none cut at an edge
+        assert SPAN_WORDS[0] <= len(span) <= SPAN_WORDS[1]
+        firsts.add(first // 1000)
+    assert len(firsts) > 10  # drawn from all over the document, not from its start

@@ -25,6 +25,9 @@ from embedlake.reduce.pca import PcaReducer
 from embedlake.workspace import Workspace
 
 SPAN_WORDS = (8, 32)  # a short query to a sentence-long one, uniformly (bench/ann_tuning.py)
+# documents read at a time (each up to ingest's max_document_bytes), and the characters of a long
+# passage a span is drawn from: ample for 32 words, and a megabyte document is never split whole
+_BATCH, _WINDOW = 64, 4_000
 
 
 def span_queries(
@@ -38,9 +41,12 @@ def span_queries(
     release's PCA when it backs the index); the encoder is loaded only when it is called."""
 
     def make(keys: Sequence[str]) -> Matrix:
-        docs = ws.catalog.documents.get_many(sorted({doc_of(k) for k in keys}))
         rng = random.Random(seed)
-        texts = [span_text(docs.get(doc_of(key)), key, rng, words) for key in keys]
+        texts: list[str] = []
+        for first in range(0, len(keys), _BATCH):
+            chunk = keys[first : first + _BATCH]
+            docs = ws.catalog.documents.get_many(sorted({doc_of(k) for k in chunk}))
+            texts += [span_text(docs.get(doc_of(key)), key, rng, words) for key in chunk]
         rows = [n for n, text in enumerate(texts) if text]
         out = np.zeros((len(keys), model.dim if reducer is None else reducer.dim), np.float32)
         if rows:
@@ -64,7 +70,15 @@ def span_text(
     if doc is None:
         return ""
     span = span_of(key)
-    found = (doc.full_text if span is None else doc.text[span[0] : span[1]]).split()
+    text = doc.full_text if span is None else doc.text[span[0] : span[1]]
+    found = text.split() if len(text) <= _WINDOW else _window_words(text, rng)
     size = min(rng.randint(*words), len(found))
     first = rng.randint(0, len(found) - size)
     return " ".join(found[first : first + size])
+
+
+def _window_words(text: str, rng: random.Random) -> list[str]:
+    """The whole words of a random ``_WINDOW`` characters of a long ``text`` (the words cut at
+    either edge left out)."""
+    start = rng.randrange(len(text) - _WINDOW + 1)
+    return text[start : start + _WINDOW].split()[1:-1]
