@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from sqlalchemy import update
@@ -83,6 +84,31 @@ def test_search_finds_relevant_documents_and_hides_deleted_ones(ws: Workspace) -
     assert top not in [h.id for h in Searcher(ws).search("heat transfer in slabs", 5)]
     rebuilt = build_index(ws, record)
     assert rebuilt.n_vectors == 1397
+
+
+def test_a_search_for_k_documents_costs_the_index_what_a_search_for_k_does(
+    ws: Workspace,
+) -> None:
+    """The searcher fetches k + 10 (room for deleted documents) at the effort of k: on a
+    whole-document HNSW index at ef 64, the distances faiss computes are those of a search for k
+    at ef 64, not of one for k + 10 at ef 128 (``effort_for``'s per-hit scaling)."""
+    ws.settings.index.ef_search = 64  # fixed, not tuned
+    ingest_path(ws, collection("cranfield"))
+    record, _ = _embed(ws)
+    build_index(ws, record, engine="hnsw")
+    searcher = Searcher(ws)
+    query = searcher.encode(["heat transfer in slabs"])
+    stats = faiss.cvar.hnsw_stats
+
+    def distances(search: object) -> int:
+        stats.reset()
+        search()  # type: ignore[operator]
+        return int(stats.ndis)
+
+    served = distances(lambda: searcher.search_encoded(query, 10))
+    at_k = distances(lambda: searcher.index.search(query, 10))
+    deeper = distances(lambda: searcher.index.search(query, 20))
+    assert served == at_k < deeper
 
 
 def test_the_auto_engine_compresses_a_large_collection_and_serves_its_tuned_effort(
