@@ -60,6 +60,34 @@ def test_fit_lsa_registers_an_immutable_content_hashed_model(ws: Workspace) -> N
     assert resolve_model(ws, "lsa", refit=True).id == record.id  # same corpus, same model
 
 
+def test_a_model_embedlake_registers_is_registered_before_its_manifest_arrives(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime's register-model function reacts to a manifest's arrival, and builds a release
+    of a model it finds unregistered. The default model (and a serving form) is registered by
+    embedlake itself: registered first, it is never taken for a new arrival, however fast the
+    runtime reads the event. A trained model's manifest arrives unregistered: the runtime's."""
+    ingest_path(ws, collection("med"))
+    registered_at_arrival: dict[str, bool] = {}
+    put = ws.lake.put
+
+    def watching(key: str, data: bytes) -> object:
+        if key.endswith("/manifest.json"):
+            manifest = json.loads(data)
+            ref = f"{manifest['name']}@{manifest['version']}"
+            registered_at_arrival[ref] = any(
+                m.ref == ref for m in ws.catalog.registry.list_models()
+            )
+        return put(key, data)
+
+    monkeypatch.setattr(ws.lake, "put", watching)
+    record = resolve_model(ws, "lsa")
+    assert registered_at_arrival == {record.ref: True}
+    assert artifacts.register_from_lake(ws, record.prefix) == (record, False)
+    trained = _lsa_in_lake(ws, "trained")
+    assert registered_at_arrival[f"trained@{trained.rsplit('/', 1)[1]}"] is False
+
+
 def test_a_tampered_artifact_is_refused(ws: Workspace, tmp_path: Path) -> None:
     ingest_path(ws, collection("med"))
     record = resolve_model(ws, "lsa")

@@ -61,10 +61,15 @@ def write_folder(
     version: str | None = None,
     extra: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    register: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """Check that ``folder`` loads, then copy it into ``models/<name>/<version>/`` with its
-    manifest (written last: a folder without one is an upload in progress). Registers nothing:
-    the manifest's arrival is what the ``register-model`` function reacts to."""
+    manifest (written last: a folder without one is an upload in progress).
+
+    The manifest's arrival is what the ``register-model`` function reacts to: a model it finds
+    unregistered is new, and gets a release built. ``register`` registers the model before the
+    manifest is written, so a model registered here (the default model, a serving form) is
+    never taken for a new arrival, however fast the runtime reacts."""
     from embedlake import __version__
 
     check_name(name)
@@ -101,9 +106,25 @@ def write_folder(
         for rel in files:
             with (folder / rel).open("rb") as f:
                 ws.lake.put_file(f"{prefix}/{rel}", f)
+        if register:
+            _add(ws, prefix, manifest)
         ws.lake.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+    elif register:
+        _add(ws, prefix, manifest)  # a no-op when registered with the same hash
     _loaded[key] = encoder
     return prefix, manifest
+
+
+def _add(ws: Workspace, prefix: str, manifest: dict[str, Any]) -> ModelRecord:
+    return ws.catalog.registry.add_model(
+        name=manifest["name"],
+        version=manifest["version"],
+        kind=manifest["kind"],
+        dim=int(manifest["dim"]),
+        content_hash=manifest["content_hash"],
+        prefix=prefix,
+        manifest=manifest,
+    )
 
 
 def publish_folder(
@@ -117,18 +138,17 @@ def publish_folder(
     options: dict[str, Any] | None = None,
 ) -> ModelRecord:
     """Copy ``folder`` into the lake and register it now (the CLI's `embed --model` path)."""
-    prefix, manifest = write_folder(
-        ws, folder, name=name, kind=kind, version=version, extra=extra, options=options
-    )
-    return ws.catalog.registry.add_model(  # a no-op when registered with the same hash
-        name=manifest["name"],
-        version=manifest["version"],
+    _, manifest = write_folder(
+        ws,
+        folder,
+        name=name,
         kind=kind,
-        dim=manifest["dim"],
-        content_hash=manifest["content_hash"],
-        prefix=prefix,
-        manifest=manifest,
+        version=version,
+        extra=extra,
+        options=options,
+        register=True,
     )
+    return ws.catalog.registry.model(f"{manifest['name']}@{manifest['version']}")
 
 
 def register_from_lake(ws: Workspace, prefix: str, **options: Any) -> tuple[ModelRecord, bool]:
@@ -182,16 +202,7 @@ def register_from_lake(ws: Workspace, prefix: str, **options: Any) -> tuple[Mode
         manifest,
     )
     load(ws, record, **options)  # hash of every file, loadable, right dimension
-    registered = ws.catalog.registry.add_model(
-        name=record.name,
-        version=record.version,
-        kind=record.kind,
-        dim=record.dim,
-        content_hash=record.content_hash,
-        prefix=prefix,
-        manifest=manifest,
-    )
-    return registered, True
+    return _add(ws, prefix, manifest), True
 
 
 def materialise(ws: Workspace, record: ModelRecord) -> Path:
