@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from embedlake import Workspace
+from embedlake.evaluate.bench import bench_index
 from embedlake.events import MODEL_REJECTED
+from embedlake.ingest.datasets import Dataset
 from embedlake.releases.gate import NO_REGRESSION
 from embedlake.releases.publish import publish, rollback
 from embedlake.runtime import Runtime
@@ -232,6 +234,16 @@ def test_a_release_whose_pca_backs_its_index(tmp_path: Path) -> None:
         assert searcher.reducer is not None and searcher.index.dim == 64
         hits = searcher.search("kidney failure in children", 10)
         assert len(hits) == 10
+        # words LSA never saw: a zero vector, which the PCA's centring must not turn into a query
+        assert not searcher.encode(["zqxv wwjk"]).any()
+        assert searcher.search("zqxv wwjk", 10) == []
+        # and the gate's benchmark answers it as served: with nothing, outside the ANN recall
+        doc = hits[0].id
+        probe = Dataset("probe", {"a": "kidney failure in children", "b": "zqxv wwjk"}, {})
+        probe.qrels.update({"a": {doc: 1}, "b": {doc: 1}})
+        judged = bench_index(ws, probe, searcher.model, index, reducer=searcher.reducer)
+        assert judged.top10["b"] == [] and judged.top10["a"][0] == doc
+        assert judged.metrics["ann_recall@10"] >= 0.9
         med = release.report["datasets"]["med"]["release"]
         assert med["ann_recall@10"] >= 0.95 and med["ndcg@10"] > 0.5  # quality kept at 64 dims
 

@@ -179,12 +179,14 @@ class Searcher:
         (LSA on words it never saw gives a zero vector) matches nothing."""
         _check_k(k)
         allowed, broad = self._allowed(where)
-        if self.reducer is not None:
-            vectors = self.reducer.transform(vectors)
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
+        # judged before the PCA: it centres, so a zero vector would come out as a real direction
         rows = [n for n, v in enumerate(vectors) if np.any(v)]
         if rows:
-            found = self._search(vectors[rows], k, allowed, where=where, broad=broad)
+            chosen = vectors[rows]
+            if self.reducer is not None:
+                chosen = self.reducer.transform(chosen)
+            found = self._search(chosen, k, allowed, where=where, broad=broad)
             for n, hits in zip(rows, found, strict=True):
                 out[n] = hits
         return out
