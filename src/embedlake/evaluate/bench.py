@@ -88,7 +88,7 @@ def bench_index(
         [dataset.queries[q] for q in qids], batch_size=ws.settings.embed.batch_size
     )
     # a zero query (LSA on words it never saw) is answered with nothing when served: here too
-    answerable: list[bool] = queries.any(axis=1).tolist()
+    answerable = [bool(v.any()) for v in queries]
     if reducer is not None:  # the release's PCA backs its index: search in reduced space
         vectors, queries = reducer.transform(vectors), reducer.transform(queries)
     exact = ExactIndex(vectors.shape[1])
