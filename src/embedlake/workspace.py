@@ -6,6 +6,7 @@ or the environment on its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -34,12 +35,17 @@ class Workspace:
 
     @classmethod
     def init(
-        cls, path: Path, environ: Mapping[str, str] | None = None, *, guard: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        environ: Mapping[str, str] | None = None,
+        *,
+        guard: bool = False,
     ) -> Workspace:
         """Create a workspace (settings file, lake, migrated catalog); safe to run twice.
 
         ``guard`` refuses to start a catalog where there is none over a lake that holds data (a
         lost catalog: `embedlake recover` rebuilds it, an empty one would hide the lake)."""
+        path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} exists and is not a folder")
         path.mkdir(parents=True, exist_ok=True)
@@ -65,8 +71,10 @@ class Workspace:
         return cls(settings, lake, catalog)
 
     @classmethod
-    def open(cls, path: Path, environ: Mapping[str, str] | None = None) -> Workspace:
-        return cls.from_settings(Settings.load(path, environ))
+    def open(
+        cls, path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    ) -> Workspace:
+        return cls.from_settings(Settings.load(Path(path), environ))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Workspace:

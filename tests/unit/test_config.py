@@ -124,3 +124,12 @@ def test_a_worker_is_local_on_sqlite_and_its_host_on_postgres(tmp_path: Path) ->
     assert Settings.load(ws, environ=pg).executor_id() == socket.gethostname()
     mine = {**pg, "EMBEDLAKE_RUNTIME__EXECUTOR_ID": "worker-2"}
     assert Settings.load(ws, environ=mine).executor_id() == "worker-2"
+
+
+def test_a_workspace_path_may_be_a_string(tmp_path: Path) -> None:
+    from embedlake import Workspace
+
+    with Workspace.init(str(tmp_path / "ws"), environ={}) as ws:
+        assert ws.settings.workspace == (tmp_path / "ws").resolve()
+    with Workspace.open(str(tmp_path / "ws"), environ={}) as ws:
+        assert ws.catalog.documents.count() == 0
