@@ -19,9 +19,9 @@ cp -r "$ROOT/src" "$TMP/without"
 import sys
 path = sys.argv[1]
 text = open(path).read()
-switch = 'if role in ("all", "search"):  # innermost'
+switch = 'if role in ("all", "search"):  # outermost'
 assert switch in text, "api/app.py no longer adds the fast path this way: update this script"
-open(path, "w").write(text.replace(switch, "if False:  # innermost"))
+open(path, "w").write(text.replace(switch, "if False:  # outermost"))
 PY
 
 "$PY" - "$WS" "$TMP" <<'PY'

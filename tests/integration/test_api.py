@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ def api(template: dict[str, Any], tmp_path: Path) -> Iterator[Api]:
         yield Api(ws, client, template["first"], template["second"])
 
 
+JSON = {"content-type": "application/json"}
+
+
 def _problem(response: Any, status: int, *words: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -132,24 +136,40 @@ def test_search_by_text_vector_and_document_agree(api: Api) -> None:
 def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answers(
     api: Api,
 ) -> None:
-    """api/fastpath.py answers the common search itself, with the bytes the route writes; any
-    other search, and every refusal, is the route's."""
+    """api/fastpath.py answers the common search itself, outside every other layer, with the
+    bytes and headers the route and those layers write, counted in the same metrics; any other
+    search, and every refusal (the guard's, the limits', the route's), is theirs."""
     state = api.client.app.state  # type: ignore[attr-defined]
     model = api.search(query="kidney").json()["model"]
     embedded = api.call("POST", "/v1/embed", "embed", json={"texts": ["kidney failure"]})
     vector = embedded.json()["vectors"][0]
-    before = state.fast_searches
+    before, counted = state.fast_searches, _searches_counted(api)
     fast = api.search(vector=vector, model=model, k=7)
     assert state.fast_searches == before + 1
+    assert _searches_counted(api) == counted + 1
     assert fast.headers["content-type"] == "application/json"
-    assert fast.headers["x-content-type-options"] == "nosniff"  # the middlewares outside ran
+    assert fast.headers["x-content-type-options"] == "nosniff"
 
     # the same request through the route: the fast path stood aside for one request
     state.search_seconds["search_vectors"] = 1.0  # "lately slow": the route's threads run it
     routed = api.search(vector=vector, model=model, k=7)
     assert state.fast_searches == before + 1
     assert routed.content == fast.content
+    assert dict(routed.headers) == dict(fast.headers)  # the security headers included
+    assert _searches_counted(api) == counted + 2
     state.search_seconds["search_vectors"] = 0.0
+
+    # what the layers outside it refuse, they refuse: a cross-origin page (the guard), a body
+    # over the size limit by its Content-Length, or nested too deep (the limits)
+    body = {"vector": vector, "model": model}
+    post = partial(api.call, "POST", "/v1/search", "search")
+    _problem(post(json=body, headers={"origin": "https://elsewhere.example"}), 403, "origin")
+    plain = json.dumps(body)
+    padded = plain[:-1] + ', "pad": "' + "x" * 4_000_000 + '"}'
+    _problem(post(content=padded, headers=JSON), 413, "api.max_body_bytes")
+    deep = plain[:-1] + ', "pad": ' + "[" * 70 + "0" + "]" * 70 + "}"
+    _problem(post(content=deep, headers=JSON), 413, "api.max_json_depth")
+    assert state.fast_searches == before + 1
 
     # not its case: each goes on (to the route; a text/plain body is the guard's 415)
     others = [
@@ -169,6 +189,15 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     assert others[1].json()["release"] == api.second and others[1].json()["alias"] is None
     text = api.client.get("/metrics").text
     assert 'route="/v1/search",status="200"' in text
+
+
+def _searches_counted(api: Api) -> float:
+    """The metrics' count of answered searches (200s of POST /v1/search)."""
+    wanted = ('route="/v1/search"', 'method="POST"', 'status="200"')
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith("embedlake_http_requests_total{") and all(w in line for w in wanted):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_search_a_named_release_or_alias(api: Api) -> None:

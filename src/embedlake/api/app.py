@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +31,7 @@ from embedlake.api.limits import RequestLimits
 from embedlake.api.metrics import Metrics
 from embedlake.api.routes import admin, documents, embed, probes, search
 from embedlake.api.routes import map as map_routes
-from embedlake.api.security import Guard, SecurityHeaders, allowed_hosts, page_policy
+from embedlake.api.security import Guard, Policy, SecurityHeaders, allowed_hosts, page_policy
 from embedlake.api.state import ServingState
 from embedlake.workspace import Workspace
 
@@ -66,7 +66,7 @@ def create_app(
             if close_workspace:
                 ws.close()
 
-    app = FastAPI(
+    app = _App(
         title="embedlake",
         version=__version__,
         summary="Embedding, nearest neighbours, documents and releases of one workspace.",
@@ -89,17 +89,28 @@ def create_app(
             app.include_router(module.router)
         page(app)
     docs(app)
-    if role in ("all", "search"):  # innermost: it sees the body the limits let through
-        [route] = [r for r in search.router.routes if getattr(r, "path", None) == PATH]
-        app.add_middleware(FastSearch, state=app.state, route=route)
-    app.add_middleware(RequestLimits, api=ws.settings.api)
     api = ws.settings.api
-    app.add_middleware(
-        Guard, allowed_hosts(api.auth == "open", api.allowed_hosts), api.allowed_hosts
-    )
+    policy = Policy(allowed_hosts(api.auth == "open", api.allowed_hosts), api.allowed_hosts)
+    if role in ("all", "search"):  # outermost: see _App
+        [route] = [r for r in search.router.routes if getattr(r, "path", None) == PATH]
+        app.fast_search = lambda stack: FastSearch(stack, app, policy, route)
+    app.add_middleware(RequestLimits, api=api)
+    app.add_middleware(Guard, policy)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Measure, metrics=metrics)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI, with the fast path of the common search (api/fastpath.py) outside every layer,
+    FastAPI's own included: it does what those layers would do for its one kind of request,
+    and hands every other request to them untouched."""
+
+    fast_search: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.fast_search is None else self.fast_search(stack)
 
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
@@ -169,6 +180,4 @@ class Measure:
         finally:
             route: Any = scope.get("route")
             path = getattr(route, "path_format", "unmatched")  # {doc_id}, not {doc_id:path}
-            method = scope["method"]
-            self.metrics.requests.labels(path, method, str(status)).inc()
-            self.metrics.latency.labels(path, method).observe(time.perf_counter() - started)
+            self.metrics.observe(path, scope["method"], status, time.perf_counter() - started)

@@ -1,19 +1,27 @@
-"""The common search, answered before FastAPI's router: a lone, valid search by vector.
+"""The common search, answered before any other layer of the app: a lone, valid search by vector.
 
-A search by vector at 100k documents spent more of its time in FastAPI's routing, dependency
-solving and response plumbing than in the index (docs/benchmarks.md §8; decision 0020). This
-layer, the innermost of the app's middlewares, answers the one request that dominates a serving
-load (``POST /v1/search`` with a vector, no filter, a small ``k``, a valid key, the default or a
-followed alias, no other request in flight) in one pass: the body is parsed and validated by
-pydantic in Rust (``model_validate_json``: no second walk over the 384 floats), the key checked
-through the app's cached :class:`~embedlake.api.auth.Auth`, the search run on the event loop
-exactly as the route runs a short one, and the same bytes written as the route writes.
+A search by vector at 100k documents spent more of its time in the layers around the index than
+in the index (docs/benchmarks.md §8; decision 0020): FastAPI's routing, dependency solving and
+response plumbing first, then, with those skipped, the seven middlewares every request passes
+(ours: metrics, security headers, the guard, the body limits; FastAPI's: errors, telemetry, body
+size), each a Python call and a wrapped ``send``. This layer sits outside all of them
+(``api.app._App``) and answers the one request that dominates a serving load (``POST /v1/search``
+with a vector, no filter, a small ``k``, a valid key, the default or a followed alias, no other
+request in flight) in one pass, doing for it what those layers would do:
 
-Anything else, and anything that goes wrong on the way (a bad key, an invalid body, a model
-mismatch, an error from the search), is handed to the FastAPI route with the body as read, so
-every refusal and every other kind of search is the route's, unchanged. The search is a read:
-running it again there is harmless. The metrics middleware sees the route's template as for any
-request.
+- the guard's :class:`~embedlake.api.security.Policy` is asked, and the body limits checked (a
+  Content-Length within ``api.max_body_bytes``, few enough brackets to be within
+  ``api.max_json_depth``), before the body is read;
+- the body is parsed and validated by pydantic in Rust (``model_validate_json``: no second walk
+  over the 384 floats), the key checked through the app's cached :class:`~embedlake.api.auth.Auth`;
+- the search runs on the event loop exactly as the route runs a short one, and the route's bytes
+  are written with the security headers, then counted in the route's metrics.
+
+Anything else, and anything that goes wrong on the way (a refusal of the guard or the limits, a
+bad key, an invalid body, a model mismatch, an error from the search) is handed to the app with
+the body as read, so every refusal and every other kind of search is the app's, unchanged. The
+search is a read: running it again there is harmless. FastAPI's native OpenTelemetry, when a
+provider is configured, wraps the whole stack, this layer included (``FastAPI.__call__``).
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedlake.api import schemas
 from embedlake.api.limits import replay
 from embedlake.api.routes.search import INLINE_MAX_K, INLINE_MAX_SECONDS, alone, fold, response_body
+from embedlake.api.security import API_HEADERS, Policy
 from embedlake.errors import EmbedlakeError
 from embedlake.search.limits import check_search
 
@@ -34,50 +44,64 @@ PATH = "/v1/search"
 
 
 class FastSearch:
-    """``POST /v1/search`` by vector on the event loop, before the router; the rest passes on."""
+    """``POST /v1/search`` by vector on the event loop, before every layer; the rest passes on."""
 
-    def __init__(self, app: ASGIApp, state: Any, route: Any) -> None:
-        # the app's state (auth, serving, settings, timings), and the route's object: the
-        # metrics middleware labels a request by its template
-        self.app, self.state, self.route = app, state, route
-        state.fast_searches = 0  # searches answered here (the tests read it)
+    def __init__(self, app: ASGIApp, outer: Any, policy: Policy, route: Any) -> None:
+        # ``outer``: the FastAPI app (its state: auth, serving, settings, timings, metrics);
+        # ``route``: the search route, whose template the metrics label
+        self.app, self.outer, self.policy = app, outer, policy
+        self.template: str = route.path_format
+        api = outer.state.settings.api
+        self.max_bytes, self.max_depth = api.max_body_bytes, api.max_json_depth
+        outer.state.fast_searches = 0  # searches answered here (the tests read it)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
-        body = await _body(receive)
+        started = time.perf_counter()
+        if not self._may_read(scope):
+            await self.app(scope, receive, send)
+            return
+        body, complete = await _body(receive)
+        if not complete:
+            return  # the client went away: nobody to answer
         answer = self._answer(scope, body)
         if answer is None:
             await self.app(scope, replay(body, receive), send)
             return
-        scope["route"] = self.route
-        self.state.fast_searches += 1
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(answer)).encode()),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
+        state = self.outer.state
+        state.fast_searches += 1
+        headers = [
+            (b"content-length", str(len(answer)).encode()),
+            (b"content-type", b"application/json"),
+            *API_HEADERS,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
+        state.metrics.observe(self.template, "POST", 200, time.perf_counter() - started)
+
+    def _may_read(self, scope: Scope) -> bool:
+        """What the guard and the limits would let through, before a byte of the body is read."""
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return False  # no length (streamed), or over the limit: the limits' to judge
+        return self.policy.refusal("POST", headers) is None
 
     def _answer(self, scope: Scope, body: bytes) -> bytes | None:
-        """The response's body, or None: the route answers."""
-        state = self.state
+        """The response's body, or None: the app answers."""
+        state = self.outer.state
         serving = getattr(state, "serving", None)
         if serving is None:  # the app is starting
             return None
-        # (a body that is not application/json never gets here: the guard outside refuses it)
-        headers = _first(scope["headers"])
+        if body.count(b"[") + body.count(b"{") > self.max_depth:
+            return None  # it may nest too deep: the limits measure it
         seconds: dict[str, float] = state.search_seconds
         if seconds.get("search_vectors", 0.0) > INLINE_MAX_SECONDS or not alone():
             return None  # the route runs it on the search threads
         try:
-            token = _bearer(headers.get(b"authorization"))
+            token = _bearer(_first(scope["headers"], b"authorization"))
             client = scope["client"][0] if scope.get("client") else None
             state.auth.check(token, "search", client)
             request = schemas.SearchRequest.model_validate_json(body)
@@ -102,22 +126,24 @@ class FastSearch:
         return response_body(served, alias, hits)
 
 
-def _first(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    """Each header's first value, as Starlette's ``request.headers.get`` gives it."""
-    found: dict[bytes, bytes] = {}
-    for name, value in headers:
-        found.setdefault(name, value)
-    return found
+def _first(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """A header's first value, as Starlette's ``request.headers.get`` gives it."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
-async def _body(receive: Receive) -> bytes:
-    """The request's body (the limits middleware outside has read it whole, within its limit)."""
+async def _body(receive: Receive) -> tuple[bytes, bool]:
+    """The request's body (its Content-Length is within the limit), and whether it all came."""
     chunks, more = [], True
     while more:
         message: Message = await receive()
+        if message["type"] != "http.request":
+            return b"", False
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    return b"".join(chunks)
+    return b"".join(chunks), True
 
 
 def _bearer(value: bytes | None) -> str | None:

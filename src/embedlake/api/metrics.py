@@ -9,6 +9,7 @@ any worker's ``/metrics`` shows the whole server.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -90,6 +91,21 @@ class Metrics:
             multiprocess_mode="liveall",
         )
         self._serving: dict[str, tuple[str, str, str]] = {}
+        # each (route, method, status)'s series, looked up once: ``labels()`` costs a few
+        # microseconds a request (the label sets are few: route templates, never raw paths)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One request answered: counted, and its latency recorded."""
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def serving(
         self, alias: str, release: str, model: str, vectors: int, cut_documents: int = 0

@@ -43,6 +43,11 @@ HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }
+# what SecurityHeaders adds to an API response that set none of them, as raw ASGI headers
+API_HEADERS = [
+    (name.encode(), value.encode())
+    for name, value in {**HEADERS, "content-security-policy": API_POLICY}.items()
+]
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
@@ -110,21 +115,14 @@ def _same_origin(origin: str, host: str, trusted: frozenset[str]) -> bool:
     )
 
 
-class Guard:
-    """Refuses, before anything is read or run: a foreign Host, a cross-origin state change, a
-    state change without a JSON body (see the module docstring)."""
+class Policy:
+    """Which requests the guard refuses (a foreign Host, a cross-origin state change, a state
+    change without a JSON body: see the module docstring); shared by the guard and the fast
+    path of the common search (api/fastpath.py), which stands aside for any it refuses."""
 
-    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, trusted: Iterable[str]) -> None:
-        self.app, self.hosts = app, hosts
+    def __init__(self, hosts: frozenset[str] | None, trusted: Iterable[str]) -> None:
+        self.hosts = hosts
         self.trusted = frozenset(_hostname(n) for n in trusted)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self.refusal(scope["method"], Headers(scope=scope))
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
     def refusal(self, method: str, headers: Headers) -> JSONResponse | None:
         host = headers.get("host", "")
@@ -157,6 +155,21 @@ class Guard:
                 f"application/json (got {media or 'no Content-Type'}); an empty body is fine",
             )
         return None
+
+
+class Guard:
+    """Refuses, before anything is read or run, what its :class:`Policy` refuses."""
+
+    def __init__(self, app: ASGIApp, policy: Policy) -> None:
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.policy.refusal(scope["method"], Headers(scope=scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

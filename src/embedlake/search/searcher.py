@@ -181,9 +181,10 @@ class Searcher:
         allowed, broad = self._allowed(where)
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         # judged before the PCA: it centres, so a zero vector would come out as a real direction
-        rows = [n for n, v in enumerate(vectors) if np.any(v)]
+        spoken = vectors.any(axis=1)
+        rows = np.flatnonzero(spoken).tolist()
         if rows:
-            chosen = vectors[rows]
+            chosen = vectors if spoken.all() else vectors[rows]
             if self.reducer is not None:
                 chosen = self.reducer.transform(chosen)
             found = self._search(chosen, k, allowed, where=where, broad=broad)
@@ -338,7 +339,11 @@ class Searcher:
                 )
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed, effort_hits=effort)
-            ranked = [collapse(row, fetch, aggregate, top) for row in raw]
+            ranked = (
+                [[(key, score, key) for key, score in row] for row in raw]  # ids are documents'
+                if self.whole
+                else [collapse(row, fetch, aggregate, top) for row in raw]
+            )
             if broad is not None:
                 candidates = {d for row in ranked for d, _, _ in row}
                 kept = documents.ids_where(broad, among=candidates)
