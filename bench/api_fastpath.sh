@@ -1,21 +1,31 @@
 #!/bin/bash
 # The fast path of /v1/search alone (api/fastpath.py): the same server with it and without it
 # (a copy of src/ whose app does not add it), alternating, one fixed body by vector, wrk -t1 -c1.
-# Needs the workspace bench/api.py caches (run `bench/api.py --skip-embed` once first).
+# With AGAINST=<git revision>, the other side is that revision's src/ instead (a serving change
+# measured against the commit before it, in the same run). EF sets ef_search (default 128; "" for
+# the index's tuned effort). Needs the workspace bench/api.py caches (`bench/api.py --skip-embed`).
 #
-#     bash bench/api_fastpath.sh [rounds]      # prints req/s of each side, each round
+#     bash bench/api_fastpath.sh [rounds]                   # with and without the fast path
+#     AGAINST=HEAD~1 EF= bash bench/api_fastpath.sh [rounds]  # this checkout against HEAD~1, tuned
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WS=${WS:-/tmp/embedlake-bench-api/search-v2-n100000}
 ROUNDS=${1:-3}
 PORT=8931
-export EMBEDLAKE_INDEX__EF_SEARCH=${EF:-128}
+EF=${EF-128}
+if [ -n "$EF" ]; then export EMBEDLAKE_INDEX__EF_SEARCH=$EF; fi
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
 PY="$ROOT/.venv/bin/python"
 
-cp -r "$ROOT/src" "$TMP/without"
-"$PY" - "$TMP/without/embedlake/api/app.py" <<'PY'
+if [ -n "${AGAINST:-}" ]; then
+  git -C "$ROOT" worktree add -q --detach "$TMP/tree" "$AGAINST"
+  trap 'git -C "$ROOT" worktree remove --force "$TMP/tree"; rm -rf "$TMP"' EXIT
+  ln -s "$TMP/tree/src" "$TMP/without"
+  SIDES=("$AGAINST" "this checkout")
+else
+  trap 'rm -rf "$TMP"' EXIT
+  cp -r "$ROOT/src" "$TMP/without"
+  "$PY" - "$TMP/without/embedlake/api/app.py" <<'PY'
 import sys
 path = sys.argv[1]
 text = open(path).read()
@@ -23,6 +33,8 @@ switch = 'if role in ("all", "search"):  # outermost'
 assert switch in text, "api/app.py no longer adds the fast path this way: update this script"
 open(path, "w").write(text.replace(switch, "if False:  # outermost"))
 PY
+  SIDES=("without the fast path" "with it")
+fi
 
 "$PY" - "$WS" "$TMP" <<'PY'
 import json, sys
@@ -44,6 +56,10 @@ body = {"vector": [round(float(x), 7) for x in vector], "model": model, "k": 10}
     'wrk.headers["Content-Type"] = "application/json"\n'
     f'wrk.headers["Authorization"] = "Bearer {key}"\n'
 )
+(tmp / "curl.cfg").write_text(
+    f'header = "Content-Type: application/json"\nheader = "Authorization: Bearer {key}"\n'
+    f'data = "@{tmp}/body.json"\n'
+)
 PY
 
 run() {  # $1: the src folder the server imports
@@ -51,7 +67,9 @@ run() {  # $1: the src folder the server imports
     > "$TMP/serve.log" 2>&1 &
   local pid=$!
   for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.5; done
-  wrk -t1 -c1 -d3s -s "$TMP/post.lua" "http://127.0.0.1:$PORT/v1/search" > /dev/null  # warm-up
+  # the first search loads the release (seconds): waited for, then a warm-up
+  curl -s -o /dev/null --max-time 300 -K "$TMP/curl.cfg" "http://127.0.0.1:$PORT/v1/search"
+  wrk -t1 -c1 -d3s -s "$TMP/post.lua" "http://127.0.0.1:$PORT/v1/search" > /dev/null
   wrk -t1 -c1 -d8s -s "$TMP/post.lua" "http://127.0.0.1:$PORT/v1/search" | awk '/Requests\/sec/ {print $2}'
   kill $pid; wait $pid 2>/dev/null || true
 }
@@ -59,5 +77,5 @@ run() {  # $1: the src folder the server imports
 for r in $(seq "$ROUNDS"); do
   without=$(run "$TMP/without")
   with=$(run "$ROOT/src")
-  echo "round $r: without the fast path $without req/s, with it $with req/s"
+  echo "round $r: ${SIDES[0]} $without req/s, ${SIDES[1]} $with req/s"
 done
