@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from embedlake.api import create_app
+from embedlake.api import create_app, fastpath
 from embedlake.cli.releases import register_and_build as _build_now
 from embedlake.ingest import ingest_path
 from embedlake.ingest.datasets import register_beir
@@ -134,7 +134,7 @@ def test_search_by_text_vector_and_document_agree(api: Api) -> None:
 
 
 def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answers(
-    api: Api,
+    api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """api/fastpath.py answers the common search itself, outside every other layer, with the
     bytes and headers the route and those layers write, counted in the same metrics; any other
@@ -169,6 +169,16 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     _problem(post(content=padded, headers=JSON), 413, "api.max_body_bytes")
     deep = plain[:-1] + ', "pad": ' + "[" * 70 + "0" + "]" * 70 + "}"
     _problem(post(content=deep, headers=JSON), 413, "api.max_json_depth")
+    assert state.fast_searches == before + 1
+
+    # an error on its way (outside the app's own error handling) is the app's to meet: here the
+    # fast path's writing of the response fails, and the route answers
+    def broken(*_: object) -> bytes:
+        raise RuntimeError("a bug in the fast path")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fastpath, "response_body", broken)
+        assert api.search(vector=vector, model=model, k=7).content == fast.content
     assert state.fast_searches == before + 1
 
     # not its case: each goes on (to the route; a text/plain body is the guard's 415)

@@ -26,6 +26,7 @@ provider is configured, wraps the whole stack, this layer included (``FastAPI.__
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -39,6 +40,8 @@ from embedlake.api.routes.search import INLINE_MAX_K, INLINE_MAX_SECONDS, alone,
 from embedlake.api.security import API_HEADERS, Policy
 from embedlake.errors import EmbedlakeError
 from embedlake.search.limits import check_search
+
+log = logging.getLogger(__name__)
 
 PATH = "/v1/search"
 
@@ -66,7 +69,11 @@ class FastSearch:
         body, complete = await _body(receive)
         if not complete:
             return  # the client went away: nobody to answer
-        answer = self._answer(scope, body)
+        try:
+            answer = self._answer(scope, body)
+        except Exception:  # outside the app's error handling: the app meets it, and answers
+            log.debug("the fast path stood aside after an error", exc_info=True)
+            answer = None
         if answer is None:
             await self.app(scope, replay(body, receive), send)
             return
