@@ -22,6 +22,7 @@ from embedlake.runtime import Runtime
 from embedlake.runtime.service import redrive
 from embedlake.search.searcher import Searcher
 from tests.conftest import collection, write_jsonl
+from tests.e2e.test_serve import cli
 
 FAST = {
     "EMBEDLAKE_EMBED__MODEL": "lsa",
@@ -188,6 +189,34 @@ def test_an_ingest_with_an_id_prefix_is_stored_once_when_the_runtime_runs(
     assert ids == [f"p:{n}" for n in range(5)]
     ingests = ws.catalog.events.invocations(function="ingest")  # the copy and its sidecar
     assert ingests and {i.status for i in ingests} == {"succeeded"}
+
+
+def test_documents_the_cli_ingests_are_embedded_by_the_runtime(
+    ws: Workspace, backend: dict[str, str], tmp_path: Path
+) -> None:
+    """`embedlake ingest` copies its file into raw/ and ingests it; the runtime's ingest function,
+    woken by the copy, ingests it too and finds nothing changed if the command came first. The
+    command announces what it changed, so the documents are embedded and indexed either way:
+    with a runtime up at the time, and with one started afterwards."""
+    env = {**FAST, **backend}
+    folder = str(ws.settings.workspace)
+    lines = (collection("med") / "corpus.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "a.jsonl").write_text("".join(lines[:40]))
+    with Runtime(ws) as runtime:
+        cli("ingest", folder, str(tmp_path / "a.jsonl"), env=env)
+        assert runtime.wait_idle(120)
+    assert Searcher(ws).record.n_vectors == 40
+    cli(
+        "ingest",
+        folder,
+        str(write_jsonl(tmp_path / "b.jsonl", [{"_id": "b", "text": "pear"}])),
+        env=env,
+    )
+    with Runtime(ws) as runtime:
+        assert runtime.wait_idle(120)
+    assert Searcher(ws).record.n_vectors == 41
+    embeds = ws.catalog.events.invocations(function="embed-new")
+    assert embeds and {i.status for i in embeds} == {"succeeded"}
 
 
 def test_a_handler_past_its_timeout_fails_with_a_timeout(

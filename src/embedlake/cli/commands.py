@@ -92,10 +92,12 @@ def ingest(
 ) -> None:
     """Ingest documents: copy to raw/, validate, upsert, quarantine rejects."""
     from embedlake.ingest import ingest_path
+    from embedlake.ingest.pipeline import announce
     from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
         reports = [r for p in paths for r in ingest_path(w, p, source=source, id_prefix=id_prefix)]
+        announce(w, reports)  # the runtime embeds and indexes them, now or when it starts
     rejected = sum(r.rejected for r in reports)
     if as_json:
         emit_json(

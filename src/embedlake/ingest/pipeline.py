@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from embedlake.catalog.documents import Document
 from embedlake.errors import InputError, NotFound, RejectedInput
+from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.ingest import curated
 from embedlake.ingest.normalize import to_document
 from embedlake.ingest.raw import Options, copy_in, options_of
@@ -91,6 +92,25 @@ def ingest_path(
             f"(known: {', '.join(sorted(READERS))})"
         )
     return [_ingest_file(ws, path, path.name, source, id_prefix)]
+
+
+def announce(ws: Workspace, reports: list[IngestReport]) -> int:
+    """Raise ``documents.changed`` for each file whose ingest changed documents, as the runtime's
+    ``ingest`` function does after its own; returns how many were raised.
+
+    ``embedlake ingest`` calls this. Its copy into ``raw/`` is an ``object.created`` event, and a
+    runtime that reads it ingests the file too: if the command got there first, the runtime finds
+    nothing changed and announces nothing, so without this the documents would never be embedded
+    (with a runtime up, or started later). Announced twice, they are embedded once: embedding
+    takes what the model lacks."""
+    raised = 0
+    for report in reports:
+        changed = report.inserted + report.updated
+        if changed:
+            data = {"raw_key": report.raw_key, "changed": changed, "by": "embedlake ingest"}
+            ws.catalog.events.add(Event(type=DOCUMENTS_CHANGED, subject=report.source, data=data))
+            raised += 1
+    return raised
 
 
 def _files_in(folder: Path) -> list[Path]:
