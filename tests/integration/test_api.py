@@ -169,6 +169,9 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     _problem(post(content=padded, headers=JSON), 413, "api.max_body_bytes")
     deep = plain[:-1] + ', "pad": ' + "[" * 70 + "0" + "]" * 70 + "}"
     _problem(post(content=deep, headers=JSON), 413, "api.max_json_depth")
+    # a Content-Length of a Latin-1 digit ("²", which str.isdigit takes; raw bytes, as an HTTP
+    # server hands them on: the test client would re-encode them): the limits' 400
+    assert _raw_status(api, body=plain.encode(), length=b"\xb2") == 400
     assert state.fast_searches == before + 1
 
     # an error on its way (outside the app's own error handling) is the app's to meet: here the
@@ -199,6 +202,30 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     assert others[1].json()["release"] == api.second and others[1].json()["alias"] is None
     text = api.client.get("/metrics").text
     assert 'route="/v1/search",status="200"' in text
+
+
+def _raw_status(api: Api, body: bytes, length: bytes) -> int:
+    """The status the app answers a ``POST /v1/search`` with these raw bytes, called as an ASGI
+    server calls it, on the test client's event loop."""
+    sent: list[dict[str, Any]] = []
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    headers += [
+        (b"content-length", length),
+        (b"authorization", f"Bearer {api.keys['search']}".encode()),
+    ]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/search", "raw_path": b"/v1/search", "root_path": "",
+             "query_string": b"", "headers": headers, "client": ("127.0.0.1", 50000),
+             "server": ("testserver", 80)}  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    api.client.portal.call(api.client.app, scope, receive, send)  # type: ignore[union-attr]
+    return int(sent[0]["status"])
 
 
 def _searches_counted(api: Api) -> float:

@@ -90,11 +90,10 @@ class FastSearch:
 
     def _may_read(self, scope: Scope) -> bool:
         """What the guard and the limits would let through, before a byte of the body is read."""
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
+        declared = _first(scope["headers"], b"content-length") or b""
+        if not declared.isdigit() or int(declared) > self.max_bytes:  # (bytes: ASCII digits only)
             return False  # no length (streamed), or over the limit: the limits' to judge
-        return self.policy.refusal("POST", headers) is None
+        return self.policy.refusal("POST", Headers(scope=scope)) is None
 
     def _answer(self, scope: Scope, body: bytes) -> bytes | None:
         """The response's body, or None: the app answers."""
