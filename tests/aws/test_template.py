@@ -385,3 +385,11 @@ def test_the_images_carry_openvino_only_where_a_form_may_need_it(
     for image in ("light", "image"):
         lines = (tmp_path / "build" / image / "requirements.txt").read_text().splitlines()
         assert any(line.startswith("openvino") for line in lines) == openvino, (image, lines)
+
+
+@pytest.mark.parametrize("item", ["ingest", "ingest=big", "ingest=²", "ingest=-5"])
+def test_a_memory_size_that_is_no_number_is_refused(item: str) -> None:
+    from embedlake.cli.aws import _options
+
+    with pytest.raises(ConfigError, match="use NAME=MB"):
+        _options("", "s3", "iam", False, [item], False, False)

@@ -171,7 +171,11 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     _problem(post(content=deep, headers=JSON), 413, "api.max_json_depth")
     # a Content-Length of a Latin-1 digit ("²", which str.isdigit takes; raw bytes, as an HTTP
     # server hands them on: the test client would re-encode them): the limits' 400
-    assert _raw_status(api, body=plain.encode(), length=b"\xb2") == 400
+    assert _raw_status(api, plain.encode(), [(b"content-length", b"\xb2")]) == 400
+    # and a Host whose port is one (the guard compares it with a page's origin): the guard's 403
+    length = str(len(plain)).encode()
+    foreign = [(b"host", b"testserver:\xb2"), (b"origin", b"http://testserver:80")]
+    assert _raw_status(api, plain.encode(), [(b"content-length", length), *foreign]) == 403
     assert state.fast_searches == before + 1
 
     # an error on its way (outside the app's own error handling) is the app's to meet: here the
@@ -204,15 +208,13 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     assert 'route="/v1/search",status="200"' in text
 
 
-def _raw_status(api: Api, body: bytes, length: bytes) -> int:
-    """The status the app answers a ``POST /v1/search`` with these raw bytes, called as an ASGI
-    server calls it, on the test client's event loop."""
+def _raw_status(api: Api, body: bytes, extra: list[tuple[bytes, bytes]]) -> int:
+    """The status the app answers a ``POST /v1/search`` with these raw headers (they replace the
+    defaults of the same name), called as an ASGI server calls it, on the test client's loop."""
     sent: list[dict[str, Any]] = []
-    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
-    headers += [
-        (b"content-length", length),
-        (b"authorization", f"Bearer {api.keys['search']}".encode()),
-    ]
+    defaults = {b"host": b"testserver", b"content-type": b"application/json"}
+    defaults[b"authorization"] = f"Bearer {api.keys['search']}".encode()
+    headers = [*[(k, v) for k, v in defaults.items() if k not in dict(extra)], *extra]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
              "scheme": "http", "path": "/v1/search", "raw_path": b"/v1/search", "root_path": "",
              "query_string": b"", "headers": headers, "client": ("127.0.0.1", 50000),

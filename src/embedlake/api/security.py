@@ -92,9 +92,14 @@ def _hostname(value: str) -> str:
 
 
 def _port(value: str) -> int | None:
+    """The port a Host value names: None when it names none, -1 when it is no number (so that it
+    matches no origin's port)."""
     tail = value.rpartition("]")[2] if value.startswith("[") else value
     port = tail.rpartition(":")[2] if tail.count(":") == 1 else ""  # a bare IPv6 has no port
-    return int(port) if port.isdigit() else None
+    if not port:
+        return None
+    # isascii too: a header is read as Latin-1, and "²" passes isdigit but not int()
+    return int(port) if port.isascii() and port.isdigit() else -1
 
 
 def _same_origin(origin: str, host: str, trusted: frozenset[str]) -> bool:
