@@ -172,6 +172,8 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     # a Content-Length of a Latin-1 digit ("²", which str.isdigit takes; raw bytes, as an HTTP
     # server hands them on: the test client would re-encode them): the limits' 400
     assert _raw_status(api, plain.encode(), [(b"content-length", b"\xb2")]) == 400
+    # or of more digits than int() reads (4,300): the limits' 413
+    assert _raw_status(api, plain.encode(), [(b"content-length", b"9" * 5000)]) == 413
     # and a Host whose port is one (the guard compares it with a page's origin): the guard's 403
     length = str(len(plain)).encode()
     foreign = [(b"host", b"testserver:\xb2"), (b"origin", b"http://testserver:80")]

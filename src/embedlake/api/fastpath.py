@@ -35,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedlake.api import schemas
-from embedlake.api.limits import replay
+from embedlake.api.limits import declared_length, replay
 from embedlake.api.routes.search import INLINE_MAX_K, INLINE_MAX_SECONDS, alone, fold, response_body
 from embedlake.api.security import API_HEADERS, Policy
 from embedlake.errors import EmbedlakeError
@@ -90,8 +90,8 @@ class FastSearch:
 
     def _may_read(self, scope: Scope) -> bool:
         """What the guard and the limits would let through, before a byte of the body is read."""
-        declared = _first(scope["headers"], b"content-length") or b""
-        if not declared.isdigit() or int(declared) > self.max_bytes:  # (bytes: ASCII digits only)
+        length = declared_length(_first(scope["headers"], b"content-length") or b"")
+        if length is None or length > self.max_bytes:
             return False  # no length (streamed), or over the limit: the limits' to judge
         return self.policy.refusal("POST", Headers(scope=scope)) is None
 

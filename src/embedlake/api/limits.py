@@ -65,12 +65,13 @@ class RequestLimits:
         await self.app(scope, replay(body, receive), send)
 
     def _declared(self, declared: bytes) -> InputError | None:
-        if not declared.isdigit():
+        length = declared_length(declared)
+        if length is None:
             return InputError("Content-Length is not a number")
-        if int(declared) > self.max_bytes:
+        if length > self.max_bytes:
+            said = f"{length:,}" if length < _HUGE else f"a {len(declared):,}-digit number of"
             return TooLarge(
-                f"the body has {int(declared):,} bytes; the limit is {self.max_bytes:,} "
-                "(api.max_body_bytes)"
+                f"the body has {said} bytes; the limit is {self.max_bytes:,} (api.max_body_bytes)"
             )
         return None
 
@@ -89,6 +90,18 @@ class RequestLimits:
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks), None
+
+
+_HUGE = 10**18  # more bytes than any body: a longer number stands for this
+
+
+def declared_length(value: bytes) -> int | None:
+    """A Content-Length header's value, or None when it is no number. Bytes, not text: only ASCII
+    digits pass (``"²".isdigit()`` is true, and ``int("²")`` fails); a number of more than 18
+    digits counts as ``_HUGE`` (``int()`` refuses strings of over 4,300 digits)."""
+    if not value.isdigit():
+        return None
+    return int(value) if len(value) <= 18 else _HUGE
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
