@@ -387,7 +387,9 @@ def test_the_images_carry_openvino_only_where_a_form_may_need_it(
         assert any(line.startswith("openvino") for line in lines) == openvino, (image, lines)
 
 
-@pytest.mark.parametrize("item", ["ingest", "ingest=big", "ingest=²", "ingest=-5"])
+@pytest.mark.parametrize(
+    "item", ["ingest", "ingest=big", "ingest=²", "ingest=-5", "a=" + "9" * 5000]
+)
 def test_a_memory_size_that_is_no_number_is_refused(item: str) -> None:
     from embedlake.cli.aws import _options
 

@@ -62,7 +62,8 @@ def _options(
     sizes: dict[str, int] = {}
     for item in memory or []:
         name, _, mb = item.partition("=")
-        if not (mb.isascii() and mb.isdigit()):  # "²" passes isdigit but not int()
+        # isascii: "²" passes isdigit but not int(); a length: int() refuses 4,300 digits
+        if not (mb.isascii() and mb.isdigit()) or len(mb) > 6:
             raise ConfigError(f"--memory {item!r}: use NAME=MB, e.g. ingest=2048")
         sizes[name] = int(mb)
     kind: Literal["s3", "eventbridge"] = "s3" if notifications == "s3" else "eventbridge"
