@@ -174,6 +174,9 @@ def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answ
     assert _raw_status(api, plain.encode(), [(b"content-length", b"\xb2")]) == 400
     # or of more digits than int() reads (4,300): the limits' 413
     assert _raw_status(api, plain.encode(), [(b"content-length", b"9" * 5000)]) == 413
+    # two of them: the first is read, by the limits and the fast path alike
+    two = [(b"content-length", b"9" * 20), (b"content-length", str(len(plain)).encode())]
+    assert _raw_status(api, plain.encode(), two) == 413
     # and a Host whose port is one (the guard compares it with a page's origin): the guard's 403
     length = str(len(plain)).encode()
     foreign = [(b"host", b"testserver:\xb2"), (b"origin", b"http://testserver:80")]

@@ -35,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedlake.api import schemas
-from embedlake.api.limits import declared_length, replay
+from embedlake.api.limits import declared_length, first_header, may_nest_deeper, replay
 from embedlake.api.routes.search import INLINE_MAX_K, INLINE_MAX_SECONDS, alone, fold, response_body
 from embedlake.api.security import API_HEADERS, Policy
 from embedlake.errors import EmbedlakeError
@@ -90,7 +90,7 @@ class FastSearch:
 
     def _may_read(self, scope: Scope) -> bool:
         """What the guard and the limits would let through, before a byte of the body is read."""
-        length = declared_length(_first(scope["headers"], b"content-length") or b"")
+        length = declared_length(first_header(scope, b"content-length") or b"")
         if length is None or length > self.max_bytes:
             return False  # no length (streamed), or over the limit: the limits' to judge
         return self.policy.refusal("POST", Headers(scope=scope)) is None
@@ -101,13 +101,13 @@ class FastSearch:
         serving = getattr(state, "serving", None)
         if serving is None:  # the app is starting
             return None
-        if body.count(b"[") + body.count(b"{") > self.max_depth:
-            return None  # it may nest too deep: the limits measure it
+        if may_nest_deeper(body, self.max_depth):
+            return None  # the limits measure it
         seconds: dict[str, float] = state.search_seconds
         if seconds.get("search_vectors", 0.0) > INLINE_MAX_SECONDS or not alone():
             return None  # the route runs it on the search threads
         try:
-            token = _bearer(_first(scope["headers"], b"authorization"))
+            token = _bearer(first_header(scope, b"authorization"))
             client = scope["client"][0] if scope.get("client") else None
             state.auth.check(token, "search", client)
             request = schemas.SearchRequest.model_validate_json(body)
@@ -130,14 +130,6 @@ class FastSearch:
             fold(seconds, "search_vectors", time.perf_counter() - started)
         alias = request.alias or serving.default_alias
         return response_body(served, alias, hits)
-
-
-def _first(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """A header's first value, as Starlette's ``request.headers.get`` gives it."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 async def _body(receive: Receive) -> tuple[bytes, bool]:

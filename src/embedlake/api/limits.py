@@ -47,13 +47,13 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = first_header(scope, b"content-length")
         refusal = self._declared(declared) if declared is not None else None
         body = b""
         if refusal is None:
             body, refusal = await self._read(receive)
-        if refusal is None and body.count(b"[") + body.count(b"{") > self.max_depth:
-            depth = json_depth(body)  # (fewer brackets than the limit cannot nest deeper)
+        if refusal is None and may_nest_deeper(body, self.max_depth):
+            depth = json_depth(body)
             if depth > self.max_depth:
                 refusal = TooLarge(
                     f"the body nests {depth:,} levels deep; the limit is {self.max_depth:,} "
@@ -93,6 +93,21 @@ class RequestLimits:
 
 
 _HUGE = 10**18  # more bytes than any body: a longer number stands for this
+
+
+def first_header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header's first value, as Starlette's ``request.headers.get`` reads it (the
+    limits and the fast path of api/fastpath.py read the same Content-Length)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def may_nest_deeper(body: bytes, limit: int) -> bool:
+    """Whether ``body`` has more brackets than ``limit``: fewer cannot nest deeper, so only such
+    a body needs ``json_depth``."""
+    return body.count(b"[") + body.count(b"{") > limit
 
 
 def declared_length(value: bytes) -> int | None:

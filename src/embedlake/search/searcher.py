@@ -339,11 +339,7 @@ class Searcher:
                 )
             else:
                 raw = self.index.search(vectors[todo], fetch, allowed, effort_hits=effort)
-            ranked = (
-                [[(key, score, key) for key, score in row] for row in raw]  # ids are documents'
-                if self.whole
-                else [collapse(row, fetch, aggregate, top) for row in raw]
-            )
+            ranked = [collapse(row, fetch, aggregate, top) for row in raw]
             if broad is not None:
                 candidates = {d for row in ranked for d, _, _ in row}
                 kept = documents.ids_where(broad, among=candidates)
