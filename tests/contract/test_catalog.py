@@ -136,6 +136,35 @@ def test_upsert_classifies_new_changed_and_unchanged(ws: Workspace) -> None:
     assert docs.get("1").metadata == {"label": "x"}
 
 
+def test_new_documents_read_back_as_written(ws: Workspace) -> None:
+    """New rows go in by the engine's bulk load (``executemany`` on SQLite, ``COPY`` on
+    PostgreSQL), around SQLAlchemy's types: what reads back, and what filters see, is what an
+    insert through them would have stored."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from embedlake.catalog.schema import documents as table
+
+    meta = {"name": "Zürich ✓", "n": 3, "x": 0.1, "flag": False, "none": None, "list": [1, "ä"]}
+    written = [Document("é-1", "s", "títle\ttab", "text ✓\nline", meta), _doc("2", "plain")]
+    before = datetime.now(UTC)
+    ws.catalog.documents.upsert(written)
+    assert [ws.catalog.documents.get(d.id) for d in written] == written
+    with ws.catalog.connect() as conn:
+        rows = conn.execute(select(table.c.created_at, table.c.updated_at, table.c.deleted_at))
+        for created, updated, deleted in rows:
+            created = created if created.tzinfo else created.replace(tzinfo=UTC)
+            assert created == (updated if updated.tzinfo else updated.replace(tzinfo=UTC))
+            assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
+            assert deleted is None
+    for where in ({"name": "Zürich ✓"}, {"n": 3}, {"x": 0.1}, {"flag": False}):
+        assert ws.catalog.documents.ids_where(where) == {"é-1"}
+    assert ws.catalog.documents.count() == 2
+    again = ws.catalog.documents.upsert(written)
+    assert again.unchanged == 2 and not again.inserted and not again.updated
+
+
 def test_an_id_of_another_source_is_not_overwritten(ws: Workspace) -> None:
     docs = ws.catalog.documents
     docs.upsert([_doc("1", "original", source="a")])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -93,6 +94,31 @@ def test_a_title_alone_is_a_document(ws: Workspace, tmp_path: Path) -> None:
 
 def test_normalisation() -> None:
     assert clean_text("Cafe\u0301  au\t lait\r\n\n\n\nnext\x07") == "Caf\u00e9 au lait\n\nnext"
+
+
+def test_metadata_is_stored_as_it_reads_back() -> None:
+    """The catalog and the curated log store ``metadata_json``: for flat metadata it is the
+    dump made while validating, otherwise the dump of what reads back."""
+    from datetime import date
+
+    from embedlake.ingest.normalize import to_document
+
+    cases: list[dict[Any, Any]] = [
+        {"year": 1990, "score": 0.5, "ok": True, "none": None, "name": "é ✓"},
+        {"nested": {"a": [1, 2.5]}, "n": 1},
+        {"when": date(2026, 12, 6)},  # not JSON: stored as its str()
+        {1: "int key", "1": "string key"},  # two keys that are one in JSON
+        {"metadata": {"inner": 1}, "outer": 2},  # BEIR's nested mapping, flattened
+        {},
+    ]
+    for case in cases:
+        doc = to_document({"_id": "x", "text": "t", **case}, source="s", id_prefix="", max_bytes=99)
+        assert json.loads(doc.metadata_json) == doc.metadata
+        assert doc.metadata_json == json.dumps(doc.metadata, ensure_ascii=False)
+    with pytest.raises(InputError, match="metadata is not JSON-serialisable"):
+        to_document(
+            {"_id": "x", "text": "t", "v": float("nan")}, source="s", id_prefix="", max_bytes=99
+        )
 
 
 def test_bad_rows_are_quarantined_and_good_rows_land(ws: Workspace, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from embedlake import Workspace
 from embedlake.errors import InputError
 from embedlake.ingest import IngestReport, ingest_object
 from embedlake.ingest.datasets import parse
-from embedlake.ingest.normalize import clean_text
+from embedlake.ingest.normalize import _clean, clean_text, is_clean
 from embedlake.ingest.readers import READERS, Limits, Reject, Row
 
 LIMITS = Limits(max_record_bytes=4_000, max_json_depth=8)
@@ -240,3 +240,29 @@ def test_a_row_claiming_a_stored_id_changes_nothing(lake_ws: Workspace, tmp_path
     report = _ingest(lake_ws, _source(), b'{"_id": "kept", "text": "hijacked"}\n', ".jsonl")
     assert report.rejected == 1
     assert _stored(lake_ws)["kept"] == before["kept"] == "stored before"
+
+
+# whitespace of every kind, controls, a BOM, a combining mark: what the shortcut must not let by
+_EDGES = st.text(
+    st.sampled_from(list("ab. \n\n\t\r\x0b\x0c\x1c\x85\xa0\u2028\u3000\x07\x7f\ufeffe\u0301"))
+)
+
+
+@FAST
+@given(_EDGES | texts)
+def test_the_shortcut_for_clean_text_returns_what_cleaning_does(value: str) -> None:
+    """``clean_text`` skips the work for a text ``is_clean`` passes: only when cleaning it would
+    change nothing."""
+    cleaned = _clean(value)
+    if is_clean(value):
+        assert cleaned == value
+    assert clean_text(value) == cleaned
+
+
+def test_the_usual_texts_take_the_shortcut() -> None:
+    """The shortcut is taken where it matters: ASCII prose, with paragraphs too."""
+    assert is_clean("A plain sentence, with punctuation (and digits: 42).")
+    assert is_clean("Two paragraphs.\n\nThe second one.\nA line of it.")
+    for dirty in ("two  spaces", " lead", "trail ", "tab\there", "cr\r\n", "three\n\n\nbreaks"):
+        assert not is_clean(dirty)
+    assert not is_clean("caf\u00e9")  # not ASCII: NFC is checked the long way

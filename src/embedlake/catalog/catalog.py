@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError
 
 from embedlake.catalog import migrate
 from embedlake.catalog.benchmarks import Benchmarks
-from embedlake.catalog.database import Database, translate_errors
+from embedlake.catalog.database import Database, InsertRows, translate_errors
 from embedlake.catalog.documents import Documents
 from embedlake.catalog.keys import Keys
 from embedlake.catalog.outbox import Events
@@ -29,8 +29,8 @@ ENGINES: dict[str, str] = {
 class Catalog(Database):
     """One database, its upsert dialect, and the repositories over it."""
 
-    def __init__(self, engine: Engine, insert: Callable[..., Any]) -> None:
-        super().__init__(engine, insert)
+    def __init__(self, engine: Engine, insert: Callable[..., Any], insert_rows: InsertRows) -> None:
+        super().__init__(engine, insert, insert_rows)
         self.documents = Documents(self)
         self.registry = Registry(self)
         self.benchmarks = Benchmarks(self)
@@ -87,4 +87,4 @@ def open_catalog(url: str, password: str | None = None) -> Catalog:
         )
     module = importlib.import_module(module_name)
     engine = module.connect(parsed.render_as_string(hide_password=False))
-    return Catalog(engine, module.insert)
+    return Catalog(engine, module.insert, module.insert_rows)

@@ -6,12 +6,12 @@ The repositories (documents, registry, outbox, …) run their queries through a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from embedlake.errors import CatalogError
@@ -27,12 +27,20 @@ def translate_errors(what: str) -> Iterator[None]:
         raise CatalogError(f"catalog: {what} failed: {type(cause).__name__}: {cause}") from exc
 
 
-class Database:
-    """One database engine and its upsert dialect (``insert``), with nested units of work."""
+# (connection, table, columns, rows, fixed columns' values): the engine's bulk load
+InsertRows = Callable[
+    [Connection, Table, Sequence[str], Iterable[tuple[Any, ...]], Mapping[str, Any]], None
+]
 
-    def __init__(self, engine: Engine, insert: Callable[..., Any]) -> None:
+
+class Database:
+    """One database engine, its upsert dialect (``insert``) and bulk load (``insert_rows``), with
+    nested units of work."""
+
+    def __init__(self, engine: Engine, insert: Callable[..., Any], insert_rows: InsertRows) -> None:
         self.engine = engine
         self.insert = insert
+        self.insert_rows = insert_rows
         self._active: ContextVar[Connection | None] = ContextVar(
             f"catalog-{id(self)}", default=None
         )

@@ -35,6 +35,8 @@ from embedlake.errors import InputError, NotFound
 
 # SQLite allows 32k bound parameters; stay well below for IN (...) lists.
 _IN_CHUNK = 900
+# a new document's columns, in the order upsert gives them (deleted_at stays NULL)
+_INSERTED = ("id", "source", "title", "text", "metadata", "content_hash")
 
 
 def content_hash(title: str, text: str) -> str:
@@ -53,6 +55,11 @@ class Document:
     @cached_property
     def content_hash(self) -> str:
         return content_hash(self.title, self.text)
+
+    @cached_property
+    def metadata_json(self) -> str:
+        """The metadata as JSON text: how the catalog and the curated log store it."""
+        return json.dumps(self.metadata, ensure_ascii=False)
 
     @property
     def full_text(self) -> str:
@@ -169,42 +176,40 @@ class Documents:
         latest = {d.id: d for d in docs}  # within a batch, the last row of an id wins
         now = datetime.now(UTC)
         with self._catalog.begin() as conn:
-            existing: dict[str, tuple[str, Any, Any, str]] = {}
-            ids = list(latest)
-            for i in range(0, len(ids), _IN_CHUNK):
-                rows = conn.execute(
-                    select(
-                        t.c.id, t.c.content_hash, t.c.metadata, t.c.deleted_at, t.c.source
-                    ).where(t.c.id.in_(ids[i : i + _IN_CHUNK]))
+            dialect = self._catalog.engine.dialect.name
+            rows = conn.execute(
+                select(t.c.id, t.c.content_hash, t.c.metadata, t.c.deleted_at, t.c.source).where(
+                    _in(t.c.id, list(latest), String(), dialect)
                 )
-                existing.update(
-                    {r.id: (r.content_hash, r.metadata, r.deleted_at, r.source) for r in rows}
-                )
+            )
+            existing = {r.id: (r.content_hash, r.metadata, r.deleted_at, r.source) for r in rows}
             new_rows, changed = [], []
             for doc in latest.values():
-                row = dict(
-                    id=doc.id,
-                    source=doc.source,
-                    title=doc.title,
-                    text=doc.text,
-                    metadata=doc.metadata,
-                    content_hash=doc.content_hash,
-                    updated_at=now,
-                    deleted_at=None,
-                )
                 old = existing.get(doc.id)
                 if old is None:
-                    new_rows.append({**row, "created_at": now})
+                    stored = (doc.metadata_json, doc.content_hash)
+                    new_rows.append((doc.id, doc.source, doc.title, doc.text, *stored))
                     result.inserted.append(doc)
                 elif old[3] != doc.source:
                     result.conflicts.append((doc, old[3]))
                 elif old[0] == doc.content_hash and old[1] == doc.metadata and old[2] is None:
                     result.unchanged += 1
                 else:
-                    changed.append(row)
+                    changed.append(
+                        dict(
+                            id=doc.id,
+                            title=doc.title,
+                            text=doc.text,
+                            metadata=doc.metadata,
+                            content_hash=doc.content_hash,
+                            updated_at=now,
+                            deleted_at=None,
+                        )
+                    )
                     result.updated.append(doc)
             if new_rows:
-                conn.execute(t.insert(), new_rows)
+                stamps = {"created_at": now, "updated_at": now}
+                self._catalog.insert_rows(conn, t, _INSERTED, new_rows, stamps)
             for row in changed:
                 conn.execute(update(t).where(t.c.id == row["id"]).values(**row))
             if before_commit is not None:

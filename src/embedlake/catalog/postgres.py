@@ -8,9 +8,10 @@ server. Nothing here is PostgreSQL-specific beyond the driver and the upsert dia
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as insert
 
@@ -47,4 +48,27 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa_exc.DisconnectionError(error if "error" in locals() else "ping failed")
 
 
-__all__ = ["connect", "insert"]
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
+    fixed: Mapping[str, Any],
+) -> None:
+    """Insert ``rows`` (values of ``columns``, each followed by the ``fixed`` values) with
+    ``COPY … FROM STDIN`` in the open transaction: PostgreSQL's bulk load, several times as fast
+    as an ``INSERT`` a row. Values as psycopg adapts them, a JSON column's as its text."""
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in (*columns, *fixed))
+    tail = tuple(fixed.values())
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a connection in a transaction has one
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row + tail)
+
+
+__all__ = ["connect", "insert", "insert_rows"]

@@ -35,7 +35,6 @@ documents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
     Index("ix_documents_source", "source"),
-    Index("ix_documents_content_hash", "content_hash"),
 )
 
 # The outbox: every event (lake writes, domain events, schedules), persisted when it happens and

@@ -7,7 +7,6 @@ the catalog agree without ever rewriting a file.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -52,16 +51,18 @@ def write_part(
             "source": [d.source for d in docs],
             "title": [d.title for d in docs],
             "text": [d.text for d in docs],
-            "metadata": [json.dumps(d.metadata, ensure_ascii=False) for d in docs],
+            "metadata": [d.metadata_json for d in docs],
             "content_hash": [d.content_hash for d in docs],
-            "op": [op] * len(docs),
-            "written_at": [now] * len(docs),
+            # one value for the whole part: repeated by Arrow (a list of datetimes converts at ~1 µs each)
+            "op": pa.repeat(pa.scalar(op, pa.string()), len(docs)),
+            "written_at": pa.repeat(pa.scalar(now, SCHEMA.field("written_at").type), len(docs)),
         },
         schema=SCHEMA,
     )
     key = f"{PREFIX}/source={source}/{now:%Y%m%dT%H%M%S%f}-{uuid4().hex[:8]}.parquet"
     with tempfile.TemporaryFile() as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        # a dictionary only where values repeat: tried on ids and texts, it costs half the write
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=["source", "op"])
         tmp.seek(0)
         lake.put_file(key, tmp)
     return key

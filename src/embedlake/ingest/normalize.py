@@ -18,10 +18,32 @@ MAX_ID_CHARS = 512
 
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def is_clean(value: str) -> bool:
+    """Whether :func:`clean_text` would return ``value`` as it is, told without building anything:
+    ASCII (so NFC already), nothing unprintable but line breaks, single spaces, no space at a
+    line's ends, at most one blank line, nothing to strip. Most texts are, and this costs a
+    fraction of cleaning them (bench/ingest.py)."""
+    if not value.isascii() or "  " in value or value[:1].isspace() or value[-1:].isspace():
+        return False
+    if value.isprintable():  # one line
+        return True
+    return (
+        value.replace("\n", "").isprintable()
+        and " \n" not in value
+        and "\n " not in value
+        and "\n\n\n" not in value
+    )
 
 
 def clean_text(value: str) -> str:
     """Unicode NFC, no control characters, runs of spaces collapsed, at most one blank line."""
+    return value if is_clean(value) else _clean(value)
+
+
+def _clean(value: str) -> str:
     value = unicodedata.normalize("NFC", strip_bom(value))
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROL.sub(" ", value)
@@ -59,6 +81,7 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
     title_field, raw_title = _pick(data, TITLE_FIELDS)
     if raw_title is not None and not isinstance(raw_title, str):
         raise InputError(f"title must be a string, got {type(raw_title).__name__}")
+    _utf8_size(doc_id)
     size = _utf8_size(raw_text) + _utf8_size(raw_title or "")
     if size > max_bytes:
         raise InputError(
@@ -75,18 +98,26 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
     if isinstance(nested, dict):  # BEIR's and the API's {"metadata": {...}}: one flat mapping
         del metadata["metadata"]
         metadata = {**nested, **metadata}
+    flat = all(type(v) in _SCALARS for v in metadata.values())  # keys are strings in JSON
     try:
         encoded = json.dumps(metadata, allow_nan=False, default=str, ensure_ascii=False)
-        _utf8_size(encoded + doc_id)
-        metadata = json.loads(encoded)
+        _utf8_size(encoded)
+        if not flat or not all(type(k) is str for k in metadata):
+            metadata = json.loads(encoded)  # stored as it will read back: str() of a value, ...
+            flat = False
     except (ValueError, RecursionError) as exc:
         raise InputError(f"metadata is not JSON-serialisable: {exc}") from None
-    return Document(id=doc_id, source=source, title=title, text=text, metadata=metadata)
+    doc = Document(id=doc_id, source=source, title=title, text=text, metadata=metadata)
+    if flat:  # strings, numbers, booleans and nulls read back as they are: the dump is the JSON
+        doc.__dict__["metadata_json"] = encoded  # (what the cached property would compute)
+    return doc
 
 
 def _utf8_size(value: str) -> int:
     """The UTF-8 size of ``value``; a lone surrogate (JSON's "\\ud800") has none: refused here,
     before the catalog or the Parquet log would fail on it with the whole batch."""
+    if value.isascii():
+        return len(value)
     try:
         return len(value.encode("utf-8"))
     except UnicodeEncodeError:
