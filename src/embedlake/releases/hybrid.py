@@ -26,9 +26,10 @@ from embedlake.catalog.releases import ReleaseRecord
 from embedlake.errors import NotFound
 from embedlake.evaluate import fusion
 from embedlake.ingest.datasets import FITTING_SPLITS, Dataset, load_registered
+from embedlake.search import bm25_build
 from embedlake.search.hybrid import Fusion
 from embedlake.search.load import BM25_FOLDER
-from embedlake.search.searcher import Searcher
+from embedlake.search.searcher import Searcher, passage_units
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -42,27 +43,31 @@ def prepare(ws: Workspace, release_id: str) -> float:
     release = ws.catalog.releases.get(release_id)
     searcher = Searcher(ws, release=release_id)
     version = ws.catalog.documents.version()  # read first: a change while building shows later
-    bm25 = searcher.bm25()
     with tempfile.TemporaryDirectory() as tmp:
-        bm25.save(Path(tmp))
-        for path in sorted(Path(tmp).iterdir()):
-            ws.lake.put(f"{release.prefix}/{BM25_FOLDER}/{path.name}", path.read_bytes())
-    sets = fitting_sets(ws, release)
-    part: dict[str, Any] = {
-        "bm25": {"documents_version": version, "rows": len(bm25.ids)},
-        "fusion": Fusion().describe(),
-        "fitted_on": [],
-    }
-    if sets:
-        both = [(fusion.sides(searcher, d), d) for d, _ in sets]
-        chosen, means = fusion.fit(both)
-        part.update(
-            fusion=chosen.describe(),
-            fitted_on=[
-                {"dataset": d.name, "queries": len(d.queries), "from": how} for d, how in sets
-            ],
-            candidates={name: round(value, 4) for name, value in means.items()},
+        # streamed to disk (bounded memory: bm25_build), then memory-mapped for the fitting
+        bm25 = bm25_build.build(
+            passage_units(ws, searcher.passage_keys()), Path(tmp) / BM25_FOLDER, stem=True
         )
+        for path in sorted((Path(tmp) / BM25_FOLDER).iterdir()):
+            with path.open("rb") as stream:
+                ws.lake.put_file(f"{release.prefix}/{BM25_FOLDER}/{path.name}", stream)
+        searcher.use_bm25(bm25)
+        sets = fitting_sets(ws, release)
+        part: dict[str, Any] = {
+            "bm25": {"documents_version": version, "rows": len(bm25.ids)},
+            "fusion": Fusion().describe(),
+            "fitted_on": [],
+        }
+        if sets:
+            both = [(fusion.sides(searcher, d), d) for d, _ in sets]
+            chosen, means = fusion.fit(both)
+            part.update(
+                fusion=chosen.describe(),
+                fitted_on=[
+                    {"dataset": d.name, "queries": len(d.queries), "from": how} for d, how in sets
+                ],
+                candidates={name: round(value, 4) for name, value in means.items()},
+            )
     kept = _live_fusion(ws, release_id)
     if sum(len(d.queries) for d, _ in sets) < MIN_QUERIES and kept is not None:
         part.update(fusion=kept[1], kept_from=kept[0])

@@ -19,7 +19,7 @@ class Bm25:
     def __init__(self, ids: Sequence[str], texts: Sequence[str], *, stem: bool = False) -> None:
         self.ids = list(ids)
         self.stem = stem
-        self._stemmer = _stemmer(stem)
+        self._stemmer = stemmer_for(stem)
         self._retriever = bm25s.BM25()
         tokens = bm25s.tokenize(
             list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False
@@ -38,7 +38,7 @@ class Bm25:
         meta = json.loads((folder / IDS).read_text())
         out = cls.__new__(cls)
         out.ids, out.stem = list(meta["ids"]), bool(meta["stem"])
-        out._stemmer = _stemmer(out.stem)
+        out._stemmer = stemmer_for(out.stem)
         out._retriever = bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False)
         return out
 
@@ -56,7 +56,7 @@ class Bm25:
         return out
 
 
-def _stemmer(stem: bool) -> Any:
+def stemmer_for(stem: bool) -> Any:
     if not stem:
         return None
     import Stemmer

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
@@ -268,6 +268,11 @@ class Searcher:
                 self._bm25 = self._release_bm25() or passage_bm25(self._ws, self.passage_keys())
             return self._bm25
 
+    def use_bm25(self, bm25: Bm25) -> None:
+        """Search with ``bm25`` (the one a release is building) instead of loading one."""
+        with self._bm25_lock:
+            self._bm25 = bm25
+
     def _release_bm25(self) -> Bm25 | None:
         if self.release is None:
             return None
@@ -393,15 +398,18 @@ def _check_k(k: int) -> None:
         raise InputError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
-def passage_bm25(ws: Workspace, split: Mapping[str, list[str]]) -> Bm25:
-    """BM25 (stemmed) over every live document, one row per passage key of ``split`` (a document
-    not in it is one row), each passage with its document's title."""
-    keys: list[str] = []
-    texts: list[str] = []
+def passage_units(ws: Workspace, split: Mapping[str, list[str]]) -> Iterator[tuple[str, str]]:
+    """(passage key, text) of every live document, one per passage key of ``split`` (a document
+    not in it is one unit), each passage with its document's title: what BM25 indexes."""
     for d in ws.catalog.documents.iter_live():
         for key in split.get(d.id, [d.id]):
             span = span_of(key)
             body = d.text if span is None else d.text[span[0] : span[1]]
-            keys.append(key)
-            texts.append(f"{d.title} {body}".strip() if d.title else body)
-    return Bm25(keys, texts, stem=True)
+            yield key, (f"{d.title} {body}".strip() if d.title else body)
+
+
+def passage_bm25(ws: Workspace, split: Mapping[str, list[str]]) -> Bm25:
+    """BM25 (stemmed) over :func:`passage_units`, built in memory (a corpus of at most
+    ``releases.bm25_rebuild_max`` passages; a release builds its own on disk)."""
+    units = list(passage_units(ws, split))
+    return Bm25([key for key, _ in units], [text for _, text in units], stem=True)
