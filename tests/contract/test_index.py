@@ -148,6 +148,55 @@ def test_save_and_load_give_the_same_results(engine: Engine, tmp_path: Path) -> 
     assert [[d for d, _ in r] for r in after] == [[d for d, _ in r] for r in before]
 
 
+@pytest.fixture(params=["exact", "hnsw", "rabitq"])
+def updatable(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The engines whose saved index a streaming update loads, changes and saves again
+    (search/update.py; pgvector keeps its vectors in the catalog and is built again)."""
+    yield from _engine(request)
+
+
+def test_a_loaded_index_takes_changes_that_survive_saving(
+    updatable: Engine, tmp_path: Path
+) -> None:
+    idx = updatable.make()
+    vecs = _unit(300, 16, seed=1)
+    idx.add([str(i) for i in range(300)], vecs)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    idx.save(tmp_path / "a")
+    loaded = updatable.load(tmp_path / "a", mutable=True)
+    fresh = _unit(2, 16, seed=9)
+    loaded.remove(["5", "6"])
+    loaded.add(["7", "new"], fresh)  # "7" changed, "new" added
+    loaded.save(tmp_path / "b")
+    again = updatable.load(tmp_path / "b")
+    assert len(again) == 299
+    assert set(again.ids()) == {str(i) for i in range(300)} - {"5", "6"} | {"new"}
+    np.testing.assert_allclose(again.vector("7"), fresh[0], atol=1e-6)
+    assert [row[0][0] for row in again.search(fresh, 1)] == ["7", "new"]
+    assert all(d not in {"5", "6"} for row in again.search(vecs[:20], 20) for d, _ in row)
+
+
+def test_hnsw_keeps_a_few_removals_as_tombstones_and_compacts_many(tmp_path: Path) -> None:
+    """Saving after a small update keeps the graph (and the removed vectors, skipped at search);
+    past ``COMPACT_SHARE`` removed, it builds the graph again without them."""
+    from embedlake.index.hnsw import COMPACT_SHARE, REMOVED, HnswIndex
+
+    idx = HnswIndex(16, m=16, ef_construction=100, ef_search=64)
+    idx.add([str(i) for i in range(100)], _unit(100, 16))
+    for name in ("few", "many"):
+        (tmp_path / name).mkdir()
+    idx.remove(["1", "2"])
+    idx.save(tmp_path / "few")
+    assert (tmp_path / "few" / REMOVED).is_file()
+    assert HnswIndex.load(tmp_path / "few")._index.ntotal == 100
+    idx.remove([str(i) for i in range(3, 3 + int(COMPACT_SHARE * 100))])
+    idx.save(tmp_path / "many")
+    assert not (tmp_path / "many" / REMOVED).exists()
+    compacted = HnswIndex.load(tmp_path / "many")
+    assert compacted._index.ntotal == len(compacted) == 100 - 2 - int(COMPACT_SHARE * 100)
+
+
 def test_empty_index_and_k_larger_than_size(engine: Engine) -> None:
     idx = _make(engine)
     assert idx.search(_unit(2, 16), 3) == [[], []]

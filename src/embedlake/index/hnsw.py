@@ -1,7 +1,9 @@
 """Index engine ``hnsw``: faiss ``IndexHNSWFlat`` with inner product.
 
-faiss HNSW cannot delete; removed ids are kept out of results with an ``IDSelector`` at search time,
-and dropped for good at the next rebuild.
+faiss HNSW cannot delete; removed ids are kept out of results with an ``IDSelector`` at search time.
+A saved index keeps them as tombstones (``removed.json``) until they are more than
+``COMPACT_SHARE`` of its vectors, when saving builds the graph again without them: an update of a
+few documents does not rebuild a graph of millions.
 
 A filter (``allowed``) that keeps few vectors is answered by brute force over those vectors (exact,
 and cheaper than a graph walk that skips most nodes); a broad one by the graph with a selector, with
@@ -24,6 +26,8 @@ from embedlake.index import Matrix, check_vectors, effort_for, top_k
 # a filter keeping at most this share of the index (or this many vectors) is scanned exactly
 _SCAN_SHARE = 0.05
 _SCAN_MIN = 20_000
+COMPACT_SHARE = 0.2  # removed vectors over this share of the graph: saving rebuilds it
+REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 
 
 class HnswIndex:
@@ -144,11 +148,13 @@ class HnswIndex:
         return None if pos is None else np.asarray(self._index.reconstruct(pos), dtype=np.float32)
 
     def save(self, folder: Path) -> None:
-        if self._removed:
+        if len(self._removed) > COMPACT_SHARE * len(self._ids):
             self._compact()
         self._index.hnsw.efSearch = self.ef_search
         faiss.write_index(self._index, str(folder / "index.faiss"))
         (folder / "ids.json").write_text(json.dumps(self._ids), encoding="utf-8")
+        if self._removed:
+            (folder / REMOVED).write_text(json.dumps(sorted(self._removed)), encoding="utf-8")
 
     def _compact(self) -> None:
         keep = [n for n in range(len(self._ids)) if n not in self._removed]
@@ -167,9 +173,15 @@ class HnswIndex:
         return {"m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
 
     @classmethod
-    def load(cls, folder: Path, ef_search: int | None = None, **_: Any) -> HnswIndex:
+    def load(
+        cls, folder: Path, ef_search: int | None = None, mutable: bool = False, **_: Any
+    ) -> HnswIndex:
+        """``mutable``: read into memory, to be added to (else memory-mapped where faiss can)."""
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
-        hnsw = _read(str(folder / "index.faiss"))
+        tombstones = folder / REMOVED
+        removed = set(json.loads(tombstones.read_text())) if tombstones.is_file() else set()
+        path = str(folder / "index.faiss")
+        hnsw = faiss.read_index(path) if mutable else _read(path)
         index = cls.__new__(cls)
         index.dim = int(hnsw.d)
         index.m = int(hnsw.hnsw.nb_neighbors(1))
@@ -177,8 +189,9 @@ class HnswIndex:
         index.ef_search = ef_search or int(hnsw.hnsw.efSearch)
         index._index = hnsw
         index._ids = ids
-        index._pos = {doc_id: n for n, doc_id in enumerate(ids)}
-        index._removed = set()
+        # an id removed and added again is in ids twice: its live position is the later one
+        index._pos = {doc_id: n for n, doc_id in enumerate(ids) if n not in removed}
+        index._removed = removed
         index._params = index._selector = None
         return index
 
