@@ -4,7 +4,7 @@ documents' own vectors made of their passages."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,8 +22,17 @@ class VectorStream:
     by this model with this chunking; after a pass, ``documents`` and ``vectors`` count what it
     read. A document that is one passage has its id as key."""
 
-    def __init__(self, ws: Workspace, model: ModelRecord, chunker: str, rows: int = 65_536):
+    def __init__(
+        self,
+        ws: Workspace,
+        model: ModelRecord,
+        chunker: str,
+        rows: int = 65_536,
+        only: Collection[str] | None = None,
+    ):
+        """``only``: the vectors of these documents alone (a shard holding none is not read)."""
         self.ws, self.model, self.chunker, self.rows = ws, model, chunker, max(1, rows)
+        self.only = only
         self.documents = self.vectors = 0
 
     def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -31,6 +40,8 @@ class VectorStream:
         documents = vectors = 0
         for key in registry.shard_keys(model.id, self.chunker):
             wanted = registry.current(model.id, self.chunker, key)
+            if self.only is not None:
+                wanted = {d: h for d, h in wanted.items() if d in self.only}
             if not wanted:
                 continue
             documents += len(wanted)

@@ -181,7 +181,7 @@ class HnswIndex:
         tombstones = folder / REMOVED
         removed = set(json.loads(tombstones.read_text())) if tombstones.is_file() else set()
         path = str(folder / "index.faiss")
-        hnsw = faiss.read_index(path) if mutable else _read(path)
+        hnsw = _read(path, mutable)
         index = cls.__new__(cls)
         index.dim = int(hnsw.d)
         index.m = int(hnsw.hnsw.nb_neighbors(1))
@@ -196,8 +196,11 @@ class HnswIndex:
         return index
 
 
-def _read(path: str) -> Any:
-    """Memory-map the index file where this faiss build supports it, else read it whole."""
+def _read(path: str, mutable: bool = False) -> Any:
+    """Memory-map the index file where this faiss build supports it (and it is only to be
+    searched), else read it whole."""
+    if mutable:
+        return faiss.read_index(path)
     try:
         return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError:

@@ -57,7 +57,7 @@ def build(ctx: Steps, ws: Workspace, model_ref: str, *, reason: str, publish: bo
     stages["index"] = _heavy(ctx, "index", coverage.index_release, release_id)
     late = _embed_all(ctx, ws, model_ref, "catch-up", chunker)
     if ctx.step("late documents", coverage.lacking, ws, release_id):
-        stages["catch_up"] = late + _heavy(ctx, "re-index", coverage.index_release, release_id)
+        stages["catch_up"] = late + _heavy(ctx, "re-index", coverage.update_release, release_id)
     # BM25 over the release's passages and its fitted hybrid fusion, before it is judged
     stages["hybrid"] = _heavy(ctx, "hybrid", hybrid.prepare, release_id)
     stages["benchmark"] = ctx.step("benchmark and gate", _benchmark, ws, release_id, stages)

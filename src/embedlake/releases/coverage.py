@@ -31,7 +31,8 @@ from embedlake.catalog.releases import ReleaseRecord
 from embedlake.embeddings.batch import embed_in_steps
 from embedlake.errors import NotFound
 from embedlake.reduce.store import load_reducer
-from embedlake.search.build import build_index
+from embedlake.search.build import BuildReport, build_index
+from embedlake.search.update import UPDATE_SHARE, update_index
 from embedlake.steps import Steps
 from embedlake.workspace import Workspace
 
@@ -115,12 +116,77 @@ def index_release(ws: Workspace, release_id: str) -> float:
     with held(ws, model, release.chunker) as before:
         built = build_index(ws, model, reducer=load_reducer(ws, release), chunker=release.chunker)
         record(ws, release_id, built.index_id, before)
+    _report(ws, release_id, built)
+    return time.perf_counter() - started
+
+
+def update_release(ws: Workspace, release_id: str) -> float:
+    """Bring the release's index up to date with the catalog, updated in place of a build where
+    few documents changed (:func:`reindexed`), and point the release at it; returns its seconds."""
+    started = time.perf_counter()
+    release = ws.catalog.releases.get(release_id)
+    model = ws.catalog.registry.model_by_id(release.model_id)
+    with held(ws, model, release.chunker) as now:
+        built = reindexed(ws, release, model, now)
+        if built is not None:
+            record(ws, release_id, built.index_id, now)
+    if built is not None:
+        _report(ws, release_id, built)
+    return time.perf_counter() - started
+
+
+def reindexed(
+    ws: Workspace, release: ReleaseRecord, model: ModelRecord, now: Held
+) -> BuildReport | None:
+    """The index the release is to hold ``now``: its index updated with the documents that
+    changed since its snapshot (``search.update``), or built again where that cannot be done;
+    None when nothing changed."""
+    reducer = load_reducer(ws, release)
+    key = f"{release.prefix}/{FILE}"
+    if release.index_id is not None and ws.lake.exists(key):
+        base = ws.catalog.registry.index(release.index_id)
+        with ws.lake.open(key) as f:
+            then = _snapshot(pq.ParquetFile(f))
+            diff = changed(then, _snapshot(pq.ParquetFile(now.path)), UPDATE_SHARE * base.n_vectors)
+        if diff is not None and not diff:
+            return None
+        updated = None if diff is None else update_index(ws, model, base, diff, reducer)
+        if updated is not None:
+            return updated
+    return build_index(ws, model, reducer=reducer, chunker=release.chunker)
+
+
+def changed(
+    then: Iterable[tuple[str, str]], now: Iterable[tuple[str, str]], limit: float
+) -> set[str] | None:
+    """Ids whose (id, hash) pair differs between two streams sorted by id in code-point order:
+    in one of them only, or at another hash; None as soon as they are more than ``limit``."""
+    out: set[str] = set()
+    a, b = iter(then), iter(now)
+    x, y = next(a, None), next(b, None)
+    while x is not None or y is not None:
+        if y is None or (x is not None and x[0] < y[0]):
+            assert x is not None
+            out.add(x[0])
+            x = next(a, None)
+        elif x is None or y[0] < x[0]:
+            out.add(y[0])
+            y = next(b, None)
+        else:
+            if x[1] != y[1]:
+                out.add(x[0])
+            x, y = next(a, None), next(b, None)
+        if len(out) > limit:
+            return None
+    return out
+
+
+def _report(ws: Workspace, release_id: str, built: BuildReport) -> None:
     latest = ws.catalog.releases.get(release_id)
     index = {"id": built.index_id, "engine": built.engine, "vectors": built.n_vectors}
     ws.catalog.releases.update(
         release_id, report={**latest.report, "index": {**index, "tuning": built.tuning}}
     )
-    return time.perf_counter() - started
 
 
 def lacking(ws: Workspace, release_id: str) -> int:
@@ -178,6 +244,6 @@ def catch_up(ctx: Steps, ws: Workspace, release_id: str) -> int:
     release = ws.catalog.releases.get(release_id)
     model = ws.catalog.registry.model_by_id(release.model_id)
     embed_in_steps(ctx, ws, model.ref, f"catch-up {release_id}", release.chunker)
-    ctx.map(f"re-index {release_id}", index_release, [release_id])
+    ctx.map(f"re-index {release_id}", update_release, [release_id])
     log.info("release %s caught up %d documents", release_id, behind)
     return int(behind)

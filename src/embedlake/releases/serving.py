@@ -15,7 +15,6 @@ from __future__ import annotations
 from embedlake.catalog.registry import ModelRecord
 from embedlake.errors import NotFound
 from embedlake.models.resolve import resolve_model
-from embedlake.reduce.store import load_reducer
 from embedlake.releases import coverage
 from embedlake.search.build import build_index
 from embedlake.workspace import Workspace
@@ -50,25 +49,29 @@ def serving_models(ws: Workspace) -> list[tuple[str, str | None]]:
     return indexed or [(resolve_model(ws, ws.settings.embed.model).ref, None)]
 
 
-def reindex(ws: Workspace, ref: str, chunker: str) -> int:
-    """Index a model's vectors of one chunking again and point each aliased release of them to
-    the new index (its own reduced one where the release's PCA backs its index); returns the
-    model's new index id."""
+def reindex(ws: Workspace, ref: str, chunker: str) -> int | None:
+    """Bring the indexes of a model's vectors of one chunking up to date: each aliased release
+    of them moves to its index updated with what changed (or built again, and through its own
+    PCA where that backs its index: ``coverage.reindexed``); a model no release serves gets an
+    index built. Returns the newest index id (None: nothing changed)."""
     model = ws.catalog.registry.model(ref)
     releases = ws.catalog.releases
-    with coverage.held(ws, model, chunker) as held:
-        index_id = build_index(ws, model, chunker=chunker).index_id
-        for release_id in sorted(set(releases.aliases().values())):
-            release = releases.get(release_id)
-            if release.model_id == model.id and release.chunker == chunker:
-                reducer = load_reducer(ws, release)
-                own = (
-                    build_index(ws, model, reducer=reducer, chunker=chunker).index_id
-                    if reducer
-                    else index_id
-                )
-                coverage.record(ws, release_id, own, held)
-    return index_id
+    aliased = [releases.get(r) for r in sorted(set(releases.aliases().values()))]
+    mine = [r for r in aliased if r.model_id == model.id and r.chunker == chunker]
+    if not mine:
+        return build_index(ws, model, chunker=chunker).index_id
+    newest = None
+    with coverage.held(ws, model, chunker) as now:
+        moved: dict[int | None, int | None] = {}  # releases that share an index share its update
+        for release in mine:
+            if release.index_id not in moved:
+                built = coverage.reindexed(ws, release, model, now)
+                moved[release.index_id] = None if built is None else built.index_id
+            index_id = moved[release.index_id]
+            if index_id is not None:
+                coverage.record(ws, release.id, index_id, now)
+                newest = max(newest or 0, index_id)
+    return newest
 
 
 def releases_behind(ws: Workspace) -> list[str]:

@@ -123,12 +123,7 @@ def build_index(
         train = min(wants(n), budget // 2 // (2 * 4 * dim)) if wants else 0
         tuning = _add_tuned(ws, index, batches, train, span_queries(ws, model, reducer))
         n = stream.vectors  # what was read and added (a document may change meanwhile)
-        prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
-        with tempfile.TemporaryDirectory() as tmp:
-            index.save(Path(tmp))
-            for path in sorted(Path(tmp).iterdir()):
-                with path.open("rb") as f:
-                    ws.lake.put_file(f"{prefix}/{path.name}", f)
+        prefix = store(ws, index, model)
         params = {
             **index.params(),
             "dim": dim,
@@ -148,6 +143,18 @@ def build_index(
     return BuildReport(
         record.id, model.ref, engine, n, missing, time.perf_counter() - started, tuning
     )
+
+
+def store(ws: Workspace, index: vector_index.VectorIndex, model: ModelRecord) -> str:
+    """Save ``index`` into a new folder of the lake (an index is never changed in place);
+    returns its prefix."""
+    prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp))
+        for path in sorted(Path(tmp).iterdir()):
+            with path.open("rb") as f:
+                ws.lake.put_file(f"{prefix}/{path.name}", f)
+    return prefix
 
 
 def _add_tuned(

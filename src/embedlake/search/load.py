@@ -19,17 +19,23 @@ from embedlake.search.build import catalog_url
 from embedlake.workspace import Workspace
 
 
-def load_index(ws: Workspace, record: IndexRecord) -> VectorIndex:
-    """Load from the lake folder in place when it is local (memory-mapped where possible)."""
+def load_index(ws: Workspace, record: IndexRecord, *, mutable: bool = False) -> VectorIndex:
+    """Load from the lake folder in place when it is local (memory-mapped where possible);
+    ``mutable``: to be changed and saved elsewhere (the lake's files are never written), with
+    the effort it was saved with, whatever the settings say."""
     first = next(iter(ws.lake.list(record.prefix)), None)
     if first is None:
         raise NotFound(f"index {record.id}: no files under {record.prefix}/")
     local = ws.lake.local_path(first.key)
-    overrides: dict[str, Any] = {
-        "ef_search": ws.settings.index.ef_search,
-        "rescore": ws.settings.index.rescore,
-        "nprobe": ws.settings.index.nprobe,
-    }
+    overrides: dict[str, Any] = (
+        {"mutable": True}
+        if mutable
+        else {
+            "ef_search": ws.settings.index.ef_search,
+            "rescore": ws.settings.index.rescore,
+            "nprobe": ws.settings.index.nprobe,
+        }
+    )
     if record.engine == "pgvector":
         overrides["url"] = catalog_url(ws)
     if local is not None:
