@@ -59,13 +59,15 @@ class Document:
     @cached_property
     def metadata_json(self) -> str:
         """The metadata as JSON text: how the catalog and the curated log store it."""
-        return json.dumps(self.metadata, ensure_ascii=False)
+        return _JSON.encode(self.metadata)
 
     @property
     def full_text(self) -> str:
         """The text an encoder embeds: title and body."""
         return f"{self.title} {self.text}".strip() if self.title else self.text
 
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # built once: json.dumps(**options) builds one a call
 
 # built once: this runs for every search, and building a statement costs more than running it
 _SUMMARIES = select(

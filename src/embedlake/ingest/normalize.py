@@ -19,6 +19,8 @@ MAX_ID_CHARS = 512
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SCALARS = (str, int, float, bool, type(None))
+# built once: json.dumps with options builds an encoder per call (a third of a small dump's cost)
+_METADATA = json.JSONEncoder(allow_nan=False, default=str, ensure_ascii=False)
 
 
 def is_clean(value: str) -> bool:
@@ -66,10 +68,15 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
         raise InputError(f"missing document id (one of: {', '.join(ID_FIELDS)})")
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         raise InputError(f"document id must be a string or an integer, got {type(raw_id).__name__}")
-    doc_id = id_prefix + unicodedata.normalize("NFC", strip_bom(str(raw_id).strip()).strip())
+    raw = str(raw_id).strip()
+    if not raw.isascii():  # ASCII is NFC and holds no byte-order mark
+        raw = unicodedata.normalize("NFC", strip_bom(raw).strip()).strip()
+    doc_id = id_prefix + raw
     if len(doc_id) > MAX_ID_CHARS:
         raise InputError(f"document id is longer than {MAX_ID_CHARS} characters")
-    if _CONTROL.search(doc_id) or "\n" in doc_id or "\r" in doc_id or "\t" in doc_id:
+    if not doc_id.isprintable() and (
+        _CONTROL.search(doc_id) or "\n" in doc_id or "\r" in doc_id or "\t" in doc_id
+    ):
         raise InputError("document id contains control characters")
     text_field, raw_text = _pick(data, TEXT_FIELDS)
     if not isinstance(raw_text, str):
@@ -100,7 +107,7 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
         metadata = {**nested, **metadata}
     flat = all(type(v) in _SCALARS for v in metadata.values())  # keys are strings in JSON
     try:
-        encoded = json.dumps(metadata, allow_nan=False, default=str, ensure_ascii=False)
+        encoded = _METADATA.encode(metadata)
         _utf8_size(encoded)
         if not flat or not all(type(k) is str for k in metadata):
             metadata = json.loads(encoded)  # stored as it will read back: str() of a value, ...
