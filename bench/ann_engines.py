@@ -9,7 +9,9 @@ embedlake's ``hnsw`` at the old fixed ``ef_search`` 128, the cost the tuning sav
 
 Sets: ``npl`` (MiniLM vectors of npl's 11,429 documents; queries: 1,000 of its documents held out
 of the index), ``sentences`` (MiniLM vectors of N + 1,000 distinct sentences of every shared
-collection, 1,000 held out as queries) and ``synthetic`` (N clustered 384-d unit vectors, 1,000
+collection, 1,000 held out as queries), ``static`` (N + 1,000 of bench/scale.py's synthetic ~1 KB
+documents of real sentences, embedded by MiniLM's static serving form, model2vec distilled here;
+1,000 held out) and ``synthetic`` (N clustered 384-d unit vectors, 1,000
 held-out queries).
 
     .venv/bin/python bench/ann_engines.py [--sets npl,synthetic] [--n 100000]
@@ -36,7 +38,14 @@ from embedlake.index.rabitq import RabitqIndex
 
 from _common import median, table, write_result
 from _common.timing import passes_per_second, rotated
-from _common.vectors import exact_top, npl_vectors, recall_at_k, sentence_vectors, synthetic
+from _common.vectors import (
+    exact_top,
+    npl_vectors,
+    recall_at_k,
+    sentence_vectors,
+    static_vectors,
+    synthetic,
+)
 
 K, TARGET, SPEEDUP = 10, 0.95, 1.5
 EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -49,12 +58,15 @@ def held_out(docs: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[np.ndarray
     return np.ascontiguousarray(docs[~out]), np.ascontiguousarray(docs[out])
 
 
+BUILD_THREADS = [1]  # threads for building (--build-threads); every search runs on one
+
+
 def hnswlib_index(docs: np.ndarray, m: int) -> tuple[Any, float, int]:
     started = time.perf_counter()
     lib = hnswlib.Index(space="ip", dim=docs.shape[1])
     lib.init_index(max_elements=len(docs), M=m, ef_construction=200, random_seed=0)
     lib.set_num_threads(1)
-    lib.add_items(docs, np.arange(len(docs)), num_threads=1)
+    lib.add_items(docs, np.arange(len(docs)), num_threads=BUILD_THREADS[0])
     seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         lib.save_index(f"{tmp}/i.bin")
@@ -67,7 +79,11 @@ def ours(engine: str, docs: np.ndarray) -> tuple[Any, float, dict[str, Any], int
     ids = [str(i) for i in range(len(docs))]
     index = HnswIndex(docs.shape[1]) if engine == "hnsw" else RabitqIndex(docs.shape[1])
     started = time.perf_counter()
-    tuning = tune.add_tuned(index, ids, docs, TARGET)
+    faiss.omp_set_num_threads(BUILD_THREADS[0])
+    try:
+        tuning = tune.add_tuned(index, ids, docs, TARGET)
+    finally:
+        faiss.omp_set_num_threads(1)
     seconds = time.perf_counter() - started
     assert tuning is not None
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,13 +165,18 @@ def main() -> None:
     parser.add_argument("--sets", default="npl,synthetic")
     parser.add_argument("--n", type=int, default=100_000, help="vectors of synthetic, sentences")
     parser.add_argument("--reps", type=int, default=3, help="timed rounds per engine")
+    parser.add_argument("--build-threads", type=int, default=1, help="searches use one")
+    parser.add_argument("--name", default="ann_engines", help="result file name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     faiss.omp_set_num_threads(1)
+    BUILD_THREADS[0] = args.build_threads
     results: dict[str, Any] = {}
     for name in args.sets.split(","):
         if name == "npl":
             docs, queries = held_out(npl_vectors()[0])
+        elif name == "static":
+            docs, queries = held_out(static_vectors(args.n + 1000))
         elif name == "sentences":
             docs, queries = held_out(sentence_vectors(args.n + 1000))
         else:
@@ -182,7 +203,16 @@ def main() -> None:
     for name, res in results.items():
         best = max(res[e]["vs_hnswlib"] for e in ("embedlake hnsw", "embedlake rabitq"))
         print(f"{name}: best embedlake engine {best:.2f}× hnswlib (target {SPEEDUP}×)")
-    write_result("ann_engines", {"k": K, "target_recall": TARGET, "threads": 1, "sets": results})
+    write_result(
+        args.name,
+        {
+            "build_threads": args.build_threads,
+            "k": K,
+            "target_recall": TARGET,
+            "threads": 1,
+            "sets": results,
+        },
+    )
 
 
 if __name__ == "__main__":

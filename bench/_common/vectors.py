@@ -95,3 +95,43 @@ def sentence_vectors(n: int, seed: int = 0) -> np.ndarray:
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
     return vectors
+
+
+def static_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Vectors of ``n`` of bench/scale.py's synthetic documents (~1 KB of real sentences each) by
+    all-MiniLM-L6-v2's static serving form (model2vec, distilled here as a release would),
+    cached."""
+    path = CACHE / f"static-{n}-{seed}.npy"
+    if path.is_file():
+        return np.load(path)
+    import json
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from embedlake.encoders import forms
+    from embedlake.encoders.sentence_transformers import builtin_path
+    from embedlake.encoders.static import StaticEncoder
+    from scale import generate
+
+    with tempfile.TemporaryDirectory(prefix="embedlake-static-") as tmp:
+        folder = Path(tmp) / "static"
+        # distilled in a child process, so torch stays out of this one
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(forms.make, "static", builtin_path(), folder, max_seq_length=256).result()
+        encoder = StaticEncoder(folder, max_seq_length=256)
+        generate(Path(tmp) / "docs.jsonl", n, seed=seed)
+        parts = []
+        with (Path(tmp) / "docs.jsonl").open(encoding="utf-8") as f:
+            batch: list[str] = []
+            for line in f:
+                row = json.loads(line)
+                batch.append(f"{row['title']} {row['text']}")
+                if len(batch) == 10_000:
+                    parts.append(np.asarray(encoder.encode(batch), dtype=np.float32))
+                    batch = []
+            if batch:
+                parts.append(np.asarray(encoder.encode(batch), dtype=np.float32))
+    vectors = np.ascontiguousarray(np.vstack(parts))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
