@@ -33,13 +33,16 @@ def _peak_mib() -> float:
 def child(ws_path: Path, how: str, out: Path) -> dict[str, Any]:
     from embedlake import Workspace
     from embedlake.search import bm25_build
+    from embedlake.search.bm25 import IDS
     from embedlake.search.searcher import passage_bm25, passage_units
 
     with Workspace.open(ws_path) as ws:
         base = _peak_mib()
         started = time.perf_counter()
-        if how == "whole":
-            passage_bm25(ws, {}).save(out)
+        if how == "whole":  # and saved as the release saved it (bm25s's files, the ids)
+            bm25 = passage_bm25(ws, {})
+            bm25._retriever.save(str(out), show_progress=False)
+            (out / IDS).write_text(json.dumps({"ids": bm25.ids, "stem": bm25.stem}))
         else:
             bm25_build.build(passage_units(ws, {}), out, stem=True)
         return {

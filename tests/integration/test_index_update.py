@@ -15,6 +15,7 @@ from embedlake.functions.builtin import embed_new
 from embedlake.functions.context import direct_context
 from embedlake.ingest import delete_document, ingest_path
 from embedlake.releases import coverage
+from embedlake.releases.publish import publish
 from embedlake.search.build import build_index
 from embedlake.search.load import load_index
 from embedlake.search.update import UPDATE_SHARE
@@ -62,6 +63,23 @@ def test_a_few_changes_update_the_index_to_what_a_build_would_hold(
     assert updated.search(built.vector("2")[None, :], 1)[0][0][0] == "2"  # at its new text
     assert set(late) <= _found(ws)
     assert coverage.lacking(ws, release_id) == 0
+
+
+def test_publishing_a_release_behind_catches_it_up_by_an_update(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The catch-up before an alias moves (``coverage.update_release``) updates the release's
+    index too: the late documents are added to it, nothing is built again."""
+    _release(ws, "lsa-a", 32, published=True)
+    behind = _release(ws, "lsa-b", 24, published=False)
+    before = ws.catalog.releases.get(behind).index_id
+    late = _arrive(ws, tmp_path, 5)
+    publish(ws, behind, force=True)
+    release = ws.catalog.releases.get(behind)
+    assert release.index_id is not None
+    assert ws.catalog.registry.index(release.index_id).params["updated_from"] == before
+    assert set(late) <= set(load_index(ws, ws.catalog.registry.index(release.index_id)).ids())
+    assert coverage.lacking(ws, behind) == 0
 
 
 def test_more_changes_than_an_update_takes_build_the_index_again(

@@ -26,15 +26,9 @@ class Bm25:
         )
         self._retriever.index(tokens, show_progress=False)
 
-    def save(self, folder: Path) -> None:
-        """bm25s's arrays and vocabulary, and the ids, into ``folder``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        self._retriever.save(str(folder), show_progress=False)
-        (folder / IDS).write_text(json.dumps({"ids": self.ids, "stem": self.stem}))
-
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = True) -> Bm25:
-        """What :meth:`save` wrote, memory-mapped unless the folder is temporary."""
+        """What ``bm25_build.build`` wrote, memory-mapped unless the folder is temporary."""
         meta = json.loads((folder / IDS).read_text())
         out = cls.__new__(cls)
         out.ids, out.stem = list(meta["ids"]), bool(meta["stem"])

@@ -9,9 +9,9 @@ indexes are never changed in place, and a release moves to the new one as it wou
 one. The effort its build tuned is kept.
 
 Not updated, built again instead (``update_index`` returns None): an engine that keeps its vectors
-outside the lake (pgvector), and changes of more than ``UPDATE_SHARE`` of the index's documents
-(an HNSW graph grown or thinned that much, or IVF lists trained on another corpus, would drift
-from the effort tuned for them).
+outside the lake (pgvector), and more changed documents than ``UPDATE_SHARE`` of the index's
+vectors (a document is one vector, or one per passage: an HNSW graph grown or thinned that much,
+or IVF lists trained on another corpus, would drift from the effort tuned for them).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 UPDATABLE = ("exact", "hnsw", "rabitq")  # their saved files hold the vectors
-UPDATE_SHARE = 0.1  # changed documents over this share of the index's: built again
+UPDATE_SHARE = 0.1  # changed documents over this share of the index's vectors: built again
 
 
 def update_index(
