@@ -5,7 +5,11 @@ One thread everywhere, one query at a time, k = 10, the engines timed in interle
 hnswlib's ef is its best *for these queries* (the smallest of a sweep that reaches the target, an
 oracle no build has); embedlake's engines use what ``index/tune.py`` chose at build from vectors
 held back (no query seen), and their recall on the queries is reported beside it. Also timed:
-embedlake's ``hnsw`` at the old fixed ``ef_search`` 128, the cost the tuning saves.
+embedlake's ``hnsw`` at the old fixed ``ef_search`` 128, the cost the tuning saves. embedlake's
+engines (``--engines``): ``hnsw`` (faiss, fp32), ``rabitq`` (IVF over RaBitQ codes) and
+``rabitq-hnsw`` (a graph over RaBitQ codes, ``auto``'s choice under 2M vectors; decision 0032).
+Bytes a vector: hnswlib's saved file, faiss's index file, rabitqlib's codes file (what a loaded
+rabitq index reads into memory; its fp32 vectors stay memory-mapped).
 
 Sets: ``npl`` (MiniLM vectors of npl's 11,429 documents; queries: 1,000 of its documents held out
 of the index), ``sentences`` (MiniLM vectors of N + 1,000 distinct sentences of every shared
@@ -14,7 +18,7 @@ documents of real sentences, embedded by MiniLM's static serving form, model2vec
 1,000 held out) and ``synthetic`` (N clustered 384-d unit vectors, 1,000
 held-out queries).
 
-    .venv/bin/python bench/ann_engines.py [--sets npl,synthetic] [--n 100000]
+    .venv/bin/python bench/ann_engines.py [--sets npl,synthetic] [--n 100000] [--engines …]
 
 Target (issue 18): the chosen engine ≥ 1.5× hnswlib's QPS at recall@10 ≥ 0.95.
 """
@@ -32,9 +36,10 @@ import faiss
 import hnswlib
 import numpy as np
 
+from embedlake import index as vector_index
 from embedlake.index import tune
 from embedlake.index.hnsw import HnswIndex
-from embedlake.index.rabitq import RabitqIndex
+from embedlake.index.rabitq import CODES
 
 from _common import median, table, write_result
 from _common.timing import passes_per_second, rotated
@@ -77,7 +82,7 @@ def hnswlib_index(docs: np.ndarray, m: int) -> tuple[Any, float, int]:
 def ours(engine: str, docs: np.ndarray) -> tuple[Any, float, dict[str, Any], int]:
     """An embedlake engine built and tuned as a release builds it; bytes held in memory."""
     ids = [str(i) for i in range(len(docs))]
-    index = HnswIndex(docs.shape[1]) if engine == "hnsw" else RabitqIndex(docs.shape[1])
+    index = vector_index.create(engine, docs.shape[1])
     started = time.perf_counter()
     faiss.omp_set_num_threads(BUILD_THREADS[0])
     try:
@@ -88,13 +93,16 @@ def ours(engine: str, docs: np.ndarray) -> tuple[Any, float, dict[str, Any], int
     assert tuning is not None
     with tempfile.TemporaryDirectory() as tmp:
         index.save(Path(tmp))
-        loaded = type(index).load(Path(tmp))  # the serving path
+        loaded = vector_index.load(engine, Path(tmp))  # the serving path
         files = {p.name: p.stat().st_size for p in Path(tmp).iterdir()}
-    memory = loaded.codes_nbytes if engine == "rabitq" else files["index.faiss"]
+    # what a loaded index reads into memory (the rabitq engines map their fp32 vectors)
+    memory = files[CODES] if engine.startswith("rabitq") else files["index.faiss"]
     return loaded, seconds, tuning.describe(), memory
 
 
-def run_set(name: str, docs: np.ndarray, queries: np.ndarray, reps: int) -> dict[str, Any]:
+def run_set(
+    name: str, docs: np.ndarray, queries: np.ndarray, reps: int, ours_: list[str]
+) -> dict[str, Any]:
     print(f"\n{name}: {len(docs):,} vectors × {docs.shape[1]}, {len(queries)} queries", flush=True)
     truth = exact_top(docs, queries, K)
     one = [queries[i : i + 1] for i in range(len(queries))]
@@ -115,7 +123,7 @@ def run_set(name: str, docs: np.ndarray, queries: np.ndarray, reps: int) -> dict
         engines[f"hnswlib M{m}"]["bytes_per_vector"] = size / len(docs)
         searches[f"hnswlib M{m}"] = lambda q, lib=lib: lib.knn_query(q, k=K, num_threads=1)
         print(f"  hnswlib M{m}: ef {ef} recall {curve[ef]:.3f} ({seconds:.0f} s)", flush=True)
-    for engine in ("hnsw", "rabitq"):
+    for engine in ours_:
         index, seconds, tuning, memory = ours(engine, docs)
         found = [[int(d) for d, _ in index.search(q, K)[0]] for q in one]
         effort = f"{tuning['knob']} {tuning['value']}" + "".join(
@@ -167,6 +175,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="timed rounds per engine")
     parser.add_argument("--build-threads", type=int, default=1, help="searches use one")
     parser.add_argument("--name", default="ann_engines", help="result file name")
+    parser.add_argument("--engines", default="hnsw,rabitq,rabitq-hnsw", help="embedlake's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     faiss.omp_set_num_threads(1)
@@ -181,7 +190,7 @@ def main() -> None:
             docs, queries = held_out(sentence_vectors(args.n + 1000))
         else:
             docs, queries = synthetic(args.n)
-        results[name] = run_set(name, docs, queries, args.reps)
+        results[name] = run_set(name, docs, queries, args.reps, args.engines.split(","))
     rows = []
     for name, res in results.items():
         for engine, r in res.items():
@@ -201,7 +210,7 @@ def main() -> None:
     headers = ["set", "engine", "effort", "R@10", "QPS", "× hnswlib best", "B/vector", "build s"]
     print("\n" + table(headers, rows))
     for name, res in results.items():
-        best = max(res[e]["vs_hnswlib"] for e in ("embedlake hnsw", "embedlake rabitq"))
+        best = max(r["vs_hnswlib"] for e, r in res.items() if e.startswith("embedlake"))
         print(f"{name}: best embedlake engine {best:.2f}× hnswlib (target {SPEEDUP}×)")
     write_result(
         args.name,

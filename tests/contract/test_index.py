@@ -148,7 +148,7 @@ def test_save_and_load_give_the_same_results(engine: Engine, tmp_path: Path) -> 
     assert [[d for d, _ in r] for r in after] == [[d for d, _ in r] for r in before]
 
 
-@pytest.fixture(params=["exact", "hnsw", "rabitq"])
+@pytest.fixture(params=["exact", "hnsw", "rabitq", "rabitq-hnsw"])
 def updatable(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """The engines whose saved index a streaming update loads, changes and saves again
     (search/update.py; pgvector keeps its vectors in the catalog and is built again)."""
@@ -195,6 +195,33 @@ def test_hnsw_keeps_a_few_removals_as_tombstones_and_compacts_many(tmp_path: Pat
     assert not (tmp_path / "many" / REMOVED).exists()
     compacted = HnswIndex.load(tmp_path / "many")
     assert compacted._index.ntotal == len(compacted) == 100 - 2 - int(COMPACT_SHARE * 100)
+
+
+def test_rabitq_hnsw_keeps_a_few_removals_as_tombstones_and_compacts_many(tmp_path: Path) -> None:
+    """As ``hnsw``: a few removals stay in the saved graph, skipped by the codes' own removals;
+    past ``COMPACT_SHARE``, saving builds the graph again without them."""
+    from embedlake.index.rabitq import REMOVED
+    from embedlake.index.rabitq_hnsw import RabitqHnswIndex
+
+    share = RabitqHnswIndex.COMPACT_SHARE
+    idx = RabitqHnswIndex(16, m=16, ef_construction=100, ef_search=64)
+    vecs = _unit(200, 16)
+    idx.add([str(i) for i in range(200)], vecs)
+    for name in ("few", "many"):
+        (tmp_path / name).mkdir()
+    idx.remove(["1", "2"])
+    idx.save(tmp_path / "few")
+    assert (tmp_path / "few" / REMOVED).is_file()
+    few = RabitqHnswIndex.load(tmp_path / "few")
+    assert few._index.num_stored_points == 200 and len(few) == 198
+    assert few.search(vecs[:1], 1)[0][0][0] == "0"
+    assert all(d not in {"1", "2"} for row in few.search(vecs[:10], 50) for d, _ in row)
+    idx.remove([str(i) for i in range(3, 3 + int(share * 200))])
+    idx.save(tmp_path / "many")
+    assert not (tmp_path / "many" / REMOVED).exists()
+    compacted = RabitqHnswIndex.load(tmp_path / "many")
+    left = 200 - 2 - int(share * 200)
+    assert compacted._index.num_stored_points == len(compacted) == left
 
 
 def test_empty_index_and_k_larger_than_size(engine: Engine) -> None:
@@ -333,9 +360,11 @@ def test_nothing_is_tuned_without_a_knob_or_a_sample() -> None:
     assert len(small) == 99 and len(off) == 200 and small.params()["ef_search"] == 77
 
 
-@pytest.mark.parametrize("module", ["hnsw", "rabitq"])
+@pytest.mark.parametrize(
+    ("engine", "module"), [("hnsw", "hnsw"), ("rabitq", "rabitq"), ("rabitq-hnsw", "rabitq")]
+)
 def test_a_broad_filter_walks_the_index_with_a_selector_and_is_never_short(
-    module: str, monkeypatch: pytest.MonkeyPatch
+    engine: str, module: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The path a filter takes when it keeps too many rows to scan (forced here: no scan),
     with tombstones, and answered exactly when the walk comes back short."""
@@ -343,7 +372,7 @@ def test_a_broad_filter_walks_the_index_with_a_selector_and_is_never_short(
     monkeypatch.setattr(f"embedlake.index.{module}._SCAN_SHARE", 0.0)
     n, vecs = 4000, _unit(4000, 32, seed=8)
     ids = [f"d{i}" for i in range(n)]
-    index = vector_index.create(module, 32)
+    index = vector_index.create(engine, 32)
     tune.add_tuned(index, ids, vecs, 0.95)
     index.remove(["d1", "d2"])
     allowed = {f"d{i}" for i in range(0, n, 3)} | {"d1"}

@@ -49,7 +49,7 @@ def test_cranfield_with_lsa_matches_the_reference_values(tmp_path: Path) -> None
     embedded = run_json("embed", ws, "--model", "lsa")
     assert embedded["embedded"] == 1398
     built = run_json("index", ws)
-    assert (built["engine"], built["n_vectors"]) == ("hnsw", 1398)
+    assert (built["engine"], built["n_vectors"]) == ("rabitq-hnsw", 1398)  # auto, under 2M
     tuning = built["tuning"]  # ef_search tuned to the default target on a fifth held back
     assert (tuning["knob"], tuning["sample"], tuning["reached"]) == ("ef_search", 279, True)
     assert tuning["recall"] >= 0.95 and tuning["value"] in map(int, tuning["curve"])

@@ -24,7 +24,7 @@ from tests.integration.test_publish_coverage import QUERY, _arrive, _found, _rel
 from tests.integration.test_runtime import FAST
 
 
-@pytest.fixture(params=["hnsw", "rabitq", "exact"])
+@pytest.fixture(params=["hnsw", "rabitq", "rabitq-hnsw", "exact"])
 def ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
     env = {**FAST, "EMBEDLAKE_INDEX__ENGINE": str(request.param)}
     with Workspace.init(tmp_path / "ws", environ=env) as workspace:

@@ -136,10 +136,10 @@ def test_the_auto_engine_compresses_a_large_collection_and_serves_its_tuned_effo
     assert fixed.tuning is None
     assert load_index(ws, ws.catalog.registry.index(fixed.index_id)).params()["nprobe"] == 7
     ws.settings.index.compress_above = 2_000_000
-    assert build_index(ws, record).engine == "hnsw"
+    assert build_index(ws, record).engine == "rabitq-hnsw"  # the graph over codes, under 2M
 
 
-@pytest.mark.parametrize("engine", ["hnsw", "rabitq"])
+@pytest.mark.parametrize("engine", ["hnsw", "rabitq", "rabitq-hnsw"])
 def test_a_build_with_a_small_memory_setting_streams_the_shards_in_batches(
     ws: Workspace, tmp_path: Path, engine: str
 ) -> None:

@@ -32,7 +32,7 @@ class Batches:
             yield [f"d{start + r}" for r in range(size)], x
 
 
-@pytest.mark.parametrize("engine", ["hnsw", "rabitq"])
+@pytest.mark.parametrize("engine", ["hnsw", "rabitq", "rabitq-hnsw"])
 def test_a_streamed_build_holds_a_batch_not_the_vectors(engine: str) -> None:
     n, dim, batch = 20_000, 512, 1_000  # 40 MB of vectors in batches of 2 MB
     index = vector_index.create(engine, dim, m=16, ef_construction=64)
@@ -48,9 +48,12 @@ def test_a_streamed_build_holds_a_batch_not_the_vectors(engine: str) -> None:
     assert peak < 16 * 2**20, f"{peak / 2**20:.1f} MiB traced at the peak"
     if engine == "rabitq":  # its lists were trained on the sample, for all the vectors
         assert index.params()["nlist"] == 1_000 // 64  # as many as the sample trains well
+    if engine == "rabitq-hnsw":  # its codes' centres too, and room made for every vector
+        assert index.params()["nlist"] == min(16, 1_000 // 64)
+        assert index._index.max_elements == n  # type: ignore[attr-defined]  # reserved once
 
 
-@pytest.mark.parametrize("engine", ["hnsw", "rabitq", "exact"])
+@pytest.mark.parametrize("engine", ["hnsw", "rabitq", "rabitq-hnsw", "exact"])
 def test_batches_give_every_vector_once_and_a_tuning_unseen_queries_meet(engine: str) -> None:
     n, dim = 3_000, 32
     batches = Batches(n, dim, 217)  # batches that are not a divisor of the sample or anything

@@ -174,21 +174,26 @@ class PassagesSettings(_Section):
 class IndexSettings(_Section):
     """The ANN index each release builds."""
 
-    engine: Literal["auto", "hnsw", "rabitq", "exact", "pgvector"] = Field(
+    engine: Literal["auto", "hnsw", "rabitq-hnsw", "rabitq", "exact", "pgvector"] = Field(
         default="auto",
-        description="`hnsw` (faiss, fp32 vectors in a graph); `rabitq` (rabitqlib's IVF over "
-        "RaBitQ codes, ~360 bytes a 384-d vector at 7 bits in memory, fp32 vectors memory-mapped "
-        "for re-scoring; "
-        "see [decision 0024](decisions/0024-search-effort-and-compressed-index.md)); `exact` "
+        description="`rabitq-hnsw` (rabitqlib's HNSW graph walked over RaBitQ codes, ~630 "
+        "bytes a 384-d vector in memory at 7 bits and `m` 32, fp32 vectors memory-mapped for "
+        "re-scoring: the fastest at a recall target, see "
+        "[decision 0032](decisions/0032-graph-over-codes.md)); `hnsw` (faiss, fp32 vectors in a "
+        "graph, ~1,800 bytes a 384-d vector); `rabitq` (rabitqlib's IVF over RaBitQ codes, "
+        "~360 bytes a 384-d vector at 7 bits in memory, fp32 vectors memory-mapped for "
+        "re-scoring, the fastest to build; see "
+        "[decision 0024](decisions/0024-search-effort-and-compressed-index.md)); `exact` "
         "(brute force over every vector): files in the lake loaded by each serving process; "
         "`pgvector` (vectors and HNSW index in the PostgreSQL catalog: needs a `postgresql` "
-        "catalog URL); `auto`: `rabitq` above `compress_above` vectors or where an HNSW graph "
-        "over fp32 would take more than half of this machine's memory, else `hnsw`",
+        "catalog URL); `auto`: `rabitq` from `compress_above` vectors or where `rabitq-hnsw`'s "
+        "graph and codes would take more than half of this machine's memory, else `rabitq-hnsw`",
     )
     compress_above: int = Field(
         default=2_000_000,
         ge=0,
-        description="`engine = auto`: from this many vectors on, the compressed `rabitq` engine",
+        description="`engine = auto`: from this many vectors on, the `rabitq` engine (IVF: about "
+        "half the build time of a graph, whose build at ten million would take hours on 2 cores)",
     )
     nlist: int = Field(
         default=0,
@@ -200,7 +205,8 @@ class IndexSettings(_Section):
         default=7,
         ge=1,
         le=9,
-        description="`rabitq`: bits a dimension of its codes (7: ~350 bytes a 384-d vector; "
+        description="`rabitq`, `rabitq-hnsw`: bits a dimension of their codes (7: ~350 bytes a "
+        "384-d vector; "
         "fewer bits need more candidates re-scored for the same recall)",
     )
     nprobe: int | None = Field(
@@ -209,14 +215,17 @@ class IndexSettings(_Section):
         description="`rabitq`: lists a search visits; unset: the smallest that reaches "
         "`recall_target`, measured at build and saved; a number here overrides it",
     )
-    m: int = Field(default=32, ge=4, description="HNSW graph degree")
-    ef_construction: int = Field(default=200, ge=8, description="HNSW build-time candidate list")
+    m: int = Field(default=32, ge=4, description="HNSW graph degree (`hnsw`, `rabitq-hnsw`)")
+    ef_construction: int = Field(
+        default=200, ge=8, description="HNSW build-time candidate list (`hnsw`, `rabitq-hnsw`)"
+    )
     ef_search: int | None = Field(
         default=None,
         ge=1,
-        description="HNSW search-time candidate list (recall against speed), for `hnsw` and "
-        "`pgvector`; unset: the smallest that reaches `recall_target`, measured when the index is "
-        "built and saved with it; a number here overrides it, at build and when loaded",
+        description="HNSW search-time candidate list (recall against speed), for `hnsw`, "
+        "`rabitq-hnsw` and `pgvector`; unset: the smallest that reaches `recall_target`, "
+        "measured when the index is built and saved with it; a number here overrides it, at "
+        "build and when loaded",
     )
     recall_target: float = Field(
         default=0.95,
@@ -258,11 +267,12 @@ class IndexSettings(_Section):
     rescore: int | None = Field(
         default=None,
         ge=0,
-        description="quantised `exact` and `rabitq` indexes: the best k × `rescore` candidates by "
-        "their codes are re-scored with their fp32 vectors (only those rows are read) and the top "
-        "k returned with exact scores; `0` (`exact` only) returns the codes' approximate scores. "
-        "Unset: the smallest that reaches `recall_target`, measured at build and saved (with "
-        "`nprobe` set, `rescore` stays 10); a number here overrides it, at build and when loaded",
+        description="quantised `exact`, `rabitq` and `rabitq-hnsw` indexes: the best k × "
+        "`rescore` candidates by their codes are re-scored with their fp32 vectors (only those "
+        "rows are read) and the top k returned with exact scores; `0` (`exact` only) returns the "
+        "codes' approximate scores. Unset: the smallest that reaches `recall_target`, measured "
+        "at build and saved (with `nprobe` set, `rescore` stays 10; `rabitq-hnsw`: 1, its walk "
+        "tuned instead); a number here overrides it, at build and when loaded",
     )
 
 

@@ -1,5 +1,5 @@
 """Vector indexes: one protocol, one module per engine (``exact.py``, ``hnsw.py``, ``pgvector.py``,
-``rabitq.py``).
+``rabitq.py``, ``rabitq_hnsw.py``).
 
 Vectors are unit length and scored by inner product (= cosine). Ids are strings; engines keep the
 string ids beside the library's integer labels. An index is saved as a folder of files in the lake
@@ -58,6 +58,7 @@ ENGINES: dict[str, str] = {
     "hnsw": "embedlake.index.hnsw:HnswIndex",
     "pgvector": "embedlake.index.pgvector:PgvectorIndex",
     "rabitq": "embedlake.index.rabitq:RabitqIndex",
+    "rabitq-hnsw": "embedlake.index.rabitq_hnsw:RabitqHnswIndex",
 }
 
 

@@ -96,14 +96,17 @@ def scan(
 def rescore(
     queries: npt.NDArray[np.float32], vectors: Any, candidates: Rows, k: int
 ) -> tuple[Scores, Rows]:
-    """The top ``k`` of each query's candidate rows by their exact fp32 inner product. Only the
-    candidates' rows are read (paged in, for a memory-mapped ``vectors``)."""
+    """The top ``k`` of each query's candidate rows (-1: none) by their exact fp32 inner
+    product. Only the candidates' rows are read (paged in, for a memory-mapped ``vectors``)."""
     nq = len(queries)
     scores = np.full((nq, k), -np.inf, dtype=np.float32)
     rows = np.full((nq, k), -1, dtype=np.int64)
+    # a memory map as a plain ndarray: np.memmap's own indexing costs more than the rest of a
+    # one-query re-scoring (this runs on every search of a compressed index)
+    vectors = np.asarray(vectors)
     for i, cand in enumerate(candidates):
-        cand = np.sort(cand[cand >= 0])  # in file order: the pages are read front to back
-        exact = np.asarray(vectors[cand], dtype=np.float32) @ queries[i]
+        cand = cand[cand >= 0]
+        exact = vectors[cand] @ queries[i]
         best = np.argsort(-exact, kind="stable")[:k]
         scores[i, : len(best)], rows[i, : len(best)] = exact[best], cand[best]
     return scores, rows

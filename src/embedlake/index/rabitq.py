@@ -36,6 +36,7 @@ from embedlake.index import quantize as q
 from embedlake.index.rows import Rows
 
 OPTIONS, CODES, CENTRES = "rabitq.json", "index.rabitq", "centroids.npy"
+REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 _TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
@@ -52,6 +53,10 @@ def lists_for(n: int) -> int:
 
 class RabitqIndex:
     engine = "rabitq"
+    _LIBRARY: Any = rabitqlib.IvfIndex
+    # removed rows over this share: saving codes the live ones again without them (cheap for
+    # IVF, whose lists' centres stay: any removal does it)
+    COMPACT_SHARE = 0.0
 
     def __init__(
         self,
@@ -139,9 +144,13 @@ class RabitqIndex:
                 self._centres = self._kmeans(padded)
             self._index = self._build(padded)
             return
+        self._make_room(start + len(padded))
         added = self._index.add(padded, None, _threads())
         if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
             raise RuntimeError(f"rabitq index: rows numbered from {added[0]}, not {start}")
+
+    def _make_room(self, rows: int) -> None:
+        """Room for ``rows`` rows in all before an add (an IVF list grows by itself)."""
 
     def _kmeans(self, padded: Matrix) -> Any:
         """Spherical k-means centres of ``nlist`` lists, on at most 256 rows a list."""
@@ -202,18 +211,22 @@ class RabitqIndex:
         if rows is not None:  # fetch deeper as the filter is narrower
             wanted = math.ceil(wanted * len(self._pos) / len(rows))
         hits = k if effort_hits is None else min(effort_hits, k)
-        nprobe = max(self.nprobe, -(-self.nprobe * hits // TUNED_K))  # the same effort per hit
-        found, _ = self._index.search(
-            self._padded(queries), min(wanted, self._index.max_elements), nprobe, None, 1
-        )
+        found = self._walk(self._padded(queries), min(wanted, self._index.max_elements), hits)
         candidates = np.where(found == _NONE, -1, found.astype(np.int64))
         if rows is not None:
             candidates = np.where(np.isin(candidates, rows), candidates, -1)
         scores, best = q.rescore(queries, self._vectors, candidates, k)
-        short = np.flatnonzero((best >= 0).sum(axis=1) < k)
+        short = np.flatnonzero(best[:, k - 1] < 0)  # hits fill each row from the left
         if len(short):  # the visited lists held fewer than k: answer those exactly
             scores[short], best[short] = self._exact(queries[short], k, rows)
         return self._hits(scores, best)
+
+    def _walk(self, padded: Matrix, wanted: int, hits: int) -> Any:
+        """The ``wanted`` best rows of each query by their codes' estimate, at the effort of
+        ``hits`` hits (empty slots ``_NONE``)."""
+        nprobe = max(self.nprobe, -(-self.nprobe * hits // TUNED_K))  # the same effort per hit
+        found, _ = self._index.search(padded, wanted, nprobe, None, 1)
+        return found
 
     def _exact(self, queries: Matrix, k: int, rows: Any) -> tuple[q.Scores, q.Rows]:
         """Exact top ``k`` over ``rows`` (None: every live row); ``k`` ≤ their number. Their fp32
@@ -247,23 +260,29 @@ class RabitqIndex:
         return None if pos is None else np.array(self._vectors[pos], dtype=np.float32)
 
     def save(self, folder: Path) -> None:
-        if len(self._pos) < len(self._ids):
+        if len(self._ids) - len(self._pos) > self.COMPACT_SHARE * len(self._ids):
             self._compact()
         if self._index is not None:
             self._index.save(str(folder / CODES))
             np.save(folder / CENTRES, self._centres)
         self._rows.save(folder / "vectors.npy")
         (folder / "ids.json").write_text(json.dumps(self._ids), encoding="utf-8")
+        live = np.zeros(len(self._ids), dtype=bool)
+        live[list(self._pos.values())] = True
+        if not live.all():  # tombstones: rows the codes' own removals keep out of searches
+            removed = np.flatnonzero(~live).tolist()
+            (folder / REMOVED).write_text(json.dumps(removed), encoding="utf-8")
         (folder / OPTIONS).write_text(json.dumps(self.params()), encoding="utf-8")
 
     def _compact(self) -> None:
         """Leave the removed rows out: the live ones renumbered and coded again on the same
-        lists' centres (no k-means), ``_GATHER`` rows at a time."""
+        centres (no k-means), ``_GATHER`` rows at a time."""
         keep = np.array(sorted(self._pos.values()), dtype=np.int64)
         previous = self._rows  # read from while the new rows are written
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._pos = {doc_id: n for n, doc_id in enumerate(self._ids)}
         self._rows, self._index = Rows(self.dim, spill=True), None
+        self._expected = len(keep)
         for start in range(0, len(keep), _GATHER):
             block = np.asarray(previous.matrix[keep[start : start + _GATHER]], dtype=np.float32)
             self._code(block, start)
@@ -278,24 +297,25 @@ class RabitqIndex:
         }
 
     @classmethod
-    def load(
-        cls, folder: Path, nprobe: int | None = None, rescore: int | None = None, **_: Any
-    ) -> RabitqIndex:
-        """``nprobe`` and ``rescore`` override the saved ones (lists and bits are the saved)."""
+    def _options(cls, saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's options of a saved index: its own, but for the search effort
+        ``overrides`` sets (``nprobe``, ``rescore``); lists and bits are the saved."""
+        efforts = {k: v for k, v in overrides.items() if k in ("nprobe", "rescore") and v}
+        return {k: saved[k] for k in ("nlist", "nprobe", "rescore", "bits")} | efforts
+
+    @classmethod
+    def load(cls, folder: Path, **overrides: Any) -> RabitqIndex:
         saved = json.loads((folder / OPTIONS).read_text(encoding="utf-8"))
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")  # paged in as re-scored
-        index = cls(
-            int(vectors.shape[1]),
-            int(saved["nlist"]),
-            nprobe or int(saved["nprobe"]),
-            rescore or int(saved["rescore"]),
-            int(saved["bits"]),
-        )
+        index = cls(int(vectors.shape[1]), **cls._options(saved, overrides))
         if (folder / CODES).is_file():  # read whole: the codes are what stays in memory
-            index._index = rabitqlib.IvfIndex.load(str(folder / CODES))
+            index._index = cls._LIBRARY.load(str(folder / CODES))
             index._centres = np.load(folder / CENTRES)
         index._ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
-        index._pos = {doc_id: n for n, doc_id in enumerate(index._ids)}
+        tombstones = folder / REMOVED
+        removed = set(json.loads(tombstones.read_text())) if tombstones.is_file() else set()
+        # an id removed and added again is in ids twice: its live position is the later one
+        index._pos = {i: n for n, i in enumerate(index._ids) if n not in removed}
         index._rows = Rows(index.dim, spill=True, base=vectors)
         return index
 

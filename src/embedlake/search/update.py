@@ -30,7 +30,7 @@ from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-UPDATABLE = ("exact", "hnsw", "rabitq")  # their saved files hold the vectors
+UPDATABLE = ("exact", "hnsw", "rabitq", "rabitq-hnsw")  # their saved files hold the vectors
 UPDATE_SHARE = 0.1  # changed documents over this share of the index's vectors: built again
 
 
