@@ -39,7 +39,7 @@ OPTIONS, CODES, CENTRES = "rabitq.json", "index.rabitq", "centroids.npy"
 REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
-_TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
+TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
 _NONE = np.iinfo(np.uint32).max  # rabitqlib's id of an empty result slot
@@ -48,7 +48,7 @@ _NONE = np.iinfo(np.uint32).max  # rabitqlib's id of an empty result slot
 def lists_for(n: int) -> int:
     """Lists for ``n`` vectors: about 4·√n (faiss's guideline for IVF), with enough vectors for
     each list's k-means."""
-    return max(1, min(round(4 * math.sqrt(n)), n // _TRAIN_PER_LIST))
+    return max(1, min(round(4 * math.sqrt(n)), n // TRAIN_PER_LIST))
 
 
 class RabitqIndex:
@@ -118,7 +118,7 @@ class RabitqIndex:
     def sample_for(self, expected: int) -> int:
         """Rows ``train`` wants for ``expected`` vectors: twice the fewest that train each list
         well (faiss's k-means uses at most 256 a list)."""
-        return 2 * _TRAIN_PER_LIST * (self.nlist or lists_for(expected))
+        return 2 * TRAIN_PER_LIST * (self.nlist or lists_for(expected))
 
     def train(self, sample: Matrix, expected: int) -> None:
         """Fit the lists' centres on ``sample``, a uniform sample of the ``expected`` vectors
@@ -128,7 +128,7 @@ class RabitqIndex:
         own vectors."""
         sample = check_vectors(sample, self.dim)
         # as many lists as the vectors call for, and the sample can train
-        self.nlist = self.nlist or min(lists_for(expected), max(1, len(sample) // _TRAIN_PER_LIST))
+        self.nlist = self.nlist or min(lists_for(expected), max(1, len(sample) // TRAIN_PER_LIST))
         self._centres = self._kmeans(self._padded(sample))
         _, nearest = self._nearest(self._padded(sample))
         self._shares = np.bincount(nearest, minlength=len(self._centres)) / max(len(sample), 1)
@@ -145,7 +145,7 @@ class RabitqIndex:
             self._index = self._build(padded)
             return
         self._make_room(start + len(padded))
-        added = self._index.add(padded, None, _threads())
+        added = self._index.add(padded, None, build_threads())
         if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
             raise RuntimeError(f"rabitq index: rows numbered from {added[0]}, not {start}")
 
@@ -172,7 +172,7 @@ class RabitqIndex:
         the vectors ``train`` expects."""
         _, lists = self._nearest(padded)
         index = rabitqlib.IvfIndex(self._width, len(padded), len(self._centres), self.bits, "ip")
-        index.build(padded, self._centres, lists.astype(np.uint32), _threads())
+        index.build(padded, self._centres, lists.astype(np.uint32), build_threads())
         if self._shares is not None:
             for cluster, share in enumerate(self._shares.tolist()):
                 # 20% and a few rows over its sampled share: a list that outgrows it is copied
@@ -320,7 +320,7 @@ class RabitqIndex:
         return index
 
 
-def _threads() -> int:
+def build_threads() -> int:
     """Threads for building codes: every core this process may use."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))

@@ -26,7 +26,7 @@ import rabitqlib
 
 from embedlake.errors import InputError
 from embedlake.index import Matrix, check_vectors, effort_for
-from embedlake.index.rabitq import _TRAIN_PER_LIST, DEFAULT_BITS, RabitqIndex, _threads
+from embedlake.index.rabitq import DEFAULT_BITS, TRAIN_PER_LIST, RabitqIndex, build_threads
 
 CLUSTERS = 16  # RaBitQ's centres (each code is a residual of its nearest); rabitqlib's examples
 # candidates re-scored per hit: the walk's 7-bit estimates rank well enough that a longer walk
@@ -64,7 +64,7 @@ class RabitqHnswIndex(RabitqIndex):
         return super().codes_nbytes + len(self._ids) * 2 * self.m * 4
 
     def sample_for(self, expected: int) -> int:
-        return 2 * _TRAIN_PER_LIST * CLUSTERS
+        return 2 * TRAIN_PER_LIST * CLUSTERS
 
     def train(self, sample: Matrix, expected: int) -> None:
         """Fit the codes' centres on ``sample`` and reserve room for ``expected`` vectors."""
@@ -88,7 +88,7 @@ class RabitqHnswIndex(RabitqIndex):
             nbits=self.bits,
             metric="ip",
         )
-        index.build(padded, self._centres, nearest.astype(np.uint32), _threads())
+        index.build(padded, self._centres, nearest.astype(np.uint32), build_threads())
         return index
 
     def _make_room(self, rows: int) -> None:
@@ -119,4 +119,4 @@ class RabitqHnswIndex(RabitqIndex):
 
 def _clusters_for(n: int) -> int:
     """Centres for ``n`` training vectors: ``CLUSTERS``, fewer where k-means would starve."""
-    return max(1, min(CLUSTERS, n // _TRAIN_PER_LIST))
+    return max(1, min(CLUSTERS, n // TRAIN_PER_LIST))
