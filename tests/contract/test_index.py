@@ -244,6 +244,23 @@ def test_bad_vectors_are_refused(engine: Engine, bad: np.ndarray) -> None:
         idx.add(["x", "y"], _unit(1, 16))
 
 
+@pytest.mark.parametrize(
+    ("engine", "options", "named"),
+    [
+        ("rabitq", {"nprobe": 0}, "nprobe=0"),
+        ("rabitq", {"bits": 10}, "bits=10"),
+        ("rabitq-hnsw", {"m": 1}, "m=1"),
+        ("rabitq-hnsw", {"ef_search": 0}, "ef_search=0"),
+        ("rabitq-hnsw", {"bits": 0}, "bits=0"),
+    ],
+)
+def test_bad_index_options_are_refused_by_name(
+    engine: str, options: dict[str, int], named: str
+) -> None:
+    with pytest.raises(InputError, match=named):
+        vector_index.create(engine, 16, **options)
+
+
 def test_recall_against_exact(approximate: Engine) -> None:
     vecs, queries = _unit(5000, 32, seed=3), _unit(100, 32, seed=4)
     ids = [str(i) for i in range(5000)]

@@ -96,12 +96,6 @@ class RabitqIndex:
     def _vectors(self) -> Any:
         return self._rows.matrix
 
-    @property
-    def codes_nbytes(self) -> int:
-        """Bytes of codes in memory, estimated: ``bits`` a dimension and 24 bytes of correction
-        factors and id a vector (the fp32 vectors stay on disk once saved)."""
-        return 0 if self._index is None else len(self._ids) * (self._width * self.bits // 8 + 24)
-
     def add(self, ids: Sequence[str], vectors: Matrix) -> None:
         vectors = check_vectors(vectors, self.dim)
         if len(ids) != len(vectors):
