@@ -404,6 +404,28 @@ def test_a_broad_filter_walks_the_index_with_a_selector_and_is_never_short(
     assert sorted(d for d, _ in index.search(queries[:1], 10, few)[0]) == ["d3", "d6"]
 
 
+@pytest.mark.parametrize("engine", ["rabitq", "rabitq-hnsw"])
+def test_a_broad_filter_is_answered_by_the_walk_not_the_exact_fallback(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The allowed candidates of a walk are re-scored wherever the walk ranked them: a filtered
+    out one before them does not end their list (re-scoring stops at a row's first empty
+    slot), so the walk's answer is full and no query falls back to an exact scan."""
+    monkeypatch.setattr("embedlake.index.rabitq._SCAN_MIN", 0)
+    monkeypatch.setattr("embedlake.index.rabitq._SCAN_SHARE", 0.0)
+    n, vecs = 4000, _unit(4000, 32, seed=8)
+    ids = [f"d{i}" for i in range(n)]
+    index: Any = vector_index.create(engine, 32, rescore=4)  # 4 × 2 × k candidates: ~40 kept
+    index.add(ids, vecs)
+    exact_calls: list[int] = []
+    scan = index._exact
+    monkeypatch.setattr(index, "_exact", lambda q, *a: exact_calls.append(len(q)) or scan(q, *a))
+    allowed = {f"d{i}" for i in range(0, n, 2)}
+    got = index.search(_unit(30, 32, seed=9), 10, allowed)
+    assert all(len(row) == 10 and {d for d, _ in row} <= allowed for row in got)
+    assert sum(exact_calls) <= 3, exact_calls  # a rare query may still find too few
+
+
 def test_unknown_engine() -> None:
     from embedlake.errors import ConfigError
 

@@ -78,6 +78,27 @@ def test_rescoring_returns_exact_scores_and_raises_recall(
         assert score == pytest.approx(signs, abs=1e-6)
 
 
+def test_rescore_ranks_each_querys_own_candidates_up_to_its_first_empty_slot() -> None:
+    """Many queries at once (each row of candidates read at its own offset), lists of every
+    length, ids past the end: the exact top k of each list as NumPy computes it."""
+    rng = np.random.default_rng(3)
+    vectors, queries = _clustered(500, seed=1), _clustered(40, seed=2)
+    candidates = np.stack([rng.permutation(500)[:30] for _ in range(40)])  # distinct, as walks
+    ends = rng.integers(0, 31, size=40)
+    for row, end in enumerate(ends):
+        candidates[row, end:] = -1 if row % 2 else 500  # -1 or past the end: no more
+    scores, rows = quantize.rescore(queries, vectors, candidates, 10)
+    for row, end in enumerate(ends):
+        cand = candidates[row, :end]
+        exact = vectors[cand] @ queries[row]
+        top = np.argsort(-exact, kind="stable")[:10]
+        assert rows[row, : len(top)].tolist() == cand[top].tolist()
+        assert np.allclose(scores[row, : len(top)], exact[top], atol=1e-5)
+        assert (rows[row, len(top) :] == -1).all()
+    with pytest.raises(ValueError, match="queries against"):
+        quantize.rescore(queries[:, :8], vectors, candidates, 10)
+
+
 @pytest.mark.parametrize(("quantization", "bytes_per_vector"), [("int8", DIM), ("binary", DIM / 8)])
 def test_saved_codes_are_loaded_not_recomputed(
     tmp_path: Path, quantization: str, bytes_per_vector: float

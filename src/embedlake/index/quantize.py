@@ -96,19 +96,37 @@ def scan(
 def rescore(
     queries: npt.NDArray[np.float32], vectors: Any, candidates: Rows, k: int
 ) -> tuple[Scores, Rows]:
-    """The top ``k`` of each query's candidate rows (-1: none) by their exact fp32 inner
-    product. Only the candidates' rows are read (paged in, for a memory-mapped ``vectors``)."""
-    nq = len(queries)
-    scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    rows = np.full((nq, k), -1, dtype=np.int64)
-    # a memory map as a plain ndarray: np.memmap's own indexing costs more than the rest of a
-    # one-query re-scoring (this runs on every search of a compressed index)
-    vectors = np.asarray(vectors)
-    for i, cand in enumerate(candidates):
-        cand = cand[cand >= 0]
-        exact = vectors[cand] @ queries[i]
-        best = np.argsort(-exact, kind="stable")[:k]
-        scores[i, : len(best)], rows[i, : len(best)] = exact[best], cand[best]
+    """The top ``k`` of each query's candidate rows by their exact fp32 inner product (-1 and
+    score -FLT_MAX fill a row with fewer). A row's candidates end at its first empty slot (-1,
+    or past the end of ``vectors``). Only the candidates' rows are read (paged in, for a
+    memory-mapped ``vectors``), in one call of faiss's gather, dot and heap: this runs on every
+    search of a compressed index, where NumPy's gather, product and sort cost more for one query
+    than the rows' reads."""
+    cand = np.ascontiguousarray(candidates, dtype=np.int64)
+    vectors = np.asarray(vectors)  # a memory map as a plain ndarray, for its buffer
+    if queries.dtype != np.float32 or not queries.flags.c_contiguous:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if (
+        queries.shape[1] != vectors.shape[1]
+        or len(cand) != len(queries)
+        or not vectors.flags.c_contiguous
+    ):
+        raise ValueError(f"rescore: {queries.shape} queries against {vectors.shape} rows")
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    rows = np.empty((len(queries), k), dtype=np.int64)
+    faiss.knn_inner_products_by_idx(
+        faiss.swig_ptr(queries),
+        faiss.swig_ptr(vectors),
+        faiss.swig_ptr(cand),
+        queries.shape[1],
+        len(queries),
+        len(vectors),
+        cand.shape[1],
+        k,
+        faiss.swig_ptr(scores),
+        faiss.swig_ptr(rows),
+        cand.shape[1],  # the stride between rows: its default -1 means ``len(vectors)``
+    )
     return scores, rows
 
 

@@ -84,6 +84,7 @@ class RabitqIndex:
         self._index: Any = None  # built, with its lists' centres, at the first add
         self._centres: Any = None
         self._ids: list[str] = []
+        self._id_rows: Any = None  # ``_ids`` as an object array, made by the first search
         self._pos: dict[str, int] = {}
         self._rows = Rows(dim, spill=True)  # fp32 rows on disk: only re-scored
         self._shares: Any = None  # each list's share of a training sample (``train``)
@@ -106,6 +107,7 @@ class RabitqIndex:
         start = len(self._ids)
         self._code(vectors, start)
         self._ids.extend(ids)
+        self._id_rows = None
         self._pos.update({doc_id: start + n for n, doc_id in enumerate(ids)})
         self._rows.append(vectors)
 
@@ -205,13 +207,16 @@ class RabitqIndex:
         if rows is not None:  # fetch deeper as the filter is narrower
             wanted = math.ceil(wanted * len(self._pos) / len(rows))
         hits = k if effort_hits is None else min(effort_hits, k)
-        found = self._walk(self._padded(queries), min(wanted, self._index.max_elements), hits)
-        candidates = np.where(found == _NONE, -1, found.astype(np.int64))
-        if rows is not None:
-            candidates = np.where(np.isin(candidates, rows), candidates, -1)
+        padded = queries if self._width == self.dim else self._padded(queries)
+        found = self._walk(padded, min(wanted, self._index.max_elements), hits)
+        candidates = found.astype(np.int64)  # _NONE, past the last row, ends a row's list
+        if rows is not None:  # the filter's rows, moved to the front of each list
+            kept = np.isin(candidates, rows)
+            order = np.argsort(~kept, axis=1, kind="stable")
+            candidates = np.take_along_axis(np.where(kept, candidates, -1), order, axis=1)
         scores, best = q.rescore(queries, self._vectors, candidates, k)
-        short = np.flatnonzero(best[:, k - 1] < 0)  # hits fill each row from the left
-        if len(short):  # the visited lists held fewer than k: answer those exactly
+        if min(best[:, k - 1].tolist()) < 0:  # a list held fewer than k: answer it exactly
+            short = np.flatnonzero(best[:, k - 1] < 0)  # (hits fill each row from the left)
             scores[short], best[short] = self._exact(queries[short], k, rows)
         return self._hits(scores, best)
 
@@ -240,11 +245,15 @@ class RabitqIndex:
         return scores, found
 
     def _hits(self, scores: Any, rows: Any) -> list[list[tuple[str, float]]]:
-        ids = self._ids
-        return [
-            [(ids[r], s) for r, s in zip(row_r, row_s, strict=True) if r >= 0]
-            for row_r, row_s in zip(rows.tolist(), scores.tolist(), strict=True)
-        ]
+        """Each row's ids and scores up to its first -1 (rows fill from the left)."""
+        if self._id_rows is None:  # ids by row as an array: one gather a search, not k lookups
+            self._id_rows = np.array(self._ids, dtype=object)
+        ids = self._id_rows[rows].tolist()  # -1 gathers the last id: cut off below
+        hits = []
+        for i, s, r in zip(ids, scores.tolist(), rows.tolist(), strict=True):
+            n = len(r) if r[-1] >= 0 else r.index(-1)
+            hits.append(list(zip(i[:n], s[:n], strict=True)))
+        return hits
 
     def ids(self) -> list[str]:
         return list(self._pos)
@@ -274,6 +283,7 @@ class RabitqIndex:
         keep = np.array(sorted(self._pos.values()), dtype=np.int64)
         previous = self._rows  # read from while the new rows are written
         self._ids = [self._ids[r] for r in keep.tolist()]
+        self._id_rows = None
         self._pos = {doc_id: n for n, doc_id in enumerate(self._ids)}
         self._rows, self._index = Rows(self.dim, spill=True), None
         self._expected = len(keep)

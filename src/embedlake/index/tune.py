@@ -41,11 +41,13 @@ log = logging.getLogger(__name__)
 _MIN_SAMPLE = 20  # fewer vectors to hold back (a corpus under 100): nothing is tuned
 _TIE = 1e-5  # scores within this of the exact k-th count as ties (fp32 sums in another order)
 # the ladder of each engine's knob, smallest (cheapest) first
-# steps of about a quarter: with steps of half, a sample just under the target at 32 (0.946 on
-# 100k sentences) went on to 48, 1.5× the cost, where unseen queries got 0.970 (decision 0032)
+# steps of about an eighth up to 48, then a sixth to a quarter: a sample just under the target
+# at 32 (0.946 on 100k sentences) went on to 48 with steps of half (1.5× the cost; unseen
+# queries got 0.970), to 40 with steps of a quarter (0.965) (decision 0032); a step costs a
+# pass of the sample's searches at build, a rung too many costs every search served
 _EF = (
-    *(10, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128),
-    *(160, 192, 256, 320, 384, 512, 640, 768, 1000),
+    *(10, 12, 14, 16, 18, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 72, 80, 96, 112, 128),
+    *(160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1000),
 )
 LADDERS: dict[str, tuple[str, tuple[int, ...]]] = {
     "hnsw": ("ef_search", _EF),
