@@ -114,7 +114,7 @@ def rescore(
         raise ValueError(f"rescore: {queries.shape} queries against {vectors.shape} rows")
     scores = np.empty((len(queries), k), dtype=np.float32)
     rows = np.empty((len(queries), k), dtype=np.int64)
-    faiss.knn_inner_products_by_idx(
+    faiss.knn_inner_products_by_idx(  # type: ignore[attr-defined]  # missing in stubs
         faiss.swig_ptr(queries),
         faiss.swig_ptr(vectors),
         faiss.swig_ptr(cand),
