@@ -6,7 +6,7 @@ walk reads, so the walk touches ~225 bytes a 256-d vector (7 bits) where an fp32
 1,024, and its distance estimates run in the library's AVX-512 kernels. The best k × ``rescore``
 rows it finds are re-scored with their fp32 vectors, memory-mapped from the saved index as
 ``rabitq``'s are, so every score is exact. The library's walk alone ran 2.8× hnswlib at the
-same recall on 100k vectors, one thread; through this engine 1.10× at 100k and 0.85× at 1M
+same recall on 100k vectors, one thread; through this engine 1.46× at 100k and 1.30× at 1M
 (decision 0032). In memory it holds the codes and the links (~520 bytes a 256-d vector at M 32,
 against ~1,300 for ``hnsw``).
 
