@@ -57,6 +57,8 @@ class RabitqIndex:
     # removed rows over this share: saving codes the live ones again without them (cheap for
     # IVF, whose lists' centres stay: any removal does it)
     COMPACT_SHARE = 0.0
+    # unit centres (spherical k-means): the lists are probed by inner product with the query
+    _SPHERICAL = True
 
     def __init__(
         self,
@@ -126,7 +128,7 @@ class RabitqIndex:
         # as many lists as the vectors call for, and the sample can train
         self.nlist = self.nlist or min(lists_for(expected), max(1, len(sample) // TRAIN_PER_LIST))
         self._centres = self._kmeans(self._padded(sample))
-        _, nearest = self._nearest(self._padded(sample))
+        nearest = self._nearest(self._padded(sample))
         self._shares = np.bincount(nearest, minlength=len(self._centres)) / max(len(sample), 1)
         self._expected = expected
 
@@ -149,24 +151,25 @@ class RabitqIndex:
         """Room for ``rows`` rows in all before an add (an IVF list grows by itself)."""
 
     def _kmeans(self, padded: Matrix) -> Any:
-        """Spherical k-means centres of ``nlist`` lists, on at most 256 rows a list."""
+        """k-means centres of ``nlist`` lists (``_SPHERICAL``), on at most 256 rows a list."""
         if len(padded) > self.nlist * 256:  # faiss samples 256 a list at most
             rng = np.random.default_rng(0)
             padded = padded[np.sort(rng.choice(len(padded), self.nlist * 256, replace=False))]
-        kmeans = faiss.Kmeans(self._width, self.nlist, niter=20, seed=0, spherical=True)
+        kmeans = faiss.Kmeans(self._width, self.nlist, niter=20, seed=0, spherical=self._SPHERICAL)
         kmeans.train(padded)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
-    def _nearest(self, padded: Matrix) -> tuple[Any, Any]:
-        nearest = faiss.IndexFlatIP(self._width)
+    def _nearest(self, padded: Matrix) -> Any:
+        """Each row's centre: by inner product for unit centres, else by distance (the
+        smallest residual, which is what a code is of)."""
+        nearest = (faiss.IndexFlatIP if self._SPHERICAL else faiss.IndexFlatL2)(self._width)
         nearest.add(self._centres)
-        scores, lists = nearest.search(padded, 1)
-        return scores[:, 0], lists[:, 0]
+        return nearest.search(padded, 1)[1][:, 0]
 
     def _build(self, padded: Matrix) -> Any:
         """An index of ``padded`` (rows 0…n-1) on the lists' centres, with room reserved for
         the vectors ``train`` expects."""
-        _, lists = self._nearest(padded)
+        lists = self._nearest(padded)
         index = rabitqlib.IvfIndex(self._width, len(padded), len(self._centres), self.bits, "ip")
         index.build(padded, self._centres, lists.astype(np.uint32), build_threads())
         if self._shares is not None:

@@ -39,6 +39,10 @@ class RabitqHnswIndex(RabitqIndex):
     engine = "rabitq-hnsw"
     _LIBRARY: Any = rabitqlib.HnswIndex
     COMPACT_SHARE = 0.2  # as hnsw.py: rebuilding the graph costs a build
+    # the centres only shape the codes (the graph routes): the clusters' means leave the
+    # smallest residuals, so the estimates' bounds are tighter and the walk computes fewer
+    # full estimates; unit centres walked 8–22% slower at the same recall (decision 0032)
+    _SPHERICAL = False
 
     def __init__(
         self,
@@ -75,7 +79,7 @@ class RabitqHnswIndex(RabitqIndex):
         super()._code(vectors, start)
 
     def _build(self, padded: Matrix) -> Any:
-        _, nearest = self._nearest(padded)
+        nearest = self._nearest(padded)
         index = rabitqlib.HnswIndex(
             self._width,
             max(len(padded), self._expected),
