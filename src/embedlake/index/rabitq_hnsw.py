@@ -6,8 +6,8 @@ walk reads, so the walk touches ~225 bytes a 256-d vector (7 bits) where an fp32
 1,024, and its distance estimates run in the library's AVX-512 kernels. The best k × ``rescore``
 rows it finds are re-scored with their fp32 vectors, memory-mapped from the saved index as
 ``rabitq``'s are, so every score is exact. The library's walk alone ran 2.8× hnswlib at the
-same recall on 100k vectors, one thread; through this engine 1.46× at 100k and 1.30× at 1M
-(decision 0032). In memory it holds the codes and the links (~520 bytes a 256-d vector at M 32,
+same recall on 100k vectors, one thread; through this engine 1.51–1.55× at 100k and 1.23× at
+1M (decision 0032). In memory it holds the codes and the links (~520 bytes a 256-d vector at M 32,
 against ~1,300 for ``hnsw``).
 
 Everything but the routing is ``rabitq``'s (``RabitqIndex``): ids, the spilled fp32 rows,
