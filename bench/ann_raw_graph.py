@@ -10,6 +10,11 @@ search of the same index.
 
     .venv/bin/python bench/ann_raw_graph.py raw --set sentences --n 100000 [--m 16,32] [--bits 4,7]
     .venv/bin/python bench/ann_raw_graph.py wrapped --set sentences --n 100000
+    .venv/bin/python bench/ann_raw_graph.py centres --set sentences --n 100000
+
+``centres``: the engine built twice, its codes on unit centres (spherical k-means, as before) and
+on the clusters' means (now), each at ef 24, 32 and 40: the bare walk and the engine's search
+(the wrapper's cost is the difference), in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -98,9 +103,29 @@ def wrapped(docs: np.ndarray, queries: np.ndarray, truth: Any) -> list:
     return rows
 
 
+def centres(docs: np.ndarray, queries: np.ndarray, truth: Any) -> list:
+    one = [queries[i : i + 1] for i in range(len(queries))]
+    built = {}
+    for spherical in (True, False):
+        RabitqHnswIndex._SPHERICAL = spherical
+        index = RabitqHnswIndex(docs.shape[1])
+        index.add([str(i) for i in range(len(docs))], docs)
+        built["unit" if spherical else "means"] = index
+    rows = []
+    for ef in (24, 32, 40):
+        for kind, index in built.items():
+            index.ef_search = ef
+            bare, found = best_qps(
+                lambda q, x=index._index, ef=ef: x.search(q, K, ef, 1)[0][0], one
+            )
+            qps, _ = best_qps(lambda q, x=index: x.search(q, K), one)
+            rows.append((kind, ef, recall_at_k(found, truth, K), bare, qps))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["raw", "wrapped"])
+    parser.add_argument("mode", choices=["raw", "wrapped", "centres"])
     parser.add_argument("--set", choices=["sentences", "static"], default="sentences")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--m", default="32", help="rabitqlib's graph degrees (raw)")
@@ -115,9 +140,12 @@ def main() -> None:
         ms, bits = [int(v) for v in args.m.split(",")], [int(v) for v in args.bits.split(",")]
         rows = raw(docs, queries, truth, ms, bits)
         names = ("library", "m", "bits", "ef", "recall", "qps", "build_s")
-    else:
+    elif args.mode == "wrapped":
         rows = wrapped(docs, queries, truth)
         names = ("engine", "rescore", "ef", "recall", "qps", "bare_walk_qps", "build_s")
+    else:
+        rows = centres(docs, queries, truth)
+        names = ("centres", "ef", "walk_recall", "bare_walk_qps", "engine_qps")
     for row in rows:
         print(
             "  ".join(

@@ -426,6 +426,23 @@ def test_a_broad_filter_is_answered_by_the_walk_not_the_exact_fallback(
     assert sum(exact_calls) <= 3, exact_calls  # a rare query may still find too few
 
 
+def test_graph_codes_are_residuals_of_the_clusters_means_and_ivf_lists_of_unit_centres() -> None:
+    """rabitq-hnsw's centres only shape its codes: the clusters' means, each row assigned to
+    its nearest by distance (the smallest residuals; decision 0032). rabitq probes its lists by
+    inner product with the query: unit centres."""
+    vecs = _unit(3000, 32, seed=12)  # spread unit vectors: a cluster's mean is far inside
+    graph, ivf = vector_index.create("rabitq-hnsw", 32), vector_index.create("rabitq", 32)
+    for index in (graph, ivf):
+        index.add([str(i) for i in range(len(vecs))], vecs)
+    centres: Any = graph._centres
+    vecs = np.pad(vecs, ((0, 0), (0, centres.shape[1] - 32)))  # codes of 32-d are padded to 64
+    assert np.linalg.norm(centres, axis=1).max() < 0.9
+    nearest = np.argmin(((vecs[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    means = np.stack([vecs[nearest == c].mean(0) for c in range(len(centres))])
+    assert np.abs(means - centres).max() < 0.1  # k-means' centres: near their rows' means
+    assert np.allclose(np.linalg.norm(ivf._centres, axis=1), 1.0, atol=1e-4)
+
+
 def test_unknown_engine() -> None:
     from embedlake.errors import ConfigError
 

@@ -42,7 +42,6 @@ _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
-_NONE = np.iinfo(np.uint32).max  # rabitqlib's id of an empty result slot
 
 
 def lists_for(n: int) -> int:
@@ -179,9 +178,9 @@ class RabitqIndex:
         return index
 
     def _padded(self, vectors: Any) -> Matrix:
+        if self._width == self.dim:  # (on every search: one call, a no-op for checked queries)
+            return np.ascontiguousarray(vectors, dtype=np.float32)
         vectors = np.asarray(vectors, dtype=np.float32)
-        if self._width == self.dim:
-            return np.ascontiguousarray(vectors)
         return np.ascontiguousarray(np.pad(vectors, ((0, 0), (0, self._width - self.dim))))
 
     def remove(self, ids: Sequence[str]) -> None:
@@ -210,9 +209,9 @@ class RabitqIndex:
         if rows is not None:  # fetch deeper as the filter is narrower
             wanted = math.ceil(wanted * len(self._pos) / len(rows))
         hits = k if effort_hits is None else min(effort_hits, k)
-        padded = queries if self._width == self.dim else self._padded(queries)
-        found = self._walk(padded, min(wanted, self._index.max_elements), hits)
-        candidates = found.astype(np.int64)  # _NONE, past the last row, ends a row's list
+        found = self._walk(self._padded(queries), min(wanted, self._index.max_elements), hits)
+        # rabitqlib's empty slot (uint32's largest) lies past the last row: it ends a row's list
+        candidates = found.astype(np.int64)
         if rows is not None:  # the filter's rows, moved to the front of each list
             kept = np.isin(candidates, rows)
             order = np.argsort(~kept, axis=1, kind="stable")
@@ -225,7 +224,7 @@ class RabitqIndex:
 
     def _walk(self, padded: Matrix, wanted: int, hits: int) -> Any:
         """The ``wanted`` best rows of each query by their codes' estimate, at the effort of
-        ``hits`` hits (empty slots ``_NONE``)."""
+        ``hits`` hits (empty slots uint32's largest)."""
         nprobe = max(self.nprobe, -(-self.nprobe * hits // TUNED_K))  # the same effort per hit
         found, _ = self._index.search(padded, wanted, nprobe, None, 1)
         return found

@@ -41,7 +41,7 @@ class RabitqHnswIndex(RabitqIndex):
     COMPACT_SHARE = 0.2  # as hnsw.py: rebuilding the graph costs a build
     # the centres only shape the codes (the graph routes): the clusters' means leave the
     # smallest residuals, so the estimates' bounds are tighter and the walk computes fewer
-    # full estimates; unit centres walked 8–22% slower at the same recall (decision 0032)
+    # full estimates; unit centres walked 12–21% slower at the same recall (decision 0032)
     _SPHERICAL = False
 
     def __init__(
