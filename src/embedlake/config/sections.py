@@ -97,6 +97,12 @@ class IngestSettings(_Section):
         description="a JSON record (a line of .jsonl) nesting objects and arrays "
         "deeper than this is rejected before it is parsed",
     )
+    worker: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="read and validate a .jsonl, .ndjson or .csv file in a second process while "
+        "this one writes the catalog: `auto` for files of 32 MiB and more on two cores or more, "
+        "`on` for every such file, `off` never",
+    )
 
 
 class EmbedSettings(_Section):

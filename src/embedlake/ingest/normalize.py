@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from embedlake.catalog.documents import Document
 from embedlake.errors import InputError
 from embedlake.ingest.encoding import strip_bom
+from embedlake.ingest.readers import Reject, Row
 
 ID_FIELDS = ("_id", "id", "doc_id")
 TEXT_FIELDS = ("text", "body", "content")
@@ -52,6 +54,47 @@ def _clean(value: str) -> str:
     # str.split() per line is ~2.5x faster than a regex over the whole text (bench/ingest.py)
     value = "\n".join(" ".join(line.split()) for line in value.split("\n"))
     return _BLANK_LINES.sub("\n\n", value).strip()
+
+
+# a record as validation leaves it: a document with its line, or the reason it was refused
+Checked = tuple[int, Document] | Reject
+
+
+def checked(
+    records: Iterable[Row | Reject], *, source: str, id_prefix: str, max_bytes: int
+) -> Iterator[Checked]:
+    """Each record validated and normalised (:func:`to_document`), in file order; an id that
+    comes again in the file is refused after its first row (which is kept: deterministic, and
+    ingesting the file again gives the same answer). The one code path for both ways of reading a
+    file: in the ingesting process, and in a worker process (:mod:`.worker`). Memory grows with
+    the ids of the file (their set), not with their texts."""
+    first_line: dict[str, int] = {}  # id → the line that brought it first
+    for record in records:
+        if isinstance(record, Reject):
+            yield record
+            continue
+        try:
+            doc = to_document(record.data, source=source, id_prefix=id_prefix, max_bytes=max_bytes)
+        except InputError as exc:
+            yield Reject(record.line, str(exc), preview(record.data))
+            continue
+        first = first_line.setdefault(doc.id, record.line)
+        if first != record.line:
+            reason = f"duplicate document id {doc.id!r} in this file (first at line {first}; "
+            yield Reject(record.line, reason + "the first row is kept)", preview(record.data))
+            continue
+        yield record.line, doc
+
+
+def preview(data: dict[str, Any]) -> str:
+    """What a reject keeps of a record: its JSON, cut at 2,000 characters."""
+    return valid_unicode(json.dumps(data, ensure_ascii=False, default=str)[:2000])
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with a lone surrogate (JSON's "\\ud800", a CSV's undecodable byte) kept as its
+    escape: it has no UTF-8, and the quarantine and the worker's batches write UTF-8."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _pick(data: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:

@@ -14,20 +14,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from embedlake.catalog.documents import Document
 from embedlake.errors import InputError, NotFound, RejectedInput
 from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.ingest import curated
-from embedlake.ingest.normalize import to_document
+from embedlake.ingest.normalize import Checked, checked
 from embedlake.ingest.raw import Options, copy_in, options_of
-from embedlake.ingest.readers import READERS, Limits, Reject, Row, reader_for
+from embedlake.ingest.readers import READERS, Limits, Reject, reader_for
+from embedlake.ingest.worker import SEQUENTIAL, WORTH_BYTES, Job, checked_in_worker, cores
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -172,10 +174,20 @@ def ingest_object(
     report = IngestReport(file=shown, source=source, raw_key=key)
     settings = ws.settings.ingest
     limits = Limits(settings.max_record_bytes, settings.max_json_depth)
+    suffix = posixpath.splitext(rel)[1].lower()
+    job = Job(suffix, rel, source, id_prefix, settings.max_document_bytes, *astuple(limits))
     with tempfile.TemporaryFile() as rejects, ws.lake.open(key) as stream:
-        run = _Run(ws, report, rejects, id_prefix)
-        for record in reader(stream, rel, limits):
-            run.add(record)
+        run = _Run(ws, report, rejects)
+        if _in_worker(ws, key, suffix):
+            path = ws.lake.local_path(key)
+            items = checked_in_worker(replace(job, path=path), None if path else stream)
+        else:
+            records = reader(stream, rel, limits)
+            items = checked(
+                records, source=source, id_prefix=id_prefix, max_bytes=job.max_document_bytes
+            )
+        for item in items:
+            run.add(item)
         run.flush()
         if report.rejected:
             report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
@@ -186,42 +198,30 @@ def ingest_object(
     return report
 
 
-class _Run:
-    """One file's records on their way in: validated, checked for ids seen earlier in the file,
-    upserted in batches; rejects counted and written to ``rejects``."""
+def _in_worker(ws: Workspace, key: str, suffix: str) -> bool:
+    """Whether to read the file in a worker process (:mod:`.worker`), by ``[ingest] worker``."""
+    mode = ws.settings.ingest.worker
+    if mode == "off" or suffix not in SEQUENTIAL:
+        return False
+    return mode == "on" or (ws.lake.info(key).size >= WORTH_BYTES and cores() >= 2)
 
-    def __init__(
-        self, ws: Workspace, report: IngestReport, rejects: IO[bytes], id_prefix: str
-    ) -> None:
-        self.ws, self.report, self.rejects, self.id_prefix = ws, report, rejects, id_prefix
+
+class _Run:
+    """One file's checked records on their way in: upserted in batches; rejects counted and
+    written to ``rejects``."""
+
+    def __init__(self, ws: Workspace, report: IngestReport, rejects: IO[bytes]) -> None:
+        self.ws, self.report, self.rejects = ws, report, rejects
         self.settings = ws.settings.ingest
         self.batch: list[tuple[int, Document]] = []
-        self.first_line: dict[str, int] = {}  # id → the line that brought it first
 
-    def add(self, record: Row | Reject) -> None:
-        if isinstance(record, Reject):
-            self.report.read += record.line is not None
-            self.reject(record)
+    def add(self, item: Checked) -> None:
+        if isinstance(item, Reject):
+            self.report.read += item.line is not None
+            self.reject(item)
             return
         self.report.read += 1
-        try:
-            doc = to_document(
-                record.data,
-                source=self.report.source,
-                id_prefix=self.id_prefix,
-                max_bytes=self.settings.max_document_bytes,
-            )
-        except InputError as exc:
-            self.reject(Reject(record.line, str(exc), _preview(record.data)))
-            return
-        first = self.first_line.setdefault(doc.id, record.line)
-        if first != record.line:
-            reason = f"duplicate document id {doc.id!r} in this file (first at line {first}; "
-            self.reject(
-                Reject(record.line, reason + "the first row is kept)", _preview(record.data))
-            )
-            return
-        self.batch.append((record.line, doc))
+        self.batch.append(item)
         if len(self.batch) >= self.settings.batch_size:
             self.flush()
 
@@ -257,11 +257,8 @@ def _reject(report: IngestReport, rejects: IO[bytes], shown: str, record: Reject
     if len(report.reasons) < _MAX_REASONS:
         report.reasons.append(error)
     line = {"line": record.line, "reason": record.reason, "raw": record.raw}
-    rejects.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
-
-
-def _preview(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)[:2000]
+    # a lone surrogate in a reason or a raw text is written as its escape (valid UTF-8)
+    rejects.write(json.dumps(line, ensure_ascii=False).encode(errors="backslashreplace") + b"\n")
 
 
 def _quarantine(
@@ -279,7 +276,9 @@ def _quarantine(
         "reasons": [{"line": r.line, "reason": r.reason} for r in report.reasons],
     }
     key = f"{base}.reason.json"
-    ws.lake.put(key, json.dumps(reason, indent=2, ensure_ascii=False).encode())
+    ws.lake.put(
+        key, json.dumps(reason, indent=2, ensure_ascii=False).encode(errors="backslashreplace")
+    )
     return key
 
 

@@ -51,12 +51,12 @@ def options_of(ws: Workspace, raw_key: str) -> Options:
 def copy_in(ws: Workspace, source: str, rel: str, handle: IO[bytes], options: Options) -> str:
     """Copy into ``raw/<source>/<rel>`` unless the same bytes with the same options are there;
     raw objects are never replaced (another version or other options get a timestamped key)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    while chunk := handle.read(1 << 20):
-        digest.update(chunk)
-    handle.seek(0)
     key = f"raw/{source}/{rel}"
-    if ws.lake.exists(key):
+    if ws.lake.exists(key):  # the same bytes again? (a first copy is hashed as it is written)
+        digest = hashlib.md5(usedforsecurity=False)
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+        handle.seek(0)
         if ws.lake.info(key).etag == digest.hexdigest() and options_of(ws, key) == options:
             return key
         stem, ext = posixpath.splitext(key)
