@@ -164,7 +164,9 @@ def test_a_failed_lake_read_is_raised_not_taken_for_the_end() -> None:
 
 
 def test_a_failing_worker_is_raised_with_what_it_said() -> None:
-    with pytest.raises(BackendError, match=r"(?s)ingest worker for s\.jsonl exited with code 1: .*KeyError"):
+    with pytest.raises(
+        BackendError, match=r"(?s)ingest worker for s\.jsonl exited with code 1: .*KeyError"
+    ):
         list(checked_in_worker(_job(suffix=".nope"), io.BytesIO(b'{"_id": "a", "text": "b"}\n')))
 
 
