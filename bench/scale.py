@@ -20,6 +20,7 @@ streamed (every vector read into memory, then added), in its own process.
 
     .venv/bin/python bench/scale.py --docs 1000000 --engine rabitq --keep /tmp/scale1m
     .venv/bin/python bench/scale.py --docs 1000000 --keep /tmp/scale1m --start serve
+    .venv/bin/python bench/scale.py --docs 10000000 --until ingest   # the catalog alone, then status
 """
 
 from __future__ import annotations
@@ -290,6 +291,12 @@ def main() -> None:
         default="ingest",
         help="with --keep: go on from this stage in the workspace a run left there",
     )
+    parser.add_argument(
+        "--until",
+        choices=STARTS,
+        default="serve",
+        help="stop after this stage (`ingest`: the catalog alone, then `status`)",
+    )
     parser.add_argument("--map-loads", type=int, default=3, help="warm loads of the map page")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -304,7 +311,7 @@ def main() -> None:
         args.keep and (args.keep / "ws" / "embedlake.toml").is_file()
     ):
         raise SystemExit("--start needs --keep with a workspace a run left there")
-    from_ = STARTS[STARTS.index(args.start) :]
+    from_ = STARTS[STARTS.index(args.start) : STARTS.index(args.until) + 1]
 
     tmp = tempfile.TemporaryDirectory()
     root = args.keep or Path(tmp.name)
@@ -317,6 +324,9 @@ def main() -> None:
         stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
         generate(ws / "queries.jsonl", args.queries, seed=1)  # held-out texts, as queries
         stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)
+        if args.until == "ingest":  # the catalog at this size: what `status` costs over it
+            stages["status"] = measured([*EMBEDLAKE, "status", str(ws)], log)
+    if "index" in from_ and args.start == "ingest":
         stages["embed"] = measured([*EMBEDLAKE, "embed", str(ws), "--model", "lsa"], log)
     built: dict[str, Any] = {}
     if "index" in from_:
@@ -354,7 +364,7 @@ def main() -> None:
                 log,
             )
         release_peaks = stage_peaks(stages["release"]["rss"], released)
-    served, page = _serve(ws, root, args)
+    served, page = _serve(ws, root, args) if "serve" in from_ else ({}, {})
     rows = [[name, s["seconds"], s["peak_mib"]] for name, s in stages.items()]
     rows += [
         [f"  release: {name}", seconds, release_peaks.get(name, "")]
@@ -372,7 +382,9 @@ def main() -> None:
     print(f"search, in process (one thread) and through the API (one client): {served}")
     print(f"map page, headless Chromium: {page}")
     write_result(
-        f"scale_{args.docs}_{args.engine}" + ("" if "ingest" in from_ else f"_from_{args.start}"),
+        f"scale_{args.docs}_{args.engine}"
+        + ("" if "ingest" in from_ else f"_from_{args.start}")
+        + ("" if args.until == "serve" else f"_until_{args.until}"),
         {
             "docs": args.docs,
             "engine": args.engine,
