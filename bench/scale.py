@@ -15,6 +15,10 @@ thread), and the same queries by vector through ``/v1/search`` from one client: 
 and recall@10 against exact search, on LSA encodings of held-out synthetic texts; then the map
 page in headless Chromium, a cold load and ``--map-loads`` warm ones.
 
+Each stage's bytes written to storage (``ru_oublock``, its children's included) beside its time,
+and before the run the disk's own rate (2 GiB written and synced): a stage whose writes reach that
+rate is bound by the disk, not by its code.
+
 Anchor, in the same run on the same vectors: the index built the way it was before builds were
 streamed (every vector read into memory, then added), in its own process.
 
@@ -109,9 +113,26 @@ def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> di
     return {
         "seconds": round(time.perf_counter() - started, 1),
         "peak_mib": round(usage.ru_maxrss / 1024),
+        # bytes it sent to storage (its own and its children's; Linux counts 512-byte blocks)
+        "written_gib": round(usage.ru_oublock * 512 / 2**30, 2),
         "stdout": out.decode(errors="replace"),
         "rss": rss,
     }
+
+
+def disk_write_mib_s(folder: Path, mib: int = 2048) -> float:
+    """The anchor for a stage bound by the disk: MiB/s of writing ``mib`` MiB and syncing it."""
+    block = os.urandom(1 << 20)
+    path = folder / "disk-anchor.bin"
+    started = time.perf_counter()
+    with path.open("wb") as out:
+        for _ in range(mib):
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    seconds = time.perf_counter() - started
+    path.unlink()
+    return round(mib / seconds, 1)
 
 
 def _sample_rss(
@@ -127,6 +148,10 @@ def _sample_rss(
         )
         out.append((round(time.perf_counter() - started, 1), round(kib / 1024)))
         time.sleep(0.5)
+
+
+def _mib_s(stage: dict[str, Any]) -> float:
+    return round(stage["written_gib"] * 1024 / stage["seconds"], 1) if stage["seconds"] else 0.0
 
 
 def stage_peaks(rss: list[tuple[float, int]], seconds: dict[str, float]) -> dict[str, int]:
@@ -319,6 +344,8 @@ def main() -> None:
     ws, log = root / "ws", root / "scale.log"
     corpus = root / "docs.jsonl"
     stages: dict[str, dict[str, Any]] = {}
+    disk = disk_write_mib_s(root)  # before the run: a large run's writes may outrun the disk
+    print(f"disk: {disk} MiB/s written and synced", flush=True)
     if "ingest" in from_:
         generate(corpus, args.docs, seed=0)
         stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
@@ -365,12 +392,15 @@ def main() -> None:
             )
         release_peaks = stage_peaks(stages["release"]["rss"], released)
     served, page = _serve(ws, root, args) if "serve" in from_ else ({}, {})
-    rows = [[name, s["seconds"], s["peak_mib"]] for name, s in stages.items()]
+    rows = [
+        [name, s["seconds"], s["peak_mib"], s["written_gib"], _mib_s(s)]
+        for name, s in stages.items()
+    ]
     rows += [
-        [f"  release: {name}", seconds, release_peaks.get(name, "")]
+        [f"  release: {name}", seconds, release_peaks.get(name, ""), "", ""]
         for name, seconds in released.items()
     ]
-    print(table(["stage", "seconds", "peak MiB"], rows))
+    print(table(["stage", "seconds", "peak MiB", "written GiB", "written MiB/s"], rows))
     if built:
         streamed, anchor = stages["index"], stages["index (read all: anchor)"]
         print(
@@ -388,6 +418,7 @@ def main() -> None:
         {
             "docs": args.docs,
             "engine": args.engine,
+            "disk_write_mib_s": disk,
             "stages": {k: {**v, "stdout": None, "rss": None} for k, v in stages.items()},
             "release_stages": released,
             "release_stage_peak_mib": release_peaks,
