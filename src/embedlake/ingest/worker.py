@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # formats read front to back (a Parquet file needs random access: read in process)
 SEQUENTIAL = (".jsonl", ".ndjson", ".csv")
-# below this a file is read in process: the child's start (~0.3 s of imports) would cost more
+# below this a file is read in process: the child's start (~0.5 s of imports) would cost more
 # than it saves (bench/ingest.py)
 WORTH_BYTES = 32 << 20
 _BATCH_ROWS = 1_000
