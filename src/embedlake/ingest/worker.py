@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import queue
+import site
 import subprocess
 import sys
 import tempfile
@@ -94,9 +95,15 @@ def checked_in_worker(job: Job, stream: IO[bytes] | None = None) -> Iterator[Che
     """The records of the file as :func:`.normalize.checked` gives them, read and validated in
     a child process while the caller writes the ones before. The child reads ``job.path``, or
     else ``stream``, copied into its stdin by a thread of this process."""
-    package_root = str(Path(__file__).resolve().parents[2])  # the child runs this very code
-    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = dict(os.environ)
+    package_root = Path(__file__).resolve().parents[2]
+    if package_root not in {Path(p).resolve() for p in site.getsitepackages()}:
+        # a source checkout (editable, or put on sys.path by hand): the child runs this very
+        # code; an installed package is found by the same interpreter anyway (and putting
+        # site-packages ahead of the standard library could shadow it)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(package_root), env.get("PYTHONPATH")])
+        )
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             [sys.executable, "-c", _MAIN, json.dumps(asdict(job))],
