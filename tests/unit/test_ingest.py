@@ -135,12 +135,13 @@ def test_bad_rows_are_quarantined_and_good_rows_land(ws: Workspace, tmp_path: Pa
                 json.dumps({"_id": "big", "text": "x" * 2000}).encode(),  # oversized
                 b"[1, 2]",  # not an object
                 json.dumps({"_id": "good2", "text": "also fine"}).encode(),
+                b'{"_id": "bigint", "text": "x", "n": ' + b"7" * 5_000 + b"}",  # over int's limit
             ]
         )
         + b"\n"
     )
     [report] = ingest_path(ws, f, source="s")
-    assert (report.read, report.inserted, report.rejected) == (8, 2, 6)
+    assert (report.read, report.inserted, report.rejected) == (9, 2, 7)
     reasons = {r.line: r.reason for r in report.reasons}
     assert "malformed JSON" in reasons[2]
     assert "not valid UTF-8" in reasons[3]
@@ -148,12 +149,13 @@ def test_bad_rows_are_quarantined_and_good_rows_land(ws: Workspace, tmp_path: Pa
     assert "missing text" in reasons[5]
     assert "over the limit" in reasons[6]
     assert "expected a JSON object" in reasons[7]
+    assert "malformed JSON" in reasons[9] and "4300" in reasons[9]
     assert all(str(r).startswith(f"{f}:") for r in report.reasons)  # file and line named
     assert set(_snapshot(ws)) == {"good1", "good2"}
     reason = json.loads(ws.lake.get("quarantine/s/bad.jsonl.reason.json"))
-    assert reason["rejected"] == 6 and reason["raw_key"] == "raw/s/bad.jsonl"
+    assert reason["rejected"] == 7 and reason["raw_key"] == "raw/s/bad.jsonl"
     rejects = ws.lake.get("quarantine/s/bad.jsonl.rejects.jsonl").decode().splitlines()
-    assert [json.loads(r)["line"] for r in rejects] == [2, 3, 4, 5, 6, 7]
+    assert [json.loads(r)["line"] for r in rejects] == [2, 3, 4, 5, 6, 7, 9]
 
 
 def test_bad_csv_rows(ws: Workspace, tmp_path: Path) -> None:

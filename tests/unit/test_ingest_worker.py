@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -188,3 +189,60 @@ def test_a_caller_that_stops_early_leaves_no_worker_behind(tmp_path: Path) -> No
     assert _workers()
     items.close()  # type: ignore[attr-defined]
     assert not _workers()
+
+
+def test_a_module_in_the_current_folder_is_not_imported_by_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "json.py").write_text("raise SystemExit('the current folder was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    data = _hostile_jsonl()
+    assert _comparable(list(checked_in_worker(_job(), io.BytesIO(data)))) == _comparable(
+        _in_process(data)
+    )
+
+
+def test_a_batch_this_process_cannot_read_is_raised_not_taken_for_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = pa.ipc.open_stream
+
+    def failing(source: Any) -> Iterator[pa.RecordBatch]:
+        for number, batch in enumerate(real(source)):
+            if number == 1:
+                raise MemoryError("no room for the second batch")
+            yield batch
+
+    monkeypatch.setattr(pa.ipc, "open_stream", failing)
+    data = b"".join(
+        json.dumps({"_id": f"d{i}", "text": "words"}).encode() + b"\n" for i in range(5_000)
+    )
+    got: list[Any] = []
+    with pytest.raises(BackendError, match="no room for the second batch"):
+        for item in checked_in_worker(_job(), io.BytesIO(data)):
+            got.append(item)
+    assert len(got) == 1_000  # the first batch only
+    assert not _workers()
+
+
+def test_a_failed_write_stops_the_worker_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "many.jsonl"
+    path.write_bytes(
+        b"".join(
+            json.dumps({"_id": f"d{i}", "text": "some words " * 20}).encode() + b"\n"
+            for i in range(60_000)
+        )
+    )
+    with Workspace.init(tmp_path / "ws", environ={}) as ws:
+        ws.settings.ingest.worker = "on"
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise OSError("the catalog's disk is full")
+
+        monkeypatch.setattr(type(ws.catalog.documents), "upsert", refuse)
+        with pytest.raises(OSError, match="disk is full") as raised:
+            ingest_path(ws, path, source="s")
+        assert raised.value is not None  # the traceback is still held here
+        assert not _workers()

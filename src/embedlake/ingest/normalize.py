@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from embedlake.catalog.documents import Document
@@ -62,7 +62,7 @@ Checked = tuple[int, Document] | Reject
 
 def checked(
     records: Iterable[Row | Reject], *, source: str, id_prefix: str, max_bytes: int
-) -> Iterator[Checked]:
+) -> Generator[Checked, None, None]:
     """Each record validated and normalised (:func:`to_document`), in file order; an id that
     comes again in the file is refused after its first row (which is kept: deterministic, and
     ingesting the file again gives the same answer). The one code path for both ways of reading a

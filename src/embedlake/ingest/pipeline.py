@@ -11,6 +11,7 @@ the same answer). Memory grows with the number of ids in a file (their set), not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -186,8 +187,9 @@ def ingest_object(
             items = checked(
                 records, source=source, id_prefix=id_prefix, max_bytes=job.max_document_bytes
             )
-        for item in items:
-            run.add(item)
+        with contextlib.closing(items):  # a failed write stops a worker at once
+            for item in items:
+                run.add(item)
         run.flush()
         if report.rejected:
             report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
@@ -203,7 +205,11 @@ def _in_worker(ws: Workspace, key: str, suffix: str) -> bool:
     mode = ws.settings.ingest.worker
     if mode == "off" or suffix not in SEQUENTIAL:
         return False
-    return mode == "on" or (ws.lake.info(key).size >= WORTH_BYTES and cores() >= 2)
+    if mode == "on":
+        return True
+    path = ws.lake.local_path(key)  # a local lake's info() reads the whole object for its etag
+    size = os.path.getsize(path) if path else ws.lake.info(key).size
+    return size >= WORTH_BYTES and cores() >= 2
 
 
 class _Run:

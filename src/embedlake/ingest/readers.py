@@ -108,6 +108,8 @@ def _json_record(number: int, raw: bytes, max_depth: int) -> Record:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return Reject(number, f"malformed JSON: {exc.msg} at column {exc.colno}", _snippet(raw))
+    except ValueError as exc:  # an integer of more than 4,300 digits (Python's str-to-int limit)
+        return Reject(number, f"malformed JSON: {exc}", _snippet(raw))
     if not isinstance(data, dict):
         return Reject(number, f"expected a JSON object, got {type(data).__name__}", _snippet(raw))
     return Row(number, data)

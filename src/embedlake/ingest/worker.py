@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +55,7 @@ WORTH_BYTES = 32 << 20
 _BATCH_ROWS = 1_000
 _BATCH_CHARS = 8 << 20
 _PUMP_CHUNK = 1 << 20
-_AHEAD = 8  # batches read ahead of the writes (at most ~8 MiB of text each)
+_AHEAD = 8  # batches read ahead of the writes (each ~8 MiB of text at most, and one record)
 _MAIN = "import sys; from embedlake.ingest.worker import main; sys.exit(main(sys.argv))"
 _SCHEMA = pa.schema(
     [
@@ -91,7 +91,7 @@ def cores() -> int:
     return len(affinity(0)) if affinity else (os.cpu_count() or 1)
 
 
-def checked_in_worker(job: Job, stream: IO[bytes] | None = None) -> Iterator[Checked]:
+def checked_in_worker(job: Job, stream: IO[bytes] | None = None) -> Generator[Checked, None, None]:
     """The records of the file as :func:`.normalize.checked` gives them, read and validated in
     a child process while the caller writes the ones before. The child reads ``job.path``, or
     else ``stream``, copied into its stdin by a thread of this process."""
@@ -106,7 +106,8 @@ def checked_in_worker(job: Job, stream: IO[bytes] | None = None) -> Iterator[Che
         )
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _MAIN, json.dumps(asdict(job))],
+            # -P: the current folder is not put on the child's sys.path (a json.py there would run)
+            [sys.executable, "-P", "-c", _MAIN, json.dumps(asdict(job))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -123,6 +124,10 @@ def checked_in_worker(job: Job, stream: IO[bytes] | None = None) -> Iterator[Che
         try:
             while (batch := receiver.batches.get()) is not None:
                 yield from _items(batch, job.source)
+            if receiver.error is not None:  # this process could not read what the child sent
+                raise BackendError(
+                    f"reading the ingest worker's batches for {job.name} failed: {receiver.error!r}"
+                ) from receiver.error
             if pump is not None:
                 pump.join()
             code = proc.wait()
@@ -152,6 +157,7 @@ class _Receiver(threading.Thread):
         super().__init__(name="ingest-receiver", daemon=True)
         self.stdout = stdout
         self.batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=_AHEAD)
+        self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
@@ -160,6 +166,8 @@ class _Receiver(threading.Thread):
                 self.batches.put(batch)
         except (pa.ArrowInvalid, OSError, ValueError):
             pass  # the child stopped mid-stream (or was stopped): told by its exit code
+        except BaseException as exc:  # out of memory, say: raised by the caller, never an end
+            self.error = exc
         finally:
             self.batches.put(None)
 
@@ -230,7 +238,7 @@ def _batches(items: Iterable[Checked]) -> Iterator[pa.RecordBatch]:
                 None,
                 None,
             )
-            chars += len(doc.text)
+            chars += len(doc.text) + len(doc.title) + len(doc.metadata_json)
         for values, value in zip(columns.values(), row, strict=True):
             values.append(value)
         if len(columns["line"]) >= _BATCH_ROWS or chars >= _BATCH_CHARS:
