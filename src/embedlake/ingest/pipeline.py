@@ -179,8 +179,8 @@ def ingest_object(
     job = Job(suffix, rel, source, id_prefix, settings.max_document_bytes, *astuple(limits))
     with tempfile.TemporaryFile() as rejects, ws.lake.open(key) as stream:
         run = _Run(ws, report, rejects)
-        if _in_worker(ws, key, suffix):
-            path = ws.lake.local_path(key)
+        path = ws.lake.local_path(key)
+        if _in_worker(ws, key, suffix, path):
             items = checked_in_worker(replace(job, path=path), None if path else stream)
         else:
             records = reader(stream, rel, limits)
@@ -200,14 +200,14 @@ def ingest_object(
     return report
 
 
-def _in_worker(ws: Workspace, key: str, suffix: str) -> bool:
+def _in_worker(ws: Workspace, key: str, suffix: str, path: str | None) -> bool:
     """Whether to read the file in a worker process (:mod:`.worker`), by ``[ingest] worker``."""
     mode = ws.settings.ingest.worker
     if mode == "off" or suffix not in SEQUENTIAL:
         return False
     if mode == "on":
         return True
-    path = ws.lake.local_path(key)  # a local lake's info() reads the whole object for its etag
+    # a local lake's info() reads the whole object for its etag: its file's size instead
     size = os.path.getsize(path) if path else ws.lake.info(key).size
     return size >= WORTH_BYTES and cores() >= 2
 

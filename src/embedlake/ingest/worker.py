@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import os
 import queue
 import site
@@ -44,8 +43,6 @@ from embedlake.catalog.documents import Document
 from embedlake.errors import BackendError
 from embedlake.ingest.normalize import Checked, checked, valid_unicode
 from embedlake.ingest.readers import READERS, Limits, Reject
-
-log = logging.getLogger(__name__)
 
 # formats read front to back (a Parquet file needs random access: read in process)
 SEQUENTIAL = (".jsonl", ".ndjson", ".csv")
