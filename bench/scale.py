@@ -19,20 +19,27 @@ Each stage's bytes written to storage (``ru_oublock``, its children's included) 
 and before the run the disk's own rate (2 GiB written and synced): a stage whose writes reach that
 rate is bound by the disk, not by its code.
 
-Anchor, in the same run on the same vectors: the index built the way it was before builds were
-streamed (every vector read into memory, then added), in its own process.
+Anchors, in the same run: the index built the way it was before builds were streamed (every
+vector read into memory, then added), in its own process, on the same vectors; with
+``--embed-anchor``, a copy of the workspace made before the embed stage embedded in one process
+(``[embed] processes = 1``), after the embed stage, with the same model (a seeded fit). A stage's
+peak is its largest process's (``wait4``) and, beside it, the sum over it and its worker processes
+(sampled every 0.5 s).
 
     .venv/bin/python bench/scale.py --docs 1000000 --engine rabitq --keep /tmp/scale1m
     .venv/bin/python bench/scale.py --docs 1000000 --keep /tmp/scale1m --start serve
     .venv/bin/python bench/scale.py --docs 10000000 --until ingest   # the catalog alone, then status
+    .venv/bin/python bench/scale.py --docs 1000000 --until embed --embed-anchor  # 1 process vs all
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +55,7 @@ from _common import DATA, table, write_result
 HERE = Path(__file__).resolve().parent
 EMBEDLAKE = [sys.executable, "-m", "embedlake"]
 JSON = {"Content-Type": "application/json"}
-STARTS = ["ingest", "index", "release", "serve"]  # where a run starts (--start)
+STARTS = ["ingest", "embed", "index", "release", "serve"]  # where a run starts (--start)
 
 
 def _sources() -> list[tuple[str, list[str]]]:
@@ -112,7 +119,9 @@ def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> di
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
     return {
         "seconds": round(time.perf_counter() - started, 1),
-        "peak_mib": round(usage.ru_maxrss / 1024),
+        "peak_mib": round(usage.ru_maxrss / 1024),  # its largest process's (wait4)
+        # the sum over it and its worker processes, sampled every 0.5 s
+        "tree_peak_mib": max((mib for _, mib in rss), default=0),
         # bytes it sent to storage (its own and its children's; Linux counts 512-byte blocks)
         "written_gib": round(usage.ru_oublock * 512 / 2**30, 2),
         "stdout": out.decode(errors="replace"),
@@ -135,18 +144,39 @@ def disk_write_mib_s(folder: Path, mib: int = 2048) -> float:
     return round(mib / seconds, 1)
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a stage's worker processes)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in Path(f"/proc/{pids[i]}/task").glob("*"):
+            with contextlib.suppress(OSError):  # a thread or process that ended meanwhile
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        i += 1
+    return pids
+
+
+def _rss_mib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # ended since it was listed
+        return 0
+    kib = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+    )
+    return round(kib / 1024)
+
+
 def _sample_rss(
     proc: subprocess.Popen[bytes], started: float, out: list[tuple[float, int]]
 ) -> None:
+    """Every half second, the resident memory of the stage's process and its worker processes
+    together (the machine's budget is their sum)."""
     while proc.returncode is None:
         try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
+            pids = _tree(proc.pid)
         except OSError:
             return
-        kib = next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
-        )
-        out.append((round(time.perf_counter() - started, 1), round(kib / 1024)))
+        out.append((round(time.perf_counter() - started, 1), sum(map(_rss_mib, pids))))
         time.sleep(0.5)
 
 
@@ -322,6 +352,11 @@ def main() -> None:
         default="serve",
         help="stop after this stage (`ingest`: the catalog alone, then `status`)",
     )
+    parser.add_argument(
+        "--embed-anchor",
+        action="store_true",
+        help="embed a copy of the workspace in one process too (`[embed] processes = 1`)",
+    )
     parser.add_argument("--map-loads", type=int, default=3, help="warm loads of the map page")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -353,8 +388,18 @@ def main() -> None:
         stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)
         if args.until == "ingest":  # the catalog at this size: what `status` costs over it
             stages["status"] = measured([*EMBEDLAKE, "status", str(ws)], log)
-    if "index" in from_ and args.start == "ingest":
+    if "embed" in from_:
+        anchor_ws = root / "ws-anchor"
+        if args.embed_anchor:  # the same workspace, to be embedded in one process after
+            shutil.rmtree(anchor_ws, ignore_errors=True)
+            shutil.copytree(ws, anchor_ws)
         stages["embed"] = measured([*EMBEDLAKE, "embed", str(ws), "--model", "lsa"], log)
+        if args.embed_anchor:
+            env = {**os.environ, "EMBEDLAKE_EMBED__PROCESSES": "1"}
+            stages["embed in one process (anchor)"] = measured(
+                [*EMBEDLAKE, "embed", str(anchor_ws), "--model", "lsa"], log, env=env
+            )
+            shutil.rmtree(anchor_ws)
     built: dict[str, Any] = {}
     if "index" in from_:
         stages["index"] = measured(
@@ -393,14 +438,15 @@ def main() -> None:
         release_peaks = stage_peaks(stages["release"]["rss"], released)
     served, page = _serve(ws, root, args) if "serve" in from_ else ({}, {})
     rows = [
-        [name, s["seconds"], s["peak_mib"], s["written_gib"], _mib_s(s)]
+        [name, s["seconds"], s["peak_mib"], s["tree_peak_mib"], s["written_gib"], _mib_s(s)]
         for name, s in stages.items()
     ]
     rows += [
-        [f"  release: {name}", seconds, release_peaks.get(name, ""), "", ""]
+        [f"  release: {name}", seconds, "", release_peaks.get(name, ""), "", ""]
         for name, seconds in released.items()
     ]
-    print(table(["stage", "seconds", "peak MiB", "written GiB", "written MiB/s"], rows))
+    header = ["stage", "seconds", "peak MiB", "all processes' peak MiB", "written GiB", "MiB/s"]
+    print(table(header, rows))
     if built:
         streamed, anchor = stages["index"], stages["index (read all: anchor)"]
         print(

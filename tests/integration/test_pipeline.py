@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import faiss
@@ -12,7 +13,9 @@ from sqlalchemy import update
 from embedlake import Workspace, warehouse
 from embedlake.catalog.schema import embedded
 from embedlake.embeddings.batch import embed
+from embedlake.embeddings.processes import WORTH_DOCUMENTS, processes_for
 from embedlake.embeddings.vectors import read_vectors
+from embedlake.encoders.hardware import cores
 from embedlake.errors import InputError, ModelMismatch, NotFound
 from embedlake.index.rabitq import lists_for
 from embedlake.ingest import delete_document, ingest_path
@@ -183,6 +186,47 @@ def test_lsa_is_fitted_on_a_sample_and_embeds_every_document(ws: Workspace) -> N
     whole = fit_lsa(ws, name="lsa-all")
     assert whole.manifest["training_data"]["documents"] == 1033
     assert whole.content_hash != record.content_hash
+
+
+def test_shards_embedded_in_two_processes_are_the_vectors_one_process_makes(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    ingest_path(ws, collection("med"))
+    ws.settings.embed.shard_size = 100
+    ws.settings.embed.processes = 2
+    record = resolve_model(ws, "lsa")
+    encoder = artifacts.load(ws, record)
+    assert processes_for("auto", encoder, 11, WORTH_DOCUMENTS) == min(cores(), 11)
+    assert processes_for("auto", encoder, 11, WORTH_DOCUMENTS - 1) == 1  # not worth a start
+    assert processes_for(2, encoder, 11, 1033) == 2 and processes_for(4, encoder, 1, 1033) == 1
+    done: list[int] = []
+    report = embed(ws, record, encoder, progress=lambda n, total: done.append(n))
+    assert report.embedded == 1033 and done[-1] == 1033 and len(done) == 12  # 0, then 11 shards
+    assert ws.catalog.registry.count_current(record.id, "") == (1033, 1033)
+    with Workspace.init(tmp_path / "one", environ={}) as alone:  # the same run in one process
+        ingest_path(alone, collection("med"))
+        alone.settings.embed.shard_size = 100
+        alone.settings.embed.processes = 1
+        same = resolve_model(alone, "lsa")
+        assert same.content_hash == record.content_hash  # a seeded fit: the same model
+        embed(alone, same, artifacts.load(alone, same))
+        keys, vectors = read_vectors(alone, same)
+    assert read_vectors(ws, record)[0] == keys
+    assert np.array_equal(read_vectors(ws, record)[1], vectors)
+
+
+def test_a_worker_process_that_fails_stops_the_run_with_its_error(ws: Workspace) -> None:
+    ingest_path(ws, collection("med"))
+    ws.settings.embed.shard_size = 100
+    ws.settings.embed.processes = 2
+    record = resolve_model(ws, "lsa")
+    encoder = artifacts.load(ws, record)  # this process has the model; the workers cannot load it
+    shutil.rmtree(ws.settings.workspace / ".cache" / "models", ignore_errors=True)
+    for obj in list(ws.lake.list(record.prefix)):
+        ws.lake.delete(obj.key)
+    with pytest.raises(InputError, match=f"{record.content_hash}: the model folder is empty"):
+        embed(ws, record, encoder)
+    assert ws.catalog.registry.count_current(record.id, "") == (0, 0)  # no shard recorded
 
 
 def test_search_input_errors(ws: Workspace, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ so they are written for a user, in Markdown, and a test fails when the page has 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -135,6 +135,13 @@ class EmbedSettings(_Section):
         description="an LSA model is fitted on a seeded uniform sample of this many live "
         "documents (all of them when fewer), so that fitting one on a large collection holds a "
         "sample's texts, not the collection's; every document is then embedded",
+    )
+    processes: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = Field(
+        default="auto",
+        description="worker processes that batch inference (`embedlake embed`) runs its shards "
+        "in: `auto` is one per core for an encoder that computes on one core (LSA) when 50,000 "
+        "documents or more are to embed, and 1 otherwise (torch and ONNX Runtime use every core "
+        "already); each process loads the model",
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from embedlake.catalog.registry import ModelRecord
 from embedlake.embeddings.passages import Chunking
 from embedlake.embeddings.plan import open_run, pending_shards, read_plan
+from embedlake.embeddings.processes import embed_shards, processes_for
 from embedlake.embeddings.shards import embed_shard, embed_shard_task
 from embedlake.encoders import Encoder, token_window
 from embedlake.models import artifacts
@@ -55,8 +56,8 @@ def embed(
     progress: Progress | None = None,
     chunking: Chunking | None = None,
 ) -> EmbedReport:
-    """Embed what ``model`` is missing, shard after shard; resumes an interrupted run. The
-    chunking is the settings' unless given."""
+    """Embed what ``model`` is missing, shard after shard (in ``[embed] processes`` processes:
+    :mod:`.processes`); resumes an interrupted run. The chunking is the settings' unless given."""
     started = time.perf_counter()
     registry = ws.catalog.registry
     chunking = chunking or chunking_for(ws, model, encoder)
@@ -70,8 +71,15 @@ def embed(
     embedded = 0
     if progress:
         progress(finished, run.n_documents)
-    for number in sorted(todo):
-        embedded += embed_shard(ws, model, encoder, run, number, shards[number])
+    processes = processes_for(
+        ws.settings.embed.processes, encoder, len(todo), run.n_documents - finished
+    )
+    if processes > 1:
+        done = embed_shards(ws.settings, model.ref, run.id, sorted(todo), processes)
+    else:
+        done = ((n, embed_shard(ws, model, encoder, run, n, shards[n])) for n in sorted(todo))
+    for number, count in done:
+        embedded += count
         finished += len(shards[number])
         if progress:
             progress(finished, run.n_documents)

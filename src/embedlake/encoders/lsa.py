@@ -27,11 +27,16 @@ class LsaEncoder:
 
     def __init__(self, vectorizer: TfidfVectorizer, components: np.ndarray) -> None:
         self.vectorizer = vectorizer
-        self.components = np.ascontiguousarray(components, dtype=np.float32)
         # terms × dims, C-ordered: ``sparse @ components.T`` would copy the whole (transposed)
-        # matrix on every call (scipy ravels it), hundreds of MB for a large vocabulary
-        self._projection = np.ascontiguousarray(self.components.T)
+        # matrix on every call (scipy ravels it), hundreds of MB for a large vocabulary. Only
+        # this copy is kept: each process that embeds holds one (embeddings.processes).
+        self._projection = np.ascontiguousarray(np.asarray(components, dtype=np.float32).T)
         self.dim = int(components.shape[0])
+
+    @property
+    def components(self) -> np.ndarray:
+        """dims × terms, as fitted (a view)."""
+        return self._projection.T
 
     @classmethod
     def fit(cls, texts: Sequence[str], n_components: int = 256, seed: int = 0) -> LsaEncoder:
@@ -57,7 +62,7 @@ class LsaEncoder:
             json.dumps(vocabulary, sort_keys=True), encoding="utf-8"
         )
         np.save(folder / "idf.npy", self.vectorizer.idf_.astype(np.float32))
-        np.save(folder / "components.npy", self.components)
+        np.save(folder / "components.npy", np.ascontiguousarray(self.components))
 
 
 def load(folder: Path, manifest: dict[str, Any], **options: Any) -> LsaEncoder:
