@@ -253,6 +253,31 @@ class Registry:
 
         False when the shard was recorded already (a repeated delivery of the same work)."""
         insert = self._catalog.insert
+        stmt = insert(embedded)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["model_id", "chunker", "doc_id"],
+            set_=dict(
+                content_hash=stmt.excluded.content_hash,
+                shard_key=stmt.excluded.shard_key,
+                passages=stmt.excluded.passages,
+                cut=stmt.excluded.cut,
+            ),
+        )
+        # Made before the transaction, and sent as one executemany of a statement compiled once:
+        # a multi-row VALUES of a shard's 2,048 rows took SQLAlchemy longer to compile than the
+        # database to run, with the catalog's write lock held (other processes embedding waited).
+        rows = [
+            dict(
+                model_id=run.model_id,
+                chunker=run.chunker,
+                doc_id=c.doc_id,
+                content_hash=c.content_hash,
+                shard_key=key,
+                passages=c.passages,
+                cut=c.cut,
+            )
+            for c in coverage
+        ]
         with self._catalog.begin() as conn:
             first = conn.execute(
                 insert(embedding_shards)
@@ -267,32 +292,8 @@ class Registry:
             )
             if not first.rowcount:
                 return False
-            if coverage:
-                stmt = insert(embedded).values(
-                    [
-                        dict(
-                            model_id=run.model_id,
-                            chunker=run.chunker,
-                            doc_id=c.doc_id,
-                            content_hash=c.content_hash,
-                            shard_key=key,
-                            passages=c.passages,
-                            cut=c.cut,
-                        )
-                        for c in coverage
-                    ]
-                )
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["model_id", "chunker", "doc_id"],
-                        set_=dict(
-                            content_hash=stmt.excluded.content_hash,
-                            shard_key=stmt.excluded.shard_key,
-                            passages=stmt.excluded.passages,
-                            cut=stmt.excluded.cut,
-                        ),
-                    )
-                )
+            if rows:
+                conn.execute(upsert, rows)
         return True
 
     def finish_run(self, run_id: int, seconds: float | None = None) -> None:
