@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import update
 
 from embedlake import Workspace, warehouse
 from embedlake.catalog.schema import embedded
-from embedlake.embeddings.batch import embed
+from embedlake.embeddings.batch import chunking_for, embed
+from embedlake.embeddings.plan import open_run, read_plan, read_shard
 from embedlake.embeddings.processes import WORTH_DOCUMENTS, processes_for
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.encoders.hardware import cores
@@ -213,6 +216,27 @@ def test_shards_embedded_in_two_processes_are_the_vectors_one_process_makes(
         keys, vectors = read_vectors(alone, same)
     assert read_vectors(ws, record)[0] == keys
     assert np.array_equal(read_vectors(ws, record)[1], vectors)
+
+
+def test_a_worker_reads_its_shard_of_the_plan_alone_and_a_plan_written_before_too(
+    ws: Workspace,
+) -> None:
+    ingest_path(ws, collection("med"))
+    ws.settings.embed.shard_size = 100
+    record = resolve_model(ws, "lsa")
+    run = open_run(ws, record, chunking_for(ws, record))
+    assert run is not None and run.n_shards == 11
+    shards = read_plan(ws, run.plan_key)
+    assert [len(s) for s in shards] == [100] * 10 + [33]
+    assert pq.ParquetFile(io.BytesIO(ws.lake.get(run.plan_key))).num_row_groups == 11
+    assert [read_shard(ws, run, n) for n in range(11)] == shards
+    # a plan of an unfinished run from before: one row group, read whole and filtered
+    whole = pq.read_table(io.BytesIO(ws.lake.get(run.plan_key)))
+    buf = io.BytesIO()
+    pq.write_table(whole, buf, row_group_size=len(whole) + 1)
+    ws.lake.put(run.plan_key, buf.getvalue())
+    assert pq.ParquetFile(io.BytesIO(ws.lake.get(run.plan_key))).num_row_groups == 1
+    assert [read_shard(ws, run, n) for n in range(11)] == shards
 
 
 def test_a_worker_process_that_fails_stops_the_run_with_its_error(ws: Workspace) -> None:

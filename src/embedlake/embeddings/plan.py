@@ -9,6 +9,7 @@ import logging
 from uuid import uuid4
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embedlake.catalog.registry import ModelRecord, RunRecord
@@ -30,18 +31,20 @@ def plan(ws: Workspace, model: ModelRecord, chunking: Chunking) -> list[list[tup
     return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
+_PLAN = pa.schema([("shard", pa.int64()), ("id", pa.string()), ("content_hash", pa.string())])
+
+
 def write_plan(
     ws: Workspace, key: str, shards: list[list[tuple[str, str]]], chunker: str = ""
 ) -> None:
-    table = pa.table(
-        {
-            "shard": [n for n, shard in enumerate(shards) for _ in shard],
-            "id": [d for shard in shards for d, _ in shard],
-            "content_hash": [h for shard in shards for _, h in shard],
-        }
-    ).replace_schema_metadata({"chunker": chunker})
+    """One Parquet row group a shard, so that a worker embedding shard n reads row group n of
+    the plan, not all of it (a plan of a million documents is ~70 MB)."""
     buf = io.BytesIO()
-    pq.write_table(table, buf)
+    with pq.ParquetWriter(buf, _PLAN.with_metadata({"chunker": chunker})) as writer:
+        for n, shard in enumerate(shards):
+            ids, hashes = zip(*shard, strict=True) if shard else ((), ())
+            columns = [pa.array([n] * len(shard), pa.int64()), pa.array(ids), pa.array(hashes)]
+            writer.write_table(pa.Table.from_arrays(columns, schema=_PLAN), len(shard) or 1)
     ws.lake.put(key, buf.getvalue())
 
 
@@ -53,6 +56,21 @@ def read_plan(ws: Workspace, key: str) -> list[list[tuple[str, str]]]:
     ):
         shards.setdefault(s, []).append((d, h))
     return [shards[n] for n in sorted(shards)]
+
+
+def read_shard(ws: Workspace, run: RunRecord, number: int) -> list[tuple[str, str]]:
+    """The (doc id, content hash) pairs of shard ``number`` of ``run``'s plan: its row group
+    alone, or (a plan written in one row group, before they were a shard each) the rows of it."""
+    with ws.lake.open(run.plan_key) as source:
+        plan = pq.ParquetFile(source)
+        if plan.num_row_groups == run.n_shards:
+            table = plan.read_row_group(number, columns=["id", "content_hash"])
+        else:
+            table = plan.read(columns=["shard", "id", "content_hash"])
+            table = table.filter(pc.equal(table.column("shard"), number))
+    return list(
+        zip(table.column("id").to_pylist(), table.column("content_hash").to_pylist(), strict=True)
+    )
 
 
 def open_run(ws: Workspace, model: ModelRecord, chunking: Chunking) -> RunRecord | None:

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from embedlake.catalog.registry import Covered, ModelRecord, RunRecord
 from embedlake.embeddings.passages import Chunking, Splitter
+from embedlake.embeddings.plan import read_shard
 from embedlake.encoders import Encoder, token_window
 from embedlake.errors import ModelMismatch
 from embedlake.models import artifacts
@@ -46,12 +47,8 @@ def embed_shard_task(ws: Workspace, item: tuple[str, int, int]) -> int:
     run = registry.run(run_id)
     if number in registry.done_shards(run.id):
         return 0
-    table = pq.read_table(io.BytesIO(ws.lake.get(run.plan_key)), filters=[("shard", "=", number)])
-    shard = list(
-        zip(table.column("id").to_pylist(), table.column("content_hash").to_pylist(), strict=True)
-    )
     encoder = artifacts.load_encoder(ws, model)
-    return embed_shard(ws, model, encoder, run, number, shard)
+    return embed_shard(ws, model, encoder, run, number, read_shard(ws, run, number))
 
 
 def embed_shard(
