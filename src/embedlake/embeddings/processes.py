@@ -29,8 +29,9 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 ONE_CORE_KINDS = frozenset({"lsa"})  # encoders whose encode() keeps one core busy, not all
-# A worker process starts in ~2 s (imports, the workspace, the model); LSA embeds ~4,000
-# documents a second on one core, so below this a second process costs more than it saves.
+# A worker process takes seconds to start (imports, the workspace, the model: ~6 s for an LSA
+# of 150,000 terms) and LSA embeds ~5,000 documents a second on one core: below this many
+# documents a second process costs more than it saves.
 WORTH_DOCUMENTS = 50_000
 
 _ws: Workspace | None = None  # the worker process's workspace, opened at its first shard
