@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -15,7 +16,7 @@ from sqlalchemy import update
 from embedlake import Workspace, warehouse
 from embedlake.catalog.schema import embedded
 from embedlake.embeddings.batch import chunking_for, embed
-from embedlake.embeddings.plan import open_run, read_plan, read_shard
+from embedlake.embeddings.plan import open_run, read_shard, shard_sizes
 from embedlake.embeddings.processes import WORTH_DOCUMENTS, processes_for
 from embedlake.embeddings.vectors import read_vectors
 from embedlake.encoders.hardware import cores
@@ -226,17 +227,20 @@ def test_a_worker_reads_its_shard_of_the_plan_alone_and_a_plan_written_before_to
     record = resolve_model(ws, "lsa")
     run = open_run(ws, record, chunking_for(ws, record))
     assert run is not None and run.n_shards == 11
-    shards = read_plan(ws, run.plan_key)
+    shards = [read_shard(ws, run, n) for n in range(11)]
     assert [len(s) for s in shards] == [100] * 10 + [33]
+    assert shard_sizes(ws, run) == [100] * 10 + [33]
+    assert len({d for shard in shards for d, _ in shard}) == 1033  # every live document, once
     assert pq.ParquetFile(io.BytesIO(ws.lake.get(run.plan_key))).num_row_groups == 11
-    assert [read_shard(ws, run, n) for n in range(11)] == shards
     # a plan of an unfinished run from before: one row group, read whole and filtered
     whole = pq.read_table(io.BytesIO(ws.lake.get(run.plan_key)))
     buf = io.BytesIO()
     pq.write_table(whole, buf, row_group_size=len(whole) + 1)
-    ws.lake.put(run.plan_key, buf.getvalue())
-    assert pq.ParquetFile(io.BytesIO(ws.lake.get(run.plan_key))).num_row_groups == 1
-    assert [read_shard(ws, run, n) for n in range(11)] == shards
+    before = replace(run, plan_key=run.plan_key.replace("plan.parquet", "old-plan.parquet"))
+    ws.lake.put(before.plan_key, buf.getvalue())
+    assert pq.ParquetFile(io.BytesIO(ws.lake.get(before.plan_key))).num_row_groups == 1
+    assert [read_shard(ws, before, n) for n in range(11)] == shards
+    assert shard_sizes(ws, before) == [100] * 10 + [33]
 
 
 def test_a_worker_process_that_fails_stops_the_run_with_its_error(ws: Workspace) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from embedlake.catalog.registry import ModelRecord
 from embedlake.embeddings.passages import Chunking
-from embedlake.embeddings.plan import open_run, pending_shards, read_plan
+from embedlake.embeddings.plan import open_run, pending_shards, read_shard, shard_sizes
 from embedlake.embeddings.processes import embed_shards, processes_for
 from embedlake.embeddings.shards import embed_shard, embed_shard_task
 from embedlake.encoders import Encoder, token_window
@@ -65,9 +65,9 @@ def embed(
     run = open_run(ws, model, chunking)
     if run is None:
         return EmbedReport(model.ref, None, 0, 0, False, time.perf_counter() - started)
-    shards = read_plan(ws, run.plan_key)
+    sizes = shard_sizes(ws, run)
     todo = set(pending_shards(ws, run))
-    finished = sum(len(shards[n]) for n in range(len(shards)) if n not in todo)
+    finished = sum(size for n, size in enumerate(sizes) if n not in todo)
     embedded = 0
     if progress:
         progress(finished, run.n_documents)
@@ -77,10 +77,13 @@ def embed(
     if processes > 1:
         done = embed_shards(ws.settings, model.ref, run.id, sorted(todo), processes)
     else:
-        done = ((n, embed_shard(ws, model, encoder, run, n, shards[n])) for n in sorted(todo))
+        done = (
+            (n, embed_shard(ws, model, encoder, run, n, read_shard(ws, run, n)))
+            for n in sorted(todo)
+        )
     for number, count in done:
         embedded += count
-        finished += len(shards[number])
+        finished += sizes[number]
         if progress:
             progress(finished, run.n_documents)
     seconds = time.perf_counter() - started

@@ -4,10 +4,14 @@ first shard so that a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import io
 import logging
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
 from uuid import uuid4
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -23,46 +27,67 @@ def embeddings_prefix(model: ModelRecord) -> str:
     return f"embeddings/{model.name}/{model.version}"
 
 
-def plan(ws: Workspace, model: ModelRecord, chunking: Chunking) -> list[list[tuple[str, str]]]:
+def plan(ws: Workspace, model: ModelRecord, chunking: Chunking) -> Iterator[list[tuple[str, str]]]:
     """Shards of (doc id, content hash) that the model lacks, with this chunking, or has for an
-    older text."""
-    todo = list(ws.catalog.registry.lacking(model.id, chunking.key))
+    older text: read from the catalog in pages, a shard at a time, never every id at once."""
     size = ws.settings.embed.shard_size
-    return [todo[i : i + size] for i in range(0, len(todo), size)]
+    shard: list[tuple[str, str]] = []
+    for pair in ws.catalog.registry.lacking(model.id, chunking.key):
+        shard.append(pair)
+        if len(shard) == size:
+            yield shard
+            shard = []
+    if shard:
+        yield shard
 
 
 _PLAN = pa.schema([("shard", pa.int64()), ("id", pa.string()), ("content_hash", pa.string())])
 
 
 def write_plan(
-    ws: Workspace, key: str, shards: list[list[tuple[str, str]]], chunker: str = ""
-) -> None:
-    """One Parquet row group a shard, so that a worker embedding shard n reads row group n of
-    the plan, not all of it (a plan of a million documents is ~70 MB)."""
-    buf = io.BytesIO()
-    with pq.ParquetWriter(buf, _PLAN.with_metadata({"chunker": chunker})) as writer:
-        for n, shard in enumerate(shards):
-            ids, hashes = zip(*shard, strict=True) if shard else ((), ())
-            columns = [pa.array([n] * len(shard), pa.int64()), pa.array(ids), pa.array(hashes)]
-            writer.write_table(pa.Table.from_arrays(columns, schema=_PLAN), len(shard) or 1)
-    ws.lake.put(key, buf.getvalue())
+    ws: Workspace, key: str, shards: Iterable[list[tuple[str, str]]], chunker: str = ""
+) -> tuple[int, int]:
+    """Write the plan at ``key`` (unless it has no shard): one Parquet row group a shard, so that
+    a worker embedding shard n reads row group n alone (a plan of a million documents is
+    ~70 MB). Streamed through a temporary file; returns (documents, shards)."""
+    documents = count = 0
+    with tempfile.TemporaryDirectory(prefix="embedlake-plan-") as tmp:
+        path = Path(tmp) / "plan.parquet"
+        # no statistics: a shard is found by its row group's number, and each group's smallest
+        # and largest id would only make the footer, which a worker reads, larger
+        schema = _PLAN.with_metadata({"chunker": chunker})
+        with pq.ParquetWriter(path, schema, write_statistics=False) as writer:
+            for number, shard in enumerate(shards):
+                ids, hashes = zip(*shard, strict=True)
+                columns = [
+                    pa.array([number] * len(shard), pa.int64()),
+                    pa.array(ids),
+                    pa.array(hashes),
+                ]
+                writer.write_table(pa.Table.from_arrays(columns, schema=_PLAN), len(shard))
+                documents, count = documents + len(shard), number + 1
+        if count:
+            with path.open("rb") as source:
+                ws.lake.put_file(key, source)
+    return documents, count
 
 
-def read_plan(ws: Workspace, key: str) -> list[list[tuple[str, str]]]:
-    table = pq.read_table(io.BytesIO(ws.lake.get(key)))
-    shards: dict[int, list[tuple[str, str]]] = {}
-    for s, d, h in zip(
-        *(table.column(c).to_pylist() for c in ("shard", "id", "content_hash")), strict=True
-    ):
-        shards.setdefault(s, []).append((d, h))
-    return [shards[n] for n in sorted(shards)]
+def shard_sizes(ws: Workspace, run: RunRecord) -> list[int]:
+    """Documents in each shard of ``run``'s plan, from its row groups' metadata."""
+    with ws.lake.open(run.plan_key) as source:
+        plan = _plan_file(ws, run.plan_key, source)
+        if plan.num_row_groups == run.n_shards:
+            meta = plan.metadata
+            return [meta.row_group(n).num_rows for n in range(run.n_shards)]
+        numbers = plan.read(columns=["shard"]).column("shard").to_numpy()
+    return [int(c) for c in np.bincount(numbers, minlength=run.n_shards)]
 
 
 def read_shard(ws: Workspace, run: RunRecord, number: int) -> list[tuple[str, str]]:
     """The (doc id, content hash) pairs of shard ``number`` of ``run``'s plan: its row group
     alone, or (a plan written in one row group, before they were a shard each) the rows of it."""
     with ws.lake.open(run.plan_key) as source:
-        plan = pq.ParquetFile(source)
+        plan = _plan_file(ws, run.plan_key, source)
         if plan.num_row_groups == run.n_shards:
             table = plan.read_row_group(number, columns=["id", "content_hash"])
         else:
@@ -73,6 +98,22 @@ def read_shard(ws: Workspace, run: RunRecord, number: int) -> list[tuple[str, st
     )
 
 
+_FOOTERS: dict[tuple[str, str], pq.FileMetaData] = {}  # a plan's footer, by (lake, key)
+
+
+def _plan_file(ws: Workspace, key: str, source: IO[bytes]) -> pq.ParquetFile:
+    """The plan as a Parquet file, its footer parsed once per process: a plan never changes
+    (its key is new for each run), and at ten million documents the footer describes ~5,000
+    row groups, which every shard would otherwise parse again."""
+    cached = _FOOTERS.get((ws.lake.url, key))
+    plan = pq.ParquetFile(source, metadata=cached)
+    if cached is None:
+        if len(_FOOTERS) >= 8:
+            _FOOTERS.clear()
+        _FOOTERS[(ws.lake.url, key)] = plan.metadata
+    return plan
+
+
 def open_run(ws: Workspace, model: ModelRecord, chunking: Chunking) -> RunRecord | None:
     """The model's unfinished run with this chunking, else a new planned run, else None
     (nothing to embed)."""
@@ -81,12 +122,11 @@ def open_run(ws: Workspace, model: ModelRecord, chunking: Chunking) -> RunRecord
     if run is not None:
         log.info("resuming embedding run %s of %s", run.id, model.ref)
         return run
-    shards = plan(ws, model, chunking)
+    key = f"{embeddings_prefix(model)}/runs/{uuid4().hex[:12]}/plan.parquet"
+    documents, shards = write_plan(ws, key, plan(ws, model, chunking), chunking.key)
     if not shards:
         return None
-    key = f"{embeddings_prefix(model)}/runs/{uuid4().hex[:12]}/plan.parquet"
-    write_plan(ws, key, shards, chunking.key)
-    return registry.start_run(model.id, sum(map(len, shards)), len(shards), key, chunking.key)
+    return registry.start_run(model.id, documents, shards, key, chunking.key)
 
 
 def pending_shards(ws: Workspace, run: RunRecord) -> list[int]:
