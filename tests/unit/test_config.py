@@ -93,6 +93,8 @@ def test_lists_come_from_the_environment_as_json_and_wiring_names_are_not_settin
         ("[embed]\nbatch_size = 0\n", {}, "embed.batch_size"),
         ("[index]\nunknown = 1\n", {}, "index.unknown"),
         ("", {"EMBEDLAKE_INDEX__M": "many"}, "index.m"),
+        ("[embed]\nprocesses = 0\n", {}, "embed.processes"),
+        ("", {"EMBEDLAKE_EMBED__PROCESSES": "several"}, "embed.processes"),
         ("not toml at all [", {}, "not valid TOML"),
     ],
 )
