@@ -29,13 +29,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ import numpy as np
 
 from _common import DATA, median, table, write_result
 from _common.timing import alternated
+from _common.trees import env_for, worktree
 
 
 def peak_mib() -> float:
@@ -126,28 +126,14 @@ def child(mode: str, path: Path) -> dict[str, Any]:
         }
 
 
-@contextlib.contextmanager
-def _worktree(rev: str) -> Iterator[Path]:
-    """A detached checkout of ``rev`` in a temporary folder, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="embedlake-against-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], check=True)
-
-
 def measure(
     mode: str, path: Path, before: Path | None = None, catalog: Callable[[], str] | None = None
 ) -> dict[str, Any]:
-    env = dict(os.environ)
+    env = env_for(before if mode == "before" else None)
     if catalog is not None and mode != "bare":
         env["EMBEDLAKE_CATALOG__URL"] = catalog()
     if mode == "in-process":
         env["EMBEDLAKE_INGEST__WORKER"] = "off"
-    if mode == "before":
-        assert before is not None
-        env["PYTHONPATH"] = os.pathsep.join([str(before / "src"), env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, __file__, "--child", "bare" if mode == "bare" else "pipeline", str(path)],
         check=True,
@@ -182,7 +168,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="embedlake-ingest-data-"))
-        before = stack.enter_context(_worktree(args.against)) if args.against else None
+        before = stack.enter_context(worktree(args.against)) if args.against else None
         catalog = None
         if args.catalog == "postgresql":
             sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -40,6 +40,9 @@ REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
+# k-means rounds: 10 (faiss's default is 25, ours was 20) halved the training at a million
+# vectors, and moved recall@10 at a given nprobe by ≤ 0.5 point (docs/benchmarks.md, section 18)
+KMEANS_ITERATIONS = 10
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
 
@@ -142,7 +145,11 @@ class RabitqIndex:
             self._index = self._build(padded)
             return
         self._make_room(start + len(padded))
-        added = self._index.add(padded, None, build_threads())
+        # each row's list found here by faiss's BLAS search (rabitqlib's own is ~3× slower);
+        # fast quantisation: one rescaling constant for every code instead of a search per
+        # vector, which left recall unchanged (docs/benchmarks.md, section 18)
+        lists = self._nearest(padded).astype(np.uint32)
+        added = self._index.add(padded, lists, build_threads(), True)
         if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
             raise RuntimeError(f"rabitq index: rows numbered from {added[0]}, not {start}")
 
@@ -154,7 +161,9 @@ class RabitqIndex:
         if len(padded) > self.nlist * 256:  # faiss samples 256 a list at most
             rng = np.random.default_rng(0)
             padded = padded[np.sort(rng.choice(len(padded), self.nlist * 256, replace=False))]
-        kmeans = faiss.Kmeans(self._width, self.nlist, niter=20, seed=0, spherical=self._SPHERICAL)
+        kmeans = faiss.Kmeans(
+            self._width, self.nlist, niter=KMEANS_ITERATIONS, seed=0, spherical=self._SPHERICAL
+        )
         kmeans.train(padded)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
@@ -170,7 +179,7 @@ class RabitqIndex:
         the vectors ``train`` expects."""
         lists = self._nearest(padded)
         index = rabitqlib.IvfIndex(self._width, len(padded), len(self._centres), self.bits, "ip")
-        index.build(padded, self._centres, lists.astype(np.uint32), build_threads())
+        index.build(padded, self._centres, lists.astype(np.uint32), build_threads(), True)
         if self._shares is not None:
             for cluster, share in enumerate(self._shares.tolist()):
                 # 20% and a few rows over its sampled share: a list that outgrows it is copied

@@ -88,7 +88,7 @@ class RabitqHnswIndex(RabitqIndex):
             nbits=self.bits,
             metric="ip",
         )
-        index.build(padded, self._centres, nearest.astype(np.uint32), build_threads())
+        index.build(padded, self._centres, nearest.astype(np.uint32), build_threads(), True)
         return index
 
     def _make_room(self, rows: int) -> None:

@@ -1,0 +1,146 @@
+"""The ``rabitq`` index's build at a million vectors: this tree against another commit, same run.
+
+The vectors are bench/ann.py's static-form ones (``static_vectors``: all-MiniLM-L6-v2's static
+serving form over bench/scale.py's synthetic documents, cached): the first ``--vectors`` are
+indexed, the last 500 are held-out queries. Each build runs in its own process, as a release's
+index stage builds it (``tune.add_streamed`` over batches of 20,000: a sample drawn, the lists
+trained, every batch coded, the effort tuned to recall@10 0.95 on held-back vectors), from this
+tree or, with ``--against REV``, from a checkout of ``REV`` (a git worktree first on
+``PYTHONPATH``), the two alternated round by round. Each reports its wall seconds, the effort it
+tuned, the recall@10 of the held-out queries at that effort (against exact search) and their
+latency one at a time, and the recall curve at fixed efforts, so that a faster build that costs
+quality or search time shows.
+
+    .venv/bin/python bench/ann_build.py --vectors 1000000 --against HEAD~1 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import median, table, write_result
+from _common.timing import alternated, percentile
+from _common.trees import env_for, worktree
+from _common.vectors import CACHE, exact_top, recall_at_k, static_vectors
+
+HELD_OUT, BATCH, TARGET = 500, 20_000, 0.95
+POOL = 1_001_000  # static-form vectors made (and cached) once: indexed ones first
+FIXED = (8, 12, 16, 24, 32)  # nprobe rungs whose recall every side reports
+
+
+def child(path: Path, n: int) -> dict[str, Any]:
+    import embedlake
+    from embedlake.index import create
+    from embedlake.index.tune import add_streamed
+
+    vectors = np.load(path, mmap_mode="r")
+    docs, queries = vectors[:n], np.ascontiguousarray(vectors[-HELD_OUT:])
+    ids = [str(i) for i in range(n)]
+    batches = [(ids[s : s + BATCH], docs[s : s + BATCH]) for s in range(0, n, BATCH)]
+    index: Any = create("rabitq", docs.shape[1])
+    started = time.perf_counter()
+    tuning = add_streamed(index, batches, TARGET, train=index.sample_for(n))
+    seconds = time.perf_counter() - started
+    assert tuning is not None
+    truth = exact_top(docs, queries).tolist()
+    found = [[int(i) for i, _ in hits] for hits in index.search(queries, 10)]
+    latencies = []
+    for query in queries:
+        began = time.perf_counter()
+        index.search(query[None, :], 10)
+        latencies.append((time.perf_counter() - began) * 1000)
+    curve = {}
+    for nprobe in FIXED:
+        index.nprobe = nprobe
+        curve[str(nprobe)] = recall_at_k(
+            [[int(i) for i, _ in h] for h in index.search(queries, 10)], truth, 10
+        )
+    return {
+        "embedlake": str(Path(embedlake.__file__).parent),
+        "seconds": round(seconds, 1),
+        "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "tuned": tuning.describe(),
+        "recall_at_tuned": recall_at_k(found, truth, 10),
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p99_ms": round(percentile(latencies, 99), 3),
+        "recall_at_nprobe": curve,
+    }
+
+
+def measure(side: str, path: Path, n: int, tree: Path | None) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(path), str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env_for(tree),
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"  {side:<7} {result['seconds']:>7.1f} s  nprobe {result['tuned']['value']:>3}  "
+        f"recall {result['recall_at_tuned']:.4f}  p50 {result['p50_ms']:.3f} ms  "
+        f"peak {result['peak_mib']:,} MiB  ({result['embedlake']})",
+        flush=True,
+    )
+    return result | {"side": side}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vectors", type=int, default=1_000_000)
+    parser.add_argument("--against", metavar="REV", help="also build with this commit's code")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", nargs=2, metavar=("NPY", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(Path(args.child[0]), int(args.child[1]))))
+        return
+    if not 0 < args.vectors <= POOL - HELD_OUT:
+        parser.error(f"--vectors: 1 to {POOL - HELD_OUT:,}")
+    static_vectors(POOL)  # made and cached once: the children memory-map it
+    path = CACHE / f"static-{POOL}-0.npy"
+    runs: dict[str, list[dict[str, Any]]] = {"this": []}
+    with contextlib.ExitStack() as stack:
+        trees: dict[str, Path | None] = {"this": None}
+        if args.against:
+            trees["before"] = stack.enter_context(worktree(args.against))
+            runs["before"] = []
+        for r in range(args.rounds):
+            for side in alternated(list(trees), r):
+                runs[side].append(measure(side, path, args.vectors, trees[side]))
+    rows = []
+    for side, results in runs.items():
+        rows.append(
+            [
+                side,
+                median([x["seconds"] for x in results]),
+                "/".join(str(x["tuned"]["value"]) for x in results),
+                median([x["recall_at_tuned"] for x in results]),
+                median([x["p50_ms"] for x in results]),
+                max(x["peak_mib"] for x in results),
+                " ".join(f"{k}:{v:.3f}" for k, v in results[0]["recall_at_nprobe"].items()),
+            ]
+        )
+    print()
+    headers = ["side", "build s", "nprobe", "recall@10", "p50 ms", "peak MiB", "recall by nprobe"]
+    print(table(headers, rows))
+    payload: dict[str, Any] = {"vectors": args.vectors, "against": args.against, "runs": runs}
+    if args.against:
+        pairs = zip(runs["this"], runs["before"], strict=True)
+        payload["build_speedup"] = median([b["seconds"] / a["seconds"] for a, b in pairs])
+        print(f"\nbuild: before ÷ this = {payload['build_speedup']:.2f}× (median of rounds)")
+    write_result(f"ann_build_{args.vectors}", payload)
+
+
+if __name__ == "__main__":
+    main()
