@@ -107,8 +107,9 @@ def main() -> None:
         return
     if not 0 < args.vectors <= POOL - HELD_OUT:
         parser.error(f"--vectors: 1 to {POOL - HELD_OUT:,}")
-    static_vectors(POOL)  # made and cached once: the children memory-map it
     path = CACHE / f"static-{POOL}-0.npy"
+    if not path.is_file():
+        static_vectors(POOL)  # made and cached once: the children memory-map it
     runs: dict[str, list[dict[str, Any]]] = {"this": []}
     with contextlib.ExitStack() as stack:
         trees: dict[str, Path | None] = {"this": None}
