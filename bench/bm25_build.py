@@ -5,7 +5,9 @@ Documents are bench/scale.py's synthetic ones (real sentences of the shared coll
 ingested once into a workspace kept in ``--keep``. Each build then runs in its own process and
 reports its wall seconds and its peak RSS (``getrusage``) over the process's base after opening
 the workspace; then both indexes answer the same 200 queries (sentences of other synthetic
-documents), whose results must agree.
+documents), whose results must agree. A third side, ``one-process``, is the streamed build
+tokenised in its own process alone: the anchor of the pool of a process per core (its files
+must be the streamed side's, byte for byte).
 
     .venv/bin/python bench/bm25_build.py --docs 1000000 --keep /tmp/bm25-1m
 """
@@ -43,13 +45,16 @@ def child(ws_path: Path, how: str, out: Path) -> dict[str, Any]:
             bm25 = passage_bm25(ws, {})
             bm25._retriever.save(str(out), show_progress=False)
             (out / IDS).write_text(json.dumps({"ids": bm25.ids, "stem": bm25.stem}))
-        else:
-            bm25_build.build(passage_units(ws, {}), out, stem=True)
+        else:  # tokenised by a process per core, or (the anchor for that) by this one
+            processes = 1 if how == "one-process" else None
+            bm25_build.build(passage_units(ws, {}), out, stem=True, processes=processes)
         return {
             "how": how,
             "seconds": round(time.perf_counter() - started, 1),
             "peak_over_base_mib": round(_peak_mib() - base),
             "base_mib": round(base),
+            # the largest tokenising worker's peak (0: none ran)
+            "worker_peak_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         }
 
 
@@ -97,10 +102,10 @@ def main() -> None:
         queries_file = root / "queries.jsonl"
         generate(queries_file, 200, seed=1)
     queries = [json.loads(line)["text"][:200] for line in (root / "queries.jsonl").open()]
-    runs: dict[str, list[dict[str, Any]]] = {"whole": [], "streamed": []}
+    runs: dict[str, list[dict[str, Any]]] = {"whole": [], "streamed": [], "one-process": []}
     folders = {how: root / f"bm25-{how}" for how in runs}
     for r in range(args.rounds):
-        for how in alternated(["whole", "streamed"], r):
+        for how in alternated(list(runs), r):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", str(ws_path), how, str(folders[how])],
                 check=True,
@@ -115,12 +120,21 @@ def main() -> None:
             how,
             f"{median([x['seconds'] for x in got]):.1f}",
             f"{max(x['peak_over_base_mib'] for x in got):,}",
+            f"{max(x['worker_peak_mib'] for x in got):,}",
         ]
         for how, got in runs.items()
     ]
-    print(table(["build", "seconds (median)", "peak over base MiB (max)"], rows))
-    print(f"agreement: {agree}")
-    write_result(f"bm25_build_{args.docs}", {"docs": args.docs, "runs": runs, "agreement": agree})
+    headers = ["build", "seconds (median)", "peak over base MiB (max)", "worker peak MiB"]
+    print(table(headers, rows))
+    pairs = zip(runs["one-process"], runs["streamed"], strict=True)
+    speedup = median([a["seconds"] / b["seconds"] for a, b in pairs])
+    agree["same_files_as_one_process"] = all(
+        (folders["streamed"] / f.name).read_bytes() == f.read_bytes()
+        for f in folders["one-process"].iterdir()
+    )
+    print(f"agreement: {agree}\nstreamed on every core ÷ one process: {speedup:.2f}× faster")
+    payload = {"docs": args.docs, "runs": runs, "agreement": agree, "cores_speedup": speedup}
+    write_result(f"bm25_build_{args.docs}", payload)
 
 
 if __name__ == "__main__":

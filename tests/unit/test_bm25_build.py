@@ -69,7 +69,10 @@ def test_a_streamed_build_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
         some = units[:n]
         whole.append(peak(lambda: Bm25([k for k, _ in some], [t for _, t in some])))  # noqa: B023
         folder = tmp_path / f"bm25-{n}"
-        streamed.append(peak(lambda: build(iter(some), folder, stem=False, chunk=1_000)))  # noqa: B023
+        # in this process alone (a pool holds a few chunks in flight, in workers and results)
+        streamed.append(
+            peak(lambda: build(iter(some), folder, stem=False, chunk=1_000, processes=1))  # noqa: B023
+        )
     grew = whole[1] - whole[0]
     assert grew > sum(len(t) for _, t in units[3_000:])  # more than the added texts themselves
     assert streamed[1] - streamed[0] < grew / 10, (streamed, whole)
@@ -79,3 +82,31 @@ def test_a_streamed_build_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
 def test_nothing_to_index_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no documents"):
         build(iter([]), tmp_path / "bm25", stem=True)
+
+
+def test_tokenised_by_two_processes_the_files_are_the_same(tmp_path: Path) -> None:
+    """A pool of two processes tokenises the chunks (some in flight at once) and the files it
+    writes are byte for byte the ones one process writes: chunks are merged in their order."""
+    ids, texts, queries = _cranfield()
+    one = build(zip(ids, texts, strict=True), tmp_path / "one", stem=True, chunk=97, processes=1)
+    two = build(zip(ids, texts, strict=True), tmp_path / "two", stem=True, chunk=97, processes=2)
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(names) >= 4
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    assert one.search(queries, 10) == two.search(queries, 10)
+
+
+def test_a_worker_error_reaches_the_caller(tmp_path: Path) -> None:
+    """A text the tokenizer cannot take fails the build with its own error, not a broken pool."""
+    units = [(f"d{i}", f"word{i} text") for i in range(300)]
+    units[250] = ("bad", None)  # type: ignore[assignment]  # what a broken unit reader could give
+    for processes in (1, 2):  # the same error either way
+        with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'lower'"):
+            build(
+                iter(units),
+                tmp_path / f"bm25-{processes}",
+                stem=False,
+                chunk=50,
+                processes=processes,
+            )

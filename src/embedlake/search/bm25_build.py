@@ -7,16 +7,24 @@ Here each chunk is tokenized by bm25s's own tokenizer, its (document, term, coun
 spilled to a temporary file, and the document frequencies are summed; a second pass over the
 spilled triples scores them with bm25s's own formulas and writes each into its place in the
 term-major (CSC) matrix, whose column sizes the frequencies already give. What stays in memory
-is the vocabulary, one length per unit, and one chunk. Same scores as bm25s's own build
-(tested): only the order of the vocabulary's ids may differ.
+is the vocabulary, one length per unit, and a chunk per process. Same scores as bm25s's own
+build (tested): only the order of the vocabulary's ids may differ.
+
+Tokenising (a regular expression, stop words and the stemmer, in Python) is most of the work and
+holds the GIL: a corpus of more than one chunk is tokenised by a process per core, a few chunks
+in flight, while this one reads the units and merges each chunk's vocabulary in order, so the
+files are the same whatever the number of processes (tested).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +33,7 @@ import bm25s
 import numpy as np
 from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
 
+from embedlake.encoders.hardware import cores
 from embedlake.errors import InputError
 from embedlake.search.bm25 import IDS, Bm25, stemmer_for
 
@@ -32,11 +41,21 @@ log = logging.getLogger(__name__)
 
 CHUNK = 20_000  # units tokenized at once: ~20 MB of text at 1 KB each, a few times that in tokens
 
+# A chunk's tokens: its own vocabulary (term → local id), each unit's length in tokens, and its
+# (unit within the chunk, local term, count) triples.
+Tokens = tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 def build(
-    units: Iterable[tuple[str, str]], folder: Path, *, stem: bool, chunk: int = CHUNK
+    units: Iterable[tuple[str, str]],
+    folder: Path,
+    *,
+    stem: bool,
+    chunk: int = CHUNK,
+    processes: int | None = None,
 ) -> Bm25:
-    """Index ``units`` (key, text) into ``folder`` and return the index, memory-mapped."""
+    """Index ``units`` (key, text) into ``folder`` and return the index, memory-mapped.
+    ``processes`` tokenise (None: one per core); a single chunk is tokenised here."""
     folder.mkdir(parents=True, exist_ok=True)
     retriever = bm25s.BM25()
     if retriever.method in retriever.methods_requiring_nonoccurrence:
@@ -49,20 +68,15 @@ def build(
         with (folder / IDS).open("w", encoding="utf-8") as ids:
             ids.write(f'{{"stem": {json.dumps(stem)}, "ids": [')
             n = 0
-            for batch in _batches(units, chunk):
-                _write_keys(ids, [key for key, _ in batch], first=n == 0)
-                tokens = bm25s.tokenize(
-                    [text for _, text in batch],
-                    stopwords="en",
-                    stemmer=stemmer_for(stem),
-                    show_progress=False,
-                )
-                docs, terms, counts = _triples(tokens.ids, _global_ids(tokens.vocab, vocab), n)
-                lengths.append(np.fromiter(map(len, tokens.ids), np.int64, len(tokens.ids)))
+            chunks = _tokenized(_batches(units, chunk), stem, processes or cores())
+            for keys, (local, sizes, docs, terms, counts) in chunks:
+                _write_keys(ids, keys, first=n == 0)
+                terms = _global_ids(local, vocab)[terms]
+                lengths.append(sizes)
                 df = _summed(df, np.bincount(terms, minlength=len(vocab)))
                 parts.append(Path(spill) / f"{len(parts)}.npz")
-                np.savez(parts[-1], docs=docs, terms=terms, counts=counts)
-                n += len(batch)
+                np.savez(parts[-1], docs=docs.astype(np.int64) + n, terms=terms, counts=counts)
+                n += len(keys)
             ids.write("]}")
         if n == 0:
             raise InputError("BM25: no documents to index")
@@ -80,28 +94,59 @@ def _batches(units: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple
         yield batch
 
 
+def _tokenized(
+    batches: Iterator[list[tuple[str, str]]], stem: bool, processes: int
+) -> Iterator[tuple[list[str], Tokens]]:
+    """Each batch's keys and tokens, in order: tokenised here when there is one batch or one
+    process, else by a pool of ``processes`` with at most ``processes + 1`` batches in flight
+    (each holds its texts and then its triples: the bound on memory)."""
+    first = list(islice(batches, 2))
+    if processes < 2 or len(first) < 2:
+        for batch in chain(first, batches):
+            yield [key for key, _ in batch], chunk_tokens([text for _, text in batch], stem)
+        return
+    # spawned, not forked: this process may hold threads (BLAS, torch) that a fork would copy
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[tuple[list[str], Future[Tokens]]] = deque()
+    try:
+        for batch in chain(first, batches):
+            texts = [text for _, text in batch]
+            pending.append(([key for key, _ in batch], pool.submit(chunk_tokens, texts, stem)))
+            if len(pending) > processes:
+                keys, done = pending.popleft()
+                yield keys, done.result()
+        while pending:
+            keys, done = pending.popleft()
+            yield keys, done.result()
+    finally:  # an error (here or in a worker) leaves nothing queued behind it
+        pool.shutdown(cancel_futures=True)
+
+
+def chunk_tokens(texts: list[str], stem: bool) -> Tokens:
+    """``texts`` tokenised by bm25s's tokenizer, as the chunk's triples (a worker's task)."""
+    tokenized = bm25s.tokenize(
+        texts, stopwords="en", stemmer=stemmer_for(stem), show_progress=False
+    )
+    sizes = np.fromiter(map(len, tokenized.ids), np.int64, len(tokenized.ids))
+    flat = np.fromiter(chain.from_iterable(tokenized.ids), np.int64, int(sizes.sum()))
+    unit = np.repeat(np.arange(len(texts), dtype=np.int64), sizes)
+    width = max(tokenized.vocab.values(), default=0) + 1
+    pairs, counts = np.unique(unit * width + flat, return_counts=True)
+    return tokenized.vocab, sizes, pairs // width, pairs % width, counts
+
+
 def _write_keys(out: IO[str], keys: list[str], *, first: bool) -> None:
     out.write(("" if first else ", ") + ", ".join(json.dumps(k) for k in keys))
 
 
 def _global_ids(local: dict[str, int], vocab: dict[str, int]) -> np.ndarray:
-    """The global id of each of a chunk's local term ids, new terms added to ``vocab``."""
+    """The global id of each of a chunk's local term ids, new terms added to ``vocab`` in
+    sorted order: bm25s numbers a chunk's terms in the order of a set, which differs from one
+    process to the next (string hashing is salted), and the files must not."""
     out = np.zeros(max(local.values(), default=-1) + 1, dtype=np.int64)
-    for term, i in local.items():
-        out[i] = vocab.setdefault(term, len(vocab))
+    for term in sorted(local):
+        out[local[term]] = vocab.setdefault(term, len(vocab))
     return out
-
-
-def _triples(
-    ids: list[list[int]], to_global: np.ndarray, offset: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit, term, count) of every term of every unit, units numbered from ``offset``."""
-    sizes = np.fromiter(map(len, ids), np.int64, len(ids))
-    flat = to_global[np.fromiter(chain.from_iterable(ids), np.int64, int(sizes.sum()))]
-    unit = np.repeat(np.arange(offset, offset + len(ids), dtype=np.int64), sizes)
-    width = int(to_global.max(initial=0)) + 1
-    pairs, counts = np.unique(unit * width + flat, return_counts=True)
-    return pairs // width, pairs % width, counts
 
 
 def _summed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
