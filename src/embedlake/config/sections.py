@@ -562,9 +562,11 @@ class ServingSettings(_Section):
 class RuntimeSettings(_Section):
     """The functions runtime: the durable queue, its workers, and the lake watcher."""
 
-    engine: Literal["local", "ray"] = Field(
+    engine: Literal["local", "processes", "ray"] = Field(
         default="local",
-        description="where fan-out tasks (shard embedding) run: `local` threads or `ray` tasks",
+        description="where fan-out tasks (shard embedding) run: `local` threads of the runtime's "
+        "process, `processes` (a worker process per core: for an encoder whose work holds the GIL, "
+        "as LSA's does) or `ray` tasks",
     )
     ray_address: str = Field(
         default="",

@@ -1,4 +1,5 @@
-"""Compute engines for heavy fan-out tasks ``fn(ws, item)``: this process, or a Ray cluster.
+"""Compute engines for heavy fan-out tasks ``fn(ws, item)``: threads of this process, worker
+processes on this machine (runtime/processes.py), or a Ray cluster.
 
 Tasks are named by an importable reference (``module:function``), so any engine can run them in
 another process: the Ray engine ships the reference to one of its actors, each a process that opened
@@ -63,6 +64,7 @@ class LocalEngine:
 ENGINES: dict[str, str] = {
     "local": "embedlake.runtime.engines:LocalEngine",
     "ray": "embedlake.runtime.ray:RayEngine",
+    "processes": "embedlake.runtime.processes:ProcessEngine",
 }
 
 
