@@ -1,4 +1,5 @@
-"""The ``rabitq`` index's build at a million vectors: this tree against another commit, same run.
+"""An index's build (``rabitq``, or ``--engine rabitq-hnsw``): this tree against another
+commit, same run.
 
 The vectors are bench/ann.py's static-form ones (``static_vectors``: all-MiniLM-L6-v2's static
 serving form over bench/scale.py's synthetic documents, cached): the first ``--vectors`` are
@@ -35,10 +36,11 @@ from _common.vectors import CACHE, exact_top, recall_at_k, static_vectors
 
 HELD_OUT, BATCH, TARGET = 500, 20_000, 0.95
 POOL = 1_001_000  # static-form vectors made (and cached) once: indexed ones first
-FIXED = (8, 12, 16, 24, 32)  # nprobe rungs whose recall every side reports
+# the efforts whose recall every side reports, by the engine's knob
+FIXED = {"nprobe": (8, 12, 16, 24, 32), "ef_search": (12, 16, 24, 32, 48)}
 
 
-def child(path: Path, n: int) -> dict[str, Any]:
+def child(path: Path, n: int, engine: str) -> dict[str, Any]:
     import embedlake
     from embedlake.index import create
     from embedlake.index.tune import add_streamed
@@ -47,7 +49,7 @@ def child(path: Path, n: int) -> dict[str, Any]:
     docs, queries = vectors[:n], np.ascontiguousarray(vectors[-HELD_OUT:])
     ids = [str(i) for i in range(n)]
     batches = [(ids[s : s + BATCH], docs[s : s + BATCH]) for s in range(0, n, BATCH)]
-    index: Any = create("rabitq", docs.shape[1])
+    index: Any = create(engine, docs.shape[1])
     started = time.perf_counter()
     tuning = add_streamed(index, batches, TARGET, train=index.sample_for(n))
     seconds = time.perf_counter() - started
@@ -60,9 +62,9 @@ def child(path: Path, n: int) -> dict[str, Any]:
         index.search(query[None, :], 10)
         latencies.append((time.perf_counter() - began) * 1000)
     curve = {}
-    for nprobe in FIXED:
-        index.nprobe = nprobe
-        curve[str(nprobe)] = recall_at_k(
+    for effort in FIXED[tuning.knob]:
+        setattr(index, tuning.knob, effort)
+        curve[str(effort)] = recall_at_k(
             [[int(i) for i, _ in h] for h in index.search(queries, 10)], truth, 10
         )
     return {
@@ -74,13 +76,13 @@ def child(path: Path, n: int) -> dict[str, Any]:
         "recall_at_tuned": recall_at_k(found, truth, 10),
         "p50_ms": round(percentile(latencies, 50), 3),
         "p99_ms": round(percentile(latencies, 99), 3),
-        "recall_at_nprobe": curve,
+        "recall_by_effort": curve,
     }
 
 
-def measure(side: str, path: Path, n: int, tree: Path | None) -> dict[str, Any]:
+def measure(side: str, path: Path, n: int, engine: str, tree: Path | None) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), str(n)],
+        [sys.executable, __file__, "--child", str(path), str(n), engine],
         check=True,
         capture_output=True,
         text=True,
@@ -88,7 +90,8 @@ def measure(side: str, path: Path, n: int, tree: Path | None) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     print(
-        f"  {side:<7} {result['seconds']:>7.1f} s  nprobe {result['tuned']['value']:>3}  "
+        f"  {side:<7} {result['seconds']:>7.1f} s  {result['tuned']['knob']} "
+        f"{result['tuned']['value']:>3}  "
         f"recall {result['recall_at_tuned']:.4f}  p50 {result['p50_ms']:.3f} ms  "
         f"peak {result['peak_mib']:,} MiB  ({result['embedlake']})",
         flush=True,
@@ -99,12 +102,13 @@ def measure(side: str, path: Path, n: int, tree: Path | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vectors", type=int, default=1_000_000)
+    parser.add_argument("--engine", default="rabitq", choices=["rabitq", "rabitq-hnsw"])
     parser.add_argument("--against", metavar="REV", help="also build with this commit's code")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--child", nargs=2, metavar=("NPY", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("NPY", "N", "E"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), int(args.child[1]))))
+        print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.child[2])))
         return
     if not 0 < args.vectors <= POOL - HELD_OUT:
         parser.error(f"--vectors: 1 to {POOL - HELD_OUT:,}")
@@ -119,7 +123,7 @@ def main() -> None:
             runs["before"] = []
         for r in range(args.rounds):
             for side in alternated(list(trees), r):
-                runs[side].append(measure(side, path, args.vectors, trees[side]))
+                runs[side].append(measure(side, path, args.vectors, args.engine, trees[side]))
     rows = []
     for side, results in runs.items():
         rows.append(
@@ -130,18 +134,20 @@ def main() -> None:
                 median([x["recall_at_tuned"] for x in results]),
                 median([x["p50_ms"] for x in results]),
                 max(x["peak_mib"] for x in results),
-                " ".join(f"{k}:{v:.3f}" for k, v in results[0]["recall_at_nprobe"].items()),
+                " ".join(f"{k}:{v:.3f}" for k, v in results[0]["recall_by_effort"].items()),
             ]
         )
     print()
-    headers = ["side", "build s", "nprobe", "recall@10", "p50 ms", "peak MiB", "recall by nprobe"]
+    headers = ["side", "build s", "effort", "recall@10", "p50 ms", "peak MiB", "recall by effort"]
     print(table(headers, rows))  # the peak: the child's, exact search included
-    payload: dict[str, Any] = {"vectors": args.vectors, "against": args.against, "runs": runs}
+    payload: dict[str, Any] = {"vectors": args.vectors, "engine": args.engine, "runs": runs}
+    payload["against"] = args.against
     if args.against:
         pairs = zip(runs["this"], runs["before"], strict=True)
         payload["build_speedup"] = median([b["seconds"] / a["seconds"] for a, b in pairs])
         print(f"\nbuild: before ÷ this = {payload['build_speedup']:.2f}× (median of rounds)")
-    write_result(f"ann_build_{args.vectors}", payload)
+    suffix = "" if args.engine == "rabitq" else f"_{args.engine}"
+    write_result(f"ann_build_{args.vectors}{suffix}", payload)
 
 
 if __name__ == "__main__":
