@@ -41,7 +41,7 @@ DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring 
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
 # k-means rounds: 10 (faiss's default is 25, ours was 20) halved the training at a million
-# vectors, and moved recall@10 at a given nprobe by ≤ 0.5 point (docs/benchmarks.md, section 18)
+# vectors for < 1 point of recall@10 at a given nprobe (docs/benchmarks.md, section 18)
 KMEANS_ITERATIONS = 10
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
@@ -145,9 +145,9 @@ class RabitqIndex:
             self._index = self._build(padded)
             return
         self._make_room(start + len(padded))
-        # each row's list found here by faiss's BLAS search (rabitqlib's own is ~3× slower);
+        # each row's list found here by faiss's BLAS search (rabitqlib's own search is slower);
         # fast quantisation: one rescaling constant for every code instead of a search per
-        # vector, which left recall unchanged (docs/benchmarks.md, section 18)
+        # vector (decision 0024's addendum: the build 2.5× faster in all)
         lists = self._nearest(padded).astype(np.uint32)
         added = self._index.add(padded, lists, build_threads(), True)
         if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
