@@ -40,9 +40,6 @@ REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
-# k-means rounds: 10 (faiss's default is 25, ours was 20) halved the training at a million
-# vectors for < 1 point of recall@10 at a given nprobe (docs/benchmarks.md, section 18)
-KMEANS_ITERATIONS = 10
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
 
@@ -61,6 +58,12 @@ class RabitqIndex:
     COMPACT_SHARE = 0.0
     # unit centres (spherical k-means): the lists are probed by inner product with the query
     _SPHERICAL = True
+    # The fast build (decision 0024's addendum): k-means in 10 rounds (faiss's default is 25),
+    # each added row's list found by faiss's BLAS search (rabitqlib's own is slower), and
+    # rabitqlib's fast quantisation (one rescaling constant for every code, not a search per
+    # vector). A million vectors built 2.5× faster than with 20 rounds and rabitqlib's own
+    # lists and codes, for < 1 point of recall@10 at a given nprobe.
+    _KMEANS_ROUNDS, _FAST_BUILD = 10, True
 
     def __init__(
         self,
@@ -145,11 +148,8 @@ class RabitqIndex:
             self._index = self._build(padded)
             return
         self._make_room(start + len(padded))
-        # each row's list found here by faiss's BLAS search (rabitqlib's own search is slower);
-        # fast quantisation: one rescaling constant for every code instead of a search per
-        # vector (decision 0024's addendum: the build 2.5× faster in all)
-        lists = self._nearest(padded).astype(np.uint32)
-        added = self._index.add(padded, lists, build_threads(), True)
+        lists = self._nearest(padded).astype(np.uint32) if self._FAST_BUILD else None
+        added = self._index.add(padded, lists, build_threads(), self._FAST_BUILD)
         if int(added[0]) != start:  # rabitqlib numbers rows in order: positions are ids
             raise RuntimeError(f"rabitq index: rows numbered from {added[0]}, not {start}")
 
@@ -162,7 +162,7 @@ class RabitqIndex:
             rng = np.random.default_rng(0)
             padded = padded[np.sort(rng.choice(len(padded), self.nlist * 256, replace=False))]
         kmeans = faiss.Kmeans(
-            self._width, self.nlist, niter=KMEANS_ITERATIONS, seed=0, spherical=self._SPHERICAL
+            self._width, self.nlist, niter=self._KMEANS_ROUNDS, seed=0, spherical=self._SPHERICAL
         )
         kmeans.train(padded)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
@@ -179,7 +179,9 @@ class RabitqIndex:
         the vectors ``train`` expects."""
         lists = self._nearest(padded)
         index = rabitqlib.IvfIndex(self._width, len(padded), len(self._centres), self.bits, "ip")
-        index.build(padded, self._centres, lists.astype(np.uint32), build_threads(), True)
+        index.build(
+            padded, self._centres, lists.astype(np.uint32), build_threads(), self._FAST_BUILD
+        )
         if self._shares is not None:
             for cluster, share in enumerate(self._shares.tolist()):
                 # 20% and a few rows over its sampled share: a list that outgrows it is copied

@@ -43,6 +43,10 @@ class RabitqHnswIndex(RabitqIndex):
     # smallest residuals, so the estimates' bounds are tighter and the walk computes fewer
     # full estimates; unit centres walked 12–21% slower at the same recall (decision 0032)
     _SPHERICAL = False
+    # not the fast build: here the graph is most of the build, so it saved no time, and its
+    # codes cost a rung of ef_search for the same recall (bench/ann_build.py --engine
+    # rabitq-hnsw, docs/benchmarks.md section 18)
+    _KMEANS_ROUNDS, _FAST_BUILD = 20, False
 
     def __init__(
         self,
@@ -88,7 +92,7 @@ class RabitqHnswIndex(RabitqIndex):
             nbits=self.bits,
             metric="ip",
         )
-        index.build(padded, self._centres, nearest.astype(np.uint32), build_threads(), True)
+        index.build(padded, self._centres, nearest.astype(np.uint32), build_threads())
         return index
 
     def _make_room(self, rows: int) -> None:
