@@ -5,7 +5,10 @@ bench/scale.py's synthetic documents (~1 KB of real sentences each) are ingested
 workspace and LSA fitted there; each side then runs on a copy of it: a runtime is started with
 the side's engine, a ``documents.changed`` event added, and the wall time taken until the runtime
 is idle again (``embed-new``: the plan, every shard as a fan-out task on the engine, the run
-finished). The sides alternate round by round; the ratio is the median of the rounds' ratios.
+finished, then the model's index, ``exact`` here: its vectors saved, no graph built). The events
+the preparation left (a file, a model, documents changed) are consumed before the copies are
+made, by a runtime with no functions, so each side runs only what its own event starts. The
+sides alternate round by round; the ratio is the median of the rounds' ratios.
 
     .venv/bin/python bench/runtime_engines.py --docs 200000 --rounds 2
 """
