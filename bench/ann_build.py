@@ -21,8 +21,6 @@ import argparse
 import contextlib
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from _common import median, table, write_result
+from _common.children import child_result
 from _common.timing import alternated, percentile
 from _common.trees import env_for, worktree
 from _common.vectors import CACHE, exact_top, recall_at_k, static_vectors
@@ -85,14 +84,7 @@ def child(path: Path, n: int, engine: str) -> dict[str, Any]:
 
 
 def measure(side: str, path: Path, n: int, engine: str, tree: Path | None) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), str(n), engine],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env_for(tree),
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result = child_result(__file__, "--child", str(path), str(n), engine, env=env_for(tree))
     print(
         f"  {side:<7} {result['seconds']:>7.1f} s  {result['tuned']['knob']} "
         f"{result['tuned']['value']:>3}  "

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import median, table, write_result
+from _common.children import child_result
 from _common.timing import alternated
 
 
@@ -106,13 +107,9 @@ def main() -> None:
     folders = {how: root / f"bm25-{how}" for how in runs}
     for r in range(args.rounds):
         for how in alternated(list(runs), r):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(ws_path), how, str(folders[how])],
-                check=True,
-                capture_output=True,
-                text=True,
+            runs[how].append(
+                child_result(__file__, "--child", str(ws_path), how, str(folders[how]))
             )
-            runs[how].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"round {r} {how}: {runs[how][-1]}", flush=True)
     agree = _agree(folders, queries)
     rows = [

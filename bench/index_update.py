@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from _common import median, table, write_result
+from _common.children import child_result
 from _common.timing import alternated
 
 EMBEDLAKE = [sys.executable, "-m", "embedlake"]
@@ -124,13 +125,7 @@ def main() -> None:
         _cli("ingest", str(ws), str(root / f"{tag}.jsonl"), "--id-prefix", f"{tag}-")
         _cli("embed", str(ws), "--model", "lsa")
         for how in alternated(["build", "update"], r):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(ws), how],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            runs[how].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs[how].append(child_result(__file__, "--child", str(ws), how))
             print(f"round {r} {how}: {runs[how][-1]}", flush=True)
     ratio = median(
         [u["seconds"] / b["seconds"] for u, b in zip(runs["update"], runs["build"], strict=True)]

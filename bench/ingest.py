@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from _common import DATA, median, table, write_result
+from _common.children import child_result
 from _common.timing import alternated
 from _common.trees import env_for, worktree
 
@@ -134,14 +135,8 @@ def measure(
         env["EMBEDLAKE_CATALOG__URL"] = catalog()
     if mode == "in-process":
         env["EMBEDLAKE_INGEST__WORKER"] = "off"
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", "bare" if mode == "bare" else "pipeline", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    side = "bare" if mode == "bare" else "pipeline"
+    result = child_result(__file__, "--child", side, str(path), env=env)
     result["rate"] = result["docs"] / result["seconds"]
     print(
         f"  {mode:<9} {result['embedlake']:<30} {result['docs']:>7,} docs  {result['rate']:>10,.0f} docs/s  "

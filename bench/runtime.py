@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from embedlake.runtime import Runtime
 from embedlake.search.build import build_index
 
 from _common import DATA, median, table, write_result
+from _common.children import child_result
 from _common.corpora import write_lines
 from _common.timing import quantile
 
@@ -167,14 +167,7 @@ def _noop_in_subprocess(src: str, root: Path, n: int, idle: float, env: dict[str
     """``noop_runs`` in a fresh process importing embedlake from ``src``."""
     args = json.dumps({"root": str(root), "n": n, "idle": idle, "env": env})
     path = os.pathsep.join([src, str(Path(__file__).parent)])
-    out = subprocess.run(
-        [sys.executable, __file__, "--_noop", args],
-        env={**os.environ, "PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_result(__file__, "--_noop", args, env={**os.environ, "PYTHONPATH": path})
 
 
 def noop_compared(root: Path, args: argparse.Namespace, pg: Any) -> dict[str, Any]:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import median, table, write_result
+from _common.children import child_result
 from _common.timing import alternated, paired
 
 ENGINES = ("local", "processes")
@@ -104,13 +103,7 @@ def main() -> None:
                 copy = root / f"ws-{engine}-{r}"
                 shutil.copytree(root / "ws", copy)
                 # each side in its own process: a runtime's DBOS is one per process
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", str(copy), engine],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                runs[engine].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                runs[engine].append(child_result(__file__, "--child", str(copy), engine))
                 print(f"round {r} {engine}: {runs[engine][-1]}", flush=True)
                 shutil.rmtree(copy)
     speedup = median(

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 from embedlake import Workspace
 
 from _common import write_result
+from _common.children import child_result
 
 
 def _peak_mib() -> float:
@@ -89,13 +88,7 @@ def main() -> None:
         return
     results = []
     for part in args.parts:
-        done = subprocess.run(
-            [sys.executable, __file__, str(args.ws), part, "--child"],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results.append(child_result(__file__, str(args.ws), part, "--child"))
         print(json.dumps(results[-1]), flush=True)
     write_result("scale_paths", {"ws": str(args.ws), "results": results})
 

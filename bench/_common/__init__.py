@@ -7,7 +7,9 @@
 - ``vectors``: vector sets shared by the ANN and scan benchmarks, exact top-k and recall;
 - ``workspaces``: workspaces prepared from a collection, and cached ones;
 - ``servers``: a subprocess server on a free loopback port, started and always stopped;
-- ``wrk``: HTTP load with wrk, its output read.
+- ``wrk``: HTTP load with wrk, its output read;
+- ``children``: a measurement in a process of its own, its JSON result read back;
+- ``trees``: another commit's checkout, first on a child's ``PYTHONPATH``.
 
 The names most scripts need are re-exported here.
 """
