@@ -94,32 +94,39 @@ def embed_with_a_dying_worker(event: Event, ctx: Context) -> None:
     ctx.step("finish", ctx.ws.catalog.registry.finish_run, run_id)
 
 
+def run_dying_job(ws: Workspace, markers: Path) -> tuple[Any, dict[str, list[str]]]:
+    """Run ``embed_with_a_dying_worker`` over med on a runtime of ``ws``'s engine and check that
+    the job succeeded with every shard embedded once; returns the engine (closed) and each
+    shard's process ids, one per attempt."""
+    ingest_path(ws, collection("med") / "corpus.jsonl")
+    model = resolve_model(ws, "lsa")
+    live = sorted(ws.catalog.documents.live_hashes())
+    with Runtime(ws, dying) as runtime:
+        event = {"model": model.ref, "markers": str(markers)}
+        ws.catalog.events.add(Event("test.embed-dying", "med", event))
+        assert runtime.wait_idle(300)
+        engine = runtime.engine
+    [job] = ws.catalog.events.invocations(function="embed-with-a-dying-worker")
+    assert (job.status, job.attempts, job.error) == ("succeeded", 1, None)
+    assert _results["counts"] == [300, 300, 300, 133]
+    assert ws.catalog.registry.done_shards(_results["run"]) == {0, 1, 2, 3}
+    assert ws.catalog.registry.count_embedded(model.id) == 1033
+    ids, vectors = read_vectors(ws, model)
+    assert ids == live and vectors.shape == (1033, model.dim)
+    return engine, {str(n): (markers / f"shard-{n}.pids").read_text().split() for n in range(4)}
+
+
 def test_a_worker_dying_mid_shard_does_not_fail_the_job(tmp_path: Path, local_ray: None) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     with Workspace.init(tmp_path / "ws", environ=RAY) as ws:
-        ingest_path(ws, collection("med") / "corpus.jsonl")
-        model = resolve_model(ws, "lsa")
-        live = sorted(ws.catalog.documents.live_hashes())
-        with Runtime(ws, dying) as runtime:
-            event = {"model": model.ref, "markers": str(markers)}
-            ws.catalog.events.add(Event("test.embed-dying", "med", event))
-            assert runtime.wait_idle(300)
-            assert isinstance(runtime.engine, RayEngine)
-            submitted = runtime.engine.submitted
-        [job] = ws.catalog.events.invocations(function="embed-with-a-dying-worker")
-        assert (job.status, job.attempts, job.error) == ("succeeded", 1, None)
-        # Shards 0 and 2 ran twice, in two processes (the first died); 1 and 3 once.
-        pids = {n: (markers / f"shard-{n}.pids").read_text().split() for n in range(4)}
-        assert {n: len(p) for n, p in pids.items()} == {0: 2, 1: 1, 2: 2, 3: 1}
-        assert pids[0][0] != pids[0][1] and pids[2][0] != pids[2][1]
-        # The driver sent each shard once (Ray resubmitted the two), and got each result once.
-        assert submitted == 4
-        assert _results["counts"] == [300, 300, 300, 133]
-        assert ws.catalog.registry.done_shards(_results["run"]) == {0, 1, 2, 3}
-        assert ws.catalog.registry.count_embedded(model.id) == 1033
-        ids, vectors = read_vectors(ws, model)
-        assert ids == live and vectors.shape == (1033, model.dim)
+        engine, pids = run_dying_job(ws, markers)
+    assert isinstance(engine, RayEngine)
+    # Shards 0 and 2 ran twice, in two processes (the first died); 1 and 3 once.
+    assert {n: len(p) for n, p in pids.items()} == {"0": 2, "1": 1, "2": 2, "3": 1}
+    assert pids["0"][0] != pids["0"][1] and pids["2"][0] != pids["2"][1]
+    # The driver sent each shard once (Ray resubmitted the two), and got each result once.
+    assert engine.submitted == 4
 
 
 # -- GPUs -----------------------------------------------------------------------------------------
