@@ -66,13 +66,34 @@ def test_placing_in_batches_places_every_point_as_at_once(monkeypatch: pytest.Mo
     whole = projection.place(x[200:], near, coords, 8)
     asked: list[int] = []
 
-    def counted(queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def counted(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         asked.append(len(queries))
         return near(queries, k)
 
     monkeypatch.setattr(projection, "PLACE_BATCH", 30)  # 100 points: 30, 30, 30 and 10
     assert np.array_equal(projection.place(x[200:], counted, coords, 8), whole)
     assert asked == [30, 30, 30, 10] and np.abs(whole).sum(axis=1).min() > 0
+
+
+def test_placing_weights_each_neighbour_as_umap_does() -> None:
+    """The batch's weights against the formula point by point: exp(-(d - d_nearest) / sigma),
+    sigma the mean spread; a point with fewer than k neighbours uses those it has, one with none
+    stays at the origin."""
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    rows = np.array([[0, 1, 2], [3, 1, -1], [2, -1, -1], [-1, -1, -1]], dtype=np.int64)
+    dist = np.array([[0.1, 0.2, 0.4], [0.3, 0.5, 0.0], [0.2, 0.0, 0.0], [0.0, 0.0, 0.0]])
+
+    def given(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return rows[: len(queries)], dist[: len(queries)]
+
+    placed = projection.place(np.zeros((4, 2), np.float32), given, coords, 3)
+    for n in range(3):
+        r = rows[n][rows[n] >= 0]
+        spread = dist[n][: len(r)] - dist[n][: len(r)].min()
+        w = np.exp(-spread / (spread.mean() or 1.0))
+        expected = (w[:, None] * coords[r]).sum(axis=0) / w.sum()
+        assert placed[n] == pytest.approx(expected, abs=1e-6)
+    assert placed[2] == pytest.approx(coords[2]) and placed[3].tolist() == [0.0, 0.0]
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

@@ -176,9 +176,13 @@ def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: in
     if late:
         vectors = np.stack([_mean([index.vector(k) for k in keys[d]]) for d in late])
 
-        def neighbours(queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-            hits = index.search(queries, k * 4 + 10)
-            return [_nearest_documents(hits_, row, k) for hits_ in hits]
+        def neighbours(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.full((len(queries), k), -1, dtype=np.int64)
+            dist = np.zeros((len(queries), k), dtype=np.float64)
+            for n, hits in enumerate(index.search(queries, k * 4 + 10)):
+                for m, (fitted_row, distance) in enumerate(_nearest_documents(hits, row, k)):
+                    rows[n, m], dist[n, m] = fitted_row, distance
+            return rows, dist
 
         placed = projection.place(vectors, neighbours, fitted.coords, k)
         coords = np.vstack([coords, placed])

@@ -37,8 +37,9 @@ from embedlake.lake import Lake
 log = logging.getLogger(__name__)
 
 Coords = npt.NDArray[np.float32]
-# (queries, k) → per query, (row of the fitted coordinates, cosine distance) of its nearest
-Neighbours = Callable[[np.ndarray, int], list[list[tuple[int, float]]]]
+# (queries, k) → (rows, distances), each (queries, k): the rows of the fitted coordinates nearest
+# each query and their cosine distances, nearest first; a row of -1 where fewer than k were found
+Neighbours = Callable[[np.ndarray, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
 
 
 @dataclass
@@ -114,7 +115,7 @@ def fit(ids: Sequence[str], vectors: np.ndarray, settings: MapSettings) -> Proje
         coords[fitted] = _umap(x[fitted], settings)
         if len(rest):
             near = neighbours(x[fitted])
-            coords[rest] = place(x[rest], near, coords[fitted], settings.place_k)
+            coords[rest] = place(x, near, coords[fitted], settings.place_k, only=rest)
     coords = _normalise(coords)
     meta = {
         "method": method,
@@ -155,25 +156,35 @@ def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
     return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
 
-PLACE_BATCH = 10_000  # queries whose neighbours (Python tuples) are held at once
+PLACE_BATCH = 10_000  # queries whose neighbours are held at once
 
 
-def place(queries: np.ndarray, neighbours: Neighbours, coords: Coords, k: int) -> Coords:
+def place(
+    queries: np.ndarray,
+    neighbours: Neighbours,
+    coords: Coords,
+    k: int,
+    only: npt.NDArray[np.int64] | None = None,
+) -> Coords:
     """Positions for new points from the positions of their ``k`` nearest fitted points, a batch
-    of queries at a time: all 950,000 at once held the map stage at +3,681 MiB (+1,654 now;
-    bench/scale_paths.py)."""
-    out = np.zeros((len(queries), 2), dtype=np.float32)
-    for start in range(0, len(queries), PLACE_BATCH):
-        found = neighbours(queries[start : start + PLACE_BATCH], k)
-        for n, row in enumerate(found, start=start):
-            if not row:
-                continue
-            rows = np.array([r for r, _ in row], dtype=np.int64)
-            d = np.array([dist for _, dist in row], dtype=np.float64)
-            spread = d - d.min()
-            sigma = spread.mean() or 1.0
-            w = np.exp(-spread / sigma)
-            out[n] = (w[:, None] * coords[rows]).sum(axis=0) / w.sum()
+    of queries at a time, the weights computed for the whole batch at once (a loop over the
+    points in Python was most of placing ten million). A point with no neighbour stays at 0.
+    ``only``: place these rows of ``queries`` alone, without copying them out first."""
+    picked = np.arange(len(queries)) if only is None else only
+    out = np.zeros((len(picked), 2), dtype=np.float32)
+    for start in range(0, len(picked), PLACE_BATCH):
+        rows, dist = neighbours(queries[picked[start : start + PLACE_BATCH]], k)
+        found = rows >= 0
+        count = found.sum(axis=1, keepdims=True)
+        nearest = np.where(found, dist, np.inf).min(axis=1, keepdims=True)
+        spread = np.where(found, dist - np.where(count > 0, nearest, 0.0), 0.0)
+        sigma = spread.sum(axis=1, keepdims=True) / np.maximum(count, 1)
+        sigma[sigma == 0] = 1.0
+        w = np.where(found, np.exp(-spread / sigma), 0.0)
+        total = w.sum(axis=1, keepdims=True)
+        near = coords[np.where(found, rows, 0)]  # (batch, k, 2)
+        placed = (w[:, :, None] * near).sum(axis=1) / np.maximum(total, 1e-300)
+        out[start : start + len(rows)] = np.where(count > 0, placed, 0.0)
     return out
 
 
@@ -185,12 +196,11 @@ def neighbours(fitted: np.ndarray) -> Neighbours:
     index.hnsw.efSearch = 64
     index.add(unit)
 
-    def search(queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def search(
+        queries: np.ndarray, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         sims, rows = index.search(_unit(queries), min(k, len(unit)))
-        return [
-            [(int(r), 1.0 - float(s)) for r, s in zip(rr, ss, strict=True) if r >= 0]
-            for rr, ss in zip(rows, sims, strict=True)
-        ]
+        return rows.astype(np.int64), 1.0 - sims.astype(np.float64)
 
     return search
 
