@@ -117,7 +117,7 @@ def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> di
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
-    return {
+    result = {
         "seconds": round(time.perf_counter() - started, 1),
         "peak_mib": round(usage.ru_maxrss / 1024),  # its largest process's (wait4)
         # the sum over it and its worker processes, sampled every 0.5 s
@@ -127,6 +127,14 @@ def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> di
         "stdout": out.decode(errors="replace"),
         "rss": rss,
     }
+    # said as each stage ends: a run of an hour or more leaves its stages' numbers if cut short
+    print(
+        f"{time.strftime('%H:%M:%S')} {' '.join(cmd[2:5])}: {result['seconds']} s, peak "
+        f"{result['peak_mib']} MiB (all processes {result['tree_peak_mib']} MiB), "
+        f"{result['written_gib']} GiB written",
+        flush=True,
+    )
+    return result
 
 
 def disk_write_mib_s(folder: Path, mib: int = 2048) -> float:
@@ -388,7 +396,11 @@ def main() -> None:
     disk = disk_write_mib_s(root)  # before the run: a large run's writes may outrun the disk
     print(f"disk: {disk} MiB/s written and synced", flush=True)
     if "ingest" in from_:
-        generate(corpus, args.docs, seed=0)
+        made = root / "docs.made"  # the corpus of a run cut short is kept when it was finished
+        if not (corpus.is_file() and made.is_file() and made.read_text() == f"{args.docs} 0"):
+            generate(corpus, args.docs, seed=0)
+            made.write_text(f"{args.docs} 0")
+        shutil.rmtree(ws, ignore_errors=True)
         stages["init"] = measured([*EMBEDLAKE, "init", str(ws)], log)
         generate(ws / "queries.jsonl", args.queries, seed=1)  # held-out texts, as queries
         stages["ingest"] = measured([*EMBEDLAKE, "ingest", str(ws), str(corpus)], log)

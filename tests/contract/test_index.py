@@ -443,6 +443,42 @@ def test_graph_codes_are_residuals_of_the_clusters_means_and_ivf_lists_of_unit_c
     assert np.allclose(np.linalg.norm(ivf._centres, axis=1), 1.0, atol=1e-4)
 
 
+def test_many_lists_are_trained_in_two_levels_and_found_by_a_graph_as_well_and_the_same_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From ``LARGE_NLIST`` lists on (lowered here to 32, so that 8,000 vectors suffice), rabitq
+    trains its lists in two levels and finds each vector's list by a graph over the centres:
+    search keeps the flat build's recall at a given nprobe, and two builds are the same."""
+    from embedlake.index import rabitq
+
+    centres = _unit(200, 32, seed=20)
+    rng = np.random.default_rng(21)
+    vecs = _normed(centres[rng.integers(200, size=8000)] + 0.13 * rng.normal(size=(8000, 32)))
+    ids, queries = [str(i) for i in range(len(vecs))], vecs[:300] + 0.01
+    exact = vector_index.create("exact", 32)
+    exact.add(ids, vecs)
+    truth = _ids(exact.search(queries, 10))
+
+    def built(large: int) -> Any:
+        monkeypatch.setattr(rabitq, "LARGE_NLIST", large)
+        index = vector_index.create("rabitq", 32, nlist=64, nprobe=8)
+        index.train(vecs[::4], len(vecs))
+        for start in range(0, len(vecs), 2000):
+            index.add(ids[start : start + 2000], vecs[start : start + 2000])
+        return index
+
+    flat, first, second = built(10_000), built(32), built(32)
+    assert flat._finder is None and first._finder is not None
+    assert 60 <= first.nlist <= 64 and len(np.unique(first._centres, axis=0)) == first.nlist
+    assert np.array_equal(first._centres, second._centres)
+    got = {
+        name: _ids(index.search(queries, 10)) for name, index in (("flat", flat), ("two", first))
+    }
+    assert got["two"] == _ids(second.search(queries, 10))
+    recall = {name: ann_recall(rows, truth) for name, rows in got.items()}
+    assert recall["two"] >= recall["flat"] - 0.03 and recall["two"] > 0.9, recall
+
+
 def test_unknown_engine() -> None:
     from embedlake.errors import ConfigError
 

@@ -40,6 +40,10 @@ REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
+# From this many lists on (262,144 vectors), the lists are trained in two levels and each vector's
+# list is found by a graph over the centres: with ~4·√n lists, k-means and finding every vector's
+# list against every centre grow as n^1.5, and were most of a ten-million build (decision 0024)
+LARGE_NLIST = 2048
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
 
@@ -90,6 +94,7 @@ class RabitqIndex:
         self._width = max(dim, _MIN_DIM)
         self._index: Any = None  # built, with its lists' centres, at the first add
         self._centres: Any = None
+        self._finder: Any = None  # a graph over many centres (``LARGE_NLIST``), made once
         self._ids: list[str] = []
         self._id_rows: Any = None  # ``_ids`` as an object array, made by the first search
         self._pos: dict[str, int] = {}
@@ -132,7 +137,7 @@ class RabitqIndex:
         sample = check_vectors(sample, self.dim)
         # as many lists as the vectors call for, and the sample can train
         self.nlist = self.nlist or min(lists_for(expected), max(1, len(sample) // TRAIN_PER_LIST))
-        self._centres = self._kmeans(self._padded(sample))
+        self._centres, self._finder = self._kmeans(self._padded(sample)), None
         nearest = self._nearest(self._padded(sample))
         self._shares = np.bincount(nearest, minlength=len(self._centres)) / max(len(sample), 1)
         self._expected = expected
@@ -144,7 +149,7 @@ class RabitqIndex:
         if self._index is None:
             if self._centres is None:
                 self.nlist = self.nlist or lists_for(len(vectors))
-                self._centres = self._kmeans(padded)
+                self._centres, self._finder = self._kmeans(padded), None
             self._index = self._build(padded)
             return
         self._make_room(start + len(padded))
@@ -161,18 +166,65 @@ class RabitqIndex:
         if len(padded) > self.nlist * 256:  # faiss samples 256 a list at most
             rng = np.random.default_rng(0)
             padded = padded[np.sort(rng.choice(len(padded), self.nlist * 256, replace=False))]
+        if self.nlist >= LARGE_NLIST:
+            return self._two_level(padded)
+        return self._clusters(padded, self.nlist)
+
+    def _clusters(self, padded: Matrix, k: int) -> Any:
         kmeans = faiss.Kmeans(
-            self._width, self.nlist, niter=self._KMEANS_ROUNDS, seed=0, spherical=self._SPHERICAL
+            self._width,
+            k,
+            niter=self._KMEANS_ROUNDS,
+            seed=0,
+            spherical=self._SPHERICAL,
+            min_points_per_centroid=1,  # callers give enough rows; faiss would print a warning
         )
         kmeans.train(padded)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
+    def _two_level(self, padded: Matrix) -> Any:
+        """``nlist`` centres in two levels (as faiss's ``two_level_clustering``): √nlist coarse
+        clusters of the sample, then each split into lists in proportion to its rows. Each
+        round costs √nlist distances a row instead of nlist."""
+        coarse = self._clusters(padded, max(2, round(math.sqrt(self.nlist))))
+        finder = (faiss.IndexFlatIP if self._SPHERICAL else faiss.IndexFlatL2)(self._width)
+        finder.add(coarse)
+        top = finder.search(padded, 1)[1][:, 0]
+        sizes = np.bincount(top, minlength=len(coarse))
+        # lists per coarse cluster: cumulative rounding, so they add up to nlist; at least one
+        # for a cluster with rows, at most its rows
+        bounds = np.cumsum(sizes) * self.nlist // len(padded)
+        lists = np.minimum(np.maximum(np.diff(bounds, prepend=0), sizes > 0), sizes)
+        order = np.argsort(top, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        centres = [
+            self._clusters(padded[order[starts[c] : starts[c + 1]]], int(lists[c]))
+            for c in np.flatnonzero(lists)
+        ]
+        out = np.ascontiguousarray(np.vstack(centres), dtype=np.float32)
+        self.nlist = len(out)
+        return out
+
     def _nearest(self, padded: Matrix) -> Any:
         """Each row's centre: by inner product for unit centres, else by distance (the
-        smallest residual, which is what a code is of)."""
-        nearest = (faiss.IndexFlatIP if self._SPHERICAL else faiss.IndexFlatL2)(self._width)
-        nearest.add(self._centres)
-        return nearest.search(padded, 1)[1][:, 0]
+        smallest residual, which is what a code is of). Among many centres, by a graph over
+        them (a row may get a centre next to its nearest: its code is of a larger residual)."""
+        metric = faiss.METRIC_INNER_PRODUCT if self._SPHERICAL else faiss.METRIC_L2
+        if len(self._centres) < LARGE_NLIST:
+            nearest = faiss.IndexFlat(self._width, metric)
+            nearest.add(self._centres)
+            return nearest.search(padded, 1)[1][:, 0]
+        if self._finder is None:
+            finder = faiss.IndexHNSWFlat(self._width, 32, metric)
+            finder.hnsw.efConstruction, finder.hnsw.efSearch = 80, 64
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)  # a graph built on one thread is the same every time
+            try:
+                finder.add(self._centres)
+            finally:
+                faiss.omp_set_num_threads(threads)
+            self._finder = finder
+        return self._finder.search(padded, 1)[1][:, 0]
 
     def _build(self, padded: Matrix) -> Any:
         """An index of ``padded`` (rows 0…n-1) on the lists' centres, with room reserved for

@@ -74,7 +74,7 @@ class RabitqHnswIndex(RabitqIndex):
         """Fit the codes' centres on ``sample`` and reserve room for ``expected`` vectors."""
         sample = check_vectors(sample, self.dim)
         self.nlist = self.nlist or _clusters_for(len(sample))
-        self._centres = self._kmeans(self._padded(sample))
+        self._centres, self._finder = self._kmeans(self._padded(sample)), None
         self._expected = expected
 
     def _code(self, vectors: Matrix, start: int) -> None:
