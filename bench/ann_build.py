@@ -13,6 +13,7 @@ latency one at a time, and the recall curve at fixed efforts, so that a faster b
 quality or search time shows.
 
     .venv/bin/python bench/ann_build.py --vectors 1000000 --against HEAD~1 --rounds 2
+    .venv/bin/python bench/ann_build.py --vectors 1000000 --nlist 4096 --against REV  # many lists
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ POOL = 1_001_000  # static-form vectors made (and cached) once: indexed ones fir
 FIXED = {"nprobe": (8, 12, 16, 24, 32), "ef_search": (12, 16, 24, 32, 48)}
 
 
-def child(path: Path, n: int, engine: str) -> dict[str, Any]:
+def child(path: Path, n: int, engine: str, nlist: int = 0) -> dict[str, Any]:
     import embedlake
     from embedlake.index import create
     from embedlake.index.tune import add_streamed
@@ -48,7 +49,7 @@ def child(path: Path, n: int, engine: str) -> dict[str, Any]:
     docs, queries = vectors[:n], np.ascontiguousarray(vectors[-HELD_OUT:])
     ids = [str(i) for i in range(n)]
     batches = [(ids[s : s + BATCH], docs[s : s + BATCH]) for s in range(0, n, BATCH)]
-    index: Any = create(engine, docs.shape[1])
+    index: Any = create(engine, docs.shape[1], **({"nlist": nlist} if nlist else {}))
     started = time.perf_counter()
     tuning = add_streamed(index, batches, TARGET, train=index.sample_for(n))
     seconds = time.perf_counter() - started
@@ -83,8 +84,11 @@ def child(path: Path, n: int, engine: str) -> dict[str, Any]:
     }
 
 
-def measure(side: str, path: Path, n: int, engine: str, tree: Path | None) -> dict[str, Any]:
-    result = child_result(__file__, "--child", str(path), str(n), engine, env=env_for(tree))
+def measure(
+    side: str, path: Path, n: int, engine: str, nlist: int, tree: Path | None
+) -> dict[str, Any]:
+    args = ["--child", str(path), str(n), engine, str(nlist)]
+    result = child_result(__file__, *args, env=env_for(tree))
     print(
         f"  {side:<7} {result['seconds']:>7.1f} s  {result['tuned']['knob']} "
         f"{result['tuned']['value']:>3}  "
@@ -101,10 +105,14 @@ def main() -> None:
     parser.add_argument("--engine", default="rabitq", choices=["rabitq", "rabitq-hnsw"])
     parser.add_argument("--against", metavar="REV", help="also build with this commit's code")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--child", nargs=3, metavar=("NPY", "N", "E"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--nlist", type=int, default=0, help="rabitq's lists (0: as the engine sizes them)"
+    )
+    parser.add_argument("--child", nargs=4, metavar=("NPY", "N", "E", "L"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.child[2])))
+        path, n, engine, nlist = args.child
+        print(json.dumps(child(Path(path), int(n), engine, int(nlist))))
         return
     if not 0 < args.vectors <= POOL - HELD_OUT:
         parser.error(f"--vectors: 1 to {POOL - HELD_OUT:,}")
@@ -119,7 +127,9 @@ def main() -> None:
             runs["before"] = []
         for r in range(args.rounds):
             for side in alternated(list(trees), r):
-                runs[side].append(measure(side, path, args.vectors, args.engine, trees[side]))
+                runs[side].append(
+                    measure(side, path, args.vectors, args.engine, args.nlist, trees[side])
+                )
     rows = []
     for side, results in runs.items():
         rows.append(
@@ -145,12 +155,15 @@ def main() -> None:
     ]
     print(table(headers, rows))
     payload: dict[str, Any] = {"vectors": args.vectors, "engine": args.engine, "runs": runs}
+    payload["nlist"] = args.nlist
     payload["against"] = args.against
     if args.against:
         pairs = zip(runs["this"], runs["before"], strict=True)
         payload["build_speedup"] = median([b["seconds"] / a["seconds"] for a, b in pairs])
         print(f"\nbuild: before ÷ this = {payload['build_speedup']:.2f}× (median of rounds)")
-    suffix = "" if args.engine == "rabitq" else f"_{args.engine}"
+    suffix = ("" if args.engine == "rabitq" else f"_{args.engine}") + (
+        f"_nlist{args.nlist}" if args.nlist else ""
+    )
     write_result(f"ann_build_{args.vectors}{suffix}", payload)
 
 

@@ -60,6 +60,34 @@ def test_put_file_streams_and_overwrites(lake: Lake) -> None:
     assert lake.get("k/x.bin") == big
 
 
+def test_put_path_stores_a_file_and_takes_it(lake: Lake, tmp_path: Path) -> None:
+    big = bytes(range(256)) * 10_000
+    source = tmp_path / "built.bin"
+    source.write_bytes(big)
+    lake.put("k/x.bin", b"old")
+    info = lake.put_path("k/x.bin", source)
+    assert not source.exists() and info.size == len(big)
+    assert lake.get("k/x.bin") == big and lake.info("k/x.bin").etag == info.etag
+
+
+def test_a_local_lake_moves_a_file_on_its_filesystem_with_a_written_files_mode(
+    tmp_path: Path,
+) -> None:
+    """Moved, not copied (the same inode: a large build's file is not written twice), and
+    readable as a file written into the lake is, not owner-only as a temporary file is."""
+    lake = open_lake(str(tmp_path / "lake"))
+    written = Path(lake.local_path("a/written.bin") or "")
+    lake.put("a/written.bin", b"x")
+    source = tmp_path / "built.bin"
+    source.write_bytes(b"built")
+    source.chmod(0o600)
+    inode = source.stat().st_ino
+    lake.put_path("a/built.bin", source)
+    moved = Path(lake.local_path("a/built.bin") or "")
+    assert moved.stat().st_ino == inode and moved.read_bytes() == b"built"
+    assert moved.stat().st_mode & 0o777 == written.stat().st_mode & 0o777
+
+
 def test_list_is_sorted_recursive_and_prefix_scoped(lake: Lake) -> None:
     for key in ("b/2.txt", "a/1.txt", "a/sub/3.txt", "ab/4.txt"):
         lake.put(key, key.encode())

@@ -40,10 +40,10 @@ REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
 DEFAULT_BITS = 7  # the fewest that reached recall 0.95 without deep re-scoring (decision 0024)
 _MIN_DIM = 64  # rabitqlib's rotation needs at least this many dimensions
 TRAIN_PER_LIST = 64  # vectors per list at least (faiss's k-means warns under 39)
-# From this many lists on (262,144 vectors), the lists are trained in two levels and each vector's
-# list is found by a graph over the centres: with ~4·√n lists, k-means and finding every vector's
-# list against every centre grow as n^1.5, and were most of a ten-million build (decision 0024)
-LARGE_NLIST = 2048
+# From this many lists on (about a million vectors), the lists are trained in two levels and each
+# vector's list is found by a graph over the centres: with ~4·√n lists, k-means and finding every
+# vector's list against every centre grow as n^1.5 (decision 0024's second addendum)
+LARGE_NLIST = 4096
 _SCAN_SHARE, _SCAN_MIN = 0.05, 20_000  # a filter this narrow is scanned exactly (as hnsw.py)
 _GATHER = 32_768  # rows of fp32 vectors read at a time by an exact fallback (48 MB at 384-d)
 

@@ -6,6 +6,7 @@ import hashlib
 import posixpath
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from embedlake.errors import InputError, LakeError, NotFound
@@ -89,6 +90,15 @@ class FsspecLake:
         with self._translate(key):
             stored = self._write(key, copy)
         return self._created(key, size, stored or digest.hexdigest())
+
+    def put_path(self, key: str, path: Path) -> ObjectInfo:
+        """Store the file at ``path`` (a file of the caller's, such as a build's output) under
+        ``key``; the file is gone afterwards. An engine may move it instead of copying it (a
+        local lake on the same filesystem): a ten-million-vector index is not written twice."""
+        with path.open("rb") as source:
+            info = self.put_file(key, source)
+        path.unlink()
+        return info
 
     def _write(self, key: str, fill: Callable[[IO[bytes]], object]) -> str | None:
         """Write through ``fill``; engines override to make the write atomic, and return the etag

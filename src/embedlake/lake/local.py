@@ -8,9 +8,11 @@ passes through, a link is refused (``InputError``, a permanent failure: retrying
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -20,7 +22,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from embedlake.errors import InputError
 from embedlake.lake import ObjectInfo
-from embedlake.lake.base import FsspecLake
+from embedlake.lake.base import FsspecLake, translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,26 @@ class LocalLake(FsspecLake):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def put_path(self, key: str, path: Path) -> ObjectInfo:
+        """Moved into the lake when it lies on the lake's filesystem (renamed: no second copy of
+        a large build's file), copied otherwise; read once either way, for its MD5."""
+        target = self._path(key)
+        folder = posixpath.dirname(target)
+        with translate_errors(key):
+            os.makedirs(folder, exist_ok=True)
+            if path.is_symlink() or os.stat(path).st_dev != os.stat(folder).st_dev:
+                return super().put_path(key, path)
+            digest, size = hashlib.md5(usedforsecurity=False), 0
+            with path.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+            # the mode a file written here gets (the folder's, less execute), not a temporary
+            # file's owner-only one
+            os.chmod(path, stat.S_IMODE(os.stat(folder).st_mode) & 0o666)
+            os.replace(path, target)
+        return self._created(key, size, digest.hexdigest())
 
     def local_path(self, key: str) -> str | None:
         return self._path(key)

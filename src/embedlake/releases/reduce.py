@@ -64,8 +64,7 @@ def reduce_release(ws: Workspace, release_id: str) -> float:
                 reduced.add(ids, small)
                 column = pa.FixedSizeListArray.from_arrays(pa.array(small.ravel()), reducer.dim)
                 writer.write_table(pa.table([pa.array(ids), column], schema=schema))
-        with path.open("rb") as f:
-            ws.lake.put_file(f"{release.prefix}/{REDUCED}", f)
+        ws.lake.put_path(f"{release.prefix}/{REDUCED}", path)
         for path in _saved(reducer, Path(tmp) / "reducer"):
             ws.lake.put(f"{release.prefix}/reducer/{path.name}", path.read_bytes())
     # each sampled row finds itself first in both spaces: its next 10 are what is compared

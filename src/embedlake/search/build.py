@@ -156,9 +156,8 @@ def store(ws: Workspace, index: vector_index.VectorIndex, model: ModelRecord) ->
     prefix = f"indexes/{model.name}/{model.version}/{uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp:
         index.save(Path(tmp))
-        for path in sorted(Path(tmp).iterdir()):
-            with path.open("rb") as f:
-                ws.lake.put_file(f"{prefix}/{path.name}", f)
+        for path in sorted(Path(tmp).iterdir()):  # moved, not copied, where the lake allows
+            ws.lake.put_path(f"{prefix}/{path.name}", path)
     return prefix
 
 
