@@ -180,6 +180,13 @@ def test_lsa_is_fitted_on_a_sample_and_embeds_every_document(ws: Workspace) -> N
     record, report = _embed(ws)
     assert record.manifest["training_data"]["documents"] == 300
     assert record.manifest["training_data"]["live_documents"] == 1033
+    # drawn from the ids alone: the documents a draw over the documents themselves keeps
+    from embedlake.index.stream import sample_of
+
+    docs = ws.catalog.documents
+    assert sample_of(docs.iter_live_ids(page=100), 300, 0) == [
+        d.id for d in sample_of(docs.iter_live(batch=70), 300, 0)
+    ]
     assert report.embedded == 1033 and ws.catalog.registry.count_current(record.id, "") == (
         1033,
         1033,

@@ -323,6 +323,12 @@ class Documents:
         for r in self._live_rows((t.c.id, t.c.source, t.c.metadata), batch):
             yield r.id, r.source, r.metadata
 
+    def iter_live_ids(self, page: int = 20_000) -> Iterator[str]:
+        """The id of every live document, in ``iter_live``'s order, in keyset pages: what a
+        sample is drawn from before any text is read."""
+        for r in self._live_rows((t.c.id,), page):
+            yield r.id
+
     def iter_live(self, batch: int = 1000) -> Iterator[Document]:
         """Every live document in id order, read in keyset pages (constant memory)."""
         for r in self._live_rows(tuple(t.c), batch):
