@@ -67,8 +67,7 @@ def write_plan(
                 writer.write_table(pa.Table.from_arrays(columns, schema=_PLAN), len(shard))
                 documents, count = documents + len(shard), number + 1
         if count:
-            with path.open("rb") as source:
-                ws.lake.put_file(key, source)
+            ws.lake.put_path(key, path)
     return documents, count
 
 
