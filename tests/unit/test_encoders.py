@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embedlake import Workspace
-from embedlake.encoders import load_folder
+from embedlake.encoders import load_folder, normalise
 from embedlake.encoders.hub import offline
 from embedlake.encoders.lsa import LsaEncoder
 from embedlake.encoders.sentence_transformers import builtin_path
@@ -36,6 +36,23 @@ def test_lsa_vectors_are_unit_length_and_survive_save_and_load(tmp_path: Path) -
     enc.save(tmp_path)
     loaded = load_folder(tmp_path, {"kind": "lsa"})
     assert np.allclose(loaded.encode(TEXTS), vecs, atol=1e-6)
+
+
+def test_lsa_counts_terms_as_scikit_learn_does(tmp_path: Path) -> None:
+    """LSA counts a text's terms itself (by C code, not scikit-learn's loop over every token):
+    the vectors are bit for bit those of the vectorizer's own transform, on real documents and
+    on texts of stop words only, mixed case, accents, digits and punctuation."""
+    lines = (collection("med") / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [f"{row['title']} {row['text']}" for row in map(json.loads, lines)]
+    odd = ["", "the and of", "Heat HEAT heat-transfer 2019 x1 a", "Ärzte über naïve café", "wing!!"]
+    enc = LsaEncoder.fit(texts[:600], n_components=32)
+    enc.save(tmp_path)
+    for model in (enc, load_folder(tmp_path, {"kind": "lsa"})):
+        assert isinstance(model, LsaEncoder)
+        mine = model.encode(texts + odd)
+        theirs = normalise(np.asarray(model.vectorizer.transform(texts + odd) @ enc.components.T))
+        assert np.array_equal(mine, theirs)
+    assert not enc.encode(odd[:2]).any()  # nothing known: zero vectors, as before
 
 
 def test_lsa_refuses_a_corpus_it_cannot_fit() -> None:

@@ -7,13 +7,17 @@ so an artifact is plain data, loads on any scikit-learn version and hashes repro
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 
 from embedlake.encoders import Vectors, normalise
 from embedlake.errors import InputError
@@ -32,6 +36,23 @@ class LsaEncoder:
         # this copy is kept: each process that embeds holds one (embeddings.processes).
         self._projection = np.ascontiguousarray(np.asarray(components, dtype=np.float32).T)
         self.dim = int(components.shape[0])
+        # The vectorizer's counting, done by C code: its tokens (lower-cased text, its token
+        # pattern) counted by ``Counter`` and looked up by ``map``, where scikit-learn loops over
+        # every token in Python, half of a shard's time at ten million documents. Its stop words
+        # are left out of the lookup, as its analyser leaves them out. The matrix is the one
+        # scikit-learn counts, so the vectors are too (tests/unit/test_encoders.py).
+        vocabulary = getattr(vectorizer, "vocabulary_", None) or vectorizer.vocabulary
+        stop = vectorizer.get_stop_words() or frozenset()
+        self._terms = {t: int(j) for t, j in vocabulary.items() if t not in stop}
+        self._width = len(vocabulary)
+        self._tokens = re.compile(vectorizer.token_pattern)
+        self._tfidf = TfidfTransformer(
+            norm=vectorizer.norm,
+            use_idf=vectorizer.use_idf,
+            smooth_idf=vectorizer.smooth_idf,
+            sublinear_tf=vectorizer.sublinear_tf,
+        )
+        self._tfidf.idf_ = vectorizer.idf_
 
     @property
     def components(self) -> np.ndarray:
@@ -53,8 +74,31 @@ class LsaEncoder:
         return cls(vectorizer, svd.components_)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
-        tfidf = self.vectorizer.transform(list(texts))
+        tfidf = self._tfidf.transform(self._counts(texts), copy=False)
         return normalise(np.asarray(tfidf @ self._projection))
+
+    def _counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Term counts, one row a text: what the vectorizer's ``CountVectorizer`` makes."""
+        find, term = self._tokens.findall, self._terms.get
+        columns: list[int] = []
+        counts: list[int] = []
+        sizes: list[int] = []
+        for text in texts:
+            found = Counter(find(text.lower()))
+            columns.extend(map(term, found, repeat(-1)))
+            counts.extend(found.values())
+            sizes.append(len(found))
+        cols = np.array(columns, dtype=np.int64)
+        known = cols >= 0
+        rows = np.repeat(np.arange(len(sizes)), sizes)[known]
+        indptr = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(sizes)), out=indptr[1:])
+        values = np.array(counts, dtype=np.float32)[known]
+        matrix = sparse.csr_matrix(
+            (values, cols[known], indptr), shape=(len(sizes), self._width), dtype=np.float32
+        )
+        matrix.sort_indices()
+        return matrix
 
     def save(self, folder: Path) -> None:
         vocabulary = {term: int(i) for term, i in self.vectorizer.vocabulary_.items()}
