@@ -206,7 +206,7 @@ def test_the_corpus_hash_is_the_hash_of_every_sorted_pair_in_both_dialects(
     docs = ws.catalog.documents
     docs.upsert([_doc(i, f"text of {i}") for i in ids])
     docs.delete("e")
-    expected = json.dumps(sorted(docs.live_hashes().items())).encode()  # the definition
+    expected = json.dumps(sorted(docs.iter_live_hashes())).encode()  # the definition
     assert docs.corpus_hash() == hashlib.sha256(expected).hexdigest()
     before = docs.corpus_hash()
     docs.upsert([_doc("9", "changed")])

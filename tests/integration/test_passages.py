@@ -141,7 +141,7 @@ def test_the_cli_and_the_api_show_the_passage_that_matched(ws: Workspace) -> Non
         # the map: one point per document, placed from its passages
         release = response.json()["release"]
         ids = client.get(f"/v1/map/{release}/ids?limit=1000").json()
-        assert sorted(ids) == sorted(ws.catalog.documents.live_hashes())
+        assert sorted(ids) == sorted(d for d, _ in ws.catalog.documents.iter_live_hashes())
         hybrid = client.post("/v1/search", json={"query": QUERY, "k": 3, "mode": "hybrid"})
         assert hybrid.json()["results"][0]["id"] == "report"
         assert "Baikal" in hybrid.json()["results"][0]["passage"]["text"]

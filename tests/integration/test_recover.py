@@ -100,7 +100,7 @@ def _state(ws: Workspace) -> dict[str, Any]:
 def _build_workspace(path: Path, environ: dict[str, str]) -> Workspace:
     ws = Workspace.init(path, environ=environ)
     ingest_path(ws, collection("med"))  # registers its benchmark dataset too
-    live = sorted(ws.catalog.documents.live_hashes())
+    live = sorted(d for d, _ in ws.catalog.documents.iter_live_hashes())
     delete_document(ws, live[0])
     changed = ws.catalog.documents.get(live[1])
     update = write_jsonl(

@@ -100,7 +100,7 @@ def run_dying_job(ws: Workspace, markers: Path) -> tuple[Any, dict[str, list[str
     shard's process ids, one per attempt."""
     ingest_path(ws, collection("med") / "corpus.jsonl")
     model = resolve_model(ws, "lsa")
-    live = sorted(ws.catalog.documents.live_hashes())
+    live = sorted(d for d, _ in ws.catalog.documents.iter_live_hashes())
     with Runtime(ws, dying) as runtime:
         event = {"model": model.ref, "markers": str(markers)}
         ws.catalog.events.add(Event("test.embed-dying", "med", event))

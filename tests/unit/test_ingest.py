@@ -204,11 +204,11 @@ def test_reingesting_the_same_file_changes_nothing(ws: Workspace, tmp_path: Path
 def test_changed_text_updates_and_keeps_the_old_raw_file(ws: Workspace, tmp_path: Path) -> None:
     f = write_jsonl(tmp_path / "d.jsonl", [{"_id": "1", "text": "old"}, {"_id": "2", "text": "b"}])
     ingest_path(ws, f)
-    old_hash = ws.catalog.documents.live_hashes()["1"]
+    old_hash = ws.catalog.documents.get("1").content_hash
     write_jsonl(f, [{"_id": "1", "text": "new"}, {"_id": "2", "text": "b"}])
     [report] = ingest_path(ws, f)
     assert (report.updated, report.unchanged) == (1, 1)
-    assert ws.catalog.documents.live_hashes()["1"] != old_hash
+    assert ws.catalog.documents.get("1").content_hash != old_hash
     raws = [o.key for o in ws.lake.list("raw/d")]
     assert len(raws) == 2 and "raw/d/d.jsonl" in raws  # raw/ is never overwritten
 

@@ -301,11 +301,12 @@ class Documents:
             ).one()
         return f"{row[0]}|{row[1]}|{row[2]}"
 
-    def live_hashes(self) -> dict[str, str]:
-        """id → content hash of every live document (what a model must have embedded)."""
+    def deleted_ids(self) -> set[str]:
+        """The ids of the deleted documents (tombstones stay; nothing is ever purged): whether
+        any of many ids is live, without every live id in memory."""
         with self._catalog.connect() as conn:
-            rows = conn.execute(select(t.c.id, t.c.content_hash).where(t.c.deleted_at.is_(None)))
-            return {r.id: r.content_hash for r in rows}
+            rows = conn.execute(select(t.c.id).where(t.c.deleted_at.is_not(None)))
+            return {r.id for r in rows}
 
     def iter_live_hashes(self, page: int = 20_000) -> Iterator[tuple[str, str]]:
         """(id, content hash) of every live document, in code-point order of the ids (as

@@ -166,14 +166,14 @@ def informative(counts: Mapping[str, Mapping[str, int]]) -> str:
 
 def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: int) -> MapData:
     fitted = projection.Projection.load(ws.lake, prefix)
-    live = set(ws.catalog.documents.live_hashes())
+    gone = ws.catalog.documents.deleted_ids()  # not every live id: ten million at that size
     row = {doc_id: n for n, doc_id in enumerate(fitted.ids)}
     # the index holds passages: a document that arrived since the fit is placed from the mean of
     # its passages' vectors, like the fitted ones (release build)
     keys: dict[str, list[str]] = {}
     for key in index.ids():
         doc = doc_of(key)
-        if doc not in row and doc in live:
+        if doc not in row and doc not in gone:
             keys.setdefault(doc, []).append(key)
     late = [d for d, held in keys.items() if any(index.vector(k) is not None for k in held)]
     coords = fitted.coords
@@ -191,7 +191,7 @@ def build(ws: Workspace, release_id: str, prefix: str, index: VectorIndex, k: in
         placed = projection.place(vectors, neighbours, fitted.coords, k)
         coords = np.vstack([coords, placed])
     ids = fitted.ids + late
-    keep = np.array([i in live for i in ids], dtype=bool)
+    keep = np.array([i not in gone for i in ids], dtype=bool)
     kept = [i for i, k in zip(ids, keep, strict=True) if k]
     log.info("map of %s: %d fitted, %d placed since", release_id, len(fitted), len(late))
     return MapData(
