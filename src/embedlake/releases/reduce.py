@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,10 @@ from embedlake.workspace import Workspace
 
 REDUCED = "reduced.parquet"
 COST_QUERIES = 200  # sampled rows whose top 10 measure the reducer's recall cost
+# Reduced vectors neither repeat nor get filtered by value: a dictionary tried on every page and
+# min/max kept for each only slow the write, which was most of the reducer's second pass at ten
+# million rows (bench/reduced_write.py: docs/benchmarks.md, section 18)
+WRITER: dict[str, Any] = {"use_dictionary": False, "write_statistics": False}
 
 
 def _stream(ws: Workspace, model: ModelRecord, chunker: str) -> VectorStream:
@@ -57,7 +62,7 @@ def reduce_release(ws: Workspace, release_id: str) -> float:
     schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), reducer.dim))])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / REDUCED
-        with pq.ParquetWriter(path, schema) as writer:
+        with pq.ParquetWriter(path, schema, **WRITER) as writer:
             for ids, vectors in stream:
                 small = reducer.transform(vectors)
                 full.add(ids, vectors)
