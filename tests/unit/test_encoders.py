@@ -45,6 +45,9 @@ def test_lsa_counts_terms_as_scikit_learn_does(tmp_path: Path) -> None:
     lines = (collection("med") / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
     texts = [f"{row['title']} {row['text']}" for row in map(json.loads, lines)]
     odd = ["", "the and of", "Heat HEAT heat-transfer 2019 x1 a", "Ärzte über naïve café", "wing!!"]
+    # ASCII split by bytes: underscores, control characters, a word of one letter, and a
+    # non-ASCII sign that lower-cases to ASCII (the Kelvin sign: "K" → "k")
+    odd += ["blood_flow\tcell\x0bcells\x1fheart x", "\u212aidney KIDNEY", "a b c d e f"]
     enc = LsaEncoder.fit(texts[:600], n_components=32)
     enc.save(tmp_path)
     for model in (enc, load_folder(tmp_path, {"kind": "lsa"})):
