@@ -3,9 +3,10 @@ pyarrow's defaults (the path before them), same rows, same run.
 
 Seeded normal fp32 rows of ``--dims`` (a PCA's output) with string ids like the catalog's, written
 in batches of 65,536 rows to a temporary file as ``releases/reduce.py`` writes ``reduced.parquet``
-(``id``, a fixed-size list ``vector``), by its ``WRITER`` settings and by the defaults (a
-dictionary tried on every page, min/max kept for each), alternated round by round; each side's
-file is read back and must hold the same vectors.
+(``id``, a fixed-size list ``vector``), by the ``WRITER`` settings it shares with the embedding
+shards (``embeddings/shards.py``) and by the defaults (a dictionary tried on every page, min/max
+kept for each), alternated round by round; each side's file is read back and must hold the same
+vectors.
 
     .venv/bin/python bench/reduced_write.py --rows 1000000 --dims 128 --rounds 3
 """
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from embedlake.releases.reduce import WRITER
+    from embedlake.embeddings.shards import WRITER
 
     vectors = np.random.default_rng(0).standard_normal((args.rows, args.dims), dtype=np.float32)
     ids = pa.array([f"doc-{i:010d}" for i in range(args.rows)])

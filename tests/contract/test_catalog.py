@@ -151,6 +151,12 @@ def test_new_documents_read_back_as_written(ws: Workspace) -> None:
     before = datetime.now(UTC)
     ws.catalog.documents.upsert(written)
     assert [ws.catalog.documents.get(d.id) for d in written] == written
+    # what an embedding shard reads: the text and the hash the catalog keeps, no metadata
+    contents = ws.catalog.documents.contents([d.id for d in written])
+    assert [
+        (c.id, c.title, c.text, c.full_text, c.content_hash)
+        for c in (contents[d.id] for d in written)
+    ] == [(d.id, d.title, d.text, d.full_text, d.content_hash) for d in written]
     with ws.catalog.connect() as conn:
         rows = conn.execute(select(table.c.created_at, table.c.updated_at, table.c.deleted_at))
         for created, updated, deleted in rows:
@@ -180,6 +186,7 @@ def test_tombstones_hide_documents_and_revive_on_reingest(ws: Workspace) -> None
     assert docs.count() == 1
     assert [d.id for d in docs.iter_live()] == ["2"]
     assert "1" not in docs.get_many(["1", "2"])
+    assert list(docs.contents(["1", "2", "missing"])) == ["2"]
     with pytest.raises(NotFound):
         docs.get("1")
     assert docs.get("1", include_deleted=True).id == "1"

@@ -64,7 +64,25 @@ class Document:
     @property
     def full_text(self) -> str:
         """The text an encoder embeds: title and body."""
-        return f"{self.title} {self.text}".strip() if self.title else self.text
+        return full_text(self.title, self.text)
+
+
+def full_text(title: str, text: str) -> str:
+    return f"{title} {text}".strip() if title else text
+
+
+class Content(NamedTuple):
+    """What an encoder embeds of a document, and the hash the catalog keeps of it: no metadata
+    decoded, no hash computed again (an embedding shard reads thousands)."""
+
+    id: str
+    title: str
+    text: str
+    content_hash: str
+
+    @property
+    def full_text(self) -> str:
+        return full_text(self.title, self.text)
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)  # built once: json.dumps(**options) builds one a call
@@ -236,6 +254,20 @@ class Documents:
                 out.update(
                     {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
                 )
+        return out
+
+    def contents(self, ids: Sequence[str]) -> dict[str, Content]:
+        """Title, text and content hash of the live documents among ``ids``."""
+        out: dict[str, Content] = {}
+        columns = (t.c.id, t.c.title, t.c.text, t.c.content_hash)
+        with self._catalog.connect() as conn:
+            for i in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    select(*columns).where(
+                        t.c.id.in_(ids[i : i + _IN_CHUNK]), t.c.deleted_at.is_(None)
+                    )
+                )
+                out.update({r[0]: Content(*r) for r in rows})
         return out
 
     def summaries(self, ids: Sequence[str], chars: int = 400) -> dict[str, Summary]:

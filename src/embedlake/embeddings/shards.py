@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +21,11 @@ from embedlake.models import artifacts
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+# Vectors and unique ids neither repeat nor get filtered by value: a dictionary tried on every
+# page and min/max kept for each only slow the write (bench/reduced_write.py: 1.39× without them;
+# docs/benchmarks.md, section 18). The reducer writes its vectors so too.
+WRITER: dict[str, Any] = {"use_dictionary": False, "write_statistics": False}
 
 
 def shard_schema(model: ModelRecord, chunker: str = "") -> pa.Schema:
@@ -59,7 +65,7 @@ def embed_shard(
     number: int,
     shard: list[tuple[str, str]],
 ) -> int:
-    docs = ws.catalog.documents.get_many([d for d, _ in shard])
+    docs = ws.catalog.documents.contents([d for d, _ in shard])
     # A document deleted since the plan is skipped; one changed since is embedded as it is now.
     live = [docs[d] for d, _ in shard if d in docs]
     splitter = Splitter(Chunking.from_key(run.chunker), token_window(encoder))
@@ -92,7 +98,7 @@ def embed_shard(
         schema=shard_schema(model, run.chunker),
     )
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    pq.write_table(table, buf, compression="zstd", **WRITER)
     key = f"{run.plan_key.rsplit('/', 1)[0]}/shard-{number:05d}.parquet"
     ws.lake.put(key, buf.getvalue())
     recorded = ws.catalog.registry.finish_shard(

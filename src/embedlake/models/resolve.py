@@ -80,8 +80,8 @@ def fitted_lsa(
     # the sample drawn from the ids alone, then its texts read: reading every text to keep a
     # fiftieth of them took minutes at ten million documents (the same documents either way)
     ids = sample_of(ws.catalog.documents.iter_live_ids(), size, seed)
-    found = ws.catalog.documents.get_many(ids)
-    texts = [found[doc_id].full_text for doc_id in ids if doc_id in found]
+    found = ws.catalog.documents.contents(ids)
+    texts = [found.pop(doc_id).full_text for doc_id in ids if doc_id in found]  # each text once
     encoder = lsa.LsaEncoder.fit(
         texts, n_components=n_components or ws.settings.embed.lsa_components, seed=seed
     )

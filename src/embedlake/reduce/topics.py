@@ -89,7 +89,7 @@ def label(ws: Workspace, fitted: Projection, settings: MapSettings) -> None:
     cost goes in the map's ``meta`` beside the projection's own seconds."""
 
     def texts(ids: Sequence[str]) -> dict[str, str]:
-        return {i: d.full_text for i, d in ws.catalog.documents.get_many(ids).items()}
+        return {i: d.full_text for i, d in ws.catalog.documents.contents(ids).items()}
 
     fitted.topics = fit(fitted.ids, fitted.coords, texts, settings)
     fitted.meta["topics"] = {

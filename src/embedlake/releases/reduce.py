@@ -13,13 +13,13 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedlake.catalog.registry import ModelRecord
+from embedlake.embeddings.shards import WRITER  # the write was most of its second pass at 10M
 from embedlake.embeddings.vectors import VectorStream, document_batches
 from embedlake.index.stream import Reservoir, RunningTopK
 from embedlake.reduce import maps, projection, topics
@@ -29,10 +29,6 @@ from embedlake.workspace import Workspace
 
 REDUCED = "reduced.parquet"
 COST_QUERIES = 200  # sampled rows whose top 10 measure the reducer's recall cost
-# Reduced vectors neither repeat nor get filtered by value: a dictionary tried on every page and
-# min/max kept for each only slow the write, which was most of the reducer's second pass at ten
-# million rows (bench/reduced_write.py: docs/benchmarks.md, section 18)
-WRITER: dict[str, Any] = {"use_dictionary": False, "write_statistics": False}
 
 
 def _stream(ws: Workspace, model: ModelRecord, chunker: str) -> VectorStream:
