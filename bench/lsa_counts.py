@@ -8,12 +8,18 @@ C code) and by the anchor, the path before it: ``vectorizer.transform`` (scikit-
 alternate round by round; their vectors must be equal bit for bit.
 
     .venv/bin/python bench/lsa_counts.py --docs 100000 --rounds 3
+    .venv/bin/python bench/lsa_counts.py --docs 10240 --profile  # where an encode's time goes
+
+``--profile``: no timing rounds; cProfile over ``LsaEncoder.encode`` of every batch, its functions
+by their own time (what is left to speed up).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +41,7 @@ def main() -> None:
     parser.add_argument("--fit", type=int, default=20_000)
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile of our encode, no rounds")
     args = parser.parse_args()
 
     from embedlake.encoders import normalise
@@ -61,6 +68,11 @@ def main() -> None:
                 ]
             )
 
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(ours)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+            return
         sides = {"ours": ours, "scikit-learn (anchor)": anchor}
         seconds: dict[str, list[float]] = {name: [] for name in sides}
         vectors: dict[str, np.ndarray] = {}

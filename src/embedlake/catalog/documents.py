@@ -245,30 +245,23 @@ class Documents:
 
     def get_many(self, ids: Sequence[str]) -> dict[str, Document]:
         """Live documents among ``ids`` (missing or deleted ones are absent)."""
-        out: dict[str, Document] = {}
-        with self._catalog.connect() as conn:
-            for i in range(0, len(ids), _IN_CHUNK):
-                rows = conn.execute(
-                    select(t).where(t.c.id.in_(ids[i : i + _IN_CHUNK]), t.c.deleted_at.is_(None))
-                )
-                out.update(
-                    {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
-                )
-        return out
+        rows = self._live_among(tuple(t.c), ids)
+        return {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
 
     def contents(self, ids: Sequence[str]) -> dict[str, Content]:
         """Title, text and content hash of the live documents among ``ids``."""
-        out: dict[str, Content] = {}
         columns = (t.c.id, t.c.title, t.c.text, t.c.content_hash)
+        return {r[0]: Content(*r) for r in self._live_among(columns, ids)}
+
+    def _live_among(self, columns: tuple[Any, ...], ids: Sequence[str]) -> Iterator[Any]:
+        """``columns`` of the live documents among ``ids``, an IN list of ``_IN_CHUNK`` at a
+        time."""
         with self._catalog.connect() as conn:
             for i in range(0, len(ids), _IN_CHUNK):
-                rows = conn.execute(
-                    select(*columns).where(
-                        t.c.id.in_(ids[i : i + _IN_CHUNK]), t.c.deleted_at.is_(None)
-                    )
+                chunk = ids[i : i + _IN_CHUNK]
+                yield from conn.execute(
+                    select(*columns).where(t.c.id.in_(chunk), t.c.deleted_at.is_(None))
                 )
-                out.update({r[0]: Content(*r) for r in rows})
-        return out
 
     def summaries(self, ids: Sequence[str], chars: int = 400) -> dict[str, Summary]:
         """Title, source and the start of the text of the live documents among ``ids``: what a
