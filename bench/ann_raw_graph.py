@@ -11,10 +11,17 @@ search of the same index.
     .venv/bin/python bench/ann_raw_graph.py raw --set sentences --n 100000 [--m 16,32] [--bits 4,7]
     .venv/bin/python bench/ann_raw_graph.py wrapped --set sentences --n 100000
     .venv/bin/python bench/ann_raw_graph.py centres --set sentences --n 100000
+    .venv/bin/python bench/ann_raw_graph.py codes --set static --n 100000 --clusters 16,64,256 \
+        --bits 6,7,8,9
 
 ``centres``: the engine built twice, its codes on unit centres (spherical k-means, as before) and
 on the clusters' means (now), each at ef 24, 32 and 40: the bare walk and the engine's search
 (the wrapper's cost is the difference), in interleaved rounds.
+
+``codes``: the engine built with each number of centres in ``--clusters`` (at 7 bits) and each
+code width in ``--bits`` (at 16 centres), then at ef 12 to 24: the recall of its search and the
+bare walk's QPS (median of five interleaved passes): whether finer codes let a shorter walk reach
+the same recall.
 """
 
 from __future__ import annotations
@@ -123,13 +130,43 @@ def centres(docs: np.ndarray, queries: np.ndarray, truth: Any) -> list:
     return rows
 
 
+def codes(
+    docs: np.ndarray, queries: np.ndarray, truth: Any, clusters: list[int], bits: list[int]
+) -> list:
+    one = [queries[i : i + 1] for i in range(len(queries))]
+    ids = [str(i) for i in range(len(docs))]
+    built = {}
+    faiss.omp_set_num_threads(2)
+    for nlist, width in [(c, 7) for c in clusters] + [(16, b) for b in bits if b != 7]:
+        index = RabitqHnswIndex(docs.shape[1], nlist=nlist, bits=width)
+        index.add(ids, docs)
+        built[(nlist, width)] = index
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for ef in (12, 14, 16, 18, 20, 24):
+        passes: dict[tuple[int, int], list[float]] = {key: [] for key in built}
+        for _ in range(5):
+            for key, index in built.items():
+                started = time.perf_counter()
+                for q in one:
+                    index._index.search(q, K, ef, 1)
+                passes[key].append(len(one) / (time.perf_counter() - started))
+        for (nlist, width), index in built.items():
+            index.ef_search = ef
+            found = [[int(d) for d, _ in index.search(q, K)[0]] for q in one]
+            qps = sorted(passes[(nlist, width)])[2]
+            rows.append((nlist, width, ef, recall_at_k(found, truth, K), qps))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["raw", "wrapped", "centres"])
+    parser.add_argument("mode", choices=["raw", "wrapped", "centres", "codes"])
     parser.add_argument("--set", choices=["sentences", "static"], default="sentences")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--m", default="32", help="rabitqlib's graph degrees (raw)")
-    parser.add_argument("--bits", default="7", help="rabitqlib's code widths (raw)")
+    parser.add_argument("--bits", default="7", help="rabitqlib's code widths (raw, codes)")
+    parser.add_argument("--clusters", default="16", help="the codes' centres (codes)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
     vectors = (sentence_vectors if args.set == "sentences" else static_vectors)(args.n + 1000)
@@ -140,6 +177,13 @@ def main() -> None:
         ms, bits = [int(v) for v in args.m.split(",")], [int(v) for v in args.bits.split(",")]
         rows = raw(docs, queries, truth, ms, bits)
         names = ("library", "m", "bits", "ef", "recall", "qps", "build_s")
+    elif args.mode == "codes":
+        clusters, bits = (
+            [int(v) for v in args.clusters.split(",")],
+            [int(v) for v in args.bits.split(",")],
+        )
+        rows = codes(docs, queries, truth, clusters, bits)
+        names = ("centres", "bits", "ef", "recall", "bare_walk_qps")
     elif args.mode == "wrapped":
         rows = wrapped(docs, queries, truth)
         names = ("engine", "rescore", "ef", "recall", "qps", "bare_walk_qps", "build_s")

@@ -177,6 +177,27 @@ def test_a_loaded_index_takes_changes_that_survive_saving(
     assert all(d not in {"5", "6"} for row in again.search(vecs[:20], 20) for d, _ in row)
 
 
+def test_scores_stay_exact_through_adds_removals_and_a_compacting_save(
+    updatable: Engine, tmp_path: Path
+) -> None:
+    """What a search keeps for the next (the compressed engines' re-scoring of their rows) follows
+    every change of the rows: an add, and a save that renumbers them without the removed."""
+    idx = updatable.make()
+    vecs = _unit(300, 16, seed=3)
+    ids = [str(i) for i in range(300)]
+    idx.add(ids[:200], vecs[:200])
+    queries = vecs[200:210]  # not in the index yet
+    assert [len(row) for row in idx.search(queries, 5)] == [5] * 10
+    idx.add(ids[200:], vecs[200:])
+    idx.remove(ids[:150])  # half the rows: past the share at which a save compacts
+    for step in ("after the add", "after the save"):
+        for query, wanted, row in zip(queries, ids[200:210], idx.search(queries, 5), strict=True):
+            assert row[0][0] == wanted, step
+            for doc_id, score in row:
+                assert score == pytest.approx(float(vecs[int(doc_id)] @ query), abs=1e-5), step
+        idx.save(tmp_path)
+
+
 def test_hnsw_keeps_a_few_removals_as_tombstones_and_compacts_many(tmp_path: Path) -> None:
     """Saving after a small update keeps the graph (and the removed vectors, skipped at search);
     past ``COMPACT_SHARE`` removed, it builds the graph again without them."""
@@ -231,8 +252,23 @@ def test_empty_index_and_k_larger_than_size(engine: Engine) -> None:
     assert len(idx.search(_unit(1, 16), 10)[0]) == 2
 
 
+def _one_bad_row(value: float) -> np.ndarray:
+    rows = _unit(3, 16)
+    rows[1, 5] = value
+    return rows
+
+
 @pytest.mark.parametrize(
-    "bad", [np.zeros((1, 15)), np.full((1, 16), np.nan), np.full((1, 16), np.inf)]
+    "bad",
+    [
+        np.zeros((1, 15)),
+        np.full((1, 16), np.nan),
+        np.full((1, 16), np.inf),
+        np.array([[np.inf, -np.inf] + [0.0] * 14]),  # their sum alone would be NaN
+        _one_bad_row(np.nan),
+        _one_bad_row(-np.inf),
+        np.full((1, 16), 1e30),  # finite, but every score of it overflows float32
+    ],
 )
 def test_bad_vectors_are_refused(engine: Engine, bad: np.ndarray) -> None:
     idx = _make(engine)

@@ -9,6 +9,7 @@ string ids beside the library's integer labels. An index is saved as a folder of
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,7 +96,8 @@ def effort_for(effort: int, k: int, effort_hits: int | None = None) -> int:
 
 
 def check_vectors(vectors: Any, dim: int) -> Matrix:
-    """A C-contiguous float32 matrix of the right width with only finite values, or InputError."""
+    """A C-contiguous float32 matrix of the right width whose values are finite and small enough
+    to score (the sum of their squares within float32), or InputError."""
     from embedlake.errors import InputError
 
     array = np.asarray(vectors, dtype=np.float32)
@@ -103,9 +105,16 @@ def check_vectors(vectors: Any, dim: int) -> Matrix:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != dim:
         raise InputError(f"vectors must have {dim} dimensions, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise InputError("vectors contain NaN or infinite values")
-    return np.ascontiguousarray(array)
+    array = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    # one BLAS dot, not a mask and a second pass (every search runs this): NaN and ±inf make the
+    # sum of squares non-finite, and so do values near float32's limit (|x| ≳ 1e19), whose
+    # scores would overflow anyway
+    if not math.isfinite(np.vdot(array, array)):
+        raise InputError(
+            "vectors contain NaN or infinite values, or values too large to score "
+            "(their squares overflow float32)"
+        )
+    return array
 
 
 def top_k(
