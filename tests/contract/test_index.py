@@ -180,8 +180,8 @@ def test_a_loaded_index_takes_changes_that_survive_saving(
 def test_scores_stay_exact_through_adds_removals_and_a_compacting_save(
     updatable: Engine, tmp_path: Path
 ) -> None:
-    """What a search keeps for the next (the compressed engines' re-scoring of their rows) follows
-    every change of the rows: an add, and a save that renumbers them without the removed."""
+    """Each search scores with the rows as they are now: after an add, and after a save that
+    renumbers them without the removed ones."""
     idx = updatable.make()
     vecs = _unit(300, 16, seed=3)
     ids = [str(i) for i in range(300)]
@@ -264,10 +264,10 @@ def _one_bad_row(value: float) -> np.ndarray:
         np.zeros((1, 15)),
         np.full((1, 16), np.nan),
         np.full((1, 16), np.inf),
-        np.array([[np.inf, -np.inf] + [0.0] * 14]),  # their sum alone would be NaN
+        np.array([[np.inf, -np.inf] + [0.0] * 14]),  # +inf and -inf in one row
         _one_bad_row(np.nan),
         _one_bad_row(-np.inf),
-        np.full((1, 16), 1e30),  # finite, but every score of it overflows float32
+        np.full((1, 16), 1e30),  # finite, but its squared norm overflows float32
     ],
 )
 def test_bad_vectors_are_refused(engine: Engine, bad: np.ndarray) -> None:

@@ -96,8 +96,8 @@ def effort_for(effort: int, k: int, effort_hits: int | None = None) -> int:
 
 
 def check_vectors(vectors: Any, dim: int) -> Matrix:
-    """A C-contiguous float32 matrix of the right width whose values are finite and small enough
-    to score (the sum of their squares within float32), or InputError."""
+    """A C-contiguous float32 matrix of the right width whose values are finite and whose squares
+    sum within float32, or InputError."""
     from embedlake.errors import InputError
 
     array = np.asarray(vectors, dtype=np.float32)
@@ -106,13 +106,13 @@ def check_vectors(vectors: Any, dim: int) -> Matrix:
     if array.ndim != 2 or array.shape[1] != dim:
         raise InputError(f"vectors must have {dim} dimensions, got shape {array.shape}")
     array = array if array.flags.c_contiguous else np.ascontiguousarray(array)
-    # one BLAS dot, not a mask and a second pass (every search runs this): NaN and ±inf make the
-    # sum of squares non-finite, and so do values near float32's limit (|x| ≳ 1e19), whose
-    # scores would overflow anyway
+    # one BLAS dot instead of a mask and a second pass (every search runs this): NaN and ±inf
+    # make the sum of squares non-finite, and so do values past ~1e19, whose squared norm (what
+    # normalising, RaBitQ's codes and L2 distances compute) overflows float32
     if not math.isfinite(np.vdot(array, array)):
         raise InputError(
-            "vectors contain NaN or infinite values, or values too large to score "
-            "(their squares overflow float32)"
+            "vectors contain NaN or infinite values, or values too large "
+            "(their squared norm overflows float32)"
         )
     return array
 
