@@ -137,7 +137,7 @@ def test_the_deleted_ids_come_from_an_index_of_the_tombstones_alone(ws: Workspac
             sql = "EXPLAIN QUERY PLAN SELECT id FROM documents WHERE deleted_at IS NOT NULL"
             [(*_, plan)] = conn.exec_driver_sql(sql).all()
         else:  # PostgreSQL plans a tiny table by a scan: asked as for a large one
-            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # this transaction only
             sql = "EXPLAIN SELECT id FROM documents WHERE deleted_at IS NOT NULL"
             plan = " ".join(row[0] for row in conn.exec_driver_sql(sql))
     assert "ix_documents_deleted" in plan

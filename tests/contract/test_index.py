@@ -18,7 +18,7 @@ import pytest
 from embedlake import index as vector_index
 from embedlake.errors import InputError
 from embedlake.evaluate.metrics import ann_recall
-from embedlake.index import ENGINES, VectorIndex, tune
+from embedlake.index import ENGINES, VectorIndex, check_vectors, tune
 
 
 def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -278,6 +278,20 @@ def test_bad_vectors_are_refused(engine: Engine, bad: np.ndarray) -> None:
         idx.search(bad, 1)
     with pytest.raises(InputError, match="ids for"):
         idx.add(["x", "y"], _unit(1, 16))
+
+
+def test_rows_in_range_are_accepted_though_their_squares_together_overflow() -> None:
+    """The check is one dot over every value: past float32 there, each row is looked at alone,
+    so a batch is refused only for a row of its own, with the reason named."""
+    rows = np.full((100, 16), 3e18, dtype=np.float32)  # a row's squared norm 1.4e38, all 1.4e40
+    assert not np.isfinite(np.vdot(rows, rows))
+    assert check_vectors(rows, 16) is rows
+    rows[40, 3] = 1e30
+    with pytest.raises(InputError, match="squared norm overflows"):
+        check_vectors(rows, 16)
+    rows[40, 3] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite"):
+        check_vectors(rows, 16)
 
 
 @pytest.mark.parametrize(

@@ -96,8 +96,8 @@ def effort_for(effort: int, k: int, effort_hits: int | None = None) -> int:
 
 
 def check_vectors(vectors: Any, dim: int) -> Matrix:
-    """A C-contiguous float32 matrix of the right width whose values are finite and whose squares
-    sum within float32, or InputError."""
+    """A C-contiguous float32 matrix of the right width whose values are finite and whose rows'
+    squared norms are within float32, or InputError."""
     from embedlake.errors import InputError
 
     array = np.asarray(vectors, dtype=np.float32)
@@ -106,14 +106,14 @@ def check_vectors(vectors: Any, dim: int) -> Matrix:
     if array.ndim != 2 or array.shape[1] != dim:
         raise InputError(f"vectors must have {dim} dimensions, got shape {array.shape}")
     array = array if array.flags.c_contiguous else np.ascontiguousarray(array)
-    # one BLAS dot instead of a mask and a second pass (every search runs this): NaN and ±inf
-    # make the sum of squares non-finite, and so do values past ~1e19, whose squared norm (what
-    # normalising, RaBitQ's codes and L2 distances compute) overflows float32
+    # one BLAS dot over every value (every search runs this): finite means every value is
+    # finite and no row's squared norm (what normalising, RaBitQ's codes and L2 distances
+    # compute) overflows float32; only if it is not are the rows looked at one by one
     if not math.isfinite(np.vdot(array, array)):
-        raise InputError(
-            "vectors contain NaN or infinite values, or values too large "
-            "(their squared norm overflows float32)"
-        )
+        if not np.isfinite(array).all():
+            raise InputError("vectors contain NaN or infinite values")
+        if not np.isfinite(np.einsum("ij,ij->i", array, array)).all():
+            raise InputError("vectors with values too large: their squared norm overflows float32")
     return array
 
 

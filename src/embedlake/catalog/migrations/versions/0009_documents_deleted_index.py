@@ -6,9 +6,9 @@ Create Date: 2026-12-07 11:40:00
 
 The map asks which of its points were deleted since the release (``Documents.deleted_ids``):
 without an index that is a scan of the whole documents table, texts included, for what is
-usually no row at all. A partial index holds only the tombstones, so it answers from a few pages
-and costs an ingest nothing (a new document is live: the index is not written). ``deleted_at`` is
-in it so that SQLite answers from the index alone.
+usually no row at all. A partial index holds only the tombstones, so it answers from a few pages,
+and an ingest does not write it (a new document is live; its cost to an ingest was not measured).
+``deleted_at`` is in it so that SQLite answers from the index alone.
 """
 
 from __future__ import annotations
