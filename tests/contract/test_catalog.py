@@ -133,14 +133,70 @@ def test_the_deleted_ids_come_from_an_index_of_the_tombstones_alone(ws: Workspac
     docs.upsert([_doc("7", "back again")])  # a deleted document sent again is live
     assert docs.deleted_ids() == {"31"}
     with ws.catalog.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            sql = "EXPLAIN QUERY PLAN SELECT id FROM documents WHERE deleted_at IS NOT NULL"
-            [(*_, plan)] = conn.exec_driver_sql(sql).all()
-        else:  # PostgreSQL plans a tiny table by a scan: asked as for a large one
-            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # this transaction only
-            sql = "EXPLAIN SELECT id FROM documents WHERE deleted_at IS NOT NULL"
-            plan = " ".join(row[0] for row in conn.exec_driver_sql(sql))
-    assert "ix_documents_deleted" in plan
+        plan = _plan(conn, "SELECT id FROM documents WHERE deleted_at IS NOT NULL", ())
+    assert "ix_documents_deleted" in " ".join(plan), plan
+
+
+def _plan(conn: Any, sql: str, params: Any) -> list[str]:
+    """The query plan of ``sql``, a line a step; PostgreSQL's asked as for a large table (it
+    plans a tiny one by a scan)."""
+    if conn.dialect.name == "sqlite":
+        return [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # this transaction only
+    return [row[0].strip() for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params)]
+
+
+def test_the_documents_version_follows_every_change_without_a_scan(ws: Workspace) -> None:
+    """What a release's BM25 records and a server compares: it moves with every insert, change,
+    deletion and revival, stays put for an identical batch, has the value of the aggregate over
+    every row that it replaced (migration 0010: releases built before keep their BM25), and is
+    read from indexes and the kept count, not from a scan of ten million rows and their texts."""
+    from sqlalchemy import event, func, select
+
+    from embedlake.catalog.schema import documents as table
+
+    docs = ws.catalog.documents
+    aggregate = select(func.count(), func.max(table.c.updated_at), func.max(table.c.deleted_at))
+
+    def scanned() -> str:
+        with ws.catalog.engine.connect() as conn:
+            return "|".join(map(str, conn.execute(aggregate).one()))
+
+    seen = [docs.version()]
+    assert seen == [scanned()] and seen[0].startswith("0|")
+    steps = [
+        lambda: docs.upsert([_doc(str(i)) for i in range(20)]),
+        lambda: docs.upsert([_doc("3", "new text")]),
+        lambda: docs.upsert([_doc("4", label="x")]),  # metadata alone
+        lambda: docs.delete("5"),
+        lambda: docs.delete("6"),
+        lambda: docs.upsert([_doc("5")]),  # revived
+    ]
+    for step in steps:
+        step()
+        seen.append(docs.version())
+        assert seen[-1] == scanned()
+    assert len(set(seen)) == len(seen), seen  # every change moved it
+    docs.upsert([_doc("3", "new text")])  # identical: nothing changed
+    assert docs.version() == seen[-1]
+
+    statements: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        statements.append((sql, params))
+
+    event.listen(ws.catalog.engine, "before_cursor_execute", keep)
+    try:
+        docs.version()
+    finally:
+        event.remove(ws.catalog.engine, "before_cursor_execute", keep)
+    [(sql, params)] = [s for s in statements if "documents" in s[0]]
+    with ws.catalog.engine.connect() as conn:
+        plan = _plan(conn, sql, params)
+    text = " ".join(plan)
+    assert "ix_documents_updated" in text and "ix_documents_deleted" in text, plan
+    # a step that reads the table itself: SQLite's bare "SCAN documents", PostgreSQL's seq scan
+    assert not [p for p in plan if p == "SCAN documents" or "Seq Scan on documents" in p], plan
 
 
 def test_upsert_classifies_new_changed_and_unchanged(ws: Workspace) -> None:

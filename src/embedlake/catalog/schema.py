@@ -36,12 +36,15 @@ documents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
     Index("ix_documents_source", "source"),
-    # the tombstones alone (migration 0009): finding them reads a few pages, not every text (with
-    # ``deleted_at`` in it, SQLite answers from the index without a row's page)
+    # the latest update (migration 0010): part of the documents' version, read at the index's end
+    Index("ix_documents_updated", "updated_at"),
+    # the tombstones alone (migrations 0009, 0010): finding them reads a few pages, not every text;
+    # ordered by ``deleted_at``, the latest deletion is the index's end (with the id in it,
+    # SQLite answers from the index without a row's page)
     Index(
         "ix_documents_deleted",
-        "id",
         "deleted_at",
+        "id",
         sqlite_where=text("deleted_at IS NOT NULL"),
         postgresql_where=text("deleted_at IS NOT NULL"),
     ),
