@@ -108,8 +108,11 @@ def test_kill_9_during_a_multi_shard_job_then_restart(tmp_path: Path) -> None:
         ids, vectors = read_vectors(ws, searcher.model)  # passages: a long document has several
         assert searcher.record.n_vectors == len(ids) and len(documents_of(ids)) == total
         encoder = artifacts.load_encoder(ws, searcher.model)
-        expected = encoder.encode(passage_texts(ws, ids))  # the uninterrupted result
-        assert np.allclose(vectors, expected, atol=1e-4)
+        # the uninterrupted result, for a sample across the shards (as test_resume): encoding
+        # all 280 again was a third of the test's CPU time
+        rows = list(range(0, len(ids), 7))
+        expected = encoder.encode(passage_texts(ws, [ids[r] for r in rows]))
+        assert np.allclose(vectors[rows], expected, atol=1e-4)
 
 
 @pytest.mark.slow
