@@ -97,6 +97,34 @@ def test_counts_start_from_the_rows_a_catalog_already_holds(url: str) -> None:
         engine.dispose()
 
 
+def test_the_documents_version_keeps_its_value_through_migration_0010(url: str) -> None:
+    """A release built before 0010 recorded the version as the aggregate over every row; after
+    the migration the catalog gives the same value, so that release's BM25 is still known to be
+    whole, and the next change still moves it."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        migrate.upgrade(engine, "0009")
+        catalog = open_catalog(url)
+        try:
+            docs = catalog.documents
+            docs.upsert([_doc(str(i)) for i in range(30)])
+            docs.upsert([_doc("4", "changed")])
+            for doc_id in ("2", "9"):
+                docs.delete(doc_id)
+            before = docs.version()  # at 0009: the aggregate over every row
+            migrate.upgrade(engine)
+            assert docs.version() == before
+            assert docs.deleted_ids() == {"2", "9"}
+            docs.delete("11")
+            assert docs.version() != before
+        finally:
+            catalog.close()
+    finally:
+        engine.dispose()
+
+
 def test_the_head_read_without_alembic_is_alembics_head() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory

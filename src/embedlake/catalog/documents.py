@@ -173,6 +173,10 @@ def _matches(key: str, values: Sequence[Scalar], dialect: str) -> Any:
     return or_(false(), *alternatives)
 
 
+# the live documents: the count the database keeps (migration 0006)
+_LIVE = select(counts.c.value).where(counts.c.name == "documents")
+
+
 class Documents:
     # what an index engine that joins the documents in SQL (pgvector) names in its queries
     table_name = t.name
@@ -313,8 +317,7 @@ class Documents:
     def count(self) -> int:
         """Live documents: the count the database keeps (migration 0006), not a scan."""
         with self._catalog.connect() as conn:
-            value = conn.execute(select(counts.c.value).where(counts.c.name == "documents"))
-            return int(value.scalar() or 0)
+            return int(conn.execute(_LIVE).scalar() or 0)
 
     def version(self) -> str:
         """Changes whenever a document is added, changed or deleted: rows (deleted ones stay),
@@ -322,10 +325,10 @@ class Documents:
         release's BM25) records it to know it is still whole. Read from indexes and the kept
         count (migration 0010), not a scan: the same value as the aggregate over every row."""
         stamps = t.c.updated_at, t.c.deleted_at
-        live = select(counts.c.value).where(counts.c.name == "documents").scalar_subquery()
         deleted = t.c.deleted_at.is_not(None)
         query = select(
-            func.coalesce(live, 0) + select(func.count()).where(deleted).scalar_subquery(),
+            func.coalesce(_LIVE.scalar_subquery(), 0)
+            + select(func.count()).where(deleted).scalar_subquery(),
             *(
                 select(c).where(c.is_not(None)).order_by(c.desc()).limit(1).scalar_subquery()
                 for c in stamps
