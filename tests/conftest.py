@@ -43,6 +43,36 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
         yield workspace
 
 
+def small_collection(
+    folder: Path, queries: int = 6, documents: int = 200, judged_per_query: int | None = None
+) -> Path:
+    """A BEIR folder cut from med: its first ``queries`` queries, their judged documents (at most
+    ``judged_per_query`` of each, the judgments kept to those) and other documents up to
+    ``documents`` in all. The same cut every time."""
+    med = collection("med")
+    header, *qrels = (med / "qrels" / "test.tsv").read_text().splitlines()
+    keep_queries = {str(q) for q in range(1, queries + 1)}
+    taken: dict[str, int] = {}
+    judged = []
+    for row in qrels:
+        query = row.split("\t")[0]
+        if query in keep_queries and taken.get(query, 0) < (judged_per_query or len(qrels)):
+            taken[query] = taken.get(query, 0) + 1
+            judged.append(row)
+    wanted = {r.split("\t")[1] for r in judged}
+    rows = [json.loads(line) for line in (med / "corpus.jsonl").read_text().splitlines()]
+    docs = [r for r in rows if r["_id"] in wanted]
+    docs += [r for r in rows if r["_id"] not in wanted][: documents - len(docs)]
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in docs))
+    asked = [json.loads(line) for line in (med / "queries.jsonl").read_text().splitlines()]
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps(q) + "\n" for q in asked if q["_id"] in keep_queries)
+    )
+    (folder / "qrels" / "test.tsv").write_text("\n".join([header, *judged]) + "\n")
+    return folder
+
+
 def write_jsonl(path: Path, rows: list[object]) -> Path:
     import json
 

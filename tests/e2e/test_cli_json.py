@@ -22,7 +22,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from embedlake.cli.app import app
-from tests.conftest import collection
+from tests.conftest import small_collection
 
 FAST = {"EMBEDLAKE_MAP__METHOD": "pca", "EMBEDLAKE_EMBED__MODEL": "lsa"}
 
@@ -44,27 +44,6 @@ def json_commands() -> list[str]:
         for name, command in walk(root, [])
         if any("--json" in getattr(p, "opts", []) for p in command.params)
     ]
-
-
-def small_collection(folder: Path, queries: int = 6) -> Path:
-    """A BEIR folder of 200 med documents with the judgments of its first ``queries`` (half of
-    them train a model, the other half test it)."""
-    med = collection("med")
-    qrels = (med / "qrels" / "test.tsv").read_text().splitlines()
-    keep_queries = {str(q) for q in range(1, queries + 1)}
-    judged = [r for r in qrels[1:] if r.split("\t")[0] in keep_queries]
-    wanted = {r.split("\t")[1] for r in judged}
-    rows = [json.loads(line) for line in (med / "corpus.jsonl").read_text().splitlines()]
-    docs = [r for r in rows if r["_id"] in wanted]
-    docs += [r for r in rows if r["_id"] not in wanted][: 200 - len(docs)]
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in docs))
-    asked = [json.loads(line) for line in (med / "queries.jsonl").read_text().splitlines()]
-    (folder / "queries.jsonl").write_text(
-        "".join(json.dumps(q) + "\n" for q in asked if q["_id"] in keep_queries)
-    )
-    (folder / "qrels" / "test.tsv").write_text("\n".join([qrels[0], *judged]) + "\n")
-    return folder
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -24,10 +24,10 @@ from embedlake.releases.form_choice import choose
 from embedlake.training.train import train
 from embedlake.workspace import Workspace
 from tests.conftest import (
-    collection,
     documents_of,
     passage_texts,
     run_without_torch,
+    small_collection,
     top_documents,
     write_jsonl,
 )
@@ -45,9 +45,13 @@ ENVIRON = {
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, str]]:
-    folder = tmp_path_factory.mktemp("forms") / "ws"
-    with Workspace.init(folder, environ=ENVIRON) as ws:
-        ingest_path(ws, collection("med"))  # 1,033 abstracts; registers med as a gate dataset
+    root = tmp_path_factory.mktemp("forms")
+    # med's 30 queries, 8 judged documents of each and others to 340 (the gate samples 300 of
+    # them): a third of the collection, so a third of the corpus's encoding; registers the cut
+    # as the gate dataset "med"
+    med = small_collection(root / "med", queries=30, documents=340, judged_per_query=8)
+    with Workspace.init(root / "ws", environ=ENVIRON) as ws:
+        ingest_path(ws, med)
         built = _build(ws, resolve_model(ws, "minilm").ref, "forms test", publish=True)
         yield ws, built["release"]
 
@@ -99,7 +103,7 @@ def test_corpus_and_queries_come_from_the_chosen_form(released: tuple[Workspace,
     model = ws.catalog.registry.model_by_id(release.model_id)
     encoder = artifacts.load(ws, model)
     ids, vectors = read_vectors(ws, model)
-    assert len(documents_of(ids)) == 1033
+    assert len(documents_of(ids)) == 340
     some = passage_texts(ws, ids[:64])
     again = encoder.encode(some)
     # every form's vectors are independent of their batch (int8 is quantised statically): the

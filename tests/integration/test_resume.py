@@ -23,7 +23,7 @@ from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
 from tests.conftest import collection, documents_of, passage_texts
 
-SHARD = 40
+SHARD = 25  # 8 shards of the 200 documents: room for the kill to land mid-run
 
 
 def _shards(ws: Workspace) -> dict[int, tuple[str, object]]:
@@ -34,7 +34,7 @@ def _shards(ws: Workspace) -> dict[int, tuple[str, object]]:
 
 @pytest.mark.slow
 def test_killed_embedding_resumes_without_redoing_finished_shards(tmp_path: Path) -> None:
-    lines = collection("cranfield").joinpath("corpus.jsonl").read_text().splitlines()[:300]
+    lines = collection("cranfield").joinpath("corpus.jsonl").read_text().splitlines()[:200]
     corpus = tmp_path / "subset.jsonl"
     corpus.write_text("\n".join(lines) + "\n")
     env = {"EMBEDLAKE_EMBED__SHARD_SIZE": str(SHARD)}

@@ -20,6 +20,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def threads() -> int:
+    """Threads one computation of this process may use: ``OMP_NUM_THREADS`` where it is set, else
+    :func:`cores`. torch and faiss already follow that variable; ONNX Runtime and OpenVINO do not,
+    so without this a process told to compute on one thread (a Ray actor of one CPU, a worker
+    beside others) ran their sessions on every core, each thread spinning against the others."""
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if asked.isdigit() and int(asked) > 0:
+        return min(int(asked), cores())
+    return cores()
+
+
 @cache
 def cpu_flags() -> frozenset[str]:
     """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where there is none)."""

@@ -27,7 +27,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from embedlake.encoders import TokenWindow, Vectors, counting_tokenizer, normalise
-from embedlake.encoders.hardware import cores
+from embedlake.encoders.hardware import threads as default_threads
 from embedlake.errors import InputError
 
 KIND = "onnx"
@@ -93,7 +93,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     # Fusions and layout changes are applied at load time for this CPU, not baked into the file:
     # an artifact optimised for one instruction set may run slower (or not at all) on another.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or cores()
+    options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1  # one graph at a time: the batch is the parallel unit
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return options

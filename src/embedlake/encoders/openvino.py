@@ -10,7 +10,8 @@ turns token ids into token states differs. A folder holds::
                           ``INFERENCE_PRECISION_HINT`` the model is compiled with
 
 Compiled for latency: one stream (one request at a time, as the API encodes a query) on
-``INFERENCE_NUM_THREADS`` threads, by default every core this process may use (see
+``INFERENCE_NUM_THREADS`` threads, by default every core this process may use or
+``OMP_NUM_THREADS`` where set (``hardware.threads``; see
 docs/decisions/0021-openvino-forms.md for the measurements). The precision is always set: on a CPU
 with native bf16, OpenVINO's default is bf16, so an fp32 form must ask for f32.
 """
@@ -65,7 +66,7 @@ def compile_config(precision: str, threads: int | None = None) -> dict[str, Any]
     return {
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
-        "INFERENCE_NUM_THREADS": threads or hardware.cores(),
+        "INFERENCE_NUM_THREADS": threads or hardware.threads(),
         "INFERENCE_PRECISION_HINT": HINTS[precision],
     }
 
