@@ -20,7 +20,7 @@ from embedlake.releases.gate import CERTIFIED_GAIN, NO_REGRESSION
 from embedlake.releases.publish import rollback
 from embedlake.runtime import Runtime
 from embedlake.training.train import train
-from tests.conftest import collection
+from tests.conftest import small_collection
 from tests.integration.test_releases import Searching, _top
 
 ENV = {
@@ -45,9 +45,11 @@ ENV = {
 @pytest.mark.slow
 def test_fine_tune_gate_reject_and_rollback_with_minilm(tmp_path: Path) -> None:
     # med with a quarter of its queries in train.tsv and a tenth in dev.tsv (a short training: the
-    # loop is the claim here; bench/finetune.py measures what training gains)
+    # loop is the claim here; bench/finetune.py measures what training gains), cut to 400 of its
+    # documents (8 judged of each query, and others): each release embeds that corpus
+    cut = small_collection(tmp_path / "cut" / "med", queries=30, documents=400, judged_per_query=8)
     med = tmp_path / "split" / "med"
-    splits = split_copy(collection("med"), med, train=0.25, dev=0.1, seed=0)
+    splits = split_copy(cut, med, train=0.25, dev=0.1, seed=0)
     with Workspace.init(tmp_path / "ws", environ=ENV) as ws:
         ingest_path(ws, med)
         base = build(
