@@ -422,6 +422,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=256, help="passages of ≥ 256 word pieces")
     parser.add_argument("--threads", type=int, default=0, help="threads of every side (0: all)")
     parser.add_argument("--selection", action="store_true", help="time the release's selection")
+    parser.add_argument("--name", default="inference", help="the result file's name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.selection:
@@ -442,7 +443,7 @@ def main() -> None:
     print(f"\nload average (1/5/15 min) at start {load_before}, at end {load_after}")
     print_verdict(out, selected, met)
     write_result(
-        "inference",
+        args.name,
         {
             "collections": out.collections,
             "short_texts": facts["short_texts"],

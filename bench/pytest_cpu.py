@@ -2,11 +2,13 @@
 slow suite spends: a pytest plugin, and a summary of what it wrote.
 
     rm -rf /tmp/pytest-cpu
-    PYTHONPATH=bench .venv/bin/pytest -p pytest_cpu -n 4 --dist loadfile --no-loadscope-reorder
+    PYTHONPATH=. .venv/bin/pytest -p bench.pytest_cpu -n 4 --dist loadfile --no-loadscope-reorder
     .venv/bin/python bench/pytest_cpu.py /tmp/pytest-cpu     # totals, by file and the top tests
 
-A module-scoped fixture's set-up counts in the first test that uses it. Servers the suite starts
-once (PostgreSQL, the S3 endpoint, Ray) are not any test's children, so they are not counted.
+Loaded as ``bench.pytest_cpu``, not with ``bench`` on the path: ``bench/pgvector.py`` would
+shadow the pgvector package there. A module-scoped fixture's set-up counts in the first test that
+uses it. Servers the suite starts once (PostgreSQL, the S3 endpoint, Ray) are not any test's
+children, so they are not counted.
 """
 
 from __future__ import annotations

@@ -108,3 +108,21 @@ def test_status_of_a_small_workspace_loads_only_its_settings_library(tmp_path: P
 
 def packages(modules: set[str]) -> set[str]:
     return {m.split(".")[0] for m in modules}
+
+
+def test_serving_modules_leave_the_fitting_libraries_to_the_code_that_fits() -> None:
+    """The API, the searcher and the runtime's functions are imported by every process that serves
+    or runs a release (a server, a worker, a Lambda's cold start); scikit-learn (with SciPy's
+    statistics and pandas, ~1.8 s of CPU) is only for fitting PCA and LSA, and torch only for a
+    model of its kind, each imported where it is used."""
+    script = (
+        "import json, sys\n"
+        "import embedlake.api.app, embedlake.search.searcher, embedlake.functions.builtin\n"
+        "import embedlake.releases.build, embedlake.models.resolve, embedlake.reduce.store\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    modules = packages(set(json.loads(proc.stdout)))
+    assert modules & {"sklearn", "pandas", "torch", "transformers", "sentence_transformers"} == set()

@@ -2,6 +2,8 @@
 
 Saved without pickle: the vocabulary and IDF weights as JSON/NumPy and the SVD components as NumPy,
 so an artifact is plain data, loads on any scikit-learn version and hashes reproducibly.
+scikit-learn (~1 s of CPU to import) is imported where an LSA model is fitted or loaded, not with
+this module: every process that resolves a model imports it, most of them to serve another kind.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 from embedlake.encoders import Vectors, normalise
 from embedlake.errors import InputError
@@ -59,6 +62,8 @@ class LsaEncoder:
         )
         self._width = len(vocabulary)
         self._tokens = re.compile(vectorizer.token_pattern)
+        from sklearn.feature_extraction.text import TfidfTransformer
+
         self._tfidf = TfidfTransformer(
             norm=vectorizer.norm,
             use_idf=vectorizer.use_idf,
@@ -76,6 +81,9 @@ class LsaEncoder:
     def fit(cls, texts: Sequence[str], n_components: int = 256, seed: int = 0) -> LsaEncoder:
         if len(texts) < 3:
             raise InputError(f"LSA needs at least 3 documents to fit, the corpus has {len(texts)}")
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         vectorizer = TfidfVectorizer(**_VECTORIZER)
         try:
             matrix = vectorizer.fit_transform(texts)
@@ -144,6 +152,8 @@ def load(folder: Path, manifest: dict[str, Any], **options: Any) -> LsaEncoder:
             f"{folder}: LSA files disagree in shape (vocabulary {len(vocabulary)}, "
             f"idf {len(idf)}, components {components.shape})"
         )
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(vocabulary=vocabulary, **_VECTORIZER)
     vectorizer.idf_ = idf
     return LsaEncoder(vectorizer, components)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from embedlake.encoders import Vectors, normalise
 from embedlake.errors import InputError
@@ -28,6 +27,10 @@ class PcaReducer:
     def fit(
         cls, vectors: np.ndarray, *, variance: float = 0.95, components: int = 0, seed: int = 0
     ) -> PcaReducer:
+        # imported here: scikit-learn (with SciPy and pandas) is ~1.8 s of CPU to import, and
+        # every process that serves a release loads this module without fitting anything
+        from sklearn.decomposition import PCA
+
         if len(vectors) < 3:
             raise InputError(f"PCA needs at least 3 vectors, got {len(vectors)}")
         k = components or variance
