@@ -125,4 +125,6 @@ def test_serving_modules_leave_the_fitting_libraries_to_the_code_that_fits() -> 
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     modules = packages(set(json.loads(proc.stdout)))
-    assert modules & {"sklearn", "pandas", "torch", "transformers", "sentence_transformers"} == set()
+    assert (
+        modules & {"sklearn", "pandas", "torch", "transformers", "sentence_transformers"} == set()
+    )
