@@ -113,8 +113,8 @@ def packages(modules: set[str]) -> set[str]:
 def test_serving_modules_leave_the_fitting_libraries_to_the_code_that_fits() -> None:
     """The API, the searcher and the runtime's functions are imported by every process that serves
     or runs a release (a server, a worker, a Lambda's cold start); scikit-learn (with SciPy's
-    statistics and pandas, ~1.8 s of CPU) is only for fitting PCA and LSA, and torch only for a
-    model of its kind, each imported where it is used."""
+    statistics and pandas, over a second of CPU) is only for fitting PCA and LSA, and torch only
+    for a model of its kind, each imported where it is used."""
     script = (
         "import json, sys\n"
         "import embedlake.api.app, embedlake.search.searcher, embedlake.functions.builtin\n"

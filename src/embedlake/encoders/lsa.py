@@ -2,8 +2,8 @@
 
 Saved without pickle: the vocabulary and IDF weights as JSON/NumPy and the SVD components as NumPy,
 so an artifact is plain data, loads on any scikit-learn version and hashes reproducibly.
-scikit-learn (~1 s of CPU to import) is imported where an LSA model is fitted or loaded, not with
-this module: every process that resolves a model imports it, most of them to serve another kind.
+scikit-learn (over a second of CPU to import) is imported where an LSA model is fitted or loaded,
+not with this module: every process that resolves a model imports it, most to serve another kind.
 """
 
 from __future__ import annotations

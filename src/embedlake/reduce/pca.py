@@ -27,7 +27,7 @@ class PcaReducer:
     def fit(
         cls, vectors: np.ndarray, *, variance: float = 0.95, components: int = 0, seed: int = 0
     ) -> PcaReducer:
-        # imported here: scikit-learn (with SciPy and pandas) is ~1.8 s of CPU to import, and
+        # imported here: scikit-learn (with SciPy and pandas) is over a second of CPU to import, and
         # every process that serves a release loads this module without fitting anything
         from sklearn.decomposition import PCA
 
