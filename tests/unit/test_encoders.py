@@ -230,13 +230,15 @@ def test_a_good_model_folder_registers_once(ws: Workspace) -> None:
     assert not new and again.id == record.id
 
 
-@pytest.mark.parametrize("asked, expected", [("1", 1), ("", None), ("0", None), ("64", None)])
+@pytest.mark.parametrize(
+    "asked, expected", [("1", 1), ("", None), ("0", None), ("two", None), ("64", None)]
+)
 def test_onnx_and_openvino_compute_on_the_threads_omp_num_threads_allows(
     monkeypatch: pytest.MonkeyPatch, asked: str, expected: int | None
 ) -> None:
     """As torch and faiss do: a process told to compute on one thread (a Ray actor of one CPU, a
-    test worker beside others) does so in every runtime; unset, zero or more than the cores this
-    process may use, the cores."""
+    test worker beside others) does so in every runtime; unset, zero, not a number or more than the
+    cores this process may use, the cores."""
     from embedlake.encoders import hardware
     from embedlake.encoders.onnx import session_options
     from embedlake.encoders.openvino import compile_config
