@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +121,35 @@ def test_bad_input() -> None:
     assert tiny.meta["method"] == "pca"  # too few points for UMAP's neighbourhoods
     line = projection.fit([str(i) for i in range(20)], x[:, :1], MapSettings(method="pca"))
     assert line.coords.shape == (20, 2) and not line.coords[:, 1].any()  # 1-d vectors: a line
+
+
+FIT_IN_A_NEW_PROCESS = """
+import json, sys, numpy as np, umap.umap_
+from embedlake.config import MapSettings
+from embedlake.reduce import projection
+rng = np.random.default_rng(1)
+x = (rng.normal(size=(3, 8)) * 4)[rng.integers(0, 3, size=60)] + rng.normal(size=(60, 8))
+coords = projection._umap(x.astype("float32"), MapSettings())
+f = umap.umap_.smooth_knn_dist
+print(json.dumps({"hits": sum(f.stats.cache_hits.values()), "misses": sum(f.stats.cache_misses.values()),
+                  "first": coords[0].tolist()}))
+"""
+
+
+def test_a_new_process_fits_its_map_with_the_functions_numba_kept() -> None:
+    """umap-learn compiles most of its functions in every process (they are not ``cache=True``):
+    ~14 CPU-s of a fresh process's first fit here. Kept on disk by numba, the second process
+    compiles none of them: a cache hit, no miss (the first process may compile, if no other has)."""
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", FIT_IN_A_NEW_PROCESS],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
+    assert runs[1]["hits"] >= 1 and runs[1]["misses"] == 0, runs
+    assert runs[0]["first"] == runs[1]["first"]  # the same map, compiled or loaded

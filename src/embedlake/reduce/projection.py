@@ -15,9 +15,11 @@ stored in the lake as ``coords.parquet`` (id, x, y), ``meta.json`` and, with its
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -146,6 +148,7 @@ def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
         warnings.simplefilter("ignore", ImportWarning)
         import umap  # type: ignore[import-untyped]  # numba-compiled: imported only when fitting
 
+    kept = _keep_compiled()
     reducer = umap.UMAP(
         n_neighbors=settings.n_neighbors,
         min_dist=settings.min_dist,
@@ -153,7 +156,43 @@ def _umap(x: np.ndarray, settings: MapSettings) -> Coords:
         random_state=settings.seed,  # deterministic (and single-threaded) with a seed
         n_jobs=1,  # what a seed implies anyway (said explicitly, umap-learn warns otherwise)
     )
-    return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    with warnings.catch_warnings():
+        # numba names the few functions it cannot keep (they hold global arrays): those compile
+        # in each process, as all of them did before
+        warnings.filterwarnings("ignore", "Cannot cache compiled function")
+        coords = np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    log.debug("map: numba keeps %d of umap-learn's compiled functions on disk", kept)
+    return coords
+
+
+@functools.cache
+def _keep_compiled() -> int:
+    """Have numba keep umap-learn's and pynndescent's compiled functions on disk, as it keeps
+    those they mark ``cache=True``. Most are not marked (the neighbours, their smoothing, the
+    layout's epochs), so every process that fitted a map compiled them again: 14 of the 15 CPU
+    seconds of a fresh process's first fit of 300 points on these machines, 0.6 s once kept
+    (``bench/map_compile.py``). This is what the decorator's ``cache=True`` does
+    (``Dispatcher.enable_caching``), in the same folders (next to the package, else numba's
+    user-wide cache or ``NUMBA_CACHE_DIR``); where numba can write to none, nothing is kept and
+    each process compiles, as before. Returns how many functions numba now keeps."""
+    from numba.core.dispatcher import Dispatcher
+
+    compiled = {
+        id(value): value
+        for name, module in list(sys.modules.items())
+        if name.partition(".")[0] in ("umap", "pynndescent")
+        for value in list(vars(module).values())
+        if isinstance(value, Dispatcher)
+    }
+    kept = 0
+    for function in compiled.values():
+        try:
+            function.enable_caching()
+        except RuntimeError:  # numba has no folder it may write to for this function
+            log.debug("numba cannot keep %s on disk", function, exc_info=True)
+            continue
+        kept += 1
+    return kept
 
 
 PLACE_BATCH = 10_000  # queries whose neighbours are held at once
