@@ -186,8 +186,11 @@ def _keep_compiled() -> int:
     }
     kept = 0
     for function in compiled.values():
+        enable = getattr(function, "enable_caching", None)
+        if enable is None:  # a numba without it: compiled per process, as before
+            continue
         try:
-            function.enable_caching()
+            enable()
         except RuntimeError:  # numba has no folder it may write to for this function
             log.debug("numba cannot keep %s on disk", function, exc_info=True)
             continue
