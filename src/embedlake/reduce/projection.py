@@ -170,8 +170,8 @@ def _keep_compiled() -> int:
     """Have numba keep umap-learn's and pynndescent's compiled functions on disk, as it keeps
     those they mark ``cache=True``. Most are not marked (the neighbours, their smoothing, the
     layout's epochs), so every process that fitted a map compiled them again: a fresh process's
-    first fit of 300 points took 14.9 CPU seconds on these machines (umap-learn's import
-    included), 2.7 once kept (``bench/map_compile.py``). This is what the decorator's
+    first fit of 300 points took 10.7 CPU seconds on these machines (umap-learn's import
+    included), 2.2 once kept (``bench/map_compile.py``). This is what the decorator's
     ``cache=True`` does (``Dispatcher.enable_caching``), in the same folders (``NUMBA_CACHE_DIR``
     where set, else next to the package, else numba's user-wide cache); where numba can write to
     none, nothing is kept and each process compiles, as before. Returns how many it now keeps."""
