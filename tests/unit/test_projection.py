@@ -138,8 +138,9 @@ print(json.dumps({"hits": sum(f.stats.cache_hits.values()), "misses": sum(f.stat
 
 def test_a_new_process_fits_its_map_with_the_functions_numba_kept() -> None:
     """umap-learn compiles most of its functions in every process (they are not ``cache=True``):
-    most of a fresh process's first fit here (bench/map_compile.py). Kept on disk by numba, the second process
-    compiles none of them: a cache hit, no miss (the first process may compile, if no other has)."""
+    most of a fresh process's first fit here (bench/map_compile.py). Kept on disk by numba, the
+    second process compiles none of them: a cache hit, no miss (the first process may compile, if
+    no other has)."""
     runs = [
         json.loads(
             subprocess.run(
