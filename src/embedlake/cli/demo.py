@@ -34,8 +34,9 @@ COLUMNS = ["ndcg@10", "recall@100", "mrr@10", "ann_recall@10", "qps"]
 LOG = "demo.log"
 # A first look reads fewer docstrings: with passages, the long ones cost two to three times as
 # much to embed, and the demo must serve its map within 4 minutes of a quiet 2-core machine
-# (docs/benchmarks.md, section 15: 323 s with 3,000 docstrings).
-FIRST_LOOK_DOCUMENTS = 2000
+# (docs/benchmarks.md, section 15: 323 s with 3,000 docstrings; 262 s with 2,000 from a fresh
+# virtualenv on a 2-core AMD EPYC without AMX, where MiniLM runs slower than on the Intel Xeon).
+FIRST_LOOK_DOCUMENTS = 1500
 FULL_DOCUMENTS = 3000
 # A first look measures one serving form on a smaller evaluation corpus (the full stage measures
 # every form of serving.forms on serving.eval_documents): torch-bf16 where the CPU runs bf16
