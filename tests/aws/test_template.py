@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -395,3 +396,29 @@ def test_a_memory_size_that_is_no_number_is_refused(item: str) -> None:
 
     with pytest.raises(ConfigError, match="use NAME=MB"):
         _options("", "s3", "iam", False, [item], False, False)
+
+
+def test_the_images_let_umap_import_on_a_read_only_file_system() -> None:
+    """Lambda mounts all but /tmp read-only, its user's home too: numba then has no folder for
+    umap-learn's ``cache=True`` functions and ``import umap`` fails. The images' environment gives
+    it one. Reproduced on a read-only bind mount of site-packages in a mount namespace of its own
+    (root, as on the CI machines)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    for text in (packaging.dockerfile("2.13.0", "handler"), packaging.light_dockerfile()):
+        assert packaging.NUMBA_CACHE in text.splitlines()
+    name, _, value = packaging.NUMBA_CACHE.removeprefix("ENV ").partition("=")
+    site = sysconfig.get_paths()["purelib"]
+    mounted = f'mount --bind {site} {site} && mount -o remount,bind,ro {site} && exec "$@"'
+    home = f"{site}/no-home"  # unwritable, as on Lambda
+    plain = {k: v for k, v in os.environ.items() if k != name}
+    plain |= {"HOME": home, "XDG_CACHE_HOME": home}
+
+    def import_umap(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv = ["unshare", "-m", "sh", "-c", mounted, "sh", sys.executable, "-c", "import umap"]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+    without = import_umap(plain)
+    assert without.returncode != 0 and "no locator available" in without.stderr, without.stderr
+    within = import_umap({**plain, name: value})
+    assert within.returncode == 0, within.stderr

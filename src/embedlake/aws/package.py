@@ -122,12 +122,20 @@ def _copy_source(settings: Settings, dest: Path) -> list[str]:
     return copied
 
 
+# Lambda's file system is read-only but for /tmp, and so is its user's home: umap-learn's import
+# (its cache=True functions) and the map's kept functions (reduce/projection.py) need a folder
+# numba can write to, or `import umap` fails ("cannot cache function 'rdist': no locator
+# available"; tests/aws/test_template.py reproduces it on a read-only mount)
+NUMBA_CACHE = "ENV NUMBA_CACHE_DIR=/tmp/numba"
+
+
 def dockerfile(torch_version: str, command: str) -> str:
     return f"""# The image of the embedlake functions that load a model (see manifest.json).
 # Built by: docker build -t embedlake-functions build/image && push it to ECR (docs/aws.md).
 FROM {BASE_IMAGE}
 WORKDIR /var/task
 ENV PYTHONPATH=/var/task
+{NUMBA_CACHE}
 # torch first, the CPU wheel pinned to the version embedlake was tested with
 RUN pip install --no-cache-dir "torch=={torch_version}" --index-url {TORCH_INDEX}
 COPY requirements.txt ./
@@ -147,6 +155,7 @@ def light_dockerfile() -> str:
 FROM {BASE_IMAGE}
 WORKDIR /var/task
 ENV PYTHONPATH=/var/task
+{NUMBA_CACHE}
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY app/ ./
