@@ -34,7 +34,7 @@ from typing import Any
 from _common import median, table, write_result
 from _common.load import loadavg
 from _common.servers import free_port
-from _common.wrk import WRK
+from _common.wrk import Target, run_wrk
 
 SERVER = r"""
 import json, os, sys, time
@@ -98,32 +98,6 @@ print("ready", flush=True)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", http="httptools", loop="uvloop")
 """
 
-LUA = """
-local bodies = {}
-for line in io.lines("%s") do bodies[#bodies + 1] = line end
-local requests, n = {}, 0
-init = function(args)
-  for i, body in ipairs(bodies) do
-    requests[i] = wrk.format("POST", "/v1/search", {["Content-Type"] = "application/json"}, body)
-  end
-end
-request = function()
-  n = n %% #requests + 1
-  return requests[n]
-end
-"""
-
-
-def wrk_rate(url: str, script: Path, seconds: int) -> tuple[float, float]:
-    """Requests/s and p50 latency (ms) of ``wrk -t1 -c1`` for ``seconds``."""
-    argv = [WRK, "-t1", "-c1", f"-d{seconds}s", "--latency", "-s", str(script), url]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    rate = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
-    p50 = next(line for line in out.splitlines() if line.strip().startswith("50%")).split()[1]
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    unit = p50.lstrip("0123456789.")
-    return rate, float(p50[: -len(unit)]) * scale[unit]
-
 
 def measure(n: int, ef: int, rounds: int, seconds: int, tmp: Path) -> dict[str, Any]:
     port, bodies = free_port(), tmp / f"bodies-{ef}.txt"
@@ -142,16 +116,15 @@ def measure(n: int, ef: int, rounds: int, seconds: int, tmp: Path) -> dict[str, 
                 break
             except OSError:
                 time.sleep(0.1)
-        script = tmp / "post.lua"
-        script.write_text(LUA % bodies)
-        wrk_rate(f"{url}/v1/search", script, 2)  # warm
+        target = Target(url, "/v1/search", bodies.read_text().splitlines(), pids=[server.pid])
+        run_wrk(target, 1, 1, 2, tmp, f"warm-{ef}")
         anchors, rates, p50s = [], [], []
-        for _ in range(rounds):
+        for round_ in range(rounds):
             with urllib.request.urlopen(f"{url}/anchor?{seconds}", timeout=seconds + 30) as r:
                 anchors.append(json.loads(r.read())["qps"])
-            rate, p50 = wrk_rate(f"{url}/v1/search", script, seconds)
-            rates.append(rate)
-            p50s.append(p50)
+            run = run_wrk(target, 1, 1, seconds, tmp, f"ef{ef}-{round_}")
+            rates.append(run["rps"])
+            p50s.append(run["p50_ms"])
     finally:
         server.terminate()
         server.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,26 @@ def test_a_new_process_fits_its_map_with_the_functions_numba_kept() -> None:
     ]
     assert runs[1]["hits"] >= 1 and runs[1]["misses"] == 0, runs
     assert runs[0]["first"] == runs[1]["first"]  # the same map, compiled or loaded
+
+
+def test_where_numba_cannot_keep_a_function_the_map_still_fits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No folder numba may write to (it raises at ``enable_caching``), or a numba without the
+    method: nothing is kept, and the fit goes on, compiled in the process as before."""
+    from numba.core.dispatcher import Dispatcher
+
+    with warnings.catch_warnings():  # umap-learn warns at import that TensorFlow is absent
+        warnings.simplefilter("ignore", ImportWarning)
+        import umap  # noqa: F401  # the modules whose functions are kept
+
+    def no_folder(self: Dispatcher) -> None:
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(Dispatcher, "enable_caching", no_folder)
+    assert projection._keep_compiled.__wrapped__() == 0
+    monkeypatch.delattr(Dispatcher, "enable_caching")
+    assert projection._keep_compiled.__wrapped__() == 0
+    x, _ = _clusters(n=60)
+    coords = projection._umap(x, MapSettings())
+    assert coords.shape == (60, 2) and np.isfinite(coords).all()
