@@ -187,6 +187,15 @@ class Stream:
             time.sleep(0.05)
         raise AssertionError(f"still not serving {release}: {self.answers[-3:]}")
 
+    def wait_for_more(self, than: int, timeout: float = 30) -> None:
+        """Until more than ``than`` answers came (a deadline, not a pause: on a busy machine a
+        fixed pause may hold none)."""
+        deadline = time.monotonic() + timeout
+        while len(self.answers) <= than:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer in {timeout} s; failures: {self.failures[-3:]}")
+            time.sleep(0.05)
+
 
 def _hot_swaps(built: dict[str, Any], server: Server) -> list[tuple[int, str | None]]:
     admin = {"Authorization": f"Bearer {built['admin']}"}
@@ -203,8 +212,7 @@ def _hot_swaps(built: dict[str, Any], server: Server) -> list[tuple[int, str | N
         cli("rollback", str(built["root"]))
         stream.wait_for(first)
         served = len(stream.answers)
-        time.sleep(0.5)
-        assert len(stream.answers) > served  # still answering after the last swap
+        stream.wait_for_more(served)  # still answering after the last swap
     assert stream.failures == []
     assert {r for _, r in stream.answers[served:]} == {first}  # no process left behind
     for _ in range(20):  # fresh connections, spread over the worker processes

@@ -6,6 +6,7 @@ the first in its history) and copied for each test, so tests can publish, delete
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -133,12 +134,46 @@ def test_search_by_text_vector_and_document_agree(api: Api) -> None:
     assert [h["id"] for h in same["results"]] == [h["id"] for h in like]
 
 
-def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answers(
+@pytest.fixture
+def remembering(template: dict[str, Any], tmp_path: Path) -> Iterator[Api]:
+    """``api`` whose server remembers a checked key for a minute (as it does by default)."""
+    env = {"EMBEDLAKE_API__KEY_CACHE_SECONDS": "60"}
+    with _open(template, tmp_path, env) as ws, TestClient(create_app(ws, follow=False)) as client:
+        yield Api(ws, client, template["first"], template["second"])
+
+
+def test_a_key_check_that_reads_the_catalog_runs_off_the_event_loop(
     api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Here no key is remembered (api.key_cache_seconds = 0): every request's check reads the
+    catalog, and none on the event loop, which all the process's requests and probes share."""
+    keys = api.ws.catalog.keys
+    verify, on_loop = keys.verify, []
+
+    def watched(plain: str, *, pepper: bytes = b"") -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no loop in this thread: a worker thread
+            on_loop.append(False)
+        return verify(plain, pepper=pepper)
+
+    monkeypatch.setattr(keys, "verify", watched)
+    model = api.search(query="kidney").json()["model"]
+    vector = api.call("POST", "/v1/embed", "embed", json={"texts": ["kidney"]}).json()["vectors"][0]
+    assert api.search(vector=vector, model=model).status_code == 200  # the fast path's case
+    assert api.call("GET", "/v1/releases").status_code == 200  # a route run in the pool
+    assert api.search(query="kidney", scope="embed").status_code == 403  # a refusal, too
+    assert on_loop == [False] * 5
+
+
+def test_a_lone_search_by_vector_is_answered_before_the_router_as_the_route_answers(
+    remembering: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """api/fastpath.py answers the common search itself, outside every other layer, with the
     bytes and headers the route and those layers write, counted in the same metrics; any other
     search, and every refusal (the guard's, the limits', the route's), is theirs."""
+    api = remembering
     state = api.client.app.state  # type: ignore[attr-defined]
     model = api.search(query="kidney").json()["model"]
     embedded = api.call("POST", "/v1/embed", "embed", json={"texts": ["kidney failure"]})

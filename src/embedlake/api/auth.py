@@ -2,6 +2,10 @@
 
 In ``api.auth = "open"`` mode no key is needed, and only loopback clients are served: ``serve``
 refuses to bind anything but a loopback address in that mode, and each request is checked too.
+
+A key's check reads the catalog unless it was checked within ``api.key_cache_seconds``; that read
+runs in the thread pool, never on the event loop that every request of the process shares (a
+slow catalog would stall them all, the health probes included).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from embedlake.catalog.keys import ApiKey
 from embedlake.errors import Forbidden, Unauthenticated
@@ -63,6 +68,15 @@ class Auth:
             )
         return key
 
+    def cached(self, token: str | None) -> bool:
+        """Whether checking ``token`` needs no catalog read: open mode, no token, or a token
+        looked up within ``api.key_cache_seconds``."""
+        if self.open or not token:
+            return True
+        with self._lock:
+            hit = self._cache.get(token)
+        return hit is not None and hit[0] > time.monotonic()
+
     def _lookup(self, token: str) -> ApiKey | None:
         now = time.monotonic()
         with self._lock:
@@ -88,7 +102,10 @@ def caller(scope: str) -> Callable[..., Coroutine[Any, Any, str]]:
         auth: Auth = request.app.state.auth
         token = credentials.credentials if credentials else None
         client = request.client.host if request.client else None
-        key = auth.check(token, scope, client)
+        if auth.cached(token):
+            key = auth.check(token, scope, client)
+        else:  # a catalog read: off the event loop
+            key = await run_in_threadpool(auth.check, token, scope, client)
         return f"key:{key.key_id}" if key is not None else "open"
 
     return check

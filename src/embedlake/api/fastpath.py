@@ -13,7 +13,8 @@ request in flight) in one pass, doing for it what those layers would do:
   Content-Length within ``api.max_body_bytes``, few enough brackets to be within
   ``api.max_json_depth``), before the body is read;
 - the body is parsed and validated by pydantic in Rust (``model_validate_json``: no second walk
-  over the 384 floats), the key checked through the app's cached :class:`~embedlake.api.auth.Auth`;
+  over the 384 floats), the key checked through the app's cached :class:`~embedlake.api.auth.Auth`
+  (a key not checked lately is the app's: its check reads the catalog);
 - the search runs on the event loop exactly as the route runs a short one, and the route's bytes
   are written with the security headers, then counted in the route's metrics.
 
@@ -108,6 +109,8 @@ class FastSearch:
             return None  # the route runs it on the search threads
         try:
             token = _bearer(first_header(scope, b"authorization"))
+            if not state.auth.cached(token):
+                return None  # the key needs a catalog read: the app's, in its thread pool
             client = scope["client"][0] if scope.get("client") else None
             state.auth.check(token, "search", client)
             request = schemas.SearchRequest.model_validate_json(body)
