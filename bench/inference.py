@@ -51,6 +51,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer
 
+from embedlake import machine
 from embedlake.encoders import Encoder, forms, hardware, load_folder
 from embedlake.encoders.sentence_transformers import builtin_path
 from embedlake.evaluate import metrics
@@ -164,7 +165,7 @@ def text_sets(tokenizer: Tokenizer, collections: list[str], n_long: int) -> dict
     print(
         f"{len(short)} queries (median {median([len(tokenizer.encode(t).ids) for t in short]):.0f}"
         f" word pieces), {len(long)} passages of ≥ {MAX_LEN}; torch threads "
-        f"{torch.get_num_threads()}, cores {hardware.cores()}, native bf16 "
+        f"{torch.get_num_threads()}, cores {machine.cores()}, native bf16 "
         f"{hardware.native_bf16()}, VNNI {hardware.vnni()}",
         flush=True,
     )
@@ -451,7 +452,7 @@ def main() -> None:
             "batch_size": BATCH,
             "max_seq_length": MAX_LEN,
             "torch_threads": torch.get_num_threads(),
-            "threads": args.threads or hardware.cores(),
+            "threads": args.threads or machine.cores(),
             "load_average": {"start": load_before, "end": load_after},
             "forms": facts["forms"],
             "docs_per_s": out.rates,

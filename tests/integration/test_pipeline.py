@@ -19,10 +19,10 @@ from embedlake.embeddings.batch import chunking_for, embed
 from embedlake.embeddings.plan import open_run, read_shard, shard_sizes
 from embedlake.embeddings.processes import WORTH_DOCUMENTS, processes_for
 from embedlake.embeddings.vectors import read_vectors
-from embedlake.encoders.hardware import cores
 from embedlake.errors import InputError, ModelMismatch, NotFound
 from embedlake.index.rabitq import lists_for
 from embedlake.ingest import delete_document, ingest_path
+from embedlake.machine import cores
 from embedlake.models import artifacts
 from embedlake.models.resolve import resolve_model
 from embedlake.search.build import build_index

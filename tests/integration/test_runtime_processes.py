@@ -11,7 +11,7 @@ import numpy as np
 
 from embedlake import Workspace
 from embedlake.embeddings.vectors import read_vectors
-from embedlake.encoders.hardware import cores
+from embedlake.machine import cores
 from embedlake.models import artifacts
 from embedlake.runtime import Runtime
 from embedlake.runtime.engines import open_engine

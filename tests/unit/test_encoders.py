@@ -239,13 +239,13 @@ def test_onnx_and_openvino_compute_on_the_threads_omp_num_threads_allows(
     """As torch and faiss do: a process told to compute on one thread (a Ray actor of one CPU, a
     test worker beside others) does so in every runtime; unset, zero, not a number or more than the
     cores this process may use, the cores."""
-    from embedlake.encoders import hardware
+    from embedlake import machine
     from embedlake.encoders.onnx import session_options
     from embedlake.encoders.openvino import compile_config
 
     monkeypatch.setenv("OMP_NUM_THREADS", asked)
-    want = expected or hardware.cores()
-    assert hardware.threads() == want
+    want = expected or machine.cores()
+    assert machine.threads() == want
     assert session_options().intra_op_num_threads == want
     assert compile_config("fp32")["INFERENCE_NUM_THREADS"] == want
     assert session_options(threads=3).intra_op_num_threads == 3  # an explicit count wins

@@ -33,6 +33,7 @@ from embedlake.api.routes import admin, documents, embed, probes, search
 from embedlake.api.routes import map as map_routes
 from embedlake.api.security import Guard, Policy, SecurityHeaders, allowed_hosts, page_policy
 from embedlake.api.state import ServingState
+from embedlake.machine import cores
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServingState(ws, metrics, need_index=role != "embed", start=follow)
         app.state.serving = state
-        app.state.search_pool = ThreadPoolExecutor(os.cpu_count() or 2, "search")
+        app.state.search_pool = ThreadPoolExecutor(cores(), "search")
         app.state.search_seconds = {}  # kind of search → seconds a call lately (routes/search.py)
         try:
             yield

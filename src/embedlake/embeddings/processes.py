@@ -23,7 +23,7 @@ from typing import Literal
 from embedlake.config import Settings
 from embedlake.embeddings.shards import embed_shard_task
 from embedlake.encoders import Encoder
-from embedlake.encoders.hardware import cores
+from embedlake.machine import cores
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""What this machine can run fast: CPU cores and instruction sets, a CUDA device.
+"""What this machine can run fast: instruction sets, a CUDA device (how many cores:
+:mod:`embedlake.machine`).
 
 Read at load and build time only, never at import; torch is consulted only where it is installed
 (the light serving install has none, and then there is no CUDA either).
@@ -7,28 +8,8 @@ Read at load and build time only, never at import; torch is consulted only where
 from __future__ import annotations
 
 import importlib.util
-import os
 from functools import cache
 from pathlib import Path
-
-
-def cores() -> int:
-    """CPUs this process may run on (a container's or taskset's share, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def threads() -> int:
-    """Threads one computation of this process may use: ``OMP_NUM_THREADS`` where it is set, else
-    :func:`cores`. torch and faiss already follow that variable; ONNX Runtime and OpenVINO do not,
-    so without this a process told to compute on one thread (a Ray actor of one CPU, a worker
-    beside others) ran their sessions on every core, each thread spinning against the others."""
-    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if asked.isdigit() and int(asked) > 0:
-        return min(int(asked), cores())
-    return cores()
 
 
 @cache

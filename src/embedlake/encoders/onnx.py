@@ -27,8 +27,8 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from embedlake.encoders import TokenWindow, Vectors, counting_tokenizer, normalise
-from embedlake.encoders.hardware import threads as default_threads
 from embedlake.errors import InputError
+from embedlake.machine import threads as default_threads
 
 KIND = "onnx"
 MODEL = "model.onnx"

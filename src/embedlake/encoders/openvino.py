@@ -11,7 +11,7 @@ turns token ids into token states differs. A folder holds::
 
 Compiled for latency: one stream (one request at a time, as the API encodes a query) on
 ``INFERENCE_NUM_THREADS`` threads, by default every core this process may use or
-``OMP_NUM_THREADS`` where set (``hardware.threads``; see
+``OMP_NUM_THREADS`` where set (``machine.threads``; see
 docs/decisions/0021-openvino-forms.md for the measurements). The precision is always set: on a CPU
 with native bf16, OpenVINO's default is bf16, so an fp32 form must ask for f32.
 """
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embedlake import machine
 from embedlake.encoders import hardware
 from embedlake.encoders.onnx import SERVING, OnnxEncoder
 from embedlake.errors import InputError
@@ -66,7 +67,7 @@ def compile_config(precision: str, threads: int | None = None) -> dict[str, Any]
     return {
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
-        "INFERENCE_NUM_THREADS": threads or hardware.threads(),
+        "INFERENCE_NUM_THREADS": threads or machine.threads(),
         "INFERENCE_PRECISION_HINT": HINTS[precision],
     }
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from embedlake.errors import InputError
 from embedlake.index import TUNED_K, Matrix, check_vectors
 from embedlake.index import quantize as q
 from embedlake.index.rows import Rows
+from embedlake.machine import threads
 
 OPTIONS, CODES, CENTRES = "rabitq.json", "index.rabitq", "centroids.npy"
 REMOVED = "removed.json"  # the tombstones' positions, beside ids.json
@@ -390,7 +390,6 @@ class RabitqIndex:
 
 
 def build_threads() -> int:
-    """Threads for building codes: every core this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Threads for building codes: every core this process may use (``OMP_NUM_THREADS`` caps
+    it, as it caps faiss's)."""
+    return threads()

@@ -30,7 +30,8 @@ from embedlake.ingest import curated
 from embedlake.ingest.normalize import Checked, checked
 from embedlake.ingest.raw import Options, copy_in, options_of
 from embedlake.ingest.readers import READERS, Limits, Reject, reader_for
-from embedlake.ingest.worker import SEQUENTIAL, WORTH_BYTES, Job, checked_in_worker, cores
+from embedlake.ingest.worker import SEQUENTIAL, WORTH_BYTES, Job, checked_in_worker
+from embedlake.machine import cores
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)

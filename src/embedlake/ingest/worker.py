@@ -82,12 +82,6 @@ class Job:
     path: str | None = None  # the object's file, when the lake is a local folder (else: stdin)
 
 
-def cores() -> int:
-    """The cores this process may run on (its affinity, where the system tells it)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
-
-
 def checked_in_worker(job: Job, stream: IO[bytes] | None = None) -> Generator[Checked, None, None]:
     """The records of the file as :func:`.normalize.checked` gives them, read and validated in
     a child process while the caller writes the ones before. The child reads ``job.path``, or

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from embedlake.config import Settings
-from embedlake.encoders.hardware import cores
+from embedlake.machine import cores
 from embedlake.runtime.engines import resolve_task
 from embedlake.workspace import Workspace
 

@@ -33,8 +33,8 @@ import bm25s
 import numpy as np
 from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
 
-from embedlake.encoders.hardware import cores
 from embedlake.errors import InputError
+from embedlake.machine import cores
 from embedlake.search.bm25 import IDS, Bm25, stemmer_for
 
 log = logging.getLogger(__name__)
