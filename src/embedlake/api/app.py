@@ -33,7 +33,7 @@ from embedlake.api.routes import admin, documents, embed, probes, search
 from embedlake.api.routes import map as map_routes
 from embedlake.api.security import Guard, Policy, SecurityHeaders, allowed_hosts, page_policy
 from embedlake.api.state import ServingState
-from embedlake.machine import cores
+from embedlake.machine import cap_thread_pools, cores
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def docs(app: FastAPI) -> None:
 
 def from_environment() -> FastAPI:
     """The factory each ``serve --workers N`` worker process calls (an entry point)."""
+    cap_thread_pools()
     spec = json.loads(os.environ[FACTORY_ENV])
     return create_app(Workspace.open(Path(spec["workspace"])), spec["role"], close_workspace=True)
 

@@ -28,6 +28,7 @@ from embedlake.errors import ConfigError
 from embedlake.functions import Functions
 from embedlake.functions.loading import load_functions
 from embedlake.lake import open_lake
+from embedlake.machine import cap_thread_pools
 from embedlake.runtime.engines import Engine
 from embedlake.workspace import Workspace
 
@@ -67,6 +68,7 @@ def container(*, limited: bool = True) -> Container:
     global _container
     with _opening:
         if _container is None:
+            cap_thread_pools()  # an ECS or Batch task's CPU limit (Lambda's CPUs are its own)
             _container = open_container(os.environ, limited=limited)
         return _container
 

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from embedlake import machine
 from embedlake.cli import aws, backup, commands, demo, releases, runtime, serve
 from embedlake.cli.output import errors, json_mode
 from embedlake.errors import BackendError, EmbedlakeError, NotFound
@@ -49,6 +50,8 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
 ) -> None:
     from rich.logging import RichHandler  # here: `--help` does not run this, nor need it
+
+    machine.cap_thread_pools()  # before any command imports torch, faiss or numba
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
