@@ -3,6 +3,7 @@ the fine-tuned release, BM25+stem and hybrid search, each with its paired 95% in
 base on the same test queries.
 
     .venv/bin/python bench/finetune.py [--collections med,lisa,cranfield,npl,cisi,cacm] [--epochs 1]
+        [--learning-rate 2e-5] [--name finetune]
 
 None of the shared collections ships a training split, so each is copied with a seeded 40% of its
 judged queries moved to ``train.tsv`` and 10% to ``dev.tsv`` (``split_copy``); the test half is what
@@ -130,7 +131,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--collections", default="med,lisa,cranfield,npl,cisi,cacm")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--learning-rate", type=float, help="[training] learning_rate's default")
+    parser.add_argument("--name", default="finetune", help="the result file's name")
     args = parser.parse_args()
+    if args.learning_rate is not None:
+        ENV["EMBEDLAKE_TRAINING__LEARNING_RATE"] = str(args.learning_rate)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.collections.split(","):
@@ -142,7 +147,9 @@ def main() -> None:
                 flush=True,
             )
             # saved after each collection, so that a run stopped early keeps what it finished
-            write_result("finetune", {"rows": rows, "epochs": args.epochs, "complete": False})
+            write_result(
+                args.name, {"rows": rows, "epochs": args.epochs, "env": ENV, "complete": False}
+            )
 
     def ci(r: dict[str, Any], key: str) -> str:
         c = r["vs_base"][key]
@@ -213,10 +220,11 @@ def main() -> None:
             + ("met" if len(ahead) >= 4 else "MISSED")
         )
     write_result(
-        "finetune",
+        args.name,
         {
             "rows": rows,
             "epochs": args.epochs,
+            "env": ENV,
             "complete": True,
             "certified": certified,
             "hybrid_margin_points": margins,
