@@ -245,6 +245,12 @@ def test_two_workers_both_follow_the_alias(mine: dict[str, Any], tmp_path: Path)
     finally:
         srv.stop()
     assert {status for status, _ in answers} == {200}
+    # each worker says it serves the release the alias points to now, and only that one
+    serving = re.findall(r"embedlake_release_info\{([^}]*)\} 1\.0", metrics)
+    assert len(serving) == 2 and all(f'release="{mine["first"]}"' in s for s in serving), metrics
+    # the swaps left nothing in the log: no retired batcher collected pending, no metrics warning
+    log = srv.log.read_text()
+    assert "Task was destroyed" not in log and "Removal of labels" not in log, log
     # multiprocess metrics: requests of both workers add up in whichever worker answers
     total = sum(
         float(v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -73,3 +74,32 @@ def test_an_encoder_error_reaches_every_waiting_caller_and_the_batcher_goes_on()
 
     asyncio.run(main())
     assert len(calls) == 2
+
+
+def test_a_retired_batcher_finishes_what_is_queued_and_its_worker_ends() -> None:
+    """A hot swap retires the old encoder's batcher from the follower thread: the requests
+    queued on it are answered, one that still holds it later is encoded on its own, and no
+    worker is left waiting (collected pending, it was "Task was destroyed" in the log)."""
+    calls: list[list[str]] = []
+
+    async def main() -> tuple[list[Matrix], Matrix, set[asyncio.Task[object]]]:
+        batcher = Batcher(_encoder(calls), max_batch=2, max_wait=0.05)
+        queued = [asyncio.ensure_future(batcher.encode(["x" * n])) for n in range(1, 6)]
+        await asyncio.sleep(0)  # the requests are queued, the worker runs
+        retiring = threading.Thread(target=batcher.retire)
+        retiring.start()
+        retiring.join()
+        results = await asyncio.gather(*queued)
+        late = await batcher.encode(["late!"])
+        me = asyncio.current_task()
+        for _ in range(200):  # the worker ends at its next turn
+            left = {t for t in asyncio.all_tasks() if t is not me}
+            if not left:
+                break
+            await asyncio.sleep(0.01)
+        return results, late, left
+
+    results, late, left = asyncio.run(main())
+    assert [r[0, 0] for r in results] == [1, 2, 3, 4, 5]
+    assert late[0, 0] == 5 and calls[-1] == ["late!"]
+    assert left == set()

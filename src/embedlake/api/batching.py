@@ -6,6 +6,9 @@ under load batches grow by themselves and throughput approaches the encoder's ba
 When the previous batch held more than one request (there is company to wait for), the worker also
 waits up to ``max_wait`` seconds for more; a lone client's requests never wait (its latency is the
 encoder's own).
+
+When a hot swap retires the encoder, :meth:`Batcher.retire` ends the worker once what is queued
+is done; a request that still holds the old release is encoded on its own after that.
 """
 
 from __future__ import annotations
@@ -36,24 +39,48 @@ class Batcher:
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Matrix]]] = asyncio.Queue()
+        # requests' texts and futures; None: retired (the worker ends once the queue is empty)
+        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Matrix]] | None] = (
+            asyncio.Queue()
+        )
         # one thread: batches run one after another; the encoder uses the cores itself
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="embed-batch")
         self._task: asyncio.Task[None] | None = None
+        self._retired = False
 
     async def encode(self, texts: list[str]) -> Matrix:
+        loop = asyncio.get_running_loop()
+        # no await between the check and the put: the worker cannot end in between
+        if self._retired and (self._task is None or self._task.done()):
+            return await loop.run_in_executor(self._pool, self._encode, texts)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[Matrix] = asyncio.get_running_loop().create_future()
-        await self._queue.put((texts, future))
+            self._task = loop.create_task(self._run())
+        future: asyncio.Future[Matrix] = loop.create_future()
+        self._queue.put_nowait((texts, future))
         return await future
+
+    def retire(self) -> None:
+        """No longer served (a hot swap replaced it; callable from any thread): the worker
+        ends once what is queued is encoded, instead of waiting forever (and being destroyed
+        pending when the batcher is collected)."""
+        self._retired = True
+        task = self._task
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(self._queue.put_nowait, None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         crowded = False  # did the previous batch have company?
+        closing = False
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0][0])
+            if closing and self._queue.empty():
+                return
+            first = await self._queue.get()
+            if first is None:
+                closing = True
+                continue
+            batch = [first]
+            size = len(first[0])
             deadline = loop.time() + (self._max_wait if crowded else 0.0)
             while size < self._max_batch:
                 timeout = deadline - loop.time()
@@ -64,6 +91,9 @@ class Batcher:
                         item = await asyncio.wait_for(self._queue.get(), timeout)
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
+                if item is None:
+                    closing = True
+                    continue
                 batch.append(item)
                 size += len(item[0])
             crowded = len(batch) > 1

@@ -110,10 +110,15 @@ class Metrics:
     def serving(
         self, alias: str, release: str, model: str, vectors: int, cut_documents: int = 0
     ) -> None:
-        """Record what ``alias`` serves now (the previous release's series is dropped)."""
+        """Record what ``alias`` serves now (the previous release's series is dropped, or set
+        to 0 with ``--workers N``)."""
         before = self._serving.get(alias)
-        if before is not None:
-            self.release.remove(*before)
+        if before is not None and before != (alias, release, model):
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                # the workers' shared files cannot drop a series: the old one reads 0
+                self.release.labels(*before).set(0)
+            else:
+                self.release.remove(*before)
         self._serving[alias] = (alias, release, model)
         self.release.labels(alias, release, model).set(1)
         self.index_vectors.labels(alias).set(vectors)

@@ -311,7 +311,8 @@ class ServingState:
             self._pinned.popitem(last=False)
         used = {s.model.id for s in (*self._followed.values(), *self._pinned.values())}
         for model_id in [m for m in self._encoders if m not in used]:
-            del self._encoders[model_id]
+            _, batcher = self._encoders.pop(model_id)
+            batcher.retire()
 
     def batchers(self) -> list[Batcher]:
         return [b for _, b in self._encoders.values()]
