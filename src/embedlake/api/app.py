@@ -33,7 +33,7 @@ from embedlake.api.routes import admin, documents, embed, probes, search
 from embedlake.api.routes import map as map_routes
 from embedlake.api.security import Guard, Policy, SecurityHeaders, allowed_hosts, page_policy
 from embedlake.api.state import ServingState
-from embedlake.machine import cap_thread_pools, cores
+from embedlake.machine import cores
 from embedlake.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def create_app(
             state.close()
             for batcher in state.batchers():
                 await batcher.close()
+            metrics.close()
             if close_workspace:
                 ws.close()
 
@@ -152,8 +153,7 @@ def docs(app: FastAPI) -> None:
 
 
 def from_environment() -> FastAPI:
-    """The factory each ``serve --workers N`` worker process calls (an entry point)."""
-    cap_thread_pools()
+    """The app each ``serve --workers N`` worker process serves (``cli.serve.worker_app``)."""
     spec = json.loads(os.environ[FACTORY_ENV])
     return create_app(Workspace.open(Path(spec["workspace"])), spec["role"], close_workspace=True)
 

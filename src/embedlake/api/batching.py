@@ -52,11 +52,14 @@ class Batcher:
         loop = asyncio.get_running_loop()
         # no await between the check and the put: the worker cannot end in between
         if self._retired and (self._task is None or self._task.done()):
+            self._on_batch(len(texts))
             return await loop.run_in_executor(self._pool, self._encode, texts)
         if self._task is None:
             self._task = loop.create_task(self._run())
         future: asyncio.Future[Matrix] = loop.create_future()
         self._queue.put_nowait((texts, future))
+        if self._retired:  # retired from another thread meanwhile, maybe before the worker began
+            self._queue.put_nowait(None)
         return await future
 
     def retire(self) -> None:
@@ -66,7 +69,8 @@ class Batcher:
         self._retired = True
         task = self._task
         if task is not None and not task.done():
-            task.get_loop().call_soon_threadsafe(self._queue.put_nowait, None)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing left to end
+                task.get_loop().call_soon_threadsafe(self._queue.put_nowait, None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

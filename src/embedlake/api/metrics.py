@@ -124,6 +124,12 @@ class Metrics:
         self.index_vectors.labels(alias).set(vectors)
         self.cut_documents.labels(alias).set(cut_documents)
 
+    def close(self) -> None:
+        """This process stops serving: with ``--workers N``, its live series leave the shared
+        files (a worker restarted by uvicorn would otherwise leave its last values behind)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

@@ -65,7 +65,7 @@ def serve(
             metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="embedlake-prom-"))
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             uvicorn.run(
-                "embedlake.api.app:from_environment",
+                "embedlake.cli.serve:worker_app",
                 factory=True,
                 host=host,
                 port=port,
@@ -78,6 +78,17 @@ def serve(
 
             stack.enter_context(Runtime(w))
         uvicorn.run(create_app(w, role), host=host, port=port, log_level=log_level)
+
+
+def worker_app() -> object:
+    """The factory each ``serve --workers N`` worker process calls (an entry point): the CPU cap
+    before the app's modules import NumPy, faiss and numba, which size their pools at import."""
+    from embedlake import machine
+
+    machine.cap_thread_pools()
+    from embedlake.api.app import from_environment
+
+    return from_environment()
 
 
 @keys.command("create")
