@@ -3,7 +3,7 @@ the fine-tuned release, BM25+stem and hybrid search, each with its paired 95% in
 base on the same test queries.
 
     .venv/bin/python bench/finetune.py [--collections med,lisa,cranfield,npl,cisi,cacm] [--epochs 1]
-        [--learning-rate 2e-5] [--name finetune]
+        [--learning-rate 5e-5] [--name finetune]
 
 None of the shared collections ships a training split, so each is copied with a seeded 40% of its
 judged queries moved to ``train.tsv`` and 10% to ``dev.tsv`` (``split_copy``); the test half is what

@@ -390,7 +390,13 @@ class TrainingSettings(_Section):
         default=1, ge=1, le=100, description="fine-tuning epochs (with dev queries, the best kept)"
     )
     batch_size: int = Field(default=32, ge=2, le=4096, description="fine-tuning batch size")
-    learning_rate: float = Field(default=2e-5, gt=0, le=1, description="fine-tuning learning rate")
+    learning_rate: float = Field(
+        default=5e-5,
+        gt=0,
+        le=1,
+        description="fine-tuning learning rate (5e-5 certified gains on 3 of 5 collections where "
+        "2e-5 did on 1: docs/benchmarks.md, section 7)",
+    )
     loss: Literal["mnrl", "cached_mnrl", "gist"] = Field(
         default="mnrl",
         description="mnrl: multiple-negatives ranking; cached_mnrl: the same with GradCache (large "

@@ -32,7 +32,7 @@ DEV_METRIC = "ndcg@10"
 class Recipe:
     epochs: int = 1
     batch_size: int = 32
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-5  # the setting's default: config/sections.py
     loss: Loss = "mnrl"
     seed: int = 0
 
