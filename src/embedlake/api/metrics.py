@@ -114,7 +114,7 @@ class Metrics:
         to 0 with ``--workers N``)."""
         before = self._serving.get(alias)
         if before is not None and before != (alias, release, model):
-            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            if _shared():
                 # the workers' shared files cannot drop a series: the old one reads 0
                 self.release.labels(*before).set(0)
             else:
@@ -127,12 +127,17 @@ class Metrics:
     def close(self) -> None:
         """This process stops serving: with ``--workers N``, its live series leave the shared
         files (a worker restarted by uvicorn would otherwise leave its last values behind)."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if _shared():
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def render(self) -> bytes:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if _shared():
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _shared() -> bool:
+    """Whether the workers of ``serve --workers N`` share their series in files."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
