@@ -13,6 +13,7 @@ search of the same index.
     .venv/bin/python bench/ann_raw_graph.py centres --set sentences --n 100000
     .venv/bin/python bench/ann_raw_graph.py codes --set static --n 100000 --clusters 16,64,256 \
         --bits 6,7,8,9
+    .venv/bin/python bench/ann_raw_graph.py layout --set static --n 1000000 [--keep DIR]
 
 ``centres``: the engine built twice, its codes on unit centres (spherical k-means, as before) and
 on the clusters' means (now), each at ef 24, 32 and 40: the bare walk and the engine's search
@@ -22,11 +23,21 @@ on the clusters' means (now), each at ef 24, 32 and 40: the bare walk and the en
 code width in ``--bits`` (at 16 centres), then at ef 12 to 24: the recall of its search and the
 bare walk's QPS (median of five interleaved passes): whether finer codes let a shorter walk reach
 the same recall.
+
+``layout``: is the walk bound by memory latency? The engine's graph is built once (``--keep DIR``
+saves it there, or loads it if already there), then its saved codes file is rewritten with the
+same graph laid out in three other orders of its nodes (breadth first from the entry point; by
+the nearest of 4,096 k-means centres; at random), each loaded and walked at the tuned ef in
+interleaved passes (median of seven). The same graph in another order finds the same rows, so
+only where a node's neighbours lie in memory differs. Then the engine's search against the bare
+walk and the walk at other ef, for where a query's time goes. The rewrite reads rabitqlib 0.7.1's
+file layout (a node: links, centre, label, codes), checked against the file's size.
 """
 
 from __future__ import annotations
 
 import argparse
+import struct
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +48,10 @@ import faiss
 import hnswlib
 import numpy as np
 import rabitqlib
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order
 
+from embedlake.index import tune
 from embedlake.index.rabitq_hnsw import RabitqHnswIndex
 
 from _common import write_result
@@ -159,14 +173,155 @@ def codes(
     return rows
 
 
+# rabitqlib 0.7.1's saved HnswIndex header: (name, struct code) in file order
+HEADER = [
+    *[(n, "Q") for n in ("max", "count", "dim", "padded", "centres", "ex_bits")],
+    ("flag", "B"),
+    *[(n, "Q") for n in ("bin_bytes", "ex_bytes", "links0_bytes", "bin_at", "ex_at")],
+    ("label_at", "I"),
+    ("node_bytes", "Q"),
+    ("links_bytes", "Q"),
+    ("max_level", "i"),
+    ("entry", "I"),
+    *[(n, "Q") for n in ("m", "max_m", "max_m0")],
+    ("mult", "d"),
+    ("ef_construction", "Q"),
+]
+
+
+def _saved(data: bytes) -> tuple[dict[str, Any], int, np.ndarray]:
+    """A saved graph's header, where its centres end, and its nodes (count × node_bytes)."""
+    head, at = {}, 0
+    for name, code in HEADER:
+        (head[name],), at = struct.unpack_from("<" + code, data, at), at + struct.calcsize(code)
+    nodes_at = at + head["centres"] * head["padded"] * 4
+    n, size = head["count"], head["node_bytes"]
+    if head["links0_bytes"] != 4 * (head["max_m0"] + 1) or nodes_at + n * size > len(data):
+        raise SystemExit("not rabitqlib 0.7.1's HnswIndex layout")
+    return head, at, np.frombuffer(data, np.uint8, n * size, nodes_at).reshape(n, size)
+
+
+def _level0(nodes: np.ndarray, head: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Each node's level-0 links (a view into ``nodes``) and which of them are in use."""
+    count = nodes[:, :2].copy().view(np.uint16).ravel().astype(np.int64)
+    links = nodes[:, 4 : head["links0_bytes"]].view(np.uint32)
+    return links, np.arange(links.shape[1])[None, :] < count[:, None]
+
+
+def breadth_first(data: bytes) -> np.ndarray:
+    """The nodes in breadth-first order of level 0 from the entry point (then any not reached)."""
+    head, _, nodes = _saved(data)
+    links, used = _level0(nodes, head)
+    n = len(nodes)
+    rows = np.repeat(np.arange(n), used.sum(axis=1))
+    graph = sp.csr_matrix((np.ones(len(rows), np.int8), (rows, links[used])), shape=(n, n))
+    order = breadth_first_order(graph, head["entry"], return_predecessors=False)
+    reached = np.zeros(n, bool)
+    reached[order] = True
+    return np.concatenate([order, np.flatnonzero(~reached)])
+
+
+def relaid(data: bytes, order: np.ndarray, out: Path) -> None:
+    """The saved graph ``data`` written to ``out`` with its node ``order[i]`` at place i."""
+    head, at, nodes = _saved(data)
+    n = len(nodes)
+    upper, pos = [], at + head["centres"] * head["padded"] * 4 + nodes.nbytes
+    nodes_at = pos - nodes.nbytes
+    for _ in range(n):  # each node's upper levels' links: (length, offset)
+        (length,) = struct.unpack_from("<I", data, pos)
+        upper.append((length, pos + 4))
+        pos += 4 + length
+    place = np.empty(n, dtype=np.uint32)
+    place[order] = np.arange(n, dtype=np.uint32)
+    moved = nodes[order].copy()
+    links, used = _level0(moved, head)
+    links[used] = place[links[used]]
+    parts, width = [], head["links_bytes"]
+    for old in order.tolist():
+        length, start = upper[old]
+        lists = np.frombuffer(data, np.uint8, length, start).copy()
+        for level in range(length // width):
+            block = lists[level * width : (level + 1) * width]
+            ids = block[4:].view(np.uint32)[: int(block[:2].view(np.uint16)[0])]
+            ids[:] = place[ids]
+        parts.append(struct.pack("<I", length) + lists.tobytes())
+    header = bytearray(data[:at])
+    names = [name for name, _ in HEADER]
+    entry_at = sum(struct.calcsize(code) for _, code in HEADER[: names.index("entry")])
+    struct.pack_into("<I", header, entry_at, int(place[head["entry"]]))
+    with out.open("wb") as f:
+        f.write(header + data[at:nodes_at] + moved.tobytes() + b"".join(parts) + data[pos:])
+
+
+def layout(docs: np.ndarray, queries: np.ndarray, truth: Any, keep: Path) -> list:
+    if not (keep / "rabitq.json").exists():
+        faiss.omp_set_num_threads(2)
+        index = RabitqHnswIndex(docs.shape[1])
+        tune.add_tuned(index, [str(i) for i in range(len(docs))], docs, 0.95)
+        keep.mkdir(parents=True, exist_ok=True)
+        index.save(keep)
+    engine = RabitqHnswIndex.load(keep)
+    ef, one = engine.ef_search, [queries[i : i + 1] for i in range(len(queries))]
+    saved = next(p for p in keep.iterdir() if p.suffix == ".rabitq")
+    data = saved.read_bytes()
+    head, _, nodes = _saved(data)
+    labels = nodes[:, head["label_at"] : head["label_at"] + 4].copy().view(np.uint32).ravel()
+    rng = np.random.default_rng(0)
+    faiss.omp_set_num_threads(2)
+    km = faiss.Kmeans(docs.shape[1], 4096, niter=10, seed=1, max_points_per_centroid=64)
+    km.train(docs[rng.choice(len(docs), 64 * 4096, replace=False)])
+    nearest = km.index.search(docs, 1)[1].ravel()
+    faiss.omp_set_num_threads(1)
+    orders = {
+        "as built": None,
+        "breadth first": breadth_first(data),
+        "by k-means centre": np.argsort(nearest[labels], kind="stable"),
+        "random": rng.permutation(len(nodes)),
+    }
+    walks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, order) in enumerate(orders.items()):
+            path = saved if order is None else Path(tmp) / f"{i}.rabitq"
+            if order is not None:
+                relaid(data, order, path)
+            walks[name] = rabitqlib.HnswIndex.load(str(path))
+    del data, nodes
+    passes: dict[str, list[float]] = {name: [] for name in walks}
+    names = list(walks)
+    for round_ in range(7):  # each pass in another order
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = time.perf_counter()
+            for q in one:
+                walks[name].search(q, K, ef, 1)
+            passes[name].append(len(one) / (time.perf_counter() - started))
+    rows = []
+
+    def ids(found: Any) -> list[int]:  # a walk finds rows; the tuned build keeps its own order
+        return [int(engine._ids[row]) for row in found]
+
+    for name, walk in walks.items():
+        found = [ids(walk.search(q, K, ef, 1)[0][0]) for q in one]
+        rows.append(
+            ("layout", name, ef, recall_at_k(found, truth, K), float(np.median(passes[name])))
+        )
+    for walk_ef in (1, 10, ef, 2 * ef, 4 * ef):
+        qps, walked = best_qps(lambda q, e=walk_ef: engine._index.search(q, K, e, 1)[0][0], one)
+        rows.append(("walk", "bare", walk_ef, recall_at_k([ids(w) for w in walked], truth, K), qps))
+    qps, hits = best_qps(lambda q: engine.search(q, K)[0], one)
+    found = [[int(d) for d, _ in row] for row in hits]
+    rows.append(("engine", "search", ef, recall_at_k(found, truth, K), qps))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["raw", "wrapped", "centres", "codes"])
+    parser.add_argument("mode", choices=["raw", "wrapped", "centres", "codes", "layout"])
     parser.add_argument("--set", choices=["sentences", "static"], default="sentences")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--m", default="32", help="rabitqlib's graph degrees (raw)")
     parser.add_argument("--bits", default="7", help="rabitqlib's code widths (raw, codes)")
     parser.add_argument("--clusters", default="16", help="the codes' centres (codes)")
+    parser.add_argument("--keep", type=Path, help="the engine's saved graph (layout)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
     vectors = (sentence_vectors if args.set == "sentences" else static_vectors)(args.n + 1000)
@@ -184,6 +339,9 @@ def main() -> None:
         )
         rows = codes(docs, queries, truth, clusters, bits)
         names = ("centres", "bits", "ef", "recall", "bare_walk_qps")
+    elif args.mode == "layout":
+        rows = layout(docs, queries, truth, args.keep or Path(tempfile.mkdtemp()))
+        names = ("side", "what", "ef", "recall", "qps")
     elif args.mode == "wrapped":
         rows = wrapped(docs, queries, truth)
         names = ("engine", "rescore", "ef", "recall", "qps", "bare_walk_qps", "build_s")

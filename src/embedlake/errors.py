@@ -55,6 +55,10 @@ class TooLarge(InputError):
     """A request body or batch is over the configured limit."""
 
 
+class TimedOut(InputError):
+    """A request's body did not arrive within its time limit."""
+
+
 class AccessDenied(EmbedlakeError):
     """The API request may not do this."""
 

@@ -48,10 +48,13 @@ class Workspace:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} exists and is not a folder")
-        path.mkdir(parents=True, exist_ok=True)
         config = path / CONFIG_FILE
-        if not config.exists():
-            config.write_text(default_toml(), encoding="utf-8")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if not config.exists():
+                config.write_text(default_toml(), encoding="utf-8")
+        except OSError as exc:  # a parent that is a file, no permission, a read-only place
+            raise ConfigError(f"cannot create the workspace {path}: {exc.strerror}") from None
         settings = Settings.load(path, environ)
         catalog = _open_catalog(settings)
         try:

@@ -131,7 +131,7 @@ def test_bad_rows_are_quarantined_and_good_rows_land(ws: Workspace, tmp_path: Pa
                 b'{"_id": "broken", "text": ',  # malformed JSON
                 json.dumps({"_id": "enc"}).encode()[:-1] + b', "text": "caf\xe9"}',  # latin-1 byte
                 json.dumps({"title": "no id", "text": "x"}).encode(),  # missing id
-                json.dumps({"_id": "notext", "title": "t"}).encode(),  # missing text
+                json.dumps({"_id": "notext", "year": 1}).encode(),  # neither text nor title
                 json.dumps({"_id": "big", "text": "x" * 2000}).encode(),  # oversized
                 b"[1, 2]",  # not an object
                 json.dumps({"_id": "good2", "text": "also fine"}).encode(),
@@ -209,8 +209,10 @@ def test_changed_text_updates_and_keeps_the_old_raw_file(ws: Workspace, tmp_path
     [report] = ingest_path(ws, f)
     assert (report.updated, report.unchanged) == (1, 1)
     assert ws.catalog.documents.get("1").content_hash != old_hash
-    raws = [o.key for o in ws.lake.list("raw/d")]
+    raws = [o.key for o in ws.lake.list("raw/d") if not o.key.endswith(".ingest.json")]
     assert len(raws) == 2 and "raw/d/d.jsonl" in raws  # raw/ is never overwritten
+    ingest_path(ws, f)  # that version again: no third copy
+    assert len([o for o in ws.lake.list("raw/d") if not o.key.endswith(".ingest.json")]) == 2
 
 
 def test_ids_of_another_source_are_rejected_unless_prefixed(ws: Workspace, tmp_path: Path) -> None:
@@ -371,3 +373,85 @@ def test_the_id_prefix_travels_with_the_raw_copy(ws: Workspace, tmp_path: Path) 
     assert other.raw_key != report.raw_key
     assert ingest_object(ws, other.raw_key or "").unchanged == 2
     assert set(_snapshot(ws)) == {"p:1", "p:2", "q:1", "q:2"}
+
+
+# -- hostile inputs found by an outside review (2026-12-08) ------------------------------------
+
+
+def test_a_record_with_a_title_and_no_text_field_is_a_document(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    f = write_jsonl(tmp_path / "t.jsonl", [{"_id": "t", "title": "Only a title"}, {"_id": None}])
+    [report] = ingest_path(ws, f)
+    assert (report.inserted, report.rejected) == (1, 1)
+    assert ws.catalog.documents.get("t").full_text == "Only a title"
+    assert "document id (_id) is null" in str(report.reasons[0])
+
+
+def test_c1_control_characters_in_an_id_are_refused(ws: Workspace, tmp_path: Path) -> None:
+    f = write_jsonl(
+        tmp_path / "c.jsonl", [{"_id": "a\u0085b", "text": "x"}, {"_id": "ok", "text": "y"}]
+    )
+    [report] = ingest_path(ws, f)
+    assert (report.inserted, report.rejected) == (1, 1)
+    assert "control characters" in str(report.reasons[0])
+
+
+@pytest.mark.parametrize("prefix", ["\n", "\t", " x", "x ", "p" * 600])
+def test_an_unusable_id_prefix_is_refused_before_anything_is_stored(
+    ws: Workspace, tmp_path: Path, prefix: str
+) -> None:
+    f = write_jsonl(tmp_path / "p.jsonl", [{"_id": "1", "text": "x"}])
+    with pytest.raises(InputError, match="invalid id prefix"):
+        ingest_path(ws, f, id_prefix=prefix)
+    assert not list(ws.lake.list("raw/"))
+
+
+def test_a_csv_quote_left_open_is_a_reject_at_its_line_with_bounded_memory(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """An unclosed quote swallowed every later row into one field, with nothing rejected."""
+    f = tmp_path / "u.csv"
+    f.write_text('id,title,text\nc1,T1,"good"\nc2,T2,"unbalanced quote\nc3,T3,after\n')
+    [report] = ingest_path(ws, f)
+    assert (report.inserted, report.rejected) == (1, 1)
+    [reason] = report.reasons
+    assert reason.line == 3 and "the rest of the file was not read" in reason.reason
+    ws.settings.ingest.max_record_bytes = 1000  # a field may not outgrow a record
+    big = tmp_path / "big.csv"
+    big.write_text('id,text\nq0,"never closed\n' + "".join(f"r{n},x\n" for n in range(2000)))
+    [report] = ingest_path(ws, big)
+    assert report.rejected == 1 and "field larger than field limit (1000)" in str(report.reasons[0])
+
+
+def test_csv_header_quirks(ws: Workspace, tmp_path: Path) -> None:
+    blank = tmp_path / "lead.csv"
+    blank.write_text("\n\n\nid,text\ncl1,x\n")  # blank lines before the header are skipped
+    assert ingest_path(ws, blank)[0].inserted == 1
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,text,id\ncd1,dup header,cd2\n")  # which id? refused, not the last
+    [report] = ingest_path(ws, dup)
+    assert report.inserted == 0 and "names a column twice: id" in str(report.reasons[0])
+
+
+def test_a_file_the_lake_cannot_name_is_reported_and_its_folder_goes_on(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bs"
+    folder.mkdir()
+    write_jsonl(folder / "0.jsonl", [{"_id": "bs0", "text": "a"}])
+    write_jsonl(folder / "a\\b.jsonl", [{"_id": "bs1", "text": "b"}])
+    write_jsonl(folder / "z.jsonl", [{"_id": "bs2", "text": "c"}])
+    reports = ingest_path(ws, folder)
+    assert [r.inserted for r in reports] == [1, 0, 1]
+    assert "invalid lake key" in str(reports[1].reasons[0])
+
+
+def test_a_later_version_of_a_text_file_updates_its_document(ws: Workspace, tmp_path: Path) -> None:
+    """The versioned raw copy's name (notes.<time>.md) gave a second document its id."""
+    for n, text in enumerate(["Cavitation.", "Cavitation, revised."]):
+        (tmp_path / f"v{n}").mkdir()
+        (tmp_path / f"v{n}" / "notes.md").write_text(f"# Hydrofoil notes\n\n{text}\n")
+        ingest_path(ws, tmp_path / f"v{n}" / "notes.md", source="t")
+    [doc] = [d for d in ws.catalog.documents.iter_live() if d.source == "t"]
+    assert doc.id == "notes" and "revised" in doc.text

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedlake import __version__
@@ -99,7 +100,7 @@ def create_app(
     app.add_middleware(RequestLimits, api=api)
     app.add_middleware(Guard, policy)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(Measure, metrics=metrics)
+    app.add_middleware(Measure, metrics=metrics, routes=app.router.routes)
     return app
 
 
@@ -161,8 +162,8 @@ def from_environment() -> FastAPI:
 class Measure:
     """Request counts and latency per route template (never the raw path: ids stay out)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[Any]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -180,6 +181,21 @@ class Measure:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route: Any = scope.get("route")
+            route: Any = scope.get("route") or self._route(scope)
             path = getattr(route, "path_format", "unmatched")  # {doc_id}, not {doc_id:path}
             self.metrics.observe(path, scope["method"], status, time.perf_counter() - started)
+
+    def _route(self, scope: Scope) -> Any:
+        """The route a request refused before routing (by the limits or the guard: a 413, 415
+        or 403) was for, so it is counted under its template, not as unmatched."""
+        return _matching(self.routes, scope)
+
+
+def _matching(routes: list[Any], scope: Scope) -> Any:
+    for route in routes:
+        if route.matches(scope)[0] == Match.NONE:
+            continue
+        # FastAPI lists an included router as one entry: the route is among its own
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        return (_matching(inner, scope) if inner else None) or route
+    return None

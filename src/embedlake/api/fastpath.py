@@ -27,6 +27,7 @@ provider is configured, wraps the whole stack, this layer included (``FastAPI.__
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -35,8 +36,8 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embedlake.api import schemas
-from embedlake.api.limits import declared_length, first_header, may_nest_deeper, replay
+from embedlake.api import problems, schemas
+from embedlake.api.limits import declared_length, first_header, may_nest_deeper, replay, timed_out
 from embedlake.api.routes.search import INLINE_MAX_K, INLINE_MAX_SECONDS, alone, fold, response_body
 from embedlake.api.security import API_HEADERS, Policy
 from embedlake.errors import EmbedlakeError
@@ -57,6 +58,7 @@ class FastSearch:
         self.template: str = route.path_format
         api = outer.state.settings.api
         self.max_bytes, self.max_depth = api.max_body_bytes, api.max_json_depth
+        self.seconds = api.body_timeout_seconds
         outer.state.fast_searches = 0  # searches answered here (the tests read it)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,7 +69,12 @@ class FastSearch:
         if not self._may_read(scope):
             await self.app(scope, receive, send)
             return
-        body, complete = await _body(receive)
+        try:
+            async with asyncio.timeout(self.seconds):
+                body, complete = await _body(receive)
+        except TimeoutError:  # answered as the limits answer it
+            await problems.from_error(timed_out(self.seconds, 0))(scope, receive, send)
+            return
         if not complete:
             return  # the client went away: nobody to answer
         try:

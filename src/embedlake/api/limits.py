@@ -9,6 +9,7 @@ routes then check counts and lengths (``check_texts`` here, ``search.limits`` fo
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import numpy as np
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedlake.api import problems
 from embedlake.config import ApiSettings
-from embedlake.errors import InputError, TooLarge
+from embedlake.errors import InputError, TimedOut, TooLarge
 
 # a JSON string, escapes included (unrolled: no backtracking per character)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -42,6 +43,7 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp, api: ApiSettings) -> None:
         self.app, self.max_bytes, self.max_depth = app, api.max_body_bytes, api.max_json_depth
+        self.seconds = api.body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,21 +77,33 @@ class RequestLimits:
             )
         return None
 
-    async def _read(self, receive: Receive) -> tuple[bytes, TooLarge | None]:
-        """The whole body, or the refusal once more than the limit has come in."""
+    async def _read(self, receive: Receive) -> tuple[bytes, InputError | None]:
+        """The whole body, or the refusal once more than the limit has come in, or once
+        ``api.body_timeout_seconds`` passed before it all came."""
         chunks, seen, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # the client went away: the app's next receive() says so too
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                over = f"the body is over {self.max_bytes:,} bytes (api.max_body_bytes)"
-                return b"", TooLarge(over)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        try:
+            async with asyncio.timeout(self.seconds):
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break  # the client went away: the app's next receive() says so too
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.max_bytes:
+                        over = f"the body is over {self.max_bytes:,} bytes (api.max_body_bytes)"
+                        return b"", TooLarge(over)
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            return b"", timed_out(self.seconds, seen)
         return b"".join(chunks), None
+
+
+def timed_out(seconds: float, seen: int) -> TimedOut:
+    return TimedOut(
+        f"the body did not arrive within {seconds:g} s ({seen:,} bytes came); the limit is "
+        "api.body_timeout_seconds"
+    )
 
 
 _HUGE = 10**18  # more bytes than any body: a longer number stands for this

@@ -28,9 +28,10 @@ MEDIA_TYPE = "application/problem+json"
 # most specific first: the first class the error is an instance of decides
 _STATUS: list[tuple[type[errors.EmbedlakeError], int, str, str]] = [
     (errors.TooLarge, 413, "too-large", "Request too large"),
+    (errors.TimedOut, 408, "timeout", "Request body too slow"),
     (errors.InputError, 400, "input", "Bad input"),
     (errors.Unauthenticated, 401, "unauthenticated", "Missing or invalid API key"),
-    (errors.Forbidden, 403, "forbidden", "API key lacks the scope"),
+    (errors.Forbidden, 403, "forbidden", "Access denied"),
     (errors.NotFound, 404, "not-found", "Not found"),
     (errors.ModelMismatch, 409, "model-mismatch", "Vectors of another model"),
     (errors.Conflict, 409, "conflict", "Conflict"),
@@ -95,11 +96,19 @@ def document(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = Problem(
         type=f"urn:embedlake:error:{code}", title=title, status=status, detail=detail, **extra
     )
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(
         body.model_dump(exclude_none=True), status, headers=headers, media_type=MEDIA_TYPE
     )
@@ -110,7 +119,9 @@ def from_error(exc: errors.EmbedlakeError) -> JSONResponse:
         if isinstance(exc, cls):
             if status >= 500:
                 log.error("%s: %s", type(exc).__name__, exc)
-            return problem(status, code, title, str(exc))
+            # a body cut off by its deadline leaves the connection unusable: close it
+            headers = {"Connection": "close"} if status == 408 else None
+            return problem(status, code, title, str(exc), headers)
     raise AssertionError("EmbedlakeError is the last entry")  # pragma: no cover
 
 
@@ -126,8 +137,10 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         if any(e["type"] == "json_invalid" for e in found):
-            where = found[0]["loc"][-1]
-            detail = f"the body is not valid JSON (error at character {where})"
+            where, why = found[0]["loc"][-1], exc.errors()[0].get("ctx", {}).get("error")
+            detail = f"the body is not valid JSON (error at character {where})" + (
+                f": {why}" if why else ""
+            )
         else:
             detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in found[:5])
         return problem(422, "validation", "Invalid request", detail, errors=found)
@@ -135,7 +148,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "no-route", 405: "method"}.get(exc.status_code, "http")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+        # the exception's headers too: a 405's Allow (RFC 9110 requires it)
+        return problem(
+            exc.status_code, code, str(exc.detail), str(exc.detail), dict(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -42,7 +42,9 @@ Ref = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON number for a number, a boolean for a boolean (``"k": "3"``, ``"force":
+    # "yes"`` or a vector of strings are refused, as the OpenAPI types say), unknown fields refused
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Target(_Body):

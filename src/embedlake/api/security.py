@@ -85,7 +85,9 @@ def _hostname(value: str) -> str:
     """``[::1]:8000`` → ``::1``; ``LocalHost.`` → ``localhost``."""
     host = value.strip().lower()
     if host.startswith("["):
-        host = host[1:].partition("]")[0]
+        host, _, rest = host[1:].partition("]")
+        if rest and not (rest[:1] == ":" and rest[1:].isascii() and rest[1:].isdigit()):
+            return ""  # "[::1]evil": no name a server serves
     elif host.count(":") == 1:
         host = host.partition(":")[0]
     return host.rstrip(".")

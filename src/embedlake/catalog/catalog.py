@@ -56,6 +56,8 @@ class Catalog(Database):
         found = self.revision()
         if found == migrate.head():
             return
+        if found is not None and found not in migrate.known()[0]:
+            raise ConfigError(migrate.unknown_revision(found))
         held = lake_holds() if found is None and lake_holds is not None else []
         if held:
             raise ConfigError(

@@ -146,9 +146,25 @@ def _numbers(values: Sequence[Scalar]) -> list[float]:
     return list(out)
 
 
+def check_filter_field(key: str, values: Sequence[Any]) -> None:
+    """Refuse (InputError) a filter field the catalog cannot address exactly: a name with a
+    double quote or a control character (SQLite reads the name inside a quoted JSON path, where
+    ``"`` would end it and let the rest address a nested field), a string value with a NUL
+    (SQLite's JSON functions end a string there; PostgreSQL refuses NUL in text)."""
+    if '"' in key or any(ord(c) < 32 or c == "\x7f" for c in key):
+        raise InputError(
+            f"filter field {key[:64]!r}: a field name may not contain a double quote or a "
+            "control character"
+        )
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise InputError(f"filter field {key[:64]!r}: a value may not contain a NUL character")
+
+
 def _matches(key: str, values: Sequence[Scalar], dialect: str) -> Any:
     """One filter condition: the field equals any of ``values``, grouped by kind (strings,
-    numbers, booleans), each kind one ``IN``."""
+    numbers, booleans), each kind one ``IN`` over fields of that JSON type only (``"5"`` does
+    not match the number 5, nor ``1`` the boolean true)."""
+    check_filter_field(key, values)
     if key == "source":
         return _in(t.c.source, list(dict.fromkeys(str(v) for v in values)), String(), dialect)
     field = t.c.metadata[key]
@@ -160,12 +176,14 @@ def _matches(key: str, values: Sequence[Scalar], dialect: str) -> Any:
     if dialect == "postgresql":
         kind = func.json_typeof(field)
         is_bool, is_number = kind.in_(("boolean",)), kind.in_(("number",))
+        is_string = kind.in_(("string",))
     else:
         kind = func.json_type(t.c.metadata, f'$."{key}"')
         is_bool, is_number = kind.in_(("true", "false")), kind.in_(("integer", "real"))
+        is_string = kind.in_(("text",))
     alternatives = []
     if strings:
-        alternatives.append(_in(field.as_string(), strings, String(), dialect))
+        alternatives.append(_in(case((is_string, field.as_string())), strings, String(), dialect))
     if numbers:
         alternatives.append(_in(case((is_number, field.as_float())), numbers, Float(), dialect))
     if booleans:

@@ -12,6 +12,8 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embedlake.errors import ConfigError
+
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import Engine
@@ -39,9 +41,9 @@ def _assigned(tree: ast.Module, name: str) -> str | None:
 
 
 @functools.cache
-def head() -> str:
-    """The newest revision this code knows: the one no migration names as its parent
-    (read from the migration files' ``revision``/``down_revision``, the history is linear)."""
+def known() -> tuple[frozenset[str], frozenset[str]]:
+    """Every revision this code's migrations name, and those named as a parent (read from the
+    migration files' ``revision``/``down_revision``)."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (_MIGRATIONS / "versions").glob("[0-9]*.py"):
@@ -52,7 +54,15 @@ def head() -> str:
         parent = _assigned(tree, "down_revision")
         if parent is not None:
             parents.add(parent)
-    heads = revisions - parents
+    return frozenset(revisions), frozenset(parents)
+
+
+@functools.cache
+def head() -> str:
+    """The newest revision this code knows: the one no migration names as its parent (the
+    history is linear)."""
+    revisions, parents = known()
+    heads = set(revisions - parents)
     if len(heads) != 1:
         raise RuntimeError(f"the catalog's migrations have {len(heads)} heads: {sorted(heads)}")
     return heads.pop()
@@ -70,10 +80,23 @@ def current(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; a no-op when it is there already."""
+    """Bring the schema to ``revision``; a no-op when it is there already. A schema at a
+    revision this code does not know (a newer embedlake's) is refused, not guessed at."""
     from alembic import command
+
+    found = current(engine)
+    if found is not None and found not in known()[0]:
+        raise ConfigError(unknown_revision(found))
 
     config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def unknown_revision(found: str) -> str:
+    return (
+        f"the catalog's schema is at revision {found!r}, which this embedlake does not know "
+        f"(its newest is {head()}): a newer embedlake wrote it; use that version, or restore a "
+        "backup (`embedlake import`)"
+    )

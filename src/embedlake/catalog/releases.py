@@ -12,7 +12,19 @@ from embedlake.catalog import journal
 from embedlake.catalog.announce import SERVING, announce
 from embedlake.catalog.database import Database
 from embedlake.catalog.schema import alias_moves, aliases, releases
-from embedlake.errors import Conflict, NotFound
+from embedlake.errors import Conflict, InputError, NotFound
+
+ALIAS_MAX = 128  # characters (the API's schema states the same)
+
+
+def check_alias(name: str) -> str:
+    """An alias name, or InputError: 1 to ``ALIAS_MAX`` characters, none of them a control
+    character (a name is printed by ``embedlake releases``, listed by the map, and a lake key)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= ALIAS_MAX:
+        raise InputError(f"an alias name has 1 to {ALIAS_MAX} characters, not {len(name):,}")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        raise InputError(f"alias name {name[:64]!r} contains a control character")
+    return name
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,7 @@ class Releases:
         ``expect`` guards against a lost update: the move is refused when the alias no longer
         points where the caller saw it.
         """
+        check_alias(name)
         insert = self._catalog.insert
         now = datetime.now(UTC)
         current_of = select(aliases.c.release_id).where(aliases.c.name == name).with_for_update()

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from embedlake.cli.commands import Json, Ws
 from embedlake.cli.output import console, emit_json, table
@@ -87,4 +88,4 @@ def recover(
         return
     table("recovered", ["what", "count"], sorted(report.recovered.items()))
     for line in report.not_recovered:
-        console.print(f"[yellow]not recovered[/] {line}", markup=True, highlight=False)
+        console.print(f"[yellow]not recovered[/] {escape(line)}", markup=True, highlight=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from embedlake.cli.output import console, embed_with_progress, emit_json, measured_on, table
 from embedlake.errors import InputError
@@ -92,12 +93,19 @@ def ingest(
 ) -> None:
     """Ingest documents: copy to raw/, validate, upsert, quarantine rejects."""
     from embedlake.ingest import ingest_path
-    from embedlake.ingest.pipeline import announce
+    from embedlake.ingest.pipeline import IngestReport, announce
     from embedlake.workspace import Workspace
 
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:  # before any is ingested
+        raise InputError(f"no such file or folder: {', '.join(missing)}")
     with Workspace.open(ws) as w:
-        reports = [r for p in paths for r in ingest_path(w, p, source=source, id_prefix=id_prefix)]
-        announce(w, reports)  # the runtime embeds and indexes them, now or when it starts
+        reports: list[IngestReport] = []
+        try:
+            for p in paths:
+                reports.extend(ingest_path(w, p, source=source, id_prefix=id_prefix))
+        finally:  # what was committed is announced, even when a later path fails
+            announce(w, reports)  # the runtime embeds and indexes them, now or when it starts
     rejected = sum(r.rejected for r in reports)
     if as_json:
         emit_json(
@@ -120,7 +128,9 @@ def ingest(
         )
         for r in reports:
             for reason in r.reasons[:10]:
-                console.print(f"[yellow]rejected[/] {reason}", markup=True, highlight=False)
+                console.print(
+                    f"[yellow]rejected[/] {escape(str(reason))}", markup=True, highlight=False
+                )
             if r.quarantine_key:
                 console.print(f"  rejects kept in {r.quarantine_key}", highlight=False)
     if rejected and strict:
@@ -206,7 +216,8 @@ def index(
         if report.missing:
             console.print(
                 f"[yellow]{report.missing} documents are not embedded yet: run "
-                f"`embedlake embed` first[/]"
+                f"`embedlake embed` first[/]",
+                markup=True,
             )
 
 

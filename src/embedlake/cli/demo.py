@@ -49,7 +49,9 @@ SHORT_EVAL_DOCUMENTS = 150
 # demo corpus), and a release loads its serving form once per shard (so not much smaller)
 PROGRESS_SHARD = 1000
 
-screen = Console()  # the demo's own: it keeps the terminal while libraries write to the log
+screen = Console(
+    markup=False
+)  # the demo's own: it keeps the terminal while libraries write to the log
 
 
 def demo(
@@ -168,6 +170,7 @@ def _shortened(ws: Workspace, best: str, full: bool) -> None:
         f"on {serving.eval_documents:,} evaluation documents (in full: "
         f"{', '.join(default.forms)} on {default.eval_documents:,}); `--full` runs them all",
         highlight=False,
+        markup=True,
     )
 
 
@@ -183,6 +186,7 @@ def _corpus_size(asked: int | None, full: bool) -> int:
         f"[yellow]shortened:[/] a corpus of {FIRST_LOOK_DOCUMENTS:,} docstrings (in full: "
         f"{FULL_DOCUMENTS:,}); `--full` or `--max-documents` reads more",
         highlight=False,
+        markup=True,
     )
     return FIRST_LOOK_DOCUMENTS
 

@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from embedlake.encoders import Encoder
     from embedlake.workspace import Workspace
 
-console = Console()
-errors = Console(stderr=True)
+# markup off: what is printed holds user data (titles, ids, file names, reasons), and rich would
+# read "[/x]" in it as a closing tag (a MarkupError) or drop "[bold]"; a line styled by us says
+# markup=True and escapes (rich.markup.escape) what it quotes
+console = Console(markup=False)
+errors = Console(stderr=True, markup=False)
 
 
 _documents: list[TextIO] = []  # where emit_json writes while a --json command runs
@@ -85,12 +88,14 @@ def table(
     to: Console | None = None,
 ) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=title, show_lines=False)
+    # Text, not str: a cell is never read as markup (a title "Shock [/oops] tube" is data)
+    t = Table(title=None if title is None else Text(title), show_lines=False)
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(Text(c), overflow="fold")
     for row in rows:
-        t.add_row(*[_fmt(v) for v in row])
+        t.add_row(*[Text(_fmt(v)) for v in row])
     (to or console).print(t)
 
 

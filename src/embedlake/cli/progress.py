@@ -48,7 +48,12 @@ def working(console: Console, text: str, *, counted: bool = False) -> Iterator[W
     """A spinner, the step's text, a bar (``counted``: moved by :meth:`Working.count`) and the
     time spent; it leaves the screen when the step ends (the caller prints what it did)."""
     counts = (BarColumn(), MofNCompleteColumn()) if counted else ()
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), *counts, TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        *counts,
+        TimeElapsedColumn(),
+    )
     # no redirection of sys.stdout/stderr into the bar: what libraries print stays where
     # cli.quiet sends it (a rich Live display would otherwise show it on the terminal)
     with Progress(

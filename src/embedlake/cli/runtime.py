@@ -58,7 +58,7 @@ def up(
         )
         if until_idle:
             if not runtime.wait_idle(timeout):
-                console.print("[yellow]still busy at the timeout[/]")
+                console.print("[yellow]still busy at the timeout[/]", markup=True)
                 raise typer.Exit(1)
             return
         stop.wait()

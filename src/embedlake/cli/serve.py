@@ -71,13 +71,20 @@ def serve(
                 port=port,
                 workers=workers,
                 log_level=log_level,
+                limit_concurrency=w.settings.api.max_connections,
             )
             return
         if up:
             from embedlake.runtime import Runtime
 
             stack.enter_context(Runtime(w))
-        uvicorn.run(create_app(w, role), host=host, port=port, log_level=log_level)
+        uvicorn.run(
+            create_app(w, role),
+            host=host,
+            port=port,
+            log_level=log_level,
+            limit_concurrency=w.settings.api.max_connections,
+        )
 
 
 def worker_app() -> object:

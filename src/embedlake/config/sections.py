@@ -726,6 +726,18 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(
         default=4_000_000, gt=0, description="request bodies larger than this many bytes get 413"
     )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request's whole body must arrive within this many seconds, or it gets 408 "
+        "and its connection is closed (a client that sends slowly holds no connection forever)",
+    )
+    max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="connections and requests one serving process holds at once; more get 503 "
+        "(uvicorn's `limit_concurrency`)",
+    )
     max_texts: int = Field(
         default=256,
         gt=0,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from embedlake.encoders import TokenWindow
 
 MIN_SIZE = 32  # tokens: below this, a title leaves a passage almost no room
-_KEY = re.compile(r"^p(\d+)-o(\d+)-m(\d+)$")
+_KEY = re.compile(r"p(\d+)-o(\d+)-m(\d+)")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Chunking:
     def from_key(cls, key: str) -> Chunking:
         if not key:
             return cls()
-        match = _KEY.match(key)
+        match = _KEY.fullmatch(key)
         if match is None:
             raise InputError(f"not a chunking key: {key!r}")
         size, overlap, most = (int(g) for g in match.groups())

@@ -100,7 +100,11 @@ def check_vectors(vectors: Any, dim: int) -> Matrix:
     squared norms are within float32, or InputError."""
     from embedlake.errors import InputError
 
-    array = np.asarray(vectors, dtype=np.float32)
+    if isinstance(vectors, np.ndarray) and vectors.dtype == np.float32:
+        array = vectors
+    else:
+        with np.errstate(over="ignore"):  # a value past float32's range is named below
+            array = np.asarray(vectors, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != dim:
@@ -111,6 +115,8 @@ def check_vectors(vectors: Any, dim: int) -> Matrix:
     # compute) overflows float32; only if it is not are the rows looked at one by one
     if not math.isfinite(np.vdot(array, array)):
         if not np.isfinite(array).all():
+            if np.isfinite(np.asarray(vectors, dtype=np.float64)).all():
+                raise InputError("vectors hold values beyond float32's range (±3.4e38)")
             raise InputError("vectors contain NaN or infinite values")
         if not np.isfinite(np.einsum("ij,ij->i", array, array)).all():
             raise InputError("vectors with values too large: their squared norm overflows float32")

@@ -19,7 +19,7 @@ TITLE_FIELDS = ("title",)
 MAX_ID_CHARS = 512
 
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0, DEL and C1
 _SCALARS = (str, int, float, bool, type(None))
 # built once: json.dumps with options builds an encoder per call (a third of a small dump's cost)
 _METADATA = json.JSONEncoder(allow_nan=False, default=str, ensure_ascii=False)
@@ -107,6 +107,8 @@ def _pick(data: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any
 def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes: int) -> Document:
     """Validate and normalise; raises InputError with the reason when the record is unusable."""
     id_field, raw_id = _pick(data, ID_FIELDS)
+    if id_field is not None and raw_id is None:
+        raise InputError(f"document id ({id_field}) is null")
     if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
         raise InputError(f"missing document id (one of: {', '.join(ID_FIELDS)})")
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
@@ -122,15 +124,17 @@ def to_document(data: dict[str, Any], *, source: str, id_prefix: str, max_bytes:
     ):
         raise InputError("document id contains control characters")
     text_field, raw_text = _pick(data, TEXT_FIELDS)
+    title_field, raw_title = _pick(data, TITLE_FIELDS)
+    if raw_title is not None and not isinstance(raw_title, str):
+        raise InputError(f"title must be a string, got {type(raw_title).__name__}")
+    if raw_text is None and text_field is None and raw_title:
+        raw_text = ""  # a title alone is a document (the check below wants one of them)
     if not isinstance(raw_text, str):
         raise InputError(
             f"missing text (one of: {', '.join(TEXT_FIELDS)})"
             if raw_text is None
             else f"text must be a string, got {type(raw_text).__name__}"
         )
-    title_field, raw_title = _pick(data, TITLE_FIELDS)
-    if raw_title is not None and not isinstance(raw_title, str):
-        raise InputError(f"title must be a string, got {type(raw_title).__name__}")
     _utf8_size(doc_id)
     size = _utf8_size(raw_text) + _utf8_size(raw_title or "")
     if size > max_bytes:

@@ -27,7 +27,7 @@ from embedlake.catalog.documents import Document
 from embedlake.errors import InputError, NotFound, RejectedInput
 from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.ingest import curated
-from embedlake.ingest.normalize import Checked, checked
+from embedlake.ingest.normalize import MAX_ID_CHARS, Checked, checked
 from embedlake.ingest.raw import Options, copy_in, options_of
 from embedlake.ingest.readers import READERS, Limits, Reject, reader_for
 from embedlake.ingest.worker import SEQUENTIAL, WORTH_BYTES, Job, checked_in_worker
@@ -37,7 +37,7 @@ from embedlake.workspace import Workspace
 log = logging.getLogger(__name__)
 
 _MAX_REASONS = 100  # kept in .reason.json; all rejects are in .rejects.jsonl
-_SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" takes a final "\n"
 
 
 @dataclass
@@ -60,9 +60,23 @@ class IngestReport:
 
 
 def check_source(source: str) -> str:
-    if not _SOURCE.match(source):
-        raise InputError(f"invalid source name {source!r}: use letters, digits, '.', '_' or '-'")
+    if not isinstance(source, str) or not _SOURCE.fullmatch(source):
+        raise InputError(
+            f"invalid source name {source!r}: a letter or digit, then letters, digits, '.', '_' "
+            "or '-', at most 128 characters"
+        )
     return source
+
+
+def check_id_prefix(prefix: str) -> str:
+    """An ``--id-prefix`` every id may take: no control characters, no space at its ends (ids
+    are trimmed: the prefix would not be), room left for an id."""
+    if len(prefix) >= MAX_ID_CHARS or prefix != prefix.strip() or not prefix.isprintable():
+        raise InputError(
+            f"invalid id prefix {prefix[:64]!r}: printable characters with no space at either "
+            f"end, under {MAX_ID_CHARS} in all (an id has at most {MAX_ID_CHARS})"
+        )
+    return prefix
 
 
 def ingest_path(
@@ -72,6 +86,7 @@ def ingest_path(
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     source = check_source(source or _default_source(path))
+    check_id_prefix(id_prefix)
     if path.is_dir() and (path / "corpus.jsonl").is_file():
         from embedlake.ingest.datasets import check_judgments, register_beir
 
@@ -87,9 +102,17 @@ def ingest_path(
         found = _files_in(path)
         if not found:
             raise InputError(f"{path}: no ingestible files (known: {', '.join(sorted(READERS))})")
-        return [
-            _ingest_file(ws, f, f.relative_to(path).as_posix(), source, id_prefix) for f in found
-        ]
+        reports = []
+        for f in found:
+            try:
+                reports.append(
+                    _ingest_file(ws, f, f.relative_to(path).as_posix(), source, id_prefix)
+                )
+            except InputError as exc:  # a name the lake cannot hold: the folder's others go on
+                skipped = IngestReport(file=str(f), source=source, rejected=1)
+                skipped.reasons.append(RejectedInput(f"not ingested: {exc}", file=str(f)))
+                reports.append(skipped)
+        return reports
     if reader_for(path.name) is None:
         raise InputError(
             f"{path}: unsupported file type {path.suffix or '(none)'!r} "
@@ -170,21 +193,23 @@ def ingest_object(
         raise InputError(f"{shown}: unsupported file type (known: {', '.join(sorted(READERS))})")
     if not ws.lake.exists(key):
         raise NotFound(f"lake object {key!r} does not exist")
+    options = options_of(ws, key)
     if id_prefix is None:
-        id_prefix = options_of(ws, key).id_prefix
+        id_prefix = options.id_prefix
+    name = options.name or rel  # a later version reads as the file it is a version of
     started = datetime.now(UTC)
     report = IngestReport(file=shown, source=source, raw_key=key)
     settings = ws.settings.ingest
     limits = Limits(settings.max_record_bytes, settings.max_json_depth)
     suffix = posixpath.splitext(rel)[1].lower()
-    job = Job(suffix, rel, source, id_prefix, settings.max_document_bytes, *astuple(limits))
+    job = Job(suffix, name, source, id_prefix, settings.max_document_bytes, *astuple(limits))
     with tempfile.TemporaryFile() as rejects, ws.lake.open(key) as stream:
         run = _Run(ws, report, rejects)
         path = ws.lake.local_path(key)
         if _in_worker(ws, key, suffix, path):
             items = checked_in_worker(replace(job, path=path), None if path else stream)
         else:
-            records = reader(stream, rel, limits)
+            records = reader(stream, name, limits)
             items = checked(
                 records, source=source, id_prefix=id_prefix, max_bytes=job.max_document_bytes
             )

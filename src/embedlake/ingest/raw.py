@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import IO
 
 from embedlake.errors import InputError, NotFound
+from embedlake.lake import ObjectInfo
 from embedlake.workspace import Workspace
 
 SIDECAR = ".ingest.json"
@@ -25,9 +26,11 @@ SIDECAR = ".ingest.json"
 
 @dataclass(frozen=True)
 class Options:
-    """How a raw copy is read into documents."""
+    """How a raw copy is read into documents. ``name``: the file's path in its source when the
+    copy is a later version (its key carries a timestamp), so a .txt or .md file keeps its id."""
 
     id_prefix: str = ""
+    name: str = ""
 
 
 def sidecar_key(raw_key: str) -> str:
@@ -43,9 +46,10 @@ def options_of(ws: Workspace, raw_key: str) -> Options:
     except ValueError as exc:
         raise InputError(f"{sidecar_key(raw_key)}: not a JSON object of options ({exc})") from None
     prefix = data.get("id_prefix", "") if isinstance(data, dict) else None
-    if not isinstance(prefix, str):
-        raise InputError(f"{sidecar_key(raw_key)}: id_prefix must be a string")
-    return Options(id_prefix=prefix)
+    name = data.get("name", "") if isinstance(data, dict) else None
+    if not isinstance(prefix, str) or not isinstance(name, str):
+        raise InputError(f"{sidecar_key(raw_key)}: id_prefix and name must be strings")
+    return Options(id_prefix=prefix, name=name)
 
 
 def copy_in(ws: Workspace, source: str, rel: str, handle: IO[bytes], options: Options) -> str:
@@ -60,6 +64,11 @@ def copy_in(ws: Workspace, source: str, rel: str, handle: IO[bytes], options: Op
         if ws.lake.info(key).etag == digest.hexdigest() and options_of(ws, key) == options:
             return key
         stem, ext = posixpath.splitext(key)
+        options = replace(options, name=rel)
+        for version in _versions(ws, stem, ext):  # one of its later versions, again?
+            etag = version.etag or ws.lake.info(version.key).etag  # (a listing may leave it out)
+            if etag == digest.hexdigest() and options_of(ws, version.key) == options:
+                return version.key
         key = f"{stem}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}{ext}"
     sidecar = sidecar_key(key)
     # first the sidecar, then the copy: whoever sees the copy finds its options (a sidecar left
@@ -68,3 +77,21 @@ def copy_in(ws: Workspace, source: str, rel: str, handle: IO[bytes], options: Op
         ws.lake.put(sidecar, json.dumps({**asdict(options), "source": source}).encode())
     ws.lake.put_file(key, handle)
     return key
+
+
+def _versions(ws: Workspace, stem: str, ext: str) -> list[ObjectInfo]:
+    """The later versions of ``stem + ext`` (``stem.<timestamp><ext>``), oldest first."""
+    name = posixpath.basename(stem)
+    found = []
+    for info in ws.lake.list(posixpath.dirname(stem) + "/"):
+        base = posixpath.basename(info.key)
+        stamp = base[len(name) + 1 : len(base) - len(ext)] if ext else base[len(name) + 1 :]
+        if (
+            base.startswith(name + ".")
+            and base.endswith(ext)
+            and len(stamp) == 21
+            and stamp[8] == "T"
+            and (stamp[:8] + stamp[9:]).isdigit()
+        ):
+            found.append(info)
+    return sorted(found, key=lambda i: i.key)

@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from embedlake.ingest.encoding import skip_bom, strip_bom, too_deep
 
-csv.field_size_limit(1 << 30)  # the document size limit is enforced by validation, per row
 _CHUNK = 1 << 20
 
 
@@ -107,7 +106,7 @@ def _json_record(number: int, raw: bytes, max_depth: int) -> Record:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Reject(number, f"malformed JSON: {exc.msg} at column {exc.colno}", _snippet(raw))
+        return Reject(number, f"malformed JSON: {exc.msg} (column {exc.colno})", _snippet(raw))
     except ValueError as exc:  # an integer of more than 4,300 digits (Python's str-to-int limit)
         return Reject(number, f"malformed JSON: {exc}", _snippet(raw))
     if not isinstance(data, dict):
@@ -119,35 +118,58 @@ def read_csv(stream: IO[bytes], name: str, limits: Limits) -> Iterator[Record]:
     if refused := skip_bom(stream):
         yield Reject(None, refused)
         return
+    # a field may not outgrow a record (an unclosed quote would otherwise read on to the end of
+    # the file, up to a gigabyte, swallowing every row after it)
+    csv.field_size_limit(limits.max_record_bytes)
     # surrogateescape keeps reading past a bad byte; the row that holds it is rejected below.
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
     try:
-        yield from _csv_rows(csv.DictReader(text))
+        # strict: a quote in the wrong place, or a quoted field still open at the end of the
+        # file, is an error (a reject naming the line it started on), not text taken as is
+        yield from _csv_rows(csv.reader(text, strict=True))
     finally:
         text.detach()  # the caller owns (and closes) the underlying stream
 
 
-def _csv_rows(reader: csv.DictReader[str]) -> Iterator[Record]:
+def _csv_rows(reader: Any) -> Iterator[Record]:
+    header: list[str] = []
     try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        yield Reject(1, f"unreadable CSV header: {exc}")
-        return
-    if not header:
+        while not header:  # blank lines before the header are skipped, as between rows
+            header = next(reader)
+    except StopIteration:
         yield Reject(1, "empty CSV file (no header row)")
         return
+    except csv.Error as exc:
+        yield Reject(reader.line_num, f"unreadable CSV header: {exc}")
+        return
     if any(_has_surrogates(h) for h in header):
-        yield Reject(1, "CSV header is not valid UTF-8")
+        yield Reject(reader.line_num, "CSV header is not valid UTF-8")
+        return
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        yield Reject(reader.line_num, f"CSV header names a column twice: {', '.join(twice)}")
         return
     while True:
+        starts = reader.line_num + 1  # a quoted field may span lines: the row's first line
         try:
-            data = next(reader)
+            row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Reject(reader.line_num, f"malformed CSV: {exc}")
+            # an open quote that outgrew the limit, or reached the end: the rest of the file is
+            # inside that field, with no row boundary to resume at
+            last = "field larger than field limit" in str(exc) or "unexpected end" in str(exc)
+            rest = "; the rest of the file was not read (an unclosed quote?)" if last else ""
+            yield Reject(starts, f"malformed CSV (the row starting at line {starts}): {exc}{rest}")
+            if last:
+                return
             continue
-        yield _csv_record(reader.line_num, len(header), data)
+        if not row:
+            continue
+        data: dict[str | None, Any] = dict(zip(header, row, strict=False))
+        if len(row) > len(header):
+            data[None] = row[len(header) :]
+        yield _csv_record(starts, len(header), data)
 
 
 def _csv_record(line: int, columns: int, data: dict[str | None, Any]) -> Record:

@@ -20,7 +20,7 @@ from uuid import uuid4
 
 from fsspec.implementations.local import LocalFileSystem
 
-from embedlake.errors import InputError
+from embedlake.errors import ConfigError, InputError
 from embedlake.lake import ObjectInfo
 from embedlake.lake.base import FsspecLake, translate_errors
 
@@ -31,7 +31,10 @@ class LocalLake(FsspecLake):
     def __init__(self, url: str) -> None:
         root = url[len("file://") :] if url.startswith("file://") else url
         root = str(Path(root).resolve())
-        Path(root).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission
+            raise ConfigError(f"the lake {root} cannot be a folder: {exc.strerror}") from None
         super().__init__(url, LocalFileSystem(), root)
 
     def _path(self, key: str) -> str:

@@ -24,7 +24,7 @@ PREFIX = "models"
 MANIFEST = "manifest.json"
 CARD = "card.md"  # written after benchmarking; like the manifest, not part of the content
 FORMAT = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" takes a final "\n"
 _loaded: dict[tuple[str, str], Encoder] = {}  # (content hash, options) → encoder, per process
 
 
@@ -47,7 +47,7 @@ def hash_folder(folder: Path) -> tuple[str, dict[str, str]]:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(f"invalid model name or version {name!r}: letters, digits, '.', '_', '-'")
     return name
 

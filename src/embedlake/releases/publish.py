@@ -13,7 +13,7 @@ import getpass
 import logging
 from typing import Literal
 
-from embedlake.catalog.releases import AliasMove
+from embedlake.catalog.releases import AliasMove, check_alias
 from embedlake.errors import Conflict, InputError
 from embedlake.releases import coverage, gate
 from embedlake.steps import DirectSteps
@@ -46,6 +46,7 @@ def publish(
     release the alias points to now (re-run here when the alias moved since it was built). A
     release behind the catalog is caught up first: up to ``releases.catch_up_limit`` documents
     (``catch_up="small"``), or however many (``"all"``); ``force`` skips the gate, never this."""
+    check_alias(alias)  # before any work: a gate re-run costs an evaluation
     releases = ws.catalog.releases
     release = releases.get(release_id)
     if release.status in ("building", "failed", "removed") or release.index_id is None:
@@ -97,6 +98,7 @@ def rollback(
     ws: Workspace, alias: str = "production", *, actor: str = "cli", reason: str = ""
 ) -> AliasMove:
     """One step back: the alias returns to the release it pointed to before its last publish."""
+    check_alias(alias)
     releases = ws.catalog.releases
     stack = releases.stack(alias)
     if not stack:

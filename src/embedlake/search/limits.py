@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from embedlake.catalog.documents import check_filter_field
 from embedlake.config import ApiSettings
 from embedlake.errors import TooLarge
 
@@ -31,7 +32,8 @@ def check_search(
 
 
 def check_filter(api: ApiSettings, where: Mapping[str, Any]) -> None:
-    """Fields, values per field, values in all and characters per name or value."""
+    """Fields, values per field, values in all and characters per name or value; then names and
+    values the catalog cannot match exactly (``InputError``)."""
     if len(where) > api.max_filter_keys:
         raise TooLarge(
             f"the filter has {len(where):,} fields; the limit is {api.max_filter_keys:,} "
@@ -57,6 +59,8 @@ def check_filter(api: ApiSettings, where: Mapping[str, Any]) -> None:
             f"the filter has {total:,} values in all; the limit is "
             f"{api.max_filter_values_total:,} (api.max_filter_values_total)"
         )
+    for key, wanted in where.items():
+        check_filter_field(key, wanted if isinstance(wanted, list) else [wanted])
 
 
 def _short(key: str) -> str:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import caller
-from embedlake.catalog.releases import AliasMove, ReleaseRecord
+from embedlake.api.fastjson import FastJsonRoute
+from embedlake.catalog.releases import ALIAS_MAX, AliasMove, ReleaseRecord
 from embedlake.releases.publish import publish, rollback
 from embedlake.workspace import Workspace
 
-router = APIRouter(tags=["admin"], responses=problems.RESPONSES)
+router = APIRouter(tags=["admin"], responses=problems.RESPONSES, route_class=FastJsonRoute)
 Admin = Annotated[str, Depends(caller("admin"))]
+# an alias in the path: 422 when over the length or holding a control character (the catalog's
+# check_alias, stated in the OpenAPI document)
+AliasName = Annotated[
+    str, Path(min_length=1, max_length=ALIAS_MAX, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
 
 
 def _release(ws: Workspace, r: ReleaseRecord, *, report: bool = False) -> schemas.Release:
@@ -51,7 +57,7 @@ def get_release(release_id: str, request: Request, _: Admin) -> schemas.Release:
 
 @router.post("/v1/aliases/{alias}", response_model=schemas.AliasMove)
 async def publish_release(
-    alias: str, body: schemas.Publish, request: Request, actor: Admin
+    alias: AliasName, body: schemas.Publish, request: Request, actor: Admin
 ) -> schemas.AliasMove:
     """Point ``alias`` at a release (through the gate unless ``force``); this process swaps to
     it before answering, the others when the move is announced (api/state.py)."""
@@ -65,7 +71,7 @@ async def publish_release(
 
 @router.post("/v1/aliases/{alias}/rollback", response_model=schemas.AliasMove)
 async def rollback_alias(
-    alias: str, request: Request, actor: Admin, body: schemas.Rollback | None = None
+    alias: AliasName, request: Request, actor: Admin, body: schemas.Rollback | None = None
 ) -> schemas.AliasMove:
     """Move ``alias`` back to the release it pointed to before its last publish."""
     ws: Workspace = request.app.state.ws

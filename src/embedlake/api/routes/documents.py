@@ -15,11 +15,13 @@ from starlette.concurrency import run_in_threadpool
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
-from embedlake.errors import TooLarge
+from embedlake.api.fastjson import FastJsonRoute
+from embedlake.errors import InputError, TooLarge
+from embedlake.ingest.normalize import to_document
 from embedlake.ingest.pipeline import delete_document
 from embedlake.workspace import Workspace
 
-router = APIRouter(tags=["documents"], responses=problems.RESPONSES)
+router = APIRouter(tags=["documents"], responses=problems.RESPONSES, route_class=FastJsonRoute)
 
 
 @router.get(
@@ -27,6 +29,10 @@ router = APIRouter(tags=["documents"], responses=problems.RESPONSES)
 )
 async def get_document(doc_id: str, request: Request) -> schemas.Document:
     """A live document with its metadata (404 once deleted)."""
+    return await document(request, doc_id)
+
+
+async def document(request: Request, doc_id: str) -> schemas.Document:
     ws: Workspace = request.app.state.ws
     doc = await run_in_threadpool(ws.catalog.documents.get, doc_id)
     return schemas.Document(
@@ -50,6 +56,7 @@ async def add_documents(body: schemas.DocumentBatch, request: Request) -> schema
             f"{len(body.documents):,} documents; the limit is {limit:,} per request (api.max_texts)"
         )
     _check_sizes(body, ws.settings.ingest.max_document_bytes)
+    _check_documents(body, ws.settings.ingest.max_document_bytes)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     key = f"raw/{body.source}/api-{stamp}-{uuid.uuid4().hex[:12]}.jsonl"
     lines = (json.dumps(d.model_dump(), ensure_ascii=False) for d in body.documents)
@@ -66,6 +73,31 @@ def _check_sizes(body: schemas.DocumentBatch, limit: int) -> None:
             raise TooLarge(
                 f"document {number} ({doc.id!r}) is {size:,} bytes; the limit is {limit:,} "
                 "(ingest.max_document_bytes)"
+            )
+
+
+def _check_documents(body: schemas.DocumentBatch, limit: int) -> None:
+    """Every document through ingest's own validation (``normalize.to_document``) before the
+    batch is written, so a 202 is never followed by a quarantine: an id with control characters,
+    an id ingest would store otherwise (trimmed, NFC: a GET by the id sent would then miss), a
+    document empty after normalisation, metadata that is not JSON (NaN), an id twice."""
+    first: dict[str, int] = {}
+    for number, doc in enumerate(body.documents):
+        try:
+            stored = to_document(
+                doc.model_dump(), source=body.source, id_prefix="", max_bytes=limit
+            )
+        except InputError as exc:
+            raise InputError(f"document {number} ({doc.id[:64]!r}): {exc}") from None
+        if stored.id != doc.id:
+            raise InputError(
+                f"document {number}: the id {doc.id[:64]!r} would be stored as "
+                f"{stored.id[:64]!r} (white space trimmed, Unicode NFC); send that id"
+            )
+        if first.setdefault(stored.id, number) != number:
+            raise InputError(
+                f"document {number}: the id {doc.id[:64]!r} is also document "
+                f"{first[stored.id]} of this batch"
             )
 
 

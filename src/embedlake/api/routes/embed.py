@@ -14,12 +14,13 @@ from fastapi import APIRouter, Request
 
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
+from embedlake.api.fastjson import FastJsonRoute
 from embedlake.api.limits import check_texts
 from embedlake.api.state import Served, ServingState
 from embedlake.encoders import normalise
 from embedlake.errors import InputError, TooLarge
 
-router = APIRouter(tags=["embed"], responses=problems.RESPONSES)
+router = APIRouter(tags=["embed"], responses=problems.RESPONSES, route_class=FastJsonRoute)
 
 
 @router.post("/v1/embed", response_model=schemas.EmbedResponse, dependencies=[require("embed")])

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.fastjson import FastJsonRoute
+from embedlake.api.routes import documents
 from embedlake.api.state import Served, ServingState
 from embedlake.errors import ModelMismatch
 from embedlake.search.limits import check_search
@@ -189,6 +190,11 @@ async def neighbours(
     alias: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
 ) -> Response:
     """The ``k`` nearest documents of a document (itself left out)."""
+    if not request.scope.get("raw_path", b"/neighbours").split(b"?")[0].endswith(b"/neighbours"):
+        # the path was decoded before routing: ".../M-3%2Fneighbours" reads the document whose
+        # id ends in "/neighbours", which this route's template would otherwise take
+        found = await documents.document(request, f"{doc_id}/neighbours")
+        return Response(found.model_dump_json(), media_type="application/json")
     check_search(request.app.state.settings.api, k=k)
     served, searcher = await _served(request, release, alias)
     hits = await _work(request, searcher.more_like, doc_id, k)

@@ -1,0 +1,53 @@
+"""What a user's data or a broken place does to the CLI: printed literally, refused with a line
+that names the problem, never a traceback (an outside review, 2026-12-08)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from embedlake.cli import output
+from embedlake.cli.app import app, exit_code
+from embedlake.errors import ConfigError
+from embedlake.workspace import Workspace
+
+
+def test_user_data_in_a_table_or_a_line_is_never_read_as_markup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A title "Shock [/oops] tube" crashed every table it was in (rich's MarkupError)."""
+    out = io.StringIO()
+    screen = Console(file=out, width=200, markup=False)
+    monkeypatch.setattr(output, "console", screen)
+    output.table("[/title]", ["[/id]", "title"], [("[/bogus]", "Shock [/oops] [bold]tube")])
+    output.console.print("deleted [/bogus]")
+    printed = out.getvalue()
+    for literal in ("[/title]", "[/id]", "[/bogus]", "Shock [/oops] [bold]tube"):
+        assert literal in printed
+    assert output.console.is_terminal is False  # (the shared consoles: markup off too)
+    assert Console(markup=False)._markup is False
+    assert output.errors._markup is False
+
+
+def test_a_workspace_or_lake_that_cannot_be_a_folder_is_named(tmp_path: Path) -> None:
+    a_file = tmp_path / "f.jsonl"
+    a_file.write_text("{}\n")
+    failed = CliRunner().invoke(app, ["init", str(a_file / "sub")]).exception
+    assert isinstance(failed, ConfigError) and exit_code(failed) == 2  # main(): one line, exit 2
+    assert "cannot create the workspace" in str(failed) and "Not a directory" in str(failed)
+    with pytest.raises(ConfigError, match="cannot be a folder"):
+        Workspace.init(tmp_path / "ws", environ={"EMBEDLAKE_LAKE__URL": str(a_file)})
+
+
+def test_a_catalog_of_a_newer_embedlake_is_named_not_migrated(tmp_path: Path) -> None:
+    with Workspace.init(tmp_path / "ws", environ={}) as ws, ws.catalog.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ConfigError, match="'9999', which this embedlake does not know"):
+        Workspace.open(tmp_path / "ws", environ={})
+    failed = CliRunner().invoke(app, ["migrate", str(tmp_path / "ws")]).exception
+    assert isinstance(failed, ConfigError) and "does not know" in str(failed)
