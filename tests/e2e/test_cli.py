@@ -116,7 +116,7 @@ def test_every_command_has_help() -> None:
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (("search", "{ws}/missing", "q"), 2, "is not an embedlake workspace"),
+        (("search", "{ws}/missing", "q"), 3, "no workspace at"),
         (("ingest", "{ws}", "{ws}/nope.jsonl"), 2, "no such file or folder"),
         (("search", "{ws}", "anything"), 3, "embedlake index"),
         (("embed", "{ws}", "--model", "nosuch"), 3, "not registered"),

@@ -200,3 +200,22 @@ def test_a_body_that_does_not_arrive_in_time_gets_408() -> None:
     assert start["status"] == 408
     assert (b"connection", b"close") in start["headers"]
     assert b"api.body_timeout_seconds" in sent[1]["body"]
+
+
+def test_head_is_answered_as_get_without_a_body(api: Client) -> None:
+    health = api.client.head("/healthz")
+    assert health.status_code == 200 and health.content == b""
+    headers = {"Authorization": f"Bearer {api.key}"}
+    found = api.client.head("/v1/documents/t1", headers=headers)
+    assert found.status_code == 200 and found.content == b""
+    assert int(found.headers["content-length"]) > 0  # the GET's length
+    assert api.client.head("/v1/documents/nope", headers=headers).status_code == 404
+
+
+def test_a_map_is_coloured_only_by_the_fields_it_offers(api: Client) -> None:
+    """Any name was computed over every document's metadata, and kept, per name asked."""
+    release = api.get("/v1/releases").json()[0]["id"]
+    index = api.get("/v1/map").json()
+    for field in index["fields"]:
+        assert api.get(f"/v1/map/{release}/labels?field={field}").status_code == 200
+    _problem(api.get(f"/v1/map/{release}/labels?field=nope"), 404, "not by 'nope'")

@@ -51,3 +51,28 @@ def test_a_catalog_of_a_newer_embedlake_is_named_not_migrated(tmp_path: Path) ->
         Workspace.open(tmp_path / "ws", environ={})
     failed = CliRunner().invoke(app, ["migrate", str(tmp_path / "ws")]).exception
     assert isinstance(failed, ConfigError) and "does not know" in str(failed)
+
+
+def test_an_ingest_of_several_paths_checks_them_all_first(tmp_path: Path) -> None:
+    """The first file was committed, unannounced, before the missing second one was found."""
+    from embedlake.errors import InputError
+
+    with Workspace.init(tmp_path / "ws", environ={}):
+        pass
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"_id": "mp1", "text": "x"}\n')
+    args = ["ingest", str(tmp_path / "ws"), str(good), str(tmp_path / "nope.jsonl")]
+    failed = CliRunner().invoke(app, args).exception
+    assert isinstance(failed, InputError) and "nope.jsonl" in str(failed)
+    with Workspace.open(tmp_path / "ws", environ={}) as ws:
+        assert ws.catalog.documents.count() == 0 and not list(ws.lake.list("raw/"))
+
+
+def test_a_missing_workspace_is_not_found_and_a_file_is_named(tmp_path: Path) -> None:
+    from embedlake.errors import NotFound
+
+    missing = CliRunner().invoke(app, ["status", str(tmp_path / "nows")]).exception
+    assert isinstance(missing, NotFound) and exit_code(missing) == 3
+    (tmp_path / "f").write_text("x")
+    a_file = CliRunner().invoke(app, ["status", str(tmp_path / "f")]).exception
+    assert isinstance(a_file, ConfigError) and "is a file" in str(a_file)

@@ -96,6 +96,8 @@ def test_lists_come_from_the_environment_as_json_and_wiring_names_are_not_settin
         ("[embed]\nprocesses = 0\n", {}, "embed.processes"),
         ("", {"EMBEDLAKE_EMBED__PROCESSES": "several"}, "embed.processes"),
         ("not toml at all [", {}, "not valid TOML"),
+        ("[ingest]\nmax_record_bytes = true\n", {}, "ingest.max_record_bytes"),  # not 1
+        ("[api]\nkey_cache_seconds = false\n", {}, "api.key_cache_seconds"),  # not 0.0
     ],
 )
 def test_invalid_settings_name_the_field(

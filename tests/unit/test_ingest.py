@@ -455,3 +455,29 @@ def test_a_later_version_of_a_text_file_updates_its_document(ws: Workspace, tmp_
         ingest_path(ws, tmp_path / f"v{n}" / "notes.md", source="t")
     [doc] = [d for d in ws.catalog.documents.iter_live() if d.source == "t"]
     assert doc.id == "notes" and "revised" in doc.text
+
+
+def test_files_of_a_folder_that_share_ids_are_said(
+    ws: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """They replaced each other's texts, in name order, on every ingest of the folder, silently."""
+    folder = tmp_path / "same"
+    folder.mkdir()
+    (folder / "notes.md").write_text("# Markdown\n\nAbout ramjets.\n")
+    write_jsonl(folder / "zz.jsonl", [{"_id": "notes", "text": "the jsonl one"}])
+    with caplog.at_level("WARNING"):
+        ingest_path(ws, folder)
+    assert "1 document id(s) an earlier file of the folder has too ('notes'" in caplog.text
+    assert ws.catalog.documents.get("notes").text == "the jsonl one"  # the later file, as a drop
+
+
+def test_a_benchmark_dataset_is_not_moved_to_a_prefixed_copy(ws: Workspace) -> None:
+    """Ingesting a BEIR folder again with --id-prefix pointed its judgments at the new copy."""
+    folder = collection("med")
+    ingest_path(ws, folder)
+    before = ws.catalog.documents.count()
+    with pytest.raises(InputError, match="under another --source"):
+        ingest_path(ws, folder, id_prefix="c2:")
+    assert ws.catalog.documents.count() == before  # refused before anything was ingested
+    ingest_path(ws, folder, id_prefix="c2:", source="med-c2")
+    assert ws.catalog.benchmarks.dataset("med-c2") is not None

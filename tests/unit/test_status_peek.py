@@ -27,14 +27,15 @@ def test_the_peeked_status_is_the_opened_one(tmp_path: Path) -> None:
         ws.catalog.documents.delete("x0")  # tombstoned: not counted
         model = resolve_model(ws, "lsa")
         embed(ws, model, artifacts.load_encoder(ws, model))
+        ws.catalog.documents.delete("x1")  # embedded, then deleted: not counted either
         ws.catalog.benchmarks.put_dataset("zeta", "datasets/zeta", 3, 9)
         ws.catalog.benchmarks.put_dataset("alpha", "datasets/alpha", 2, 4)
     settings = Settings.load(root)
     peeked = _status_peeked(settings)
     assert peeked == _status_opened(settings)
     assert peeked is not None
-    assert peeked["documents"] == 1033 + 3 and peeked["datasets"] == ["alpha", "med", "zeta"]
-    assert peeked["models"] == [{"model": model.ref, "embedded": 1033 + 3, "cut": 0}]
+    assert peeked["documents"] == 1033 + 2 and peeked["datasets"] == ["alpha", "med", "zeta"]
+    assert peeked["models"] == [{"model": model.ref, "embedded": 1033 + 2, "cut": 0}]
 
 
 def test_no_peek_where_it_cannot_be_sure(tmp_path: Path) -> None:

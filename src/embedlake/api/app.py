@@ -113,7 +113,27 @@ class _App(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        return stack if self.fast_search is None else self.fast_search(stack)
+        return _HeadAsGet(stack if self.fast_search is None else self.fast_search(stack))
+
+
+class _HeadAsGet:
+    """A HEAD request answered as its GET, without the body (RFC 9110; a load balancer's health
+    check may use it): FastAPI's GET routes do not take HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headless(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
 
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"

@@ -66,7 +66,12 @@ def _embedded(conn: sqlite3.Connection, model_id: int) -> tuple[int, int]:
     found = dict(
         conn.execute("SELECT name, value FROM counts WHERE name IN (?, ?)", names).fetchall()
     )
-    return int(found.get(names[0], 0)), int(found.get(names[1], 0))
+    gone, gone_cut = conn.execute(  # deleted documents' rows (as Registry.count_embedded)
+        "SELECT count(*), coalesce(sum(cut > 0), 0) FROM embedded WHERE model_id = ? AND "
+        "chunker = ? AND doc_id IN (SELECT id FROM documents WHERE deleted_at IS NOT NULL)",
+        (model_id, chunker),
+    ).fetchone()
+    return int(found.get(names[0], 0)) - gone, int(found.get(names[1], 0)) - gone_cut
 
 
 def count_name(kind: str, model_id: int, chunker: str) -> str:

@@ -421,14 +421,30 @@ class Registry:
     def count_embedded(
         self, model_id: int, *, cut: bool = False, chunker: str | None = None
     ) -> int:
-        """Documents the model has embedded with the chunking ``chunker`` (None: that of its
-        newest run); with ``cut``, those of them longer than the chunking keeps (or, passages
-        off, than the window). Read from the counts the database keeps (migration 0006)."""
+        """Live documents the model has embedded with the chunking ``chunker`` (None: that of
+        its newest run); with ``cut``, those of them longer than the chunking keeps (or, passages
+        off, than the window). Read from the counts the database keeps (migration 0006), less
+        the deleted documents' rows."""
         chunker = self.latest_chunker(model_id) if chunker is None else chunker
         name = count_name("cut" if cut else "embedded", model_id, chunker)
+        # the kept count has the rows of deleted documents too (their vectors stay, as the
+        # documents' tombstones do): those are counted apart, through the tombstones' index
+        # (migration 0009), so the cost follows the deletions, not the corpus
+        tombstones = select(documents.c.id).where(documents.c.deleted_at.is_not(None))
+        gone = (
+            select(func.count())
+            .select_from(embedded)
+            .where(
+                embedded.c.model_id == model_id,
+                embedded.c.chunker == chunker,
+                embedded.c.doc_id.in_(tombstones),  # probed id by id (SQLite's plan)
+                *([embedded.c.cut > 0] if cut else []),
+            )
+        )
         with self._catalog.connect() as conn:
             value = conn.execute(select(counts.c.value).where(counts.c.name == name)).scalar()
-        return int(value or 0)
+            deleted = conn.execute(gone).scalar()
+        return int(value or 0) - int(deleted or 0)
 
     # -- indexes ----------------------------------------------------------------------------
     def add_index(

@@ -7,15 +7,37 @@ so they are written for a user, in Markdown, and a test fails when the page has 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 
 class _Section(BaseModel):
     """A ``[section]`` of settings; a key it does not know is refused, so a typo never passes."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """TOML's ``true`` is no number: pydantic would take it as 1 (``max_record_bytes =
+        true`` refused every line over 1 byte). An environment variable's "true" is a string,
+        refused for a number already."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _number_only(field.annotation):
+            raise ValueError("a number is needed here, not true or false")
+        return value
+
+
+def _number_only(annotation: Any) -> bool:
+    """Whether a field of this type takes numbers but no boolean."""
+    if annotation in (int, float):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(kinds) and bool not in kinds and all(_number_only(a) for a in kinds)
+    return False
 
 
 class LakeSettings(_Section):

@@ -32,7 +32,7 @@ from embedlake.config.sections import (
     ServingSettings,
     TrainingSettings,
 )
-from embedlake.errors import ConfigError
+from embedlake.errors import ConfigError, NotFound
 
 CONFIG_FILE = "embedlake.toml"
 _ENV_PREFIX = "EMBEDLAKE_"
@@ -67,6 +67,10 @@ class Settings(BaseModel):
         """Settings of ``workspace``: environment over its ``embedlake.toml`` over defaults."""
         workspace = workspace.resolve()
         path = workspace / CONFIG_FILE
+        if not workspace.exists():
+            raise NotFound(f"no workspace at {workspace}; `embedlake init {workspace}` makes one")
+        if not workspace.is_dir():
+            raise ConfigError(f"{workspace} is a file, not an embedlake workspace (a folder)")
         if not path.is_file():
             raise ConfigError(
                 f"{workspace} is not an embedlake workspace (no {CONFIG_FILE}); "

@@ -87,8 +87,9 @@ def load_folder(path: Path, split: str = "test", id_prefix: str = "") -> Dataset
             raise InputError(f"{path} is not a BEIR dataset: {needed.name} is missing")
     try:
         return parse(path.resolve().name, queries.read_bytes(), qrels.read_bytes(), id_prefix)
-    except InputError as exc:
-        raise InputError(f"{qrels}: {exc}") from None  # which split's file was broken
+    except InputError as exc:  # which file was broken (for the judgments: which split's)
+        broken = queries if " queries line " in str(exc) else qrels
+        raise InputError(f"{broken}: {exc}") from None
 
 
 def register_beir(
@@ -114,6 +115,22 @@ def register_beir(
         name, prefix, len(dataset.queries), sum(len(v) for v in dataset.qrels.values())
     )
     return dataset
+
+
+def check_registration(ws: Workspace, name: str, id_prefix: str) -> None:
+    """Refuse (before anything is ingested) to register dataset ``name`` again with another id
+    prefix: its judgments would then point at the other copy's ids, and the benchmark of the
+    first copy would be lost without a word."""
+    try:
+        registered = json.loads(ws.lake.get(f"{PREFIX}/{name}/dataset.json"))
+    except NotFound:
+        return
+    before = registered.get("id_prefix", "") if isinstance(registered, dict) else ""
+    if before != id_prefix:
+        raise InputError(
+            f"benchmark dataset {name!r} is registered for the ids prefixed {before!r}; ingest "
+            f"the copy prefixed {id_prefix!r} under another --source to benchmark both"
+        )
 
 
 def check_judgments(

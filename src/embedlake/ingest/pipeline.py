@@ -88,11 +88,12 @@ def ingest_path(
     source = check_source(source or _default_source(path))
     check_id_prefix(id_prefix)
     if path.is_dir() and (path / "corpus.jsonl").is_file():
-        from embedlake.ingest.datasets import check_judgments, register_beir
+        from embedlake.ingest.datasets import check_judgments, check_registration, register_beir
 
         judged = (path / "queries.jsonl").is_file() and (path / "qrels").is_dir()
         if judged:
             check_judgments(path, id_prefix)  # a broken judgment file ingests nothing
+            check_registration(ws, source, id_prefix)
         files = [(path / "corpus.jsonl", "corpus.jsonl")]
         reports = [_ingest_file(ws, f, rel, source, id_prefix) for f, rel in files]
         if judged:
@@ -102,12 +103,11 @@ def ingest_path(
         found = _files_in(path)
         if not found:
             raise InputError(f"{path}: no ingestible files (known: {', '.join(sorted(READERS))})")
-        reports = []
+        reports, seen = [], FolderIds()
         for f in found:
             try:
-                reports.append(
-                    _ingest_file(ws, f, f.relative_to(path).as_posix(), source, id_prefix)
-                )
+                rel = f.relative_to(path).as_posix()
+                reports.append(_ingest_file(ws, f, rel, source, id_prefix, seen))
             except InputError as exc:  # a name the lake cannot hold: the folder's others go on
                 skipped = IngestReport(file=str(f), source=source, rejected=1)
                 skipped.reasons.append(RejectedInput(f"not ingested: {exc}", file=str(f)))
@@ -166,7 +166,14 @@ def _default_source(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-") or "default"
 
 
-def _ingest_file(ws: Workspace, path: Path, rel: str, source: str, id_prefix: str) -> IngestReport:
+def _ingest_file(
+    ws: Workspace,
+    path: Path,
+    rel: str,
+    source: str,
+    id_prefix: str,
+    seen: FolderIds | None = None,
+) -> IngestReport:
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -175,11 +182,33 @@ def _ingest_file(ws: Workspace, path: Path, rel: str, source: str, id_prefix: st
         return report
     with handle:
         key = copy_in(ws, source, rel, handle, Options(id_prefix=id_prefix))
-    return ingest_object(ws, key, id_prefix=id_prefix, display=str(path))
+    return ingest_object(ws, key, id_prefix=id_prefix, display=str(path), seen=seen)
+
+
+class FolderIds:
+    """The ids the files of one folder's ingest brought, each with its file. An id is one
+    document of its source: a later file that brings it again updates it, in the folder's name
+    order as in the runtime's order of drops. That is said (a warning per file), not silent: two
+    files of one source that share ids replace each other's texts on every ingest of the folder.
+    Memory grows with the folder's ids, as a file's do in :func:`.normalize.checked`."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+
+    def other(self, doc_id: str, file: str) -> str | None:
+        """The earlier file that brought ``doc_id``, or None; ``file`` brings it now."""
+        first = self.files.get(doc_id)
+        self.files[doc_id] = file
+        return None if first in (None, file) else first
 
 
 def ingest_object(
-    ws: Workspace, key: str, *, id_prefix: str | None = None, display: str | None = None
+    ws: Workspace,
+    key: str,
+    *,
+    id_prefix: str | None = None,
+    display: str | None = None,
+    seen: FolderIds | None = None,
 ) -> IngestReport:
     """Ingest a ``raw/<source>/...`` object of the lake, with the options recorded beside it
     (:func:`.raw.options_of`) unless ``id_prefix`` is given."""
@@ -204,7 +233,7 @@ def ingest_object(
     suffix = posixpath.splitext(rel)[1].lower()
     job = Job(suffix, name, source, id_prefix, settings.max_document_bytes, *astuple(limits))
     with tempfile.TemporaryFile() as rejects, ws.lake.open(key) as stream:
-        run = _Run(ws, report, rejects)
+        run = _Run(ws, report, rejects, seen)
         path = ws.lake.local_path(key)
         if _in_worker(ws, key, suffix, path):
             items = checked_in_worker(replace(job, path=path), None if path else stream)
@@ -217,6 +246,14 @@ def ingest_object(
             for item in items:
                 run.add(item)
         run.flush()
+        if run.example is not None:
+            log.warning(
+                "%s: %d document id(s) an earlier file of the folder has too (%r, in %s): this "
+                "file's texts replace those",
+                shown,
+                run.shared,
+                *run.example,
+            )
         if report.rejected:
             report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
     ws.catalog.documents.add_ingest_run(
@@ -242,10 +279,14 @@ class _Run:
     """One file's checked records on their way in: upserted in batches; rejects counted and
     written to ``rejects``."""
 
-    def __init__(self, ws: Workspace, report: IngestReport, rejects: IO[bytes]) -> None:
-        self.ws, self.report, self.rejects = ws, report, rejects
+    def __init__(
+        self, ws: Workspace, report: IngestReport, rejects: IO[bytes], seen: FolderIds | None
+    ) -> None:
+        self.ws, self.report, self.rejects, self.seen = ws, report, rejects, seen
         self.settings = ws.settings.ingest
         self.batch: list[tuple[int, Document]] = []
+        self.shared = 0  # ids an earlier file of the folder brought too, and one of them
+        self.example: tuple[str, str] | None = None
 
     def add(self, item: Checked) -> None:
         if isinstance(item, Reject):
@@ -253,6 +294,9 @@ class _Run:
             self.reject(item)
             return
         self.report.read += 1
+        if self.seen is not None and (first := self.seen.other(item[1].id, self.report.file)):
+            self.shared += 1
+            self.example = self.example or (item[1].id, first)
         self.batch.append(item)
         if len(self.batch) >= self.settings.batch_size:
             self.flush()

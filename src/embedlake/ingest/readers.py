@@ -220,8 +220,9 @@ def read_text(stream: IO[bytes], name: str, limits: Limits) -> Iterator[Record]:
                 return
             parts.append(decoder.decode(chunk))
         parts.append(decoder.decode(b"", final=True))
-    except UnicodeDecodeError as exc:
-        yield Reject(None, f"not valid UTF-8 (byte {exc.start} of a chunk)")
+    except UnicodeDecodeError as exc:  # where in the file: the chunks before it, give or take
+        at = size - len(chunk) + exc.start if chunk else size  # the few bytes a chunk carried
+        yield Reject(None, f"not valid UTF-8 (near byte {at:,} of the file)")
         return
     body = strip_bom("".join(parts))
     first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")

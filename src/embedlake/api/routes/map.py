@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from embedlake.api import problems, schemas
 from embedlake.api.auth import require
 from embedlake.api.state import ServingState
+from embedlake.errors import NotFound
 from embedlake.reduce import maps
 from embedlake.reduce.maps import MapData
 from embedlake.workspace import Workspace
@@ -45,14 +46,7 @@ def map_index(request: Request) -> schemas.MapIndex:
         if "map" in r.report and r.status not in ("removed", "failed", "building")
     ]
     alias = request.app.state.serving.default_alias
-    # the fields chosen when the served map was fitted (the alias's, else the newest map's); for
-    # a map fitted before they were stored, computed here
-    served = [r for r in mapped if alias in held.get(r.id, [])] or mapped[:1]
-    fitted = served[0].report["map"] if served else {}
-    if "fields" in fitted:
-        offered = maps.Fields(fitted["fields"], fitted["default_field"])
-    else:
-        offered = maps.fields(ws)
+    offered = _offered(ws, mapped, held, alias)
     releases = [
         schemas.MapRelease(
             id=r.id,
@@ -139,6 +133,37 @@ async def _bulk(
     return Response(body, media_type=media_type, headers=headers)
 
 
+def _offered(
+    ws: Workspace, mapped: list[Any], held: dict[str, list[str]], alias: str
+) -> maps.Fields:
+    """The fields chosen when the served map was fitted (the alias's, else the newest map's);
+    for a map fitted before they were stored, computed here."""
+    served = [r for r in mapped if alias in held.get(r.id, [])] or mapped[:1]
+    fitted = served[0].report["map"] if served else {}
+    if "fields" in fitted:
+        return maps.Fields(fitted["fields"], fitted["default_field"])
+    return maps.fields(ws)
+
+
+def _may_colour(request: Request, release_id: str, field: str) -> None:
+    """A field the page offers, or NotFound: colouring by any other name read every document's
+    metadata and kept the answer, per name asked."""
+    ws: Workspace = request.app.state.ws
+    release = ws.catalog.releases.get(release_id)
+    allowed = {"source", *release.report.get("map", {}).get("fields", [])}
+    if field in allowed:
+        return
+    held: dict[str, list[str]] = {}
+    for alias, rid in ws.catalog.releases.aliases().items():
+        held.setdefault(rid, []).append(alias)
+    mapped = [r for r in reversed(ws.catalog.releases.all()) if "map" in r.report]
+    allowed |= set(_offered(ws, mapped, held, request.app.state.serving.default_alias).offered)
+    if field not in allowed:
+        raise NotFound(
+            f"the map is coloured by {', '.join(sorted(allowed))}, not by {field[:64]!r}"
+        )
+
+
 @router.get("/v1/map/{release_id}/labels", response_model=schemas.MapLabels)
 async def map_labels(
     release_id: str,
@@ -147,6 +172,7 @@ async def map_labels(
 ) -> schemas.MapLabels:
     """A category per point for colouring: ``codes`` is base64 of little-endian uint16 indexes
     into ``categories``."""
+    await run_in_threadpool(_may_colour, request, release_id, field)
     found = await _map(request, release_id)
     labels = await run_in_threadpool(found.labels, request.app.state.ws, field)
     return schemas.MapLabels(**labels)
