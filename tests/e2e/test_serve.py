@@ -374,3 +374,34 @@ def test_keys_list_and_revoke_from_the_cli(mine: dict[str, Any]) -> None:
         env={**os.environ, **ENV},
     )
     assert bad.returncode == 2 and "unknown scope" in bad.stderr
+
+
+def test_a_client_that_never_finishes_its_headers_is_closed(
+    mine: dict[str, Any], tmp_path: Path
+) -> None:
+    """Half a request held its connection, and one of api.max_connections, for good: four such
+    sockets under max_connections 4 made every request a 503."""
+    env = {
+        **ENV,
+        "EMBEDLAKE_API__HEADER_TIMEOUT_SECONDS": "1",
+        "EMBEDLAKE_API__MAX_CONNECTIONS": "4",
+    }
+    srv = Server(mine["root"], tmp_path / "serve.log", env=env)
+    try:
+        stalled = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
+            stalled.append(s)
+        time.sleep(2.5)  # past the deadline
+        for s in stalled:
+            s.settimeout(5)
+            assert s.recv(1024) == b""  # closed by the server
+            s.close()
+        assert httpx.get(f"{srv.url}/healthz", timeout=5).status_code == 200
+        with httpx.Client() as client:  # a kept-alive connection keeps working past it
+            assert client.get(f"{srv.url}/healthz").status_code == 200
+            time.sleep(0.5)
+            assert client.get(f"{srv.url}/healthz").status_code == 200
+    finally:
+        srv.stop()

@@ -60,7 +60,7 @@ def test_bodies_only_the_standard_library_refuses_otherwise_are_422(api: Client)
 
 def test_filter_names_and_values_the_catalog_cannot_match_are_refused(api: Client) -> None:
     """A name was put into a JSON path: '"' read nested fields (or a 503), NUL cut a value."""
-    for name in ('lang"', 'nested"."sub', "la\x00ng", "la\nng"):
+    for name in ('lang"', 'nested"."sub', "la\x00ng", "la\nng", "a\\b", "la\x85ng"):
         _problem(api.search(query="kidney", filter={name: "en"}), 400, "field name")
     _problem(api.search(query="kidney", filter={"lang": "en\x00garbage"}), 400, "NUL")
     _problem(api.search(query="kidney", filter={"source": ["med", "x\x00"]}), 400, "NUL")
@@ -73,6 +73,12 @@ def test_a_filter_matches_values_of_its_own_json_type(api: Client) -> None:
     assert _ids(api.search(query="renal", k=50, filter={"reviewed": True})) == {"t3"}
     assert _ids(api.search(query="renal", k=50, filter={"reviewed": 1})) == set()
     assert _ids(api.search(query="kidney", k=50, filter={"lang": ["en", 1990]})) == {"t1", "t3"}
+    assert _ids(api.search(query="renal", k=50, filter={"source": ["tagged", 5]})) == {
+        "t1",
+        "t2",
+        "t3",
+    }
+    assert _ids(api.search(query="renal", k=50, filter={"source": [5, True]})) == set()
 
 
 @pytest.mark.parametrize(
@@ -158,9 +164,38 @@ def test_a_key_longer_than_any_key_is_not_looked_up_or_kept(api: Client) -> None
 
 
 def test_a_405_names_the_methods_allowed(api: Client) -> None:
-    response = api.client.get("/v1/search", headers={"Authorization": f"Bearer {api.key}"})
+    headers = {"Authorization": f"Bearer {api.key}"}
+    response = api.client.get("/v1/search", headers=headers)
     _problem(response, 405)
     assert response.headers["allow"] == "POST"
+    put = api.client.put(
+        "/v1/documents/t1", headers={**headers, "Content-Type": "application/json"}
+    )
+    assert put.status_code == 405 and put.headers["allow"] == "DELETE, GET, HEAD"
+
+
+def test_a_release_or_alias_with_a_control_character_is_422(api: Client) -> None:
+    """They were looked up, and answered 404, wherever a path parameter was not checked."""
+    _problem(api.search(query="kidney", alias="a\nb"), 422, "alias")
+    _problem(api.post("/v1/embed", {"texts": ["x"], "release": "r\x07"}), 422, "release")
+    _problem(api.get("/v1/documents/t1/neighbours?alias=%00"), 422, "alias")
+
+
+def test_gzip_only_where_the_client_takes_it(api: Client) -> None:
+    release = api.get("/v1/releases").json()[0]["id"]
+    url, key = f"/v1/map/{release}/points", f"Bearer {api.key}"
+    for accept, gzipped in (("gzip", True), ("gzip;q=0, identity", False), ("nogzip", False)):
+        got = api.client.get(url, headers={"Authorization": key, "Accept-Encoding": accept})
+        assert got.status_code == 200
+        assert (got.headers.get("content-encoding") == "gzip") is gzipped, accept
+
+
+def test_an_error_does_not_echo_a_huge_input(api: Client) -> None:
+    missing = api.get("/v1/documents/" + "x" * 60_000)
+    assert missing.status_code == 404 and len(missing.content) < 2_000
+    huge_k = api.search(query="kidney", k=int("9" * 4000))
+    _problem(huge_k, 413, "a 4,000-digit number")
+    assert len(huge_k.content) < 2_000
 
 
 def test_a_value_beyond_float32_is_named_as_such(api: Client) -> None:
@@ -219,3 +254,23 @@ def test_a_map_is_coloured_only_by_the_fields_it_offers(api: Client) -> None:
     for field in index["fields"]:
         assert api.get(f"/v1/map/{release}/labels?field={field}").status_code == 200
     _problem(api.get(f"/v1/map/{release}/labels?field=nope"), 404, "not by 'nope'")
+
+
+def test_an_id_of_another_source_is_refused_before_the_202(api: Client) -> None:
+    before = _snapshot(api.ws)
+    batch = {"source": "zz", "documents": [{"id": "new-1", "text": "a"}, {"id": "t1", "text": "b"}]}
+    _problem(api.post("/v1/documents", batch), 400, "document 1", "belongs to source 'tagged'")
+    assert _snapshot(api.ws) == before
+    again = {"source": "tagged", "documents": [{"id": "t1", "text": "kidney stones, revised"}]}
+    assert api.post("/v1/documents", again).status_code == 202  # its own source: an update
+
+
+def test_a_document_deleted_after_the_map_was_built_leaves_it(api: Client) -> None:
+    """The served map was built once and kept: a deleted document stayed on it in that process."""
+    release = api.get("/v1/releases").json()[0]["id"]
+    before = api.get(f"/v1/map/{release}/ids?limit=100000").json()
+    assert "t2" in before
+    headers = {"Authorization": f"Bearer {api.key}"}
+    assert api.client.delete("/v1/documents/t2", headers=headers).status_code == 200
+    after = api.get(f"/v1/map/{release}/ids?limit=100000").json()
+    assert "t2" not in after and len(after) == len(before) - 1

@@ -158,6 +158,12 @@ def test_embed_refuses_a_text_over_the_window_or_pools_its_passages(ws: Workspac
         # every passage is a text to embed: a request's passages have a limit of their own
         many = client.post("/v1/embed", json={"texts": [report] * 30, "long": "pool"})
         assert many.status_code == 413 and "api.max_passages" in many.json()["detail"]
+        assert "at least" in many.json()["detail"]  # counted from the tokens, before splitting
+        # a text of more passages than a text may have is refused, never pooled cut short
+        assert ws.settings.passages.max_per_document < 19_000 // 128  # a token a character
+        cut = client.post("/v1/embed", json={"texts": ["!" * 19_000], "long": "pool"})
+        assert cut.status_code == 400, cut.text
+        assert "passages.max_per_document" in cut.json()["detail"]
         assert body["passages"][0] == 1 and body["passages"][1] > 20
         assert abs(sum(x * x for x in body["vectors"][1]) - 1) < 1e-4
         # a long query is searched as the mean of its passages, never cut

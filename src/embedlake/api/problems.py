@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from embedlake import errors
 
@@ -146,14 +147,31 @@ def install(app: FastAPI) -> None:
         return problem(422, "validation", "Invalid request", detail, errors=found)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "no-route", 405: "method"}.get(exc.status_code, "http")
-        # the exception's headers too: a 405's Allow (RFC 9110 requires it)
-        return problem(
-            exc.status_code, code, str(exc.detail), str(exc.detail), dict(exc.headers or {})
-        )
+        # the exception's headers too: a 405's Allow (RFC 9110 requires it), which names every
+        # method of the path (Starlette's names only its first route's: GET, not DELETE too)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _methods(app.router.routes, request.scope)
+            headers["Allow"] = ", ".join(
+                sorted(allowed | ({"HEAD"} if "GET" in allowed else set()))
+            )
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return problem(500, "internal", "Internal error", "an unexpected error; see server log")
+
+
+def _methods(routes: list[Any], scope: Any) -> set[str]:
+    """The methods the routes that match ``scope``'s path take (an included router's routes
+    looked into)."""
+    found: set[str] = set()
+    for route in routes:
+        if route.matches(scope)[0] == Match.NONE:
+            continue
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        found |= _methods(inner, scope) if inner else set(getattr(route, "methods", None) or ())
+    return found

@@ -38,7 +38,9 @@ def _few_keys(value: Any) -> Any:
     return value
 
 
-Ref = Annotated[str, Field(min_length=1, max_length=128)]
+# a release id, an alias or a model's name@version: printable (no C0 or C1 control character)
+REF_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+Ref = Annotated[str, Field(min_length=1, max_length=128, pattern=REF_PATTERN)]
 
 
 class _Body(BaseModel):

@@ -52,6 +52,7 @@ class Served:
     searcher: Searcher | None  # None in the embed role, which needs no index
     splitter: Splitter  # how the release splits a text longer than the window
     _map: MapData | None = None
+    _map_tombstones: tuple[int, str] | None = None  # the deletions the map left out
     _map_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -59,11 +60,14 @@ class Served:
         return self.release.id if self.release is not None else None
 
     def map(self, ws: Workspace) -> MapData:
-        """The release's map, built on first use."""
+        """The release's map, built on first use, and again once a document was deleted (or
+        came back) since: a deleted document leaves the map in every serving process."""
         with self._map_lock:
-            if self._map is None:
+            tombstones = ws.catalog.documents.tombstones()
+            if self._map is None or tombstones != self._map_tombstones:
                 if self.release is None or self.searcher is None:
                     raise NotFound("no map: maps belong to releases (`embedlake release`)")
+                self._map_tombstones = tombstones
                 self._map = maps.build(
                     ws,
                     self.release.id,

@@ -148,13 +148,14 @@ def _numbers(values: Sequence[Scalar]) -> list[float]:
 
 def check_filter_field(key: str, values: Sequence[Any]) -> None:
     """Refuse (InputError) a filter field the catalog cannot address exactly: a name with a
-    double quote or a control character (SQLite reads the name inside a quoted JSON path, where
-    ``"`` would end it and let the rest address a nested field), a string value with a NUL
-    (SQLite's JSON functions end a string there; PostgreSQL refuses NUL in text)."""
-    if '"' in key or any(ord(c) < 32 or c == "\x7f" for c in key):
+    double quote, a backslash or a control character (SQLite reads the name inside a quoted JSON
+    path, where ``"`` would end it and let the rest address a nested field, and a backslash is
+    compared as stored, escaped), a string value with a NUL (SQLite's JSON functions end a string
+    there; PostgreSQL refuses NUL in text)."""
+    if '"' in key or "\\" in key or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in key):
         raise InputError(
-            f"filter field {key[:64]!r}: a field name may not contain a double quote or a "
-            "control character"
+            f"filter field {key[:64]!r}: a field name may not contain a double quote, a "
+            "backslash or a control character"
         )
     if any(isinstance(v, str) and "\x00" in v for v in values):
         raise InputError(f"filter field {key[:64]!r}: a value may not contain a NUL character")
@@ -165,8 +166,9 @@ def _matches(key: str, values: Sequence[Scalar], dialect: str) -> Any:
     numbers, booleans), each kind one ``IN`` over fields of that JSON type only (``"5"`` does
     not match the number 5, nor ``1`` the boolean true)."""
     check_filter_field(key, values)
-    if key == "source":
-        return _in(t.c.source, list(dict.fromkeys(str(v) for v in values)), String(), dialect)
+    if key == "source":  # a string: a number or a boolean matches no source
+        names = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+        return _in(t.c.source, names, String(), dialect) if names else false()
     field = t.c.metadata[key]
     strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
     numbers = _numbers(values)
@@ -262,13 +264,23 @@ class Documents:
         with self._catalog.connect() as conn:
             row = conn.execute(select(t).where(t.c.id == doc_id)).first()
         if row is None or (row.deleted_at is not None and not include_deleted):
-            raise NotFound(f"document {doc_id!r} does not exist")
+            raise NotFound(f"document {_shown(doc_id)} does not exist")
         return Document(row.id, row.source, row.title, row.text, row.metadata)
 
     def get_many(self, ids: Sequence[str]) -> dict[str, Document]:
         """Live documents among ``ids`` (missing or deleted ones are absent)."""
         rows = self._live_among(tuple(t.c), ids)
         return {r.id: Document(r.id, r.source, r.title, r.text, r.metadata) for r in rows}
+
+    def sources(self, ids: Sequence[str]) -> dict[str, str]:
+        """The source of each of ``ids`` the catalog has, deleted ones included (an id belongs
+        to its source for good: ingest refuses it from another)."""
+        with self._catalog.connect() as conn:
+            dialect = self._catalog.engine.dialect.name
+            rows = conn.execute(
+                select(t.c.id, t.c.source).where(_in(t.c.id, list(ids), String(), dialect))
+            )
+            return {r.id: r.source for r in rows}
 
     def contents(self, ids: Sequence[str]) -> dict[str, Content]:
         """Title, text and content hash of the live documents among ``ids``."""
@@ -330,7 +342,7 @@ class Documents:
                 .values(deleted_at=datetime.now(UTC))
             )
         if done.rowcount == 0:
-            raise NotFound(f"document {doc_id!r} does not exist")
+            raise NotFound(f"document {_shown(doc_id)} does not exist")
 
     def count(self) -> int:
         """Live documents: the count the database keeps (migration 0006), not a scan."""
@@ -362,6 +374,16 @@ class Documents:
         with self._catalog.connect() as conn:
             rows = conn.execute(select(t.c.id).where(t.c.deleted_at.is_not(None)))
             return {r.id for r in rows}
+
+    def tombstones(self) -> tuple[int, str]:
+        """How many documents are deleted, and when the last was: changes when one more is (or
+        one comes back), read from the tombstones' index alone (migration 0009), so its cost
+        follows the deletions, not the corpus."""
+        with self._catalog.connect() as conn:
+            count, last = conn.execute(
+                select(func.count(), func.max(t.c.deleted_at)).where(t.c.deleted_at.is_not(None))
+            ).one()
+        return int(count), str(last)
 
     def iter_live_hashes(self, page: int = 20_000) -> Iterator[tuple[str, str]]:
         """(id, content hash) of every live document, in code-point order of the ids (as
@@ -430,3 +452,8 @@ class Documents:
                     finished_at=datetime.now(UTC),
                 )
             )
+
+
+def _shown(doc_id: str) -> str:
+    """An id fit for a message: a long one by its start (an error must not echo a whole path)."""
+    return repr(doc_id if len(doc_id) <= 128 else doc_id[:128] + "…")

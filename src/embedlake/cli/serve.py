@@ -43,6 +43,7 @@ def serve(
 
     from embedlake.api.app import FACTORY_ENV, ROLES, create_app
     from embedlake.api.auth import is_loopback
+    from embedlake.api.protocol import HeaderDeadline
     from embedlake.workspace import Workspace
 
     if role not in ROLES:
@@ -72,18 +73,21 @@ def serve(
                 workers=workers,
                 log_level=log_level,
                 limit_concurrency=w.settings.api.max_connections,
+                http=HeaderDeadline,  # each worker sets its deadline (worker_app)
             )
             return
         if up:
             from embedlake.runtime import Runtime
 
             stack.enter_context(Runtime(w))
+        HeaderDeadline.seconds = w.settings.api.header_timeout_seconds
         uvicorn.run(
             create_app(w, role),
             host=host,
             port=port,
             log_level=log_level,
             limit_concurrency=w.settings.api.max_connections,
+            http=HeaderDeadline,
         )
 
 
@@ -94,8 +98,11 @@ def worker_app() -> object:
 
     machine.cap_thread_pools()
     from embedlake.api.app import from_environment
+    from embedlake.api.protocol import HeaderDeadline
 
-    return from_environment()
+    app = from_environment()
+    HeaderDeadline.seconds = app.state.settings.api.header_timeout_seconds
+    return app
 
 
 @keys.command("create")

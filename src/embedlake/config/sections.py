@@ -748,6 +748,12 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(
         default=4_000_000, gt=0, description="request bodies larger than this many bytes get 413"
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's headers must arrive within this many seconds of its "
+        "connection (or of the previous response), or the connection is closed",
+    )
     body_timeout_seconds: float = Field(
         default=30.0,
         gt=0,

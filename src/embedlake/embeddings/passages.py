@@ -134,6 +134,15 @@ class Splitter:
         n = len(self.window.tokenizer.encode(text, add_special_tokens=False).ids)
         return max(0, n + self._specials - self.window.tokens)
 
+    def least_passages(self, over: int) -> int:
+        """The fewest passages a free text ``over`` tokens longer than the window can be split
+        into (a passage holds at most its size less the special tokens; overlaps and sentence
+        ends only add): what a limit on passages can be checked against before splitting."""
+        if self.window is None or not self.chunking.enabled or over <= 0:
+            return 1
+        tokens = over + self.window.tokens - self._specials
+        return -(-tokens // (self.chunking.size - self._specials))
+
     def split_many(self, docs: list[tuple[str, str, str]]) -> list[Split]:
         """``(id, title, text)`` each → its passages. The tokenizer and the splitter work on
         the whole batch at once, on every core (both are Rust, and release the GIL)."""

@@ -21,7 +21,8 @@ def check_search(
 ) -> None:
     """Refuse (``TooLarge``) a search over any of ``api``'s limits."""
     if k > api.max_k:
-        raise TooLarge(f"k is {k:,}; the limit is {api.max_k:,} (api.max_k)")
+        said = f"{k:,}" if k < 10**15 else f"a {len(str(k)):,}-digit number"
+        raise TooLarge(f"k is {said}; the limit is {api.max_k:,} (api.max_k)")
     if query is not None and len(query) > api.max_text_chars:
         raise TooLarge(
             f"query has {len(query):,} characters; the limit is {api.max_text_chars:,} "

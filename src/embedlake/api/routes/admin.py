@@ -18,9 +18,7 @@ router = APIRouter(tags=["admin"], responses=problems.RESPONSES, route_class=Fas
 Admin = Annotated[str, Depends(caller("admin"))]
 # an alias in the path: 422 when over the length or holding a control character (the catalog's
 # check_alias, stated in the OpenAPI document)
-AliasName = Annotated[
-    str, Path(min_length=1, max_length=ALIAS_MAX, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
-]
+AliasName = Annotated[str, Path(min_length=1, max_length=ALIAS_MAX, pattern=schemas.REF_PATTERN)]
 
 
 def _release(ws: Workspace, r: ReleaseRecord, *, report: bool = False) -> schemas.Release:

@@ -57,6 +57,7 @@ async def add_documents(body: schemas.DocumentBatch, request: Request) -> schema
         )
     _check_sizes(body, ws.settings.ingest.max_document_bytes)
     _check_documents(body, ws.settings.ingest.max_document_bytes)
+    await run_in_threadpool(_check_owners, ws, body)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     key = f"raw/{body.source}/api-{stamp}-{uuid.uuid4().hex[:12]}.jsonl"
     lines = (json.dumps(d.model_dump(), ensure_ascii=False) for d in body.documents)
@@ -98,6 +99,19 @@ def _check_documents(body: schemas.DocumentBatch, limit: int) -> None:
             raise InputError(
                 f"document {number}: the id {doc.id[:64]!r} is also document "
                 f"{first[stored.id]} of this batch"
+            )
+
+
+def _check_owners(ws: Workspace, body: schemas.DocumentBatch) -> None:
+    """An id another source has is refused now, as ingest would refuse it after the 202 (two
+    batches both still waiting for ingest can only meet there)."""
+    owners = ws.catalog.documents.sources([d.id for d in body.documents])
+    for number, doc in enumerate(body.documents):
+        owner = owners.get(doc.id)
+        if owner is not None and owner != body.source:
+            raise InputError(
+                f"document {number}: the id {doc.id[:64]!r} belongs to source {owner!r} (an id "
+                "is one document of one source); send it to that source, or another id"
             )
 
 

@@ -48,36 +48,82 @@ async def embed(body: schemas.EmbedRequest, request: Request) -> schemas.EmbedRe
 async def _long(
     request: Request, served: Served, body: schemas.EmbedRequest
 ) -> tuple[np.ndarray, list[int]]:
-    """Texts some of which may be longer than the window: refused, or split and pooled."""
+    """Texts some of which may be longer than the window: refused, or split and pooled. Every
+    refusal comes before the work it would bound: in ``refuse`` mode at the first text over the
+    window; in ``pool`` mode, before any text is split, from the least number of passages each
+    text's tokens make (so ``api.max_passages`` and ``passages.max_per_document`` are not met
+    after seconds of splitting), and a text is never cut."""
     splitter = served.splitter
-    over = await asyncio.to_thread(lambda: [splitter.window_tokens(t) or 0 for t in body.texts])
-    if body.long == "refuse":
+    first_only = body.long == "refuse"
+
+    def count() -> list[int]:
+        over = []
+        for text in body.texts:
+            over.append(splitter.window_tokens(text) or 0)
+            if first_only and over[-1]:
+                break  # the first one over is refused: the rest need not be counted
+        return over
+
+    over = await asyncio.to_thread(count)
+    window = splitter.window
+    if first_only:
         for n, extra in enumerate(over):
             if extra:
-                assert splitter.window is not None
+                assert window is not None
                 raise InputError(
                     f"texts[{n}] is {extra:,} tokens longer than model {served.model.ref} reads "
-                    f"({splitter.window.tokens:,} tokens, special tokens included); send "
+                    f"({window.tokens:,} tokens, special tokens included); send "
                     '"long": "pool" to embed it as the mean of its passages, or a shorter text'
                 )
+    most = request.app.state.settings.api.max_passages
+    if any(over):
+        assert window is not None
+        _may_pool(served, over, most)
     pieces: list[str] = []
     owner: list[int] = []
-    cut = 0  # passages off: a long text is one passage, cut at the window
     for n, (text, extra) in enumerate(zip(body.texts, over, strict=True)):
         parts, lost = (await asyncio.to_thread(splitter.split_text, text)) if extra else ([text], 0)
-        cut += lost > 0
+        if lost:  # (more passages than the least estimate: never cut, refused)
+            raise InputError(
+                f"texts[{n}] makes more than the {splitter.chunking.max_passages:,} passages a "
+                "text may have (passages.max_per_document); send a shorter text"
+            )
         pieces += parts
         owner += [n] * len(parts)
-    most = request.app.state.settings.api.max_passages
-    if len(pieces) > most:
-        raise TooLarge(
-            f"the texts make {len(pieces):,} passages; the limit is {most:,} (api.max_passages)"
-        )
-    metrics = request.app.state.metrics
-    metrics.texts_split.labels("embed").inc(sum(1 for extra in over if extra) - cut)
-    metrics.texts_cut.labels("embed").inc(cut)
+        if len(pieces) > most:
+            raise TooLarge(
+                f"the texts make over {most:,} passages; the limit is {most:,} (api.max_passages)"
+            )
+    request.app.state.metrics.texts_split.labels("embed").inc(sum(1 for extra in over if extra))
     vectors = await served.batcher.encode(pieces)
     counts = np.bincount(owner, minlength=len(body.texts))
     sums = np.zeros((len(body.texts), vectors.shape[1]), dtype=np.float32)
     np.add.at(sums, np.asarray(owner), vectors)
     return normalise(sums), [int(c) for c in counts]
+
+
+def _may_pool(served: Served, over: list[int], most: int) -> None:
+    """Refuse, before any splitting, texts that cannot be pooled whole: passages off (a long text
+    would be cut), a text whose tokens make more passages than a text may have, or texts that
+    make more than ``most`` in all. Each count is the least the splitter can make
+    (``Splitter.least_passages``)."""
+    splitter = served.splitter
+    chunking, window = splitter.chunking, splitter.window
+    assert window is not None
+    if not chunking.enabled:
+        raise InputError(
+            f"release {served.release_id or served.model.ref} embeds documents whole (passages "
+            'off), so "long": "pool" cannot split a text over its window; send shorter texts'
+        )
+    least = [splitter.least_passages(extra) for extra in over]
+    for n, passages in enumerate(least):
+        if passages > chunking.max_passages:
+            raise InputError(
+                f"texts[{n}] makes at least {passages:,} passages; a text may have "
+                f"{chunking.max_passages:,} (passages.max_per_document); send a shorter text"
+            )
+    if sum(least) > most:
+        raise TooLarge(
+            f"the texts make at least {sum(least):,} passages; the limit is {most:,} "
+            "(api.max_passages)"
+        )

@@ -126,11 +126,26 @@ async def _bulk(
     request: Request, found: MapData, key: str, make: Callable[[], bytes], media_type: str
 ) -> Response:
     headers = {"X-Total-Count": str(len(found.ids)), "Vary": "Accept-Encoding"}
-    if "gzip" not in request.headers.get("accept-encoding", ""):
+    if not _accepts_gzip(request.headers.get("accept-encoding", "")):
         return Response(await run_in_threadpool(make), media_type=media_type, headers=headers)
     body = await run_in_threadpool(found.compressed, key, make)
     headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=media_type, headers=headers)
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether ``Accept-Encoding`` takes gzip: named (or ``*``) with a q above 0 (RFC 9110;
+    ``gzip;q=0`` refuses it, ``nogzip`` is another coding)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "*"):
+            continue
+        q = params.strip().lower()
+        try:
+            return not q.startswith("q=") or float(q[2:]) > 0
+        except ValueError:
+            return False
+    return False
 
 
 def _offered(

@@ -186,8 +186,12 @@ async def neighbours(
     doc_id: str,
     request: Request,
     k: Annotated[int, Query(ge=1, description="at most `api.max_k`")] = 10,
-    release: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
-    alias: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    release: Annotated[
+        str | None, Query(min_length=1, max_length=128, pattern=schemas.REF_PATTERN)
+    ] = None,
+    alias: Annotated[
+        str | None, Query(min_length=1, max_length=128, pattern=schemas.REF_PATTERN)
+    ] = None,
 ) -> Response:
     """The ``k`` nearest documents of a document (itself left out)."""
     if not request.scope.get("raw_path", b"/neighbours").split(b"?")[0].endswith(b"/neighbours"):
