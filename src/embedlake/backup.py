@@ -65,6 +65,7 @@ def export(ws: Workspace, dest: str, *, lake: bool = True) -> Snapshot:
     fs, root = _location(ws, dest)
     if fs.exists(f"{root}/manifest.json"):
         raise Conflict(f"{dest} already holds a snapshot; export into an empty location")
+    _check_destination(ws, fs, root, dest)
     fs.makedirs(f"{root}/catalog", exist_ok=True)
     counts: dict[str, int] = {}
     # one read transaction: the tables agree with each other (PostgreSQL gives a consistent
@@ -120,13 +121,7 @@ def import_(ws: Workspace, source: str) -> Snapshot:
     workspace, `embedlake init`). Lake objects are copied and checked against their SHA-256; with
     a snapshot made without the lake, the objects must already be in this workspace's lake."""
     fs, root = _location(ws, source)
-    try:
-        with fs.open(f"{root}/manifest.json", "r", encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise NotFound(f"{source} holds no snapshot (no manifest.json)") from None
-    if manifest.get("format") != FORMAT:
-        raise InputError(f"{source}: not an embedlake snapshot ({manifest.get('format')!r})")
+    manifest = _manifest(fs, root, source)
     if manifest["schema"] != migrate.head():
         raise InputError(
             f"{source} was exported at catalog schema {manifest['schema']}, this embedlake is at "
@@ -135,8 +130,20 @@ def import_(ws: Workspace, source: str) -> Snapshot:
     _check_empty(ws)
     if manifest["database_indexes"]:
         index_params(ws, "pgvector")  # refuses a catalog that cannot hold them, before any write
-    etags = _restore_lake(ws, fs, root, manifest)
-    counts = _restore_catalog(ws, fs, root, etags, manifest["tables"])
+    lake = open_lake(ws.settings.resolve(ws.settings.lake.url), ws.settings.lake)
+    if manifest["lake_copied"] and next(iter(lake.list()), None) is not None:
+        raise Conflict(
+            f"the workspace's lake {lake.url} is not empty: import into a new workspace, so that "
+            "nothing stored is overwritten (a lost catalog over its lake: `embedlake recover`)"
+        )
+    written: list[str] = []
+    try:
+        etags = _restore_lake(lake, fs, root, manifest, written)
+        counts = _restore_catalog(ws, fs, root, etags, manifest["tables"])
+    except BaseException:
+        for key in written:  # a refused snapshot leaves nothing behind (the catalog rolled back)
+            lake.delete(key)
+        raise
     for index_id in manifest["database_indexes"]:
         _restore_database_index(ws, fs, root, index_id)
     objects = manifest["objects"]
@@ -156,6 +163,69 @@ def _location(ws: Workspace, url: str) -> tuple[Any, str]:
     return fs, str(root).rstrip("/")
 
 
+def _check_destination(ws: Workspace, fs: Any, root: str, dest: str) -> None:
+    """A snapshot goes to an empty place outside the workspace and its lake: exporting into the
+    workspace itself opened each lake object for writing while reading it (every one was left
+    empty)."""
+    if fs.exists(root) and not fs.isdir(root):
+        raise InputError(f"{dest} is a file: export into an empty folder")
+    if fs.exists(root) and fs.ls(root):
+        raise Conflict(f"{dest} is not empty: export into an empty folder")
+    lake = ws.settings.resolve(ws.settings.lake.url)
+    local_lake = "://" not in lake or lake.startswith("file://")
+    if dest.startswith("s3://"):
+        here, there = dest.rstrip("/") + "/", lake.rstrip("/") + "/"
+        if not local_lake and (here.startswith(there) or there.startswith(here)):
+            raise InputError(f"{dest} overlaps the lake {lake}: export somewhere else")
+        return
+    target = Path(root).resolve()
+    places = [ws.settings.workspace.resolve()]
+    if local_lake:
+        places.append(Path(lake.removeprefix("file://")).resolve())
+    for inside in places:
+        if target == inside or inside in target.parents or target in inside.parents:
+            raise InputError(
+                f"{dest} overlaps the workspace or its lake ({inside}): export somewhere else"
+            )
+
+
+def _manifest(fs: Any, root: str, source: str) -> dict[str, Any]:
+    """The snapshot's manifest, checked for the fields an import reads (InputError if not)."""
+    if fs.exists(root) and not fs.isdir(root):
+        raise InputError(f"{source} is a file, not a snapshot folder")
+    try:
+        with fs.open(f"{root}/manifest.json", "r", encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise NotFound(f"{source} holds no snapshot (no manifest.json)") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{source}/manifest.json is not JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{source}: not an embedlake snapshot ({found!r})")
+    fields = {
+        "schema": str,
+        "tables": dict,
+        "lake_copied": bool,
+        "database_indexes": list,
+        "objects": list,
+    }
+    for name, kind in fields.items():
+        if not isinstance(manifest.get(name), kind):
+            raise InputError(
+                f"{source}/manifest.json: {name!r} is missing or not a {kind.__name__}"
+            )
+    for obj in manifest["objects"]:
+        if not (
+            isinstance(obj, dict)
+            and isinstance(obj.get("key"), str)
+            and isinstance(obj.get("sha256"), str)
+            and isinstance(obj.get("size"), int)
+        ):
+            raise InputError(f"{source}/manifest.json: an object entry is not key, size, sha256")
+    return manifest
+
+
 def _check_empty(ws: Workspace) -> None:
     with ws.catalog.connect() as conn:
         for table in _TABLES:
@@ -166,20 +236,29 @@ def _check_empty(ws: Workspace) -> None:
                 )
 
 
-def _restore_lake(ws: Workspace, fs: Any, root: str, manifest: dict[str, Any]) -> dict[str, str]:
+def _restore_lake(
+    lake: Lake, fs: Any, root: str, manifest: dict[str, Any], written: list[str]
+) -> dict[str, str]:
     """Copy (or check) the objects; returns key → etag in this lake (another store may report
-    other etags for the same bytes: a multipart upload's is not an MD5)."""
-    # a lake of its own, with no subscribers: the restored catalog already records these objects
-    # and their events, so writing them must not raise new ones
-    lake = open_lake(ws.settings.resolve(ws.settings.lake.url), ws.settings.lake)
+    other etags for the same bytes: a multipart upload's is not an MD5). ``lake`` is one of its
+    own, with no subscribers: the restored catalog already records these objects and their
+    events, so writing them must not raise new ones. A copied object is checked against its
+    SHA-256 before it is written (through a temporary file), so a tampered one never lands;
+    ``written`` gets each key written, for the caller to take back if the import fails."""
     etags = {}
     for obj in manifest["objects"]:
         key = obj["key"]
         if manifest["lake_copied"]:
-            with fs.open(f"{root}/lake/{key}", "rb") as src:
+            with fs.open(f"{root}/lake/{key}", "rb") as src, tempfile.TemporaryFile() as held:
                 hashing = _Hashing(src)
-                etags[key] = lake.put_file(key, hashing).etag  # type: ignore[arg-type]
-            found = hashing.sha256.hexdigest()
+                while chunk := hashing.read(_CHUNK):
+                    held.write(chunk)
+                if hashing.sha256.hexdigest() != obj["sha256"]:
+                    raise InputError(f"lake object {key}: content differs from the snapshot's")
+                held.seek(0)
+                written.append(key)
+                etags[key] = lake.put_file(key, held).etag
+            continue
         else:
             if not lake.exists(key):
                 raise NotFound(
@@ -280,19 +359,24 @@ def _read_rows(fs: Any, path: str, table: Table) -> Iterator[list[dict[str, Any]
         raw = fs.open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"the snapshot has no {path}") from None
-    with raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-        batch: list[dict[str, Any]] = []
-        for line in lines:
-            row = json.loads(line)
-            for name in dates:
-                if row.get(name) is not None:
-                    row[name] = datetime.fromisoformat(row[name])
-            batch.append(row)
-            if len(batch) >= _BATCH:
+    try:
+        with raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
+            batch: list[dict[str, Any]] = []
+            for line in lines:
+                row = json.loads(line)
+                for name in dates:
+                    if row.get(name) is not None:
+                        row[name] = datetime.fromisoformat(row[name])
+                batch.append(row)
+                if len(batch) >= _BATCH:
+                    yield batch
+                    batch = []
+            if batch:
                 yield batch
-                batch = []
-        if batch:
-            yield batch
+    except (EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        # a truncated or damaged file (gzip's EOFError, zlib's error is an OSError), a line
+        # that is not JSON or not a row: named, not a traceback (nothing is committed)
+        raise InputError(f"the snapshot's {path} is damaged: {type(exc).__name__}: {exc}") from None
 
 
 def _encode(row: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from embedlake.errors import InputError, NotFound
 # admin implies every other scope
 SCOPES = ("search", "embed", "write", "admin")
 _PREFIX = "elk_"
+NAME_MAX = 200  # characters of a key's name (what it is for)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Keys:
                 f"unknown scope {', '.join(unknown)!r} (known: {', '.join(SCOPES)})"
                 if unknown
                 else f"a key needs at least one scope ({', '.join(SCOPES)})"
+            )
+        if len(name) > NAME_MAX or not name.isprintable():  # listed by `embedlake keys list`
+            raise InputError(
+                f"a key's name has at most {NAME_MAX} printable characters (no control "
+                f"characters): got {len(name):,} characters"
             )
         key_id = secrets.token_hex(6)
         plain = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"

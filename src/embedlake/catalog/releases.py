@@ -24,6 +24,12 @@ def check_alias(name: str) -> str:
         raise InputError(f"an alias name has 1 to {ALIAS_MAX} characters, not {len(name):,}")
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
         raise InputError(f"alias name {name[:64]!r} contains a control character")
+    folder = journal.alias_folder(name).rsplit("/", 1)[-1]  # its records' folder in the lake
+    if len(folder) > 255:
+        raise InputError(
+            f"alias name {name[:64]!r} is too long once escaped for the lake ({len(folder):,} "
+            "characters; at most 255): use fewer characters outside A-Z, a-z, 0-9 and -_~"
+        )
     return name
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import asdict
 from typing import Annotated
 
@@ -78,10 +79,19 @@ def recover(
     must be made again). Refused over a catalog that is not empty, unless --force."""
     from embedlake import recover as recovery
     from embedlake.config import Settings
+    from embedlake.errors import CatalogError
     from embedlake.workspace import Workspace
 
-    Settings.load(ws)  # a workspace it must be (init makes one where there is none)
-    with Workspace.init(ws) as workspace:  # a lost catalog gets its schema first
+    settings = Settings.load(ws)  # a workspace it must be (init makes one where there is none)
+    _set_aside_a_damaged_catalog(settings.catalog_url(), force)
+    try:
+        opened = Workspace.init(ws)  # a lost catalog gets its schema first
+    except CatalogError as exc:  # damaged past its first pages: found by the migration
+        if "malformed" not in str(exc) and "not a database" not in str(exc):
+            raise
+        _set_aside_a_damaged_catalog(settings.catalog_url(), force, damaged=True)
+        opened = Workspace.init(ws)
+    with opened as workspace:
         report = recovery.recover(workspace, force=force)
     if as_json:
         emit_json(asdict(report))
@@ -89,3 +99,38 @@ def recover(
     table("recovered", ["what", "count"], sorted(report.recovered.items()))
     for line in report.not_recovered:
         console.print(f"[yellow]not recovered[/] {escape(line)}", markup=True, highlight=False)
+
+
+def _set_aside_a_damaged_catalog(url: str, force: bool, damaged: bool = False) -> None:
+    """A SQLite catalog file that is no database (damaged, half written, overwritten) cannot be
+    migrated or read: with ``--force`` it is renamed beside itself (kept, not deleted) so that a
+    new one is rebuilt from the lake; without, the refusal says so."""
+    import sqlite3
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from embedlake.errors import ConfigError
+
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url:
+        return
+    path = Path(url[len(prefix) :])
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    if not damaged:  # its header and schema, read cheaply (a full check would read it all)
+        try:
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return
+        except sqlite3.DatabaseError:
+            pass
+    if not force:
+        raise ConfigError(
+            f"the catalog {path} is damaged (not a readable SQLite database): `embedlake recover "
+            "--force` sets it aside and rebuilds the catalog from the lake"
+        )
+    aside = path.with_name(f"{path.name}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+    console.print(f"the damaged catalog was set aside as {aside}", highlight=False)

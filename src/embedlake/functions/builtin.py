@@ -33,6 +33,10 @@ def ingest(event: Event, ctx: Context) -> dict[str, Any]:
     if reader_for(event.key) is None:
         log.info("not an ingestible file, skipped: %s", event.key)
         return {"skipped": event.key}
+    if not ctx.ws.lake.exists(event.key):  # deleted after it was seen: nothing to ingest, and
+        # no retries (a retry that finds it gone lands here too)
+        log.info("deleted before it was ingested, skipped: %s", event.key)
+        return {"skipped": event.key, "gone": True}
     report = ingest_object(ctx.ws, event.key)
     changed = report.inserted + report.updated
     if changed:

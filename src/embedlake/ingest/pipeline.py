@@ -174,6 +174,11 @@ def _ingest_file(
     id_prefix: str,
     seen: FolderIds | None = None,
 ) -> IngestReport:
+    if not rel.isascii():
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # a lake key, an event and a catalog row are UTF-8
+            raise InputError(f"{rel!r}: the file name is not valid UTF-8 (rename it)") from None
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -256,6 +261,13 @@ def ingest_object(
             )
         if report.rejected:
             report.quarantine_key = _quarantine(ws, source, rel, key, report, rejects)
+        else:  # a clean read of the object (a file rewritten whole since) clears its quarantine
+            for stale in (
+                f"quarantine/{source}/{rel}.reason.json",
+                f"quarantine/{source}/{rel}.rejects.jsonl",
+            ):
+                if ws.lake.exists(stale):
+                    ws.lake.delete(stale)
     ws.catalog.documents.add_ingest_run(
         source=source, file=shown, raw_key=key, counts=report.counts(), started_at=started
     )

@@ -22,6 +22,8 @@ from embedlake.lake import ObjectInfo
 from embedlake.workspace import Workspace
 
 SIDECAR = ".ingest.json"
+SIDECAR_BYTES = 65_536
+NAME_BYTES = 255  # a file name, on every file system a local lake may be on
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,16 @@ def sidecar_key(raw_key: str) -> str:
 
 def options_of(ws: Workspace, raw_key: str) -> Options:
     """The options ``raw_key`` was copied in with (the defaults when it has no sidecar)."""
+    if len(posixpath.basename(sidecar_key(raw_key)).encode()) > NAME_BYTES:
+        return Options()  # no file system could hold its sidecar: it has none
     try:
-        data = json.loads(ws.lake.get(sidecar_key(raw_key)))
+        raw = ws.lake.get(sidecar_key(raw_key))
+        if len(raw) > SIDECAR_BYTES:  # a few small options: anything larger is not a sidecar
+            raise ValueError(f"{len(raw):,} bytes, over {SIDECAR_BYTES:,}")
+        data = json.loads(raw)
     except NotFound:
         return Options()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (nested past the parser's depth: RecursionError)
         raise InputError(f"{sidecar_key(raw_key)}: not a JSON object of options ({exc})") from None
     prefix = data.get("id_prefix", "") if isinstance(data, dict) else None
     name = data.get("name", "") if isinstance(data, dict) else None
@@ -56,6 +63,12 @@ def copy_in(ws: Workspace, source: str, rel: str, handle: IO[bytes], options: Op
     """Copy into ``raw/<source>/<rel>`` unless the same bytes with the same options are there;
     raw objects are never replaced (another version or other options get a timestamped key)."""
     key = f"raw/{source}/{rel}"
+    name = posixpath.basename(rel).encode("utf-8", "surrogateescape")
+    if len(name) > NAME_BYTES - len(SIDECAR) - len(".20261208T012859218590"):
+        raise InputError(
+            f"{rel!r}: a file name of {len(name):,} bytes is too long for the lake (a later "
+            f"version and its options sidecar must fit {NAME_BYTES} bytes): rename it"
+        )
     if ws.lake.exists(key):  # the same bytes again? (a first copy is hashed as it is written)
         digest = hashlib.md5(usedforsecurity=False)
         while chunk := handle.read(1 << 20):

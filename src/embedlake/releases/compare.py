@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from embedlake.errors import InputError
 from embedlake.releases import gate
 from embedlake.workspace import Workspace
 
@@ -14,6 +15,9 @@ def compare(ws: Workspace, a: str, b: str) -> dict[str, Any]:
     """``{"datasets": [per dataset], "gate": the policy's decision for b replacing a}``."""
     releases = ws.catalog.releases
     ra, rb = releases.get(a), releases.get(b)
+    for r in (ra, rb):  # as publish says it: what is not built cannot be benchmarked
+        if r.status in ("building", "failed", "removed") or r.index_id is None:
+            raise InputError(f"release {r.id} is {r.status}: only built releases can be compared")
     datasets = gate.gate_datasets(ws, gate.held_out(ws, ra.model_id, rb.model_id))
     left_results, right_results = gate.benchmark(ws, ra, datasets), gate.benchmark(ws, rb, datasets)
     decision = gate.decide(ws.settings.gate, right_results, left_results)

@@ -72,6 +72,12 @@ def record(ws: Workspace, event: Event, specs: Sequence[FunctionSpec] = ()) -> N
 def record_object(ws: Workspace, key: str) -> bool:
     """Raise ``object.created`` for ``key`` unless it was seen with the same content (True: raised).
     An object the store cannot describe now is left to the next scan."""
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # a file name not in UTF-8: no key, event or catalog row
+            log.warning("skipped %r: its name is not valid UTF-8 (rename the file)", key)
+            return False
     try:
         event = created_event(ws, key)
     except Exception:

@@ -63,8 +63,25 @@ class Watcher(Loop):
         self.root = Path(local).parent if local else None
 
     def run(self) -> None:
+        """Watch until stopped. A failure of the watch itself (watchfiles cannot name a file
+        whose name is not UTF-8, and raises) is logged and the watch begins again, after a scan
+        for what arrived meanwhile: it once ended the thread, and nothing was ingested after."""
         if self.root is None:
             return
+        while not self._halt.is_set():
+            try:
+                self._watch()
+            except Exception:
+                log.exception("watcher: the watch of %s failed; watching again", self.root)
+                if self._halt.wait(1.0):
+                    return
+                try:
+                    scan(self._ws, self._prefixes)
+                except Exception:
+                    log.exception("watcher: the scan after a failed watch failed")
+
+    def _watch(self) -> None:
+        assert self.root is not None
         for changes in watch(
             self.root,
             stop_event=self._halt,
