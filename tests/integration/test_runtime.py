@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from embedlake import Workspace
-from embedlake.errors import InputError
+from embedlake.errors import Conflict, InputError
 from embedlake.events import DOCUMENTS_CHANGED, Event
 from embedlake.functions import Functions, on_event
 from embedlake.functions.context import Context
@@ -155,9 +155,12 @@ def test_a_failing_handler_is_dead_lettered_while_others_flow(
         assert len(oks) == 6 and {i.status for i in oks} == {"succeeded"}
         assert _state["peak"] == 2  # the concurrency limit held, and was used
         again = redrive(ws, dead.id)
+        with pytest.raises(Conflict, match="re-driven already"):  # not queued twice
+            redrive(ws, dead.id)
         assert runtime.wait_idle(60)
         redriven = events.invocation(again)
         assert (redriven.status, redriven.attempts) == ("dead", 3)
+        assert redrive(ws, dead.id) == again[: again.index("~")] + "~2"  # dead again: once more
         with pytest.raises(Exception, match="not dead-lettered"):
             redrive(ws, oks[0].id)
 

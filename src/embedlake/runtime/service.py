@@ -20,7 +20,7 @@ from typing import Any
 from croniter import croniter
 
 from embedlake.catalog.wake import Wake
-from embedlake.errors import InputError
+from embedlake.errors import Conflict, InputError
 from embedlake.events import Event
 from embedlake.functions import Functions
 from embedlake.functions.loading import load_functions
@@ -282,10 +282,16 @@ def redrive(ws: Workspace, run_id: str) -> str:
         raise InputError(f"invocation {run_id} is {invocation.status}, not dead-lettered")
     event = events.get(invocation.event_id)
     base = run_id.split("~", 1)[0]
-    number = 1 + sum(
-        1 for i in events.invocations(function=invocation.function) if i.id.startswith(base + "~")
-    )
-    new_id = f"{base}~{number}"
+    again = [
+        i for i in events.invocations(function=invocation.function) if i.id.startswith(base + "~")
+    ]
+    pending = [i for i in again if i.status != "dead"]  # re-driven already (not dead again)
+    if pending:
+        raise Conflict(
+            f"invocation {run_id} was re-driven already as {pending[-1].id} "
+            f"({pending[-1].status}); retry that one if it fails"
+        )
+    new_id = f"{base}~{1 + len(again)}"
     events.invocation_queued(new_id, invocation.function, event.id)
     return new_id
 
