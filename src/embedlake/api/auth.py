@@ -25,7 +25,7 @@ from embedlake.catalog.keys import ApiKey
 from embedlake.errors import Forbidden, Unauthenticated
 from embedlake.workspace import Workspace
 
-# a key is "el_<id>_<43 characters>" (catalog/keys.py): a token far longer is no key
+# a key is "elk_<id>_<43 characters>" (catalog/keys.py): a token far longer is no key
 MAX_TOKEN_CHARS = 256
 CACHE_ENTRIES = 10_000  # tokens checked lately, good and bad (each entry ~200 bytes)
 
