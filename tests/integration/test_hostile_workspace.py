@@ -19,7 +19,7 @@ from embedlake.ingest import ingest_path
 from embedlake.ingest.pipeline import ingest_object
 from embedlake.runtime.core import record_object
 from embedlake.warehouse import query
-from tests.conftest import write_jsonl
+from tests.conftest import collection, write_jsonl
 
 DOCS = [{"_id": f"d{n}", "title": f"doc {n}", "text": f"heat transfer note {n}"} for n in range(8)]
 
@@ -176,3 +176,28 @@ def test_the_watcher_goes_on_after_its_watch_fails(
     monkeypatch.setattr(watch, "scan", lambda ws, prefixes: calls.append("scan") or 0)
     watcher.run()
     assert calls == ["watch", "scan", "watch"]
+
+
+def test_a_build_in_this_process_that_stops_leaves_no_release_building(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped part way (Ctrl-C, an error), a `release` left its release `building` for good:
+    publish refused it, retain kept it, no command cleared it."""
+    from embedlake.cli.releases import build_now
+    from embedlake.releases import build as building
+    from embedlake.training.train import train
+
+    ingest_path(ws, collection("med"))  # enough text for LSA to fit
+    prefix, _ = train(ws, name="lsa-s", kind="lsa", components=16)
+    from embedlake.models import artifacts
+
+    record, _ = artifacts.register_from_lake(ws, prefix)
+
+    def interrupted(*_: object) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(building.reduce, "reduce_release", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_now(ws, record.ref, "a build to stop", publish=True)
+    [release] = ws.catalog.releases.all()
+    assert release.status == "failed" and "the build stopped: KeyboardInterrupt" in release.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import uuid4
@@ -115,8 +116,24 @@ def build_now(
 
     steps = StageSteps(DirectSteps(w), on_stage) if on_stage is not None else None
     ctx = Context(ws=w, function_name="build-release", request_id=uuid4().hex, steps=steps)
-    release_id = build(ctx, w, ref, reason=reason, publish=publish)
+    started = datetime.now(UTC)
+    try:
+        release_id = build(ctx, w, ref, reason=reason, publish=publish)
+    except BaseException as exc:  # (Ctrl-C too) no durable workflow will resume this build
+        _stopped(w, reason, started, exc)
+        raise
     return {"release": release_id, "status": w.catalog.releases.get(release_id).status}
+
+
+def _stopped(w: Workspace, reason: str, started: datetime, exc: BaseException) -> None:
+    """The release a build in this process began, marked failed when the build stops: it was
+    left ``building`` for good (publish refuses it, retain keeps it). A build killed outright
+    (SIGKILL) cannot say so; ``embedlake releases`` shows it building."""
+    why = f"the build stopped: {type(exc).__name__}: {exc}"[:500]
+    for r in w.catalog.releases.all():
+        created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
+        if r.status == "building" and r.reason == reason and created >= started:
+            w.catalog.releases.update(r.id, status="failed", reason=f"{reason}; {why}")
 
 
 def release(
