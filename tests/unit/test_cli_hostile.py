@@ -76,3 +76,21 @@ def test_a_missing_workspace_is_not_found_and_a_file_is_named(tmp_path: Path) ->
     (tmp_path / "f").write_text("x")
     a_file = CliRunner().invoke(app, ["status", str(tmp_path / "f")]).exception
     assert isinstance(a_file, ConfigError) and "is a file" in str(a_file)
+
+
+def test_failed_runs_leave_out_a_dead_letter_a_retry_ran_well(tmp_path: Path) -> None:
+    """A dead letter stayed under `runs --failed` after its retry succeeded."""
+    import json
+
+    from embedlake.events import Event
+
+    with Workspace.init(tmp_path / "ws", environ={}) as ws:
+        events = ws.catalog.events
+        event = Event("test.thing", "subject")
+        events.add(event)
+        for run_id, status in (("a:f", "dead"), ("a:f~1", "succeeded"), ("b:f", "dead")):
+            events.invocation_queued(run_id, "f", event.id)
+            events.invocation_update(run_id, status=status)
+    result = CliRunner().invoke(app, ["runs", str(tmp_path / "ws"), "--failed", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.stdout)] == ["b:f"]

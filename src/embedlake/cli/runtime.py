@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from embedlake.cli.output import console, emit_json, table
+from embedlake.errors import NotFound
 
 Ws = Annotated[Path, typer.Argument(help="Workspace folder (made by `embedlake init`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -86,18 +87,26 @@ def functions(ws: Ws, as_json: Json = False) -> None:
 
 def runs(
     ws: Ws,
-    failed: Annotated[bool, typer.Option("--failed", help="Only dead-lettered runs.")] = False,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed", help="Only dead-lettered runs (not those a retry has since run well)."
+        ),
+    ] = False,
     function: Annotated[str | None, typer.Option(help="Only this function.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: Json = False,
 ) -> None:
     """Invocations: status, attempts, duration, error."""
     from embedlake.workspace import Workspace
 
     with Workspace.open(ws) as w:
-        found = w.catalog.events.invocations(
+        events = w.catalog.events
+        found = events.invocations(
             function=function, status="dead" if failed else None, limit=limit
         )
+        if failed:  # a dead letter a retry (`embedlake retry`: "<id>~N") ran well is dealt with
+            found = [i for i in found if not _retried_well(events, i.id)]
     rows: list[dict[str, Any]] = [
         {
             "id": i.id,
@@ -138,3 +147,16 @@ def retry(ws: Ws, run_id: Annotated[str, typer.Argument(help="A dead-lettered ru
     with Workspace.open(ws) as w:
         new_id = redrive(w, run_id)
     console.print(f"re-driven as {new_id}", highlight=False)
+
+
+def _retried_well(events: Any, run_id: str) -> bool:
+    base = run_id.split("~", 1)[0]
+    number = 1
+    while True:
+        try:
+            again = events.invocation(f"{base}~{number}")
+        except NotFound:
+            return False
+        if again.status == "succeeded":
+            return True
+        number += 1
