@@ -52,6 +52,9 @@ def test_open_mode_answers_loopback_host_names_only(laptop: tuple[Any, TestClien
             body = _problem(client.get(path, headers={"Host": host}), 403, host.split(":")[0])
             assert "api.allowed_hosts" in body["detail"]
     _problem(client.get("/v1/documents/t1", headers={"Host": ""}), 403, "Host")
+    # a bracketed loopback address with something after it that is no port names no server
+    for host in ("[::1]evil", "[::1]:80x", "[::1].evil.example"):
+        _problem(client.get("/v1/documents/t1", headers={"Host": host}), 403)
 
 
 def test_more_host_names_are_allowed_through_the_setting(

@@ -201,3 +201,7 @@ def test_a_build_in_this_process_that_stops_leaves_no_release_building(
         build_now(ws, record.ref, "a build to stop", publish=True)
     [release] = ws.catalog.releases.all()
     assert release.status == "failed" and "the build stopped: KeyboardInterrupt" in release.reason
+    from embedlake.releases.compare import compare
+
+    with pytest.raises(InputError, match="only built releases can be compared"):
+        compare(ws, release.id, release.id)  # (it named a missing BM25 folder)
